@@ -1,0 +1,1 @@
+"""sciflow.data.pdes."""
