@@ -1,0 +1,88 @@
+"""Shared benchmark plumbing: timing medians, environment metadata, JSON output.
+
+Every benchmark writes ``benchmarks/results/<name>.json`` with the device, library versions,
+git SHA, the raw timings (medians over repeats), the anchor measured in the same run and the
+ratios. Tests never assert wall-clock times; these scripts do the measuring.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def git_sha() -> str:
+    try:
+        return subprocess.check_output(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, text=True,
+            stderr=subprocess.DEVNULL,
+        ).strip()
+    except Exception:
+        return "unknown"
+
+
+def environment(device: torch.device | str = "cpu") -> dict[str, Any]:
+    device = torch.device(device)
+    env: dict[str, Any] = {
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "git_sha": git_sha(),
+        "platform": platform.platform(),
+    }
+    for mod in ("sciflow", "numpy", "scipy", "torchdiffeq", "torchsde"):
+        try:
+            env[mod] = __import__(mod).__version__
+        except Exception:
+            pass
+    return env
+
+
+def synchronize(device: torch.device | str) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_it(fn: Callable[[], Any], *, repeats: int = 5, warmup: int = 1,
+            device: torch.device | str = "cpu") -> dict[str, float]:
+    """Median/min/max wall time of ``fn()`` over ``repeats`` after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    synchronize(device)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        synchronize(device)
+        times.append(time.perf_counter() - t0)
+    return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times),
+            "repeats": repeats}
+
+
+def write_result(name: str, payload: dict[str, Any], device: torch.device | str = "cpu",
+                 out_dir: Path | None = None) -> Path:
+    """Write ``payload`` plus the environment to ``<out_dir>/<name>.json`` atomically."""
+    out_dir = out_dir or RESULTS
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{name}.json"
+    doc = {"benchmark": name, "environment": environment(device),
+           "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **payload}
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(doc, indent=2, default=float) + "\n")
+    os.replace(tmp, path)
+    print(json.dumps(doc, indent=2, default=float))
+    return path
