@@ -3,3 +3,11 @@
 from sciflow.nn.mlp import MLP, activation
 
 __all__ = ["MLP", "activation"]
+from sciflow.nn.gnn import GCN, GCNConv, gather_neighbours, knn_graph, l2_normalize, mean_pool  # noqa: E402
+
+__all__ += ["GCN", "GCNConv", "gather_neighbours", "knn_graph", "l2_normalize", "mean_pool"]
+from sciflow.nn.factorized import FactorizedLinear, dense  # noqa: E402
+from sciflow.nn.fourier import FourierFeatures, PeriodicEmbedding  # noqa: E402
+from sciflow.nn.modified_mlp import ModifiedMLP  # noqa: E402
+
+__all__ += ["FactorizedLinear", "dense", "FourierFeatures", "PeriodicEmbedding", "ModifiedMLP"]

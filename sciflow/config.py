@@ -1,0 +1,451 @@
+"""Experiment configuration: YAML over frozen dataclass defaults, with dotted overrides.
+
+A config file states only its deviations from the dataclass defaults::
+
+    model:
+      name: neural_ode        # a key of sciflow.models.registry.MODELS
+      width: 64               # fields of that model's ``config_class``
+    data:
+      generator: lorenz63     # a key of sciflow.data.registry.GENERATORS
+      params: {n: 32}         # keyword arguments of that generator
+    train:
+      max_steps: 500          # fields of sciflow.training.TrainConfig
+
+and the command line overrides single leaves: ``train.max_steps=500 model.width=128``. Values
+are parsed as YAML (``1e-3`` is accepted for a float, ``null`` is ``None``).
+
+Errors are :class:`ConfigError` and name the offending dotted key together with the allowed
+keys (with a "did you mean" hint) or the expected type / allowed values. Strings exist only at
+this edge: what the library receives are frozen dataclass instances (DESIGN.md, "Registries +
+config only at the edge").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import inspect
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal, Mapping, Sequence, TypeVar
+
+import yaml
+
+from sciflow.training.config import TrainConfig
+
+T = TypeVar("T")
+
+__all__ = [
+    "ConfigError",
+    "DataConfig",
+    "EvalConfig",
+    "ExperimentConfig",
+    "ModelSection",
+    "apply_overrides",
+    "from_dict",
+    "load_experiment",
+    "parse_overrides",
+    "to_dict",
+]
+
+
+class ConfigError(ValueError):
+    """A configuration value or key is invalid; the message names the dotted key."""
+
+
+# --------------------------------------------------------------------------------------------
+# generic: dict -> frozen dataclass with type checking
+# --------------------------------------------------------------------------------------------
+
+
+def _join(prefix: str, key: str) -> str:
+    return f"{prefix}.{key}" if prefix else key
+
+
+def _type_name(tp: Any) -> str:
+    if isinstance(tp, type):
+        return tp.__name__
+    return str(tp).replace("typing.", "")
+
+
+def _unknown_key(key: str, prefix: str, allowed: Sequence[str]) -> ConfigError:
+    hint = difflib.get_close_matches(key, list(allowed), n=1)
+    msg = f"unknown key {_join(prefix, key)!r}"
+    if hint:
+        msg += f" (did you mean {_join(prefix, hint[0])!r}?)"
+    return ConfigError(f"{msg}; allowed keys under {prefix or 'the top level'!r}: {sorted(allowed)}")
+
+
+def coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp`` and convert YAML forms (lists -> tuples,
+    ``"1e-3"`` -> float, mappings -> dataclasses). Raises :class:`ConfigError` naming ``key``."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any or tp is object:
+        return value
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key!r} must be a mapping of {tp.__name__} fields, got {value!r}")
+        return from_dict(tp, value, prefix=key)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{key!r} = {value!r} is not allowed; allowed values: {list(args)}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None:
+            if type(None) in args:
+                return None
+            raise ConfigError(f"{key!r} must not be null; expected {_type_name(tp)}")
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return coerce(value, a, key)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(f"{key!r} = {value!r} does not match {_type_name(tp)}")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key!r} must be a bool (true/false), got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigError(f"{key!r} must be an int, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{key!r} must be a float, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{key!r} must be a string, got {value!r}")
+    if origin in (tuple, Sequence, list) or tp in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key!r} must be a list, got {value!r}")
+        if origin is tuple and args and not (len(args) == 2 and args[1] is Ellipsis):
+            if len(args) != len(value):
+                raise ConfigError(f"{key!r} must have {len(args)} entries, got {list(value)}")
+            return tuple(coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(args, value)))
+        inner = args[0] if args else Any
+        return tuple(coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value))
+    if origin in (dict, Mapping) or tp in (dict, Mapping):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key!r} must be a mapping, got {value!r}")
+        vt = args[1] if len(args) == 2 else Any
+        return {str(k): coerce(v, vt, _join(key, str(k))) for k, v in value.items()}
+    if isinstance(tp, type):
+        if isinstance(value, tp):
+            return value
+        raise ConfigError(f"{key!r} must be {tp.__name__}, got {value!r}")
+    return value
+
+
+def from_dict(cls: type[T], data: Mapping[str, Any] | None, *, prefix: str = "") -> T:
+    """Build the frozen dataclass ``cls`` from a (partial) mapping over its defaults.
+
+    Unknown keys and wrongly typed values raise :class:`ConfigError` naming the dotted key.
+    """
+    data = dict(data or {})
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    for k in data:
+        if k not in fields:
+            raise _unknown_key(k, prefix, fields)
+    kwargs = {k: coerce(v, hints[k], _join(prefix, k)) for k, v in data.items()}
+    missing = [n for n, f in fields.items() if n not in kwargs
+               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ConfigError(f"missing required key(s) {[_join(prefix, m) for m in missing]}")
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as e:  # the dataclass's own __post_init__ checks
+        raise ConfigError(f"{prefix or cls.__name__}: {e}") from e
+
+
+def to_dict(obj: Any) -> Any:
+    """Dataclasses (nested) -> plain dicts/lists of primitives (YAML/JSON/checkpoint safe)."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj) if f.init}
+    if isinstance(obj, Mapping):
+        return {str(k): to_dict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    return obj
+
+
+# --------------------------------------------------------------------------------------------
+# overrides
+# --------------------------------------------------------------------------------------------
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """``["train.lr=1e-3", "model.width=64"]`` -> ``{"train.lr": "1e-3", ...}`` (YAML-parsed)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like key.sub=value")
+        key, raw = item.split("=", 1)
+        key = key.strip()
+        if not key or any(not p for p in key.split(".")):
+            raise ConfigError(f"override {item!r} has an empty key part")
+        try:
+            out[key] = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as e:
+            raise ConfigError(f"override {key!r}: cannot parse value {raw!r}: {e}") from e
+    return out
+
+
+def apply_overrides(data: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Set dotted keys in a nested mapping (a copy); intermediate mappings are created."""
+    out = _deepcopy(dict(data))
+    for dotted, value in overrides.items():
+        parts = dotted.split(".")
+        node = out
+        for i, p in enumerate(parts[:-1]):
+            nxt = node.get(p)
+            if nxt is None:
+                nxt = node[p] = {}
+            elif not isinstance(nxt, dict):
+                raise ConfigError(f"cannot set {dotted!r}: {'.'.join(parts[:i + 1])!r} is not a mapping")
+            node = nxt
+        node[parts[-1]] = value
+    return out
+
+
+def _deepcopy(d: Any) -> Any:
+    if isinstance(d, Mapping):
+        return {k: _deepcopy(v) for k, v in d.items()}
+    if isinstance(d, list):
+        return [_deepcopy(v) for v in d]
+    return d
+
+
+# --------------------------------------------------------------------------------------------
+# the experiment schema
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the data comes from and how it is cut into training examples.
+
+    ``generator`` names an entry of ``sciflow.data.registry.GENERATORS`` called with ``params``
+    (plus ``seed``); alternatively ``path`` loads a stored dataset (NetCDF/HDF5/zarr).
+    Trajectories are cut into windows of ``window`` time steps every ``stride`` steps (``None``:
+    whole trajectories). Samples (whole trajectories, before windowing) are split into
+    train/val/test by ``val_fraction``/``test_fraction``.
+    """
+
+    generator: str | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+    path: str | None = None
+    variable: str | None = None
+    window: int | None = None
+    stride: int = 1
+    val_fraction: float = 0.2
+    test_fraction: float = 0.2
+    batch_size: int = 32
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.generator is not None and self.path is not None:
+            raise ValueError("give either data.generator or data.path, not both")
+        if self.window is not None and self.window < 2:
+            raise ValueError(f"data.window must be >= 2 time steps, got {self.window}")
+        if self.stride < 1:
+            raise ValueError(f"data.stride must be >= 1, got {self.stride}")
+        if not (0 <= self.val_fraction < 1 and 0 <= self.test_fraction < 1
+                and self.val_fraction + self.test_fraction < 1):
+            raise ValueError("data.val_fraction and data.test_fraction must be in [0, 1) and sum to < 1")
+        if self.batch_size < 1:
+            raise ValueError(f"data.batch_size must be >= 1, got {self.batch_size}")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Evaluation with uncertainty: the UQ method, its size and the interval level.
+
+    ``uq``: ``samples`` (the model's own ``sample``), ``ensemble`` (``ensemble_size`` models
+    trained from different seeds), ``mc-dropout``, ``conformal`` (split conformal on the
+    validation split around the point prediction), ``hmc``. ``alpha``: miscoverage of the
+    reported intervals (0.1 -> 90 % intervals).
+    """
+
+    uq: Literal["samples", "ensemble", "mc-dropout", "conformal", "hmc"] = "conformal"
+    n_samples: int = 32
+    ensemble_size: int = 3
+    alpha: float = 0.1
+    horizon: int | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 < self.alpha < 1:
+            raise ValueError(f"eval.alpha must be in (0, 1), got {self.alpha}")
+        if self.n_samples < 1 or self.ensemble_size < 1:
+            raise ValueError("eval.n_samples and eval.ensemble_size must be >= 1")
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    """``name`` (a key of ``MODELS``) and that model's frozen ``config``."""
+
+    name: str
+    config: Any
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """One experiment: model, data, training and evaluation, plus where the run is written."""
+
+    model: ModelSection
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    run_dir: str = "runs/experiment"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = to_dict(self)
+        d["model"] = {"name": self.model.name, **to_dict(self.model.config)}
+        return d
+
+
+def _model_registry() -> Mapping[str, type]:
+    from sciflow.models.registry import MODELS
+
+    return MODELS
+
+
+def _generator_registry() -> Mapping[str, Callable[..., Any]]:
+    try:
+        from sciflow.data.registry import GENERATORS
+    except ImportError:
+        return {}
+    return GENERATORS
+
+
+def model_config_class(name: str, models: Mapping[str, type]) -> type:
+    """The frozen config dataclass a registered model declares as ``config_class``."""
+    if name not in models:
+        hint = difflib.get_close_matches(name, list(models), n=1)
+        raise ConfigError(f"model.name = {name!r} is not registered"
+                          + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                          + f"; allowed values: {sorted(models)}")
+    cls = models[name]
+    cfg_cls = getattr(cls, "config_class", None)
+    if cfg_cls is None or not dataclasses.is_dataclass(cfg_cls):
+        raise ConfigError(f"model {name!r} ({cls.__name__}) declares no dataclass 'config_class'")
+    return cfg_cls
+
+
+def _check_generator_params(cfg: DataConfig, generators: Mapping[str, Callable[..., Any]]) -> None:
+    if cfg.generator is None:
+        return
+    if generators and cfg.generator not in generators:
+        hint = difflib.get_close_matches(cfg.generator, list(generators), n=1)
+        raise ConfigError(f"data.generator = {cfg.generator!r} is not registered"
+                          + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                          + f"; allowed values: {sorted(generators)}")
+    fn = generators.get(cfg.generator)
+    if fn is None:
+        return
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return
+    if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
+        return
+    allowed = [n for n, p in sig.parameters.items()
+               if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and n != "seed"]
+    for k in cfg.params:
+        if k not in allowed:
+            raise _unknown_key(k, "data.params", allowed)
+
+
+def experiment_from_dict(
+    data: Mapping[str, Any],
+    *,
+    models: Mapping[str, type] | None = None,
+    generators: Mapping[str, Callable[..., Any]] | None = None,
+) -> ExperimentConfig:
+    """Validate a nested mapping into an :class:`ExperimentConfig` (see module docstring)."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"an experiment config must be a mapping, got {type(data).__name__}")
+    data = dict(data)
+    allowed = [f.name for f in dataclasses.fields(ExperimentConfig)]
+    for k in data:
+        if k not in allowed:
+            raise _unknown_key(k, "", allowed)
+    models = _model_registry() if models is None else models
+    generators = _generator_registry() if generators is None else generators
+    model_raw = data.get("model")
+    if not isinstance(model_raw, Mapping) or "name" not in model_raw:
+        raise ConfigError(f"'model' must be a mapping with a 'name'; allowed names: {sorted(models)}")
+    model_raw = dict(model_raw)
+    name = model_raw.pop("name")
+    cfg_cls = model_config_class(name, models)
+    model = ModelSection(name=name, config=from_dict(cfg_cls, model_raw, prefix="model"))
+    kwargs: dict[str, Any] = {"model": model}
+    for section, cls in (("data", DataConfig), ("train", TrainConfig), ("eval", EvalConfig)):
+        if section in data:
+            kwargs[section] = coerce(data[section], cls, section)
+    if "run_dir" in data:
+        kwargs["run_dir"] = coerce(data["run_dir"], str, "run_dir")
+    exp = ExperimentConfig(**kwargs)
+    _check_generator_params(exp.data, generators)
+    return exp
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping; a missing file or a non-mapping document is a clear error."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {e}") from e
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        raise ConfigError(f"config file {str(path)!r} must hold a mapping, got {type(doc).__name__}")
+    return doc
+
+
+def packaged_config(name: str) -> Path:
+    """Path of a YAML shipped in ``sciflow/configs`` (``"lorenz_neural_ode"`` or with ``.yaml``)."""
+    root = Path(__file__).resolve().parent / "configs"
+    p = root / (name if name.endswith((".yaml", ".yml")) else f"{name}.yaml")
+    if not p.is_file():
+        shipped = sorted(q.stem for q in root.glob("*.yaml"))
+        raise ConfigError(f"no packaged config {name!r}; shipped: {shipped}")
+    return p
+
+
+def load_experiment(
+    path: str | Path | None,
+    overrides: Sequence[str] | Mapping[str, Any] = (),
+    *,
+    models: Mapping[str, type] | None = None,
+    generators: Mapping[str, Callable[..., Any]] | None = None,
+) -> ExperimentConfig:
+    """YAML file (a path, or the name of a packaged config) + dotted overrides -> config."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.exists() and p.parent == Path("."):
+            p = packaged_config(str(path))
+        raw = read_yaml(p)
+    ov = parse_overrides(list(overrides)) if not isinstance(overrides, Mapping) else dict(overrides)
+    return experiment_from_dict(apply_overrides(raw, ov), models=models, generators=generators)

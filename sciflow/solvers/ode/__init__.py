@@ -1,0 +1,15 @@
+"""ODE solvers: terms, Butcher tableaux, explicit Runge–Kutta methods, step-size controllers,
+dense output, adjoints, and the ``solve`` / ``odeint`` entry points."""
+
+from .adjoint import BacksolveAdjoint, CheckpointAdjoint, DirectAdjoint
+from .controller import ConstantStepSize, PIController
+from .runge_kutta import RK4, Bosh3, Dopri5, Euler, ExplicitRungeKutta, Heun, Midpoint, Tsit5
+from .solve import SaveAt, Solution, odeint, solve
+from .tableau import ButcherTableau
+from .term import ODETerm
+
+__all__ = [
+    "ODETerm", "ButcherTableau", "ExplicitRungeKutta", "Euler", "Midpoint", "Heun", "RK4", "Bosh3",
+    "Dopri5", "Tsit5", "ConstantStepSize", "PIController", "SaveAt", "Solution", "solve", "odeint",
+    "DirectAdjoint", "BacksolveAdjoint", "CheckpointAdjoint",
+]

@@ -1,0 +1,231 @@
+"""The batched stepping loops behind :func:`sciflow.solvers.ode.solve`.
+
+Internal layout: ``y: (B, S)`` — ``B`` trajectories that each carry their own clock ``t: (B,)``
+and step ``h: (B,)`` (``B = 1`` when the whole batch shares one clock, torchdiffeq-style), ``S``
+state entries each; save times ``ts: (B, T)``, increasing (decreasing grids are mapped to
+increasing ones by the caller with ``s = -t``).
+
+Adaptive loop (masked batched stepping): every iteration attempts one step on every unfinished
+trajectory, accepts or rejects it per trajectory with ``torch.where`` (no data-dependent Python
+control flow), writes dense output for the save times that fall inside accepted steps, and does
+a single host sync — the "all done / step underflow?" flags. Dense output looks at a window of
+the next ``window`` save times per trajectory; a step is shortened only if it would contain more
+than ``window`` of them, so saving never costs evaluations in the usual case.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from .._checks import check_vector_field_output
+from .controller import ConstantStepSize, PIController
+from .runge_kutta import ExplicitRungeKutta
+
+__all__ = ["FlatField", "Stats", "integrate_fixed", "integrate_adaptive"]
+
+
+@dataclass
+class Stats:
+    """Work counters of one solve: vector-field evaluations (batched calls), loop iterations
+    (attempted steps), accepted steps per trajectory ``(B,)`` (adaptive only)."""
+
+    nfe: int = 0
+    n_steps: int = 0
+    n_accepted: Tensor | None = None
+
+    def as_dict(self) -> dict:
+        d = {"nfe": self.nfe, "n_steps": self.n_steps}
+        if self.n_accepted is not None:
+            d["n_accepted"] = self.n_accepted
+            d["n_rejected"] = self.n_steps - self.n_accepted
+        return d
+
+
+@dataclass
+class FlatField:
+    """Adapts the user's ``f(t, y)`` on ``(*batch, *state)`` to the flat ``(B,), (B, S)`` layout.
+
+    ``shared_clock``: one time for the whole batch (``t`` passed as a 0-d tensor); otherwise ``t``
+    is passed as ``(*batch, 1, ..., 1)``. ``direction = -1`` integrates ``s = -t`` forwards:
+    ``dy/ds = -f(-s, y)``.
+    """
+
+    f: Callable[[Tensor, Tensor], Tensor]
+    y_shape: tuple[int, ...]
+    batch_shape: tuple[int, ...]
+    shared_clock: bool
+    direction: int = 1
+    stats: Stats = field(default_factory=Stats)
+    _checked: bool = False
+
+    def __call__(self, t: Tensor, y: Tensor) -> Tensor:
+        tt = t.reshape(()) if self.shared_clock else t.reshape(
+            self.batch_shape + (1,) * (len(self.y_shape) - len(self.batch_shape)))
+        yy = y.reshape(self.y_shape)
+        if self.direction < 0:
+            tt = -tt
+        out = self.f(tt, yy)
+        if not self._checked:
+            check_vector_field_output(out, yy)
+            self._checked = True
+        self.stats.nfe += 1
+        out = out.reshape(y.shape)
+        return -out if self.direction < 0 else out
+
+
+def integrate_fixed(f: FlatField, solver: ExplicitRungeKutta, y0: Tensor, ts: Tensor,
+                    controller: ConstantStepSize) -> Tensor:
+    """Fixed steps along the grid ``ts (B, T)``; returns ``(T, B, S)``."""
+    T = ts.shape[1]
+    dts = ts[:, 1:] - ts[:, :-1]
+    if controller.dt is None:
+        n_sub = [1] * (T - 1)
+    else:  # one host sync at set-up: the number of sub-steps of each interval
+        n_sub = torch.ceil(dts.amax(0) / controller.dt - 1e-9).clamp(min=1).long().tolist()
+    ys = [y0]
+    y = y0
+    k1 = None
+    for i in range(T - 1):
+        h = dts[:, i] / n_sub[i]
+        for j in range(n_sub[i]):
+            t = ts[:, i] + j * h if j else ts[:, i]
+            if k1 is None:
+                k1 = f(t, y)
+            y, ks, _ = solver.step(f, t, y, h, k1)
+            k1 = ks[-1] if solver.fsal else None
+            f.stats.n_steps += 1
+        ys.append(y)
+    return torch.stack(ys)
+
+
+def _rms(x: Tensor) -> Tensor:
+    return x.square().mean(-1).sqrt()
+
+
+def initial_step(f: FlatField, solver: ExplicitRungeKutta, t0: Tensor, y0: Tensor, f0: Tensor,
+                 ctrl: PIController, span: Tensor) -> Tensor:
+    """Hairer, Nørsett & Wanner (1993), *Solving ODEs I*, §II.4 "Starting step size" — batched."""
+    scale = ctrl.atol + ctrl.rtol * y0.abs()
+    d0, d1 = _rms(y0 / scale), _rms(f0 / scale)
+    h0 = torch.where((d0 < 1e-5) | (d1 < 1e-5), torch.full_like(d0, 1e-6), 0.01 * d0 / d1)
+    h0 = torch.minimum(h0, span)
+    f1 = f(t0 + h0, torch.addcmul(y0, h0.unsqueeze(-1), f0))
+    d2 = _rms((f1 - f0) / scale) / h0
+    dmax = torch.maximum(d1, d2)
+    h1 = torch.where(dmax <= 1e-15, torch.clamp(h0 * 1e-3, min=1e-6),
+                     (0.01 / dmax) ** (1.0 / (solver.error_order + 1)))
+    return torch.minimum(torch.minimum(100 * h0, h1), span)
+
+
+def integrate_adaptive(f: FlatField, solver: ExplicitRungeKutta, y0: Tensor, ts: Tensor,
+                       ctrl: PIController, window: int = 4, h0: Tensor | None = None
+                       ) -> tuple[Tensor, Tensor]:
+    """Adaptive steps with per-row error control; returns ``(ys (T, B, S), last step h (B,))``."""
+    B, T = ts.shape
+    dev, dt_ = y0.device, y0.dtype
+    t = ts[:, 0].clone()
+    t_end = ts[:, -1]
+    y = y0
+    k1 = f(t, y)
+    if h0 is not None:
+        h = h0.to(dt_).expand(B).clone()
+    elif ctrl.dt0 is None:
+        h = initial_step(f, solver, t, y, k1, ctrl, t_end - t)
+    else:
+        h = torch.full_like(t, ctrl.dt0)
+    k = solver.error_order + 1
+    beta1 = (ctrl.pcoeff + ctrl.icoeff) / k
+    beta2 = ctrl.pcoeff / k
+    r_prev = torch.ones_like(t)
+    n_acc = torch.zeros(B, dtype=torch.long, device=dev)
+    idx = torch.ones(B, dtype=torch.long, device=dev)      # next save index per trajectory
+    Kw = max(1, min(window, T - 1))
+    clip_to_window = (T - 1) > Kw
+    ar = torch.arange(Kw, device=dev)
+    # under autograd, record (index, value) pairs and scatter once at the end (cheap backward);
+    # otherwise write dense output in place
+    track_graph = torch.is_grad_enabled()
+    S = y0.shape[1]
+    if track_graph:
+        rec_idx: list[Tensor] = []
+        rec_val: list[Tensor] = []
+    else:
+        out = torch.zeros(B, T + 1, S, dtype=dt_, device=dev)
+    done = t >= t_end
+    hmin_rel = ctrl.dtmin
+    steps = 0
+    while True:
+        t_lim = t_end
+        if clip_to_window:
+            t_lim = torch.minimum(t_end, ts.gather(1, (idx + (Kw - 1)).clamp(max=T - 1).unsqueeze(1)).squeeze(1))
+        t_try = t + h
+        clipped = t_try >= t_lim
+        t_next = torch.where(clipped, t_lim, t_try)
+        hh = t_next - t
+        y1, ks, err = solver.step(f, t, y, hh, k1)
+        scale = ctrl.atol + ctrl.rtol * torch.maximum(y.abs(), y1.abs())
+        r = _rms(err / scale)
+        accept = (r <= 1.0) & ~done
+        # PI step-size update (r = 0 -> factor_max; r = nan -> factor_min)
+        factor = ctrl.safety * r.pow(-beta1)
+        if beta2:
+            factor = factor * r_prev.pow(beta2)
+        factor = torch.nan_to_num(factor, nan=ctrl.factor_min).clamp(ctrl.factor_min, ctrl.factor_max)
+        factor = torch.where(accept, factor, factor.clamp(max=1.0))
+        h = torch.where(done, h, hh * factor)
+        if beta2:
+            r_prev = torch.where(accept, r, r_prev)
+        f1 = ks[-1] if solver.fsal else f(t_next, y1)
+        # dense output for save times inside accepted steps
+        cand = idx.unsqueeze(1) + ar
+        cand_c = cand.clamp(max=T - 1)
+        s = ts.gather(1, cand_c)
+        inside = (cand < T) & accept.unsqueeze(1) & (s <= t_next.unsqueeze(1))
+        theta = (s - t.unsqueeze(1)) / torch.where(hh > 0, hh, torch.ones_like(hh)).unsqueeze(1)
+        vals = solver.interpolate(theta, hh, y, y1, ks, f1)
+        where_to = torch.where(inside, cand_c, T)
+        if track_graph:
+            rec_idx.append(where_to)
+            rec_val.append(vals)
+        else:
+            out.scatter_(1, where_to.unsqueeze(-1).expand(B, Kw, S), vals)
+        idx = idx + inside.sum(1)
+        # commit accepted steps
+        acc_c = accept.unsqueeze(1)
+        t = torch.where(accept, t_next, t)
+        y = torch.where(acc_c, y1, y)
+        k1 = torch.where(acc_c, f1, k1)
+        n_acc = n_acc + accept
+        done = t >= t_end
+        underflow = ~done & (h <= hmin_rel * torch.clamp(t.abs(), min=1.0))
+        steps += 1
+        all_done, any_underflow = torch.stack([done.all(), underflow.any()]).tolist()
+        if all_done:
+            break
+        if any_underflow:
+            i = int(torch.nonzero(underflow)[0])
+            raise RuntimeError(
+                f"step size underflow: h = {h[i].item():.3g} at t = {f.direction * t[i].item():.6g} "
+                f"(trajectory {i}); the problem may be stiff or the vector field non-finite there")
+        if steps >= ctrl.max_steps:
+            i = int(torch.nonzero(~done)[0])
+            raise RuntimeError(
+                f"max_steps = {ctrl.max_steps} reached at t = {f.direction * t[i].item():.6g} "
+                f"(trajectory {i}) before t1 = {f.direction * t_end[i].item():.6g}; raise "
+                f"PIController.max_steps or loosen rtol/atol")
+    f.stats.n_steps += steps
+    f.stats.n_accepted = n_acc
+    if track_graph:
+        index = torch.cat(rec_idx, 1)
+        buf = torch.zeros(B, T + 1, S, dtype=dt_, device=dev).scatter(
+            1, index.unsqueeze(-1).expand(-1, -1, S), torch.cat(rec_val, 1))
+        ys = torch.cat([y0.unsqueeze(1), buf[:, 1:T]], 1)
+    else:
+        out[:, 0] = y0
+        ys = out[:, :T]
+    return ys.transpose(0, 1), h

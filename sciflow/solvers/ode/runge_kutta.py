@@ -1,0 +1,176 @@
+"""Explicit Runge–Kutta solvers: Euler, Midpoint, Heun, RK4, Bosh3, Dopri5, Tsit5.
+
+A solver is a tableau (:mod:`.tableau`) plus two batched kernels that work on the flat internal
+layout ``y: (B, S)`` (``B`` independently stepped trajectories, ``S`` state entries each) with
+per-trajectory times ``t: (B,)`` and steps ``h: (B,)``:
+
+* :meth:`ExplicitRungeKutta.step` — one step, returning ``y1``, the stages and the local error
+  estimate ``h Σ (b_i - \\hat b_i) k_i`` (``None`` without an embedded pair);
+* :meth:`ExplicitRungeKutta.interpolate` — dense output at ``θ ∈ [0, 1]`` inside a step from the
+  solver's own continuous extension (Dopri5: Shampine 1986; Tsit5: Tsitouras 2011) or, without
+  one, the cubic Hermite interpolant through ``(y0, f0, y1, f1)`` (local error ``O(h^4)``).
+
+Stage combinations are chains of ``add(alpha=...)`` over the non-zero tableau entries only: on
+the small states of training loops every kernel launch counts, and this uses the fewest.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, ClassVar
+
+import torch
+from torch import Tensor
+
+from .tableau import BOSH3, DOPRI5, EULER, HEUN, MIDPOINT, RK4, TSIT5, ButcherTableau
+
+__all__ = ["ExplicitRungeKutta", "Euler", "Midpoint", "Heun", "RK4", "Bosh3", "Dopri5", "Tsit5"]
+
+Field = Callable[[Tensor, Tensor], Tensor]
+
+
+def _combination(coeffs, ks: list[Tensor]) -> Tensor | None:
+    """``Σ_j coeffs[j] ks[j]`` over the non-zero coefficients (``None`` if all are zero)."""
+    acc = None
+    for c, k in zip(coeffs, ks):
+        if c == 0.0:
+            continue
+        acc = k * c if acc is None else acc.add(k, alpha=c)
+    return acc
+
+
+class ExplicitRungeKutta:
+    """An explicit Runge–Kutta method defined by its Butcher tableau.
+
+    Declared capabilities: ``order`` (global convergence order), ``error_order`` (order of the
+    embedded estimate, ``None`` if there is none), ``adaptive`` (usable with
+    :class:`~sciflow.solvers.ode.controller.PIController`), ``fsal``, ``term_kinds``.
+    Subclasses only set ``tableau``; to add a method, write its tableau.
+    """
+
+    tableau: ClassVar[ButcherTableau]
+    term_kinds: ClassVar[tuple[str, ...]] = ("ode",)
+
+    def __init__(self) -> None:
+        tab = self.tableau
+        self._a = [tab.a[i, :i].tolist() for i in range(tab.stages)]
+        self._b = tab.b.tolist()
+        self._c = tab.c.tolist()
+        self._b_err = None if tab.b_err is None else tab.b_err.tolist()
+        self._interp_cache: dict[tuple, Tensor] = {}
+
+    # declared properties -------------------------------------------------------------------
+    @property
+    def order(self) -> int:
+        return self.tableau.order
+
+    @property
+    def error_order(self) -> int | None:
+        return self.tableau.error_order
+
+    @property
+    def adaptive(self) -> bool:
+        return self.tableau.adaptive
+
+    @property
+    def fsal(self) -> bool:
+        return self.tableau.fsal
+
+    @property
+    def stages(self) -> int:
+        return self.tableau.stages
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other)
+
+    def __hash__(self) -> int:
+        return hash(type(self))
+
+    # kernels -------------------------------------------------------------------------------
+    def step(self, f: Field, t: Tensor, y: Tensor, h: Tensor, k1: Tensor
+             ) -> tuple[Tensor, list[Tensor], Tensor | None]:
+        """One step from ``(t, y)`` of size ``h``; ``k1 = f(t, y)`` is given (FSAL / reuse).
+
+        Shapes: ``t, h: (B,)``, ``y, k1: (B, S)``. Returns ``(y1, ks, err)``; for FSAL methods
+        ``ks[-1] = f(t + h, y1)``.
+        """
+        hc = h.unsqueeze(-1)
+        ks = [k1]
+        y1 = None
+        last = self.stages - 1
+        for i in range(1, self.stages):
+            acc = _combination(self._a[i], ks)
+            yi = y if acc is None else torch.addcmul(y, hc, acc)
+            if i == last and self.fsal:
+                y1 = yi
+            ks.append(f(t + self._c[i] * h, yi))
+        if y1 is None:
+            y1 = torch.addcmul(y, hc, _combination(self._b, ks))
+        err = None
+        if self._b_err is not None:
+            err = hc * _combination(self._b_err, ks)
+        return y1, ks, err
+
+    def interpolate(self, theta: Tensor, h: Tensor, y0: Tensor, y1: Tensor, ks: list[Tensor],
+                    f1: Tensor) -> Tensor:
+        """Dense output ``y(t + θh)`` for ``θ: (B, K)`` in each of ``B`` steps -> ``(B, K, S)``.
+
+        ``f1 = f(t + h, y1)`` is used by the Hermite fallback only.
+        """
+        hc = h[:, None, None]
+        if self.tableau.interp is not None:
+            key = (theta.dtype, theta.device)
+            coef = self._interp_cache.get(key)
+            if coef is None:
+                coef = torch.as_tensor(self.tableau.interp, dtype=theta.dtype, device=theta.device)
+                self._interp_cache[key] = coef
+            powers = theta.unsqueeze(-1) ** torch.arange(coef.shape[1], device=theta.device, dtype=theta.dtype)
+            w = powers @ coef.T                                  # (B, K, s)
+            incr = torch.bmm(w, torch.stack(ks, dim=1))          # (B, K, S)
+            return y0.unsqueeze(1) + hc * incr
+        # cubic Hermite through (y0, f0) and (y1, f1)
+        th = theta.unsqueeze(-1)
+        th2, th3 = th * th, th * th * th
+        h00 = 2 * th3 - 3 * th2 + 1
+        h10 = th3 - 2 * th2 + th
+        h01 = -2 * th3 + 3 * th2
+        h11 = th3 - th2
+        return (h00 * y0.unsqueeze(1) + h01 * y1.unsqueeze(1)
+                + hc * (h10 * ks[0].unsqueeze(1) + h11 * f1.unsqueeze(1)))
+
+
+class Euler(ExplicitRungeKutta):
+    """Forward Euler, order 1 (fixed step only)."""
+    tableau = EULER
+
+
+class Midpoint(ExplicitRungeKutta):
+    """Explicit midpoint rule, order 2 (fixed step only)."""
+    tableau = MIDPOINT
+
+
+class Heun(ExplicitRungeKutta):
+    """Heun's method (explicit trapezoid), order 2, with an embedded Euler estimate (adaptive)."""
+    tableau = HEUN
+
+
+class RK4(ExplicitRungeKutta):
+    """The classical fourth-order Runge–Kutta method (Kutta 1901), fixed step."""
+    tableau = RK4
+
+
+class Bosh3(ExplicitRungeKutta):
+    """Bogacki–Shampine 3(2) FSAL pair (Bogacki & Shampine 1989); Hermite dense output."""
+    tableau = BOSH3
+
+
+class Dopri5(ExplicitRungeKutta):
+    """Dormand–Prince 5(4) FSAL pair (Dormand & Prince 1980) with Shampine's order-4 dense output."""
+    tableau = DOPRI5
+
+
+class Tsit5(ExplicitRungeKutta):
+    """Tsitouras 5(4) FSAL pair (Tsitouras 2011) with its order-4 continuous extension."""
+    tableau = TSIT5

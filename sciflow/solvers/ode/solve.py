@@ -1,0 +1,125 @@
+"""``solve`` (the general form) and ``odeint`` (torchdiffeq-shaped convenience)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from torch import Tensor
+
+from .._checks import check_times
+from ._core import default_controller, solve_grid
+from .adjoint import BacksolveAdjoint, CheckpointAdjoint, DirectAdjoint
+from .controller import ConstantStepSize, PIController
+from .runge_kutta import Dopri5, ExplicitRungeKutta
+from .term import ODETerm
+
+__all__ = ["SaveAt", "Solution", "solve", "odeint"]
+
+Adjoint = DirectAdjoint | BacksolveAdjoint | CheckpointAdjoint
+
+
+@dataclass(frozen=True)
+class SaveAt:
+    """Where to save: ``ts`` (``(time,)`` or ``(*batch, time)``, inside ``[t0, t1]``), and/or the
+    end points. Save times between steps come from the solver's dense output."""
+
+    ts: Tensor | None = None
+    t0: bool = False
+    t1: bool = True
+
+
+@dataclass
+class Solution:
+    """``ts: (time,)`` or ``(*batch, time)``; ``ys: (time, *batch, *state)``; ``stats``: ``nfe``
+    (batched vector-field calls), ``n_steps`` (attempted steps; loop iterations for batched
+    adaptive stepping), ``n_accepted``/``n_rejected`` per trajectory for adaptive solves."""
+
+    ts: Tensor
+    ys: Tensor
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+def _as_time(x, like: Tensor) -> Tensor:
+    t = torch.as_tensor(x, dtype=like.dtype if like.is_floating_point() else torch.get_default_dtype(),
+                        device=like.device)
+    return t
+
+
+def solve(term: ODETerm, solver: ExplicitRungeKutta, t0, t1, y0: Tensor, *,
+          saveat: SaveAt = SaveAt(), controller: PIController | ConstantStepSize | None = None,
+          adjoint: Adjoint | None = None, batch_ndim: int = 0, window: int = 4) -> Solution:
+    """Solve ``dy/dt = f(t, y)`` from ``t0`` to ``t1`` (either direction).
+
+    ``t0, t1``: scalars or ``(*batch,)`` tensors (per-trajectory intervals);
+    ``y0: (*batch, *state)``; ``controller``: :class:`PIController` (default for adaptive
+    solvers, rtol 1e-6, atol 1e-8) or :class:`ConstantStepSize`; ``adjoint``: how gradients are
+    computed (default :class:`DirectAdjoint`); ``batch_ndim``: leading axes of ``y0`` that are
+    independent trajectories with their own step sizes; ``window``: save times looked at per step
+    (a step is shortened only if it would contain more).
+    """
+    if not isinstance(term, ODETerm) and getattr(type(term), "kind", None) != "ode":
+        raise TypeError(f"solve needs an ODETerm, got {type(term).__name__}")
+    if getattr(type(solver), "backend", False):
+        raise TypeError(f"{solver!r} is a backend: call odeint(..., solver={solver!r}) instead of solve")
+    if controller is None:
+        controller = default_controller(solver, rtol=1e-6, atol=1e-8, dt=None, max_steps=100_000)
+    adjoint = adjoint or DirectAdjoint()
+    t0 = _as_time(t0, y0)
+    t1 = _as_time(t1, y0)
+    pieces, keep = [], []
+    if saveat.ts is not None:
+        ts = saveat.ts.to(t0)
+        per_sample_shape = ts.shape[:-1]
+        t0b = t0.expand(per_sample_shape).unsqueeze(-1)
+        t1b = t1.expand(per_sample_shape).unsqueeze(-1)
+        first_is_t0 = bool((ts[..., :1] == t0b).all())
+        last_is_t1 = bool((ts[..., -1:] == t1b).all())
+        pieces = ([] if first_is_t0 else [t0b]) + [ts] + ([] if last_is_t1 else [t1b])
+        grid = torch.cat(pieces, -1)
+        start = 0 if first_is_t0 else 1
+        keep = list(range(start, start + ts.shape[-1]))
+        if saveat.t0 and start == 1:
+            keep = [0] + keep
+        if saveat.t1 and not last_is_t1:
+            keep = keep + [grid.shape[-1] - 1]
+    else:
+        shape = torch.broadcast_shapes(t0.shape, t1.shape)
+        grid = torch.stack([t0.expand(shape), t1.expand(shape)], -1)
+        keep = ([0] if saveat.t0 else []) + ([1] if saveat.t1 else [])
+        if not keep:
+            raise ValueError("SaveAt saves nothing: give ts or set t0/t1 = True")
+    ys, stats = adjoint.run(term, solver, y0, grid, controller, batch_ndim=batch_ndim, window=window)
+    keep_t = torch.tensor(keep, device=grid.device)
+    return Solution(ts=grid.index_select(-1, keep_t), ys=ys.index_select(0, keep_t), stats=stats.as_dict())
+
+
+def odeint(f: Callable[[Tensor, Tensor], Tensor], y0: Tensor, t: Tensor, *,
+           solver: ExplicitRungeKutta | Any | None = None, rtol: float = 1e-6, atol: float = 1e-8,
+           dt: float | None = None, adjoint: Adjoint | None = None, max_steps: int = 100_000,
+           controller: PIController | ConstantStepSize | None = None, batch_ndim: int = 0,
+           return_stats: bool = False):
+    """Solve ``dy/dt = f(t, y)`` and return ``y`` at every time of ``t``: ``(time, *batch, *state)``.
+
+    Like ``torchdiffeq.odeint`` with objects instead of strings: ``solver=Dopri5()`` (default),
+    ``Tsit5()``, ``RK4()``, ... or a backend such as ``Torchdiffeq("dopri5")``. ``t`` is ``(time,)``
+    — or ``(*batch, time)``, one grid per trajectory (then each trajectory steps on its own clock).
+    ``dt`` selects fixed steps of at most ``dt`` between save times (required semantics for
+    non-adaptive solvers; ``None`` = one step per save interval). ``batch_ndim > 0`` gives each of
+    the leading ``batch_ndim`` axes its own step size and error norm (per-trajectory error
+    control) instead of one RMS norm over the whole batch. ``return_stats``: also return the
+    work counters.
+    """
+    solver = Dopri5() if solver is None else solver
+    if getattr(type(solver), "backend", False):
+        if adjoint is not None and not isinstance(adjoint, (DirectAdjoint, BacksolveAdjoint)):
+            raise ValueError(f"{solver!r} supports DirectAdjoint or BacksolveAdjoint, got {adjoint!r}")
+        ys, stats = solver.odeint(f, y0, t, rtol=rtol, atol=atol, dt=dt, adjoint=adjoint)
+        return (ys, stats) if return_stats else ys
+    if controller is None:
+        controller = default_controller(solver, rtol=rtol, atol=atol, dt=dt, max_steps=max_steps)
+    adjoint = adjoint or DirectAdjoint()
+    check_times(t, "t", min_len=1)
+    ys, stats = adjoint.run(ODETerm(f), solver, y0, t, controller, batch_ndim=batch_ndim)
+    return (ys, stats.as_dict()) if return_stats else ys

@@ -1,0 +1,19 @@
+"""SDE solvers: noise types, Brownian motion objects, one-step methods and ``sdeint``."""
+
+from sciflow.solvers.sde.base import SDESolver
+from sciflow.solvers.sde.brownian import BrownianIncrements, BrownianPath, VirtualBrownianTree
+from sciflow.solvers.sde.euler_maruyama import EulerMaruyama
+from sciflow.solvers.sde.heun import StratonovichHeun
+from sciflow.solvers.sde.milstein import Milstein
+from sciflow.solvers.sde.noise import Additive, Diagonal, General, NoiseType, Scalar
+from sciflow.solvers.sde.reversible_heun import ReversibleHeun
+from sciflow.solvers.sde.sdeint import sdeint
+from sciflow.solvers.sde.sra1 import SRA1
+from sciflow.solvers.sde.term import SDETerm
+from sciflow.solvers.sde.torchsde_backend import TorchSDE
+
+__all__ = [
+    "Additive", "BrownianIncrements", "BrownianPath", "Diagonal", "EulerMaruyama", "General", "Milstein",
+    "NoiseType", "ReversibleHeun", "SDESolver", "SDETerm", "SRA1", "Scalar", "StratonovichHeun", "TorchSDE",
+    "VirtualBrownianTree", "sdeint",
+]

@@ -1,0 +1,287 @@
+"""Brownian motion as explicit, seeded objects.
+
+Two implementations share one interface (:class:`BrownianPath`):
+
+* :class:`BrownianIncrements` — increments pre-sampled on a fixed time grid (one batched
+  ``randn`` call; the fastest choice for fixed-step solves). Optionally also the time integral
+  ``I_(1,0) = ∫_s^t (W_u - W_s) du`` each step needs for order-1.5 additive-noise schemes (SRA1).
+  Queries on any coarser sub-grid of the stored grid are exact (sums of the fine increments).
+* :class:`VirtualBrownianTree` — O(1) memory, any interval, reproducible from an integer seed
+  (Gaines & Lyons 1997, "Variable step size control in the numerical solution of SDEs";
+  Li, Wong, Chen & Duvenaud 2020, "Scalable gradients for SDEs", §4). ``W`` on ``[t0, t1]`` is the
+  limit of a binary tree of Brownian bridges: the root draws ``W(t1) ~ N(0, t1 - t0)``; the node
+  on ``[a, b]`` draws its midpoint ``W(m) | W(a), W(b) ~ N((W(a) + W(b)) / 2, (b - a) / 4)``.
+  Every node's normal draw comes from its own counter-based key ``splitmix64(seed, level,
+  index)``, so ``W(t)`` is a deterministic function of ``(seed, t)``: nothing is stored, queries
+  may come in any order, and the same seed reproduces the same path (what adjoint and adaptive
+  solvers need). Below ``tol`` the path is linearly interpolated, as in torchsde's tree.
+
+Times are kept as Python floats (float64) whatever the tensor dtype: a float32 clock makes
+``t + dt`` overshoot and forces needless refinement (torchsde issue #109).
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+_MASK64 = (1 << 64) - 1
+
+
+def _splitmix64(x: int) -> int:
+    """One round of SplitMix64 (Steele, Lea & Flood 2014): a bijective 64-bit mixer."""
+    x = (x + 0x9E3779B97F4A7C15) & _MASK64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return x ^ (x >> 31)
+
+
+def _as_float_grid(grid: Sequence[float] | Tensor, what: str = "grid") -> list[float]:
+    if isinstance(grid, Tensor):
+        if grid.ndim != 1:
+            raise ValueError(f"{what} must be 1-D, got shape {tuple(grid.shape)}")
+        grid = grid.detach().to("cpu", torch.float64).tolist()
+    g = [float(x) for x in grid]
+    if len(g) < 2:
+        raise ValueError(f"{what} needs at least two times, got {len(g)}")
+    if any(not math.isfinite(x) for x in g):
+        raise ValueError(f"{what} contains non-finite times")
+    for a, b in zip(g[:-1], g[1:]):
+        if not b > a:
+            raise ValueError(f"{what} must be strictly increasing; got {a!r} followed by {b!r}")
+    return g
+
+
+class BrownianPath:
+    """Interface of a Brownian motion ``W: [t0, t1] -> R^shape``.
+
+    ``increment(s, t)`` is ``W(t) - W(s)``; ``increments(grid)`` the stacked increments over a
+    grid, ``(len(grid) - 1, *shape)``; with ``levy_area=True`` both also return
+    ``I_(1,0) = ∫_s^t (W_u - W_s) du`` (only where ``has_levy_area``).
+    """
+
+    t0: float
+    t1: float
+    shape: torch.Size
+    dtype: torch.dtype
+    device: torch.device
+    has_levy_area: bool = False
+
+    def increments(self, grid: Sequence[float] | Tensor, levy_area: bool = False):
+        raise NotImplementedError
+
+    def increment(self, s: float, t: float, levy_area: bool = False):
+        out = self.increments([float(s), float(t)], levy_area=levy_area)
+        if levy_area:
+            return out[0][0], out[1][0]
+        return out[0]
+
+    def _check_range(self, grid: list[float]) -> None:
+        span = self.t1 - self.t0
+        eps = 1e-12 * max(1.0, abs(self.t0), abs(self.t1))
+        if grid[0] < self.t0 - eps or grid[-1] > self.t1 + eps:
+            raise ValueError(
+                f"{type(self).__name__} covers [{self.t0}, {self.t1}] (length {span}); "
+                f"queried [{grid[0]}, {grid[-1]}]"
+            )
+
+
+class BrownianIncrements(BrownianPath):
+    """Brownian increments pre-sampled on a fixed grid ``t_0 < t_1 < ... < t_n``.
+
+    ``dW_k = sqrt(h_k) ξ_k``; with ``levy_area=True`` also
+    ``I_k = h_k / 2 (dW_k + sqrt(h_k / 3) ζ_k)``, the exact joint law of
+    ``(W(t_{k+1}) - W(t_k), ∫ (W_u - W(t_k)) du)`` (Kloeden & Platen 1992, eq. 10.4.3).
+    Queries are allowed on any sub-grid of the stored grid; other times raise.
+
+    Shapes: ``dw`` is ``(n, *shape)``. Memory is O(n) (use :class:`VirtualBrownianTree` when that
+    matters or the query times are not known in advance).
+    """
+
+    def __init__(
+        self,
+        grid: Sequence[float] | Tensor,
+        shape: Sequence[int],
+        *,
+        generator: torch.Generator | None = None,
+        dtype: torch.dtype = torch.get_default_dtype(),
+        device: torch.device | str | None = None,
+        levy_area: bool = False,
+    ) -> None:
+        self.grid = _as_float_grid(grid)
+        self.t0, self.t1 = self.grid[0], self.grid[-1]
+        self.shape = torch.Size(shape)
+        self.dtype = dtype
+        self.device = torch.device(device) if device is not None else (
+            generator.device if generator is not None else torch.device("cpu"))
+        self.has_levy_area = levy_area
+        n = len(self.grid) - 1
+        h = torch.tensor([b - a for a, b in zip(self.grid[:-1], self.grid[1:])], dtype=dtype, device=self.device)
+        self._h = h.reshape((n,) + (1,) * len(self.shape))
+        xi = torch.randn((n, *self.shape), generator=generator, dtype=dtype, device=self.device)
+        self.dw = xi * self._h.sqrt()
+        if levy_area:
+            zeta = torch.randn((n, *self.shape), generator=generator, dtype=dtype, device=self.device)
+            self.i10: Tensor | None = 0.5 * self._h * (self.dw + (self._h / 3).sqrt() * zeta)
+        else:
+            self.i10 = None
+        self._cum: tuple[Tensor, Tensor | None] | None = None
+
+    @classmethod
+    def uniform(cls, t0: float, t1: float, n_steps: int, shape: Sequence[int], **kwargs) -> "BrownianIncrements":
+        """``n_steps`` equal steps on ``[t0, t1]``."""
+        if n_steps < 1:
+            raise ValueError(f"n_steps must be >= 1, got {n_steps}")
+        h = (float(t1) - float(t0)) / n_steps
+        return cls([float(t0) + k * h for k in range(n_steps)] + [float(t1)], shape, **kwargs)
+
+    def _cumulative(self) -> tuple[Tensor, Tensor | None]:
+        # W(t_k) and K(t_k) = ∫_{t_0}^{t_k} W du, each (n + 1, *shape)
+        if self._cum is None:
+            zero = torch.zeros((1, *self.shape), dtype=self.dtype, device=self.device)
+            w = torch.cat([zero, self.dw.cumsum(0)])
+            k = None
+            if self.i10 is not None:
+                k = torch.cat([zero, (w[:-1] * self._h + self.i10).cumsum(0)])
+            self._cum = (w, k)
+        return self._cum
+
+    def _indices(self, grid: list[float]) -> list[int]:
+        idx = []
+        scale = max(1.0, abs(self.t0), abs(self.t1))
+        for t in grid:
+            j = bisect.bisect_left(self.grid, t - 1e-11 * scale)
+            if j >= len(self.grid) or abs(self.grid[j] - t) > 1e-11 * scale:
+                raise ValueError(
+                    f"time {t!r} is not on the pre-sampled Brownian grid of {len(self.grid)} points on "
+                    f"[{self.t0}, {self.t1}]; query a sub-grid of it or use VirtualBrownianTree for arbitrary times"
+                )
+            idx.append(j)
+        return idx
+
+    def increments(self, grid: Sequence[float] | Tensor, levy_area: bool = False):
+        grid = _as_float_grid(grid)
+        if levy_area and not self.has_levy_area:
+            raise ValueError("this BrownianIncrements was built without levy_area=True; the solver needs I_(1,0)")
+        if len(grid) == len(self.grid) and all(a == b for a, b in zip(grid, self.grid)):
+            return (self.dw, self.i10) if levy_area else self.dw
+        self._check_range(grid)
+        idx = torch.tensor(self._indices(grid), device=self.device)
+        w, k = self._cumulative()
+        wg = w.index_select(0, idx)
+        dw = wg[1:] - wg[:-1]
+        if not levy_area:
+            return dw
+        tg = torch.tensor(grid, dtype=self.dtype, device=self.device)
+        h = (tg[1:] - tg[:-1]).reshape((-1,) + (1,) * len(self.shape))
+        kg = k.index_select(0, idx)
+        return dw, (kg[1:] - kg[:-1]) - wg[:-1] * h
+
+    def __repr__(self) -> str:
+        return (f"BrownianIncrements(n_steps={len(self.grid) - 1}, t0={self.t0}, t1={self.t1}, "
+                f"shape={tuple(self.shape)}, levy_area={self.has_levy_area})")
+
+
+class VirtualBrownianTree(BrownianPath):
+    """Virtual Brownian tree on ``[t0, t1]``: O(1) memory, any query, reproducible from ``seed``.
+
+    Args:
+        t0, t1: the interval.
+        shape: shape of ``W(t)``, e.g. ``(batch, d)``.
+        seed: integer key; the path is a deterministic function of ``(seed, t)``.
+        tol: bisection stops when the node is shorter than ``tol``; the path is linear below.
+            Default ``(t1 - t0) * 2**-20`` (at most 20 draws per query). Increments over intervals
+            much longer than ``tol`` have the exact Brownian law; over intervals within one leaf
+            their variance is reduced (linear interpolation).
+    """
+
+    def __init__(
+        self,
+        t0: float,
+        t1: float,
+        shape: Sequence[int],
+        *,
+        seed: int,
+        tol: float | None = None,
+        dtype: torch.dtype = torch.get_default_dtype(),
+        device: torch.device | str | None = None,
+    ) -> None:
+        t0, t1 = float(t0), float(t1)
+        if not (math.isfinite(t0) and math.isfinite(t1) and t1 > t0):
+            raise ValueError(f"VirtualBrownianTree needs finite t0 < t1, got t0={t0}, t1={t1}")
+        if not isinstance(seed, int):
+            raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+        self.t0, self.t1 = t0, t1
+        self.shape = torch.Size(shape)
+        self.dtype = dtype
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.tol = float(tol) if tol is not None else (t1 - t0) * 2.0 ** -20
+        if not self.tol > 0:
+            raise ValueError(f"tol must be > 0, got {tol}")
+        self.seed = seed
+        self._key = _splitmix64(seed & _MASK64)
+        self._gen = torch.Generator(device=self.device)
+        self._w1 = self._normal(0, 0) * math.sqrt(t1 - t0)
+
+    def _normal(self, level: int, index: int) -> Tensor:
+        # counter-based key for the node (level, index): independent of query order
+        key = _splitmix64(self._key ^ _splitmix64((level << 48) ^ index))
+        self._gen.manual_seed(key & ((1 << 63) - 1))
+        return torch.randn(self.shape, generator=self._gen, dtype=self.dtype, device=self.device)
+
+    def evaluate(self, times: Sequence[float]) -> list[Tensor]:
+        """``W(t)`` for each time (any order); shared tree nodes are drawn once per call."""
+        times = [float(t) for t in times]
+        self._check_range(sorted(times))
+        out: list[Tensor | None] = [None] * len(times)
+        zero = torch.zeros(self.shape, dtype=self.dtype, device=self.device)
+        pending = []
+        for i, t in enumerate(times):
+            if t <= self.t0:
+                out[i] = zero
+            elif t >= self.t1:
+                out[i] = self._w1
+            else:
+                pending.append((t, i))
+        pending.sort()
+        # explicit stack of (a, b, Wa, Wb, level, index, points in (a, b))
+        stack = [(self.t0, self.t1, zero, self._w1, 0, 0, pending)] if pending else []
+        while stack:
+            a, b, wa, wb, level, index, pts = stack.pop()
+            if b - a <= self.tol:
+                for t, i in pts:
+                    out[i] = wa + ((t - a) / (b - a)) * (wb - wa)
+                continue
+            m = 0.5 * (a + b)
+            wm = 0.5 * (wa + wb) + math.sqrt(0.25 * (b - a)) * self._normal(level + 1, index)
+            left, right = [], []
+            for t, i in pts:
+                if t == m:
+                    out[i] = wm
+                elif t < m:
+                    left.append((t, i))
+                else:
+                    right.append((t, i))
+            if left:
+                stack.append((a, m, wa, wm, level + 1, 2 * index, left))
+            if right:
+                stack.append((m, b, wm, wb, level + 1, 2 * index + 1, right))
+        return out  # type: ignore[return-value]
+
+    def increments(self, grid: Sequence[float] | Tensor, levy_area: bool = False) -> Tensor:
+        if levy_area:
+            raise ValueError(
+                "VirtualBrownianTree does not provide the space-time Lévy area I_(1,0); "
+                "use BrownianIncrements(levy_area=True) for SRA1"
+            )
+        grid = _as_float_grid(grid)
+        w = torch.stack(self.evaluate(grid))
+        return w[1:] - w[:-1]
+
+    def __repr__(self) -> str:
+        return (f"VirtualBrownianTree(t0={self.t0}, t1={self.t1}, shape={tuple(self.shape)}, "
+                f"seed={self.seed}, tol={self.tol})")

@@ -1,0 +1,60 @@
+"""The small interface every UQ method implements, and the target convention for each batch type."""
+
+from __future__ import annotations
+
+import abc
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from sciflow.data.batches import IrregularBatch, PopulationBatch, TrajectoryBatch
+from sciflow.uq.prediction import Prediction
+
+
+class Predictor(abc.ABC):
+    """Turns a batch into a :class:`Prediction` (a predictive distribution).
+
+    Concrete methods (sampling models, ensembles, MC dropout, HMC posteriors, conformal) are
+    composed around :class:`~sciflow.models.base.SciflowModel` objects and call only their
+    ``loss``/``sample``. ``alpha`` is the miscoverage of the central interval they report.
+    """
+
+    alpha: float = 0.1
+
+    @abc.abstractmethod
+    def predict(self, batch: Any, *, generator: torch.Generator | None = None) -> Prediction:
+        """Predictive distribution for ``batch``; event shape = the model's prediction shape."""
+
+
+def target_for(batch: Any, like: Tensor) -> Tensor:
+    """The truth a prediction of shape ``like.shape`` is scored against.
+
+    - :class:`TrajectoryBatch`: ``values`` if the prediction covers every time step, else
+      ``values[:, 1:]`` (a forecast from the first state; the convention of
+      :class:`~sciflow.uq.heads.PointForecaster`).
+    - :class:`IrregularBatch`: ``targets``; :class:`PopulationBatch`: ``target``.
+
+    Raises a ``ValueError`` naming both shapes when none matches.
+    """
+    shape = tuple(like.shape)
+    if isinstance(batch, TrajectoryBatch):
+        for cand in (batch.values, batch.values[:, 1:]):
+            if tuple(cand.shape) == shape:
+                return cand
+        raise ValueError(f"prediction shape {shape} matches neither TrajectoryBatch.values "
+                         f"{tuple(batch.values.shape)} nor values[:, 1:]; pass target= explicitly")
+    field = {IrregularBatch: "targets", PopulationBatch: "target"}.get(type(batch))
+    if field is None:
+        raise TypeError(f"no default target for {type(batch).__name__}; pass target= explicitly")
+    y = getattr(batch, field)
+    if y is None or tuple(y.shape) != shape:
+        raise ValueError(f"{type(batch).__name__}.{field} has shape "
+                         f"{None if y is None else tuple(y.shape)}, prediction has {shape}")
+    return y
+
+
+def check_alpha(alpha: float) -> float:
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha (miscoverage) must be in (0, 1), got {alpha}")
+    return float(alpha)

@@ -1,0 +1,93 @@
+"""The common output of every UQ method: a predictive distribution summarised as a tensor bundle."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A predictive distribution over a tensor-valued target.
+
+    Shapes (``*event`` is the model's prediction shape, e.g. ``(batch, time, x)``):
+
+    - ``mean``: ``(*event)`` point prediction (predictive mean).
+    - ``lower``, ``upper``: ``(*event)`` bounds of the central ``1 - alpha`` interval
+      (``None`` when the method has not been asked for intervals).
+    - ``samples``: ``(n_samples, *event)`` predictive draws, or ``None`` when the
+      distribution is parametric (e.g. a Gaussian mixture summarised by moments).
+    - ``variance``: ``(*event)`` predictive variance when the method knows it in closed form
+      (Gaussian heads, ensemble mixtures), else ``None`` (then :attr:`std` uses the samples).
+    - ``alpha``: the miscoverage level the interval was built for.
+
+    Frozen and validated on construction: every tensor must share ``mean``'s event shape and
+    be finite-or-infinite, never NaN.
+    """
+
+    mean: Tensor
+    lower: Tensor | None = None
+    upper: Tensor | None = None
+    samples: Tensor | None = None
+    variance: Tensor | None = None
+    alpha: float | None = None
+
+    def __post_init__(self) -> None:
+        shape = tuple(self.mean.shape)
+        for name in ("lower", "upper", "variance"):
+            v = getattr(self, name)
+            if v is not None and tuple(v.shape) != shape:
+                raise ValueError(f"Prediction.{name} has shape {tuple(v.shape)}, mean has {shape}")
+        if self.samples is not None and tuple(self.samples.shape[1:]) != shape:
+            raise ValueError(
+                f"Prediction.samples must be (n_samples, *{shape}), got {tuple(self.samples.shape)}"
+            )
+        if (self.lower is None) != (self.upper is None):
+            raise ValueError("Prediction: give both lower and upper, or neither")
+        if self.alpha is not None and not 0.0 < self.alpha < 1.0:
+            raise ValueError(f"Prediction.alpha must be in (0, 1), got {self.alpha}")
+
+    @property
+    def std(self) -> Tensor:
+        """Predictive standard deviation: closed form if known, else the (unbiased) sample std."""
+        if self.variance is not None:
+            return self.variance.clamp_min(0).sqrt()
+        if self.samples is not None and self.samples.shape[0] > 1:
+            return self.samples.std(dim=0)
+        raise ValueError("Prediction has neither a variance nor >= 2 samples: std undefined")
+
+    @property
+    def has_interval(self) -> bool:
+        return self.lower is not None
+
+    def to(self, device: torch.device | str) -> "Prediction":
+        def mv(t: Tensor | None) -> Tensor | None:
+            return None if t is None else t.to(device)
+
+        return Prediction(mv(self.mean), mv(self.lower), mv(self.upper), mv(self.samples),
+                          mv(self.variance), self.alpha)
+
+    @classmethod
+    def from_samples(cls, samples: Tensor, alpha: float = 0.1,
+                     variance: Tensor | None = None, mean: Tensor | None = None) -> "Prediction":
+        """Summarise draws ``(n_samples, *event)``: sample mean and the empirical central
+        ``1 - alpha`` interval (quantiles ``alpha/2`` and ``1 - alpha/2``, linear interpolation)."""
+        if samples.ndim < 1 or samples.shape[0] < 1:
+            raise ValueError(f"samples must be (n_samples, *event) with n_samples >= 1, got {tuple(samples.shape)}")
+        if torch.isnan(samples).any():
+            raise ValueError("Prediction.from_samples: samples contain NaN")
+        q = torch.tensor([alpha / 2, 1 - alpha / 2], dtype=samples.dtype, device=samples.device)
+        lo, hi = torch.quantile(samples, q, dim=0) if samples.shape[0] > 1 else (samples[0], samples[0])
+        return cls(mean=samples.mean(0) if mean is None else mean, lower=lo, upper=hi,
+                   samples=samples, variance=variance, alpha=alpha)
+
+    @classmethod
+    def from_gaussian(cls, mean: Tensor, variance: Tensor, alpha: float = 0.1,
+                      samples: Tensor | None = None) -> "Prediction":
+        """A Gaussian predictive ``N(mean, variance)`` with its exact central interval."""
+        z = torch.distributions.Normal(0.0, 1.0).icdf(torch.tensor(1 - alpha / 2, dtype=torch.float64)).item()
+        s = variance.clamp_min(0).sqrt()
+        return cls(mean=mean, lower=mean - z * s, upper=mean + z * s, samples=samples,
+                   variance=variance, alpha=alpha)
