@@ -23,6 +23,7 @@ Latitude weighting follows WeatherBench (Rasp et al. 2020, eq. 1): ``L(j) = cos 
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,7 +71,20 @@ _DIM_ALIASES: dict[str, str] = {
     "number": "member", "member": "member", "realization": "member", "ensemble_member": "member",
     "time": "time", "valid_time": "time",
 }
+#: bundled sample files (ERA5 t/z at 500/850 hPa, 2007-01-01 12Z, 1°; see LICENSE.md there)
+FIXTURE_DIR = Path(__file__).resolve().parent / "fixtures" / "era5"
+
 _GRIB_SUFFIXES = (".grib", ".grb", ".grib1", ".grib2", ".grb2")
+
+
+_LICENCE = ("ERA5: Contains modified Copernicus Climate Change Service information "
+            "(C3S ERA5 licence; attribution required)")
+
+
+def _version() -> str:
+    import sciflow
+
+    return sciflow.__version__
 
 
 class ERA5FormatError(ValueError):
@@ -352,7 +366,7 @@ def open_era5(
             if bool(bad.compute() if hasattr(bad, "compute") else bad):
                 raise ERA5FormatError(f"{name}: variable {var!r} contains NaN (missing values or unreadable chunks)")
     ds.attrs["source"] = name
-    ds.attrs.setdefault("licence", "Contains modified Copernicus Climate Change Service information")
+    ds.attrs.setdefault("licence", _LICENCE)
     return ds
 
 
@@ -377,12 +391,14 @@ def coarsen(ds: xr.Dataset, factor: int) -> xr.Dataset:
         raise ValueError(f"coarsen: factor must be a positive integer, got {factor}")
     if factor == 1:
         return ds
-    w = np.cos(np.deg2rad(ds["lat"].astype(np.float64)))
-    num = (ds * w).coarsen(lat=factor, lon=factor, boundary="trim").sum()
-    den = w.coarsen(lat=factor, boundary="trim").sum() * factor
-    out = num / den
-    out = out.assign_coords(lat=ds["lat"].coarsen(lat=factor, boundary="trim").mean(),
-                            lon=ds["lon"].coarsen(lon=factor, boundary="trim").mean())
+    w = np.cos(np.deg2rad(ds["lat"].values.astype(np.float64)))
+    n_lat = (w.size // factor) * factor
+    wda = xr.DataArray(w, dims="lat", coords={"lat": ds["lat"]})
+    num = (ds * wda).coarsen(lat=factor, lon=factor, boundary="trim").sum()
+    lat_c = ds["lat"].coarsen(lat=factor, boundary="trim").mean().values
+    lon_c = ds["lon"].coarsen(lon=factor, boundary="trim").mean().values
+    den = xr.DataArray(w[:n_lat].reshape(-1, factor).sum(1) * factor, dims="lat")
+    out = (num.assign_coords(lat=lat_c, lon=lon_c) / den.assign_coords(lat=lat_c))
     out.attrs = dict(ds.attrs)
     for v in out.data_vars:
         out[v].attrs = dict(ds[v].attrs)
@@ -489,6 +505,25 @@ def split_by_time(ds: xr.Dataset, *, val_start: Any, test_start: Any, test_end: 
     return parts
 
 
+def split_levels(ds: xr.Dataset) -> xr.Dataset:
+    """One variable per pressure level, ``geopotential`` → ``geopotential_500``, … (level dim removed).
+
+    The schema needs every trajectory variable on the same dims, so datasets that mix surface and
+    pressure-level variables are split this way before windowing (WeatherBench's ``z500``-style
+    channels). Level values are kept in each variable's ``attrs["level"]``.
+    """
+    out = {}
+    for var in ds.data_vars:
+        da = ds[var]
+        if "level" in da.dims:
+            for lv in da["level"].values:
+                out[f"{var}_{lv:g}"] = da.sel(level=lv).drop_vars("level").assign_attrs(level=float(lv))
+        else:
+            out[str(var)] = da
+    res = xr.Dataset(out, attrs=dict(ds.attrs))
+    return res.drop_dims("level", errors="ignore") if "level" in res.dims else res
+
+
 def forecast_windows(ds: xr.Dataset, history: int, lead: int | Sequence[int], *, stride: int = 1) -> xr.Dataset:
     """Time-window samples for forecasting: ``history`` input steps then the ``lead`` target step(s).
 
@@ -507,6 +542,9 @@ def forecast_windows(ds: xr.Dataset, history: int, lead: int | Sequence[int], *,
         raise ValueError(f"forecast_windows: leads must be strictly increasing, got {leads.tolist()}")
     t = ds["time"].values
     name = ds.attrs.get("source", "<dataset>")
+    with_level = [v for v in ds.data_vars if "level" in ds[v].dims]
+    if with_level and len(with_level) < len(ds.data_vars):
+        ds = split_levels(ds)
     if t.size > 2:
         d = np.diff(t)
         if (d != d[0]).any():
@@ -527,6 +565,13 @@ def forecast_windows(ds: xr.Dataset, history: int, lead: int | Sequence[int], *,
     order = [d for d in ("sample", "time", "lat", "lon", "level") if d in out.dims]
     out = out.transpose(*order)
     out.attrs.update(history_steps=history, leads=leads, time_step_hours=float(dt / np.timedelta64(1, "h")))
+    out.attrs.setdefault("equation", "ERA5 reanalysis (observed atmosphere; no generating equation)")
+    out.attrs.setdefault("generator", "sciflow.data.era5.forecast_windows")
+    out.attrs.setdefault("version", _version())
+    out.attrs.setdefault("seed", -1)
+    out.attrs.setdefault("licence", _LICENCE)
+    out.attrs["parameters"] = json.dumps({"history": history, "leads": leads.tolist(), "stride": int(stride),
+                                          "variables": sorted(map(str, ds.data_vars))})
     return out
 
 

@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 
 from sciflow.data.batches import PopulationBatch
+from sciflow.solvers.ode import RK4, odeint
 
 ALPHABET = string.ascii_uppercase
 LETTER_HALF_EXTENT = 3.0  # letters are scaled so their longer side spans [-3, 3] (as the paper)
@@ -196,27 +197,19 @@ def _gaussian_mixture_population(n: int, dim: int, rng: np.random.Generator) -> 
     return out
 
 
-def _rk4(f, y: Tensor, t1: float, steps: int) -> Tensor:
-    """Classical RK4 from 0 to ``t1`` in ``steps`` equal steps (fallback integrator)."""
-    h = t1 / steps
-    for _ in range(steps):
-        k1 = f(y)
-        k2 = f(y + 0.5 * h * k1)
-        k3 = f(y + 0.5 * h * k2)
-        k4 = f(y + h * k3)
-        y = y + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
-    return y
-
-
 def evolve_aggregation(x0: Tensor, horizon: float, *, softening: float = 0.05,
                        steps: int = 100) -> Tensor:
-    """Integrate the aggregation/repulsion system from ``x0 (*batch, N, dim)`` to ``horizon``."""
-    return _rk4(lambda y: aggregation_velocity(y, softening), x0, horizon, steps)
+    """Integrate the aggregation/repulsion system from ``x0 (*batch, N, dim)`` to ``horizon``
+    with ``steps`` classical RK4 steps (:func:`sciflow.solvers.ode.odeint`)."""
+    t = torch.tensor([0.0, horizon], dtype=x0.dtype, device=x0.device)
+    ys = odeint(lambda _t, y: aggregation_velocity(y, softening), x0, t, solver=RK4(),
+                dt=horizon / steps * (1 + 1e-9))
+    return ys[-1]
 
 
 def aggregation_populations(split: str = "train", *, n_populations: int = 64, n_points: int = 256,
                             dim: int = 2, horizon: float = 1.0, softening: float = 0.05,
-                            steps: int = 100, seed: int = 0,
+                            steps: int = 100, seed: int = 0, id_offset: int = 0,
                             dtype: torch.dtype = torch.float32) -> PopulationBatch:
     """Initial populations (Gaussian mixtures) and their states after ``horizon`` time units.
 
@@ -226,7 +219,8 @@ def aggregation_populations(split: str = "train", *, n_populations: int = 64, n_
     halving dt changes the targets by < 1e-6, see tests/data/test_populations.py).
 
     Returns ``PopulationBatch(source (n_populations, n_points, dim), target (same),
-    population_id)`` with ids ``split_index * n_populations + i``.
+    population_id)`` with ids ``id_offset + i``: give the splits disjoint offsets when ids must
+    be unique across them (the one-hot CGFM baseline needs that).
     """
     if split not in _SPLITS:
         raise ValueError(f"split must be one of {_SPLITS}, got {split!r}")
@@ -241,5 +235,5 @@ def aggregation_populations(split: str = "train", *, n_populations: int = 64, n_
     chunks = [evolve_aggregation(c, horizon, softening=softening, steps=steps)
               for c in x0t.split(16)]
     x1 = torch.cat(chunks)
-    ids = torch.arange(n_populations) + s * n_populations
+    ids = torch.arange(n_populations) + id_offset
     return PopulationBatch(source=x0t.to(dtype), target=x1.to(dtype), population_id=ids)

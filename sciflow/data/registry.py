@@ -25,3 +25,11 @@ GENERATORS: dict[str, Generator] = {
 }
 
 # --- Lorenz / ERA5 (owned by the Lorenz/ERA5 engineer) ---
+from sciflow.data.pdes import lorenz  # noqa: E402  (kept beside its entries)
+
+GENERATORS.update({
+    "lorenz": lorenz.generate_lorenz63,
+    "lorenz63": lorenz.generate_lorenz63,
+    "lorenz96": lorenz.generate_lorenz96,
+    "lorenz-spiking": lorenz.generate_lorenz_spiking,
+})

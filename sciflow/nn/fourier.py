@@ -5,7 +5,7 @@
   (2021), "On the eigenvector bias of Fourier feature networks":
   ``gamma(x) = [cos(B x), sin(B x)]`` with ``B_ij ~ N(0, scale^2)``, fixed or trainable.
 - :class:`PeriodicEmbedding` — Dong & Ni (2021); Wang, Sankaran & Perdikaris (2022), "Respecting
-  causality ...", section 4 (eq. 4.1): a coordinate ``x`` with period ``P`` is replaced by
+  causality ...", section 4: a coordinate ``x`` with period ``P`` is replaced by
   ``(1, cos(k w x), sin(k w x))_{k=1..K}`` with ``w = 2 pi / P``, so any network on top is
   exactly ``P``-periodic in ``x`` (to machine precision, not approximately).
 """
@@ -54,7 +54,7 @@ class PeriodicEmbedding(nn.Module):
 
     Input ``(*batch, in_features)``; the coordinates listed in ``axes`` (with ``periods``) are
     replaced by ``cos(k w x), sin(k w x)`` for ``k = 1..n_harmonics``, the other coordinates pass
-    through unchanged, and one constant ``1`` feature is appended (as in the paper's eq. 4.1).
+    through unchanged, and one constant ``1`` feature is appended (as in the official code).
     Output order: ``[passthrough coords, 1, cos/sin of axis 0 (k=1..K), cos/sin of axis 1, ...]``.
     """
 
@@ -72,12 +72,22 @@ class PeriodicEmbedding(nn.Module):
             raise ValueError(f"PeriodicEmbedding: n_harmonics must be >= 1, got {n_harmonics}")
         self.in_features, self.axes, self.periods, self.n_harmonics = in_features, axes, periods, n_harmonics
         self.passthrough = [i for i in range(in_features) if i not in axes]
-        k = torch.arange(1, n_harmonics + 1, dtype=torch.get_default_dtype())
-        # frequency matrix: (len(axes) * K, in_features), row (a, k) picks axis a with k * 2pi/P_a
-        freq = torch.zeros(len(axes) * n_harmonics, in_features)
-        for j, (a, p) in enumerate(zip(axes, periods)):
-            freq[j * n_harmonics:(j + 1) * n_harmonics, a] = k * (2 * math.pi / p)
-        self.register_buffer("freq", freq)
+        # frequencies k * 2 pi / P are built in the working dtype from Python floats (cached per
+        # dtype/device): a float32 buffer cast to float64 would break exact periodicity
+        self._rows = [(a, k * 2 * math.pi / p) for a, p in zip(axes, periods)
+                      for k in range(1, n_harmonics + 1)]
+        self._cache: dict[tuple[torch.dtype, torch.device], Tensor] = {}
+
+    def frequencies(self, dtype: torch.dtype, device: torch.device) -> Tensor:
+        """The ``(len(axes) * K, in_features)`` frequency matrix ``F`` (``z = x F^T``)."""
+        key = (dtype, device)
+        f = self._cache.get(key)
+        if f is None:
+            f = torch.zeros(len(self._rows), self.in_features, dtype=torch.float64)
+            for r, (a, w) in enumerate(self._rows):
+                f[r, a] = w
+            f = self._cache[key] = f.to(device=device, dtype=dtype)
+        return f
 
     @property
     def out_features(self) -> int:
@@ -86,6 +96,6 @@ class PeriodicEmbedding(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if x.shape[-1] != self.in_features:
             raise ValueError(f"PeriodicEmbedding expects {self.in_features} features, got {x.shape[-1]}")
-        z = x @ self.freq.T
+        z = x @ self.frequencies(x.dtype, x.device).T
         ones = torch.ones_like(x[..., :1])
         return torch.cat([x[..., self.passthrough], ones, torch.cos(z), torch.sin(z)], dim=-1)

@@ -1,1 +1,33 @@
-"""sciflow.uq."""
+"""sciflow.uq: predictive distributions from any model, and the scores that check them.
+
+Methods (each a :class:`Predictor` returning a :class:`Prediction`): :class:`SamplingPredictor`
+(``model.sample``), :class:`DeepEnsemble`, :class:`MCDropout`, :class:`HMC`, :class:`SplitConformal`
+around any of them. Gaussian heads: :class:`GaussianForecaster`, :func:`beta_nll_loss`.
+Scores: :mod:`sciflow.uq.scores`; population distances: :mod:`sciflow.uq.distances`; MCMC
+diagnostics: :mod:`sciflow.uq.diagnostics`; figures: :mod:`sciflow.uq.plots`; one-call scoring:
+:func:`evaluate`. See ``docs/uq.md`` for which method to use when.
+"""
+
+from sciflow.uq.base import Predictor, target_for
+from sciflow.uq.bayes import GaussianLikelihood, GaussianPrior, Likelihood, LossLikelihood, Prior
+from sciflow.uq.conformal import (AbsoluteResidual, ConformalScore, NormalizedResidual, QuantileScore,
+                                  SplitConformal)
+from sciflow.uq.diagnostics import ess_bulk, ess_tail, rhat, split_rhat
+from sciflow.uq.ensemble import DeepEnsemble
+from sciflow.uq.evaluate import evaluate, score_prediction
+from sciflow.uq.heads import (GaussianForecaster, GaussianHead, GaussianPredictive, PointForecaster,
+                              beta_nll_loss, gaussian_nll_loss)
+from sciflow.uq.hmc import HMC, HMCResult
+from sciflow.uq.mc_dropout import MCDropout
+from sciflow.uq.prediction import Prediction
+from sciflow.uq.registry import UQ_METHODS
+from sciflow.uq.sampling import SamplingPredictor
+
+__all__ = [
+    "Predictor", "Prediction", "target_for", "SamplingPredictor", "DeepEnsemble", "MCDropout", "HMC",
+    "HMCResult", "SplitConformal", "ConformalScore", "AbsoluteResidual", "NormalizedResidual",
+    "QuantileScore", "Prior", "GaussianPrior", "Likelihood", "GaussianLikelihood", "LossLikelihood",
+    "GaussianHead", "GaussianPredictive", "GaussianForecaster", "PointForecaster", "beta_nll_loss",
+    "gaussian_nll_loss", "rhat", "split_rhat", "ess_bulk", "ess_tail", "evaluate", "score_prediction",
+    "UQ_METHODS",
+]

@@ -90,7 +90,7 @@ def test_bad_files_name_file_and_problem(tmp_path):
         io.read(_raw_write(dims, tmp_path / "d.nc"), verify=False)
     with pytest.raises(DatasetError, match="c.nc: no 'checksum' attribute"):
         io.read(_raw_write(ds, tmp_path / "c.nc"))
-    with pytest.raises(DatasetError, match="w.nc: missing required attribute 'licence'"):
+    with pytest.raises(DatasetError, match="w.nc: missing required attribute 'equation'"):
         io.write(ds.drop_attrs(), tmp_path / "w.nc")
     assert not (tmp_path / "w.nc").exists()
 

@@ -37,7 +37,7 @@ class ToyRegressor(SciflowModel):
 def toy_data(n: int = 64, dim: int = 3, seed: int = 0) -> TrajectoryBatch:
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, dim, generator=g)
-    A = torch.randn(dim, dim, generator=g)
+    A = torch.randn(dim, dim, generator=torch.Generator().manual_seed(1234))  # one target map
     y = torch.sin(x @ A) + 0.05 * torch.randn(n, dim, generator=g)
     return TrajectoryBatch(values=torch.stack([x, y], dim=1), times=torch.tensor([0.0, 1.0]))
 

@@ -56,7 +56,7 @@ def test_sigkill_then_resume_equals_uninterrupted_lbfgs(tmp_path: Path) -> None:
     _check_kill_resume(tmp_path, "lbfgs")
 
 
-def test_resume_without_checkpoints_starts_fresh_and_differs_from_a_different_seed(tmp_path: Path) -> None:
+def test_resume_without_checkpoints_starts_fresh(tmp_path: Path) -> None:
     torch.set_num_threads(1)
     a = train_toy(tmp_path / "a", resume=True, steps=10)  # nothing to resume: fresh start
     b = train_toy(tmp_path / "b", steps=10)

@@ -27,7 +27,7 @@ def _batch(n, seed):
     return TrajectoryBatch(torch.stack([x, y], 1)[:, :, None], T01)
 
 
-def _fit(model, batch, steps=1500, lr=3e-3):
+def _fit(model, batch, steps=1000, lr=5e-3):
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     for _ in range(steps):
         opt.zero_grad()
@@ -48,7 +48,7 @@ def _binned_coverage_error(pred: Prediction, batch: TrajectoryBatch) -> float:
 
 @pytest.fixture(scope="module")
 def data():
-    return _batch(1024, 0), _batch(4000, 1)
+    return _batch(384, 0), _batch(3000, 1)
 
 
 @pytest.fixture(scope="module")
@@ -68,9 +68,9 @@ def baseline(data):
 def test_deep_ensemble_beats_single_model(data, baseline):
     train, test = data
     ens = DeepEnsemble.fit(lambda: GaussianForecaster(MLP(1, 2, width=32, depth=2), beta=0.5),
-                           [train], n_members=4, steps=1500, lr=3e-3, seed=0)
+                           [train], n_members=4, steps=1000, lr=5e-3, seed=0)
     assert ens.vectorised
-    assert ens.loss_history[-1] < ens.loss_history[0] - 0.5
+    assert ens.loss_history[-1] < ens.loss_history[0] - 0.3
     pred = ens.predict(test)
     y = test.values[:, 1:]
     nll = gaussian_nll(pred.mean, pred.variance, y).item()
@@ -82,10 +82,10 @@ def test_deep_ensemble_beats_single_model(data, baseline):
 def test_mc_dropout_beats_single_model(data, baseline):
     train, test = data
     torch.manual_seed(1)
-    model = _fit(GaussianForecaster(MLP(1, 2, width=64, depth=2, dropout=0.1), beta=0.5), train, steps=2000)
+    model = _fit(GaussianForecaster(MLP(1, 2, width=64, depth=2, dropout=0.1), beta=0.5), train, steps=1200)
     pred = MCDropout(model, n_passes=64).predict(test, generator=torch.Generator().manual_seed(0))
     y = test.values[:, 1:]
-    assert pred.samples.shape == (64, 4000, 1, 1)
+    assert pred.samples.shape == (64, 3000, 1, 1)
     nll = gaussian_nll(pred.mean, pred.variance, y).item()
     assert nll < baseline["nll"] - 0.15
     assert _binned_coverage_error(pred, test) < 0.5 * baseline["cov_err"]

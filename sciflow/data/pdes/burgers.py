@@ -35,7 +35,7 @@ Forcing = Callable[[float, Tensor], Tensor]  # f(t, x) -> (batch, nx) or (nx,)
 
 
 def _times(t: Sequence[float] | Tensor) -> Tensor:
-    t = torch.as_tensor(t, dtype=torch.float64)
+    t = torch.as_tensor(np.array(t, dtype=np.float64) if not isinstance(t, Tensor) else t, dtype=torch.float64)
     if t.ndim != 1 or t.numel() < 2:
         raise ValueError(f"burgers: time grid must be 1-D with >= 2 points, got shape {tuple(t.shape)}")
     if not torch.isfinite(t).all() or (torch.diff(t) <= 0).any():

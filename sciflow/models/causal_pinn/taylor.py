@@ -302,7 +302,8 @@ def _register_sciflow_layers() -> None:
 
     @register_jet_rule(PeriodicEmbedding)
     def _periodic(m: PeriodicEmbedding, jet: Jet) -> Jet:
-        s, c = jet.linear(m.freq, None).sin_cos()
+        v = jet.value
+        s, c = jet.linear(m.frequencies(v.dtype, v.device), None).sin_cos()
         ones = jet.constant_like(torch.ones_like(jet.value[..., :1]))
         return Jet.cat([jet.select(m.passthrough), ones, c, s])
 

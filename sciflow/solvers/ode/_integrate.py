@@ -110,11 +110,13 @@ def _rms(x: Tensor) -> Tensor:
 def initial_step(f: FlatField, solver: ExplicitRungeKutta, t0: Tensor, y0: Tensor, f0: Tensor,
                  ctrl: PIController, span: Tensor) -> Tensor:
     """Hairer, Nørsett & Wanner (1993), *Solving ODEs I*, §II.4 "Starting step size" — batched."""
+    y0, f0 = y0.detach(), f0.detach()
     scale = ctrl.atol + ctrl.rtol * y0.abs()
     d0, d1 = _rms(y0 / scale), _rms(f0 / scale)
     h0 = torch.where((d0 < 1e-5) | (d1 < 1e-5), torch.full_like(d0, 1e-6), 0.01 * d0 / d1)
     h0 = torch.minimum(h0, span)
-    f1 = f(t0 + h0, torch.addcmul(y0, h0.unsqueeze(-1), f0))
+    with torch.no_grad():
+        f1 = f(t0 + h0, torch.addcmul(y0, h0.unsqueeze(-1), f0))
     d2 = _rms((f1 - f0) / scale) / h0
     dmax = torch.maximum(d1, d2)
     h1 = torch.where(dmax <= 1e-15, torch.clamp(h0 * 1e-3, min=1e-6),
@@ -169,7 +171,8 @@ def integrate_adaptive(f: FlatField, solver: ExplicitRungeKutta, y0: Tensor, ts:
         hh = t_next - t
         y1, ks, err = solver.step(f, t, y, hh, k1)
         scale = ctrl.atol + ctrl.rtol * torch.maximum(y.abs(), y1.abs())
-        r = _rms(err / scale)
+        # the step-size sequence is control flow, not part of the model: no gradient through it
+        r = _rms(err / scale).detach()
         accept = (r <= 1.0) & ~done
         # PI step-size update (r = 0 -> factor_max; r = nan -> factor_min)
         factor = ctrl.safety * r.pow(-beta1)

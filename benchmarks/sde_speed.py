@@ -1,0 +1,176 @@
+"""SDE solver speed: diagonal noise, batch 256, state 32, MLP drift/diffusion, 100 steps of dt = 0.01,
+forward + backward (issue 3 anchors). Everything is measured in one run on one machine:
+
+* ``hand_loop``: a hand-written Euler–Maruyama loop with pre-sampled noise (the anchor);
+* ``sciflow_euler_maruyama``: ``sdeint(..., solver=EulerMaruyama())`` (goal: ≤ 1.2× hand loop);
+* ``torchsde_euler_default_bm`` / ``torchsde_euler_interval``: torchsde ``euler`` with its default
+  Brownian motion and with ``BrownianInterval(dt=...)``;
+* ``torchsde_srk``: torchsde's strong order-1.5 SRK (``BrownianInterval`` with space-time Lévy area);
+* equal strong error: strong errors of ``srk`` and of sciflow's ``Milstein`` at several step sizes are
+  measured against a fine ``srk`` reference on **one shared Brownian path**
+  (``BrownianIncrements`` with Lévy area, handed to torchsde through sciflow's adapter); the
+  Milstein run with the largest step whose error is ≤ srk's error is timed against srk.
+
+The diffusion is a per-component MLP (``g_i`` depends on ``y_i`` only: commutative diagonal noise),
+so that the strong orders 1.0 (Milstein) and 1.5 (srk) the comparison relies on actually hold;
+the drift is an ordinary MLP over the whole state.
+
+Run: ``python benchmarks/sde_speed.py`` (``--scale 2`` doubles batch, ``--device cuda``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import time_it, write_result  # noqa: E402
+
+from sciflow.solvers.sde import (BrownianIncrements, Diagonal, EulerMaruyama, Milstein, TorchSDE,  # noqa: E402
+                                 sdeint)
+
+
+class ComponentwiseMLP(nn.Module):
+    """``g_i(y) = softplus(MLP_i(y_i)) * 0.3``: one small MLP per state component, batched with einsum."""
+
+    def __init__(self, d: int, width: int = 16) -> None:
+        super().__init__()
+        self.w1 = nn.Parameter(torch.randn(d, width) * 0.8)
+        self.b1 = nn.Parameter(torch.zeros(d, width))
+        self.w2 = nn.Parameter(torch.randn(d, width) / math.sqrt(width))
+        self.b2 = nn.Parameter(torch.zeros(d))
+
+    def forward(self, y):
+        h = torch.tanh(y.unsqueeze(-1) * self.w1 + self.b1)
+        return 0.3 * nn.functional.softplus((h * self.w2).sum(-1) + self.b2)
+
+
+def build(d: int, width: int, device):
+    torch.manual_seed(0)  # benchmark script, not library code: fixes the networks
+    f_net = nn.Sequential(nn.Linear(d, width), nn.Tanh(), nn.Linear(width, width), nn.Tanh(),
+                          nn.Linear(width, d)).to(device)
+    g_net = ComponentwiseMLP(d).to(device)
+    return f_net, g_net
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--scale", type=int, default=1, help="multiplies the batch size")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    import torchsde
+
+    device = torch.device(args.device)
+    batch, d, width, n_steps, dt = 256 * args.scale, 32, 64, 100, 0.01
+    f_net, g_net = build(d, width, device)
+    params = list(f_net.parameters()) + list(g_net.parameters())
+    drift = lambda t, y: f_net(y)  # noqa: E731
+    diffusion = lambda t, y: g_net(y)  # noqa: E731
+    y0 = torch.full((batch, d), 0.1, device=device)
+    ts = torch.tensor([0.0, n_steps * dt], device=device)
+    gen = torch.Generator(device=device).manual_seed(0)
+
+    def backward(y):
+        for p in params:
+            p.grad = None
+        y.pow(2).mean().backward()
+
+    def hand_loop():
+        dw = torch.randn(n_steps, batch, d, device=device, generator=gen) * math.sqrt(dt)
+        y = y0
+        for i in range(n_steps):
+            y = y + f_net(y) * dt + g_net(y) * dw[i]
+        backward(y)
+
+    def sciflow_em():
+        backward(sdeint(drift, diffusion, y0, ts, solver=EulerMaruyama(), dt=dt, generator=gen)[-1])
+
+    def sciflow_milstein(step):
+        return lambda: backward(sdeint(drift, diffusion, y0, ts, solver=Milstein(), dt=step, generator=gen)[-1])
+
+    class SDE(nn.Module):
+        noise_type, sde_type = "diagonal", "ito"
+
+        def f(self, t, y):
+            return f_net(y)
+
+        def g(self, t, y):
+            return g_net(y)
+
+    sde = SDE()
+
+    def torchsde_run(method, bm_kind):
+        def run():
+            entropy = int(torch.randint(0, 2**31 - 1, (1,), generator=torch.Generator().manual_seed(1)))
+            if bm_kind == "default":
+                bm = None
+            else:
+                bm = torchsde.BrownianInterval(t0=0.0, t1=n_steps * dt, size=(batch, d), device=device, dt=dt,
+                                               entropy=entropy,
+                                               levy_area_approximation="space-time" if method == "srk" else "none")
+            backward(torchsde.sdeint(sde, y0, ts, method=method, dt=dt, bm=bm)[-1])
+        return run
+
+    timings = {
+        "hand_loop": time_it(hand_loop, repeats=args.repeats, device=device),
+        "sciflow_euler_maruyama": time_it(sciflow_em, repeats=args.repeats, device=device),
+        "torchsde_euler_interval": time_it(torchsde_run("euler", "interval"), repeats=args.repeats, device=device),
+        "torchsde_euler_default_bm": time_it(torchsde_run("euler", "default"), repeats=max(2, args.repeats // 2),
+                                             device=device),
+        "torchsde_srk": time_it(torchsde_run("srk", "interval"), repeats=max(2, args.repeats // 2), device=device),
+    }
+
+    # ---- strong error on one shared path (no gradients needed)
+    fine = 32
+    path = BrownianIncrements.uniform(0.0, n_steps * dt, n_steps * fine, (batch, d), device=device,
+                                      generator=torch.Generator(device=device).manual_seed(7), levy_area=True)
+    with torch.no_grad():
+        ref = sdeint(drift, diffusion, y0, ts, solver=TorchSDE("srk"), dt=dt / fine, brownian=path)[-1]
+        err = lambda y: float((y - ref).abs().mean())  # noqa: E731
+        errors = {"torchsde_srk_dt0.01": err(sdeint(drift, diffusion, y0, ts, solver=TorchSDE("srk"), dt=dt,
+                                                    brownian=path)[-1]),
+                  "sciflow_euler_maruyama_dt0.01": err(sdeint(drift, diffusion, y0, ts, solver=EulerMaruyama(),
+                                                              dt=dt, brownian=path)[-1])}
+        chosen = None
+        for k in (1, 2, 4, 8, 16):
+            e = err(sdeint(drift, diffusion, y0, ts, solver=Milstein(), dt=dt / k, brownian=path)[-1])
+            errors[f"sciflow_milstein_dt{dt / k:g}"] = e
+            if chosen is None and e <= errors["torchsde_srk_dt0.01"]:
+                chosen = k
+    if chosen is not None:
+        timings[f"sciflow_milstein_dt{dt / chosen:g}"] = time_it(sciflow_milstein(dt / chosen), repeats=args.repeats,
+                                                                 device=device)
+
+    med = {k: v["median_s"] for k, v in timings.items()}
+    ratios = {
+        "sciflow_em_over_hand_loop": med["sciflow_euler_maruyama"] / med["hand_loop"],
+        "torchsde_euler_interval_over_hand_loop": med["torchsde_euler_interval"] / med["hand_loop"],
+        "torchsde_euler_default_bm_over_hand_loop": med["torchsde_euler_default_bm"] / med["hand_loop"],
+        "torchsde_srk_over_hand_loop": med["torchsde_srk"] / med["hand_loop"],
+    }
+    if chosen is not None:
+        ratios["sciflow_milstein_equal_error_over_torchsde_srk"] = med[f"sciflow_milstein_dt{dt / chosen:g}"] / med[
+            "torchsde_srk"]
+    write_result("sde_speed", {
+        "problem": {"batch": batch, "state": d, "drift": f"MLP {d}-{width}-{width}-{d} tanh",
+                    "diffusion": "componentwise MLP (commutative diagonal noise)", "steps": n_steps, "dt": dt,
+                    "dtype": "float32", "work": "forward + backward"},
+        "timings": timings,
+        "strong_errors_vs_fine_srk_reference": errors,
+        "milstein_steps_per_srk_step_at_equal_error": chosen,
+        "goals": {"sciflow_em_over_hand_loop": "<= 1.2",
+                  "sciflow_milstein_equal_error_over_torchsde_srk": "< 1.0"},
+        "ratios": ratios,
+    }, device=device)
+
+
+if __name__ == "__main__":
+    main()

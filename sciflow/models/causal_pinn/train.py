@@ -1,0 +1,189 @@
+"""Training loops: causal training with eps annealing, gradient-norm balancing, Adam with
+exponential decay, optional L-BFGS finish, and time-marching over windows.
+
+Plain PyTorch; :func:`train` is the whole loop (no framework), so a user can copy and change it.
+Host syncs happen only every ``cfg.check_every`` steps (the stage test reads ``min w``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from sciflow.models.causal_pinn.balancing import GradNormBalancer
+from sciflow.models.causal_pinn.causal import AnnealedEpsilon, FixedEpsilon
+from sciflow.models.causal_pinn.config import Config
+from sciflow.models.causal_pinn.model import CausalPINN
+from sciflow.models.causal_pinn.problems import PROBLEMS, Problem
+
+
+@dataclass
+class History:
+    """What :func:`train` logs every ``check_every`` steps."""
+
+    step: list[int] = field(default_factory=list)
+    wall_s: list[float] = field(default_factory=list)
+    total: list[float] = field(default_factory=list)
+    terms: dict[str, list[float]] = field(default_factory=dict)
+    epsilon: list[float] = field(default_factory=list)
+    weights: list[list[float]] = field(default_factory=list)  # causal weights snapshots
+    loss_weights: list[list[float]] = field(default_factory=list)
+    stage_ends: list[int] = field(default_factory=list)
+
+    def log(self, step: int, wall: float, out, eps: float, w: Tensor | None, lam: Tensor) -> None:
+        self.step.append(step)
+        self.wall_s.append(wall)
+        self.total.append(float(out.total.detach()))
+        for k, v in out.terms.items():
+            self.terms.setdefault(k, []).append(float(v))
+        self.epsilon.append(eps)
+        self.weights.append([] if w is None else w.detach().cpu().tolist())
+        self.loss_weights.append(lam.detach().cpu().tolist())
+
+
+def _dtype(cfg: Config) -> torch.dtype:
+    return torch.float64 if cfg.dtype == "float64" else torch.float32
+
+
+def train(model: CausalPINN, *, device: torch.device | str = "cpu",
+          time_budget_s: float | None = None,
+          callback: Callable[[int, CausalPINN, History], None] | None = None) -> History:
+    """Train ``model`` per ``model.cfg``; returns the :class:`History`.
+
+    Collocation points are redrawn every step from a generator seeded with ``cfg.seed``.
+    With ``cfg.anneal`` the run walks through ``cfg.epsilon_schedule`` (Algorithm 1) and stops
+    early once the last stage has ``min w > delta``; otherwise ``cfg.epsilon`` is fixed.
+    ``time_budget_s`` stops Adam (and skips L-BFGS) when the wall clock runs out.
+    """
+    cfg = model.cfg
+    dtype = _dtype(cfg)
+    model.to(device=device, dtype=dtype)
+    gen = torch.Generator().manual_seed(cfg.seed + 1)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cfg.decay_rate ** (s / cfg.decay_steps))
+    schedule = AnnealedEpsilon(cfg.epsilon_schedule, cfg.delta) if (cfg.causal and cfg.anneal) \
+        else FixedEpsilon(cfg.epsilon)
+    balancer = GradNormBalancer(model.loss_weights, cfg.balance_every, cfg.balance_momentum) \
+        if cfg.balance else None
+    hist = History()
+    t0 = time.perf_counter()
+    problem = model.problem
+
+    def batch():
+        return problem.sample(cfg.n_interior, cfg.n_initial, cfg.n_boundary, generator=gen,
+                              dtype=dtype, device=device)
+
+    for step in range(cfg.steps):
+        model.epsilon = schedule.epsilon
+        out = model.loss(batch())
+        if balancer is not None and step > 0 and balancer.due(step):
+            balancer.update(model.loss_parts(), list(model.parameters()))
+        opt.zero_grad(set_to_none=True)
+        out.total.backward()
+        opt.step()
+        sched.step()
+        last = step == cfg.steps - 1
+        if step % cfg.check_every == 0 or last:
+            if not math.isfinite(float(out.total.detach())):
+                raise FloatingPointError(f"non-finite loss at step {step}: {dict(out.terms)}")
+            hist.log(step, time.perf_counter() - t0, out, schedule.epsilon, model.last_weights,
+                     model.loss_weights)
+            if callback is not None:
+                callback(step, model, hist)
+            if cfg.causal and model.last_weights is not None and \
+                    schedule.observe(float(model.last_weights.min())):
+                hist.stage_ends.append(step)
+                if schedule.finished:
+                    break
+            if time_budget_s is not None and time.perf_counter() - t0 > time_budget_s:
+                break
+    if cfg.lbfgs_steps > 0 and (time_budget_s is None or time.perf_counter() - t0 < time_budget_s):
+        lbfgs(model, cfg.lbfgs_steps, batch(), schedule.epsilon, hist, t0)
+    return hist
+
+
+def lbfgs(model: CausalPINN, max_iter: int, batch, epsilon: float, hist: History, t0: float) -> None:
+    """L-BFGS (strong Wolfe) on a fixed batch with the current causal weights recomputed."""
+    model.epsilon = epsilon
+    opt = torch.optim.LBFGS(model.parameters(), lr=1.0, max_iter=max_iter, history_size=50,
+                            tolerance_grad=1e-9, tolerance_change=1e-12,
+                            line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad(set_to_none=True)
+        out = model.loss(batch)
+        out.total.backward()
+        return out.total
+
+    opt.step(closure)
+    out = model.loss(batch)
+    hist.log(hist.step[-1] + max_iter if hist.step else max_iter, time.perf_counter() - t0, out,
+             epsilon, model.last_weights, model.loss_weights)
+
+
+@dataclass
+class MarchedSolution:
+    """Models of consecutive windows ``[edges[k], edges[k+1]]`` (each on local time)."""
+
+    models: list[CausalPINN]
+    edges: list[float]
+    histories: list[History]
+
+    @torch.no_grad()
+    def predict(self, points: Tensor) -> Tensor:
+        """``(N, dim)`` global-time points -> ``(N, channels)``."""
+        t = points[:, 0]
+        k = torch.bucketize(t, torch.tensor(self.edges[1:-1], dtype=t.dtype, device=t.device), right=False)
+        out = None
+        for i, m in enumerate(self.models):
+            sel = k == i
+            if not bool(sel.any()):
+                continue
+            p = points[sel].clone()
+            p[:, 0] -= self.edges[i]
+            u = m.predict(p)
+            if out is None:
+                out = points.new_zeros(points.shape[0], u.shape[1])
+            out[sel] = u
+        return out
+
+
+def march(cfg: Config, problem: Problem | None = None, *, device: torch.device | str = "cpu",
+          time_budget_s: float | None = None) -> MarchedSolution:
+    """Time-marching (paper section 4): split ``t_span`` into ``cfg.time_windows`` windows; train
+    one causal PINN per window on local time ``[0, dt]`` with the previous window's prediction at
+    its end time as initial condition (exact: the previous network is evaluated, not
+    interpolated). ``warm_start`` initialises each window from the previous parameters."""
+    problem = problem if problem is not None else PROBLEMS[cfg.problem]()
+    t0, t1 = problem.t_span
+    n = cfg.time_windows
+    edges = [t0 + (t1 - t0) * k / n for k in range(n + 1)]
+    dt = edges[1] - edges[0]
+    models, hists = [], []
+    start = time.perf_counter()
+    ic, hard = problem.initial_condition, problem.hard_ic
+    for k in range(n):
+        sub = problem.window(0.0, dt, initial_condition=ic, hard_ic=hard)
+        model = CausalPINN(cfg, sub)
+        if cfg.warm_start and models:
+            state = {k_: v for k_, v in models[-1].state_dict().items() if k_ != "net.hard_ic"}
+            model.load_state_dict(state, strict=False)
+        left = None if time_budget_s is None else max(0.0, time_budget_s - (time.perf_counter() - start)) / (n - k)
+        hists.append(train(model, device=device, time_budget_s=left))
+        models.append(model)
+        prev = model
+        if problem.hard_ic is not None:
+            end = torch.tensor([[dt]], dtype=next(prev.parameters()).dtype, device=device)
+            hard = tuple(float(v) for v in prev.predict(end)[0])
+        else:
+            def ic(xs: Tensor, prev=prev, dt=dt) -> Tensor:  # noqa: E306
+                p = next(prev.parameters())
+                pts = torch.cat([torch.full((xs.shape[0], 1), dt, dtype=p.dtype, device=p.device),
+                                 xs.to(device=p.device, dtype=p.dtype)], dim=1)
+                return prev.predict(pts).to(xs.device)
+    return MarchedSolution(models, edges, hists)

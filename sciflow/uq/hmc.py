@@ -1,0 +1,345 @@
+r"""Hamiltonian Monte Carlo over the weights of small networks.
+
+Target: :math:`\log\pi(\theta)=\log p(\theta)+\sum_{\text{batches}}\log p(y\mid f_\theta(x))` with an
+explicit :class:`~sciflow.uq.bayes.Prior` and :class:`~sciflow.uq.bayes.Likelihood` (or a
+:class:`~sciflow.uq.bayes.LossLikelihood` built from ``model.loss``); full-batch gradients, so
+this is exact HMC (Neal 2011), meant for the small networks of the neural-PDE UQ comparisons
+(Dongre & Hora 2023), not for large models.
+
+Algorithm (all chains advance together; per-chain state lives in tensors, with no host
+synchronisation inside a transition):
+
+- Leapfrog integration of :math:`H(\theta,p)=-\log\pi(\theta)+\tfrac12 p^\top M^{-1}p` with a
+  diagonal mass matrix :math:`M`, ``n_leapfrog`` steps of size :math:`\varepsilon` (jittered by
+  ±``step_jitter`` after warm-up to avoid periodic orbits); Metropolis accept
+  :math:`\min(1, e^{-\Delta H})`; a transition with :math:`\Delta H > 1000` or a non-finite energy
+  counts as divergent and is rejected.
+- Warm-up (Stan's windowed adaptation): step size by dual averaging (Hoffman & Gelman 2014,
+  Alg. 5, eq. 6, :math:`\gamma=0.05, t_0=10, \kappa=0.75`) towards ``target_accept``; the
+  diagonal of :math:`M^{-1}` set to the regularised per-chain sample variance of the draws at the
+  end of each doubling slow window (first window 25 draws, initial/terminal fast buffers 75/50,
+  scaled down proportionally for short warm-ups); dual averaging restarts after each update.
+- Initial step size: Hoffman & Gelman 2014 Alg. 4 heuristic (per chain).
+- Diagnostics after sampling: rank-normalised split-:math:`\widehat R`, bulk and tail ESS (Vehtari
+  et al. 2021), acceptance rate, divergences.
+
+NUTS is not implemented; the fixed-length HMC here adapts everything else.
+Chains are evaluated with ``torch.func.vmap`` over ``functional_call`` where the model allows,
+else one by one.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, vmap
+
+from sciflow.models.base import SciflowModel
+from sciflow.uq.base import Predictor, check_alpha, target_for
+from sciflow.uq.bayes import Likelihood, LossLikelihood, Prior
+from sciflow.uq.diagnostics import ess_bulk, ess_tail, rhat
+from sciflow.uq.prediction import Prediction
+
+
+class _Call(nn.Module):
+    def __init__(self, model: SciflowModel, use_loss: bool) -> None:
+        super().__init__()
+        self.m, self.use_loss = model, use_loss
+
+    def forward(self, batch: Any) -> Tensor:
+        if self.use_loss:
+            return self.m.loss(batch).total
+        return self.m.sample(batch, 1)[0]
+
+
+@dataclass(frozen=True)
+class HMCResult:
+    """Posterior draws and diagnostics.
+
+    ``samples``: ``(chains, n_samples, D)`` flat weights; ``rhat``, ``ess_bulk``, ``ess_tail``:
+    ``(D,)``; ``accept_rate``, ``step_size``: ``(chains,)``; ``inv_mass``: ``(chains, D)``;
+    ``divergences``: ``(chains,)`` counts after warm-up; ``log_prob``: ``(chains, n_samples)``.
+    """
+
+    samples: Tensor
+    log_prob: Tensor
+    accept_rate: Tensor
+    step_size: Tensor
+    inv_mass: Tensor
+    divergences: Tensor
+    rhat: Tensor
+    ess_bulk: Tensor
+    ess_tail: Tensor
+
+    def summary(self) -> dict[str, float]:
+        return {"max_rhat": float(self.rhat.max()), "min_ess_bulk": float(self.ess_bulk.min()),
+                "min_ess_tail": float(self.ess_tail.min()),
+                "accept_rate": float(self.accept_rate.mean()),
+                "divergences": int(self.divergences.sum()),
+                "n_chains": int(self.samples.shape[0]), "n_samples": int(self.samples.shape[1])}
+
+
+def _windows(n_warmup: int) -> tuple[int, int, list[int]]:
+    """(init buffer, term buffer, ends of slow windows) of Stan's adaptation schedule."""
+    if n_warmup < 20:
+        return n_warmup, 0, []
+    init, term, base = 75, 50, 25
+    if n_warmup < init + term + base:
+        init, term = int(0.15 * n_warmup), int(0.1 * n_warmup)
+        base = n_warmup - init - term
+    ends, start, w = [], init, base
+    while start < n_warmup - term:
+        end = start + w
+        if end + 2 * w > n_warmup - term:  # last window absorbs the remainder
+            end = n_warmup - term
+        ends.append(end)
+        start, w = end, 2 * w
+    return init, term, ends
+
+
+class HMC(Predictor):
+    """HMC posterior over ``model``'s parameters; :meth:`run` samples, :meth:`predict` gives the
+    posterior predictive (with the likelihood's noise if ``include_noise``).
+
+    ``data``: the batches of the (full) training set; ``target(batch, prediction)`` the truth
+    (default :func:`~sciflow.uq.base.target_for`). Parameters listed in ``frozen`` (names) are
+    held at their current values.
+    """
+
+    def __init__(self, model: SciflowModel, prior: Prior, likelihood: Likelihood | LossLikelihood,
+                 data: Iterable[Any], *, target: Callable[[Any, Tensor], Tensor] = target_for,
+                 alpha: float = 0.1, include_noise: bool = True, frozen: Sequence[str] = ()) -> None:
+        if not isinstance(model, SciflowModel):
+            raise TypeError(f"HMC samples the weights of a SciflowModel, got {type(model).__name__}")
+        if not isinstance(prior, Prior):
+            raise TypeError(f"prior must be a sciflow.uq.bayes.Prior, got {type(prior).__name__}")
+        if not isinstance(likelihood, (Likelihood, LossLikelihood)):
+            raise TypeError(f"likelihood must be a Likelihood or LossLikelihood, got {type(likelihood).__name__}")
+        self.model, self.prior, self.likelihood = model, prior, likelihood
+        self.data = list(data)
+        if not self.data:
+            raise ValueError("HMC needs at least one data batch")
+        self.target, self.alpha, self.include_noise = target, check_alpha(alpha), include_noise
+        named = dict(model.named_parameters())
+        unknown = set(frozen) - set(named)
+        if unknown:
+            raise ValueError(f"frozen names {sorted(unknown)} are not parameters of {type(model).__name__}")
+        self.names = [k for k in named if k not in set(frozen)]
+        self.shapes = [named[k].shape for k in self.names]
+        self.sizes = [named[k].numel() for k in self.names]
+        self.fixed = {f"m.{k}": v.detach() for k, v in named.items() if k in set(frozen)}
+        self.fixed |= {f"m.{k}": v for k, v in model.named_buffers()}
+        self._call = _Call(model, isinstance(likelihood, LossLikelihood))
+        self._targets = None
+        self._vectorise = True
+        self.result: HMCResult | None = None
+
+    # -------------------------------------------------------------- the target density
+    @property
+    def dim(self) -> int:
+        return sum(self.sizes)
+
+    def flat_parameters(self) -> Tensor:
+        named = dict(self.model.named_parameters())
+        return torch.cat([named[k].detach().reshape(-1) for k in self.names])
+
+    def _unflatten(self, theta: Tensor) -> dict[str, Tensor]:
+        parts = theta.split(self.sizes, dim=-1)
+        return {f"m.{k}": p.reshape(*theta.shape[:-1], *s) for k, p, s in zip(self.names, parts, self.shapes)}
+
+    def _forward_chains(self, theta: Tensor, batch: Any) -> Tensor:
+        """Model output (prediction or loss) for every chain: ``(chains, ...)``."""
+        def one(params: dict[str, Tensor]) -> Tensor:
+            return functional_call(self._call, params | self.fixed, (batch,))
+
+        params = self._unflatten(theta)
+        if self._vectorise:
+            try:
+                return vmap(one, randomness="different")(params)
+            except Exception as err:
+                warnings.warn(f"HMC: vmap over chains failed ({type(err).__name__}: {err}); "
+                              "evaluating chains one by one", RuntimeWarning, stacklevel=3)
+                self._vectorise = False
+        return torch.stack([one({k: v[c] for k, v in params.items()}) for c in range(theta.shape[0])])
+
+    def log_prob(self, theta: Tensor) -> Tensor:
+        """Unnormalised log posterior, ``theta``: ``(chains, D)`` -> ``(chains,)``."""
+        lp = self.prior.log_prob(theta)
+        self.model.eval()
+        for batch in self.data:
+            out = self._forward_chains(theta, batch)
+            if isinstance(self.likelihood, LossLikelihood):
+                lp = lp - self.likelihood.scale(batch) * out
+            else:
+                y = self.target(batch, out[0])
+                lp = lp + self.likelihood.log_prob(out, y.to(out.dtype))
+        return lp
+
+    def _grad(self, theta: Tensor) -> tuple[Tensor, Tensor]:
+        with torch.enable_grad():
+            th = theta.detach().requires_grad_(True)
+            lp = self.log_prob(th)
+            (g,) = torch.autograd.grad(lp.sum(), th)
+        return lp.detach(), g
+
+    # -------------------------------------------------------------- the sampler
+    def _leapfrog(self, theta: Tensor, p: Tensor, g: Tensor, eps: Tensor, inv_mass: Tensor,
+                  n_steps: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        e = eps.unsqueeze(-1)
+        p = p + 0.5 * e * g
+        lp = None
+        for i in range(n_steps):
+            theta = theta + e * inv_mass * p
+            lp, g = self._grad(theta)
+            if i < n_steps - 1:
+                p = p + e * g
+        p = p + 0.5 * e * g
+        return theta, p, lp, g
+
+    def _momentum(self, inv_mass: Tensor, generator: torch.Generator | None) -> Tensor:
+        dev = inv_mass.device if generator is None else generator.device
+        z = torch.randn(inv_mass.shape, generator=generator, dtype=inv_mass.dtype, device=dev).to(inv_mass.device)
+        return z / inv_mass.sqrt()
+
+    def _uniform(self, shape: tuple[int, ...], like: Tensor, generator: torch.Generator | None) -> Tensor:
+        dev = like.device if generator is None else generator.device
+        return torch.rand(shape, generator=generator, dtype=like.dtype, device=dev).to(like.device)
+
+    def _transition(self, theta, lp, g, eps, inv_mass, n_leapfrog, generator):
+        p0 = self._momentum(inv_mass, generator)
+        h0 = -lp + 0.5 * (p0**2 * inv_mass).sum(-1)
+        th1, p1, lp1, g1 = self._leapfrog(theta, p0, g, eps, inv_mass, n_leapfrog)
+        h1 = -lp1 + 0.5 * (p1**2 * inv_mass).sum(-1)
+        dh = h1 - h0
+        finite = torch.isfinite(dh) & torch.isfinite(th1).all(-1) & torch.isfinite(g1).all(-1)
+        dh = torch.where(finite, dh, torch.full_like(dh, math.inf))
+        accept_prob = torch.exp(-dh.clamp_min(0))
+        accept = torch.log(self._uniform(dh.shape, dh, generator)) < -dh
+        a = accept.unsqueeze(-1)
+        theta = torch.where(a, th1, theta)
+        g = torch.where(a, g1, g)
+        lp = torch.where(accept, lp1, lp)
+        divergent = dh > 1000
+        return theta, lp, g, accept_prob, accept, divergent
+
+    def _initial_step_size(self, theta, lp, g, inv_mass, generator) -> Tensor:
+        """Hoffman & Gelman (2014) Alg. 4, per chain: double/halve until the one-step acceptance
+        crosses 1/2."""
+        eps = torch.full(theta.shape[:1], 0.1, dtype=theta.dtype, device=theta.device)
+        p = self._momentum(inv_mass, generator)
+        h0 = -lp + 0.5 * (p**2 * inv_mass).sum(-1)
+
+        def log_accept(e: Tensor) -> Tensor:
+            _, p1, lp1, _ = self._leapfrog(theta, p, g, e, inv_mass, 1)
+            d = h0 - (-lp1 + 0.5 * (p1**2 * inv_mass).sum(-1))
+            return torch.where(torch.isfinite(d), d, torch.full_like(d, -math.inf))
+
+        la = log_accept(eps)
+        direction = torch.where(la > math.log(0.5), 1.0, -1.0).to(theta.dtype)
+        active = torch.ones_like(eps, dtype=torch.bool)
+        for _ in range(40):  # warm-up only: host-side loop control is fine here
+            new = eps * 2.0**direction
+            la = log_accept(new)
+            still = torch.where(direction > 0, la > math.log(0.5), la <= math.log(0.5)) & active
+            eps = torch.where(active, new, eps)
+            active = still
+            if not bool(active.any()):
+                break
+        return eps.clamp(1e-8, 10.0)
+
+    def run(self, n_samples: int = 500, n_warmup: int = 500, n_chains: int = 4, *,
+            n_leapfrog: int = 20, target_accept: float = 0.8, init: Tensor | None = None,
+            init_jitter: float = 0.1, step_jitter: float = 0.1, thin: int = 1,
+            generator: torch.Generator | None = None) -> HMCResult:
+        """Run ``n_chains`` chains: ``n_warmup`` adaptation transitions, then ``n_samples * thin``
+        transitions of which every ``thin``-th is kept. ``init``: ``(n_chains, D)`` or ``(D,)``
+        start (default the model's current weights plus ``init_jitter`` Gaussian noise)."""
+        if n_samples < 4 or n_chains < 1 or n_warmup < 0 or n_leapfrog < 1 or thin < 1:
+            raise ValueError("need n_samples >= 4, n_chains >= 1, n_warmup >= 0, n_leapfrog >= 1, thin >= 1")
+        if not 0 < target_accept < 1:
+            raise ValueError(f"target_accept must be in (0, 1), got {target_accept}")
+        base = self.flat_parameters()
+        D = base.numel()
+        if init is None:
+            dev = base.device if generator is None else generator.device
+            noise = torch.randn((n_chains, D), generator=generator, dtype=base.dtype, device=dev).to(base.device)
+            theta = base.unsqueeze(0) + init_jitter * noise
+        else:
+            theta = init.to(base).expand(n_chains, D).clone()
+        inv_mass = torch.ones_like(theta)
+        lp, g = self._grad(theta)
+        if not bool(torch.isfinite(lp).all()):
+            raise ValueError("log posterior is not finite at the initial weights")
+        eps = self._initial_step_size(theta, lp, g, inv_mass, generator)
+
+        # dual averaging state (Hoffman & Gelman 2014, Alg. 5)
+        gamma, t0, kappa = 0.05, 10.0, 0.75
+        mu = torch.log(10 * eps)
+        hbar = torch.zeros_like(eps)
+        log_eps_bar = torch.zeros_like(eps)
+        t = 0
+        init_buf, term_buf, ends = _windows(n_warmup)
+        window: list[Tensor] = []
+        start = init_buf
+        for it in range(n_warmup):
+            theta, lp, g, acc_prob, _, _ = self._transition(theta, lp, g, eps, inv_mass, n_leapfrog, generator)
+            t += 1
+            hbar = (1 - 1 / (t + t0)) * hbar + (target_accept - acc_prob) / (t + t0)
+            log_eps = mu - math.sqrt(t) / gamma * hbar
+            w = t ** (-kappa)
+            log_eps_bar = w * log_eps + (1 - w) * log_eps_bar
+            eps = log_eps.exp()
+            if start <= it < (ends[-1] if ends else -1):
+                window.append(theta)
+            if ends and it + 1 == ends[0]:
+                ends.pop(0)
+                x = torch.stack(window, 1)           # (chains, n, D)
+                n = x.shape[1]
+                var = x.var(1) if n > 1 else torch.ones_like(theta)
+                inv_mass = (n / (n + 5.0)) * var + 1e-3 * (5.0 / (n + 5.0))
+                window = []
+                eps = self._initial_step_size(theta, lp, g, inv_mass, generator)
+                mu, hbar, log_eps_bar, t = torch.log(10 * eps), torch.zeros_like(eps), torch.zeros_like(eps), 0
+        if n_warmup > 0:
+            eps = log_eps_bar.exp()
+
+        draws, lps, n_acc, n_div = [], [], torch.zeros_like(eps), torch.zeros_like(eps)
+        for it in range(n_samples * thin):
+            jit = 1 + step_jitter * (2 * self._uniform(eps.shape, eps, generator) - 1)
+            theta, lp, g, _, acc, div = self._transition(theta, lp, g, eps * jit, inv_mass, n_leapfrog, generator)
+            n_acc = n_acc + acc.to(eps.dtype)
+            n_div = n_div + div.to(eps.dtype)
+            if (it + 1) % thin == 0:
+                draws.append(theta)
+                lps.append(lp)
+        samples = torch.stack(draws, 1)
+        self.result = HMCResult(
+            samples=samples, log_prob=torch.stack(lps, 1), accept_rate=n_acc / (n_samples * thin),
+            step_size=eps, inv_mass=inv_mass, divergences=n_div,
+            rhat=rhat(samples) if n_chains > 1 else torch.full((D,), math.nan),
+            ess_bulk=ess_bulk(samples), ess_tail=ess_tail(samples))
+        return self.result
+
+    # -------------------------------------------------------------- the posterior predictive
+    @torch.no_grad()
+    def predict(self, batch: Any, *, generator: torch.Generator | None = None,
+                max_draws: int | None = None) -> Prediction:
+        """Posterior predictive: the network under every kept draw (pooled over chains,
+        at most ``max_draws`` evenly spaced), plus the likelihood's noise if ``include_noise``."""
+        if self.result is None:
+            raise RuntimeError("HMC.run(...) must be called before predict")
+        if isinstance(self.likelihood, LossLikelihood):
+            raise TypeError("predict needs an explicit Likelihood (LossLikelihood has no predictive)")
+        theta = self.result.samples.reshape(-1, self.result.samples.shape[-1])
+        if max_draws is not None and theta.shape[0] > max_draws:
+            idx = torch.linspace(0, theta.shape[0] - 1, max_draws, device=theta.device).round().long()
+            theta = theta[idx]
+        self.model.eval()
+        f = self._forward_chains(theta, batch)
+        samples = self.likelihood.sample(f, generator) if self.include_noise else f
+        return Prediction.from_samples(samples, self.alpha)

@@ -1,0 +1,250 @@
+"""ODE solvers: measured convergence orders, dense output, Lorenz-63 vs scipy, layouts, errors."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.integrate import solve_ivp
+
+from sciflow.solvers import (
+    RK4, Bosh3, ConstantStepSize, Dopri5, Euler, Heun, Midpoint, ODETerm, PIController, SaveAt,
+    Torchdiffeq, Tsit5, odeint, solve,
+)
+from sciflow.solvers.registry import SOLVERS
+
+DT = torch.float64
+ALL = [Euler(), Midpoint(), Heun(), RK4(), Bosh3(), Dopri5(), Tsit5()]
+ADAPTIVE = [Heun(), Bosh3(), Dopri5(), Tsit5()]
+
+# damped rotation + coupling: y' = A y, y(t) = expm(tA) y0
+A = torch.tensor([[-0.1, 2.0, 0.0], [-2.0, -0.1, 0.5], [0.0, -0.5, -0.3]], dtype=DT)
+
+
+def linear(t, y):
+    return y @ A.T
+
+
+def exact_linear(y0, t):
+    return torch.stack([y0 @ torch.linalg.matrix_exp(A * ti).T for ti in t])
+
+
+def slope(hs, errs):
+    return float(np.polyfit(np.log(hs), np.log(errs), 1)[0])
+
+
+@pytest.mark.parametrize("solver", ALL, ids=lambda s: type(s).__name__)
+def test_convergence_order_matches_declared(solver):
+    y0 = torch.tensor([[1.0, 0.0, 0.5], [-0.3, 0.8, 0.1]], dtype=DT)
+    t = torch.tensor([0.0, 1.0, 2.0], dtype=DT)
+    exact = exact_linear(y0, t)
+    # step ranges where the error is in the asymptotic regime and above round-off
+    hs = [0.1, 0.05, 0.025, 0.0125] if solver.order < 5 else [0.08, 0.04, 0.02, 0.01]
+    errs = [(odeint(linear, y0, t, solver=solver, dt=h) - exact).abs().max().item() for h in hs]
+    measured = slope(hs, errs)
+    assert abs(measured - solver.order) < 0.3, (type(solver).__name__, measured, errs)
+
+
+@pytest.mark.parametrize("solver,order", [(Dopri5(), 5), (Tsit5(), 5), (Bosh3(), 4), (RK4(), 4)],
+                         ids=lambda x: type(x).__name__ if not isinstance(x, int) else str(x))
+def test_dense_output_local_order(solver, order):
+    """Interpolant error inside one step is O(h^(p+1)): Dopri5/Tsit5 continuous extensions are
+    order 4 (local error h^5); the Hermite fallback is order 3 (local error h^4)."""
+    y0 = torch.tensor([[1.0, 0.0, 0.5]], dtype=DT)
+    theta = torch.tensor([[0.3, 0.5, 0.77]], dtype=DT)
+    hs = [0.1, 0.05, 0.025, 0.0125]
+    errs = []
+    for h in hs:
+        ht = torch.tensor([h], dtype=DT)
+        t0 = torch.zeros(1, dtype=DT)
+        k1 = linear(t0, y0)
+        y1, ks, _ = solver.step(linear, t0, y0, ht, k1)
+        f1 = linear(t0 + ht, y1)
+        vals = solver.interpolate(theta, ht, y0, y1, ks, f1)[0]
+        exact = torch.stack([y0[0] @ torch.linalg.matrix_exp(A * h * th).T for th in theta[0]])
+        errs.append((vals - exact).abs().max().item())
+    assert abs(slope(hs, errs) - order) < 0.35, errs
+
+
+def lorenz(t, y, sigma=10.0, rho=28.0, beta=8.0 / 3.0):
+    x, yy, z = y.unbind(-1)
+    return torch.stack([sigma * (yy - x), x * (rho - z) - yy, x * yy - beta * z], -1)
+
+
+def lorenz_np(t, y, sigma=10.0, rho=28.0, beta=8.0 / 3.0):
+    x, yy, z = y
+    return [sigma * (yy - x), x * (rho - z) - yy, x * yy - beta * z]
+
+
+@pytest.fixture(scope="module")
+def lorenz_reference():
+    g = torch.Generator().manual_seed(0)
+    y0 = torch.randn(8, 3, generator=g, dtype=DT) * 5 + torch.tensor([0.0, 0.0, 25.0], dtype=DT)
+    t = torch.linspace(0.0, 1.0, 5, dtype=DT)
+    ref = np.stack([solve_ivp(lorenz_np, (0, 1), y.numpy(), method="DOP853", rtol=1e-12, atol=1e-12,
+                              t_eval=t.numpy()).y.T for y in y0], 1)
+    return y0, t, torch.from_numpy(ref)
+
+
+@pytest.mark.parametrize("solver", [Dopri5(), Tsit5()], ids=lambda s: type(s).__name__)
+@pytest.mark.parametrize("batch_ndim", [0, 1])
+def test_lorenz_batched_vs_scipy_dop853(lorenz_reference, solver, batch_ndim):
+    y0, t, ref = lorenz_reference
+    ys, stats = odeint(lorenz, y0, t, solver=solver, rtol=1e-9, atol=1e-9, batch_ndim=batch_ndim,
+                       return_stats=True)
+    err = (ys - ref).abs().max().item()
+    assert err < 2e-5, err
+    # a looser tolerance is measurably worse: the controller really controls the error
+    ys_loose = odeint(lorenz, y0, t, solver=solver, rtol=1e-5, atol=1e-5, batch_ndim=batch_ndim)
+    assert (ys_loose - ref).abs().max().item() > 3 * err
+    if batch_ndim:
+        assert stats["n_accepted"].shape == (8,)
+        assert int(stats["n_accepted"].min()) < int(stats["n_accepted"].max())  # own step sequences
+
+
+def test_per_trajectory_error_control_matches_solo_solves(lorenz_reference):
+    """With batch_ndim = 1 each trajectory takes exactly the steps it would take alone."""
+    y0, t, _ = lorenz_reference
+    ys = odeint(lorenz, y0, t, solver=Dopri5(), rtol=1e-6, atol=1e-6, batch_ndim=1)
+    for i in (5,):
+        solo = odeint(lorenz, y0[i:i + 1], t, solver=Dopri5(), rtol=1e-6, atol=1e-6, batch_ndim=1)
+        torch.testing.assert_close(ys[:, i], solo[:, 0], rtol=1e-12, atol=1e-12)
+
+
+def test_per_sample_time_grids_fixed_and_adaptive():
+    g = torch.Generator().manual_seed(1)
+    y0 = torch.randn(4, 3, generator=g, dtype=DT)
+    ts = torch.sort(torch.rand(4, 6, generator=g, dtype=DT) * 3, dim=1).values
+    for solver, kw in [(RK4(), {"dt": 0.01}), (Dopri5(), {"rtol": 1e-10, "atol": 1e-12})]:
+        ys = odeint(linear, y0, ts, solver=solver, **kw)
+        assert ys.shape == (6, 4, 3)
+        for b in range(4):
+            ex = exact_linear(y0[b], ts[b] - ts[b, 0])
+            assert (ys[:, b] - ex).abs().max() < 1e-7
+
+
+def test_any_state_shape_and_backward_time():
+    g = torch.Generator().manual_seed(2)
+    y0 = torch.randn(2, 5, 3, generator=g, dtype=DT)  # (*batch, *state) with batch (2, 5)
+    t = torch.tensor([0.0, 0.7, 1.5], dtype=DT)
+    ys = odeint(linear, y0, t, solver=Tsit5(), rtol=1e-10, atol=1e-12, batch_ndim=2)
+    assert ys.shape == (3, 2, 5, 3)
+    ex = torch.stack([y0 @ torch.linalg.matrix_exp(A * ti).T for ti in t])
+    assert (ys - ex).abs().max() < 1e-8
+    back = odeint(linear, ys[-1], t.flip(0), solver=Dopri5(), rtol=1e-10, atol=1e-12)
+    assert (back[-1] - y0).abs().max() < 1e-7
+
+
+def test_time_dependent_field_gets_broadcastable_time():
+    """f uses t: shared clock (0-d t) and per-trajectory clocks ((batch, 1) t) agree."""
+    f = lambda t, y: torch.cos(t) * y  # y(t) = y0 exp(sin t)
+    y0 = torch.tensor([[1.0], [2.0]], dtype=DT)
+    t = torch.linspace(0, 3, 4, dtype=DT)
+    ex = y0.squeeze(-1) * torch.exp(torch.sin(t)).unsqueeze(-1)
+    for bn in (0, 1):
+        ys = odeint(f, y0, t, rtol=1e-10, atol=1e-12, batch_ndim=bn)
+        assert (ys.squeeze(-1) - ex).abs().max() < 1e-8
+
+
+def test_dense_saving_many_points_exact_and_cheap():
+    y0 = torch.tensor([1.0, 0.0, 0.5], dtype=DT)
+    t_few = torch.tensor([0.0, 3.0], dtype=DT)
+    t_many = torch.linspace(0, 3, 301, dtype=DT)
+    _, s_few = odeint(linear, y0, t_few, rtol=1e-8, atol=1e-10, return_stats=True)
+    ys, s_many = odeint(linear, y0, t_many, rtol=1e-8, atol=1e-10, return_stats=True)
+    assert (ys - exact_linear(y0, t_many)).abs().max() < 1e-7
+    # dense output (not step clipping) provides the saves; window clipping costs at most a few steps
+    assert s_many["nfe"] <= 1.5 * s_few["nfe"] + 60
+
+
+def test_solve_general_form():
+    term = ODETerm(linear)
+    y0 = torch.tensor([1.0, 0.0, 0.5], dtype=DT)
+    sol = solve(term, Tsit5(), 0.0, 2.0, y0, saveat=SaveAt(ts=torch.tensor([0.5, 1.0], dtype=DT), t1=True),
+                controller=PIController(rtol=1e-10, atol=1e-12))
+    assert sol.ts.tolist() == [0.5, 1.0, 2.0]
+    assert (sol.ys - exact_linear(y0, sol.ts)).abs().max() < 1e-8
+    assert sol.stats["nfe"] > 0 and sol.stats["n_steps"] > 0
+    sol = solve(term, RK4(), 0.0, 1.0, y0, controller=ConstantStepSize(0.01))
+    assert sol.ys.shape == (1, 3) and (sol.ys[0] - exact_linear(y0, [1.0])[0]).abs().max() < 1e-8
+    assert sol.stats["n_steps"] == 100
+
+
+def test_pi_controller_coefficients_change_steps_not_answer(lorenz_reference):
+    y0, t, ref = lorenz_reference
+    ys, st = odeint(lorenz, y0, t, controller=PIController(rtol=1e-8, atol=1e-8, pcoeff=0.2, icoeff=0.3),
+                    return_stats=True)
+    _, st_i = odeint(lorenz, y0, t, rtol=1e-8, atol=1e-8, return_stats=True)
+    assert (ys - ref).abs().max() < 1e-4
+    assert st["nfe"] != st_i["nfe"]
+
+
+def test_torchdiffeq_backend_agrees():
+    y0 = torch.tensor([[1.0, 0.0, 0.5]], dtype=DT)
+    t = torch.linspace(0, 2, 5, dtype=DT)
+    ours = odeint(linear, y0, t, rtol=1e-10, atol=1e-12)
+    ex = exact_linear(y0, t)
+    assert (ours - ex).abs().max() < 1e-8
+    for method in ("dopri5", "dopri8"):
+        theirs, st = odeint(linear, y0, t, solver=Torchdiffeq(method), rtol=1e-8, atol=1e-10, return_stats=True)
+        assert (theirs - ex).abs().max() < 1e-5 and st["nfe"] > 0
+    fixed = odeint(linear, y0, t, solver=Torchdiffeq("rk4"), dt=0.01)
+    assert (fixed - exact_linear(y0, t)).abs().max() < 1e-7
+    with pytest.raises(ValueError, match="unknown torchdiffeq method"):
+        Torchdiffeq("dopri6")
+
+
+def test_registry_names_solver_classes():
+    for name in ("euler", "midpoint", "heun", "rk4", "bosh3", "dopri5", "tsit5"):
+        assert SOLVERS[name]().order >= 1
+
+
+# --- clear errors --------------------------------------------------------------------------------
+
+def test_error_unsorted_and_duplicated_times():
+    y0 = torch.ones(3, dtype=DT)
+    with pytest.raises(ValueError, match="duplicated"):
+        odeint(linear, y0, torch.tensor([0.0, 1.0, 1.0], dtype=DT))
+    with pytest.raises(ValueError, match="strictly increasing or strictly decreasing"):
+        odeint(linear, y0, torch.tensor([0.0, 2.0, 1.0], dtype=DT))
+    with pytest.raises(ValueError, match="non-finite time"):
+        odeint(linear, y0, torch.tensor([0.0, float("nan")], dtype=DT))
+
+
+def test_error_shape_mismatch():
+    with pytest.raises(ValueError, match=r"shape mismatch.*\(2,\).*\(3,\)"):
+        odeint(lambda t, y: y[:2], torch.ones(3, dtype=DT), torch.tensor([0.0, 1.0], dtype=DT))
+    with pytest.raises(ValueError, match="per-sample time grid"):
+        odeint(linear, torch.ones(4, 3, dtype=DT), torch.rand(5, 3, dtype=DT).sort(1).values)
+
+
+def test_error_solver_controller_and_term_kinds():
+    with pytest.raises(ValueError, match="RK4 has no embedded error estimate"):
+        odeint(linear, torch.ones(3, dtype=DT), torch.tensor([0.0, 1.0], dtype=DT), solver=RK4(),
+               controller=PIController())
+
+    class FakeSDETerm:
+        kind = "sde"
+        vector_field = staticmethod(linear)
+
+    from sciflow.solvers.ode._core import solve_grid
+    with pytest.raises(TypeError, match="Dopri5 solves ode terms but was handed a FakeSDETerm"):
+        solve_grid(FakeSDETerm(), Dopri5(), torch.ones(3, dtype=DT), torch.tensor([0.0, 1.0], dtype=DT),
+                   PIController())
+
+
+def test_error_non_finite_state_reports_time():
+    # y' = y^2, y(0) = 1 blows up at t = 1; fixed steps overflow to inf after it
+    f = lambda t, y: y * y
+    t = torch.linspace(0, 2, 21, dtype=DT)
+    with pytest.raises(FloatingPointError, match=r"non-finite.*t = 1\.[0-9]"):
+        odeint(f, torch.ones(1, dtype=DT), t, solver=RK4(), dt=0.1)
+    with pytest.raises(RuntimeError, match=r"(step size underflow|max_steps).*t = (0\.99|1 )"):
+        odeint(f, torch.ones(1, dtype=DT), t, solver=Dopri5(), max_steps=5000)
+
+
+def test_error_max_steps():
+    with pytest.raises(RuntimeError, match="max_steps = 10 reached"):
+        odeint(lorenz, torch.ones(3, dtype=DT), torch.tensor([0.0, 10.0], dtype=DT), max_steps=10)

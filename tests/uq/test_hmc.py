@@ -1,0 +1,141 @@
+"""HMC on conjugate Bayesian linear regression vs the analytic posterior; MCMC diagnostics."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from sciflow.data.batches import TrajectoryBatch
+from sciflow.models.base import LossOutput, SciflowModel
+from sciflow.uq.bayes import GaussianLikelihood, GaussianPrior, LossLikelihood
+from sciflow.uq.diagnostics import ess_basic, ess_bulk, ess_tail, rhat, split_rhat
+from sciflow.uq.hmc import HMC, _windows
+
+
+class _LinReg(SciflowModel):
+    """y = X w + b; X travels in ``condition`` (batch, d), y in ``values`` (batch, 1, 1)."""
+
+    batch_type = TrajectoryBatch
+
+    def __init__(self, d):
+        super().__init__()
+        self.lin = nn.Linear(d, 1)
+
+    def loss(self, batch):
+        return LossOutput(((self.lin(batch.condition)[:, :, None] - batch.values) ** 2).mean())
+
+    def sample(self, batch, n_samples=1, *, generator=None):
+        out = self.lin(batch.condition)[:, :, None]
+        return out.unsqueeze(0).expand(n_samples, *out.shape)
+
+
+def _problem(n=40, d=3, sigma=0.5, s=1.0, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(n, d, generator=g, dtype=torch.float64)
+    w = torch.randn(d + 1, generator=g, dtype=torch.float64)
+    y = X @ w[:d] + w[d] + sigma * torch.randn(n, generator=g, dtype=torch.float64)
+    batch = TrajectoryBatch(y[:, None, None], torch.zeros(1, dtype=torch.float64), condition=X)
+    Phi = torch.cat([X, torch.ones(n, 1, dtype=torch.float64)], 1)  # parameter order: weight, bias
+    cov = torch.linalg.inv(Phi.T @ Phi / sigma**2 + torch.eye(d + 1, dtype=torch.float64) / s**2)
+    mean = cov @ Phi.T @ y / sigma**2
+    return batch, mean, cov
+
+
+def test_hmc_matches_conjugate_posterior():
+    batch, mean, cov = _problem()
+    torch.manual_seed(0)
+    model = _LinReg(3).double()
+    hmc = HMC(model, GaussianPrior(1.0), GaussianLikelihood(0.5), [batch])
+    res = hmc.run(n_samples=300, n_warmup=200, n_chains=4, n_leapfrog=4,
+                  generator=torch.Generator().manual_seed(1))
+    draws = res.samples.reshape(-1, 4)
+    ess = ess_basic(res.samples)
+    sd = cov.diagonal().sqrt()
+    # posterior mean within 4 Monte-Carlo standard errors
+    assert ((draws.mean(0) - mean).abs() / (sd / ess.sqrt())).max() < 4
+    # posterior variance within 4 MC standard errors (var of a variance estimate ~ 2 s^4 / ESS)
+    # (its ESS is that of the squared deviations: antithetic HMC draws help the mean, not this)
+    ess_sq = ess_basic((res.samples - res.samples.mean((0, 1))) ** 2).clamp(max=draws.shape[0])
+    rel = (draws.var(0) / cov.diagonal() - 1).abs()
+    assert (rel / (2 / ess_sq).sqrt()).max() < 4
+    # full covariance too (correlations of the design)
+    torch.testing.assert_close(torch.cov(draws.T), cov, atol=0.25 * cov.diagonal().max().item(), rtol=0)
+    assert res.rhat.max() < 1.05
+    assert res.ess_bulk.min() > 200 and res.ess_tail.min() > 100
+    s = res.summary()
+    assert 0.6 < s["accept_rate"] <= 1 and s["divergences"] == 0
+    # the adapted inverse mass tracks the posterior variances
+    assert ((res.inv_mass.mean(0) / cov.diagonal()).log().abs() < math.log(2.0)).all()
+
+
+def test_hmc_predictive_and_loss_likelihood_agree_with_posterior():
+    batch, mean, cov = _problem(seed=3)
+    model = _LinReg(3).double()
+    # Gibbs likelihood from the model's mean-squared loss: -n MSE / (2 sigma^2) = Gaussian loglik + const
+    lik = LossLikelihood(n_data=40, temperature=2 * 0.5**2)
+    res = HMC(model, GaussianPrior(1.0), lik, [batch]).run(
+        n_samples=200, n_warmup=150, n_chains=4, n_leapfrog=4, generator=torch.Generator().manual_seed(2))
+    draws = res.samples.reshape(-1, 4)
+    ess = ess_basic(res.samples)
+    assert ((draws.mean(0) - mean).abs() / (cov.diagonal().sqrt() / ess.sqrt())).max() < 4
+    # posterior predictive at the data: mean X m, variance x^T S x + sigma^2
+    hmc = HMC(model, GaussianPrior(1.0), GaussianLikelihood(0.5), [batch])
+    hmc.result = res
+    pred = hmc.predict(batch, generator=torch.Generator().manual_seed(0))
+    Phi = torch.cat([batch.condition, torch.ones(40, 1, dtype=torch.float64)], 1)
+    pv = (Phi @ cov * Phi).sum(1) + 0.25
+    assert ((pred.samples.var(0).reshape(-1) / pv) - 1).abs().mean() < 0.1
+    with pytest.raises(TypeError, match="explicit Likelihood"):
+        HMC(model, GaussianPrior(1.0), lik, [batch]).__class__.predict(
+            type("H", (), {"result": res, "likelihood": lik})(), batch)
+
+
+def test_rhat_and_ess_on_known_chains():
+    g = torch.Generator().manual_seed(0)
+    iid = torch.randn(4, 1000, 3, generator=g, dtype=torch.float64)
+    assert rhat(iid).max() < 1.01
+    assert ((ess_bulk(iid) / 4000 - 1).abs() < 0.15).all()
+    # AR(1) with phi: ESS = N (1 - phi) / (1 + phi)
+    phi = 0.6
+    x = torch.zeros(4, 4000, 2, dtype=torch.float64)
+    e = torch.randn(4, 4000, 2, generator=g, dtype=torch.float64)
+    for t in range(1, 4000):
+        x[:, t] = phi * x[:, t - 1] + e[:, t]
+    expected = 16000 * (1 - phi) / (1 + phi)
+    assert ((ess_basic(x) / expected - 1).abs() < 0.2).all()
+    assert ((ess_bulk(x) / expected - 1).abs() < 0.2).all()
+    # quantile indicators of an AR(1) decorrelate faster than the chain itself
+    assert ((ess_tail(x) > 0.8 * expected) & (ess_tail(x) < 16000)).all()
+    # chains stuck at different places are flagged
+    shifted = iid + torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=torch.float64)[:, None, None]
+    assert rhat(shifted).min() > 1.05 and split_rhat(shifted).min() > 1.05
+    # a chain that drifts within itself is caught by splitting
+    drift = iid + torch.linspace(0, 3, 1000, dtype=torch.float64)[None, :, None]
+    assert split_rhat(drift).min() > 1.1
+    # a chain with the right location but wrong scale is caught by the folded R-hat
+    scaled = iid * torch.tensor([1.0, 1.0, 1.0, 3.0], dtype=torch.float64)[:, None, None]
+    assert rhat(scaled).min() > 1.05
+
+
+def test_warmup_windows_follow_stan():
+    init, term, ends = _windows(1000)
+    assert (init, term) == (75, 50)
+    assert ends == [100, 150, 250, 450, 950]
+    init, term, ends = _windows(100)
+    assert init == 15 and term == 10 and ends[-1] == 90
+
+
+def test_hmc_input_errors():
+    batch, _, _ = _problem()
+    model = _LinReg(3).double()
+    with pytest.raises(TypeError, match="Prior"):
+        HMC(model, 1.0, GaussianLikelihood(0.5), [batch])
+    with pytest.raises(ValueError, match="frozen"):
+        HMC(model, GaussianPrior(), GaussianLikelihood(0.5), [batch], frozen=["nope"])
+    with pytest.raises(RuntimeError, match="run"):
+        HMC(model, GaussianPrior(), GaussianLikelihood(0.5), [batch]).predict(batch)
+    with pytest.raises(ValueError, match="positive"):
+        GaussianLikelihood(0.0)
