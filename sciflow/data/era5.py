@@ -136,48 +136,67 @@ def _sniff(path: Path) -> str:
         return "netcdf3"
     if head.startswith(b"\x89HDF\r\n\x1a\n"):
         return "hdf5"
-    if path.suffix.lower() in _GRIB_SUFFIXES and b"GRIB" in path.read_bytes()[:4096]:
-        return "grib"  # GRIB with a leading header/padding
+    if path.suffix.lower() in _GRIB_SUFFIXES:
+        with path.open("rb") as fh:
+            if b"GRIB" in fh.read(4096):
+                return "grib"  # GRIB after a leading header/padding
     if len(head) == 0:
         raise ERA5FormatError(f"{path}: empty file")
     raise ERA5FormatError(f"{path}: not GRIB, NetCDF or zarr (first bytes {head!r}); corrupt or unsupported file")
 
 
+def _find(fh, token: bytes, offset: int, size: int, block: int = 1 << 16) -> int:
+    """Byte offset of the next ``token`` at or after ``offset`` (-1 if none), reading in blocks."""
+    while offset < size:
+        fh.seek(offset)
+        chunk = fh.read(block)
+        k = chunk.find(token)
+        if k >= 0:
+            return offset + k
+        if len(chunk) < block:
+            return -1
+        offset += block - len(token) + 1
+    return -1
+
+
 def _check_grib_structure(path: Path) -> None:
     """Walk the GRIB messages' length fields: a truncated file has a message running past its end.
 
-    cfgrib silently skips a truncated last message, which would drop time steps unnoticed.
+    cfgrib silently skips a truncated last message, which would drop time steps unnoticed. Only
+    the 16-byte headers and 4-byte end markers are read, so this is cheap for large files.
     """
     size = path.stat().st_size
+    n_msg = 0
     with path.open("rb") as fh:
-        data = fh.read()  # headers are spread over the file; reading once is simplest and fast
-    offset, n_msg = 0, 0
-    while True:
-        start = data.find(b"GRIB", offset)
-        if start < 0:
-            break
-        edition = data[start + 7] if start + 8 <= size else -1
-        if edition == 1:
-            length = int.from_bytes(data[start + 4:start + 7], "big")
-            if length & 0x800000:  # GRIB1 large-message encoding: find the end marker instead
-                end = data.find(b"7777", start)
-                if end < 0:
-                    raise ERA5FormatError(f"{path}: truncated GRIB file (message {n_msg} has no end marker)")
-                offset = end + 4
-                n_msg += 1
-                continue
-        elif edition == 2:
-            length = int.from_bytes(data[start + 8:start + 16], "big")
-        else:
-            raise ERA5FormatError(f"{path}: corrupt GRIB file (message {n_msg} at byte {start} has edition {edition})")
-        end = start + length
-        if end > size:
-            raise ERA5FormatError(
-                f"{path}: truncated GRIB file (message {n_msg} needs {length} bytes from byte {start}, "
-                f"file has {size})")
-        if data[end - 4:end] != b"7777":
-            raise ERA5FormatError(f"{path}: corrupt GRIB file (message {n_msg} does not end with '7777')")
-        offset, n_msg = end, n_msg + 1
+        offset = 0
+        while True:
+            start = _find(fh, b"GRIB", offset, size)
+            if start < 0:
+                break
+            fh.seek(start)
+            head = fh.read(16)
+            if len(head) < 16:
+                raise ERA5FormatError(f"{path}: truncated GRIB file (message {n_msg} header cut at byte {start})")
+            edition = head[7]
+            if edition == 1:
+                length = int.from_bytes(head[4:7], "big")
+                if length & 0x800000:
+                    # GRIB1 large-message encoding: the length field is not the message length;
+                    # the structure of the rest cannot be checked from headers alone
+                    return
+            elif edition == 2:
+                length = int.from_bytes(head[8:16], "big")
+            else:
+                raise ERA5FormatError(f"{path}: corrupt GRIB file (message {n_msg} at byte {start} has edition {edition})")
+            end = start + length
+            if end > size:
+                raise ERA5FormatError(
+                    f"{path}: truncated GRIB file (message {n_msg} needs {length} bytes from byte {start}, "
+                    f"file has {size})")
+            fh.seek(end - 4)
+            if fh.read(4) != b"7777":
+                raise ERA5FormatError(f"{path}: corrupt GRIB file (message {n_msg} does not end with '7777')")
+            offset, n_msg = end, n_msg + 1
     if n_msg == 0:
         raise ERA5FormatError(f"{path}: no GRIB messages found")
 
@@ -235,10 +254,10 @@ def _canonicalise(ds: xr.Dataset, name: str) -> xr.Dataset:
     for dim in ("lat", "lon"):
         if dim not in ds.dims:
             raise ERA5FormatError(f"{name}: no {dim} dimension (dims {dict(ds.sizes)}); need a regular lat-lon grid")
-    if "step" in ds.dims:
-        if ds.sizes["step"] != 1:
-            raise ERA5FormatError(f"{name}: forecast 'step' dimension of size {ds.sizes['step']}; select one step first")
+    if "step" in ds.dims and ds.sizes["step"] == 1:
         ds = ds.isel(step=0)
+    elif "step" in ds.dims:
+        ds = _flatten_steps(ds, name)
     if "time" not in ds.dims:
         if "time" not in ds.coords:
             raise ERA5FormatError(f"{name}: no time coordinate")
@@ -246,10 +265,24 @@ def _canonicalise(ds: xr.Dataset, name: str) -> xr.Dataset:
     # scalar leftovers of GRIB (surface, step, valid_time...) are not needed downstream
     drop = [c for c in ds.coords if c not in ds.dims and c not in ("time",)]
     ds = ds.drop_vars(drop)
-    if "level" in ds.dims:
-        ds = ds.assign_coords(level=ds["level"].astype(np.float64))
+    if "level" in ds.dims:  # hPa, ascending (WeatherBench 2 order; GRIB lists 850 before 500)
+        ds = ds.assign_coords(level=ds["level"].astype(np.float64)).sortby("level")
         ds["level"].attrs.update(units="hPa", long_name="pressure level")
     return ds
+
+
+def _flatten_steps(ds: xr.Dataset, name: str) -> xr.Dataset:
+    """ERA5 accumulations in GRIB (e.g. ``tp``) come as base ``time`` × forecast ``step``; lay them
+    out on one axis of valid times ``time + step``."""
+    if "time" not in ds.dims:
+        if "time" not in ds.coords:
+            raise ERA5FormatError(f"{name}: forecast 'step' dimension without a base time")
+        ds = ds.expand_dims("time")
+    valid = (ds["time"] + ds["step"]).transpose("time", "step").values.reshape(-1)
+    ds = ds.drop_vars([c for c in ("valid_time",) if c in ds.variables])
+    flat = ds.stack(_t=("time", "step")).drop_vars(["_t", "time", "step"])
+    flat = flat.assign_coords(time=("_t", valid)).swap_dims({"_t": "time"})
+    return flat.transpose("time", ...)
 
 
 def _check_time(ds: xr.Dataset, name: str) -> None:
@@ -516,8 +549,12 @@ def split_levels(ds: xr.Dataset) -> xr.Dataset:
     for var in ds.data_vars:
         da = ds[var]
         if "level" in da.dims:
-            for lv in da["level"].values:
-                out[f"{var}_{lv:g}"] = da.sel(level=lv).drop_vars("level").assign_attrs(level=float(lv))
+            for i, lv in enumerate(da["level"].values):
+                attrs = dict(da.attrs, level=float(lv))
+                for key in ("norm_mean", "norm_std"):  # per-level statistics follow their level
+                    if key in attrs:
+                        attrs[key] = np.atleast_1d(attrs[key])[i:i + 1]
+                out[f"{var}_{lv:g}"] = da.sel(level=lv).drop_vars("level").assign_attrs(attrs)
         else:
             out[str(var)] = da
     res = xr.Dataset(out, attrs=dict(ds.attrs))

@@ -42,17 +42,24 @@ def sine_superposition(n: int, x: Tensor, *, length: float, n_waves: int = 2, k_
 
 
 def gaussian_bumps(n: int, x: Tensor, *, n_bumps: int = 2, amplitude: tuple[float, float] = (-1.0, 1.0),
-                   width: tuple[float, float] = (0.05, 0.15), generator: torch.Generator | None = None) -> Tensor:
+                   width: tuple[float, float] = (0.03, 0.08), zero_boundary: bool = False,
+                   generator: torch.Generator | None = None) -> Tensor:
     """Sum of ``n_bumps`` Gaussians ``a exp(-(x - c)^2 / (2 w^2))`` with random ``a, c, w``.
 
-    Centres are uniform in the middle 80 % of the domain so the bumps are (numerically) zero at
-    the ends — used for the Dirichlet (WDNO control) setting.
+    ``a ~ U(amplitude)``, ``c`` uniform in the middle half of ``[x[0], x[-1]]``, ``w`` uniform in
+    ``width`` (fractions of the span), so tails at the ends are below ``exp(-0.25^2/(2 0.08^2))
+    ~ 8e-3`` of the peak. ``zero_boundary=True`` (Dirichlet settings) also subtracts the linear
+    interpolant of the end values, making ``u(x[0]) = u(x[-1]) = 0`` exactly.
     """
     x = _check_grid(x, "gaussian_bumps")
     lo, hi = float(x[0]), float(x[-1])
     span = hi - lo
     u = lambda *s: torch.rand(s, generator=generator, dtype=torch.float64)  # noqa: E731
     a = amplitude[0] + (amplitude[1] - amplitude[0]) * u(n, n_bumps, 1)
-    c = lo + span * (0.2 + 0.6 * u(n, n_bumps, 1))
+    c = lo + span * (0.25 + 0.5 * u(n, n_bumps, 1))
     w = span * (width[0] + (width[1] - width[0]) * u(n, n_bumps, 1))
-    return (a * torch.exp(-((x - c) ** 2) / (2 * w**2))).sum(1)
+    out = (a * torch.exp(-((x - c) ** 2) / (2 * w**2))).sum(1)
+    if zero_boundary:
+        s = (x - lo) / span
+        out = out - out[:, :1] * (1 - s) - out[:, -1:] * s
+    return out

@@ -20,5 +20,28 @@ __all__ = [
 ]
 
 # --- SDE / Langevin / generative (owned by the SDE engineer) ---
-# from .sde import ...            (append names to __all__ here)
+from . import generative  # noqa: E402  (the samplers' namespace: sciflow.solvers.generative)
+from .generative import (  # noqa: E402
+    DDIM, DDPM, VE, CosineVP, DiffusionReplacement, DiffusionSampler, DPMSolverPP2M, FlowAdaptive, FlowEuler,
+    FlowHeun, FlowMidpoint, FlowReplacement, FlowSampler, LinearVP, NFEBudgetExceeded, NoiseSchedule,
+    ProbabilityFlow, SigmoidVP, sample_diffusion, sample_flow,
+)
+from .langevin import (  # noqa: E402
+    BAOAB, OBABO, LangevinFlowEuler, LangevinScheme, LangevinState, UnderdampedLangevin, simulate_langevin,
+)
+from .sde import (  # noqa: E402
+    SRA1, Additive, BrownianIncrements, BrownianPath, Diagonal, EulerMaruyama, General, Milstein, NoiseType,
+    ReversibleHeun, Scalar, SDESolver, SDETerm, StratonovichHeun, TorchSDE, VirtualBrownianTree, sdeint,
+)
+
+__all__ += [
+    "SDETerm", "SDESolver", "NoiseType", "Diagonal", "Scalar", "General", "Additive", "BrownianPath",
+    "BrownianIncrements", "VirtualBrownianTree", "EulerMaruyama", "Milstein", "StratonovichHeun", "SRA1",
+    "ReversibleHeun", "TorchSDE", "sdeint",
+    "UnderdampedLangevin", "LangevinScheme", "LangevinState", "BAOAB", "OBABO", "LangevinFlowEuler",
+    "simulate_langevin",
+    "NoiseSchedule", "LinearVP", "CosineVP", "SigmoidVP", "VE", "DiffusionSampler", "DDPM", "DDIM",
+    "DPMSolverPP2M", "ProbabilityFlow", "sample_diffusion", "FlowSampler", "FlowEuler", "FlowMidpoint",
+    "FlowHeun", "FlowAdaptive", "sample_flow", "DiffusionReplacement", "FlowReplacement", "NFEBudgetExceeded",
+]
 # --- end SDE / Langevin / generative section ---

@@ -50,11 +50,11 @@ def _prepare(times: Tensor, values: Tensor, mask: Tensor | None):
     Bn, T, C = values.shape
     if not isinstance(times, Tensor) or times.ndim not in (1, 2):
         raise ValueError("times must be a tensor of shape (time,) or (batch, time)")
-    if times.ndim == 1:
-        times = times.unsqueeze(0).expand(Bn, T)
-    if tuple(times.shape) != (Bn, T):
+    if times.shape[-1] != T or (times.ndim == 2 and times.shape[0] != Bn):
         raise ValueError(f"shape mismatch: times {tuple(times.shape)} vs values {tuple(values.shape)}; "
                          f"times must be (time,) = ({T},) or (batch, time) = ({Bn}, {T})")
+    if times.ndim == 1:
+        times = times.unsqueeze(0).expand(Bn, T)
     times = times.to(values.dtype)
     if mask is None:
         mask = torch.ones(Bn, T, C, dtype=torch.bool, device=values.device)

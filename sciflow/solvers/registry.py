@@ -16,6 +16,34 @@ SOLVERS: dict[str, type] = {
 
 # --- SDE / Langevin / generative (owned by the SDE engineer) ---
 # Add entries below with SOLVERS.update({...}); keep names lower-case, unique across families.
+from .generative import (DDIM, DDPM, DPMSolverPP2M, FlowAdaptive, FlowEuler, FlowHeun,  # noqa: E402
+                         FlowMidpoint, ProbabilityFlow)
+from .langevin import BAOAB, OBABO, LangevinFlowEuler  # noqa: E402
+from .sde import SRA1, EulerMaruyama, Milstein, ReversibleHeun, StratonovichHeun, TorchSDE  # noqa: E402
+
+SOLVERS.update({
+    # SDE (sdeint)
+    "euler_maruyama": EulerMaruyama,
+    "milstein": Milstein,
+    "stratonovich_heun": StratonovichHeun,
+    "sra1": SRA1,
+    "reversible_heun": ReversibleHeun,
+    "torchsde": TorchSDE,
+    # underdamped Langevin (simulate_langevin)
+    "baoab": BAOAB,
+    "obabo": OBABO,
+    "langevin_flow_euler": LangevinFlowEuler,
+    # diffusion samplers (sample_diffusion)
+    "ddpm": DDPM,
+    "ddim": DDIM,
+    "dpm_solver_pp_2m": DPMSolverPP2M,
+    "probability_flow": ProbabilityFlow,
+    # flow-matching samplers (sample_flow)
+    "flow_euler": FlowEuler,
+    "flow_midpoint": FlowMidpoint,
+    "flow_heun": FlowHeun,
+    "flow_adaptive": FlowAdaptive,
+})
 # --- end SDE / Langevin / generative section ---
 
 __all__ = ["SOLVERS"]

@@ -10,7 +10,9 @@ The paper's adversarial-training term is not used (it matters little for regress
 Training is vectorised over members where the model allows: the members' parameters are stacked
 (``torch.func.stack_module_state``) and ``model.loss`` is mapped over them with
 ``torch.func.vmap`` + ``functional_call``, so one step costs one batched forward/backward and
-Adam on the stacked leaves equals per-member Adam (it is elementwise). Models whose ``loss`` is
+Adam on the stacked leaves equals per-member Adam (it is elementwise). ``observation_noise``
+adds a homoscedastic noise variance to every member (point members: the mixture is then a
+Gaussian mixture with known moments, reported with its moment-matched Gaussian interval). Models whose ``loss`` is
 not vmap-compatible (data-dependent Python control flow, ``.item()``, in-place buffer updates)
 fall back to a sequential loop, with a warning naming the error.
 """
@@ -73,8 +75,7 @@ def _cycle(batches: Iterable[Any], steps: int) -> Iterable[Any]:
 
 
 def _train_vectorised(members: list[SciflowModel], batches: Iterable[Any], steps: int,
-                      make_opt: Callable[[list[Tensor]], torch.optim.Optimizer],
-                      generator_first: Any) -> list[float]:
+                      make_opt: Callable[[list[Tensor]], torch.optim.Optimizer]) -> list[float]:
     params, buffers = stack_module_state(members)
     base = _LossOf(copy.deepcopy(members[0]).to("meta"))
     pkeys = list(params)
@@ -119,7 +120,7 @@ class DeepEnsemble(Predictor):
     """Uniform mixture of trained members. Build with :meth:`fit` or from trained models."""
 
     def __init__(self, members: Sequence[SciflowModel], alpha: float = 0.1,
-                 n_samples_per_member: int = 1) -> None:
+                 n_samples_per_member: int = 1, observation_noise: float = 0.0) -> None:
         members = list(members)
         if len(members) < 2:
             raise ValueError(f"a deep ensemble needs >= 2 members, got {len(members)}")
@@ -130,8 +131,11 @@ class DeepEnsemble(Predictor):
             raise TypeError(f"ensemble members must be SciflowModels, got {type(members[0]).__name__}")
         if n_samples_per_member < 1:
             raise ValueError(f"n_samples_per_member must be >= 1, got {n_samples_per_member}")
+        if observation_noise < 0:
+            raise ValueError(f"observation_noise must be >= 0, got {observation_noise}")
         self.members, self.alpha = members, check_alpha(alpha)
         self.n_samples_per_member = n_samples_per_member
+        self.observation_noise = observation_noise
         self.loss_history: list[float] = []
         self.vectorised: bool | None = None
 
@@ -152,7 +156,7 @@ class DeepEnsemble(Predictor):
         ens.vectorised = False
         if vectorise:
             try:
-                ens.loss_history = _train_vectorised(members, train, steps, make_opt, None)
+                ens.loss_history = _train_vectorised(members, train, steps, make_opt)
                 ens.vectorised = True
             except Exception as err:  # model not vmap-able: fall back, say why
                 warnings.warn(f"DeepEnsemble: vectorised training failed ({type(err).__name__}: {err}); "
@@ -173,11 +177,23 @@ class DeepEnsemble(Predictor):
             mu = torch.stack([a for a, _ in mv])
             var = torch.stack([b for _, b in mv])
             mean = mu.mean(0)
-            mix_var = (var + mu**2).mean(0) - mean**2
+            mix_var = (var + mu**2).mean(0) - mean**2 + self.observation_noise
             samples = torch.cat([m.sample(batch, self.n_samples_per_member, generator=generator)
                                  for m in self.members])
+            samples = self._add_noise(samples, generator)
             # interval of the moment-matched Gaussian, as in the paper (sec. 2.4)
             return Prediction.from_gaussian(mean, mix_var.clamp_min(0), self.alpha, samples=samples)
         samples = torch.cat([m.sample(batch, self.n_samples_per_member, generator=generator)
                              for m in self.members])
+        if self.observation_noise > 0:
+            mean = samples.mean(0)
+            var = samples.var(0, unbiased=False) + self.observation_noise
+            return Prediction.from_gaussian(mean, var, self.alpha, samples=self._add_noise(samples, generator))
         return Prediction.from_samples(samples, self.alpha)
+
+    def _add_noise(self, samples: Tensor, generator: torch.Generator | None) -> Tensor:
+        if self.observation_noise == 0:
+            return samples
+        dev = samples.device if generator is None else generator.device
+        eps = torch.randn(samples.shape, generator=generator, dtype=samples.dtype, device=dev).to(samples.device)
+        return samples + self.observation_noise**0.5 * eps

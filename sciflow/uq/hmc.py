@@ -77,8 +77,12 @@ class HMCResult:
     ess_tail: Tensor
 
     def summary(self) -> dict[str, float]:
-        return {"max_rhat": float(self.rhat.max()), "min_ess_bulk": float(self.ess_bulk.min()),
-                "min_ess_tail": float(self.ess_tail.min()),
+        def nanmin(x: Tensor) -> float:  # NaN ESS = a parameter constant within every chain
+            x = x[~torch.isnan(x)]
+            return float(x.min()) if x.numel() else math.nan
+
+        return {"max_rhat": float(torch.nan_to_num(self.rhat, nan=math.inf).max()),
+                "min_ess_bulk": nanmin(self.ess_bulk), "min_ess_tail": nanmin(self.ess_tail),
                 "accept_rate": float(self.accept_rate.mean()),
                 "divergences": int(self.divergences.sum()),
                 "n_chains": int(self.samples.shape[0]), "n_samples": int(self.samples.shape[1])}
@@ -321,7 +325,7 @@ class HMC(Predictor):
         self.result = HMCResult(
             samples=samples, log_prob=torch.stack(lps, 1), accept_rate=n_acc / (n_samples * thin),
             step_size=eps, inv_mass=inv_mass, divergences=n_div,
-            rhat=rhat(samples) if n_chains > 1 else torch.full((D,), math.nan),
+            rhat=rhat(samples),  # split chains: defined for one chain too
             ess_bulk=ess_bulk(samples), ess_tail=ess_tail(samples))
         return self.result
 

@@ -44,7 +44,7 @@ def test_every_reference_file_opens(shared_reference, name):
 
 def test_grib_and_netcdf_agree(nc, grib):
     """The same ERA5 fields through cfgrib and through NetCDF-3 (packed int16 there)."""
-    assert nc["level"].values.tolist() == [500.0, 850.0] and grib["level"].values.tolist() == [850.0, 500.0]
+    assert nc["level"].values.tolist() == [500.0, 850.0] and grib["level"].values.tolist() == [500.0, 850.0]
     for v in ("temperature", "geopotential"):
         a = nc[v].sel(level=[500.0, 850.0]).values
         b = grib[v].sel(level=[500.0, 850.0]).values
@@ -150,7 +150,7 @@ def _series(n_time=12, lat_desc=True):
 
 def test_weatherbench2_zarr_opens_lazily(tmp_path):
     store = tmp_path / "wb2.zarr"
-    _series().chunk({"time": 4}).to_zarr(store)
+    _series().chunk({"time": 4}).to_zarr(store, zarr_format=2, consolidated=True)
     ds = open_era5(store, variables=["z", "t2m"], levels=[500], check_finite=False)
     import dask.array as da
 
@@ -175,7 +175,7 @@ def test_weatherbench2_zarr_opens_lazily(tmp_path):
 def test_windows_with_levels_keep_level_dim_and_batch(nc, tmp_path):
     store = tmp_path / "z.zarr"
     s = _series()[["geopotential"]]
-    s.to_zarr(store)
+    s.to_zarr(store, zarr_format=2, consolidated=True)
     w = era5.forecast_windows(open_era5(store), history=1, lead=2)
     assert w["geopotential"].dims == ("sample", "time", "lat", "lon", "level")
     validate(w)
@@ -242,3 +242,78 @@ def test_nan_wrong_dims_and_time_order(tmp_path):
     _series().isel(time=[0, 1, 2, 5, 6]).to_netcdf(p4, engine="h5netcdf")
     with pytest.raises(ERA5FormatError, match=r"gappy\.nc: time axis is not regular"):
         era5.forecast_windows(open_era5(p4), history=1, lead=1)
+
+
+def test_split_levels_keeps_per_level_statistics(tmp_path):
+    ds = era5.normalization_stats(open_era5(_series()))
+    w = era5.forecast_windows(ds, history=1, lead=1)  # mixed surface + levels: split per level
+    n = era5.normalize(w)
+    for lv in (500, 850):
+        g = n[f"geopotential_{lv}"]
+        assert g.attrs["level"] == lv
+        ref = (ds["geopotential"].sel(level=float(lv)) - ds["geopotential"].attrs["norm_mean"][[500, 850].index(lv)]) \
+            / ds["geopotential"].attrs["norm_std"][[500, 850].index(lv)]
+        np.testing.assert_allclose(g.isel(time=0).values, ref.isel(time=slice(0, -1)).values, rtol=1e-12)
+
+
+def test_cds_2024_netcdf_layout(tmp_path):
+    """New CDS NetCDF-4: dims valid_time / pressure_level, scalar 'number', 'expver' along time."""
+    s = _series(n_time=4)[["geopotential"]].rename(time="valid_time", level="pressure_level")
+    s = s.rename(geopotential="z").assign_coords(number=0, expver=("valid_time", ["0001"] * 4))
+    p = tmp_path / "cds.nc"
+    s.to_netcdf(p, engine="h5netcdf")
+    ds = open_era5(p, variables=["geopotential"], levels=[850])
+    assert ds["geopotential"].dims == ("time", "lat", "lon", "level") and ds.sizes["time"] == 4
+    np.testing.assert_array_equal(ds["geopotential"].isel(level=0).values,
+                                  _series(n_time=4)["geopotential"].sel(level=850).sortby("latitude").values)
+
+
+def test_grib_accumulations_time_by_step_are_flattened():
+    """ERA5 'tp' from CDS GRIB: base times 06/18 × steps 1..12 h become one hourly valid-time axis."""
+    base = np.array(["2017-01-01T06", "2017-01-01T18"], dtype="datetime64[ns]")
+    step = np.arange(1, 13) * np.timedelta64(1, "h")
+    vals = np.arange(24.0).reshape(2, 12, 1, 1) * np.ones((1, 1, 2, 3))
+    raw = xr.Dataset({"tp": (("time", "step", "latitude", "longitude"), vals)},
+                     coords={"time": base, "step": step, "latitude": [10.0, 0.0], "longitude": [0.0, 120.0, 240.0],
+                             "valid_time": (("time", "step"), base[:, None] + step[None, :])})
+    ds = open_era5(raw)
+    assert list(ds.data_vars) == ["total_precipitation"] and ds.sizes["time"] == 24
+    t = ds["time"].values
+    assert t[0] == np.datetime64("2017-01-01T07") and (np.diff(t) == np.timedelta64(1, "h")).all()
+    np.testing.assert_array_equal(ds["total_precipitation"].isel(lat=0, lon=0).values, np.arange(24.0))
+
+
+def test_grib_mixing_surface_and_pressure_levels(tmp_path, grib):
+    """A GRIB holding pressure-level t/z and a surface field (written with eccodes)."""
+    eccodes = pytest.importorskip("eccodes")
+    p = tmp_path / "mixed.grib"
+    with GRIB.open("rb") as f, p.open("wb") as out:
+        first = True
+        while (h := eccodes.codes_grib_new_from_file(f)) is not None:
+            eccodes.codes_write(h, out)
+            if first:  # a copy of the first field relabelled as 2 m temperature
+                c = eccodes.codes_clone(h)
+                eccodes.codes_set(c, "typeOfLevel", "surface")
+                eccodes.codes_set(c, "paramId", 167)
+                eccodes.codes_write(c, out)
+                eccodes.codes_release(c)
+                first = False
+            eccodes.codes_release(h)
+    ds = open_era5(p, variables=["t2m", "t"])
+    assert ds["2m_temperature"].dims == ("time", "lat", "lon")
+    assert ds["temperature"].dims == ("time", "lat", "lon", "level")
+    np.testing.assert_array_equal(ds["temperature"].values, grib["temperature"].values)
+    with pytest.raises(ValueError, match="too few"):  # a single time step makes no window
+        era5.forecast_windows(ds, history=1, lead=1)
+
+
+def test_grib_structure_check_accepts_valid_and_flags_corruption(tmp_path, shared_reference):
+    for name in REFERENCE_FILES:
+        if name.endswith(".grib"):
+            era5._check_grib_structure(shared_reference / "era5" / name)  # padded GRIB1 files pass
+    data = bytearray(GRIB.read_bytes())
+    data[-4:] = b"0000"  # clobber the last message's end marker
+    bad = tmp_path / "clobbered.grib"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(ERA5FormatError, match=r"clobbered\.grib: corrupt GRIB file"):
+        open_era5(bad)

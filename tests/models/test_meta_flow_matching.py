@@ -203,3 +203,19 @@ def test_clear_errors():
         Config(conditioning="population_id")
     with pytest.raises(ValueError, match="solver"):
         Config(solver="rk45")
+
+
+@pytest.mark.parametrize("name", ["mfm_letters.yaml", "mfm_aggregation.yaml"])
+def test_packaged_configs_build_all_three_methods(name):
+    from pathlib import Path
+
+    import yaml
+
+    path = Path(__file__).resolve().parents[2] / "sciflow" / "configs" / name
+    section = yaml.safe_load(path.read_text())["model"]
+    for conditioning in ("population", "none", "population_id"):
+        cfg = Config(**section, conditioning=conditioning, num_populations=4)
+        model = MetaFlowMatching(cfg)
+        out = model.loss(_batch(B=2, n=24))
+        assert torch.isfinite(out.total)
+    assert MetaFlowMatching.config_class is Config

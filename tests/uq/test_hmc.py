@@ -139,3 +139,38 @@ def test_hmc_input_errors():
         HMC(model, GaussianPrior(), GaussianLikelihood(0.5), [batch]).predict(batch)
     with pytest.raises(ValueError, match="positive"):
         GaussianLikelihood(0.0)
+
+
+@pytest.mark.slow
+def test_nuts_matches_conjugate_posterior():
+    from sciflow.uq.nuts import NUTS
+
+    batch, mean, cov = _problem(n=30, d=1, seed=5)
+    model = _LinReg(1).double()
+    nuts = NUTS(model, GaussianPrior(1.0), GaussianLikelihood(0.5), [batch])
+    res = nuts.run(n_samples=250, n_warmup=150, n_chains=2, max_tree_depth=6,
+                   generator=torch.Generator().manual_seed(0))
+    draws = res.samples.reshape(-1, 2)
+    ess = ess_basic(res.samples).clamp(max=draws.shape[0])
+    sd = cov.diagonal().sqrt()
+    assert ((draws.mean(0) - mean).abs() / (sd / ess.sqrt())).max() < 4
+    ess_sq = ess_basic((res.samples - res.samples.mean((0, 1))) ** 2).clamp(max=draws.shape[0])
+    assert ((draws.var(0) / cov.diagonal() - 1).abs() / (2 / ess_sq).sqrt()).max() < 4
+    assert res.rhat.max() < 1.05 and res.divergences.sum() == 0
+    # trajectories adapt their length: shallow trees on this well-conditioned target
+    assert 1 <= sum(nuts.tree_depths) / len(nuts.tree_depths) <= 4
+
+
+def test_nuts_short_run_is_on_target():
+    from sciflow.uq.nuts import NUTS
+
+    batch, mean, cov = _problem(n=30, d=1, seed=6)
+    nuts = NUTS(_LinReg(1).double(), GaussianPrior(1.0), GaussianLikelihood(0.5), [batch])
+    res = nuts.run(n_samples=60, n_warmup=40, n_chains=1, max_tree_depth=5,
+                   generator=torch.Generator().manual_seed(1))
+    draws = res.samples.reshape(-1, 2)
+    ess = ess_basic(res.samples).clamp(max=60)
+    assert ((draws.mean(0) - mean).abs() / (cov.diagonal().sqrt() / ess.sqrt())).max() < 5
+    assert 0.3 < (draws.var(0) / cov.diagonal()).min() and (draws.var(0) / cov.diagonal()).max() < 3
+    with pytest.raises(ValueError, match="tree_depth"):
+        nuts.run(n_samples=4, n_warmup=0, max_tree_depth=0)

@@ -221,7 +221,7 @@ def generate_control(n: int, seed: int, *, nx: int = 128, nt: int = 11, t_final:
     x = torch.linspace(0.0, 1.0, nx, dtype=torch.float64)
     xf = torch.linspace(0.0, 1.0, n_modes + 1, dtype=torch.float64)
     # initial bumps are drawn on the fine grid so the solver sees the exact function
-    u0_fine = gaussian_bumps(n, xf, generator=g)
+    u0_fine = gaussian_bumps(n, xf, zero_boundary=True, generator=g)
     f, fp = gaussian_forcing(n, generator=g, amplitude=forcing_amplitude, t_span=(0.0, t_final))
     t = torch.linspace(0.0, t_final, nt, dtype=torch.float64)
     u = solve_dirichlet(lambda _x: u0_fine, nu=nu, domain=(0.0, 1.0), t=t, dt=dt, x_out=x, n_modes=n_modes,

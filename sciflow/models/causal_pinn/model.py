@@ -12,6 +12,7 @@ PINN, ``lambda_res mean(r^2)``. The lambdas live in the buffer ``loss_weights`` 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import ClassVar
 
 import torch
@@ -43,7 +44,14 @@ class CausalPINN(SciflowModel):
         if cfg.problem not in PROBLEMS and problem is None:
             raise ValueError(f"unknown problem {cfg.problem!r}; known: {sorted(PROBLEMS)}")
         self.cfg = cfg
-        self.problem = problem if problem is not None else PROBLEMS[cfg.problem]()
+        problem = problem if problem is not None else PROBLEMS[cfg.problem]()
+        if not cfg.periodic_embedding and any(problem.periodic):
+            if problem.boundary_value is None:
+                raise ValueError(f"{problem.name} is periodic: use periodic_embedding=True "
+                                 f"(periodic boundary losses are not implemented)")
+            # e.g. Burgers: the same solution posed with its Dirichlet data on every boundary
+            problem = replace(problem, periodic=tuple(False for _ in problem.periodic))
+        self.problem = problem
         if cfg.derivative_engine not in ENGINES:
             raise ValueError(f"unknown derivative_engine {cfg.derivative_engine!r}; known: {sorted(ENGINES)}")
         self.engine = ENGINES[cfg.derivative_engine]()
@@ -67,7 +75,7 @@ class CausalPINN(SciflowModel):
     def loss(self, batch: CollocationBatch) -> LossOutput:
         self.check_batch(batch)
         cfg = self.cfg
-        lam = self.loss_weights
+        lam = self.loss_weights.clone()  # the balancer updates the buffer in place
         zero = batch.interior.new_zeros(())
         l_ic = zero
         if batch.initial is not None and batch.initial_values is not None:

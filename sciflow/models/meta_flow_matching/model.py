@@ -59,6 +59,7 @@ class MetaFlowMatching(SciflowModel):
 
     stochastic: ClassVar[bool] = False
     batch_type: ClassVar[type] = PopulationBatch
+    config_class: ClassVar[type] = Config
 
     def __init__(self, cfg: Config) -> None:
         super().__init__()

@@ -43,7 +43,8 @@ def default_controller(solver: ExplicitRungeKutta, *, rtol: float, atol: float, 
 
 def solve_grid(term, solver: ExplicitRungeKutta, y0: Tensor, ts: Tensor,
                controller: PIController | ConstantStepSize, *, batch_ndim: int = 0,
-               window: int = 4, h0: Tensor | None = None, check_inputs: bool = True
+               window: int = 4, h0: Tensor | None = None, check_inputs: bool = True,
+               compile: bool = False
                ) -> tuple[Tensor, Stats, Tensor | None]:
     """Integrate ``term`` from ``ts[..., 0]`` through every time of ``ts``.
 
@@ -51,7 +52,8 @@ def solve_grid(term, solver: ExplicitRungeKutta, y0: Tensor, ts: Tensor,
     ``batch_ndim = ts.ndim - 1``). ``batch_ndim`` leading axes of ``y0`` are independently
     stepped trajectories (per-trajectory error control); ``0`` shares one clock for the batch.
     Returns ``ys: (time, *batch, *state)``, the work counters and the last adaptive step (per
-    trajectory, in the increasing-time frame) or ``None``.
+    trajectory, in the increasing-time frame) or ``None``. ``compile``: ``torch.compile`` each
+    adaptive attempt (opt-in; see :func:`._integrate.integrate_adaptive`).
     """
     if check_inputs:
         check_term_kind(term, solver)
@@ -89,7 +91,8 @@ def solve_grid(term, solver: ExplicitRungeKutta, y0: Tensor, ts: Tensor,
     elif isinstance(controller, ConstantStepSize):
         ys = integrate_fixed(field, solver, y0f, ts_flat, controller)
     else:
-        ys, h_last = integrate_adaptive(field, solver, y0f, ts_flat, controller, window=window, h0=h0)
+        ys, h_last = integrate_adaptive(field, solver, y0f, ts_flat, controller, window=window, h0=h0,
+                                         compile=compile)
     ys = ys.reshape((T,) + tuple(y0.shape))
     check_finite_trajectory(ys.detach(), ts)
     return ys, field.stats, h_last

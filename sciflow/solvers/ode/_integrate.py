@@ -77,6 +77,15 @@ class FlatField:
         out = out.reshape(y.shape)
         return -out if self.direction < 0 else out
 
+    def raw(self, t: Tensor, y: Tensor) -> Tensor:
+        """Same map without counting or checks (pure, for compiled loops; the caller counts)."""
+        tt = t.reshape(()) if self.shared_clock else t.reshape(
+            self.batch_shape + (1,) * (len(self.y_shape) - len(self.batch_shape)))
+        if self.direction < 0:
+            out = self.f(-tt, y.reshape(self.y_shape))
+            return -out.reshape(y.shape)
+        return self.f(tt, y.reshape(self.y_shape)).reshape(y.shape)
+
 
 def integrate_fixed(f: FlatField, solver: ExplicitRungeKutta, y0: Tensor, ts: Tensor,
                     controller: ConstantStepSize) -> Tensor:
@@ -124,44 +133,19 @@ def initial_step(f: FlatField, solver: ExplicitRungeKutta, t0: Tensor, y0: Tenso
     return torch.minimum(torch.minimum(100 * h0, h1), span)
 
 
-def integrate_adaptive(f: FlatField, solver: ExplicitRungeKutta, y0: Tensor, ts: Tensor,
-                       ctrl: PIController, window: int = 4, h0: Tensor | None = None
-                       ) -> tuple[Tensor, Tensor]:
-    """Adaptive steps with per-row error control; returns ``(ys (T, B, S), last step h (B,))``."""
-    B, T = ts.shape
-    dev, dt_ = y0.device, y0.dtype
-    t = ts[:, 0].clone()
-    t_end = ts[:, -1]
-    y = y0
-    k1 = f(t, y)
-    if h0 is not None:
-        h = h0.to(dt_).expand(B).clone()
-    elif ctrl.dt0 is None:
-        h = initial_step(f, solver, t, y, k1, ctrl, t_end - t)
-    else:
-        h = torch.full_like(t, ctrl.dt0)
+def _make_attempt(f: Callable, solver: ExplicitRungeKutta, ctrl: PIController, T: int, Kw: int,
+                  coef: Tensor | None):
+    """One masked adaptive step for every trajectory, as a pure tensor function (compile-able).
+
+    State in/out: ``t, y, h, k1, r_prev, idx, done`` plus the dense-output writes
+    ``(where_to (B, Kw), vals (B, Kw, S))`` and ``flags = [all done, any step underflow]``.
+    """
     k = solver.error_order + 1
     beta1 = (ctrl.pcoeff + ctrl.icoeff) / k
     beta2 = ctrl.pcoeff / k
-    r_prev = torch.ones_like(t)
-    n_acc = torch.zeros(B, dtype=torch.long, device=dev)
-    idx = torch.ones(B, dtype=torch.long, device=dev)      # next save index per trajectory
-    Kw = max(1, min(window, T - 1))
     clip_to_window = (T - 1) > Kw
-    ar = torch.arange(Kw, device=dev)
-    # under autograd, record (index, value) pairs and scatter once at the end (cheap backward);
-    # otherwise write dense output in place
-    track_graph = torch.is_grad_enabled()
-    S = y0.shape[1]
-    if track_graph:
-        rec_idx: list[Tensor] = []
-        rec_val: list[Tensor] = []
-    else:
-        out = torch.zeros(B, T + 1, S, dtype=dt_, device=dev)
-    done = t >= t_end
-    hmin_rel = ctrl.dtmin
-    steps = 0
-    while True:
+
+    def attempt(t, y, h, k1, r_prev, idx, done, ts, t_end):
         t_lim = t_end
         if clip_to_window:
             t_lim = torch.minimum(t_end, ts.gather(1, (idx + (Kw - 1)).clamp(max=T - 1).unsqueeze(1)).squeeze(1))
@@ -174,43 +158,110 @@ def integrate_adaptive(f: FlatField, solver: ExplicitRungeKutta, y0: Tensor, ts:
         # the step-size sequence is control flow, not part of the model: no gradient through it
         r = _rms(err / scale).detach()
         accept = (r <= 1.0) & ~done
-        # PI step-size update (r = 0 -> factor_max; r = nan -> factor_min)
+        # PI step-size update (r = 0 -> factor_max; r = nan -> factor_min; rejected never grows)
         factor = ctrl.safety * r.pow(-beta1)
         if beta2:
             factor = factor * r_prev.pow(beta2)
+            r_prev = torch.where(accept, r, r_prev)
         factor = torch.nan_to_num(factor, nan=ctrl.factor_min).clamp(ctrl.factor_min, ctrl.factor_max)
         factor = torch.where(accept, factor, factor.clamp(max=1.0))
         h = torch.where(done, h, hh * factor)
-        if beta2:
-            r_prev = torch.where(accept, r, r_prev)
         f1 = ks[-1] if solver.fsal else f(t_next, y1)
-        # dense output for save times inside accepted steps
-        cand = idx.unsqueeze(1) + ar
+        # dense output for the save times inside accepted steps (at most Kw per step)
+        cand = idx.unsqueeze(1) + torch.arange(Kw, device=idx.device)
         cand_c = cand.clamp(max=T - 1)
         s = ts.gather(1, cand_c)
         inside = (cand < T) & accept.unsqueeze(1) & (s <= t_next.unsqueeze(1))
         theta = (s - t.unsqueeze(1)) / torch.where(hh > 0, hh, torch.ones_like(hh)).unsqueeze(1)
-        vals = solver.interpolate(theta, hh, y, y1, ks, f1)
+        vals = solver.interpolate(theta, hh, y, y1, ks, f1, coef=coef)
         where_to = torch.where(inside, cand_c, T)
-        if track_graph:
-            rec_idx.append(where_to)
-            rec_val.append(vals)
-        else:
-            out.scatter_(1, where_to.unsqueeze(-1).expand(B, Kw, S), vals)
         idx = idx + inside.sum(1)
         # commit accepted steps
         acc_c = accept.unsqueeze(1)
         t = torch.where(accept, t_next, t)
         y = torch.where(acc_c, y1, y)
         k1 = torch.where(acc_c, f1, k1)
-        n_acc = n_acc + accept
         done = t >= t_end
-        underflow = ~done & (h <= hmin_rel * torch.clamp(t.abs(), min=1.0))
+        underflow = ~done & (h <= ctrl.dtmin * torch.clamp(t.abs(), min=1.0))
+        flags = torch.stack([done.all(), underflow.any()])
+        return t, y, h, k1, r_prev, idx, done, accept, where_to, vals, flags
+
+    return attempt
+
+
+_COMPILED: dict = {}
+
+
+def _compiled_attempt(key, build):
+    """``torch.compile`` of the attempt function, cached per (field, solver, controller, shapes)."""
+    fn = _COMPILED.get(key)
+    if fn is None:
+        if len(_COMPILED) > 32:
+            _COMPILED.clear()
+        fn = _COMPILED[key] = torch.compile(build(), dynamic=False)
+    return fn
+
+
+def integrate_adaptive(f: FlatField, solver: ExplicitRungeKutta, y0: Tensor, ts: Tensor,
+                       ctrl: PIController, window: int = 4, h0: Tensor | None = None,
+                       compile: bool = False) -> tuple[Tensor, Tensor]:
+    """Adaptive steps with per-row error control; returns ``(ys (T, B, S), last step h (B,))``.
+
+    ``compile=True`` compiles one whole attempt (all stages, error norm, controller, dense output)
+    with ``torch.compile`` — the vector field must be traceable; compiled once per field object,
+    solver, controller and shape.
+    """
+    B, T = ts.shape
+    dev, dt_ = y0.device, y0.dtype
+    t = ts[:, 0].clone()
+    t_end = ts[:, -1].contiguous()
+    y = y0
+    k1 = f(t, y)
+    if h0 is not None:
+        h = h0.to(dt_).expand(B).clone()
+    elif ctrl.dt0 is None:
+        h = initial_step(f, solver, t, y, k1, ctrl, t_end - t)
+    else:
+        h = torch.full_like(t, ctrl.dt0)
+    r_prev = torch.ones_like(t)
+    n_acc = torch.zeros(B, dtype=torch.long, device=dev)
+    idx = torch.ones(B, dtype=torch.long, device=dev)      # next save index per trajectory
+    Kw = max(1, min(window, T - 1))
+    coef = solver.interp_coefficients(dt_, dev)
+    raw = f.raw
+    if compile:
+        key = (f.f, f.y_shape, f.shared_clock, f.direction, type(solver), ctrl, Kw, B, T, dt_, dev)
+        attempt = _compiled_attempt(key, lambda: _make_attempt(raw, solver, ctrl, T, Kw, coef))
+    else:
+        attempt = _make_attempt(raw, solver, ctrl, T, Kw, coef)
+    nfe_per_attempt = solver.stages - 1 + (0 if solver.fsal else 1)
+    # under autograd, record (index, value) pairs and scatter once at the end (cheap backward);
+    # otherwise write dense output in place
+    track_graph = torch.is_grad_enabled()
+    S = y0.shape[1]
+    if track_graph:
+        rec_idx: list[Tensor] = []
+        rec_val: list[Tensor] = []
+    else:
+        out = torch.zeros(B, T + 1, S, dtype=dt_, device=dev)
+    done = t >= t_end
+    ts = ts.contiguous()
+    steps = 0
+    while True:
+        t, y, h, k1, r_prev, idx, done, accept, where_to, vals, flags = attempt(
+            t, y, h, k1, r_prev, idx, done, ts, t_end)
+        if track_graph:
+            rec_idx.append(where_to)
+            rec_val.append(vals)
+        else:
+            out.scatter_(1, where_to.unsqueeze(-1).expand(B, Kw, S), vals)
+        n_acc = n_acc + accept
         steps += 1
-        all_done, any_underflow = torch.stack([done.all(), underflow.any()]).tolist()
+        all_done, any_underflow = flags.tolist()
         if all_done:
             break
         if any_underflow:
+            underflow = ~done & (h <= ctrl.dtmin * torch.clamp(t.abs(), min=1.0))
             i = int(torch.nonzero(underflow)[0])
             raise RuntimeError(
                 f"step size underflow: h = {h[i].item():.3g} at t = {f.direction * t[i].item():.6g} "
@@ -221,6 +272,7 @@ def integrate_adaptive(f: FlatField, solver: ExplicitRungeKutta, y0: Tensor, ts:
                 f"max_steps = {ctrl.max_steps} reached at t = {f.direction * t[i].item():.6g} "
                 f"(trajectory {i}) before t1 = {f.direction * t_end[i].item():.6g}; raise "
                 f"PIController.max_steps or loosen rtol/atol")
+    f.stats.nfe += steps * nfe_per_attempt
     f.stats.n_steps += steps
     f.stats.n_accepted = n_acc
     if track_graph:

@@ -40,8 +40,9 @@ __all__ = ["DirectAdjoint", "BacksolveAdjoint", "CheckpointAdjoint"]
 class DirectAdjoint:
     """Differentiate through the solver's operations with autograd (the default)."""
 
-    def run(self, term, solver, y0, ts, controller, *, batch_ndim=0, window=4):
-        ys, stats, _ = solve_grid(term, solver, y0, ts, controller, batch_ndim=batch_ndim, window=window)
+    def run(self, term, solver, y0, ts, controller, *, batch_ndim=0, window=4, compile=False):
+        ys, stats, _ = solve_grid(term, solver, y0, ts, controller, batch_ndim=batch_ndim, window=window,
+                                  compile=compile)
         return ys, stats
 
     def __repr__(self) -> str:
@@ -51,7 +52,7 @@ class DirectAdjoint:
 class CheckpointAdjoint:
     """Recompute each save interval in the backward pass (``torch.utils.checkpoint``, non-reentrant)."""
 
-    def run(self, term, solver, y0, ts, controller, *, batch_ndim=0, window=4):
+    def run(self, term, solver, y0, ts, controller, *, batch_ndim=0, window=4, compile=False):
         T = ts.shape[-1]
         total = Stats()
         ys = [y0]
@@ -64,7 +65,8 @@ class CheckpointAdjoint:
 
             def segment(y_in: Tensor, seg=seg, h_in=h) -> tuple[Tensor, Tensor | None]:
                 out, st, h_out = solve_grid(term, solver, y_in, seg, controller, batch_ndim=batch_ndim,
-                                            window=window, h0=h_in, check_inputs=False)
+                                            window=window, h0=h_in, check_inputs=False,
+                                            compile=compile)
                 segment.stats = st
                 return out[-1], (None if h_out is None else h_out.detach())
 
@@ -100,7 +102,7 @@ class BacksolveAdjoint:
         n = "module parameters" if self.adjoint_params is None else f"{len(self.adjoint_params)} tensors"
         return f"BacksolveAdjoint(adjoint_params={n})"
 
-    def run(self, term, solver, y0, ts, controller, *, batch_ndim=0, window=4):
+    def run(self, term, solver, y0, ts, controller, *, batch_ndim=0, window=4, compile=False):
         if ts.ndim > 1:
             raise ValueError("BacksolveAdjoint needs one time grid shared by the batch (t of shape "
                              f"(time,)), got t of shape {tuple(ts.shape)}; use CheckpointAdjoint for "
@@ -118,7 +120,7 @@ class BacksolveAdjoint:
         params = tuple(p for p in params if p.requires_grad)
         stats = Stats()
         cfg = (term, solver, controller, self.solver or solver, self.controller or controller,
-               batch_ndim, window, stats)
+               batch_ndim, window, stats, compile)
         ys = _Backsolve.apply(cfg, y0, ts, *params)
         return ys, stats
 
@@ -126,9 +128,10 @@ class BacksolveAdjoint:
 class _Backsolve(torch.autograd.Function):
     @staticmethod
     def forward(ctx, cfg, y0, ts, *params):
-        term, solver, controller, _, _, batch_ndim, window, stats = cfg
+        term, solver, controller, _, _, batch_ndim, window, stats, compile = cfg
         with torch.no_grad():
-            ys, st, _ = solve_grid(term, solver, y0, ts, controller, batch_ndim=batch_ndim, window=window)
+            ys, st, _ = solve_grid(term, solver, y0, ts, controller, batch_ndim=batch_ndim, window=window,
+                                   compile=compile)
         stats.nfe, stats.n_steps, stats.n_accepted = st.nfe, st.n_steps, st.n_accepted
         ctx.cfg = cfg
         ctx.save_for_backward(ts, ys, *params)
@@ -136,7 +139,7 @@ class _Backsolve(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_ys):
-        term, _, _, bsolver, bcontroller, _, window, stats = ctx.cfg
+        term, _, _, bsolver, bcontroller, _, window, stats, _ = ctx.cfg
         ts, ys, *params = ctx.saved_tensors
         f = term.vector_field
         y_shape = ys.shape[1:]

@@ -113,19 +113,27 @@ class ExplicitRungeKutta:
             err = hc * _combination(self._b_err, ks)
         return y1, ks, err
 
+    def interp_coefficients(self, dtype: torch.dtype, device: torch.device) -> Tensor | None:
+        """The dense-output matrix ``(stages, degree + 1)`` as a tensor (cached), or ``None``."""
+        if self.tableau.interp is None:
+            return None
+        key = (dtype, device)
+        coef = self._interp_cache.get(key)
+        if coef is None:
+            coef = self._interp_cache[key] = torch.as_tensor(self.tableau.interp, dtype=dtype, device=device)
+        return coef
+
     def interpolate(self, theta: Tensor, h: Tensor, y0: Tensor, y1: Tensor, ks: list[Tensor],
-                    f1: Tensor) -> Tensor:
+                    f1: Tensor, coef: Tensor | None = None) -> Tensor:
         """Dense output ``y(t + θh)`` for ``θ: (B, K)`` in each of ``B`` steps -> ``(B, K, S)``.
 
-        ``f1 = f(t + h, y1)`` is used by the Hermite fallback only.
+        ``f1 = f(t + h, y1)`` is used by the Hermite fallback only; ``coef``: the cached
+        :meth:`interp_coefficients` (looked up if not given).
         """
         hc = h[:, None, None]
         if self.tableau.interp is not None:
-            key = (theta.dtype, theta.device)
-            coef = self._interp_cache.get(key)
             if coef is None:
-                coef = torch.as_tensor(self.tableau.interp, dtype=theta.dtype, device=theta.device)
-                self._interp_cache[key] = coef
+                coef = self.interp_coefficients(theta.dtype, theta.device)
             powers = theta.unsqueeze(-1) ** torch.arange(coef.shape[1], device=theta.device, dtype=theta.dtype)
             w = powers @ coef.T                                  # (B, K, s)
             incr = torch.bmm(w, torch.stack(ks, dim=1))          # (B, K, S)

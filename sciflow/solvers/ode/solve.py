@@ -49,7 +49,8 @@ def _as_time(x, like: Tensor) -> Tensor:
 
 def solve(term: ODETerm, solver: ExplicitRungeKutta, t0, t1, y0: Tensor, *,
           saveat: SaveAt = SaveAt(), controller: PIController | ConstantStepSize | None = None,
-          adjoint: Adjoint | None = None, batch_ndim: int = 0, window: int = 4) -> Solution:
+          adjoint: Adjoint | None = None, batch_ndim: int = 0, window: int = 4,
+          compile: bool = False) -> Solution:
     """Solve ``dy/dt = f(t, y)`` from ``t0`` to ``t1`` (either direction).
 
     ``t0, t1``: scalars or ``(*batch,)`` tensors (per-trajectory intervals);
@@ -57,7 +58,9 @@ def solve(term: ODETerm, solver: ExplicitRungeKutta, t0, t1, y0: Tensor, *,
     solvers, rtol 1e-6, atol 1e-8) or :class:`ConstantStepSize`; ``adjoint``: how gradients are
     computed (default :class:`DirectAdjoint`); ``batch_ndim``: leading axes of ``y0`` that are
     independent trajectories with their own step sizes; ``window``: save times looked at per step
-    (a step is shortened only if it would contain more).
+    (a step is shortened only if it would contain more); ``compile``: opt-in ``torch.compile`` of
+    each adaptive attempt (stages + error norm + controller + dense output fused; the vector field
+    must be traceable; compiled once per field object, solver, controller and shape).
     """
     if not isinstance(term, ODETerm) and getattr(type(term), "kind", None) != "ode":
         raise TypeError(f"solve needs an ODETerm, got {type(term).__name__}")
@@ -90,7 +93,8 @@ def solve(term: ODETerm, solver: ExplicitRungeKutta, t0, t1, y0: Tensor, *,
         keep = ([0] if saveat.t0 else []) + ([1] if saveat.t1 else [])
         if not keep:
             raise ValueError("SaveAt saves nothing: give ts or set t0/t1 = True")
-    ys, stats = adjoint.run(term, solver, y0, grid, controller, batch_ndim=batch_ndim, window=window)
+    ys, stats = adjoint.run(term, solver, y0, grid, controller, batch_ndim=batch_ndim, window=window,
+                              compile=compile)
     keep_t = torch.tensor(keep, device=grid.device)
     return Solution(ts=grid.index_select(-1, keep_t), ys=ys.index_select(0, keep_t), stats=stats.as_dict())
 
@@ -99,7 +103,7 @@ def odeint(f: Callable[[Tensor, Tensor], Tensor], y0: Tensor, t: Tensor, *,
            solver: ExplicitRungeKutta | Any | None = None, rtol: float = 1e-6, atol: float = 1e-8,
            dt: float | None = None, adjoint: Adjoint | None = None, max_steps: int = 100_000,
            controller: PIController | ConstantStepSize | None = None, batch_ndim: int = 0,
-           return_stats: bool = False):
+           return_stats: bool = False, compile: bool = False):
     """Solve ``dy/dt = f(t, y)`` and return ``y`` at every time of ``t``: ``(time, *batch, *state)``.
 
     Like ``torchdiffeq.odeint`` with objects instead of strings: ``solver=Dopri5()`` (default),
@@ -109,7 +113,7 @@ def odeint(f: Callable[[Tensor, Tensor], Tensor], y0: Tensor, t: Tensor, *,
     non-adaptive solvers; ``None`` = one step per save interval). ``batch_ndim > 0`` gives each of
     the leading ``batch_ndim`` axes its own step size and error norm (per-trajectory error
     control) instead of one RMS norm over the whole batch. ``return_stats``: also return the
-    work counters.
+    work counters. ``compile``: opt-in ``torch.compile`` of each adaptive attempt (see ``solve``).
     """
     solver = Dopri5() if solver is None else solver
     if getattr(type(solver), "backend", False):
@@ -121,5 +125,5 @@ def odeint(f: Callable[[Tensor, Tensor], Tensor], y0: Tensor, t: Tensor, *,
         controller = default_controller(solver, rtol=rtol, atol=atol, dt=dt, max_steps=max_steps)
     adjoint = adjoint or DirectAdjoint()
     check_times(t, "t", min_len=1)
-    ys, stats = adjoint.run(ODETerm(f), solver, y0, t, controller, batch_ndim=batch_ndim)
+    ys, stats = adjoint.run(ODETerm(f), solver, y0, t, controller, batch_ndim=batch_ndim, compile=compile)
     return (ys, stats.as_dict()) if return_stats else ys

@@ -71,11 +71,11 @@ class BrownianPath:
     device: torch.device
     has_levy_area: bool = False
 
-    def increments(self, grid: Sequence[float] | Tensor, levy_area: bool = False):
+    def increments(self, grid: Sequence[float] | Tensor, levy_area: bool = False, time_tol: float | None = None):
         raise NotImplementedError
 
-    def increment(self, s: float, t: float, levy_area: bool = False):
-        out = self.increments([float(s), float(t)], levy_area=levy_area)
+    def increment(self, s: float, t: float, levy_area: bool = False, time_tol: float | None = None):
+        out = self.increments([float(s), float(t)], levy_area=levy_area, time_tol=time_tol)
         if levy_area:
             return out[0][0], out[1][0]
         return out[0]
@@ -108,24 +108,25 @@ class BrownianIncrements(BrownianPath):
         shape: Sequence[int],
         *,
         generator: torch.Generator | None = None,
-        dtype: torch.dtype = torch.get_default_dtype(),
+        dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
         levy_area: bool = False,
     ) -> None:
         self.grid = _as_float_grid(grid)
         self.t0, self.t1 = self.grid[0], self.grid[-1]
         self.shape = torch.Size(shape)
-        self.dtype = dtype
+        self.dtype = torch.get_default_dtype() if dtype is None else dtype
         self.device = torch.device(device) if device is not None else (
             generator.device if generator is not None else torch.device("cpu"))
         self.has_levy_area = levy_area
         n = len(self.grid) - 1
-        h = torch.tensor([b - a for a, b in zip(self.grid[:-1], self.grid[1:])], dtype=dtype, device=self.device)
+        h = torch.tensor([b - a for a, b in zip(self.grid[:-1], self.grid[1:])], dtype=self.dtype,
+                         device=self.device)
         self._h = h.reshape((n,) + (1,) * len(self.shape))
-        xi = torch.randn((n, *self.shape), generator=generator, dtype=dtype, device=self.device)
+        xi = torch.randn((n, *self.shape), generator=generator, dtype=self.dtype, device=self.device)
         self.dw = xi * self._h.sqrt()
         if levy_area:
-            zeta = torch.randn((n, *self.shape), generator=generator, dtype=dtype, device=self.device)
+            zeta = torch.randn((n, *self.shape), generator=generator, dtype=self.dtype, device=self.device)
             self.i10: Tensor | None = 0.5 * self._h * (self.dw + (self._h / 3).sqrt() * zeta)
         else:
             self.i10 = None
@@ -150,12 +151,12 @@ class BrownianIncrements(BrownianPath):
             self._cum = (w, k)
         return self._cum
 
-    def _indices(self, grid: list[float]) -> list[int]:
+    def _indices(self, grid: list[float], time_tol: float | None) -> list[int]:
         idx = []
-        scale = max(1.0, abs(self.t0), abs(self.t1))
+        tol = (1e-11 if time_tol is None else time_tol) * max(1.0, abs(self.t0), abs(self.t1))
         for t in grid:
-            j = bisect.bisect_left(self.grid, t - 1e-11 * scale)
-            if j >= len(self.grid) or abs(self.grid[j] - t) > 1e-11 * scale:
+            j = bisect.bisect_left(self.grid, t - tol)
+            if j >= len(self.grid) or abs(self.grid[j] - t) > tol:
                 raise ValueError(
                     f"time {t!r} is not on the pre-sampled Brownian grid of {len(self.grid)} points on "
                     f"[{self.t0}, {self.t1}]; query a sub-grid of it or use VirtualBrownianTree for arbitrary times"
@@ -163,20 +164,23 @@ class BrownianIncrements(BrownianPath):
             idx.append(j)
         return idx
 
-    def increments(self, grid: Sequence[float] | Tensor, levy_area: bool = False):
+    def increments(self, grid: Sequence[float] | Tensor, levy_area: bool = False, time_tol: float | None = None):
+        """Increments over ``grid`` (a sub-grid of the stored one, matched within ``time_tol``
+        relative to the interval's scale; default 1e-11, i.e. float64 clocks)."""
         grid = _as_float_grid(grid)
         if levy_area and not self.has_levy_area:
             raise ValueError("this BrownianIncrements was built without levy_area=True; the solver needs I_(1,0)")
         if len(grid) == len(self.grid) and all(a == b for a, b in zip(grid, self.grid)):
             return (self.dw, self.i10) if levy_area else self.dw
         self._check_range(grid)
-        idx = torch.tensor(self._indices(grid), device=self.device)
+        ids = self._indices(grid, time_tol)
+        idx = torch.tensor(ids, device=self.device)
         w, k = self._cumulative()
         wg = w.index_select(0, idx)
         dw = wg[1:] - wg[:-1]
         if not levy_area:
             return dw
-        tg = torch.tensor(grid, dtype=self.dtype, device=self.device)
+        tg = torch.tensor([self.grid[i] for i in ids], dtype=self.dtype, device=self.device)
         h = (tg[1:] - tg[:-1]).reshape((-1,) + (1,) * len(self.shape))
         kg = k.index_select(0, idx)
         return dw, (kg[1:] - kg[:-1]) - wg[:-1] * h
@@ -207,7 +211,7 @@ class VirtualBrownianTree(BrownianPath):
         *,
         seed: int,
         tol: float | None = None,
-        dtype: torch.dtype = torch.get_default_dtype(),
+        dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
     ) -> None:
         t0, t1 = float(t0), float(t1)
@@ -217,7 +221,7 @@ class VirtualBrownianTree(BrownianPath):
             raise TypeError(f"seed must be an int, got {type(seed).__name__}")
         self.t0, self.t1 = t0, t1
         self.shape = torch.Size(shape)
-        self.dtype = dtype
+        self.dtype = torch.get_default_dtype() if dtype is None else dtype
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         self.tol = float(tol) if tol is not None else (t1 - t0) * 2.0 ** -20
         if not self.tol > 0:
@@ -272,7 +276,8 @@ class VirtualBrownianTree(BrownianPath):
                 stack.append((m, b, wm, wb, level + 1, 2 * index + 1, right))
         return out  # type: ignore[return-value]
 
-    def increments(self, grid: Sequence[float] | Tensor, levy_area: bool = False) -> Tensor:
+    def increments(self, grid: Sequence[float] | Tensor, levy_area: bool = False,
+                   time_tol: float | None = None) -> Tensor:
         if levy_area:
             raise ValueError(
                 "VirtualBrownianTree does not provide the space-time Lévy area I_(1,0); "

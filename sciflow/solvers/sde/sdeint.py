@@ -114,7 +114,8 @@ def sdeint(
 
     ts = torch.tensor(grid, dtype=y0.dtype, device=y0.device)
     hs = [b - a for a, b in zip(grid[:-1], grid[1:])]
-    term.noise.check(term.g(ts[0], y0), y0)
+    with torch.no_grad():  # one shape check up front: a mis-shaped g would broadcast silently later
+        term.noise.check(term.g(ts[0], y0), y0)
 
     y = y0
     state = solver.init(term, ts[0], y0)

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from sciflow.solvers.sde.brownian import BrownianPath
+from sciflow.solvers.sde.brownian import BrownianIncrements, BrownianPath
 from sciflow.solvers.sde.noise import Additive, Diagonal, General, Scalar
 from sciflow.solvers.sde.term import SDETerm
 
@@ -124,6 +124,13 @@ class _Wrapped(nn.Module):
 def _adapt_brownian(brownian: BrownianPath, size: tuple[int, int]):
     from torchsde._brownian.brownian_base import BaseBrownian
 
+    # torchsde advances its clock by repeated float32/64 additions: snap its times to the nearest
+    # pre-sampled grid point (within a tenth of the finest step; the grid is what it must hit)
+    time_tol = None
+    if isinstance(brownian, BrownianIncrements):
+        steps = [b - a for a, b in zip(brownian.grid[:-1], brownian.grid[1:])]
+        time_tol = 0.1 * min(steps) / max(1.0, abs(brownian.t0), abs(brownian.t1))
+
     class _SciflowBrownian(BaseBrownian):
         __slots__ = ()
 
@@ -132,10 +139,11 @@ def _adapt_brownian(brownian: BrownianPath, size: tuple[int, int]):
                 ta, tb = brownian.t0, ta
             if return_A:
                 raise ValueError("sciflow Brownian objects do not provide the full Lévy area A")
+            tol = time_tol
             if return_U:
-                dw, i10 = brownian.increment(float(ta), float(tb), levy_area=True)
+                dw, i10 = brownian.increment(float(ta), float(tb), levy_area=True, time_tol=tol)
                 return dw.reshape(size), i10.reshape(size)
-            return brownian.increment(float(ta), float(tb)).reshape(size)
+            return brownian.increment(float(ta), float(tb), time_tol=tol).reshape(size)
 
         def __repr__(self):
             return f"torchsde view of {brownian!r}"

@@ -1,0 +1,196 @@
+"""UQ comparison on a neural-PDE surrogate (CPU-sized Dongre & Hora 2023 setting).
+
+Task: learn the 1-D viscous Burgers map ``u(., 0) -> u(., T)`` (periodic, GRF initial states,
+``sciflow.data.pdes.burgers``) from noisy snapshots with small MLPs, then compare predictive
+distributions on held-out initial states:
+
+- ``single``: one deterministic MLP + homoscedastic noise fitted on validation residuals (anchor),
+- ``deep_ensemble``: M point MLPs (vectorised training) + validation-fitted noise;
+  ``deep_ensemble_gaussian``: M Gaussian-head MLPs (beta-NLL),
+- ``mc_dropout``: one point MLP with dropout (N batched passes) + validation-fitted noise;
+  ``mc_dropout_gaussian``: a Gaussian-head MLP with dropout,
+- ``hmc``: HMC over the weights of a small MLP (Gaussian prior, known noise), 4 chains,
+- ``conformal_*``: split conformal around the single model and around the ensemble.
+
+Reports coverage / width of 90 % intervals, CRPS, Gaussian NLL, RMSE, PIT calibration error,
+spread–skill, HMC diagnostics and training times (vectorised vs sequential ensemble ratio) in
+``benchmarks/results/uq_comparison.json``. ``--scale`` multiplies data size and training steps.
+``--navier-stokes`` adds the same comparison on a coarse 2-D vorticity map.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from _common import write_result
+from sciflow.data.batches import TrajectoryBatch
+from sciflow.nn.mlp import MLP
+from sciflow.uq import (HMC, AbsoluteResidual, DeepEnsemble, GaussianForecaster, GaussianLikelihood,
+                        GaussianPrior, MCDropout, NormalizedResidual, PointForecaster, Prediction,
+                        SamplingPredictor, SplitConformal, score_prediction)
+
+ALPHA = 0.1
+
+
+def burgers_data(n: int, nx: int, noise: float, seed: int) -> tuple[TrajectoryBatch, float]:
+    from sciflow.data.pdes import burgers
+
+    ds = burgers.generate(n, seed, nx=nx, nt=2, t_final=0.5, nu=0.05, dt=5e-3)
+    u = torch.as_tensor(ds["u"].values, dtype=torch.float32)
+    scale = float(u[:, 0].std())
+    u = u / scale
+    g = torch.Generator().manual_seed(seed + 1)
+    u[:, 1] += noise * torch.randn(u[:, 1].shape, generator=g)  # noisy measurements of u(T)
+    return TrajectoryBatch(u, torch.tensor([0.0, 0.5])), scale
+
+
+def ns_data(n: int, res: int, noise: float, seed: int) -> tuple[TrajectoryBatch, float]:
+    from sciflow.data.pdes import navier_stokes
+
+    ds = navier_stokes.generate(n, seed, resolution=res, nt=2, t_final=1.0, dt=1e-2, nu=1e-3,
+                                dtype=torch.float64)
+    w = torch.as_tensor(ds["vorticity"].values, dtype=torch.float32)
+    scale = float(w[:, 0].std())
+    w = w / scale
+    g = torch.Generator().manual_seed(seed + 1)
+    w[:, 1] += noise * torch.randn(w[:, 1].shape, generator=g)
+    return TrajectoryBatch(w, torch.tensor([0.0, 1.0])), scale
+
+
+def train(model, batch, steps, lr, seed):
+    torch.manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    for _ in range(steps):
+        opt.zero_grad()
+        model.loss(batch).total.backward()
+        opt.step()
+    return model.eval()
+
+
+def validation_noise(predictor, val_b, g) -> float:
+    """Homoscedastic noise variance making the mean predictive variance match the validation MSE
+    (never below 1e-6): sigma^2 = mean (mean - y)^2 - mean epistemic variance."""
+    p = predictor.predict(val_b, generator=g)
+    epistemic = p.samples.var(0, unbiased=False).mean() if p.samples is not None and p.samples.shape[0] > 1 else 0.0
+    mse = ((p.mean - val_b.values[:, 1:]) ** 2).mean()
+    return max(float(mse - epistemic), 1e-6)
+
+
+def compare(train_b, val_b, test_b, d, noise, args) -> dict:
+    steps, width = int(args.steps * args.scale), args.width
+    y_test = test_b.values[:, 1:]
+    out: dict = {}
+    times: dict = {}
+
+    # anchor: single deterministic model + homoscedastic noise from validation residuals
+    t0 = time.perf_counter()
+    torch.manual_seed(0)
+    point = train(PointForecaster(MLP(d, d, width=width, depth=2)), train_b, steps, args.lr, 0)
+    times["single"] = time.perf_counter() - t0
+    with torch.no_grad():
+        s2 = ((point(val_b) - val_b.values[:, 1:]) ** 2).mean()
+        mean = point(test_b)
+    out["single"] = score_prediction(Prediction.from_gaussian(mean, s2.expand_as(mean), ALPHA), y_test)
+
+    # deep ensembles: point members + homoscedastic noise fitted on validation (same aleatoric
+    # treatment as the anchor), and Gaussian-head members (beta-NLL); vectorised over members
+    g = torch.Generator().manual_seed(0)
+    point_factory = lambda: PointForecaster(MLP(d, d, width=width, depth=2))  # noqa: E731
+    t0 = time.perf_counter()
+    ens = DeepEnsemble.fit(point_factory, [train_b], n_members=args.members, steps=steps, lr=args.lr,
+                           seed=0, alpha=ALPHA, n_samples_per_member=20)
+    times["deep_ensemble"] = time.perf_counter() - t0
+    ens.observation_noise = validation_noise(ens, val_b, g)
+    ens_pred = ens.predict(test_b, generator=g)
+    out["deep_ensemble"] = score_prediction(ens_pred, y_test)
+    gauss_factory = lambda: GaussianForecaster(MLP(d, 2 * d, width=width, depth=2), beta=0.5)  # noqa: E731
+    t0 = time.perf_counter()
+    ens_g = DeepEnsemble.fit(gauss_factory, [train_b], n_members=args.members, steps=steps, lr=args.lr,
+                             seed=0, alpha=ALPHA, n_samples_per_member=20)
+    times["deep_ensemble_gaussian"] = time.perf_counter() - t0
+    out["deep_ensemble_gaussian"] = score_prediction(ens_g.predict(test_b, generator=g), y_test)
+    n_seq = max(steps // 5, 1)
+    t0 = time.perf_counter()
+    DeepEnsemble.fit(point_factory, [train_b], n_members=args.members, steps=n_seq, lr=args.lr, seed=0,
+                     vectorise=False)
+    times["deep_ensemble_sequential_per_step"] = (time.perf_counter() - t0) / n_seq
+    times["deep_ensemble_vectorised_per_step"] = times["deep_ensemble"] / steps
+
+    # MC dropout: point MLP with dropout + validation noise, and a Gaussian-head MLP with dropout
+    t0 = time.perf_counter()
+    drop = train(PointForecaster(MLP(d, d, width=width, depth=2, dropout=args.dropout)), train_b, steps, args.lr, 0)
+    times["mc_dropout"] = time.perf_counter() - t0
+    noise_d = validation_noise(MCDropout(drop, n_passes=100, alpha=ALPHA), val_b, g)
+    mcd = MCDropout(drop, n_passes=100, alpha=ALPHA, observation_noise=noise_d)
+    out["mc_dropout"] = score_prediction(mcd.predict(test_b, generator=g), y_test)
+    drop_g = train(GaussianForecaster(MLP(d, 2 * d, width=width, depth=2, dropout=args.dropout), beta=0.5),
+                   train_b, steps, args.lr, 0)
+    out["mc_dropout_gaussian"] = score_prediction(
+        MCDropout(drop_g, n_passes=100, alpha=ALPHA).predict(test_b, generator=g), y_test)
+
+    # HMC over a small point MLP, started at its MAP-ish fit, known measurement noise
+    torch.manual_seed(0)
+    small = train(PointForecaster(MLP(d, d, width=args.hmc_width, depth=1)), train_b, steps, args.lr, 0)
+    t0 = time.perf_counter()
+    hmc = HMC(small, GaussianPrior(1.0), GaussianLikelihood(noise), [train_b], alpha=ALPHA)
+    res = hmc.run(n_samples=int(args.hmc_samples * args.scale), n_warmup=int(args.hmc_warmup * args.scale),
+                  n_chains=4, n_leapfrog=args.hmc_leapfrog, init_jitter=0.0, generator=torch.Generator().manual_seed(0))
+    times["hmc"] = time.perf_counter() - t0
+    out["hmc"] = score_prediction(hmc.predict(test_b, generator=g, max_draws=400), y_test)
+    out["hmc"]["diagnostics"] = res.summary()
+
+    # split conformal around the anchor (absolute residual) and the ensemble (normalised)
+    cp_point = SplitConformal(SamplingPredictor(point), ALPHA, AbsoluteResidual())
+    cp_point.calibrate([val_b])
+    out["conformal_single"] = score_prediction(cp_point.predict(test_b), y_test)
+    cp_ens = SplitConformal(ens, ALPHA, NormalizedResidual())
+    cp_ens.calibrate([val_b], generator=g)
+    out["conformal_ensemble"] = score_prediction(cp_ens.wrap(ens_pred), y_test)
+    for k, v in times.items():
+        out.setdefault("_timings_s", {})[k] = v
+    out["_timings_s"]["ensemble_vectorised_speedup"] = (times["deep_ensemble_sequential_per_step"]
+                                                        / times["deep_ensemble_vectorised_per_step"])
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--scale", type=float, default=1.0)
+    ap.add_argument("--n-train", type=int, default=128)
+    ap.add_argument("--nx", type=int, default=32)
+    ap.add_argument("--noise", type=float, default=0.05, help="measurement noise (units of std(u0))")
+    ap.add_argument("--steps", type=int, default=1500)
+    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--width", type=int, default=64)
+    ap.add_argument("--members", type=int, default=5)
+    ap.add_argument("--dropout", type=float, default=0.1)
+    ap.add_argument("--hmc-width", type=int, default=16)
+    ap.add_argument("--hmc-samples", type=int, default=200)
+    ap.add_argument("--hmc-warmup", type=int, default=200)
+    ap.add_argument("--hmc-leapfrog", type=int, default=10)
+    ap.add_argument("--navier-stokes", action="store_true")
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    n_tr = int(args.n_train * args.scale)
+    data, scale = burgers_data(n_tr + 64 + 256, args.nx, args.noise, seed=0)
+    tr, va, te = data.index(slice(0, n_tr)), data.index(slice(n_tr, n_tr + 64)), data.index(slice(n_tr + 64, None))
+    payload = {"task": {"burgers": {"n_train": n_tr, "n_val": 64, "n_test": 256, "nx": args.nx, "nu": 0.05,
+                                    "T": 0.5, "noise_std_normalised": args.noise, "u0_std": scale}},
+               "alpha": ALPHA, "args": vars(args),
+               "burgers": compare(tr, va, te, args.nx, args.noise, args)}
+    if args.navier_stokes:
+        res = 16
+        data, scale = ns_data(n_tr + 64 + 256, res, args.noise, seed=0)
+        data = TrajectoryBatch(data.values.reshape(data.values.shape[0], 2, -1), data.times)
+        tr, va, te = data.index(slice(0, n_tr)), data.index(slice(n_tr, n_tr + 64)), data.index(slice(n_tr + 64, None))
+        payload["task"]["navier_stokes"] = {"resolution": res, "nu": 1e-3, "T": 1.0, "vorticity_std": scale}
+        payload["navier_stokes"] = compare(tr, va, te, res * res, args.noise, args)
+    write_result("uq_comparison", payload)
+
+
+if __name__ == "__main__":
+    main()
