@@ -22,9 +22,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import time_it, write_result  # noqa: E402
-from _mfm import load_yaml, model_config, subsample, train  # noqa: E402
+from _mfm import load_yaml, model_config, train  # noqa: E402
 
-from sciflow.data.batches import PopulationBatch  # noqa: E402
 from sciflow.data.populations import letters  # noqa: E402
 from sciflow.models.meta_flow_matching import PopulationEncoder  # noqa: E402
 

@@ -204,7 +204,7 @@ def _check_grib_structure(path: Path) -> None:
 def _open_raw(source: Any, chunks: Mapping[str, int] | None) -> tuple[xr.Dataset, str]:
     """Open any supported source; returns the dataset and a name for messages."""
     if isinstance(source, xr.Dataset):
-        return source, "<dataset>"
+        return source, str(source.encoding.get("source", "<dataset>"))
     if not isinstance(source, (str, os.PathLike)):
         # a zarr store object (MutableMapping / zarr.storage.*)
         try:
@@ -254,6 +254,7 @@ def _canonicalise(ds: xr.Dataset, name: str) -> xr.Dataset:
     for dim in ("lat", "lon"):
         if dim not in ds.dims:
             raise ERA5FormatError(f"{name}: no {dim} dimension (dims {dict(ds.sizes)}); need a regular lat-lon grid")
+    ds = ds.assign_coords(lat=ds["lat"].astype(np.float64), lon=ds["lon"].astype(np.float64))
     if "step" in ds.dims and ds.sizes["step"] == 1:
         ds = ds.isel(step=0)
     elif "step" in ds.dims:
@@ -362,6 +363,10 @@ def open_era5(
         ``xr.Dataset`` with long-name variables of dims ``(time, [member,] lat, lon[, level])``,
         latitude ascending; ``attrs["source"]`` names the origin.
     """
+    if isinstance(variables, str):
+        variables = [variables]
+    if levels is not None and np.ndim(levels) == 0:
+        levels = [levels]  # type: ignore[list-item]
     raw, name = _open_raw(source, chunks)
     ds = _canonicalise(raw, name)
     _check_time(ds, name)
@@ -439,21 +444,35 @@ def coarsen(ds: xr.Dataset, factor: int) -> xr.Dataset:
 
 
 def regrid(ds: xr.Dataset, lat: Sequence[float], lon: Sequence[float]) -> xr.Dataset:
-    """Bilinear regridding onto ``lat × lon`` (degrees), periodic in longitude.
+    """Bilinear regridding onto ``lat × lon`` (degrees).
 
-    The target longitudes are taken modulo 360 relative to the source convention; latitudes outside
-    the source range are clamped to the nearest source row (pole rows).
+    Global grids (longitudes covering 360°) are treated as periodic: target longitudes are taken
+    modulo 360 and interpolation wraps across the seam; target latitudes up to one source spacing
+    beyond the outermost rows (e.g. the poles of a grid without pole rows) take those rows' values.
+    Regional grids raise if a target lies outside them.
     """
     lat = np.asarray(lat, dtype=np.float64)
     lon = np.asarray(lon, dtype=np.float64)
+    src_lat = ds["lat"].values.astype(np.float64)
     src_lon = ds["lon"].values.astype(np.float64)
-    lo = src_lon.min()
-    # pad one column on each side so interpolation wraps across the seam
-    padded = xr.concat([ds.isel(lon=[-1]).assign_coords(lon=[src_lon[-1] - 360.0]), ds,
+    dlon = float(np.median(np.diff(src_lon))) if src_lon.size > 1 else 360.0
+    dlat = float(np.median(np.diff(src_lat))) if src_lat.size > 1 else 180.0
+    is_global = abs(src_lon[-1] - src_lon[0] + dlon - 360.0) < 1e-6 * 360.0
+    if is_global:
+        lo = src_lon[0]
+        ds = xr.concat([ds.isel(lon=[-1]).assign_coords(lon=[src_lon[-1] - 360.0]), ds,
                         ds.isel(lon=[0]).assign_coords(lon=[src_lon[0] + 360.0])], dim="lon")
-    tgt_lon = ((lon - lo) % 360.0) + lo
-    tgt_lat = np.clip(lat, ds["lat"].values.min(), ds["lat"].values.max())
-    out = padded.interp(lat=tgt_lat, lon=tgt_lon).assign_coords(lat=lat, lon=lon)
+        tgt_lon = ((lon - lo) % 360.0) + lo
+    else:
+        tgt_lon = lon
+        if lon.min() < src_lon[0] or lon.max() > src_lon[-1]:
+            raise ValueError(f"regrid: target longitudes [{lon.min()}, {lon.max()}] leave the regional grid "
+                             f"[{src_lon[0]}, {src_lon[-1]}]")
+    if lat.min() < src_lat[0] - dlat or lat.max() > src_lat[-1] + dlat:
+        raise ValueError(f"regrid: target latitudes [{lat.min()}, {lat.max()}] leave the grid "
+                         f"[{src_lat[0]}, {src_lat[-1]}] by more than one grid spacing")
+    tgt_lat = np.clip(lat, src_lat[0], src_lat[-1])
+    out = ds.interp(lat=tgt_lat, lon=tgt_lon).assign_coords(lat=lat, lon=lon)
     out.attrs = dict(ds.attrs)
     return out
 

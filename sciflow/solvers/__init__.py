@@ -30,13 +30,13 @@ from .langevin import (  # noqa: E402
     BAOAB, OBABO, LangevinFlowEuler, LangevinScheme, LangevinState, UnderdampedLangevin, simulate_langevin,
 )
 from .sde import (  # noqa: E402
-    SRA1, Additive, BrownianIncrements, BrownianPath, Diagonal, EulerMaruyama, General, Milstein, NoiseType,
+    SRA1, SRI, Additive, BrownianIncrements, BrownianPath, Diagonal, EulerMaruyama, General, Milstein, NoiseType,
     ReversibleHeun, Scalar, SDESolver, SDETerm, StratonovichHeun, TorchSDE, VirtualBrownianTree, sdeint,
 )
 
 __all__ += [
     "SDETerm", "SDESolver", "NoiseType", "Diagonal", "Scalar", "General", "Additive", "BrownianPath",
-    "BrownianIncrements", "VirtualBrownianTree", "EulerMaruyama", "Milstein", "StratonovichHeun", "SRA1",
+    "BrownianIncrements", "VirtualBrownianTree", "EulerMaruyama", "Milstein", "StratonovichHeun", "SRA1", "SRI",
     "ReversibleHeun", "TorchSDE", "sdeint",
     "UnderdampedLangevin", "LangevinScheme", "LangevinState", "BAOAB", "OBABO", "LangevinFlowEuler",
     "simulate_langevin",

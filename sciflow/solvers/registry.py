@@ -19,7 +19,7 @@ SOLVERS: dict[str, type] = {
 from .generative import (DDIM, DDPM, DPMSolverPP2M, FlowAdaptive, FlowEuler, FlowHeun,  # noqa: E402
                          FlowMidpoint, ProbabilityFlow)
 from .langevin import BAOAB, OBABO, LangevinFlowEuler  # noqa: E402
-from .sde import SRA1, EulerMaruyama, Milstein, ReversibleHeun, StratonovichHeun, TorchSDE  # noqa: E402
+from .sde import SRA1, SRI, EulerMaruyama, Milstein, ReversibleHeun, StratonovichHeun, TorchSDE  # noqa: E402
 
 SOLVERS.update({
     # SDE (sdeint)
@@ -27,6 +27,7 @@ SOLVERS.update({
     "milstein": Milstein,
     "stratonovich_heun": StratonovichHeun,
     "sra1": SRA1,
+    "sri": SRI,
     "reversible_heun": ReversibleHeun,
     "torchsde": TorchSDE,
     # underdamped Langevin (simulate_langevin)

@@ -169,13 +169,15 @@ def test_sinkhorn_plan_marginals_and_small_epsilon_limit():
     assert paired.shape == x1.shape
 
 
-def test_ot_coupling_in_loss_lowers_path_cost():
+@pytest.mark.parametrize("coupling", ["exact", "sinkhorn"])
+def test_ot_coupling_in_loss_lowers_path_cost(coupling):
     torch.manual_seed(0)
     b = _batch(n=30)
     shuffled = PopulationBatch(source=b.source, target=b.target[:, torch.randperm(30)])
-    model = MetaFlowMatching(Config(coupling="exact", **SMALL))
+    model = MetaFlowMatching(Config(coupling=coupling, sinkhorn_epsilon=0.01,
+                                    sinkhorn_iterations=300, **SMALL))
     model.field = _ZeroField()  # loss = mean squared path length
-    ot = model.loss(shuffled).total
+    ot = model.loss(shuffled, generator=torch.Generator().manual_seed(0)).total
     plain = ((shuffled.target - shuffled.source) ** 2).sum(-1).mean()
     assert ot < 0.5 * plain
 

@@ -67,6 +67,11 @@ def test_checkpoint_matches_direct_exactly():
     ref = grads(DirectAdjoint(), RK4(), dt=0.05)
     got = grads(CheckpointAdjoint(), RK4(), dt=0.05)
     assert_grads_close(got, ref, 1e-10)
+    # sub-interval segments that the fixed steps hit exactly: same steps, same gradients
+    got = grads(CheckpointAdjoint(segments=5), RK4(), dt=0.05)
+    assert_grads_close(got, ref, 1e-9)
+    with pytest.raises(ValueError, match="segments must be >= 1"):
+        CheckpointAdjoint(segments=0)
 
 
 def test_backsolve_explicit_params_only():

@@ -27,7 +27,7 @@ def _batch(n, seed):
     return TrajectoryBatch(torch.stack([x, y], 1)[:, :, None], T01)
 
 
-def _fit(model, batch, steps=1000, lr=5e-3):
+def _fit(model, batch, steps=500, lr=5e-3):
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     for _ in range(steps):
         opt.zero_grad()
@@ -48,7 +48,7 @@ def _binned_coverage_error(pred: Prediction, batch: TrajectoryBatch) -> float:
 
 @pytest.fixture(scope="module")
 def data():
-    return _batch(384, 0), _batch(3000, 1)
+    return _batch(256, 0), _batch(3000, 1)
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +68,7 @@ def baseline(data):
 def test_deep_ensemble_beats_single_model(data, baseline):
     train, test = data
     ens = DeepEnsemble.fit(lambda: GaussianForecaster(MLP(1, 2, width=32, depth=2), beta=0.5),
-                           [train], n_members=4, steps=1000, lr=5e-3, seed=0)
+                           [train], n_members=4, steps=500, lr=5e-3, seed=0)
     assert ens.vectorised
     assert ens.loss_history[-1] < ens.loss_history[0] - 0.3
     pred = ens.predict(test)
@@ -82,7 +82,7 @@ def test_deep_ensemble_beats_single_model(data, baseline):
 def test_mc_dropout_beats_single_model(data, baseline):
     train, test = data
     torch.manual_seed(1)
-    model = _fit(GaussianForecaster(MLP(1, 2, width=64, depth=2, dropout=0.1), beta=0.5), train, steps=1200)
+    model = _fit(GaussianForecaster(MLP(1, 2, width=64, depth=2, dropout=0.1), beta=0.5), train, steps=600)
     pred = MCDropout(model, n_passes=64).predict(test, generator=torch.Generator().manual_seed(0))
     y = test.values[:, 1:]
     assert pred.samples.shape == (64, 3000, 1, 1)

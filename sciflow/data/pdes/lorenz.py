@@ -24,7 +24,8 @@ time units and discarded) so every sample starts on the attractor.
 
 Irregular observation (the irregular time-series protocol of neural CDE / stable neural SDE
 benchmarks): each sample keeps ``n_obs`` time points drawn without replacement from the regular
-grid (observed values are the solver's own output at grid times, not re-interpolated); each
+grid (observed values are the solver's own output at grid times, not re-interpolated), or with
+``on_grid=False`` at ``n_obs`` continuous times drawn uniformly per sample; each
 channel then loses exactly ``round(missing_rate_c · n_obs)`` values per sample; observed values
 get Gaussian noise with standard deviation ``noise_std_c · std_c`` where ``std_c`` is the
 channel's standard deviation over the clean dataset.
@@ -106,20 +107,39 @@ def integrate(
     rtol: float = 1e-10,
     atol: float = 1e-10,
 ) -> Tensor:
-    """Integrate the autonomous system ``dy/dt = rhs(y)`` from ``y0 (batch, d)`` at ``times (time,)``.
+    """Integrate the autonomous system ``dy/dt = rhs(y)`` from ``y0 (batch, d)`` at ``times``:
+    ``(time,)`` shared or ``(batch, time)`` per sample (each sample then steps on its own clock).
 
     Uses the shared adaptive solver (``sciflow.solvers.ode.odeint`` with Tsitouras 5(4) and
     per-trajectory step-size control) at the given tolerances; returns ``(batch, time, d)``.
     ``times[0]`` is the time of ``y0``. At ``rtol = atol = 1e-10`` Lorenz-63 agrees with scipy
     DOP853 (rtol 1e-12) to 2e-8 relative over 5 time units (chaos amplifies errors ≈ e^{0.9 t}).
     """
-    if times.ndim != 1 or (times.numel() > 1 and not bool((times.diff() > 0).all())):
-        raise ValueError("times must be a strictly increasing 1-D tensor")
+    if times.ndim not in (1, 2) or (times.ndim == 2 and times.shape[0] != y0.shape[0]):
+        raise ValueError(f"times must be (time,) or (batch, time) with batch {y0.shape[0]}, got {tuple(times.shape)}")
+    if times.shape[-1] > 1 and not bool((times.diff(dim=-1) > 0).all()):
+        raise ValueError("times must be strictly increasing")
     # per-trajectory error control (batch_ndim=1): a sample's trajectory does not depend on the
     # other samples in the batch; Tsit5's dense output is accurate enough at these tolerances
     ys = odeint(lambda t, y: rhs(y), y0, times, solver=Tsit5(), rtol=rtol, atol=atol, batch_ndim=1,
                 max_steps=10_000_000)
     return ys.movedim(0, 1)
+
+
+def _trajectories(
+    rhs: Callable[[Tensor], Tensor], y0: Tensor, grid: Tensor, *, n_obs: int | None, on_grid: bool,
+    generator: torch.Generator, rtol: float, atol: float,
+) -> tuple[Tensor, Tensor | None]:
+    """States on the regular ``grid`` ``(n, T, d)``, or — for ``on_grid=False`` — at ``n_obs``
+    per-sample times ``t_k ~ U(t_0, t_end]`` (sorted), returned with those times ``(n, n_obs)``."""
+    if n_obs is None or on_grid:
+        return integrate(rhs, y0, grid.to(y0.device), rtol=rtol, atol=atol), None
+    n_obs = _check_positive_int("n_obs", n_obs, 2)
+    n = y0.shape[0]
+    u = 1.0 - torch.rand(n, n_obs, generator=generator, dtype=torch.float64)  # (0, 1]
+    obs = grid[0] + (grid[-1] - grid[0]) * u.sort(dim=1).values
+    full = torch.cat([grid[:1].expand(n, 1), obs], dim=1).to(y0)
+    return integrate(rhs, y0, full, rtol=rtol, atol=atol)[:, 1:], obs
 
 
 def _spin_up(rhs: Callable[[Tensor], Tensor], y0: Tensor, spinup: float, rtol: float, atol: float) -> Tensor:
@@ -194,9 +214,11 @@ def _dataset(
     generator: torch.Generator,
     attrs: dict,
     parameter_names: Sequence[str],
+    obs_time: Tensor | None = None,
 ) -> xr.Dataset:
     index, clean, observed, mask = observe_irregular(
-        states, n_obs=n_obs, missing_rate=missing_rate, noise_std=noise_std, generator=generator
+        states, n_obs=None if obs_time is not None else n_obs, missing_rate=missing_rate,
+        noise_std=noise_std, generator=generator,
     )
     n, m, C = clean.shape
     dims = ("sample", "time", "channel")
@@ -204,8 +226,9 @@ def _dataset(
     if n_obs is None:
         coords["time"] = ("time", grid.cpu().numpy(), {"units": "model time units"})
     else:
+        t_obs = obs_time if obs_time is not None else grid[index.cpu()]
         coords["time"] = ("time", np.arange(m), {"long_name": "observation index"})
-        coords["obs_time"] = (("sample", "time"), grid[index.cpu()].numpy(),
+        coords["obs_time"] = (("sample", "time"), t_obs.cpu().numpy(),
                               {"long_name": "per-sample observation time", "units": "model time units"})
     std = states.reshape(-1, C).std(dim=0).cpu().numpy()
     mean = states.reshape(-1, C).mean(dim=0).cpu().numpy()
@@ -227,6 +250,8 @@ def _dataset(
             "licence": _LICENCE,
             "irregular": int(n_obs is not None),
             "n_obs": -1 if n_obs is None else int(n_obs),
+            "sampling": ("regular grid" if n_obs is None else "random subset of the grid" if obs_time is None
+                         else "uniform random times on (t0, t_end]"),
             "grid_t0": float(grid[0]),
             "grid_dt": float(grid[1] - grid[0]) if grid.numel() > 1 else 0.0,
             "grid_n_time": int(grid.numel()),
@@ -261,6 +286,7 @@ def generate_lorenz63(
     beta: float = 8.0 / 3.0,
     spinup: float = 10.0,
     n_obs: int | None = None,
+    on_grid: bool = True,
     missing_rate: float | Sequence[float] = 0.0,
     noise_std: float | Sequence[float] = 0.0,
     rtol: float = 1e-10,
@@ -273,7 +299,9 @@ def generate_lorenz63(
 
     Initial conditions: ``(0, 0, 25) + 8 ξ``, ξ ~ N(0, I), spun up for ``spinup`` time units.
     With ``n_obs`` set, each sample keeps ``n_obs`` random grid times (``obs_time`` coordinate,
-    ``time`` becomes the observation index); see the module docstring for masks and noise.
+    ``time`` becomes the observation index) or, with ``on_grid=False``, is integrated directly to
+    ``n_obs`` continuous times ``~ U(0, t_end]`` (each sample on its own time grid); see the module
+    docstring for masks and noise.
     Random draws use a CPU generator (identical data on every device); the integration runs on
     ``device`` (all samples batched).
 
@@ -286,7 +314,7 @@ def generate_lorenz63(
     rhs = lambda y: lorenz63_rhs(y, sigma, rho, beta)  # noqa: E731
     y0 = torch.tensor([0.0, 0.0, 25.0], dtype=torch.float64) + 8.0 * torch.randn(n, 3, generator=g, dtype=torch.float64)
     y0 = _spin_up(rhs, y0.to(device), spinup, rtol=1e-6, atol=1e-6)
-    states = integrate(rhs, y0, grid.to(device), rtol=rtol, atol=atol)
+    states, obs_time = _trajectories(rhs, y0, grid, n_obs=n_obs, on_grid=on_grid, generator=g, rtol=rtol, atol=atol)
     return _dataset(
         equation="Lorenz-63: dx/dt = sigma (y - x), dy/dt = x (rho - z) - y, dz/dt = x y - beta z",
         states=states, grid=grid, channel_names=("x", "y", "z"), n_obs=n_obs, missing_rate=missing_rate,
@@ -295,6 +323,7 @@ def generate_lorenz63(
                "rtol": float(rtol), "atol": float(atol), "seed": -1 if seed is None or generator is not None else int(seed),
                "initial_condition": "(0, 0, 25) + 8 N(0, I), spun up"},
         parameter_names=("sigma", "rho", "beta"),
+        obs_time=obs_time,
     )
 
 
@@ -307,6 +336,7 @@ def generate_lorenz96(
     dt: float = 0.05,
     spinup: float = 20.0,
     n_obs: int | None = None,
+    on_grid: bool = True,
     missing_rate: float | Sequence[float] = 0.0,
     noise_std: float | Sequence[float] = 0.0,
     rtol: float = 1e-10,
@@ -327,7 +357,7 @@ def generate_lorenz96(
     rhs = lambda y: lorenz96_rhs(y, forcing)  # noqa: E731
     y0 = forcing + 0.01 * torch.randn(n, K, generator=g, dtype=torch.float64)
     y0 = _spin_up(rhs, y0.to(device), spinup, rtol=1e-6, atol=1e-6)
-    states = integrate(rhs, y0, grid.to(device), rtol=rtol, atol=atol)
+    states, obs_time = _trajectories(rhs, y0, grid, n_obs=n_obs, on_grid=on_grid, generator=g, rtol=rtol, atol=atol)
     return _dataset(
         equation="Lorenz-96: dx_k/dt = (x_{k+1} - x_{k-2}) x_{k-1} - x_k + F, k mod K",
         states=states, grid=grid, channel_names=[f"x{k}" for k in range(K)], n_obs=n_obs,
@@ -336,6 +366,7 @@ def generate_lorenz96(
                "atol": float(atol), "seed": -1 if seed is None or generator is not None else int(seed),
                "initial_condition": "F + 0.01 N(0, I), spun up"},
         parameter_names=("forcing", "n_sites"),
+        obs_time=obs_time,
     )
 
 

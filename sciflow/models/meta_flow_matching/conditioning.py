@@ -68,7 +68,8 @@ class PopulationIdOneHot(nn.Module):
         if ids is None:
             raise ValueError("conditioning='population_id' needs PopulationBatch.population_id")
         if ids.ndim != 1 or ids.dtype not in (torch.int32, torch.int64):
-            raise ValueError(f"population_id must be an integer (batch,) tensor, got {ids.dtype} {tuple(ids.shape)}")
+            raise ValueError(f"population_id must be an integer (batch,) tensor, "
+                             f"got {ids.dtype} {tuple(ids.shape)}")
         # host check at the boundary only: an out-of-range id would silently wrap in one_hot
         if bool(((ids < 0) | (ids >= self.out_features)).any()):
             raise ValueError(f"population_id must lie in [0, {self.out_features}); got "

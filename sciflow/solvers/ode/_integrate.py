@@ -15,7 +15,6 @@ than ``window`` of them, so saving never costs evaluations in the usual case.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -134,7 +133,7 @@ def initial_step(f: FlatField, solver: ExplicitRungeKutta, t0: Tensor, y0: Tenso
 
 
 def _make_attempt(f: Callable, solver: ExplicitRungeKutta, ctrl: PIController, T: int, Kw: int,
-                  coef: Tensor | None):
+                  coef: Tensor | None, elementwise: bool = False):
     """One masked adaptive step for every trajectory, as a pure tensor function (compile-able).
 
     State in/out: ``t, y, h, k1, r_prev, idx, done`` plus the dense-output writes
@@ -173,7 +172,7 @@ def _make_attempt(f: Callable, solver: ExplicitRungeKutta, ctrl: PIController, T
         s = ts.gather(1, cand_c)
         inside = (cand < T) & accept.unsqueeze(1) & (s <= t_next.unsqueeze(1))
         theta = (s - t.unsqueeze(1)) / torch.where(hh > 0, hh, torch.ones_like(hh)).unsqueeze(1)
-        vals = solver.interpolate(theta, hh, y, y1, ks, f1, coef=coef)
+        vals = solver.interpolate(theta, hh, y, y1, ks, f1, coef=coef, elementwise=elementwise)
         where_to = torch.where(inside, cand_c, T)
         idx = idx + inside.sum(1)
         # commit accepted steps
@@ -231,7 +230,7 @@ def integrate_adaptive(f: FlatField, solver: ExplicitRungeKutta, y0: Tensor, ts:
     raw = f.raw
     if compile:
         key = (f.f, f.y_shape, f.shared_clock, f.direction, type(solver), ctrl, Kw, B, T, dt_, dev)
-        attempt = _compiled_attempt(key, lambda: _make_attempt(raw, solver, ctrl, T, Kw, coef))
+        attempt = _compiled_attempt(key, lambda: _make_attempt(raw, solver, ctrl, T, Kw, coef, elementwise=True))
     else:
         attempt = _make_attempt(raw, solver, ctrl, T, Kw, coef)
     nfe_per_attempt = solver.stages - 1 + (0 if solver.fsal else 1)

@@ -124,16 +124,25 @@ class ExplicitRungeKutta:
         return coef
 
     def interpolate(self, theta: Tensor, h: Tensor, y0: Tensor, y1: Tensor, ks: list[Tensor],
-                    f1: Tensor, coef: Tensor | None = None) -> Tensor:
+                    f1: Tensor, coef: Tensor | None = None, elementwise: bool = False) -> Tensor:
         """Dense output ``y(t + θh)`` for ``θ: (B, K)`` in each of ``B`` steps -> ``(B, K, S)``.
 
         ``f1 = f(t + h, y1)`` is used by the Hermite fallback only; ``coef``: the cached
-        :meth:`interp_coefficients` (looked up if not given).
+        :meth:`interp_coefficients` (looked up if not given). ``elementwise``: evaluate with
+        broadcasting instead of (batched) matrix products — more kernels eagerly, but one fused
+        kernel under ``torch.compile`` (a ``bmm`` over thousands of tiny matrices is not).
         """
         hc = h[:, None, None]
         if self.tableau.interp is not None:
             if coef is None:
                 coef = self.interp_coefficients(theta.dtype, theta.device)
+            if elementwise:
+                th = theta.unsqueeze(-1)                          # (B, K, 1)
+                w = coef[:, -1]
+                for p in range(coef.shape[1] - 2, -1, -1):         # Horner in θ: (B, K, s)
+                    w = w * th + coef[:, p]
+                incr = (w.unsqueeze(-1) * torch.stack(ks, dim=1).unsqueeze(1)).sum(2)
+                return y0.unsqueeze(1) + hc * incr
             powers = theta.unsqueeze(-1) ** torch.arange(coef.shape[1], device=theta.device, dtype=theta.dtype)
             w = powers @ coef.T                                  # (B, K, s)
             incr = torch.bmm(w, torch.stack(ks, dim=1))          # (B, K, S)

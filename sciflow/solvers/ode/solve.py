@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_times
-from ._core import default_controller, solve_grid
+from ._core import default_controller
 from .adjoint import BacksolveAdjoint, CheckpointAdjoint, DirectAdjoint
 from .controller import ConstantStepSize, PIController
 from .runge_kutta import Dopri5, ExplicitRungeKutta

@@ -9,11 +9,12 @@ from sciflow.solvers.sde.noise import Additive, Diagonal, General, NoiseType, Sc
 from sciflow.solvers.sde.reversible_heun import ReversibleHeun
 from sciflow.solvers.sde.sdeint import sdeint
 from sciflow.solvers.sde.sra1 import SRA1
+from sciflow.solvers.sde.sri import SRI
 from sciflow.solvers.sde.term import SDETerm
 from sciflow.solvers.sde.torchsde_backend import TorchSDE
 
 __all__ = [
     "Additive", "BrownianIncrements", "BrownianPath", "Diagonal", "EulerMaruyama", "General", "Milstein",
-    "NoiseType", "ReversibleHeun", "SDESolver", "SDETerm", "SRA1", "Scalar", "StratonovichHeun", "TorchSDE",
+    "NoiseType", "ReversibleHeun", "SDESolver", "SDETerm", "SRA1", "SRI", "Scalar", "StratonovichHeun", "TorchSDE",
     "VirtualBrownianTree", "sdeint",
 ]

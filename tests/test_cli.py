@@ -1,0 +1,102 @@
+"""The ``sciflow`` command: list, help, generate, train -> evaluate with UQ, config errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from sciflow.cli import build_parser, main, windows
+from sciflow.data.batches import TrajectoryBatch
+
+TINY = ["data.params.n=8", "data.params.n_time=40", "data.params.rtol=1e-6", "data.params.atol=1e-6",
+        "data.window=5", "data.stride=5", "data.batch_size=8", "train.max_steps=6", "train.eval_every=3",
+        "train.log_every=3", "train.checkpoint_every=3", "train.progress=false", "train.warmup_steps=0",
+        "eval.horizon=10", "model.width=8", "data.val_fraction=0.25", "data.test_fraction=0.25"]
+
+
+def test_list_shows_every_registry(capsys) -> None:
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for needle in ("models:", "neural_ode", "datasets:", "lorenz63", "solvers:", "rk4", "configs:",
+                   "lorenz_neural_ode"):
+        assert needle in out
+
+
+@pytest.mark.parametrize("command", ["list", "generate", "train", "evaluate", "demo"])
+def test_help_is_useful(command: str, capsys) -> None:
+    with pytest.raises(SystemExit) as e:
+        main([command, "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage: sciflow " + command in out and len(out) > 200
+
+
+def test_train_then_evaluate_with_conformal_and_samples(tmp_path: Path, capsys) -> None:
+    torch.set_num_threads(1)
+    run = tmp_path / "run"
+    assert main(["train", "lorenz_neural_ode", *TINY, "--run-dir", str(run)]) == 0
+    assert (run / "config.yaml").is_file() and (run / "metrics.jsonl").is_file()
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["ckpt-00000003.pt", "ckpt-00000006.pt"]
+    assert main(["evaluate", str(run), "--uq", "conformal"]) == 0
+    m = json.loads((run / "eval_conformal.json").read_text())
+    assert m["horizon"] == 10 and len(m["rmse_per_lead"]) == 10 and len(m["coverage_per_lead"]) == 10
+    assert 0.0 <= m["coverage"] <= 1.0 and m["mean_interval_width"] > 0
+    # conformal half-widths grow with lead time (chaos): the last lead is wider than the first
+    assert m["rmse_per_lead"][-1] > m["rmse_per_lead"][0]
+    assert main(["evaluate", str(run), "--uq", "samples"]) == 0
+    s = json.loads((run / "eval_samples.json").read_text())
+    assert s["rmse"] == pytest.approx(m["rmse"], rel=1e-5)  # same point forecast
+    # resume after the run finished is a no-op continuation
+    assert main(["train", "lorenz_neural_ode", *TINY, "--run-dir", str(run), "--resume"]) == 0
+    # an ensemble is refused for a single-model run, with the way out in the message
+    assert main(["evaluate", str(run), "--uq", "ensemble"]) == 2
+    assert "eval.uq=ensemble" in capsys.readouterr().err
+
+
+def test_config_errors_exit_2_naming_the_key(capsys) -> None:
+    assert main(["train", "lorenz_neural_ode", "train.max_step=3"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown key 'train.max_step'" in err and "did you mean 'train.max_steps'" in err
+    assert main(["train", "lorenz_neural_ode", "train.optimizer=adagrad"]) == 2
+    assert "allowed values: ['adam', 'adamw', 'sgd', 'lbfgs']" in capsys.readouterr().err
+    assert main(["evaluate", "/nonexistent/run"]) == 2
+    assert "not a run folder" in capsys.readouterr().err
+    assert main(["generate", "lorenz_63", "--out", "x.nc"]) == 2
+
+
+def test_generate_writes_a_valid_dataset(tmp_path: Path) -> None:
+    from sciflow.data.io import read
+
+    out = tmp_path / "l.nc"
+    assert main(["generate", "lorenz63", "--n", "2", "--seed", "3", "--out", str(out), "n_time=20",
+                 "rtol=1e-6", "atol=1e-6"]) == 0
+    ds = read(out)
+    assert ds["state"].shape == (2, 20, 3) and int(ds.attrs["seed"]) == 3
+
+
+def test_windows_cut_trajectories() -> None:
+    v = torch.arange(2 * 7 * 1, dtype=torch.float32).reshape(2, 7, 1)
+    b = windows(TrajectoryBatch(values=v, times=torch.arange(7.0) * 0.5), 3, 2)
+    assert b.values.shape == (6, 3, 1) and torch.equal(b.times, torch.tensor([0.0, 0.5, 1.0]))
+    assert torch.equal(b.values[1, :, 0], torch.tensor([2.0, 3.0, 4.0]))
+    assert torch.equal(b.values[3, :, 0], torch.tensor([7.0, 8.0, 9.0]))
+    irregular = TrajectoryBatch(values=v, times=torch.tensor([0.0, 1, 3, 4, 8, 9, 10]))
+    w = windows(irregular, 3, 2)
+    assert w.times.shape == (6, 3) and torch.equal(w.times[1], torch.tensor([3.0, 4.0, 8.0]))
+
+
+@pytest.mark.slow
+def test_demo_quick_end_to_end(tmp_path: Path) -> None:
+    assert main(["demo", "--quick", "--out", str(tmp_path / "demo"), "--no-progress"]) == 0
+    m = json.loads((tmp_path / "demo" / "metrics.json").read_text())
+    assert {"rmse", "coverage", "crps", "rmse_per_lead", "persistence_rmse"} <= set(m)
+    for name in ("forecast.png", "error.png", "coverage.png"):
+        assert (tmp_path / "demo" / "plots" / name).stat().st_size > 10_000
+    assert list((tmp_path / "demo" / "member_0" / "checkpoints").glob("ckpt-*.pt"))
+
+
+def test_parser_builds() -> None:
+    assert build_parser().prog == "sciflow"
