@@ -3,26 +3,26 @@
 Problem: MLP vector field (state 32, hidden 128, tanh), batch 64, RK4 with n fixed steps on
 [0, 1], loss = mean of y(1)^2, one forward + backward. For n in a doubling sequence this measures
 
-* ``saved_bytes``: bytes of tensors autograd keeps for the backward pass (counted exactly with
-  ``torch.autograd.graph.saved_tensors_hooks``) — what grows with n for direct backprop;
-* ``peak_rss_delta_mb`` (``--rss``, default on): peak resident memory of a fresh process running
-  the case, minus the same process's baseline after set-up (``resource.getrusage``);
-* on CUDA, ``torch.cuda.max_memory_allocated`` minus the allocation before the solve;
-* wall time (median), and the gradient's agreement with direct autograd.
+* ``retained_bytes``: bytes of the tensors autograd keeps alive from the forward pass for the
+  backward pass (every tensor packed by ``torch.autograd.graph.saved_tensors_hooks`` during the
+  forward, deduplicated by storage) — the memory that makes direct backprop grow with n;
+* on CUDA, ``torch.cuda.max_memory_allocated`` over forward + backward minus the allocation
+  before (the true peak, including the backward's transient per-step graphs);
+* wall time of forward + backward (one run: timings are secondary here), and the gradient's
+  agreement with direct autograd.
 
-The expected shape: direct linear in n; backsolve flat; checkpoint (16 segments) grows as
-n/16 (one segment's graph at a time) plus 16 boundary states. Writes ``benchmarks/results/adjoint_memory.json``.
+Expected: direct linear in n; backsolve flat (only ``y`` at the save times and the parameters);
+checkpoint with 16 segments flat in what it retains (16 boundary states), while its backward
+rebuilds one segment (n/16 steps) at a time. Writes ``benchmarks/results/adjoint_memory.json``.
 
-    python benchmarks/adjoint_memory.py [--scale 1] [--no-rss]
+    python benchmarks/adjoint_memory.py [--scale 1]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import resource
-import subprocess
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -31,7 +31,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import time_it, write_result  # noqa: E402
+from _common import write_result  # noqa: E402
 
 from sciflow.solvers import RK4, BacksolveAdjoint, CheckpointAdjoint, DirectAdjoint, odeint  # noqa: E402
 
@@ -56,82 +56,62 @@ def setup(device):
     return f, y0
 
 
-def case(method: str, n_steps: int, f, y0):
-    t = torch.tensor([0.0, 1.0], device=y0.device)
-    adjoint = METHODS[method]()
-    ys = odeint(f, y0, t, solver=RK4(), dt=1.0 / n_steps, adjoint=adjoint)
-    loss = ys[-1].pow(2).mean()
-    return torch.autograd.grad(loss, list(f.parameters()))
-
-
-def saved_bytes(method, n_steps, f, y0):
-    total = [0]
+def forward_retained_bytes(method, n_steps, f, y0):
+    """Run forward + backward; count storage bytes packed for backward during the forward only."""
+    seen: dict[int, int] = {}
 
     def pack(x):
-        total[0] += x.numel() * x.element_size()
+        st = x.untyped_storage()
+        seen[st.data_ptr()] = st.nbytes()
         return x
 
+    t = torch.tensor([0.0, 1.0], device=y0.device)
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda x: x):
-        case(method, n_steps, f, y0)
-    return total[0]
-
-
-def child(method: str, n_steps: int) -> None:
-    """Run one case in this (fresh) process and print its peak-RSS increase in MB."""
-    torch.set_num_threads(1)
-    f, y0 = setup("cpu")
-    case(method, 2, f, y0)  # warm up allocator / kernels
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    case(method, n_steps, f, y0)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"peak_rss_delta_mb": (peak - base) / 1024}))
+        ys = odeint(f, y0, t, solver=RK4(), dt=1.0 / n_steps, adjoint=METHODS[method]())
+        loss = ys[-1].pow(2).mean()
+    retained = sum(seen.values())
+    grads = torch.autograd.grad(loss, list(f.parameters()))
+    return retained, grads
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--scale", type=float, default=1.0, help="multiplies the step counts")
-    ap.add_argument("--no-rss", action="store_true")
-    ap.add_argument("--child", nargs=2, metavar=("METHOD", "STEPS"))
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
-    if args.child:
-        child(args.child[0], int(args.child[1]))
-        return
     torch.set_num_threads(1)
     dev = torch.device(args.device)
     f, y0 = setup(dev)
     steps = [int(s * args.scale) for s in (25, 50, 100, 200, 400)]
     curve = {m: [] for m in METHODS}
-    ref_grads = {}
     for n in steps:
-        ref_grads[n] = case("direct", n, f, y0)
+        ref = None
         for m in METHODS:
-            row = {"n_steps": n, "saved_bytes": saved_bytes(m, n, f, y0)}
             if dev.type == "cuda":
                 torch.cuda.synchronize()
                 torch.cuda.reset_peak_memory_stats()
                 before = torch.cuda.memory_allocated()
-                case(m, n, f, y0)
+            t0 = time.perf_counter()
+            retained, g = forward_retained_bytes(m, n, f, y0)
+            if dev.type == "cuda":
                 torch.cuda.synchronize()
+            row = {"n_steps": n, "retained_bytes": retained, "forward_backward_s": time.perf_counter() - t0}
+            if dev.type == "cuda":
                 row["cuda_peak_delta_mb"] = (torch.cuda.max_memory_allocated() - before) / 2**20
-            elif not args.no_rss:
-                out = subprocess.run([sys.executable, __file__, "--child", m, str(n)], capture_output=True,
-                                     text=True, check=True)
-                row.update(json.loads(out.stdout.strip().splitlines()[-1]))
-            row.update(time_it(lambda: case(m, n, f, y0), repeats=3, warmup=0, device=dev))
-            g = case(m, n, f, y0)
-            row["max_rel_grad_diff_vs_direct"] = max(
-                ((a - b).abs().max() / b.abs().max()).item() for a, b in zip(g, ref_grads[n]))
+            if ref is None:
+                ref = g
+            row["max_rel_grad_diff_vs_direct"] = max(((a - b).abs().max() / b.abs().max()).item()
+                                                     for a, b in zip(g, ref))
             curve[m].append(row)
             print(m, row, flush=True)
-    growth = {m: curve[m][-1]["saved_bytes"] / max(curve[m][0]["saved_bytes"], 1) for m in METHODS}
+    growth = {m: curve[m][-1]["retained_bytes"] / max(curve[m][0]["retained_bytes"], 1) for m in METHODS}
     write_result("adjoint_memory", {
         "problem": {"field": "MLP 32-128-128-32 tanh", "batch": 64, "solver": "RK4 fixed steps on [0, 1]",
                     "loss": "mean y(1)^2", "steps": steps},
         "curve": curve,
-        "saved_bytes_growth_first_to_last": growth,
-        "saved_bytes_ratio_direct_over_backsolve_at_max_steps":
-            curve["direct"][-1]["saved_bytes"] / max(curve["backsolve"][-1]["saved_bytes"], 1),
+        "retained_growth_first_to_last": growth,
+        "retained_ratio_direct_over_backsolve_at_max_steps":
+            curve["direct"][-1]["retained_bytes"] / max(curve["backsolve"][-1]["retained_bytes"], 1),
     }, device=dev)
 
 

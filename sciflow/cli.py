@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 import yaml
 
-from sciflow.config import ConfigError, ExperimentConfig, load_experiment, parse_overrides, to_dict
+from sciflow.config import ConfigError, ExperimentConfig, load_experiment, parse_overrides
 
 # ------------------------------------------------------------------------------ registries
 
@@ -179,10 +178,19 @@ def train_experiment(exp: ExperimentConfig, run_dir: Path, *, resume: bool = Fal
     return model, result
 
 
+def _is_main_process() -> bool:
+    import os
+
+    return int(os.environ.get("RANK", "0")) == 0  # torchrun sets RANK; rank 0 writes files
+
+
 def write_config(exp: ExperimentConfig, run_dir: Path) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / "config.yaml"
-    path.write_text(yaml.safe_dump(exp.to_dict(), sort_keys=False))
+    if _is_main_process():
+        tmp = path.with_name("config.yaml.tmp")
+        tmp.write_text(yaml.safe_dump(exp.to_dict(), sort_keys=False))
+        tmp.replace(path)
     return path
 
 
@@ -349,7 +357,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         summary.append({"member": i, "steps": res.steps, "skipped_steps": res.skipped_steps,
                         "final_val_loss": res.final_val, "checkpoint": res.last_checkpoint})
         print(f"member {i}: {res.steps} steps, final val loss {res.final_val}, checkpoint {res.last_checkpoint}")
-    (run_dir / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if _is_main_process():
+        (run_dir / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return 0
 
 
@@ -419,7 +428,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # key=value items may follow options (`generate NAME --out x.nc n_time=100`)
+    listed = "overrides" if hasattr(args, "overrides") else "params" if hasattr(args, "params") else None
+    if extra:
+        if listed is None or any("=" not in e or e.startswith("-") for e in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        setattr(args, listed, [*getattr(args, listed), *extra])
     try:
         return int(args.fn(args) or 0)
     except ConfigError as e:

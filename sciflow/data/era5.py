@@ -211,6 +211,12 @@ def _open_raw(source: Any, chunks: Mapping[str, int] | None) -> tuple[xr.Dataset
             return xr.open_zarr(source, chunks=chunks if chunks is not None else {}), repr(source)
         except Exception as e:  # noqa: BLE001 - re-raised with the source named
             raise ERA5FormatError(f"{source!r}: cannot be opened as a zarr store: {e}") from e
+    if isinstance(source, str) and "://" in source:
+        # remote zarr (e.g. gs://weatherbench2/...; needs fsspec + gcsfs/s3fs installed)
+        try:
+            return xr.open_zarr(source, chunks=chunks if chunks is not None else {}), source
+        except Exception as e:  # noqa: BLE001 - re-raised with the source named
+            raise ERA5FormatError(f"{source}: cannot be opened as a remote zarr store: {e}") from e
     path = Path(source)
     kind = _sniff(path)
     try:
@@ -336,6 +342,30 @@ def _select_time(ds: xr.Dataset, time: Any, name: str) -> xr.Dataset:
     return out
 
 
+def _open_many(sources: Sequence[Any], chunks: Mapping[str, int] | None) -> tuple[xr.Dataset, str]:
+    """Several files (e.g. one CDS download per month or per variable) combined by coordinates."""
+    if not sources:
+        raise ValueError("open_era5: empty list of sources")
+    parts, names = [], []
+    for src in sources:
+        raw, nm = _open_raw(src, chunks)
+        part = _canonicalise(raw, nm)
+        _check_time(part, nm)
+        parts.append(part)
+        names.append(nm)
+    starts = [p["time"].values[0] for p in parts]
+    order = np.argsort(np.asarray(starts), kind="stable")
+    name = f"{names[order[0]]} (+{len(names) - 1} more)" if len(names) > 1 else names[0]
+    try:
+        # overlapping variables must agree (no_conflicts); holes from the outer join become NaN
+        ds = xr.combine_by_coords([parts[i] for i in order], compat="no_conflicts", combine_attrs="drop_conflicts",
+                                  data_vars="all", join="outer")
+    except ValueError as e:
+        raise ERA5FormatError(f"{name}: files do not combine into one grid/time axis: {e}") from e
+    # files that do not tile (a gap in a variable) leave NaN holes: check_finite reports them
+    return ds, name
+
+
 def open_era5(
     source: str | os.PathLike | Any,
     variables: Iterable[str] | None = None,
@@ -350,7 +380,9 @@ def open_era5(
     """Open ERA5 data from a WeatherBench-2 zarr store, CDS NetCDF (3 or 4) or GRIB file.
 
     Args:
-        source: path to a file or zarr directory, a zarr store object, or an ``xr.Dataset``.
+        source: path to a file or zarr directory, a zarr URL (``gs://…``, via fsspec), a zarr store
+            object, an ``xr.Dataset``, or a list
+            of files (combined by their coordinates: consecutive periods and/or other variables).
         variables: short or long names (``"z"`` or ``"geopotential"``); default all.
         levels: pressure levels in hPa to keep (variables without levels are unaffected).
         region: latitude–longitude box; default global.
@@ -367,8 +399,11 @@ def open_era5(
         variables = [variables]
     if levels is not None and np.ndim(levels) == 0:
         levels = [levels]  # type: ignore[list-item]
-    raw, name = _open_raw(source, chunks)
-    ds = _canonicalise(raw, name)
+    if isinstance(source, (list, tuple)):
+        ds, name = _open_many(source, chunks)
+    else:
+        raw, name = _open_raw(source, chunks)
+        ds = _canonicalise(raw, name)
     _check_time(ds, name)
     if variables is not None:
         wanted = [canonical_name(v) for v in variables]

@@ -20,7 +20,9 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+import torch
 import xarray as xr
+from torch import Tensor
 
 from sciflow.data.era5 import area_weights
 
@@ -102,3 +104,20 @@ def lat_weighted_acc(forecast: _XR, truth: _XR, clim: _XR) -> _XR:
     den = np.sqrt((L * fa**2).sum(("lat", "lon")) * (L * ta**2).sum(("lat", "lon")))
     acc_t = num / den
     return acc_t.mean("time") if "time" in acc_t.dims else acc_t
+
+
+def lat_weighted_rmse_tensor(forecast: Tensor, truth: Tensor, lat: Tensor) -> Tensor:
+    """Per-field latitude-weighted RMSE on tensors, for training and evaluation loops.
+
+    ``forecast``, ``truth``: ``(..., lat, lon)``; ``lat``: ``(lat,)`` in degrees. Returns ``(...)``:
+    ``sqrt(1/(N_lat N_lon) Σ_jk L(j) (f − t)²)`` — the summand of Rasp et al. (2020) eq. 1; average
+    the result over forecasts (and take it per channel) to get the WeatherBench score.
+    """
+    if forecast.shape != truth.shape:
+        raise ValueError(f"forecast shape {tuple(forecast.shape)} != truth shape {tuple(truth.shape)}")
+    if forecast.ndim < 2 or lat.ndim != 1 or lat.shape[0] != forecast.shape[-2]:
+        raise ValueError(f"need (..., lat, lon) fields and lat of length {forecast.shape[-2] if forecast.ndim > 1 else '?'}, "
+                         f"got {tuple(forecast.shape)} and lat {tuple(lat.shape)}")
+    w = torch.cos(torch.deg2rad(lat.to(forecast))).clamp_min(0)
+    w = w / w.mean()
+    return ((forecast - truth) ** 2 * w[:, None]).mean(dim=(-2, -1)).sqrt()

@@ -1,7 +1,7 @@
 """sciflow.uq: predictive distributions from any model, and the scores that check them.
 
 Methods (each a :class:`Predictor` returning a :class:`Prediction`): :class:`SamplingPredictor`
-(``model.sample``), :class:`DeepEnsemble`, :class:`MCDropout`, :class:`HMC`, :class:`SplitConformal`
+(``model.sample``), :class:`DeepEnsemble`, :class:`MCDropout`, :class:`HMC` / :class:`NUTS`, :class:`SplitConformal`
 around any of them. Gaussian heads: :class:`GaussianForecaster`, :func:`beta_nll_loss`.
 Scores: :mod:`sciflow.uq.scores`; population distances: :mod:`sciflow.uq.distances`; MCMC
 diagnostics: :mod:`sciflow.uq.diagnostics`; figures: :mod:`sciflow.uq.plots`; one-call scoring:
@@ -19,12 +19,13 @@ from sciflow.uq.heads import (GaussianForecaster, GaussianHead, GaussianPredicti
                               beta_nll_loss, gaussian_nll_loss)
 from sciflow.uq.hmc import HMC, HMCResult
 from sciflow.uq.mc_dropout import MCDropout
+from sciflow.uq.nuts import NUTS
 from sciflow.uq.prediction import Prediction
 from sciflow.uq.registry import UQ_METHODS
 from sciflow.uq.sampling import SamplingPredictor
 
 __all__ = [
-    "Predictor", "Prediction", "target_for", "SamplingPredictor", "DeepEnsemble", "MCDropout", "HMC",
+    "Predictor", "Prediction", "target_for", "SamplingPredictor", "DeepEnsemble", "MCDropout", "HMC", "NUTS",
     "HMCResult", "SplitConformal", "ConformalScore", "AbsoluteResidual", "NormalizedResidual",
     "QuantileScore", "Prior", "GaussianPrior", "Likelihood", "GaussianLikelihood", "LossLikelihood",
     "GaussianHead", "GaussianPredictive", "GaussianForecaster", "PointForecaster", "beta_nll_loss",

@@ -320,3 +320,21 @@ def test_grib_structure_check_accepts_valid_and_flags_corruption(tmp_path, share
     bad.write_bytes(bytes(data))
     with pytest.raises(ERA5FormatError, match=r"clobbered\.grib: corrupt GRIB file"):
         open_era5(bad)
+
+
+def test_list_of_files_combines_periods_and_variables(tmp_path):
+    s = _series(n_time=12)
+    paths = {}
+    for key, part in {"a": s.isel(time=slice(0, 6)), "b": s.isel(time=slice(6, 12)),
+                      "overlap": s.isel(time=slice(4, 10)), "gap": s.isel(time=slice(0, 3)),
+                      "t2m": s[["2m_temperature"]], "z": s[["geopotential"]]}.items():
+        paths[key] = tmp_path / f"{key}.nc"
+        part.to_netcdf(paths[key], engine="h5netcdf")
+    whole = open_era5(s)
+    xr.testing.assert_identical(open_era5([paths["b"], paths["a"]]).drop_attrs(), whole.drop_attrs())
+    both = open_era5([paths["z"], paths["t2m"]])
+    assert sorted(both.data_vars) == ["2m_temperature", "geopotential"]
+    with pytest.raises(ERA5FormatError, match=r"a\.nc \(\+1 more\): files do not combine"):
+        open_era5([paths["a"], paths["overlap"]])
+    with pytest.raises(ERA5FormatError, match="not regular"):
+        era5.forecast_windows(open_era5([paths["gap"], paths["b"]]), history=1, lead=1)

@@ -24,7 +24,9 @@ SMALL = {
 @pytest.mark.parametrize("name", sorted(SMALL))
 def test_generator_valid_deterministic_and_storable(name, tmp_path):
     gen = GENERATORS[name]
-    a = gen(n=2, seed=3, **SMALL[name])
+    calls = []
+    a = gen(n=2, seed=3, **SMALL[name], progress=lambda done, total: calls.append((done, total)))
+    assert calls and calls[-1][0] == calls[-1][1] and [c[0] for c in calls] == list(range(1, len(calls) + 1))
     b = gen(n=2, seed=3, **SMALL[name])
     validate(a)
     assert a.sizes["sample"] == 2 and a.attrs["seed"] == 3

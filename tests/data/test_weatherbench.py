@@ -102,3 +102,16 @@ def test_baselines_on_real_era5_members(shared_reference):
     assert 50 < rz < 936 and 0.3 < rt < 4.23
     clim = wb.climatology(z)
     assert float(wb.lat_weighted_rmse(wb.climatology_forecast(clim, z["time"].values), z)) < float(z.std())
+
+
+def test_tensor_rmse_matches_xarray():
+    import torch
+
+    truth = _truth()
+    f = truth + np.random.default_rng(3).normal(0, 1, truth.shape)
+    per_time = np.sqrt(wb.lat_weighted_mse(f, truth)).values
+    got = wb.lat_weighted_rmse_tensor(torch.tensor(f.values), torch.tensor(truth.values), torch.tensor(LAT))
+    np.testing.assert_allclose(got.numpy(), per_time, rtol=1e-12)
+    assert float(got.mean()) == pytest.approx(float(wb.lat_weighted_rmse(f, truth)), rel=1e-12)
+    with pytest.raises(ValueError, match="lat of length"):
+        wb.lat_weighted_rmse_tensor(torch.zeros(2, 3, 4), torch.zeros(2, 3, 4), torch.zeros(4))

@@ -284,6 +284,37 @@ def test_time_marching_pde_initial_condition_is_previous_prediction() -> None:
     assert torch.allclose(sol.models[1].problem.initial_condition(xs), prev)
 
 
+def test_lorenz_reference_matches_scipy() -> None:
+    from scipy.integrate import solve_ivp
+
+    from sciflow.models.causal_pinn.evaluate import lorenz_reference
+    from sciflow.models.causal_pinn.problems import lorenz63
+
+    prob = lorenz63(t_final=0.5)
+    t = torch.linspace(0, 0.5, 3, dtype=torch.float64)
+    ours = lorenz_reference(prob, t, rtol=1e-8, atol=1e-8)
+    f = lambda _t, y: [10 * (y[1] - y[0]), y[0] * (28 - y[2]) - y[1], y[0] * y[1] - 8 / 3 * y[2]]
+    ref = solve_ivp(f, (0, 0.5), [1.0, 1.0, 1.0], t_eval=t.numpy(), rtol=1e-12, atol=1e-12, method="DOP853")
+    assert torch.allclose(ours, torch.as_tensor(ref.y.T), atol=1e-5)
+
+
+def test_seed_ensemble_and_plots(tmp_path: Path) -> None:
+    from sciflow.models.causal_pinn.evaluate import GridReference, relative_l2, seed_ensemble
+    from sciflow.models.causal_pinn.plots import plot_causal_weights, plot_losses, plot_solution
+
+    models = [CausalPINN(_tiny(seed=s)) for s in range(3)]
+    pts = torch.rand(10, 2)
+    pred = seed_ensemble([m.predict for m in models], pts)
+    assert pred.samples.shape == (3, 10, 1) and pred.mean.shape == (10, 1)
+    assert torch.all(pred.lower <= pred.mean) and torch.all(pred.mean <= pred.upper)
+    assert relative_l2(torch.tensor([1.0, 2.0]), torch.tensor([1.0, 1.0])) == pytest.approx(1 / math.sqrt(2))
+    hist = train(CausalPINN(_tiny(steps=3, check_every=1)))
+    ref = GridReference(torch.linspace(0, 1, 4), (torch.linspace(-1, 1, 5),), torch.rand(4, 5, 1))
+    for path in (plot_solution(ref.values + 0.1, ref, tmp_path / "s.png"),
+                 plot_causal_weights(hist, tmp_path / "w.png"), plot_losses(hist, tmp_path / "l.png")):
+        assert path.read_bytes()[:4] == b"\x89PNG"
+
+
 @pytest.mark.parametrize("path", sorted(CONFIGS.glob("pinn_*.yaml")), ids=lambda p: p.name)
 def test_packaged_configs_load(path: Path) -> None:
     cfg = Config.from_yaml(str(path))

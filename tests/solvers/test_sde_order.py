@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from sciflow.solvers.sde import (SRA1, Additive, BrownianIncrements, Diagonal, EulerMaruyama, Milstein,
+from sciflow.solvers.sde import (SRA1, SRI, Additive, BrownianIncrements, Diagonal, EulerMaruyama, Milstein,
                                  ReversibleHeun, Scalar, StratonovichHeun, sdeint)
 
 DT = torch.float64
@@ -24,7 +24,8 @@ def _gbm_errors(solver, calculus, n_paths=1500, levels=(3, 4, 5, 6, 7), fine=7, 
     g = torch.Generator().manual_seed(1234)
     noise = noise or Diagonal()
     y0 = torch.ones(n_paths, 1, dtype=DT)
-    bm = BrownianIncrements.uniform(0.0, T, 2**fine, noise.increment_shape(y0.shape), generator=g, dtype=DT)
+    bm = BrownianIncrements.uniform(0.0, T, 2**fine, noise.increment_shape(y0.shape), generator=g, dtype=DT,
+                                    levy_area=True)
     w_t = bm.increment(0.0, T)
     if calculus == "ito":
         exact = torch.exp((MU - 0.5 * SIGMA**2) * T + SIGMA * w_t)
@@ -42,7 +43,8 @@ def _gbm_errors(solver, calculus, n_paths=1500, levels=(3, 4, 5, 6, 7), fine=7, 
 
 @pytest.mark.parametrize(
     "solver, calculus, order",
-    [(EulerMaruyama(), "ito", 0.5), (Milstein(), "ito", 1.0), (StratonovichHeun(), "stratonovich", 1.0)],
+    [(EulerMaruyama(), "ito", 0.5), (Milstein(), "ito", 1.0), (StratonovichHeun(), "stratonovich", 1.0),
+     (SRI(), "ito", 1.5)],
 )
 def test_strong_order_gbm(solver, calculus, order):
     hs, errs = _gbm_errors(solver, calculus)

@@ -11,7 +11,7 @@ resolution (512 modes) the solution is resolved to round-off and truncation woul
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -22,7 +22,7 @@ from sciflow.data.pdes._spectral import integrate_etdrk4, wavenumbers
 
 
 def solve(u0: Tensor, *, t: Sequence[float] | Tensor, eps: float = 1e-4, a: float = 5.0, length: float = 2.0,
-          dt: float = 1e-4) -> Tensor:
+          dt: float = 1e-4, progress: Callable[[int, int], None] | None = None) -> Tensor:
     """Integrate ``u0 (batch, nx)`` on a periodic interval of ``length``; returns ``(batch, time, nx)``."""
     if u0.ndim != 2:
         raise ValueError(f"allen_cahn.solve: u0 must be (batch, nx), got shape {tuple(u0.shape)}")
@@ -36,13 +36,16 @@ def solve(u0: Tensor, *, t: Sequence[float] | Tensor, eps: float = 1e-4, a: floa
         u = torch.fft.irfft(v, n=nx)
         return -a * torch.fft.rfft(u * u * u)
 
-    v = integrate_etdrk4(torch.fft.rfft(u0.to(torch.float64)), lin, nonlinear, t, dt)
+    t = torch.as_tensor(t, dtype=torch.float64)
+    cb = None if progress is None else (lambda i: progress(i, len(t) - 1))
+    v = integrate_etdrk4(torch.fft.rfft(u0.to(torch.float64)), lin, nonlinear, t, dt, callback=cb)
     return torch.fft.irfft(v, n=nx).transpose(0, 1).contiguous()
 
 
 def generate(n: int = 1, seed: int = 0, *, nx: int = 512, nt: int = 201, t_final: float = 1.0, eps: float = 1e-4,
              a: float = 5.0, dt: float = 1e-4, initial_condition: str = "benchmark", grf_alpha: float = 2.0,
-             grf_tau: float = 5.0, device: str | torch.device = "cpu"):
+             grf_tau: float = 5.0, device: str | torch.device = "cpu",
+             progress: Callable[[int, int], None] | None = None):
     """Allen–Cahn trajectories on ``x = -1 + 2 j / nx`` (the ``allen_cahn.mat`` grid).
 
     ``initial_condition``: ``"benchmark"`` (``x^2 cos(pi x)`` for every sample) or ``"grf"``
@@ -61,7 +64,7 @@ def generate(n: int = 1, seed: int = 0, *, nx: int = 512, nt: int = 201, t_final
         raise ValueError(f"allen_cahn.generate: unknown initial_condition {initial_condition!r} "
                          "(expected 'benchmark' or 'grf')")
     t = torch.linspace(0.0, t_final, nt, dtype=torch.float64)
-    u = solve(u0.to(device), t=t, eps=eps, a=a, dt=dt)
+    u = solve(u0.to(device), t=t, eps=eps, a=a, dt=dt, progress=progress)
     return trajectory_dataset(
         {"u": (("sample", "time", "x"), u)}, {"time": t, "x": x},
         equation="u_t = eps u_xx + a (u - u^3), x in [-1, 1) periodic",

@@ -32,6 +32,7 @@ from sciflow.data.pdes._dataset import trajectory_dataset
 from sciflow.data.pdes._spectral import dealias_mask, integrate_etdrk4, wavenumbers
 
 Forcing = Callable[[float, Tensor], Tensor]  # f(t, x) -> (batch, nx) or (nx,)
+Progress = Callable[[int, int], None]  # progress(done, total) in save intervals
 
 
 def _times(t: Sequence[float] | Tensor) -> Tensor:
@@ -44,7 +45,7 @@ def _times(t: Sequence[float] | Tensor) -> Tensor:
 
 
 def solve_periodic(u0: Tensor, *, nu: float, length: float, t: Sequence[float] | Tensor, dt: float,
-                   forcing: Forcing | None = None, x0: float = 0.0) -> Tensor:
+                   forcing: Forcing | None = None, x0: float = 0.0, progress: Progress | None = None) -> Tensor:
     """Periodic Burgers on ``[x0, x0 + length)`` sampled at ``nx = u0.shape[-1]`` uniform points.
 
     ``u0``: ``(batch, nx)``; returns ``(batch, time, nx)`` at the times ``t`` (``t[0]`` is the
@@ -73,7 +74,8 @@ def solve_periodic(u0: Tensor, *, nu: float, length: float, t: Sequence[float] |
             out = out + torch.fft.rfft(torch.as_tensor(forcing(tt, x), dtype=torch.float64, device=dev))
         return out
 
-    v = integrate_etdrk4(torch.fft.rfft(u0), lin, nonlinear, t, dt)
+    cb = None if progress is None else (lambda i: progress(i, len(t) - 1))
+    v = integrate_etdrk4(torch.fft.rfft(u0), lin, nonlinear, t, dt, callback=cb)
     return torch.fft.irfft(v, n=nx).transpose(0, 1).contiguous()
 
 
@@ -91,7 +93,7 @@ def _fourier_eval(v: Tensor, n: int, period: float, x_rel: Tensor) -> Tensor:
 
 def solve_dirichlet(u0: Callable[[Tensor], Tensor], *, nu: float, domain: tuple[float, float],
                     t: Sequence[float] | Tensor, dt: float, x_out: Tensor, n_modes: int = 2048,
-                    forcing: Forcing | None = None) -> Tensor:
+                    forcing: Forcing | None = None, progress: Progress | None = None) -> Tensor:
     """Burgers with ``u(a) = u(b) = 0`` by the sine-Galerkin (odd extension) pseudo-spectral method.
 
     ``u0(x)`` maps the fine grid ``x`` ``(n_modes + 1,)`` on ``[a, b]`` to ``(batch, n_modes + 1)``
@@ -125,7 +127,8 @@ def solve_dirichlet(u0: Callable[[Tensor], Tensor], *, nu: float, domain: tuple[
     ext_forcing = None
     if forcing is not None:
         ext_forcing = lambda tt, _x: odd_extend(forcing(tt, xf))  # noqa: E731
-    traj = solve_periodic(odd_extend(u0v), nu=nu, length=2 * span, t=t, dt=dt, forcing=ext_forcing, x0=a)
+    traj = solve_periodic(odd_extend(u0v), nu=nu, length=2 * span, t=t, dt=dt, forcing=ext_forcing, x0=a,
+                          progress=progress)
     v = torch.fft.rfft(traj)
     return _fourier_eval(v, 2 * m, 2 * span, x_out - a)
 
@@ -163,7 +166,8 @@ def cole_hopf_sine(x: Tensor, t: Tensor, *, nu: float = 0.01 / math.pi, n_quad: 
 
 def generate(n: int, seed: int, *, nx: int = 256, nt: int = 101, t_final: float = 1.0, nu: float = 0.01,
              length: float = 1.0, initial_condition: str = "grf", dt: float = 1e-3,
-             grf_alpha: float = 2.0, grf_tau: float = 5.0, device: str | torch.device = "cpu"):
+             grf_alpha: float = 2.0, grf_tau: float = 5.0, device: str | torch.device = "cpu",
+             progress: Progress | None = None):
     """Periodic Burgers trajectories on ``[0, length)``: ``xr.Dataset`` with ``u (sample, time, x)``.
 
     ``initial_condition``: ``"grf"`` (``(-d_xx + tau^2)^(-alpha)``, FNO), ``"sines"`` (PDEBench) or
@@ -183,7 +187,7 @@ def generate(n: int, seed: int, *, nx: int = 256, nt: int = 101, t_final: float 
         raise ValueError(f"burgers.generate: unknown initial_condition {initial_condition!r} "
                          "(expected 'grf', 'sines' or 'bumps')")
     t = torch.linspace(0.0, t_final, nt, dtype=torch.float64)
-    u = solve_periodic(u0.to(device), nu=nu, length=length, t=t, dt=dt)
+    u = solve_periodic(u0.to(device), nu=nu, length=length, t=t, dt=dt, progress=progress)
     return trajectory_dataset(
         {"u": (("sample", "time", "x"), u)}, {"time": t, "x": x},
         equation="u_t + u u_x = nu u_xx, periodic on [0, L)",
@@ -215,7 +219,8 @@ def gaussian_forcing(n: int, *, n_terms: int = 2, generator: torch.Generator | N
 
 
 def generate_control(n: int, seed: int, *, nx: int = 128, nt: int = 11, t_final: float = 1.0, nu: float = 0.01,
-                     n_modes: int = 256, dt: float = 1e-3, forcing_amplitude: float = 1.0):
+                     n_modes: int = 256, dt: float = 1e-3, forcing_amplitude: float = 1.0,
+                     progress: Progress | None = None):
     """WDNO control setting: ``x in [0, 1]``, zero Dirichlet data, ``nu = 0.01``, Gaussian-bump
     initial states and space–time Gaussian forcing. Dataset variables ``u`` and ``forcing``, both
     ``(sample, time, x)``; forcing parameters are stored per sample."""
@@ -227,7 +232,7 @@ def generate_control(n: int, seed: int, *, nx: int = 128, nt: int = 11, t_final:
     f, fp = gaussian_forcing(n, generator=g, amplitude=forcing_amplitude, t_span=(0.0, t_final))
     t = torch.linspace(0.0, t_final, nt, dtype=torch.float64)
     u = solve_dirichlet(lambda _x: u0_fine, nu=nu, domain=(0.0, 1.0), t=t, dt=dt, x_out=x, n_modes=n_modes,
-                        forcing=f)
+                        forcing=f, progress=progress)
     forcing_values = torch.stack([f(float(tt), x) for tt in t], 1)
     return trajectory_dataset(
         {"u": (("sample", "time", "x"), u), "forcing": (("sample", "time", "x"), forcing_values)},
@@ -239,7 +244,8 @@ def generate_control(n: int, seed: int, *, nx: int = 128, nt: int = 11, t_final:
 
 
 def generate_shock(n: int = 1, seed: int = 0, *, nu: float = 0.01 / math.pi, nx: int = 256, nt: int = 100,
-                   dt: float = 2.5e-4, n_modes: int = 4096, method: str = "spectral"):
+                   dt: float = 5e-4, n_modes: int = 2048, method: str = "spectral",
+                   progress: Progress | None = None):
     """The PINN Burgers shock benchmark on the ``burgers_shock.mat`` grid (``x = linspace(-1, 1, 256)``,
     ``t = 0, 0.01, ..., 0.99``): ``u0 = -sin(pi x)``, ``u(±1, t) = 0``. Deterministic; ``n`` copies.
     ``method``: ``"spectral"`` (sine-Galerkin ETDRK4) or ``"cole_hopf"`` (exact quadrature)."""
@@ -247,7 +253,7 @@ def generate_shock(n: int = 1, seed: int = 0, *, nu: float = 0.01 / math.pi, nx:
     t = torch.arange(nt, dtype=torch.float64) * 0.01
     if method == "spectral":
         u = solve_dirichlet(lambda xf: -torch.sin(math.pi * xf), nu=nu, domain=(-1.0, 1.0), t=t, dt=dt,
-                            x_out=x, n_modes=n_modes)[0]
+                            x_out=x, n_modes=n_modes, progress=progress)[0]
     elif method == "cole_hopf":
         u = cole_hopf_sine(x, t, nu=nu)
     else:

@@ -211,14 +211,15 @@ def taylor_green(n: int, *, length: float = 2 * math.pi, k: int = 1, device=None
 def generate(n: int, seed: int, *, setting: str = "fno", nu: float = 1e-3, resolution: int = 64,
              t_final: float = 50.0, nt: int = 51, dt: float = 1e-3, stride: int = 1, drag: float | None = None,
              k_f: int = 4, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float64,
-             batch_size: int = 64):
+             batch_size: int = 64, progress: Callable[[int, int], None] | None = None):
     """Vorticity trajectories ``w (sample, time, x, y)``.
 
     ``setting="fno"``: unit torus, FNO forcing, GRF(alpha=2.5, tau=7) initial vorticity
     (``nu`` in {1e-3, 1e-4, 1e-5} in the paper; their ``T = 50, 30, 20``). ``setting="kolmogorov"``:
     ``[0, 2pi)^2``, ``f = -k_f cos(k_f y)``, drag 0.1 by default, GRF initial vorticity.
     ``stride`` subsamples the output grid (solve at ``resolution``, store ``resolution // stride``).
-    Samples are produced in chunks of ``batch_size`` on ``device``.
+    Samples are produced in chunks of ``batch_size`` on ``device``. ``progress(done, total)`` is
+    called after every save interval of every chunk (for the CLI's progress bar).
     """
     if n < 1:
         raise ValueError(f"navier_stokes.generate: n must be >= 1, got {n}")
@@ -238,9 +239,12 @@ def generate(n: int, seed: int, *, setting: str = "fno", nu: float = 1e-3, resol
     w0 = sample_grf(n, (resolution, resolution), alpha=2.5, tau=7.0, length=1.0, generator=g)
     t = torch.linspace(0.0, t_final, nt, dtype=torch.float64)
     chunks = []
-    for s in range(0, n, batch_size):
+    n_chunks = -(-n // batch_size)
+    total = n_chunks * (nt - 1)
+    for c, s in enumerate(range(0, n, batch_size)):
+        cb = None if progress is None else (lambda i, c=c: progress(c * (nt - 1) + i, total))
         w = solve(w0[s:s + batch_size].to(device=device, dtype=dtype), t=t, nu=nu, dt=dt, length=length,
-                  forcing=f, drag=mu)
+                  forcing=f, drag=mu, callback=cb)
         chunks.append(w[..., ::stride, ::stride].cpu())
     w = torch.cat(chunks)
     x = length * torch.arange(0, resolution, stride, dtype=torch.float64) / resolution

@@ -71,7 +71,7 @@ def reference(problem: Problem, *, nx: int = 256, nt: int = 101) -> GridReferenc
     raise ValueError(f"no reference known for problem {name!r}")
 
 
-def lorenz_reference(problem: Problem, t: Tensor) -> Tensor:
+def lorenz_reference(problem: Problem, t: Tensor, rtol: float = 1e-10, atol: float = 1e-10) -> Tensor:
     """Lorenz-63 trajectory ``(time, 3)`` from ``problem.hard_ic`` at times ``t`` (from 0)."""
     from sciflow.data.pdes.lorenz import lorenz63_rhs
     from sciflow.solvers.ode import odeint
@@ -79,7 +79,7 @@ def lorenz_reference(problem: Problem, t: Tensor) -> Tensor:
     p = problem.parameters
     y0 = torch.tensor(problem.hard_ic, dtype=torch.float64)
     return odeint(lambda _t, y: lorenz63_rhs(y, p["sigma"], p["rho"], p["beta"]), y0,
-                  t.to(torch.float64), rtol=1e-10, atol=1e-10)
+                  t.to(torch.float64), rtol=rtol, atol=atol)
 
 
 def evaluate(predict: Callable[[Tensor], Tensor], ref: GridReference,

@@ -281,7 +281,7 @@ class VirtualBrownianTree(BrownianPath):
         if levy_area:
             raise ValueError(
                 "VirtualBrownianTree does not provide the space-time Lévy area I_(1,0); "
-                "use BrownianIncrements(levy_area=True) for SRA1"
+                "use BrownianIncrements(levy_area=True) for SRI/SRA1"
             )
         grid = _as_float_grid(grid)
         w = torch.stack(self.evaluate(grid))

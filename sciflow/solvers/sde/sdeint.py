@@ -66,7 +66,8 @@ def sdeint(
         y0: initial state ``(*batch, *state)``.
         t: save times ``(time,)``, strictly increasing; ``t[0]`` is the initial time.
         noise: a :class:`~sciflow.solvers.sde.noise.NoiseType` (default ``Diagonal()``).
-        solver: an :class:`SDESolver` (default :class:`EulerMaruyama`) or a :class:`TorchSDE`
+        solver: an :class:`SDESolver` (default :class:`EulerMaruyama`; also ``Milstein``,
+            ``StratonovichHeun``, ``SRI``, ``SRA1``, ``ReversibleHeun``) or a :class:`TorchSDE`
             backend. The SDE is read in the solver's ``calculus`` (Itô or Stratonovich).
         dt: step size; each save interval is split into equal steps no longer than ``dt``.
             ``None`` steps from save time to save time.
@@ -86,7 +87,7 @@ def sdeint(
     term = SDETerm(drift, diffusion, noise)
     check_term_kind(term, solver)  # an ODE solver handed an SDE raises here, naming both
     if not isinstance(solver, SDESolver):
-        raise TypeError(f"sdeint needs an SDESolver (EulerMaruyama, Milstein, ...) or TorchSDE, got {solver!r}")
+        raise TypeError(f"sdeint needs an SDESolver (EulerMaruyama, Milstein, SRI, ...) or TorchSDE, got {solver!r}")
     solver.check_noise(term.noise)
     _check_y0(y0)
     save = _as_float_grid(t, "t")

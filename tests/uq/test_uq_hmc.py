@@ -174,3 +174,20 @@ def test_nuts_short_run_is_on_target():
     assert 0.3 < (draws.var(0) / cov.diagonal()).min() and (draws.var(0) / cov.diagonal()).max() < 3
     with pytest.raises(ValueError, match="tree_depth"):
         nuts.run(n_samples=4, n_warmup=0, max_tree_depth=0)
+
+
+def test_prior_and_likelihood_densities_match_scipy():
+    import numpy as np
+    import scipy.stats as st
+
+    g = torch.Generator().manual_seed(0)
+    theta = torch.randn(3, 5, generator=g, dtype=torch.float64)
+    scale = torch.rand(5, generator=g, dtype=torch.float64) + 0.5
+    ref = st.norm.logpdf(theta.numpy(), 0, scale.numpy()).sum(-1)
+    np.testing.assert_allclose(GaussianPrior(scale).log_prob(theta).numpy(), ref, rtol=1e-10)
+    pred = torch.randn(4, 6, 2, generator=g, dtype=torch.float64)  # (chains, *event)
+    y = torch.randn(6, 2, generator=g, dtype=torch.float64)
+    ref = st.norm.logpdf(y.numpy(), pred.numpy(), 0.3).sum((1, 2))
+    np.testing.assert_allclose(GaussianLikelihood(0.3).log_prob(pred, y).numpy(), ref, rtol=1e-10)
+    with pytest.raises(ValueError, match="does not end"):
+        GaussianLikelihood(0.3).log_prob(pred, y[:, :1])
