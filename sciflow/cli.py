@@ -356,7 +356,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         _, res = train_experiment(exp, d, resume=args.resume, splits=splits, member=i)
         summary.append({"member": i, "steps": res.steps, "skipped_steps": res.skipped_steps,
                         "final_val_loss": res.final_val, "checkpoint": res.last_checkpoint})
-        print(f"member {i}: {res.steps} steps, final val loss {res.final_val}, checkpoint {res.last_checkpoint}")
+        if _is_main_process():
+            print(f"member {i}: {res.steps} steps, final val loss {res.final_val}, checkpoint {res.last_checkpoint}")
     if _is_main_process():
         (run_dir / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -100,3 +101,18 @@ def test_demo_quick_end_to_end(tmp_path: Path) -> None:
 
 def test_parser_builds() -> None:
     assert build_parser().prog == "sciflow"
+
+
+@pytest.mark.slow
+def test_every_uq_method_through_the_cli(tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    run = tmp_path / "ens"
+    extra = ["model.dropout=0.1", "eval.uq=ensemble", "eval.ensemble_size=2", "eval.n_samples=8"]
+    assert main(["train", "lorenz_neural_ode", *TINY, *extra, "--run-dir", str(run)]) == 0
+    assert (run / "member_0" / "checkpoints").is_dir() and (run / "member_1" / "checkpoints").is_dir()
+    for uq in ("ensemble", "mc-dropout", "conformal", "hmc", "samples"):
+        assert main(["evaluate", str(run), "--uq", uq]) == 0
+        m = json.loads((run / f"eval_{uq}.json").read_text())
+        assert m["uq"] == uq and math.isfinite(m["rmse"])
+        if uq != "samples":
+            assert 0 <= m["coverage"] <= 1 and m["mean_interval_width"] > 0

@@ -37,7 +37,7 @@ from sciflow.models.base import LossOutput, SciflowModel
 from sciflow.training.callbacks import Callback, TrainState
 from sciflow.training.checkpoint import CheckpointManager
 from sciflow.training.config import TrainConfig
-from sciflow.training.distributed import DistInfo, all_reduce_, init_distributed
+from sciflow.training.distributed import all_reduce_, init_distributed
 from sciflow.training.ema import EMA
 from sciflow.training.loader import Resumable
 from sciflow.training.runlog import JSONLLogger

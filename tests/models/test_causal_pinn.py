@@ -290,11 +290,11 @@ def test_lorenz_reference_matches_scipy() -> None:
     from sciflow.models.causal_pinn.evaluate import lorenz_reference
     from sciflow.models.causal_pinn.problems import lorenz63
 
-    prob = lorenz63(t_final=0.5)
-    t = torch.linspace(0, 0.5, 3, dtype=torch.float64)
+    prob = lorenz63(t_final=0.2)
+    t = torch.linspace(0, 0.2, 3, dtype=torch.float64)
     ours = lorenz_reference(prob, t, rtol=1e-8, atol=1e-8)
     f = lambda _t, y: [10 * (y[1] - y[0]), y[0] * (28 - y[2]) - y[1], y[0] * y[1] - 8 / 3 * y[2]]
-    ref = solve_ivp(f, (0, 0.5), [1.0, 1.0, 1.0], t_eval=t.numpy(), rtol=1e-12, atol=1e-12, method="DOP853")
+    ref = solve_ivp(f, (0, 0.2), [1.0, 1.0, 1.0], t_eval=t.numpy(), rtol=1e-12, atol=1e-12, method="DOP853")
     assert torch.allclose(ours, torch.as_tensor(ref.y.T), atol=1e-5)
 
 

@@ -261,6 +261,12 @@ def test_error_solver_controller_and_term_kinds():
     with pytest.raises(TypeError, match="Dopri5 solves ode terms but was handed a FakeSDETerm"):
         solve_grid(FakeSDETerm(), Dopri5(), torch.ones(3, dtype=DT), torch.tensor([0.0, 1.0], dtype=DT),
                    PIController())
+    # the real SDE objects, both ways round
+    from sciflow.solvers import Diagonal, EulerMaruyama, SDETerm
+    with pytest.raises(TypeError, match="ODETerm, got SDETerm"):
+        solve(SDETerm(linear, linear, Diagonal()), Dopri5(), 0.0, 1.0, torch.ones(3, dtype=DT))
+    with pytest.raises(TypeError, match="EulerMaruyama solves sde terms but was handed a ODETerm"):
+        odeint(linear, torch.ones(3, dtype=DT), torch.tensor([0.0, 1.0], dtype=DT), solver=EulerMaruyama())
 
 
 def test_error_non_finite_state_reports_time():

@@ -184,3 +184,16 @@ def test_plain_iterable_resume_fast_forwards(tmp_path: Path) -> None:
     run(4, False, tmp_path / "b")
     res = run(10, True, tmp_path / "b")
     assert torch.equal(ref.net[0].weight, res.net[0].weight)
+
+
+@pytest.mark.gpu
+def test_cuda_bf16_training_moves_and_keeps_parameters_on_device() -> None:
+    torch.manual_seed(0)
+    model = ToyRegressor(dropout=0.0)
+    before = model.net[0].weight.detach().clone()
+    data = toy_data(64).to("cuda")
+    res = fit(model, BatchLoader(data, 16), BatchLoader(data, 64, shuffle=False),
+              _cfg(device="cuda", precision="bf16", max_steps=30, eval_every=30, ema_decay=0.9))
+    assert model.net[0].weight.is_cuda and res.skipped_steps == 0
+    assert not torch.equal(model.net[0].weight.cpu(), before)
+    assert res.val_history and math.isfinite(res.val_history[-1]["val/loss"])

@@ -8,7 +8,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-from .._checks import check_times
+from .._checks import check_term_kind, check_times
 from ._core import default_controller
 from .adjoint import BacksolveAdjoint, CheckpointAdjoint, DirectAdjoint
 from .controller import ConstantStepSize, PIController
@@ -66,6 +66,7 @@ def solve(term: ODETerm, solver: ExplicitRungeKutta, t0, t1, y0: Tensor, *,
         raise TypeError(f"solve needs an ODETerm, got {type(term).__name__}")
     if getattr(type(solver), "backend", False):
         raise TypeError(f"{solver!r} is a backend: call odeint(..., solver={solver!r}) instead of solve")
+    check_term_kind(term, solver)
     if controller is None:
         controller = default_controller(solver, rtol=1e-6, atol=1e-8, dt=None, max_steps=100_000)
     adjoint = adjoint or DirectAdjoint()
@@ -121,9 +122,11 @@ def odeint(f: Callable[[Tensor, Tensor], Tensor], y0: Tensor, t: Tensor, *,
             raise ValueError(f"{solver!r} supports DirectAdjoint or BacksolveAdjoint, got {adjoint!r}")
         ys, stats = solver.odeint(f, y0, t, rtol=rtol, atol=atol, dt=dt, adjoint=adjoint)
         return (ys, stats) if return_stats else ys
+    term = ODETerm(f)
+    check_term_kind(term, solver)
     if controller is None:
         controller = default_controller(solver, rtol=rtol, atol=atol, dt=dt, max_steps=max_steps)
     adjoint = adjoint or DirectAdjoint()
     check_times(t, "t", min_len=1)
-    ys, stats = adjoint.run(ODETerm(f), solver, y0, t, controller, batch_ndim=batch_ndim, compile=compile)
+    ys, stats = adjoint.run(term, solver, y0, t, controller, batch_ndim=batch_ndim, compile=compile)
     return (ys, stats.as_dict()) if return_stats else ys

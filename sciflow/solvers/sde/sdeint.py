@@ -80,6 +80,7 @@ def sdeint(
         save time at which it did (checked once, after the solve: no host sync per step).
     """
     if isinstance(solver, TorchSDE):
+        _check_y0(y0)
         save = _as_float_grid(t, "t")
         return solver.integrate(SDETerm(drift, diffusion, noise), y0, save, dt=dt, brownian=brownian,
                                 generator=generator)
@@ -122,8 +123,11 @@ def sdeint(
     state = solver.init(term, ts[0], y0)
     out = [y0]
     k = 1
+    t_steps = ts.unbind(0)  # 0-d views made once, not indexed per step
+    dw_steps = dws.unbind(0)
+    i10_steps = i10s.unbind(0) if i10s is not None else [None] * n
     for i in range(n):
-        y, state = solver.step(term, ts[i], hs[i], y, dws[i], None if i10s is None else i10s[i], state)
+        y, state = solver.step(term, t_steps[i], hs[i], y, dw_steps[i], i10_steps[i], state)
         if where[k] == i + 1:
             out.append(y)
             k += 1

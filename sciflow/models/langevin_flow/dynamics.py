@@ -1,0 +1,90 @@
+"""Latent dynamics of the sequential VAEs.
+
+:class:`LangevinLatent` rolls out the underdamped Langevin equation (Song et al. 2025, eq. 2)
+
+.. math::
+    dz = v\\,dt, \\qquad dv = (-∇U(z) + u_t - γ v)\\,dt + \\sqrt{2γT}\\,dW
+
+from a posterior draw ``(z_0, v_0)`` with the shared splitting integrators of
+:mod:`sciflow.solvers.langevin` (one step per bin). ``u_t`` is an optional external force from
+the encoder (non-autonomous inputs); without it the whole rollout is one
+:func:`~sciflow.solvers.langevin.simulate_langevin` call. The default scheme is the paper's code
+(:class:`~sciflow.solvers.langevin.LangevinFlowEuler`: ``z ← z + Δv``, ``v' = v + Δ F(z)``,
+``v ~ N((1-γ) v', 2γT)``), which is what reproduces the paper; BAOAB/OBABO are the consistent
+discretisations of the SDE above.
+
+:class:`GRUGenerator` is the LFADS generator without controller (Pandarinath et al. 2018): an
+autonomous GRU from ``g_0`` whose state is linearly mapped to factors.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from sciflow.models.langevin_flow.potential import LatentPotential
+from sciflow.solvers.langevin import (BAOAB, OBABO, LangevinFlowEuler, LangevinScheme, LangevinState,
+                                      UnderdampedLangevin, simulate_langevin)
+
+SCHEMES: dict[str, type[LangevinScheme]] = {"official": LangevinFlowEuler, "baoab": BAOAB, "obabo": OBABO}
+
+
+class LangevinLatent(nn.Module):
+    """``forward(z0, v0, n_time, force_input=None, generator=None) -> (z, v)``, each ``(B, T, D)``.
+
+    ``closed_form``: use the potential's analytic force when it has one; otherwise the solver
+    differentiates ``U`` by autograd at every step (the naive path, kept for checking/benchmarks).
+    """
+
+    def __init__(self, potential: LatentPotential, scheme: LangevinScheme, *, dt: float, gamma: float,
+                 temperature: float, closed_form: bool = True) -> None:
+        super().__init__()
+        self.potential = potential
+        self.scheme = scheme
+        self.dt, self.gamma, self.temperature = float(dt), float(gamma), float(temperature)
+        self.closed_form = bool(closed_form) and potential.closed_form
+
+    def _system(self, extra: Tensor | None = None) -> UnderdampedLangevin:
+        if extra is None:
+            if self.closed_form:
+                return UnderdampedLangevin(force=self.potential.force, gamma=self.gamma, temperature=self.temperature)
+            return UnderdampedLangevin(potential=self.potential.energy, gamma=self.gamma,
+                                       temperature=self.temperature)
+        base = self._system(None)
+        return UnderdampedLangevin(force=lambda z: base.force(z) + extra, gamma=self.gamma,
+                                   temperature=self.temperature)
+
+    def forward(self, z0: Tensor, v0: Tensor, n_time: int, force_input: Tensor | None = None,
+                generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        if force_input is None:
+            zs, vs = simulate_langevin(self._system(), z0, v0, dt=self.dt, n_steps=n_time - 1,
+                                       scheme=self.scheme, generator=generator)
+            return zs.transpose(0, 1), vs.transpose(0, 1)
+        if force_input.shape != (*z0.shape[:-1], n_time, z0.shape[-1]):
+            raise ValueError(f"force_input must be (batch, {n_time}, {z0.shape[-1]}), got {tuple(force_input.shape)}")
+        state = LangevinState(z0, v0, self._system(force_input[:, 0]).force(z0))
+        zs, vs = [z0], [v0]
+        for t in range(1, n_time):
+            state = self.scheme.step(self._system(force_input[:, t]), state, self.dt, generator)
+            zs.append(state.z)
+            vs.append(state.v)
+        return torch.stack(zs, 1), torch.stack(vs, 1)
+
+
+class GRUGenerator(nn.Module):
+    """``forward(g0 (B, G), n_time) -> factors (B, T, F)``: autonomous GRU + linear factors."""
+
+    def __init__(self, hidden: int, n_factors: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.cell = nn.GRUCell(1, hidden)
+        self.dropout = nn.Dropout(dropout)
+        self.to_factors = nn.Linear(hidden, n_factors)
+
+    def forward(self, g0: Tensor, n_time: int) -> Tensor:
+        g = g0
+        zero = g0.new_zeros(g0.shape[0], 1)
+        out = [g]
+        for _ in range(1, n_time):
+            g = self.cell(zero, g)
+            out.append(g)
+        return self.to_factors(self.dropout(torch.stack(out, 1)))
