@@ -60,7 +60,7 @@ def test_uncoupled_oscillators_rollout_is_harmonic():
         n = int(round(1.0 / dt)) + 1
         z, _ = dyn(torch.ones(1, 4, dtype=torch.float64), torch.zeros(1, 4, dtype=torch.float64), n)
         t = dt * torch.arange(n, dtype=torch.float64)
-        errs.append(float((z[0, :, 0] - torch.cos(2 * t)).abs().max()))
+        errs.append(float((z[0, :, 0].detach() - torch.cos(2 * t)).abs().max()))
     assert errs[1] < 1e-3
     assert math.log2(errs[0] / errs[1]) == pytest.approx(2.0, abs=0.2)
 
@@ -94,7 +94,7 @@ def test_every_parameter_gets_gradient(cls, kw):
     out = model.loss(batch)
     assert torch.isfinite(out.total)
     out.total.backward()
-    missing = [n for n, p in model.named_parameters() if p.grad is None or not bool(p.grad.abs().sum() > 0)]
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and (p.grad is None or not bool(p.grad.abs().sum() > 0))]
     assert not missing, missing
 
 
@@ -131,15 +131,17 @@ def test_training_learns_lorenz_rates():
     opt = torch.optim.Adam(model.parameters(), lr=5e-3)
     g = torch.Generator().manual_seed(0)
     nll = []
-    for _ in range(150):
-        out = model.loss(data.index(torch.randint(len(data), (16,), generator=g)))
+    for _ in range(100):
+        out = model.loss(data.index(torch.randint(len(data), (12,), generator=g)))
         opt.zero_grad()
         out.total.backward()
         opt.step()
         nll.append(float(out.terms["nll"]))
-    assert sum(nll[-15:]) / 15 < 0.85 * sum(nll[:15]) / 15
     model.eval()
     rates = model.posterior_mean(data, 4, generator=torch.Generator().manual_seed(0))
+    print("nll first/last", sum(nll[:10]) / 10, sum(nll[-10:]) / 10, "r2", float(rate_r2(rates, true)),
+          "bps", float(bits_per_spike(rates, counts)), "true bps", float(bits_per_spike(true, counts)))
+    assert sum(nll[-10:]) / 10 < 0.85 * sum(nll[:10]) / 10
     assert float(rate_r2(rates, true)) > 0.4
     assert float(bits_per_spike(rates, counts)) > 0.2
 
@@ -203,3 +205,41 @@ def test_rate_r2_and_co_smoothing():
         bits_per_spike(true, torch.zeros_like(counts))
     with pytest.raises(ValueError, match="NaN"):
         rate_r2(true * float("nan"), true)
+
+
+def test_gaussian_forecast_beats_climatology_crps():
+    """Gaussian likelihood on noisy, partially observed Lorenz-63 (encoder sees x, y; z is decoded
+    only; the last 8 bins are hidden): the posterior forecast's CRPS against the clean state is
+    lower than that of climatology samples."""
+    from sciflow.data.pdes.lorenz import generate_lorenz63
+    from sciflow.uq.scores import crps_ensemble
+
+    ds = generate_lorenz63(40, n_time=40, dt=0.02, noise_std=0.1, spinup=3.0, rtol=1e-6, atol=1e-6, seed=2)
+    mean = torch.tensor(ds.attrs["state_mean"], dtype=torch.float32)
+    std = torch.tensor(ds.attrs["state_std"], dtype=torch.float32)
+    obs = (torch.tensor(ds["observed"].values, dtype=torch.float32) - mean) / std
+    clean = (torch.tensor(ds["state"].values, dtype=torch.float32) - mean) / std
+    times = torch.tensor(ds["time"].values, dtype=torch.float32)
+    train, test = TrajectoryBatch(values=obs[:32], times=times), TrajectoryBatch(values=obs[32:], times=times)
+    torch.manual_seed(0)
+    cfg = Config(**{**SMALL, "obs_dim": 3, "input_dim": 2, "n_forward": 8, "likelihood": "gaussian",
+                    "coordinated_dropout": 0.0, "kl_ramp_steps": 30})
+    model = LangevinFlow(cfg)
+    opt = torch.optim.Adam(model.parameters(), lr=5e-3)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(60):
+        out = model.loss(train.index(torch.randint(32, (16,), generator=g)))
+        opt.zero_grad()
+        out.total.backward()
+        opt.step()
+    model.eval()
+    fc = model.sample(test, 16, generator=torch.Generator().manual_seed(0))[:, :, -8:]
+    truth = clean[32:, -8:]
+    clim = clean[:32].reshape(-1, 3)[torch.randint(32 * 40, (16,), generator=g)]
+    clim = clim[:, None, None, :].expand(16, *truth.shape)
+    crps_model = float(crps_ensemble(fc, truth))
+    crps_clim = float(crps_ensemble(clim, truth))
+    print("crps model", crps_model, "climatology", crps_clim)
+    assert crps_model < 0.8 * crps_clim
+    draws = model.predictive_observations(test, 4, generator=torch.Generator().manual_seed(0))
+    assert draws.shape == (4, 8, 40, 3) and bool(torch.isfinite(draws).all())

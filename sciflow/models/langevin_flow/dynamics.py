@@ -77,6 +77,10 @@ class GRUGenerator(nn.Module):
     def __init__(self, hidden: int, n_factors: int, dropout: float = 0.0) -> None:
         super().__init__()
         self.cell = nn.GRUCell(1, hidden)
+        # autonomous: the input is always 0, so its weights never act (frozen at 0, input bias kept)
+        with torch.no_grad():
+            self.cell.weight_ih.zero_()
+        self.cell.weight_ih.requires_grad_(False)
         self.dropout = nn.Dropout(dropout)
         self.to_factors = nn.Linear(hidden, n_factors)
 

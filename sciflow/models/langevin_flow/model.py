@@ -59,8 +59,6 @@ class _SequentialVAE(SciflowModel):
 
     def __init__(self, cfg: Config, state_dim: int) -> None:
         super().__init__()
-        if not isinstance(cfg, Config):
-            raise TypeError(f"{type(self).__name__} takes a langevin_flow.Config, got {type(cfg).__name__}")
         self.cfg = cfg
         self.encoder = GRUEncoder(cfg.n_input, cfg.encoder_hidden, state_dim)
         if cfg.likelihood == "gaussian":
@@ -150,11 +148,27 @@ class _SequentialVAE(SciflowModel):
         out = self.mean_observation(self.decode(h, s0, generator))
         return out.reshape(n_samples, B, *out.shape[1:])
 
+    @torch.no_grad()
+    def predictive_observations(self, batch: TrajectoryBatch, n_samples: int = 1, *,
+                                generator: torch.Generator | None = None) -> Tensor:
+        """Draws of new observations ``(n_samples, batch, time, obs_dim)``: Poisson counts around
+        :meth:`sample`'s rates, or Gaussian values with the learned per-channel σ."""
+        mean = self.sample(batch, n_samples, generator=generator)
+        if self.cfg.likelihood == "poisson":
+            return torch.poisson(mean, generator=generator)
+        return mean + self.log_std.exp() * _randn(mean.shape, mean, generator)
+
     def posterior_mean(self, batch: TrajectoryBatch, n_samples: int | None = None, *,
                        generator: torch.Generator | None = None) -> Tensor:
         """Average of :meth:`sample` over ``n_samples`` (default ``cfg.n_eval_samples``) draws,
         ``(batch, time, obs_dim)``: the rates used for bits/spike and R²."""
         return self.sample(batch, n_samples or self.cfg.n_eval_samples, generator=generator).mean(0)
+
+
+def _check_config(model: str, cfg: object) -> Config:
+    if not isinstance(cfg, Config):
+        raise TypeError(f"{model} takes a sciflow.models.langevin_flow.Config, got {type(cfg).__name__}")
+    return cfg
 
 
 def build_potential(cfg: Config) -> LatentPotential:
@@ -172,7 +186,7 @@ class LangevinFlow(_SequentialVAE):
     """
 
     def __init__(self, cfg: Config) -> None:
-        super().__init__(cfg, 2 * cfg.latent_dim)
+        super().__init__(_check_config("LangevinFlow", cfg), 2 * cfg.latent_dim)
         self.dynamics = LangevinLatent(build_potential(cfg), SCHEMES[cfg.scheme](), dt=cfg.dt, gamma=cfg.gamma,
                                        temperature=cfg.temperature, closed_form=cfg.closed_form_force)
         feat = 2 * cfg.encoder_hidden
@@ -210,7 +224,7 @@ class GRUSequentialVAE(_SequentialVAE):
     """
 
     def __init__(self, cfg: Config) -> None:
-        super().__init__(cfg, cfg.generator_hidden)
+        super().__init__(_check_config("GRUSequentialVAE", cfg), cfg.generator_hidden)
         self.generator = GRUGenerator(cfg.generator_hidden, cfg.latent_dim, cfg.dropout)
         self.readout = nn.Linear(cfg.latent_dim, cfg.obs_dim)
 
