@@ -1,4 +1,4 @@
-"""LangevinFlow vs the LFADS-like GRU sequential VAE on the Lorenz-driven spiking population.
+"""LangevinFlow vs the LFADS-like GRU sequential VAE and a latent ODE on the Lorenz-driven spiking population.
 
 Data: :func:`sciflow.data.pdes.lorenz.generate_lorenz_spiking` (Lorenz-63 latent, random log-linear
 readout, Poisson counts). The last ``n_heldout`` neurons are held out (decoded, never encoded)
@@ -28,7 +28,8 @@ from _common import time_it, write_result  # noqa: E402
 
 from sciflow.data.batches import TrajectoryBatch  # noqa: E402
 from sciflow.data.pdes.lorenz import generate_lorenz_spiking  # noqa: E402
-from sciflow.models.langevin_flow import (Config, GRUSequentialVAE, LangevinFlow, bits_per_spike,  # noqa: E402
+from sciflow.models.langevin_flow import (Config, GRUSequentialVAE, LangevinFlow, LatentODE,  # noqa: E402
+                                          bits_per_spike,
                                           co_smoothing, forward_prediction_bps, rate_r2)
 
 
@@ -93,11 +94,12 @@ def main() -> None:
     cfg = Config(obs_dim=30, input_dim=24, n_forward=5, latent_dim=16, n_channels=2, encoder_hidden=64,
                  d_model=64, ff_dim=128, generator_hidden=64, kl_ramp_steps=steps // 3, coordinated_dropout=0.2,
                  n_eval_samples=8)
-    results: dict[str, list[dict[str, float]]] = {"langevin_flow": [], "gru_svae": []}
-    train_s: dict[str, list[float]] = {"langevin_flow": [], "gru_svae": []}
+    models = {"langevin_flow": LangevinFlow, "gru_svae": GRUSequentialVAE, "latent_ode": LatentODE}
+    results: dict[str, list[dict[str, float]]] = {k: [] for k in models}
+    train_s: dict[str, list[float]] = {k: [] for k in models}
     for seed in range(args.seeds):
         tr, te, true = make_data(args.scale, seed, device)
-        for name, cls in (("langevin_flow", LangevinFlow), ("gru_svae", GRUSequentialVAE)):
+        for name, cls in models.items():
             torch.manual_seed(seed)
             model = cls(cfg).to(device)
             t0 = time.perf_counter()

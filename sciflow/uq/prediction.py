@@ -78,8 +78,7 @@ class Prediction:
             raise ValueError(f"samples must be (n_samples, *event) with n_samples >= 1, got {tuple(samples.shape)}")
         if torch.isnan(samples).any():
             raise ValueError("Prediction.from_samples: samples contain NaN")
-        q = torch.tensor([alpha / 2, 1 - alpha / 2], dtype=samples.dtype, device=samples.device)
-        lo, hi = torch.quantile(samples, q, dim=0) if samples.shape[0] > 1 else (samples[0], samples[0])
+        lo, hi = _quantiles0(samples, (alpha / 2, 1 - alpha / 2))
         return cls(mean=samples.mean(0) if mean is None else mean, lower=lo, upper=hi,
                    samples=samples, variance=variance, alpha=alpha)
 
@@ -91,3 +90,18 @@ class Prediction:
         s = variance.clamp_min(0).sqrt()
         return cls(mean=mean, lower=mean - z * s, upper=mean + z * s, samples=samples,
                    variance=variance, alpha=alpha)
+
+
+def _quantiles0(x: Tensor, qs: tuple[float, ...]) -> list[Tensor]:
+    """Quantiles along axis 0 with linear interpolation (``torch.quantile``'s default rule) via
+    one sort, without ``torch.quantile``'s 16M-element input limit (ERA5-sized ensembles)."""
+    n = x.shape[0]
+    xs = torch.sort(x, dim=0).values
+    out = []
+    for q in qs:
+        pos = q * (n - 1)
+        lo = int(pos)
+        hi = min(lo + 1, n - 1)
+        w = pos - lo
+        out.append(xs[lo] * (1 - w) + xs[hi] * w)
+    return out

@@ -10,6 +10,7 @@ import torch
 from sciflow.data.batches import TrajectoryBatch
 from sciflow.data.pdes.lorenz import generate_lorenz_spiking
 from sciflow.models.langevin_flow import (Config, CoupledOscillatorPotential, GRUSequentialVAE, LangevinFlow,
+                                          LatentODE,
                                           LangevinLatent, MLPPotential, bits_per_spike, co_smoothing,
                                           forward_prediction_bps, rate_r2)
 from sciflow.solvers.langevin import BAOAB, LangevinFlowEuler
@@ -84,6 +85,7 @@ def test_closed_form_and_autograd_rollouts_agree():
     (LangevinFlow, {"potential": "mlp", "scheme": "baoab", "external_force": True}),
     (LangevinFlow, {"likelihood": "gaussian", "scheme": "obabo", "input_dim": 6, "n_forward": 2}),
     (GRUSequentialVAE, {}),
+    (LatentODE, {"likelihood": "gaussian"}),
 ])
 def test_every_parameter_gets_gradient(cls, kw):
     torch.manual_seed(0)

@@ -59,12 +59,28 @@ def test_tree_brownian_bridge_covariance():
     assert abs(cov - 0.3141) < 5 * math.sqrt((0.3141 * 0.7071 + 0.3141**2) / M)
 
 
-def test_tree_rejects_out_of_range_and_levy_area():
+def test_tree_space_time_levy_area_law_and_additivity():
+    # I = ∫_s^t (W_u - W_s) du: Var = h³/3, Cov(ΔW, I) = h²/2, at coarse and sub-leaf-free fine scales
+    bm = VirtualBrownianTree(0.0, 1.0, (M,), seed=4, dtype=DT)
+    for s, t in ((0.1, 0.6), (0.3, 0.3001)):
+        h = t - s
+        dw, i10 = bm.increment(s, t, levy_area=True)
+        _close_var(dw, h)
+        _close_var(i10, h**3 / 3)
+        cov = float((dw * i10).mean())
+        assert abs(cov - h**2 / 2) < 5 * math.sqrt((h * h**3 / 3 + (h**2 / 2) ** 2) / M)
+    # I over [a, c] = I[a, b] + I[b, c] + ΔW[a, b] (c - b), exactly
+    d1, i1 = bm.increment(0.1, 0.37, levy_area=True)
+    d2, i2 = bm.increment(0.37, 0.8, levy_area=True)
+    d, i = bm.increment(0.1, 0.8, levy_area=True)
+    torch.testing.assert_close(i, i1 + i2 + d1 * 0.43, rtol=0, atol=1e-12)
+    torch.testing.assert_close(d, d1 + d2, rtol=0, atol=1e-12)
+
+
+def test_tree_rejects_out_of_range():
     bm = VirtualBrownianTree(0.0, 1.0, (2,), seed=0)
     with pytest.raises(ValueError, match="covers"):
         bm.increment(0.5, 1.5)
-    with pytest.raises(ValueError, match="Lévy area"):
-        bm.increments([0.0, 0.5], levy_area=True)
     with pytest.raises(ValueError, match="t0 < t1"):
         VirtualBrownianTree(1.0, 1.0, (2,), seed=0)
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from sciflow.solvers.sde import (SRA1, SRI, Additive, BrownianIncrements, Diagonal, EulerMaruyama, Milstein,
-                                 ReversibleHeun, Scalar, StratonovichHeun, sdeint)
+                                 ReversibleHeun, Scalar, StratonovichHeun, VirtualBrownianTree, sdeint)
 
 DT = torch.float64
 MU, SIGMA, T = 0.8, 0.9, 1.0
@@ -19,13 +19,16 @@ def _slope(hs, errs):
     return float(np.polyfit(np.log(hs), np.log(errs), 1)[0])
 
 
-def _gbm_errors(solver, calculus, n_paths=1500, levels=(3, 4, 5, 6, 7), fine=7, noise=None):
+def _gbm_errors(solver, calculus, n_paths=1500, levels=(3, 4, 5, 6, 7), fine=7, noise=None, tree=False):
     """Mean |X_N - X(T)| for geometric Brownian motion on one shared fine Brownian path."""
     g = torch.Generator().manual_seed(1234)
     noise = noise or Diagonal()
     y0 = torch.ones(n_paths, 1, dtype=DT)
-    bm = BrownianIncrements.uniform(0.0, T, 2**fine, noise.increment_shape(y0.shape), generator=g, dtype=DT,
-                                    levy_area=True)
+    if tree:
+        bm = VirtualBrownianTree(0.0, T, noise.increment_shape(y0.shape), seed=99, dtype=DT, tol=2.0**-12)
+    else:
+        bm = BrownianIncrements.uniform(0.0, T, 2**fine, noise.increment_shape(y0.shape), generator=g, dtype=DT,
+                                        levy_area=True)
     w_t = bm.increment(0.0, T)
     if calculus == "ito":
         exact = torch.exp((MU - 0.5 * SIGMA**2) * T + SIGMA * w_t)
@@ -88,6 +91,12 @@ def test_sra1_strong_order_additive():
     # and it beats Euler–Maruyama (strong order 1.0 for additive noise) on the same path
     _, errs_em = _additive_errors(EulerMaruyama(), levels=(6,), fine=10)
     assert errs[-1] < 0.2 * errs_em[0]
+
+
+def test_sri_strong_order_on_virtual_tree():
+    """The tree's space-time Lévy area makes order 1.5 available without pre-sampling."""
+    hs, errs = _gbm_errors(SRI(), "ito", n_paths=600, levels=(2, 3, 4, 5), tree=True)
+    assert abs(_slope(hs, errs) - 1.5) < 0.25, errs
 
 
 def test_reversible_heun_order_additive():

@@ -6,7 +6,6 @@ import warnings
 
 import pytest
 import torch
-from torch import nn
 
 from sciflow.data.batches import TrajectoryBatch
 from sciflow.nn.mlp import MLP

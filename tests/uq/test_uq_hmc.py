@@ -88,9 +88,10 @@ def test_hmc_predictive_and_loss_likelihood_agree_with_posterior():
     Phi = torch.cat([batch.condition, torch.ones(40, 1, dtype=torch.float64)], 1)
     pv = (Phi @ cov * Phi).sum(1) + 0.25
     assert ((pred.samples.var(0).reshape(-1) / pv) - 1).abs().mean() < 0.1
+    gibbs = HMC(model, GaussianPrior(1.0), lik, [batch])
+    gibbs.result = res
     with pytest.raises(TypeError, match="explicit Likelihood"):
-        HMC(model, GaussianPrior(1.0), lik, [batch]).__class__.predict(
-            type("H", (), {"result": res, "likelihood": lik})(), batch)
+        gibbs.predict(batch)
 
 
 def test_rhat_and_ess_on_known_chains():

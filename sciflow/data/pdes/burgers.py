@@ -93,13 +93,15 @@ def _fourier_eval(v: Tensor, n: int, period: float, x_rel: Tensor) -> Tensor:
 
 def solve_dirichlet(u0: Callable[[Tensor], Tensor], *, nu: float, domain: tuple[float, float],
                     t: Sequence[float] | Tensor, dt: float, x_out: Tensor, n_modes: int = 2048,
-                    forcing: Forcing | None = None, progress: Progress | None = None) -> Tensor:
+                    forcing: Forcing | None = None, progress: Progress | None = None,
+                    device: str | torch.device | None = None) -> Tensor:
     """Burgers with ``u(a) = u(b) = 0`` by the sine-Galerkin (odd extension) pseudo-spectral method.
 
     ``u0(x)`` maps the fine grid ``x`` ``(n_modes + 1,)`` on ``[a, b]`` to ``(batch, n_modes + 1)``
     (or ``(n_modes + 1,)``); ``forcing(t, x)`` likewise. The odd ``2(b-a)``-periodic extension is
     solved on ``2 n_modes`` points and the result is evaluated spectrally at ``x_out``.
-    Returns ``(batch, time, len(x_out))``.
+    ``device``: where the fine grid lives (``u0``/``forcing`` receive it there). Returns
+    ``(batch, time, len(x_out))``.
     """
     a, b = map(float, domain)
     if not b > a:
@@ -109,10 +111,10 @@ def solve_dirichlet(u0: Callable[[Tensor], Tensor], *, nu: float, domain: tuple[
         raise ValueError("solve_dirichlet: x_out must be a 1-D grid inside the domain")
     m = int(n_modes)
     span = b - a
-    xf = a + span * torch.arange(m + 1, dtype=torch.float64) / m
+    xf = a + span * torch.arange(m + 1, dtype=torch.float64, device=device) / m
 
     def odd_extend(values: Tensor) -> Tensor:
-        values = torch.as_tensor(values, dtype=torch.float64)
+        values = torch.as_tensor(values, dtype=torch.float64, device=xf.device)
         if values.ndim == 1:
             values = values[None]
         if values.shape[-1] != m + 1:
@@ -130,7 +132,7 @@ def solve_dirichlet(u0: Callable[[Tensor], Tensor], *, nu: float, domain: tuple[
     traj = solve_periodic(odd_extend(u0v), nu=nu, length=2 * span, t=t, dt=dt, forcing=ext_forcing, x0=a,
                           progress=progress)
     v = torch.fft.rfft(traj)
-    return _fourier_eval(v, 2 * m, 2 * span, x_out - a)
+    return _fourier_eval(v, 2 * m, 2 * span, x_out.to(v.device) - a)
 
 
 def cole_hopf_sine(x: Tensor, t: Tensor, *, nu: float = 0.01 / math.pi, n_quad: int = 300) -> Tensor:

@@ -38,6 +38,7 @@ class CausalPINN(SciflowModel):
 
     stochastic: ClassVar[bool] = False
     batch_type: ClassVar[type] = CollocationBatch
+    config_class: ClassVar[type] = Config
 
     def __init__(self, cfg: Config = Config(), problem: Problem | None = None) -> None:
         super().__init__()

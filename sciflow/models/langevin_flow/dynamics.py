@@ -13,6 +13,10 @@ the encoder (non-autonomous inputs); without it the whole rollout is one
 ``v ~ N((1-γ) v', 2γT)``), which is what reproduces the paper; BAOAB/OBABO are the consistent
 discretisations of the SDE above.
 
+:class:`LatentODEDynamics` is the latent-ODE baseline (Rubanova, Chen & Duvenaud 2019, with
+the GRU encoder above instead of the ODE-RNN): ``dz/dt = f_θ(z)`` with an MLP ``f_θ``, solved with
+the shared fixed-step RK4 (``substeps`` steps per bin of length ``dt``), direct backpropagation.
+
 :class:`GRUGenerator` is the LFADS generator without controller (Pandarinath et al. 2018): an
 autonomous GRU from ``g_0`` whose state is linearly mapped to factors.
 """
@@ -23,6 +27,8 @@ import torch
 from torch import Tensor, nn
 
 from sciflow.models.langevin_flow.potential import LatentPotential
+from sciflow.nn.mlp import MLP
+from sciflow.solvers.ode import RK4, odeint
 from sciflow.solvers.langevin import (BAOAB, OBABO, LangevinFlowEuler, LangevinScheme, LangevinState,
                                       UnderdampedLangevin, simulate_langevin)
 
@@ -92,3 +98,17 @@ class GRUGenerator(nn.Module):
             g = self.cell(zero, g)
             out.append(g)
         return self.to_factors(self.dropout(torch.stack(out, 1)))
+
+
+class LatentODEDynamics(nn.Module):
+    """``forward(z0 (B, D), n_time) -> z (B, T, D)``: deterministic latent ODE on the bin grid."""
+
+    def __init__(self, latent_dim: int, width: int = 64, *, dt: float = 0.1, substeps: int = 1) -> None:
+        super().__init__()
+        self.field = MLP(latent_dim, latent_dim, width=width, depth=2, activation_name="tanh")
+        self.dt, self.substeps = float(dt), int(substeps)
+
+    def forward(self, z0: Tensor, n_time: int) -> Tensor:
+        t = self.dt * torch.arange(n_time, device=z0.device, dtype=z0.dtype)
+        zs = odeint(lambda _t, z: self.field(z), z0, t, solver=RK4(), dt=self.dt / self.substeps)
+        return zs.transpose(0, 1)

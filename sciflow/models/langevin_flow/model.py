@@ -21,6 +21,7 @@ held-out channels and forward-prediction bins are always scored.
   (:class:`~sciflow.models.langevin_flow.dynamics.LangevinLatent`), decoder = one Transformer
   layer over ``[z_t, v_t, h_t]`` + linear readout (paper §3). The Langevin noise is part of the
   generative path (one draw per posterior sample); the KL is on the initial state only.
+* :class:`LatentODE`: ``s_0 = z_0``, ``dz/dt = f_θ(z)`` (shared RK4), linear readout.
 * :class:`GRUSequentialVAE`: ``s_0 = g_0`` of an autonomous generator GRU, linear factors and a
   linear readout (LFADS without controller inputs).
 
@@ -40,7 +41,7 @@ from torch import Tensor, nn
 from sciflow.data.batches import TrajectoryBatch
 from sciflow.models.base import LossOutput, SciflowModel
 from sciflow.models.langevin_flow.config import Config
-from sciflow.models.langevin_flow.dynamics import SCHEMES, GRUGenerator, LangevinLatent
+from sciflow.models.langevin_flow.dynamics import SCHEMES, GRUGenerator, LangevinLatent, LatentODEDynamics
 from sciflow.models.langevin_flow.likelihoods import check_counts, gaussian_nll, poisson_nll
 from sciflow.models.langevin_flow.networks import GRUEncoder, TransformerReadout
 from sciflow.models.langevin_flow.potential import CoupledOscillatorPotential, LatentPotential, MLPPotential
@@ -230,3 +231,16 @@ class GRUSequentialVAE(_SequentialVAE):
 
     def decode(self, h: Tensor, s0: Tensor, generator: torch.Generator | None = None) -> Tensor:
         return self.readout(self.generator(s0, h.shape[1]))
+
+
+class LatentODE(_SequentialVAE):
+    """Latent-ODE baseline: ``z_0 ~ q``, ``dz/dt = MLP(z)`` on the bin grid (step ``dt``, shared
+    RK4), linear readout. Uses ``latent_dim``, ``potential_width`` (the MLP width) and ``dt``."""
+
+    def __init__(self, cfg: Config) -> None:
+        super().__init__(_check_config("LatentODE", cfg), cfg.latent_dim)
+        self.dynamics = LatentODEDynamics(cfg.latent_dim, cfg.potential_width, dt=cfg.dt)
+        self.readout = nn.Linear(cfg.latent_dim, cfg.obs_dim)
+
+    def decode(self, h: Tensor, s0: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        return self.readout(self.dynamics(s0, h.shape[1]))

@@ -14,7 +14,8 @@ Two implementations share one interface (:class:`BrownianPath`):
   Every node's normal draw comes from its own counter-based key ``splitmix64(seed, level,
   index)``, so ``W(t)`` is a deterministic function of ``(seed, t)``: nothing is stored, queries
   may come in any order, and the same seed reproduces the same path (what adjoint and adaptive
-  solvers need). Below ``tol`` the path is linearly interpolated, as in torchsde's tree.
+  solvers need). Each node also carries its space-time Lévy area, so ``I_(1,0)`` is available
+  on the tree too (SRI, SRA1). Below ``tol`` the path is the conditional mean of the leaf.
 
 Times are kept as Python floats (float64) whatever the tensor dtype: a float32 clock makes
 ``t + dt`` overshoot and forces needless refinement (torchsde issue #109).
@@ -193,15 +194,30 @@ class BrownianIncrements(BrownianPath):
 class VirtualBrownianTree(BrownianPath):
     """Virtual Brownian tree on ``[t0, t1]``: O(1) memory, any query, reproducible from ``seed``.
 
+    Each node ``[a, b]`` (length ``h``) carries its increment ``W_ab`` and space-time Lévy area
+    ``H_ab = (1/h) ∫_a^b (W_u - W_a - (u - a)/h W_ab) du`` (law ``N(0, h/12)``, independent of
+    ``W_ab``). Its halves (length ``h' = h/2``) are drawn from the exact conditional law, derived
+    from ``W_ab = W_1 + W_2`` and ``H_ab = (W_1 - W_2)/4 + (H_1 + H_2)/2``:
+
+    .. math::
+        D = W_1 - W_2 = 3 H_{ab} + \\sqrt{h'/2}\\,Z_1, \\quad H_1 + H_2 = 2H_{ab} - D/2, \\quad
+        H_1 - H_2 = \\sqrt{h'/6}\\,Z_2
+
+    (marginally this is the Brownian bridge, ``Var(W(m) | W_a, W_b) = h/4``). Carrying ``H`` lets
+    the tree also answer ``I_(1,0) = ∫_s^t (W_u - W_s) du`` (``levy_area=True``), so the order-1.5
+    schemes (SRI, SRA1) run on it. Below ``tol`` the path is the conditional mean given
+    ``(W_ab, H_ab)``: linear plus ``6 H_ab s (1 - s)``, ``s = (t - a)/h``.
+
     Args:
         t0, t1: the interval.
         shape: shape of ``W(t)``, e.g. ``(batch, d)``.
         seed: integer key; the path is a deterministic function of ``(seed, t)``.
-        tol: bisection stops when the node is shorter than ``tol``; the path is linear below.
-            Default ``(t1 - t0) * 2**-20`` (at most 20 draws per query). Increments over intervals
-            much longer than ``tol`` have the exact Brownian law; over intervals within one leaf
-            their variance is reduced (linear interpolation).
+        tol: bisection stops when the node is shorter than ``tol``. Default ``(t1 - t0) * 2**-20``
+            (at most 20 draws per query). Increments over intervals much longer than ``tol`` have
+            the exact Brownian law; inside one leaf their variance is reduced.
     """
+
+    has_levy_area = True
 
     def __init__(
         self,
@@ -229,63 +245,88 @@ class VirtualBrownianTree(BrownianPath):
         self.seed = seed
         self._key = _splitmix64(seed & _MASK64)
         self._gen = torch.Generator(device=self.device)
-        self._w1 = self._normal(0, 0) * math.sqrt(t1 - t0)
+        z = self._normals(0, 0)
+        span = t1 - t0
+        self._w1 = z[0] * math.sqrt(span)
+        self._h1 = z[1] * math.sqrt(span / 12)
 
-    def _normal(self, level: int, index: int) -> Tensor:
-        # counter-based key for the node (level, index): independent of query order
+    def _normals(self, level: int, index: int) -> Tensor:
+        """Two standard normal draws ``(2, *shape)`` keyed by the node ``(level, index)``:
+        a counter-based key, so the values do not depend on the order of queries."""
         key = _splitmix64(self._key ^ _splitmix64((level << 48) ^ index))
         self._gen.manual_seed(key & ((1 << 63) - 1))
-        return torch.randn(self.shape, generator=self._gen, dtype=self.dtype, device=self.device)
+        return torch.randn((2, *self.shape), generator=self._gen, dtype=self.dtype, device=self.device)
 
-    def evaluate(self, times: Sequence[float]) -> list[Tensor]:
-        """``W(t)`` for each time (any order); shared tree nodes are drawn once per call."""
+    def _evaluate(self, times: Sequence[float]) -> tuple[list[Tensor], list[Tensor]]:
+        """``W(t)`` and ``K(t) = ∫_{t0}^t W du`` for each time; shared nodes drawn once per call."""
         times = [float(t) for t in times]
         self._check_range(sorted(times))
-        out: list[Tensor | None] = [None] * len(times)
+        n = len(times)
+        w_out: list[Tensor | None] = [None] * n
+        k_out: list[Tensor | None] = [None] * n
         zero = torch.zeros(self.shape, dtype=self.dtype, device=self.device)
+        span = self.t1 - self.t0
+        k1 = span * (0.5 * self._w1 + self._h1)
         pending = []
         for i, t in enumerate(times):
             if t <= self.t0:
-                out[i] = zero
+                w_out[i], k_out[i] = zero, zero
             elif t >= self.t1:
-                out[i] = self._w1
+                w_out[i], k_out[i] = self._w1, k1
             else:
                 pending.append((t, i))
         pending.sort()
-        # explicit stack of (a, b, Wa, Wb, level, index, points in (a, b))
-        stack = [(self.t0, self.t1, zero, self._w1, 0, 0, pending)] if pending else []
+        # explicit stack of nodes: (a, b, W(a), K(a), W_ab, H_ab, level, index, points in (a, b))
+        stack = [(self.t0, self.t1, zero, zero, self._w1, self._h1, 0, 0, pending)] if pending else []
         while stack:
-            a, b, wa, wb, level, index, pts = stack.pop()
-            if b - a <= self.tol:
+            a, b, wa, ka, wab, hab, level, index, pts = stack.pop()
+            h = b - a
+            if h <= self.tol:
                 for t, i in pts:
-                    out[i] = wa + ((t - a) / (b - a)) * (wb - wa)
+                    s = (t - a) / h
+                    w_out[i] = wa + s * wab + (6 * s * (1 - s)) * hab
+                    k_out[i] = ka + h * (s * wa + (0.5 * s * s) * wab + (6 * (0.5 * s * s - s**3 / 3)) * hab)
                 continue
-            m = 0.5 * (a + b)
-            wm = 0.5 * (wa + wb) + math.sqrt(0.25 * (b - a)) * self._normal(level + 1, index)
+            hh = 0.5 * h
+            z = self._normals(level + 1, index)
+            d = 3 * hab + math.sqrt(hh / 2) * z[0]
+            sum_h = 2 * hab - 0.5 * d
+            diff_h = math.sqrt(hh / 6) * z[1]
+            w_left, w_right = 0.5 * (wab + d), 0.5 * (wab - d)
+            h_left, h_right = 0.5 * (sum_h + diff_h), 0.5 * (sum_h - diff_h)
+            m = a + hh
+            wm = wa + w_left
+            km = ka + hh * (wa + 0.5 * w_left + h_left)
             left, right = [], []
             for t, i in pts:
                 if t == m:
-                    out[i] = wm
+                    w_out[i], k_out[i] = wm, km
                 elif t < m:
                     left.append((t, i))
                 else:
                     right.append((t, i))
             if left:
-                stack.append((a, m, wa, wm, level + 1, 2 * index, left))
+                stack.append((a, m, wa, ka, w_left, h_left, level + 1, 2 * index, left))
             if right:
-                stack.append((m, b, wm, wb, level + 1, 2 * index + 1, right))
-        return out  # type: ignore[return-value]
+                stack.append((m, b, wm, km, w_right, h_right, level + 1, 2 * index + 1, right))
+        return w_out, k_out  # type: ignore[return-value]
+
+    def evaluate(self, times: Sequence[float]) -> list[Tensor]:
+        """``W(t)`` for each time (any order)."""
+        return self._evaluate(times)[0]
 
     def increments(self, grid: Sequence[float] | Tensor, levy_area: bool = False,
-                   time_tol: float | None = None) -> Tensor:
-        if levy_area:
-            raise ValueError(
-                "VirtualBrownianTree does not provide the space-time Lévy area I_(1,0); "
-                "use BrownianIncrements(levy_area=True) for SRI/SRA1"
-            )
+                   time_tol: float | None = None):
         grid = _as_float_grid(grid)
-        w = torch.stack(self.evaluate(grid))
-        return w[1:] - w[:-1]
+        w_list, k_list = self._evaluate(grid)
+        w = torch.stack(w_list)
+        dw = w[1:] - w[:-1]
+        if not levy_area:
+            return dw
+        k = torch.stack(k_list)
+        h = torch.tensor([b - a for a, b in zip(grid[:-1], grid[1:])], dtype=self.dtype, device=self.device)
+        h = h.reshape((-1,) + (1,) * len(self.shape))
+        return dw, (k[1:] - k[:-1]) - w[:-1] * h
 
     def __repr__(self) -> str:
         return (f"VirtualBrownianTree(t0={self.t0}, t1={self.t1}, shape={tuple(self.shape)}, "

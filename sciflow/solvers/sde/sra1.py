@@ -19,7 +19,8 @@ class SRA1(SDESolver):
         y' = y + (\\tfrac13 f(t, y) + \\tfrac23 f(t + \\tfrac34 h, H_2)) h
              + g(t) I / h + g(t + h) (ΔW - I / h)
 
-    Needs a Brownian object with ``levy_area`` (:class:`BrownianIncrements(levy_area=True)`).
+    Needs a Brownian object with ``levy_area`` (``BrownianIncrements(levy_area=True)`` or
+    ``VirtualBrownianTree``).
     Two drift and two diffusion evaluations per step (one if ``g`` is constant in time and
     ``cache_constant_diffusion=True``).
     """

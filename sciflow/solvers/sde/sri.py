@@ -40,7 +40,7 @@ class SRI(SDESolver):
     with ``f_i = f(t + c^{(0)}_i h, H^{(0)}_i)``, ``g_i = g(t + c^{(1)}_i h, H^{(1)}_i)``. Every
     stage value is evaluated once: 3 drift + 4 diffusion evaluations per step (torchsde's ``srk``
     re-evaluates earlier stages inside its stage loop: 10 + 10). Needs a Brownian object with
-    ``levy_area`` (:class:`BrownianIncrements(levy_area=True)`).
+    ``levy_area`` (``BrownianIncrements(levy_area=True)`` or ``VirtualBrownianTree``).
     """
 
     calculus = "ito"
