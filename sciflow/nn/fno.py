@@ -32,7 +32,6 @@ later code does for Darcy and the time axis of FNO-3D).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
@@ -166,5 +165,3 @@ def FNO3d(in_channels: int = 1, out_channels: int = 1, modes: int = 8, width: in
     """The paper's 3-D FNO (Navier–Stokes as a space-time field: modes 8, width 20)."""
     return FNO(3, in_channels, out_channels, modes, width, **kw)
 
-
-_ = math  # math used in docstrings only
