@@ -25,7 +25,7 @@ SCALES = {
                     n_interior=512, n_chunks=16, n_initial=128, check_every=50),
     "test": Config(problem="allen_cahn", architecture="modified_mlp", width=64, depth=3, steps=1500,
                    n_interior=1024, n_chunks=32, n_initial=256, n_harmonics=2, lr=2e-3,
-                   decay_steps=1000, check_every=100, anneal=True, lambda_ic=100.0, balance=False),
+                   decay_steps=1000, check_every=100, epsilon=10.0, lambda_ic=100.0, balance=False),
     "cpu": Config(problem="allen_cahn", architecture="modified_mlp", width=64, depth=4, steps=4000,
                   n_interior=2048, n_chunks=32, n_initial=512, n_harmonics=2, lr=2e-3,
                   decay_steps=1500, check_every=100, anneal=True, lambda_ic=100.0, balance=False),

@@ -11,13 +11,18 @@ sciflow and pywt, ``periodization``. Records max abs deviation from pywt next to
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 import numpy as np
 import pywt
 import torch
 
-from _common import time_it, write_result
-from sciflow.nn.wavelets import dwtn, idwtn, subband_keys
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _common import time_it, write_result  # noqa: E402
+from sciflow.nn.wavelets import dwtn, idwtn, subband_keys  # noqa: E402
 
 
 def _ptwt():
@@ -76,7 +81,8 @@ def main() -> None:
                     lambda: idwtn(dwtn(x, wavelet, mode, dim), wavelet, mode, dim), repeats=args.repeats, device=device
                 )["median_s"]
                 row["sciflow_max_err_vs_pywt"] = max(
-                    float(np.abs(c.select(-dim - 1, i).cpu().numpy() - ref[k]).max()) for i, k in enumerate(subband_keys(dim))
+                    float(np.abs(c.select(-dim - 1, i).cpu().numpy() - ref[k]).max())
+                    for i, k in enumerate(subband_keys(dim))
                 )
                 row["speedup_sciflow_vs_pywt"] = row["pywt_s"] / row["sciflow_s"]
                 if ptwt is not None and mode == "zero":

@@ -76,18 +76,22 @@ class SpectralConv(nn.Module):
         d = len(self.modes)
         if x.ndim != d + 2 or x.shape[1] != self.in_channels:
             raise ValueError(
-                f"SpectralConv over {d} axes expects (batch, {self.in_channels}, {d} spatial axes), got {tuple(x.shape)}"
+                f"SpectralConv over {d} axes expects (batch, {self.in_channels}, {d} spatial axes), "
+                f"got {tuple(x.shape)}"
             )
         spatial = x.shape[2:]
         for j, (n, m) in enumerate(zip(spatial, self.modes)):
             if n < 2 * m:
-                raise ValueError(f"spatial axis {j} has {n} points, fewer than 2 * modes = {2 * m}; refine the grid or reduce modes")
+                raise ValueError(
+                    f"spatial axis {j} has {n} points, fewer than 2 * modes = {2 * m}; refine the grid or reduce modes"
+                )
         dims = tuple(range(-d, 0))
         x_ft = torch.fft.rfftn(x, dim=dims)
         w = torch.view_as_complex(self.weight.to(x_ft.real.dtype))
         out_ft = x_ft.new_zeros(x.shape[0], self.out_channels, *x_ft.shape[2:])
         for c, idx in enumerate(self._corners()):
-            out_ft[(slice(None), slice(None), *idx)] = torch.einsum("bi...,io...->bo...", x_ft[(slice(None), slice(None), *idx)], w[c])
+            sel = (slice(None), slice(None), *idx)
+            out_ft[sel] = torch.einsum("bi...,io...->bo...", x_ft[sel], w[c])
         return torch.fft.irfftn(out_ft, s=spatial, dim=dims)
 
 
@@ -132,7 +136,8 @@ class FNO(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if x.ndim != self.dim + 2 or x.shape[1] != self.in_channels:
             raise ValueError(
-                f"FNO(dim={self.dim}) expects (batch, {self.in_channels}, {self.dim} spatial axes), got {tuple(x.shape)}"
+                f"FNO(dim={self.dim}) expects (batch, {self.in_channels}, {self.dim} spatial axes), "
+                f"got {tuple(x.shape)}"
             )
         if self.append_grid:
             spatial = x.shape[2:]

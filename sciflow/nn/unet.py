@@ -195,10 +195,16 @@ class UNet(nn.Module):
             self.up.append(_Level(blocks, attns))
             if level > 0:
                 self.upsample.append(conv(ch, ch, 3, padding=1, padding_mode=padding_mode))
-        self.head = nn.Sequential(_norm(ch, groups), nn.SiLU(), conv(ch, out_channels, 3, padding=1, padding_mode=padding_mode))
+        self.head = nn.Sequential(
+            _norm(ch, groups), nn.SiLU(), conv(ch, out_channels, 3, padding=1, padding_mode=padding_mode)
+        )
 
     def forward(self, x: Tensor, t: Tensor | float) -> Tensor:
-        """``x`` ``(batch, in_channels, *spatial)``, ``t`` ``(batch,)`` or scalar -> ``(batch, out_channels, *spatial)``."""
+        """Noise prediction: ``x`` ``(batch, in_channels, *spatial)``, ``t`` ``(batch,)`` or scalar
+        -> ``(batch, out_channels, *spatial)``.
+
+        ``t`` may be integer DDPM steps or continuous times (the embedding is evaluated at ``t`` as given).
+        """
         if x.ndim != self.dim + 2 or x.shape[1] != self.in_channels:
             raise ValueError(
                 f"UNet(dim={self.dim}) expects x of shape (batch, {self.in_channels}, {self.dim} spatial axes), "
@@ -207,7 +213,8 @@ class UNet(nn.Module):
         factor = 2 ** (self.n_levels - 1)
         if any(n % factor for n in x.shape[2:]):
             raise ValueError(
-                f"UNet with {self.n_levels} levels needs spatial sizes divisible by {factor}, got {tuple(x.shape[2:])}; pad the input"
+                f"UNet with {self.n_levels} levels needs spatial sizes divisible by {factor}, "
+                f"got {tuple(x.shape[2:])}; pad the input"
             )
         t = torch.as_tensor(t, device=x.device)
         if t.ndim == 0:

@@ -27,9 +27,10 @@ cropped by :math:`c = L - 2` (``zero``) or folded periodically with :math:`c = L
 The n-dimensional transform is separable: the 1-D transform is applied along each of the last
 ``dim`` axes in turn. The :math:`2^{dim}` sub-bands are stacked on a new axis just before the
 transformed axes, in ``pywt.dwtn`` key order (``'aa', 'ad', 'da', 'dd'`` for ``dim = 2``: the
-first letter is the first transformed axis, ``a`` before ``d``). Every axis is transformed by one
-``conv1d`` carrying both filters as output channels, batched over all other axes, so the cost is
-:math:`O(L \cdot \text{numel})` per axis on any device with no host synchronisation.
+first letter is the first transformed axis, ``a`` before ``d``). Each axis is transformed by one
+strided ``conv{dim}d`` whose kernel is the filter along that axis and 1 along the others, with both
+filters as output channels and every other axis batched, so no axis is transposed and the cost is
+:math:`O(L \cdot \text{numel})` per axis on any device, with no host synchronisation.
 
 Used by the wavelet diffusion neural operator (Hu et al., "Wavelet Diffusion Neural Operator",
 ICLR 2025, Sec. 3.1), which transforms whole space-time trajectories and stacks the sub-bands as
@@ -144,8 +145,8 @@ def _check_mode(mode: str) -> None:
 def _check_input(x: Tensor, dim: int, what: str) -> None:
     if not isinstance(x, Tensor):
         raise TypeError(f"{what} must be a torch.Tensor, got {type(x).__name__}")
-    if not isinstance(dim, int) or dim < 1:
-        raise ValueError(f"dim must be a positive number of trailing axes, got {dim}")
+    if dim not in (1, 2, 3):
+        raise ValueError(f"dim must be 1, 2 or 3 trailing axes, got {dim}")
     if not x.is_floating_point():
         raise TypeError(f"{what} must be floating point, got {x.dtype}")
 
@@ -164,34 +165,54 @@ def dwt_max_level(length: int, wavelet: str | FilterBank) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
-# one axis (the last) of a (rows, N) tensor
+# one axis of a (rows, channels, N_1, ..., N_d) tensor, d = 1, 2, 3: an N-d convolution whose kernel
+# is 1 except along the transformed axis, so no axis is ever transposed or copied for the transform
+
+_CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+_CONV_T = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
 
 
-def _analysis_last(x: Tensor, bank: FilterBank, mode: str) -> Tensor:
-    """``(..., N) -> (..., 2, n)``: low and high band along the last axis."""
-    shape = x.shape
-    n_in = shape[-1]
+def _axis_kernel(w: Tensor, d: int, k: int) -> Tensor:
+    """``(c_out, c_in, L)`` -> ``(c_out, c_in, 1, .., L, .., 1)`` with ``L`` on spatial axis ``k``."""
+    shape = [1] * d
+    shape[k] = w.shape[-1]
+    return w.reshape(*w.shape[:2], *shape)
+
+
+def _axis_tuple(d: int, k: int, value: int, other: int) -> tuple[int, ...]:
+    out = [other] * d
+    out[k] = value
+    return tuple(out)
+
+
+def _analysis_axis(x: Tensor, bank: FilterBank, mode: str, k: int) -> Tensor:
+    """``(rows, 1, *N) -> (rows, 2, *n)``: low and high band along spatial axis ``k``."""
+    d = x.ndim - 2
     filt = bank.length
-    rows = x.reshape(-1, 1, n_in)
+    n_in = x.shape[2 + k]
     if mode == "zero":
-        rows = F.pad(rows, (filt - 2, filt - 1))
+        pad = [0] * (2 * d)
+        pad[2 * (d - 1 - k)] = filt - 2  # F.pad lists the last axis first
+        pad[2 * (d - 1 - k) + 1] = filt - 1
+        x = F.pad(x, pad)
     else:
         m = n_in + (n_in % 2)
         # periodic extension of the (even-ised) signal; an index map handles filters longer than N
         idx = torch.arange(-(filt // 2 - 1), m + filt // 2 - 1, device=x.device) % m
         idx = idx.clamp(max=n_in - 1)  # index n_in (odd N) repeats the last sample
-        rows = rows.index_select(-1, idx)
-    out = F.conv1d(rows, bank.decomposition(x), stride=2)
-    return out.reshape(*shape[:-1], 2, out.shape[-1])
+        x = x.index_select(2 + k, idx)
+    weight = _axis_kernel(bank.decomposition(x), d, k)
+    return _CONV[d](x, weight, stride=_axis_tuple(d, k, 2, 1))
 
 
-def _synthesis_last(c: Tensor, bank: FilterBank, mode: str) -> Tensor:
-    """``(..., 2, n) -> (..., N)``: inverse of :func:`_analysis_last`."""
-    shape = c.shape
-    n = shape[-1]
+def _synthesis_axis(c: Tensor, bank: FilterBank, mode: str, k: int) -> Tensor:
+    """``(rows, 2, *n) -> (rows, 1, *N)``: inverse of :func:`_analysis_axis` along spatial axis ``k``."""
+    d = c.ndim - 2
+    n = c.shape[2 + k]
     filt = bank.length
-    full = F.conv_transpose1d(c.reshape(-1, 2, n), bank.reconstruction(c), stride=2)  # (rows, 1, 2n + L - 2)
-    full = full.squeeze(1)
+    weight = _axis_kernel(bank.reconstruction(c), d, k)
+    full = _CONV_T[d](c, weight, stride=_axis_tuple(d, k, 2, 1))  # length 2n + L - 2 along axis k
+    axis = 2 + k
     if mode == "zero":
         out_len = 2 * n - filt + 2
         if out_len < 1:
@@ -199,15 +220,14 @@ def _synthesis_last(c: Tensor, bank: FilterBank, mode: str) -> Tensor:
                 f"idwt ('zero' mode): {n} coefficients are too few for wavelet {bank.name!r} "
                 f"of filter length {filt} (need >= {filt // 2})"
             )
-        out = full[:, filt - 2 : filt - 2 + out_len]
-    else:
-        period = 2 * n
-        total = full.shape[-1]
-        reps = -(-total // period)
-        full = F.pad(full, (0, reps * period - total))
-        folded = full.reshape(-1, reps, period).sum(1)
-        out = torch.roll(folded, shifts=-(filt // 2 - 1), dims=-1)
-    return out.reshape(*shape[:-2], out.shape[-1])
+        return full.narrow(axis, filt - 2, out_len)
+    period = 2 * n
+    total = full.shape[axis]
+    reps = -(-total // period)
+    pad = [0] * (2 * d)
+    pad[2 * (d - 1 - k) + 1] = reps * period - total
+    folded = F.pad(full, pad).unflatten(axis, (reps, period)).sum(axis)
+    return torch.roll(folded, shifts=-(filt // 2 - 1), dims=axis)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -235,7 +255,7 @@ def idwt(ca: Tensor, cd: Tensor, wavelet: str | FilterBank, mode: str = "periodi
 
 
 def dwtn(x: Tensor, wavelet: str | FilterBank, mode: str = "periodization", dim: int = 2) -> Tensor:
-    """One-level separable DWT over the last ``dim`` axes, sub-bands stacked as channels.
+    """One-level separable DWT over the last ``dim`` (1, 2 or 3) axes, sub-bands stacked as channels.
 
     ``x``: ``(*batch, N_1, ..., N_dim)`` -> ``(*batch, 2**dim, n_1, ..., n_dim)``; band ``i`` is
     ``pywt.dwtn(x, wavelet, mode, axes=range(-dim, 0))[subband_keys(dim)[i]]``.
@@ -245,18 +265,20 @@ def dwtn(x: Tensor, wavelet: str | FilterBank, mode: str = "periodization", dim:
     bank = _bank(wavelet)
     _check_mode(mode)
     if x.ndim < dim:
-        raise ValueError(f"dwtn over dim={dim} trailing axes needs a tensor with >= {dim} axes, got shape {tuple(x.shape)}")
+        raise ValueError(
+            f"dwtn over dim={dim} trailing axes needs a tensor with >= {dim} axes, got shape {tuple(x.shape)}"
+        )
     spatial = x.shape[x.ndim - dim :]
     for ax, n in enumerate(spatial):
         if n < 2:
-            raise ValueError(f"dwtn: transformed axis {ax - dim} has length {n}; each needs length >= 2 (shape {tuple(x.shape)})")
+            raise ValueError(
+                f"dwtn: transformed axis {ax - dim} has length {n}; each needs length >= 2 (shape {tuple(x.shape)})"
+            )
     lead = x.shape[: x.ndim - dim]
-    y = x.reshape(-1, 1, *spatial)  # (B, S, N_1..N_dim), S sub-bands so far
+    y = x.reshape(-1, 1, *spatial)  # (B * S, 1, N_1..N_dim), S sub-bands so far
     for k in range(dim):
-        axis = 2 + k
-        y = _analysis_last(y.movedim(axis, -1), bank, mode)  # (B, S, ..., 2, n_k)
-        y = y.movedim(-2, 2).movedim(-1, axis + 1)  # (B, S, 2, n_1.., n_k, ..)
-        y = y.flatten(1, 2)  # band index: old bands outer, new band inner (pywt key order)
+        y = _analysis_axis(y, bank, mode, k)  # (B * S, 2, ...): old bands outer, new band inner = pywt key order
+        y = y.reshape(-1, 1, *y.shape[2:])
     return y.reshape(*lead, 2**dim, *y.shape[2:])
 
 
@@ -275,13 +297,11 @@ def idwtn(coeffs: Tensor, wavelet: str | FilterBank, mode: str = "periodization"
             f"with the sub-bands on axis {-dim - 1}, got shape {tuple(coeffs.shape)}"
         )
     lead = coeffs.shape[: coeffs.ndim - dim - 1]
-    y = coeffs.reshape(-1, 2**dim, *coeffs.shape[coeffs.ndim - dim :])
+    y = coeffs.reshape(-1, 2, *coeffs.shape[coeffs.ndim - dim :])  # (B * S/2, [a, d] of the last axis, ...)
     for k in reversed(range(dim)):  # pywt.idwtn undoes the axes in reverse order
-        axis = 2 + k
-        s = y.shape[1] // 2
-        y = y.unflatten(1, (s, 2))  # (B, S/2, 2, n_1..)
-        y = y.movedim(2, -1).movedim(axis, -1)  # (B, S/2, ..., 2, n_k)
-        y = _synthesis_last(y, bank, mode).movedim(-1, axis)
+        y = _synthesis_axis(y, bank, mode, k)  # (B * S/2, 1, ...)
+        if k:
+            y = y.reshape(-1, 2, *y.shape[2:])
     return y.reshape(*lead, *y.shape[2:])
 
 
@@ -324,7 +344,9 @@ def waverecn(coeffs: list[Tensor], wavelet: str | FilterBank, mode: str = "perio
     in ``zero`` mode) is trimmed at the end before the next inverse step.
     """
     if len(coeffs) < 2:
-        raise ValueError(f"waverecn needs [cA, D_level, ..., D_1] with at least one detail level, got {len(coeffs)} arrays")
+        raise ValueError(
+            f"waverecn needs [cA, D_level, ..., D_1] with at least one detail level, got {len(coeffs)} arrays"
+        )
     approx = coeffs[0]
     for det in coeffs[1:]:
         if det.ndim != approx.ndim + 1 or det.shape[-dim - 1] != 2**dim - 1:
@@ -353,15 +375,14 @@ def waverecn(coeffs: list[Tensor], wavelet: str | FilterBank, mode: str = "perio
 class DWT(nn.Module):
     """One-level DWT over the last ``dim`` axes as a module (no parameters): see :func:`dwtn`.
 
-    ``(*batch, N_1..N_dim) -> (*batch, 2**dim, n_1..n_dim)``. ``dim`` is 1, 2 or 3 in WDNO use
-    (any positive value works).
+    ``(*batch, N_1..N_dim) -> (*batch, 2**dim, n_1..n_dim)``, ``dim`` in 1, 2, 3.
     """
 
     def __init__(self, wavelet: str | FilterBank, dim: int, mode: str = "periodization") -> None:
         super().__init__()
         _check_mode(mode)
-        if dim < 1:
-            raise ValueError(f"dim must be >= 1, got {dim}")
+        if dim not in (1, 2, 3):
+            raise ValueError(f"dim must be 1, 2 or 3 trailing axes, got {dim}")
         self.bank = _bank(wavelet)
         self.dim = dim
         self.mode = mode
@@ -379,8 +400,8 @@ class IDWT(nn.Module):
     def __init__(self, wavelet: str | FilterBank, dim: int, mode: str = "periodization") -> None:
         super().__init__()
         _check_mode(mode)
-        if dim < 1:
-            raise ValueError(f"dim must be >= 1, got {dim}")
+        if dim not in (1, 2, 3):
+            raise ValueError(f"dim must be 1, 2 or 3 trailing axes, got {dim}")
         self.bank = _bank(wavelet)
         self.dim = dim
         self.mode = mode

@@ -245,3 +245,28 @@ def test_gaussian_forecast_beats_climatology_crps():
     assert crps_model < 0.8 * crps_clim
     draws = model.predictive_observations(test, 4, generator=torch.Generator().manual_seed(0))
     assert draws.shape == (4, 8, 40, 3) and bool(torch.isfinite(draws).all())
+
+
+def test_plots_draw_the_given_data():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from sciflow.models.langevin_flow.plots import plot_latents_3d, plot_raster, plot_rates
+
+    g = torch.Generator().manual_seed(0)
+    lat = torch.randn(2, 9, 4, generator=g)
+    fig = plot_latents_3d(lat, dims=(0, 2, 3))
+    x, y, z = fig.axes[0].lines[1].get_data_3d()
+    for got, d in ((x, 0), (y, 2), (z, 3)):
+        assert list(got) == pytest.approx(lat[1, :, d].tolist())
+    rates = torch.rand(2, 9, 5, generator=g)
+    fig2 = plot_rates(rates, rates * 2, trial=1, neurons=(3,))
+    assert fig2.axes[0].lines[1].get_ydata().tolist() == pytest.approx((2 * rates[1, :, 3]).tolist())
+    counts = torch.poisson(rates, generator=g)
+    fig3 = plot_raster(counts, rates)
+    assert len(fig3.axes[0].collections[0].get_offsets()) == int((counts[0] > 0).sum())
+    with pytest.raises(ValueError, match="latent>=3"):
+        plot_latents_3d(lat[..., :2])
+    plt.close("all")

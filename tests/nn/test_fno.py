@@ -86,3 +86,12 @@ def test_clear_errors():
         FNO(2, 1, 1, 4, 8)(torch.randn(1, 2, 16, 16))
     with pytest.raises(ValueError, match="needs 2 modes"):
         FNO(2, 1, 1, (4, 4, 4), 8)
+
+
+@pytest.mark.gpu
+def test_cuda_matches_cpu():
+    torch.manual_seed(0)
+    net = FNO(2, 1, 1, modes=4, width=8).double()
+    x = torch.randn(2, 1, 16, 12, dtype=torch.float64)
+    ref = net(x)
+    torch.testing.assert_close(net.cuda()(x.cuda()).cpu(), ref, atol=1e-10, rtol=1e-10)

@@ -77,3 +77,13 @@ def test_clear_errors():
         UNet(4, 1, 1)
     with pytest.raises(ValueError, match="groups=8 must divide"):
         UNet(2, 1, 1, base_channels=12)
+
+
+@pytest.mark.gpu
+def test_cuda_matches_cpu():
+    torch.manual_seed(0)
+    net = _small(3).double()
+    x, t = torch.randn(2, 3, 4, 8, 8, dtype=torch.float64), torch.tensor([1.0, 400.0])
+    ref = net(x, t)
+    got = net.cuda()(x.cuda(), t.cuda())
+    torch.testing.assert_close(got.cpu(), ref, atol=1e-8, rtol=1e-8)

@@ -52,14 +52,15 @@ def test_dwtn_idwtn_match_pywt(dim, wavelet, mode, dtype):
     # perfect reconstruction (pywt also returns one extra sample on odd axes); the float64
     # bound is set by the ~12 significant digits of pywt's tabulated filters, not by this code
     crop = rec[tuple(slice(0, n) for n in x.shape)]
-    torch.testing.assert_close(crop.double(), torch.from_numpy(x), atol=1e-10 if dtype == torch.float64 else 2e-6, rtol=0)
+    atol = 1e-10 if dtype == torch.float64 else 2e-6
+    torch.testing.assert_close(crop.double(), torch.from_numpy(x), atol=atol, rtol=0)
 
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("n", [2, 3, 16, 17])
 def test_dwt_idwt_1d_match_pywt(mode, n):
     x = np.random.default_rng(n).standard_normal((4, n))
-    for wavelet in ("db2", "bior2.4"):
+    for wavelet in ("db2", "bior2.4", "db8"):  # db8: filter (16) longer than the signal
         ca_ref, cd_ref = pywt.dwt(x, wavelet, mode=mode)
         ca, cd = dwt(torch.tensor(x), wavelet, mode)
         _close(ca, ca_ref, torch.float64)
@@ -140,3 +141,14 @@ def test_clear_errors():
         wavedecn(torch.randn(2, 32), "db2", dim=1, level=9)
     with pytest.raises(ValueError, match="shapes differ"):
         idwt(torch.randn(3), torch.randn(4), "haar")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("mode", MODES)
+def test_cuda_matches_cpu(mode):
+    x = torch.randn(4, 2, 17, 32, 30, dtype=torch.float64)
+    ref = dwtn(x, "bior2.4", mode, dim=3)
+    got = dwtn(x.cuda(), "bior2.4", mode, dim=3)
+    assert got.device.type == "cuda"
+    torch.testing.assert_close(got.cpu(), ref, atol=1e-12, rtol=1e-12)
+    torch.testing.assert_close(idwtn(got, "bior2.4", mode, dim=3).cpu(), idwtn(ref, "bior2.4", mode, dim=3))
