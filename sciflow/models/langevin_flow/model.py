@@ -102,10 +102,12 @@ class _SequentialVAE(SciflowModel):
         return params.exp() if self.cfg.likelihood == "poisson" else params
 
     @property
-    def kl_beta(self) -> float:
+    def kl_beta(self) -> Tensor:
+        """``kl_weight · min(1, step / kl_ramp_steps)`` as a 0-d tensor (no host sync)."""
         ramp = self.cfg.kl_ramp_steps
-        frac = 1.0 if ramp == 0 else min(1.0, float(self.train_step) / ramp)
-        return self.cfg.kl_weight * frac
+        if ramp == 0:
+            return torch.full((), self.cfg.kl_weight, device=self.train_step.device)
+        return self.cfg.kl_weight * (self.train_step.float() / ramp).clamp(max=1.0)
 
     # ------------------------------------------------------------------ protocol
     def loss(self, batch: TrajectoryBatch) -> LossOutput:
@@ -129,8 +131,7 @@ class _SequentialVAE(SciflowModel):
         if self.training:
             self.train_step += 1
         total = nll + beta * kl
-        return LossOutput(total, {"nll": nll.detach(), "kl": kl.detach(),
-                                  "beta": torch.tensor(beta, device=x.device)})
+        return LossOutput(total, {"nll": nll.detach(), "kl": kl.detach(), "beta": beta.detach()})
 
     @torch.no_grad()
     def sample(self, batch: TrajectoryBatch, n_samples: int = 1, *,
