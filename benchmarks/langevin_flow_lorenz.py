@@ -131,8 +131,9 @@ def gaussian_task(args, device) -> None:
     write_result("langevin_flow_lorenz63_gaussian",
                  {"config": {**cfg.__dict__, "steps": steps, "scale": args.scale, "seeds": args.seeds},
                   "metrics": summary, "per_seed": per_seed,
-                  "ratios": {f"{k}_crps_over_climatology": summary[k]["crps"]["mean"] / summary["climatology"]["crps"]["mean"]
-                             for k in models}}, device=device)
+                  "ratios": {f"{k}_crps_over_climatology":
+                             summary[k]["crps"]["mean"] / summary["climatology"]["crps"]["mean"] for k in models}},
+                 device=device)
 
 
 def main() -> None:

@@ -96,7 +96,8 @@ def test_every_parameter_gets_gradient(cls, kw):
     out = model.loss(batch)
     assert torch.isfinite(out.total)
     out.total.backward()
-    missing = [n for n, p in model.named_parameters() if p.requires_grad and (p.grad is None or not bool(p.grad.abs().sum() > 0))]
+    missing = [n for n, p in model.named_parameters()
+               if p.requires_grad and (p.grad is None or not bool(p.grad.abs().sum() > 0))]
     assert not missing, missing
 
 

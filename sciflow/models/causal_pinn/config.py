@@ -33,7 +33,9 @@ class Config:
         n_interior (multiple of n_chunks), n_initial, n_boundary: points per step (resampled).
         check_every: how often (steps) min w is read back for the stage test and logs.
         time_windows: time-marching windows (each initialised from the previous prediction).
-    Numerics: derivative_engine (``taylor``/``autograd``/``jvp``/``vmap_hessian``), dtype, seed.
+    Numerics: derivative_engine (``auto``: Taylor mode for orders >= 3, nested autograd below —
+        the faster of the two as measured; or ``taylor``/``autograd``/``jvp``/``vmap_hessian``),
+        dtype, seed.
     """
 
     problem: str = "burgers"
@@ -74,7 +76,7 @@ class Config:
     time_windows: int = 1
     warm_start: bool = True
 
-    derivative_engine: str = "taylor"
+    derivative_engine: str = "auto"
     dtype: str = "float32"
     seed: int = 0
 

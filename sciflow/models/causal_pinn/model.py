@@ -53,9 +53,15 @@ class CausalPINN(SciflowModel):
             # e.g. Burgers: the same solution posed with its Dirichlet data on every boundary
             problem = replace(problem, periodic=tuple(False for _ in problem.periodic))
         self.problem = problem
-        if cfg.derivative_engine not in ENGINES:
-            raise ValueError(f"unknown derivative_engine {cfg.derivative_engine!r}; known: {sorted(ENGINES)}")
-        self.engine = ENGINES[cfg.derivative_engine]()
+        engine = cfg.derivative_engine
+        if engine == "auto":
+            # measured (benchmarks/pinn_throughput.py, README of this package): Taylor mode is
+            # ~3.4x faster than nested autograd for the KS 4th derivative and on par (0.6-1.0x)
+            # for second-order problems, where nested autograd is kept
+            engine = "taylor" if max(o for _, o in problem.derivatives) >= 3 else "autograd"
+        if engine not in ENGINES:
+            raise ValueError(f"unknown derivative_engine {engine!r}; known: {sorted(ENGINES)} or 'auto'")
+        self.engine = ENGINES[engine]()
         g = torch.Generator().manual_seed(cfg.seed)
         self.net = make_network(cfg, self.problem, generator=g,
                                 hard_ic=None if self.problem.hard_ic is None

@@ -32,7 +32,6 @@ uses torch's global stream, which :func:`sciflow.training.fit` seeds; :meth:`sam
 
 from __future__ import annotations
 
-import math
 from typing import ClassVar
 
 import torch

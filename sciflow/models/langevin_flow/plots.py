@@ -42,7 +42,8 @@ def plot_rates(pred: Tensor, true: Tensor, *, trial: int = 0, neurons: Sequence[
     import matplotlib.pyplot as plt
 
     if pred.shape != true.shape or pred.ndim != 3:
-        raise ValueError(f"pred and true must both be (trial, time, neuron), got {tuple(pred.shape)}, {tuple(true.shape)}")
+        raise ValueError(f"pred and true must both be (trial, time, neuron), got {tuple(pred.shape)}, "
+                         f"{tuple(true.shape)}")
     fig, axes = plt.subplots(len(neurons), 1, figsize=(6, 1.4 * len(neurons)), sharex=True, squeeze=False)
     t = [i * bin_width for i in range(pred.shape[1])]
     for ax, n in zip(axes[:, 0], neurons):
