@@ -127,6 +127,12 @@ _API: dict[str, str] = {
     "CausalPINN": "sciflow.models.causal_pinn",
     "MetaFlowMatching": "sciflow.models.meta_flow_matching",
     "NeuralODE": "sciflow.models.neural_ode",
+    "LangevinFlow": "sciflow.models.langevin_flow",
+    "BatchLoader": "sciflow.training",
+    "Callback": "sciflow.training",
+    "load_experiment": "sciflow.config",
+    "ExperimentConfig": "sciflow.config",
+    "ConfigError": "sciflow.config",
 }
 
 __all__ = ["__version__", *sorted(_API)]

@@ -41,7 +41,16 @@ class _Batch:
                 v = v.to(device, dtype=dtype if (dtype is not None and v.is_floating_point()) else None,
                          non_blocking=True)
             out[k] = v
-        return type(self)(**out)
+        return self._unchecked(out)
+
+    def _unchecked(self: B, fields: dict[str, Any]) -> B:
+        """A batch with ``fields`` built without re-validation: moving or slicing a valid batch
+        keeps it valid, and skipping the checks avoids host syncs on accelerators."""
+        new = object.__new__(type(self))
+        for k, v in fields.items():
+            object.__setattr__(new, k, v)
+        object.__setattr__(new, "_batched", self._batched)
+        return new
 
     @property
     def batch_size(self) -> int:
@@ -55,7 +64,7 @@ class _Batch:
         out = {}
         for k, v in self._tensors().items():
             out[k] = v[idx] if (k in self._batched and isinstance(v, Tensor)) else v
-        return type(self)(**out)
+        return self._unchecked(out)
 
     @classmethod
     def collate(cls: type[B], items: Sequence[B]) -> B:

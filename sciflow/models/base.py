@@ -43,10 +43,13 @@ class SciflowModel(nn.Module, abc.ABC):
       VAEs). Deterministic models return ``n_samples`` copies of their point prediction, so UQ
       wrappers (ensembles, MC dropout, conformal) can treat every model alike.
     - ``batch_type``: the batch dataclass ``loss``/``sample`` accept.
+    - ``config_class``: the family's frozen ``Config`` dataclass; ``cls(config_class(...))``
+      builds the model (what configs and the CLI rely on).
     """
 
     stochastic: ClassVar[bool] = False
     batch_type: ClassVar[type] = object
+    config_class: ClassVar[type] = object
 
     @abc.abstractmethod
     def loss(self, batch: Any) -> LossOutput:
