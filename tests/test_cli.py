@@ -89,7 +89,6 @@ def test_windows_cut_trajectories() -> None:
     assert w.times.shape == (6, 3) and torch.equal(w.times[1], torch.tensor([3.0, 4.0, 8.0]))
 
 
-@pytest.mark.slow
 def test_demo_quick_end_to_end(tmp_path: Path) -> None:
     assert main(["demo", "--quick", "--out", str(tmp_path / "demo"), "--no-progress"]) == 0
     m = json.loads((tmp_path / "demo" / "metrics.json").read_text())
@@ -103,7 +102,6 @@ def test_parser_builds() -> None:
     assert build_parser().prog == "sciflow"
 
 
-@pytest.mark.slow
 def test_every_uq_method_through_the_cli(tmp_path: Path) -> None:
     torch.set_num_threads(1)
     run = tmp_path / "ens"

@@ -48,7 +48,6 @@ def test_spectral_convergence_in_resolution_regular():
     assert errs[0] / errs[1] > 20 and errs[1] / errs[2] > 20, errs
 
 
-@pytest.mark.slow
 def test_spectral_convergence_in_resolution_chaotic():
     errs = _resolution_errors("chaotic", (128, 192, 256), 512, 1.0)
     assert errs[0] > 10 * errs[1] > 100 * errs[2], errs

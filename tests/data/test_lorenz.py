@@ -72,7 +72,6 @@ def test_lorenz96_matches_scipy_and_energy_budget():
     assert np.abs(lorenz.lorenz96_rhs(torch.from_numpy(x[0, :1])).numpy() - _l96(0, x[0, 0])).max() < 1e-12
 
 
-@pytest.mark.slow
 def test_lorenz96_climatology_k40_f8():
     """Lorenz & Emanuel (1998): K = 40, F = 8 has site mean ≈ 2.35, std ≈ 3.6."""
     ds = lorenz.generate_lorenz96(8, n_time=400, dt=0.05, spinup=10.0, seed=0, rtol=1e-6, atol=1e-6)

@@ -81,7 +81,6 @@ def test_dense_output_elementwise_path_matches(solver):
     torch.testing.assert_close(a, b, rtol=1e-13, atol=1e-13)
 
 
-@pytest.mark.slow
 def test_compiled_attempt_matches_eager():
     """compile=True fuses the attempt with torch.compile; same steps, same answer (slow: compiles)."""
     g = torch.Generator().manual_seed(5)

@@ -51,7 +51,6 @@ def test_sigkill_then_resume_equals_uninterrupted_adam(tmp_path: Path) -> None:
     _check_kill_resume(tmp_path, "adam")
 
 
-@pytest.mark.slow
 def test_sigkill_then_resume_equals_uninterrupted_lbfgs(tmp_path: Path) -> None:
     _check_kill_resume(tmp_path, "lbfgs")
 

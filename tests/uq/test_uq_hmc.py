@@ -142,7 +142,6 @@ def test_hmc_input_errors():
         GaussianLikelihood(0.0)
 
 
-@pytest.mark.slow
 def test_nuts_matches_conjugate_posterior():
     from sciflow.uq.nuts import NUTS
 
