@@ -13,6 +13,7 @@ families ship their own scripts and benchmarks until they declare a data pipelin
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 import time
@@ -336,7 +337,24 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise ConfigError(f"unknown dataset {args.name!r}; allowed values: {sorted(gens)}")
     params = parse_overrides(args.params)
     t0 = time.perf_counter()
-    ds = gens[args.name](n=args.n, seed=args.seed, **params)
+    gen = gens[args.name]
+    bar = None
+    if "progress" in inspect.signature(gen).parameters and not args.no_progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(desc=f"generate {args.name}", unit="step", dynamic_ncols=True)
+
+        def _progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+
+        params["progress"] = _progress
+    try:
+        ds = gen(n=args.n, seed=args.seed, **params)
+    finally:
+        if bar is not None:
+            bar.close()
     from sciflow.data.io import write
 
     path = write(ds, args.out)
@@ -395,6 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--n", type=int, default=32, help="number of samples (default 32)")
     s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     s.add_argument("--out", required=True, help="output path: .nc/.h5 (NetCDF4) or .zarr")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.add_argument("params", nargs="*", help="generator keyword arguments as key=value")
     s.set_defaults(fn=cmd_generate)
 

@@ -9,8 +9,10 @@ import torch
 from torch import Tensor
 
 from sciflow.solvers._checks import check_term_kind
+from sciflow.solvers.ode.controller import PIController
+from sciflow.solvers.sde.adaptive import check_adaptive, integrate_adaptive_sde
 from sciflow.solvers.sde.base import SDESolver
-from sciflow.solvers.sde.brownian import BrownianIncrements, BrownianPath, _as_float_grid
+from sciflow.solvers.sde.brownian import BrownianIncrements, BrownianPath, VirtualBrownianTree, _as_float_grid
 from sciflow.solvers.sde.euler_maruyama import EulerMaruyama
 from sciflow.solvers.sde.noise import NoiseType
 from sciflow.solvers.sde.term import SDETerm, VectorField
@@ -58,6 +60,8 @@ def sdeint(
     dt: float | None = None,
     brownian: BrownianPath | None = None,
     generator: torch.Generator | None = None,
+    controller: PIController | None = None,
+    stats: dict | None = None,
 ) -> Tensor:
     """Solve ``dy = drift(t, y) dt + diffusion(t, y) ⊙ dW`` and return ``y`` at the times ``t``.
 
@@ -73,7 +77,15 @@ def sdeint(
             ``None`` steps from save time to save time.
         brownian: a :class:`BrownianPath` of shape ``noise.increment_shape(y0.shape)`` covering
             the step grid; default: increments pre-sampled on the step grid from ``generator``.
-        generator: random source for the default Brownian increments.
+        generator: random source for the default Brownian increments (or, with ``controller``,
+            for the default tree's seed).
+        controller: a :class:`~sciflow.solvers.ode.controller.PIController` for adaptive steps
+            (see :mod:`sciflow.solvers.sde.adaptive`): needs ``brownian`` to be a
+            :class:`VirtualBrownianTree` (default: one on ``[t[0], t[-1]]`` seeded from
+            ``generator``) and a solver with an embedded estimate (``Milstein``,
+            ``StratonovichHeun``, ``SRI``, ``SRA1``). First step ``controller.dt0``, else ``dt``,
+            else ``(t[-1] - t[0]) / 64``.
+        stats: optional dict; adaptive solves write ``n_accepted``, ``n_rejected``, ``step_sizes``.
 
     Returns:
         ``(time, *batch, *state)``. Raises if the state became non-finite, naming the first
@@ -92,6 +104,8 @@ def sdeint(
     solver.check_noise(term.noise)
     _check_y0(y0)
     save = _as_float_grid(t, "t")
+    if controller is not None:
+        return _sdeint_adaptive(term, solver, y0, save, dt, brownian, generator, controller, stats)
     grid, where = step_grid(save, dt)
     n = len(grid) - 1
     inc_shape = term.noise.increment_shape(y0.shape)
@@ -132,6 +146,35 @@ def sdeint(
             out.append(y)
             k += 1
     ys = torch.stack(out)
+    _check_finite(ys, save)
+    return ys
+
+
+def _sdeint_adaptive(term: SDETerm, solver: SDESolver, y0: Tensor, save: list[float], dt: float | None,
+                     brownian: BrownianPath | None, generator: torch.Generator | None,
+                     controller: PIController, stats: dict | None) -> Tensor:
+    if not isinstance(controller, PIController):
+        raise TypeError(f"controller must be a PIController, got {controller!r}")
+    check_adaptive(solver, term, brownian)
+    inc_shape = term.noise.increment_shape(y0.shape)
+    if brownian is None:
+        seed = int(torch.randint(0, 2**62, (), generator=generator))
+        brownian = VirtualBrownianTree(save[0], save[-1], inc_shape, seed=seed, dtype=y0.dtype, device=y0.device)
+    if brownian.shape != inc_shape:
+        raise ValueError(
+            f"brownian has shape {tuple(brownian.shape)} but {term.noise!r} noise on a state of shape "
+            f"{tuple(y0.shape)} needs increments of shape {tuple(inc_shape)}")
+    with torch.no_grad():
+        term.noise.check(term.g(torch.tensor(save[0], dtype=y0.dtype, device=y0.device), y0), y0)
+    if controller.dt0 is not None:
+        dt0 = controller.dt0
+    elif dt is not None:
+        if not (isinstance(dt, (int, float)) and math.isfinite(dt) and dt > 0):
+            raise ValueError(f"dt must be a positive finite number, got {dt!r}")
+        dt0 = dt
+    else:
+        dt0 = (save[-1] - save[0]) / 64
+    ys = integrate_adaptive_sde(term, solver, y0, save, controller, brownian, dt0, stats)
     _check_finite(ys, save)
     return ys
 
