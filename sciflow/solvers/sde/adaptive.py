@@ -161,10 +161,11 @@ def integrate_adaptive_sde(term: SDETerm, solver: SDESolver, y0: Tensor, save: l
             if clipped:
                 out.append(y)
                 nxt += 1
+            # a step shortened to land on a save time says nothing against the longer proposal
+            h = max(hh * factor, h) if clipped else hh * factor
         else:
-            factor = min(factor, 1.0)
             n_rej += 1
-        h = hh * factor
+            h = hh * min(factor, 1.0)
     if stats is not None:
         stats.update(n_accepted=n_acc, n_rejected=n_rej, step_sizes=hs)
     return torch.stack(out)

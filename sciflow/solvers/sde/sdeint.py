@@ -15,6 +15,7 @@ from sciflow.solvers.sde.base import SDESolver
 from sciflow.solvers.sde.brownian import BrownianIncrements, BrownianPath, VirtualBrownianTree, _as_float_grid
 from sciflow.solvers.sde.euler_maruyama import EulerMaruyama
 from sciflow.solvers.sde.noise import NoiseType
+from sciflow.solvers.sde.per_sample import integrate_per_sample
 from sciflow.solvers.sde.term import SDETerm, VectorField
 from sciflow.solvers.sde.torchsde_backend import TorchSDE
 
@@ -61,14 +62,18 @@ def sdeint(
     brownian: BrownianPath | None = None,
     generator: torch.Generator | None = None,
     controller: PIController | None = None,
-    stats: dict | None = None,
-) -> Tensor:
+    return_stats: bool = False,
+):
     """Solve ``dy = drift(t, y) dt + diffusion(t, y) ⊙ dW`` and return ``y`` at the times ``t``.
 
     Args:
         drift, diffusion: ``f(t, y)``, ``g(t, y)`` with ``t`` a 0-d tensor; shapes per ``noise``.
         y0: initial state ``(*batch, *state)``.
-        t: save times ``(time,)``, strictly increasing; ``t[0]`` is the initial time.
+        t: save times ``(time,)``, strictly increasing; ``t[0]`` is the initial time. Or
+            per-sample grids ``(*batch, time)`` (fixed steps only; see
+            :mod:`sciflow.solvers.sde.per_sample`): the fields then get ``t`` shaped
+            ``(*batch, 1, ..., 1)``, ``brownian`` lives on the normalised clock ``[0, time - 1]``,
+            and ``dt`` bounds every sample's step.
         noise: a :class:`~sciflow.solvers.sde.noise.NoiseType` (default ``Diagonal()``).
         solver: an :class:`SDESolver` (default :class:`EulerMaruyama`; also ``Milstein``,
             ``StratonovichHeun``, ``SRI``, ``SRA1``, ``ReversibleHeun``) or a :class:`TorchSDE`
@@ -85,13 +90,17 @@ def sdeint(
             ``generator``) and a solver with an embedded estimate (``Milstein``,
             ``StratonovichHeun``, ``SRI``, ``SRA1``). First step ``controller.dt0``, else ``dt``,
             else ``(t[-1] - t[0]) / 64``.
-        stats: optional dict; adaptive solves write ``n_accepted``, ``n_rejected``, ``step_sizes``.
+        return_stats: also return a dict of work counters (as ``odeint``): ``n_steps`` for fixed
+            steps; ``n_accepted``, ``n_rejected``, ``step_sizes`` (accepted, floats) for adaptive.
 
     Returns:
         ``(time, *batch, *state)``. Raises if the state became non-finite, naming the first
         save time at which it did (checked once, after the solve: no host sync per step).
     """
     if isinstance(solver, TorchSDE):
+        if controller is not None:
+            raise ValueError("controller= is for sciflow's SDE solvers; for torchsde's adaptive stepping "
+                             "use TorchSDE(method, adaptive=True, rtol=..., atol=...)")
         _check_y0(y0)
         save = _as_float_grid(t, "t")
         return solver.integrate(SDETerm(drift, diffusion, noise), y0, save, dt=dt, brownian=brownian,
@@ -103,9 +112,17 @@ def sdeint(
         raise TypeError(f"sdeint needs an SDESolver (EulerMaruyama, Milstein, SRI, ...) or TorchSDE, got {solver!r}")
     solver.check_noise(term.noise)
     _check_y0(y0)
+    if isinstance(t, Tensor) and t.ndim > 1:
+        if controller is not None:
+            raise ValueError("per-sample time grids t: (*batch, time) are supported for fixed steps only; "
+                             "pass controller=None, or solve with a shared 1-D t")
+        ys, n_steps = integrate_per_sample(term, solver, y0, t, dt, brownian, generator)
+        return (ys, {"n_steps": n_steps}) if return_stats else ys
     save = _as_float_grid(t, "t")
     if controller is not None:
-        return _sdeint_adaptive(term, solver, y0, save, dt, brownian, generator, controller, stats)
+        stats: dict = {}
+        ys = _sdeint_adaptive(term, solver, y0, save, dt, brownian, generator, controller, stats)
+        return (ys, stats) if return_stats else ys
     grid, where = step_grid(save, dt)
     n = len(grid) - 1
     inc_shape = term.noise.increment_shape(y0.shape)
@@ -147,12 +164,12 @@ def sdeint(
             k += 1
     ys = torch.stack(out)
     _check_finite(ys, save)
-    return ys
+    return (ys, {"n_steps": n}) if return_stats else ys
 
 
 def _sdeint_adaptive(term: SDETerm, solver: SDESolver, y0: Tensor, save: list[float], dt: float | None,
                      brownian: BrownianPath | None, generator: torch.Generator | None,
-                     controller: PIController, stats: dict | None) -> Tensor:
+                     controller: PIController, stats: dict) -> Tensor:
     if not isinstance(controller, PIController):
         raise TypeError(f"controller must be a PIController, got {controller!r}")
     check_adaptive(solver, term, brownian)
