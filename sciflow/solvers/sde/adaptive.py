@@ -161,8 +161,9 @@ def integrate_adaptive_sde(term: SDETerm, solver: SDESolver, y0: Tensor, save: l
             if clipped:
                 out.append(y)
                 nxt += 1
-            # a step shortened to land on a save time says nothing against the longer proposal
-            h = max(hh * factor, h) if clipped else hh * factor
+            # a step shortened to land on a save time, accepted with room to spare, says nothing
+            # against the longer step proposed before the clip: keep that one
+            h = max(hh * factor, h) if clipped and factor >= 1.0 else hh * factor
         else:
             n_rej += 1
             h = hh * min(factor, 1.0)

@@ -103,8 +103,9 @@ def sdeint(
                              "use TorchSDE(method, adaptive=True, rtol=..., atol=...)")
         _check_y0(y0)
         save = _as_float_grid(t, "t")
-        return solver.integrate(SDETerm(drift, diffusion, noise), y0, save, dt=dt, brownian=brownian,
-                                generator=generator)
+        ys = solver.integrate(SDETerm(drift, diffusion, noise), y0, save, dt=dt, brownian=brownian,
+                              generator=generator)
+        return (ys, {}) if return_stats else ys  # torchsde reports no work counters
     solver = EulerMaruyama() if solver is None else solver
     term = SDETerm(drift, diffusion, noise)
     check_term_kind(term, solver)  # an ODE solver handed an SDE raises here, naming both
