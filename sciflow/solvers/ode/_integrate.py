@@ -8,7 +8,8 @@ increasing ones by the caller with ``s = -t``).
 Adaptive loop (masked batched stepping): every iteration attempts one step on every unfinished
 trajectory, accepts or rejects it per trajectory with ``torch.where`` (no data-dependent Python
 control flow), writes dense output for the save times that fall inside accepted steps, and does
-a single host sync — the "all done / step underflow?" flags. Dense output looks at a window of
+a single host sync — the "all done / step underflow?" flags (compiled: once per chunk of
+attempts, see :func:`_make_chunk`). Dense output looks at a window of
 the next ``window`` save times per trajectory; a step is shortened only if it would contain more
 than ``window`` of them, so saving never costs evaluations in the usual case.
 """
@@ -188,7 +189,47 @@ def _make_attempt(f: Callable, solver: ExplicitRungeKutta, ctrl: PIController, T
     return attempt
 
 
+def _make_chunk(attempt: Callable, n: int):
+    """``n`` masked attempts in a row as one pure tensor function (compiled as one graph).
+
+    Per-call costs of a compiled region (guard evaluation, wrapper, output allocation, the host
+    sync on the flags, the dense-output scatter) are paid once per ``n`` attempts instead of once
+    per attempt. Semantics equal ``n`` single attempts with the host check after each: once the
+    flags say "all done" or "step underflow", or ``budget`` attempts (the ``max_steps`` left) have
+    been made, the remaining attempts of the chunk run with every trajectory masked as done — a
+    masked attempt changes nothing (no accepted step, same ``h``, no dense-output write) — and are
+    not counted. Returns the state, accepted steps ``(B,)``, the dense-output writes of all
+    ``n`` attempts ``(B, n Kw)``/``(B, n Kw, S)`` and ``[all done, any underflow, attempts made]``.
+    """
+
+    def chunk(t, y, h, k1, r_prev, idx, done, ts, t_end, budget):
+        n_acc = torch.zeros_like(idx)
+        made = torch.zeros_like(budget)
+        stop = torch.zeros((), dtype=torch.bool, device=t.device)
+        where_tos, valss = [], []
+        flags = None
+        for j in range(n):
+            live = ~stop & (budget > j)
+            t, y, h, k1, r_prev, idx, done, accept, where_to, vals, flags = attempt(
+                t, y, h, k1, r_prev, idx, done | ~live, ts, t_end)
+            n_acc = n_acc + accept
+            made = made + live
+            stop = stop | flags[0] | flags[1]
+            where_tos.append(where_to)
+            valss.append(vals)
+        info = torch.stack([flags[0].long(), flags[1].long(), made])
+        return t, y, h, k1, r_prev, idx, done, n_acc, torch.cat(where_tos, 1), torch.cat(valss, 1), info
+
+    return chunk
+
+
 _COMPILED: dict = {}
+
+
+# attempts per compiled call (compile=True). Measured on 512 batched Lorenz trajectories, Tsit5,
+# 1 CPU thread: 4 attempts per call take 0.57x (one error norm) / 0.72x (per trajectory) the time
+# of 1; 8 gain little more (0.68x) while compile time grows about linearly with the chunk.
+_CHUNK = 4
 
 
 def _compiled_attempt(key, build):
@@ -206,8 +247,10 @@ def integrate_adaptive(f: FlatField, solver: ExplicitRungeKutta, y0: Tensor, ts:
                        compile: bool = False) -> tuple[Tensor, Tensor]:
     """Adaptive steps with per-row error control; returns ``(ys (T, B, S), last step h (B,))``.
 
-    ``compile=True`` compiles one whole attempt (all stages, error norm, controller, dense output)
-    with ``torch.compile`` — the vector field must be traceable; compiled once per field object,
+    ``compile=True`` compiles a chunk of ``_CHUNK`` whole attempts (all stages, error norm,
+    controller, dense output; :func:`_make_chunk`) as one ``torch.compile`` graph, with the host
+    check "all done / underflow / max_steps" once per chunk — same accepted steps, counters and
+    errors as the eager loop. The vector field must be traceable; compiled once per field object,
     solver, controller and shape.
     """
     B, T = ts.shape
@@ -228,9 +271,12 @@ def integrate_adaptive(f: FlatField, solver: ExplicitRungeKutta, y0: Tensor, ts:
     Kw = max(1, min(window, T - 1))
     coef = solver.interp_coefficients(dt_, dev)
     raw = f.raw
+    n_chunk = _CHUNK if compile else 1
     if compile:
-        key = (f.f, f.y_shape, f.shared_clock, f.direction, type(solver), ctrl, Kw, B, T, dt_, dev)
-        attempt = _compiled_attempt(key, lambda: _make_attempt(raw, solver, ctrl, T, Kw, coef, elementwise=True))
+        key = (f.f, f.y_shape, f.shared_clock, f.direction, type(solver), ctrl, Kw, B, T, dt_, dev, n_chunk)
+        chunk = _compiled_attempt(key, lambda: _make_chunk(
+            _make_attempt(raw, solver, ctrl, T, Kw, coef, elementwise=True), n_chunk))
+        budget = torch.zeros((), dtype=torch.long, device=dev)
     else:
         attempt = _make_attempt(raw, solver, ctrl, T, Kw, coef)
     nfe_per_attempt = solver.stages - 1 + (0 if solver.fsal else 1)
@@ -247,16 +293,22 @@ def integrate_adaptive(f: FlatField, solver: ExplicitRungeKutta, y0: Tensor, ts:
     ts = ts.contiguous()
     steps = 0
     while True:
-        t, y, h, k1, r_prev, idx, done, accept, where_to, vals, flags = attempt(
-            t, y, h, k1, r_prev, idx, done, ts, t_end)
+        if compile:
+            budget.fill_(ctrl.max_steps - steps)
+            t, y, h, k1, r_prev, idx, done, accept, where_to, vals, info = chunk(
+                t, y, h, k1, r_prev, idx, done, ts, t_end, budget)
+            all_done, any_underflow, made = info.tolist()
+        else:
+            t, y, h, k1, r_prev, idx, done, accept, where_to, vals, flags = attempt(
+                t, y, h, k1, r_prev, idx, done, ts, t_end)
+            (all_done, any_underflow), made = flags.tolist(), 1
         if track_graph:
             rec_idx.append(where_to)
             rec_val.append(vals)
         else:
-            out.scatter_(1, where_to.unsqueeze(-1).expand(B, Kw, S), vals)
+            out.scatter_(1, where_to.unsqueeze(-1).expand(B, where_to.shape[1], S), vals)
         n_acc = n_acc + accept
-        steps += 1
-        all_done, any_underflow = flags.tolist()
+        steps += made
         if all_done:
             break
         if any_underflow:
