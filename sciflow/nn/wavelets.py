@@ -372,42 +372,35 @@ def waverecn(coeffs: list[Tensor], wavelet: str | FilterBank, mode: str = "perio
 # modules
 
 
-class DWT(nn.Module):
+class _WaveletModule(nn.Module):
+    """Shared set-up of :class:`DWT` / :class:`IDWT`: a filter bank, the number of trailing axes
+    and the boundary mode (no parameters)."""
+
+    def __init__(self, wavelet: str | FilterBank, dim: int, mode: str = "periodization") -> None:
+        super().__init__()
+        _check_mode(mode)
+        if dim not in (1, 2, 3):
+            raise ValueError(f"dim must be 1, 2 or 3 trailing axes, got {dim}")
+        self.bank = _bank(wavelet)
+        self.dim = dim
+        self.mode = mode
+
+    def extra_repr(self) -> str:
+        return f"wavelet={self.bank.name!r}, dim={self.dim}, mode={self.mode!r}"
+
+
+class DWT(_WaveletModule):
     """One-level DWT over the last ``dim`` axes as a module (no parameters): see :func:`dwtn`.
 
     ``(*batch, N_1..N_dim) -> (*batch, 2**dim, n_1..n_dim)``, ``dim`` in 1, 2, 3.
     """
 
-    def __init__(self, wavelet: str | FilterBank, dim: int, mode: str = "periodization") -> None:
-        super().__init__()
-        _check_mode(mode)
-        if dim not in (1, 2, 3):
-            raise ValueError(f"dim must be 1, 2 or 3 trailing axes, got {dim}")
-        self.bank = _bank(wavelet)
-        self.dim = dim
-        self.mode = mode
-
     def forward(self, x: Tensor) -> Tensor:
         return dwtn(x, self.bank, self.mode, self.dim)
 
-    def extra_repr(self) -> str:
-        return f"wavelet={self.bank.name!r}, dim={self.dim}, mode={self.mode!r}"
 
-
-class IDWT(nn.Module):
+class IDWT(_WaveletModule):
     """Inverse of :class:`DWT`: ``(*batch, 2**dim, n_1..n_dim) -> (*batch, N_1..N_dim)``."""
-
-    def __init__(self, wavelet: str | FilterBank, dim: int, mode: str = "periodization") -> None:
-        super().__init__()
-        _check_mode(mode)
-        if dim not in (1, 2, 3):
-            raise ValueError(f"dim must be 1, 2 or 3 trailing axes, got {dim}")
-        self.bank = _bank(wavelet)
-        self.dim = dim
-        self.mode = mode
 
     def forward(self, coeffs: Tensor) -> Tensor:
         return idwtn(coeffs, self.bank, self.mode, self.dim)
-
-    def extra_repr(self) -> str:
-        return f"wavelet={self.bank.name!r}, dim={self.dim}, mode={self.mode!r}"

@@ -331,3 +331,19 @@ class VirtualBrownianTree(BrownianPath):
     def __repr__(self) -> str:
         return (f"VirtualBrownianTree(t0={self.t0}, t1={self.t1}, shape={tuple(self.shape)}, "
                 f"seed={self.seed}, tol={self.tol})")
+
+
+def check_brownian(brownian: BrownianPath, inc_shape: tuple[int, ...], noise: object,
+                   y_shape: tuple[int, ...]) -> BrownianPath:
+    """Check a user-supplied Brownian object against the increments a solve needs; returns it.
+
+    Raises ``TypeError`` for anything that is not a :class:`BrownianPath` and ``ValueError``
+    naming both shapes when the noise type on a state of ``y_shape`` needs other increments.
+    """
+    if not isinstance(brownian, BrownianPath):
+        raise TypeError(f"brownian must be a BrownianPath (BrownianIncrements, VirtualBrownianTree), got {brownian!r}")
+    if tuple(brownian.shape) != tuple(inc_shape):
+        raise ValueError(
+            f"brownian has shape {tuple(brownian.shape)} but {noise!r} noise on a state of shape "
+            f"{tuple(y_shape)} needs increments of shape {tuple(inc_shape)}")
+    return brownian

@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 
 from sciflow.solvers.sde.base import SDESolver
-from sciflow.solvers.sde.brownian import BrownianIncrements, BrownianPath
+from sciflow.solvers.sde.brownian import BrownianIncrements, BrownianPath, check_brownian
 from sciflow.solvers.sde.term import SDETerm
 
 __all__ = ["check_time_grid", "integrate_per_sample"]
@@ -120,12 +120,8 @@ def integrate_per_sample(term: SDETerm, solver: SDESolver, y0: Tensor, t: Tensor
     if brownian is None:
         brownian = BrownianIncrements(grid, inc_shape, generator=generator, dtype=y0.dtype, device=y0.device,
                                       levy_area=solver.needs_levy_area)
-    elif not isinstance(brownian, BrownianPath):
-        raise TypeError(f"brownian must be a BrownianPath (BrownianIncrements, VirtualBrownianTree), got {brownian!r}")
-    if brownian.shape != inc_shape:
-        raise ValueError(
-            f"brownian has shape {tuple(brownian.shape)} but {term.noise!r} noise on a state of shape "
-            f"{tuple(y0.shape)} needs increments of shape {tuple(inc_shape)}")
+    else:
+        check_brownian(brownian, inc_shape, term.noise, y0.shape)
     if solver.needs_levy_area:
         dws, i10s = brownian.increments(grid, levy_area=True)
         i10_steps = i10s.to(y0.dtype).unbind(0)

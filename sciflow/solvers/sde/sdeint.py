@@ -12,7 +12,8 @@ from sciflow.solvers._checks import check_term_kind
 from sciflow.solvers.ode.controller import PIController
 from sciflow.solvers.sde.adaptive import check_adaptive, integrate_adaptive_sde
 from sciflow.solvers.sde.base import SDESolver
-from sciflow.solvers.sde.brownian import BrownianIncrements, BrownianPath, VirtualBrownianTree, _as_float_grid
+from sciflow.solvers.sde.brownian import (BrownianIncrements, BrownianPath, VirtualBrownianTree, _as_float_grid,
+                                         check_brownian)
 from sciflow.solvers.sde.euler_maruyama import EulerMaruyama
 from sciflow.solvers.sde.noise import NoiseType
 from sciflow.solvers.sde.per_sample import integrate_per_sample
@@ -131,13 +132,8 @@ def sdeint(
     if brownian is None:
         brownian = BrownianIncrements(grid, inc_shape, generator=generator, dtype=y0.dtype, device=y0.device,
                                       levy_area=solver.needs_levy_area)
-    elif not isinstance(brownian, BrownianPath):
-        raise TypeError(f"brownian must be a BrownianPath (BrownianIncrements, VirtualBrownianTree), got {brownian!r}")
-    if brownian.shape != inc_shape:
-        raise ValueError(
-            f"brownian has shape {tuple(brownian.shape)} but {term.noise!r} noise on a state of shape "
-            f"{tuple(y0.shape)} needs increments of shape {tuple(inc_shape)}"
-        )
+    else:
+        check_brownian(brownian, inc_shape, term.noise, y0.shape)
     if solver.needs_levy_area:
         dws, i10s = brownian.increments(grid, levy_area=True)
     else:
@@ -178,10 +174,7 @@ def _sdeint_adaptive(term: SDETerm, solver: SDESolver, y0: Tensor, save: list[fl
     if brownian is None:
         seed = int(torch.randint(0, 2**62, (), generator=generator))
         brownian = VirtualBrownianTree(save[0], save[-1], inc_shape, seed=seed, dtype=y0.dtype, device=y0.device)
-    if brownian.shape != inc_shape:
-        raise ValueError(
-            f"brownian has shape {tuple(brownian.shape)} but {term.noise!r} noise on a state of shape "
-            f"{tuple(y0.shape)} needs increments of shape {tuple(inc_shape)}")
+    check_brownian(brownian, inc_shape, term.noise, y0.shape)
     with torch.no_grad():
         term.noise.check(term.g(torch.tensor(save[0], dtype=y0.dtype, device=y0.device), y0), y0)
     if controller.dt0 is not None:
