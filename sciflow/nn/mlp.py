@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Callable
 
-import torch
 from torch import Tensor, nn
 
 _ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {

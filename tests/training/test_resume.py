@@ -9,7 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 from _trainer_toy import ToyRegressor, train_toy
 

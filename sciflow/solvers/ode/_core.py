@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 
-import torch
 from torch import Tensor
 
 from .._checks import check_finite_trajectory, check_state, check_term_kind, check_times
