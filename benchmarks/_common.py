@@ -19,7 +19,11 @@ from typing import Any, Callable
 
 import torch
 
-RESULTS = Path(__file__).resolve().parent / "results"
+#: Where results go. ``benchmarks/run.py`` points ``SCIFLOW_BENCH_OUT`` at its ``--out`` folder so a
+#: script run by the suite (smoke scale in CI, GPU check) never overwrites the committed results.
+DEFAULT_RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(os.environ.get("SCIFLOW_BENCH_OUT") or DEFAULT_RESULTS)
+_T_START = time.perf_counter()
 
 
 def git_sha() -> str:
@@ -52,6 +56,22 @@ def environment(device: torch.device | str = "cpu") -> dict[str, Any]:
     return env
 
 
+def resources(device: torch.device | str = "cpu") -> dict[str, Any]:
+    """Peak memory of this process so far: RSS (MiB) and, on CUDA, ``max_memory_allocated`` (MiB)."""
+    out: dict[str, Any] = {"process_wall_s": time.perf_counter() - _T_START}
+    try:
+        import resource
+
+        # Linux reports ru_maxrss in KiB, macOS in bytes
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        out["peak_rss_mib"] = rss / (1024 * 1024 if sys.platform == "darwin" else 1024)
+    except Exception:  # no resource module (Windows)
+        pass
+    if torch.device(device).type == "cuda" and torch.cuda.is_available():
+        out["cuda_max_memory_allocated_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
+    return out
+
+
 def synchronize(device: torch.device | str) -> None:
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize()
@@ -76,10 +96,11 @@ def time_it(fn: Callable[[], Any], *, repeats: int = 5, warmup: int = 1,
 def write_result(name: str, payload: dict[str, Any], device: torch.device | str = "cpu",
                  out_dir: Path | None = None) -> Path:
     """Write ``payload`` plus the environment to ``<out_dir>/<name>.json`` atomically."""
-    out_dir = out_dir or RESULTS
+    out_dir = Path(out_dir or RESULTS)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}.json"
-    doc = {"benchmark": name, "environment": environment(device),
+    env = {**environment(device), "resources": resources(device)}
+    doc = {"benchmark": name, "environment": env,
            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **payload}
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(doc, indent=2, default=float) + "\n")

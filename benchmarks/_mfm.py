@@ -171,7 +171,10 @@ def run_comparison(name: str, splits: dict[str, PopulationBatch], model_section:
         print(f"{method}: test W2 {results[method]['test']['W2']['mean']:.4f} "
               f"+- {results[method]['test']['W2']['std']:.4f}; train-probe W2 "
               f"{results[method]['train_probe']['W2']['mean']:.4f}")
-    fig = Path(__file__).resolve().parent / "results" / f"{name}.png"
+    from _common import RESULTS  # the suite's --out folder when run by benchmarks/run.py
+
+    fig = (RESULTS / f"{name}.png").resolve()
     plot_side_by_side(fig, te.source, plot_preds, te.target, lim=plot_lim)
-    results["plot"] = str(fig.relative_to(Path(__file__).resolve().parents[1]))
+    repo = Path(__file__).resolve().parents[1]
+    results["plot"] = str(fig.relative_to(repo)) if fig.is_relative_to(repo) else str(fig)
     return results

@@ -4,7 +4,8 @@
     sciflow generate NAME --n 32 --seed 0 --out data.nc [key=value ...]
     sciflow train CONFIG.yaml [train.max_steps=500 ...] [--run-dir DIR] [--resume]
     sciflow evaluate RUN_DIR [--uq conformal|samples|ensemble|mc-dropout|hmc]
-    sciflow demo [--out runs/demo] [--quick]
+    sciflow demo [--out runs/demo] [--quick] [--step NAME ...]
+    sciflow benchmark [NAMES ...] --scale smoke|cpu|gpu [--out DIR]
 
 Experiments here are trajectory forecasting (models taking a ``TrajectoryBatch``); other model
 families ship their own scripts and benchmarks until they declare a data pipeline.
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import math
 import sys
 import time
 from dataclasses import dataclass
@@ -139,10 +141,135 @@ def windows(batch, window: int | None, stride: int):
 
 
 def prepare_splits(exp: ExperimentConfig) -> Splits:
+    if is_irregular(exp):
+        return prepare_irregular_splits(exp)
     ds = load_dataset(exp)
     full = dataset_to_batch(ds, exp.data.variable)
     train, val, test = split_samples(full, exp.data.val_fraction, exp.data.test_fraction, exp.data.seed)
     return Splits(train, val, test, dict(ds.attrs))
+
+
+# --- irregular time series (models whose batch_type is IrregularBatch; sciflow.data.timeseries)
+
+
+def is_irregular(exp: ExperimentConfig) -> bool:
+    """Whether the experiment's model takes ``IrregularBatch`` (declared ``batch_type``)."""
+    from sciflow.data.batches import IrregularBatch
+
+    cls = _models().get(exp.model.name)
+    return cls is not None and cls.batch_type is IrregularBatch
+
+
+def prepare_irregular_splits(exp: ExperimentConfig) -> Splits:
+    """Train/val/test ``IrregularBatch`` splits: a UEA/UCR problem by ``data.name`` (classification,
+    ``data.missing_rate`` removed per channel, stratified split) or an irregular Lorenz dataset by
+    ``data.generator`` (forecasting of the last ``data.n_target`` observations)."""
+    from sciflow.data.timeseries import classification_splits, forecasting_splits, load_uea
+
+    d = exp.data
+    if d.window is not None:
+        raise ConfigError("data.window does not apply to irregular time series (whole series are used)")
+    fractions = (1.0 - d.val_fraction - d.test_fraction, d.val_fraction, d.test_fraction)
+    try:
+        if d.name is not None:
+            s = classification_splits(load_uea(d.name, d.root), missing_rate=d.missing_rate, seed=d.seed,
+                                      fractions=fractions)
+        elif d.generator is not None or d.path is not None:
+            from sciflow.data.pdes.lorenz import to_irregular_batch
+
+            if d.n_target is None:
+                raise ConfigError("forecasting irregular series needs data.n_target (observations to forecast)")
+            if d.generator is not None and d.missing_rate and "missing_rate" not in d.params:
+                from dataclasses import replace
+
+                exp = replace(exp, data=replace(d, params={**d.params, "missing_rate": d.missing_rate}))
+            ds = load_dataset(exp)
+            s = forecasting_splits(to_irregular_batch(ds, n_target=d.n_target), seed=d.seed, fractions=fractions,
+                                   info={"name": d.generator or d.path, "missing_rate": d.missing_rate})
+        else:
+            raise ConfigError("set data.name (a UEA/UCR problem, e.g. BasicMotions) or data.generator "
+                              "(an irregular Lorenz dataset with data.n_target) for this model")
+    except (FileNotFoundError, ValueError) as e:
+        if isinstance(e, ConfigError):
+            raise
+        raise ConfigError(f"data: {e}") from e
+    attrs = {**s.info, "class_names": list(s.class_names), "n_channels": s.n_channels, "n_classes": s.n_classes,
+             "mean": s.mean.tolist(), "std": s.std.tolist()}
+    return Splits(s.train, s.val, s.test, attrs)
+
+
+def resolve_model_for_data(exp: ExperimentConfig, splits: Splits) -> ExperimentConfig:
+    """Set the data-defined fields of the model config (``input_channels``, ``n_classes``) from
+    the irregular splits, so one YAML serves every dataset; a task the data cannot serve is an error."""
+    import dataclasses
+
+    if not is_irregular(exp):
+        return exp
+    cfg = exp.model.config
+    fields = {f.name for f in dataclasses.fields(cfg)}
+    changes: dict[str, Any] = {}
+    if "input_channels" in fields:
+        changes["input_channels"] = splits.attrs["n_channels"]
+    if "task" in fields:
+        classify = splits.attrs.get("task") == "classification"
+        if (cfg.task == "classification") != classify:
+            raise ConfigError(f"model.task = {cfg.task!r} does not fit the data ({splits.attrs.get('task')}: "
+                              + ("set model.task=classification" if classify else "use data.name for classification")
+                              + ")")
+        if classify and "n_classes" in fields:
+            changes["n_classes"] = splits.attrs["n_classes"]
+    if not changes:
+        return exp
+    model = dataclasses.replace(exp.model, config=dataclasses.replace(cfg, **changes))
+    return dataclasses.replace(exp, model=model)
+
+
+def evaluate_irregular(exp: ExperimentConfig, run_dir: Path, kind: str, splits: Splits) -> dict[str, Any]:
+    """Test-split scores of an irregular-series run: accuracy / cross-entropy (classification) or
+    CRPS, interval coverage and width, RMSE (forecasting; ``kind`` = samples | conformal | ensemble)."""
+    import torch.nn.functional as F
+
+    from sciflow.uq import scores
+    from sciflow.uq.conformal import AbsoluteResidual, SplitConformal
+    from sciflow.uq.ensemble import DeepEnsemble
+    from sciflow.uq.sampling import SamplingPredictor
+
+    e = exp.eval
+    g = torch.Generator().manual_seed(exp.train.seed)
+    dirs = member_dirs(run_dir)
+    base = {"n_test": len(splits.test), "dataset": splits.attrs.get("name"),
+            "missing_rate": splits.attrs.get("missing_rate")}
+    if splits.attrs.get("task") == "classification":
+        out = {"task": "classification", **base}
+        for name, batch in (("val", splits.val), ("test", splits.test)):
+            logits = torch.stack([load_trained(exp, d, i).predict(batch, generator=g)
+                                  for i, d in enumerate(dirs)]).log_softmax(-1).logsumexp(0) - math.log(len(dirs))
+            out[f"{name}_accuracy"] = float((logits.argmax(-1) == batch.labels).float().mean())
+            out[f"{name}_cross_entropy"] = float(F.nll_loss(logits, batch.labels))
+            out[f"{name}_nonfinite"] = int((~torch.isfinite(logits)).any(-1).sum())
+        return out
+    if kind == "ensemble":
+        if len(dirs) < 2:
+            raise ConfigError(f"{str(run_dir)!r} holds one model; train with eval.uq=ensemble first")
+        predictor = DeepEnsemble([load_trained(exp, d, i) for i, d in enumerate(dirs)], alpha=e.alpha)
+    elif kind in ("samples", "conformal"):
+        predictor = SamplingPredictor(load_trained(exp, dirs[0], 0), e.n_samples, e.alpha)
+        if kind == "conformal":
+            predictor = SplitConformal(predictor, e.alpha, AbsoluteResidual(), separate_dims=(1, 2))
+            predictor.calibrate([splits.val], generator=g)
+    else:
+        raise ConfigError(f"--uq {kind!r} for irregular forecasting: allowed values: samples, conformal, ensemble")
+    pred = predictor.predict(splits.test, generator=g)
+    y, m = splits.test.targets, splits.test.target_mask
+    m = torch.ones_like(y, dtype=torch.bool) if m is None else m
+    out = {"task": "forecasting", "uq": kind, **base, "alpha": e.alpha,
+           "rmse": float((pred.mean - y)[m].pow(2).mean().sqrt()),
+           "coverage": float(scores.interval_coverage(pred.lower[m], pred.upper[m], y[m])),
+           "mean_interval_width": float(scores.interval_width(pred.lower[m], pred.upper[m])),
+           "interval_score": float(scores.interval_score(pred.lower[m], pred.upper[m], y[m], e.alpha))}
+    if pred.samples is not None and pred.samples.shape[0] > 1:
+        out["crps"] = float(scores.crps_ensemble(pred.samples[:, m], y[m]))
+    return out
 
 
 def build_model(exp: ExperimentConfig, seed: int):
@@ -300,6 +427,10 @@ def evaluate_run(run_dir: Path, uq: str | None = None, overrides: Sequence[str] 
     exp = load_run(run_dir, overrides)
     kind = uq or exp.eval.uq
     splits = prepare_splits(exp)
+    if is_irregular(exp):
+        metrics = evaluate_irregular(exp, Path(run_dir), kind, splits)
+        (Path(run_dir) / f"eval_{kind}.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        return metrics
     predictor = _predictor(kind, exp, Path(run_dir), splits)
     test = forecast_batch(splits.test, exp.eval.horizon)
     pred = predictor.predict(test, generator=torch.Generator().manual_seed(exp.train.seed))
@@ -365,8 +496,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     exp = load_experiment(args.config, args.overrides)
     run_dir = Path(args.run_dir or exp.run_dir)
-    write_config(exp, run_dir)
     splits = prepare_splits(exp)
+    exp = resolve_model_for_data(exp, splits)  # irregular series: input_channels / n_classes from the data
+    write_config(exp, run_dir)
     n_members = exp.eval.ensemble_size if exp.eval.uq == "ensemble" else 1
     summary = []
     for i in range(n_members):
@@ -390,8 +522,28 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from sciflow.demo import run_demo
 
-    run_demo(args.out, quick=args.quick, seed=args.seed, progress=not args.no_progress)
+    run_demo(args.out, quick=args.quick, seed=args.seed, progress=not args.no_progress, steps=args.step)
     return 0
+
+
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    """Run ``benchmarks/run.py`` of the source checkout (the suite is not part of the wheel)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
+    if not path.is_file():
+        raise ConfigError(f"the benchmark suite ships with the source repository ({path} not found); "
+                          "run `sciflow benchmark` from a git checkout of sciflow")
+    spec = importlib.util.spec_from_file_location("sciflow_benchmarks_run", path)
+    run = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run)
+    argv = [*args.names, "--scale", args.scale]
+    for flag, value in (("--out", args.out), ("--seed", args.seed), ("--timeout", args.timeout)):
+        if value is not None:
+            argv += [flag, str(value)]
+    argv += ["--list"] if args.list else []
+    argv += ["--dry-run"] if args.dry_run else []
+    return int(run.main(argv) or 0)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -443,7 +595,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quick", action="store_true", help="a smaller run for smoke tests (~20 s)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--no-progress", action="store_true", help="no progress bars")
+    s.add_argument("--step", action="append", default=None, metavar="NAME",
+                   help="run only this step (repeatable); see sciflow.demo.STEPS (default: all steps)")
     s.set_defaults(fn=cmd_demo)
+
+    s = sub.add_parser("benchmark", help="run registered benchmarks (smoke / cpu / gpu scale), one JSON each",
+                       description="Run benchmarks/run.py: every registered benchmark (or NAMES) at a scale; "
+                                   "writes <out>/suite/<name>.json with device, versions, git SHA, seed, wall "
+                                   "time, peak memory, metrics, anchors and ratios.",
+                       epilog="example: sciflow benchmark ns_generation burgers_generation --scale smoke --out /tmp/b")
+    s.add_argument("names", nargs="*", help="benchmark names (default: all; see --list)")
+    s.add_argument("--scale", choices=["smoke", "cpu", "gpu"], default="smoke")
+    s.add_argument("--out", help="output folder (default: benchmarks/results[/<scale>])")
+    s.add_argument("--seed", type=int, default=None, help="seed for benchmarks that take one")
+    s.add_argument("--timeout", type=float, default=None, help="seconds per benchmark")
+    s.add_argument("--list", action="store_true", help="list the registry and exit")
+    s.add_argument("--dry-run", action="store_true", help="print the commands only")
+    s.set_defaults(fn=cmd_benchmark)
     return p
 
 

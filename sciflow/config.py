@@ -267,9 +267,20 @@ class DataConfig:
     Trajectories are cut into windows of ``window`` time steps every ``stride`` steps (``None``:
     whole trajectories). Samples (whole trajectories, before windowing) are split into
     train/val/test by ``val_fraction``/``test_fraction``.
+
+    Irregular time series (models whose ``batch_type`` is ``IrregularBatch``): ``name`` is a
+    UEA/UCR problem (``BasicMotions``, ...) found in ``root`` (an archive folder), the
+    ``SCIFLOW_UEA_ROOT`` folders or the aeon/sktime bundled data; ``missing_rate`` of the values is
+    removed per channel and the union of TRAIN and TEST is split stratified by class
+    (``sciflow.data.timeseries``). With ``generator`` (Lorenz) instead, the last ``n_target``
+    observations of each irregular trajectory are the forecast targets.
     """
 
     generator: str | None = None
+    name: str | None = None
+    root: str | None = None
+    missing_rate: float = 0.0
+    n_target: int | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
     path: str | None = None
     variable: str | None = None
@@ -283,6 +294,12 @@ class DataConfig:
     def __post_init__(self) -> None:
         if self.generator is not None and self.path is not None:
             raise ValueError("give either data.generator or data.path, not both")
+        if self.name is not None and (self.generator is not None or self.path is not None):
+            raise ValueError("give data.name (a UEA/UCR problem) or data.generator/data.path, not both")
+        if not 0 <= self.missing_rate < 1:
+            raise ValueError(f"data.missing_rate must be in [0, 1), got {self.missing_rate}")
+        if self.n_target is not None and self.n_target < 1:
+            raise ValueError(f"data.n_target must be >= 1, got {self.n_target}")
         if self.window is not None and self.window < 2:
             raise ValueError(f"data.window must be >= 2 time steps, got {self.window}")
         if self.stride < 1:

@@ -1,22 +1,36 @@
-"""The main job (``sciflow demo``): chaotic dynamics learned end to end, with honest uncertainty.
+"""The main job (``sciflow demo``): a walk through sciflow in a few CPU minutes, one step at a time.
 
-1. **Data.** Lorenz-63 trajectories (σ=10, ρ=28, β=8/3) generated in-process by
-   ``sciflow.data.pdes.lorenz`` (tight-tolerance Tsit5 on the shared solvers), split by
-   trajectory into train / calibration / test.
-2. **Model.** A deep ensemble (Lakshminarayanan et al. 2017) of neural ODEs (Chen et al. 2018)
-   ``dz/dt = f_θ(z)``, each trained by :func:`sciflow.training.fit` from its own seed on short
-   windows (RK4 on the observation grid), with checkpoints and JSONL logs per member.
-3. **Uncertainty.** Forecasts from held-out initial conditions over about one Lyapunov time
-   (λ₁ ≈ 0.9, so errors grow ~e-fold per time unit): the ensemble spread, wrapped in split
-   conformal intervals
-   (Vovk et al. 2005; Lei et al. 2018) calibrated per lead time and component on the calibration
-   trajectories, so the band has ≥ 1 − α marginal coverage on exchangeable test windows.
-4. **Outputs** in the run folder: ``metrics.json`` (RMSE per lead time vs. persistence,
-   interval coverage and width, CRPS), ``config.yaml``, ``member_*/checkpoints``, ``plots/``
-   (``forecast.png`` prediction vs truth with band, ``error.png`` error growth,
-   ``coverage.png`` coverage per lead time).
+Steps (:data:`STEPS`; each runs alone with ``sciflow demo --step NAME``, all run by default):
 
-The defaults finish in under 3 minutes on 2 CPU cores; ``quick=True`` is a ~20 s smoke run.
+``lorenz_ensemble``
+    Chaotic dynamics learned end to end, with honest uncertainty (writes into the run folder
+    itself, as it always has):
+
+    1. **Data.** Lorenz-63 trajectories (σ=10, ρ=28, β=8/3) generated in-process by
+       ``sciflow.data.pdes.lorenz`` (tight-tolerance Tsit5 on the shared solvers), split by
+       trajectory into train / calibration / test.
+    2. **Model.** A deep ensemble (Lakshminarayanan et al. 2017) of neural ODEs (Chen et al. 2018)
+       ``dz/dt = f_θ(z)``, each trained by :func:`sciflow.training.fit` from its own seed on short
+       windows (RK4 on the observation grid), with checkpoints and JSONL logs per member.
+    3. **Uncertainty.** Forecasts from held-out initial conditions over about one Lyapunov time
+       (λ₁ ≈ 0.9, so errors grow ~e-fold per time unit): the ensemble spread, wrapped in split
+       conformal intervals (Vovk et al. 2005; Lei et al. 2018) calibrated per lead time and
+       component on the calibration trajectories, so the band has ≥ 1 − α marginal coverage on
+       exchangeable test windows.
+    4. **Outputs**: ``metrics.json`` (RMSE per lead time vs. persistence, interval coverage and
+       width, CRPS), ``config.yaml``, ``member_*/checkpoints``, ``plots/`` (``forecast.png``,
+       ``error.png``, ``coverage.png``).
+
+``causal_pinn_burgers``
+    A PDE solved without data: viscous Burgers ``u_t + u u_x = (0.01/π) u_xx`` on ``[-1, 1]``,
+    ``u(x, 0) = -sin(πx)``, by a causal PINN (Wang, Sankaran & Perdikaris 2022, eq. 3.4: the
+    residual of time chunk ``i`` is weighted by ``exp(-ε Σ_{k<i} L_k)``), compared with the
+    reference solution ``burgers_shock.mat`` (relative L2). Writes ``causal_pinn_burgers/``
+    (``metrics.json``, ``solution.png``, ``causal_weights.png``, ``losses.png``).
+
+Every step writes its own ``metrics.json``; the run folder gets ``report.md`` (metrics tables
+and plots of the steps run, newest run of each step) and ``metrics.json`` with a ``steps``
+summary. ``quick=True`` is a ~20 s-per-step smoke run.
 """
 
 from __future__ import annotations
@@ -24,11 +38,13 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import torch
+
+from sciflow.config import ConfigError
 
 
 def demo_experiment(quick: bool = False, seed: int = 0):
@@ -122,9 +138,9 @@ def _train_member(exp, out: Path, splits, i: int, threads: int | None) -> tuple[
     return {k: v.detach().cpu() for k, v in model.state_dict().items()}, summary
 
 
-def run_demo(out_dir: str | Path = "runs/demo", *, quick: bool = False, seed: int = 0,
-             progress: bool = True, threads: int | None = 1, workers: int | None = None) -> dict[str, Any]:
-    """Run the main job into ``out_dir`` and return its metrics (also ``metrics.json``).
+def run_lorenz_ensemble(out_dir: str | Path = "runs/demo", *, quick: bool = False, seed: int = 0,
+                        progress: bool = True, threads: int | None = 1, workers: int | None = None) -> dict[str, Any]:
+    """Step ``lorenz_ensemble``: run into ``out_dir`` and return its metrics (also ``metrics.json``).
 
     ``workers``: ensemble members trained in parallel processes (default: one per CPU core, at
     most 2 and at most the ensemble size); each uses ``threads`` intra-op threads. Members are
@@ -207,3 +223,155 @@ def run_demo(out_dir: str | Path = "runs/demo", *, quick: bool = False, seed: in
     print(f"[demo] wrote {out}/metrics.json, {out}/plots/*.png, {out}/member_*/checkpoints "
           f"in {timings['total_s']:.0f} s")
     return metrics
+
+
+# ------------------------------------------------------------------------------ causal PINN step
+
+
+def pinn_config(quick: bool = False, seed: int = 0):
+    """The causal-PINN step's configuration (Burgers; ``quick``: a shorter smoke run).
+
+    A 4 x 32 tanh MLP with the exact periodic embedding in x, N_t = 32 causal chunks with a
+    fixed ε = 1, Adam then L-BFGS — sized for about a CPU minute, not for the paper's accuracy
+    (the paper trains a 4 x 256 modified MLP for 2e5 steps; see ``benchmarks/pinn_burgers.py``).
+    """
+    from sciflow.models.causal_pinn import Config
+
+    if quick:
+        return Config(problem="burgers", width=24, depth=3, steps=60, n_interior=512, n_initial=128,
+                      n_boundary=64, lbfgs_steps=20, check_every=20, seed=seed)
+    return Config(problem="burgers", width=32, depth=4, steps=400, n_interior=1024, n_initial=128,
+                  n_boundary=128, lbfgs_steps=200, check_every=50, seed=seed)
+
+
+def run_causal_pinn_burgers(out_dir: str | Path, *, quick: bool = False, seed: int = 0,
+                            threads: int | None = 1, **_: Any) -> dict[str, Any]:
+    """Step ``causal_pinn_burgers``: train, score against ``burgers_shock.mat``, plot; returns metrics."""
+    from dataclasses import asdict
+
+    from sciflow.models.causal_pinn import CausalPINN, train
+    from sciflow.models.causal_pinn.evaluate import evaluate, predict_grid, reference
+    from sciflow.models.causal_pinn.plots import plot_causal_weights, plot_losses, plot_solution
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = pinn_config(quick, seed)
+    model = CausalPINN(cfg)
+    t0 = time.perf_counter()
+    hist = train(model)
+    train_s = time.perf_counter() - t0
+    ref = reference(model.problem)
+    scores = evaluate(model.predict, ref)
+    pred = predict_grid(model.predict, ref)
+    # the same network at initialisation: how much of the error the training removed
+    untrained = evaluate(CausalPINN(cfg).predict, ref)
+    plots = [plot_solution(pred, ref, out / "solution.png", title="Burgers"),
+             plot_causal_weights(hist, out / "causal_weights.png"),
+             plot_losses(hist, out / "losses.png")]
+    w_last = hist.weights[-1] if hist.weights and hist.weights[-1] else []
+    metrics = {
+        "task": "viscous Burgers (nu = 0.01/pi) solved by a causal PINN without data",
+        "rel_l2": scores["rel_l2"], "max_abs_error": scores["max_abs"],
+        "rel_l2_untrained": untrained["rel_l2"],
+        "final_min_causal_weight": min(w_last) if w_last else None,
+        "adam_steps": cfg.steps, "lbfgs_steps": cfg.lbfgs_steps, "train_s": train_s,
+        "reference": "burgers_shock.mat (Raissi et al. 2019)",
+        "published_rel_l2": {"value": 6.7e-4, "source": "Raissi, Perdikaris & Karniadakis 2019 (PINN, "
+                             "2e4 L-BFGS steps, 9 x 20 MLP)"},
+        "config": asdict(cfg), "plots": [str(p) for p in plots],
+    }
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    print(f"[demo] causal PINN on Burgers: rel. L2 {metrics['rel_l2']:.3g} vs burgers_shock.mat "
+          f"(untrained {metrics['rel_l2_untrained']:.3g}) after {train_s:.0f} s")
+    return metrics
+
+
+# ------------------------------------------------------------------------------ steps and report
+
+
+@dataclass(frozen=True)
+class Step:
+    """A demo step: ``run(out_dir, quick=, seed=, ...) -> metrics``; ``folder`` relative to the run."""
+
+    name: str
+    title: str
+    run: Callable[..., dict[str, Any]]
+    folder: str
+    headline: tuple[str, ...]
+    available: Callable[[], bool] = lambda: True
+
+
+STEPS: dict[str, Step] = {
+    "lorenz_ensemble": Step(
+        "lorenz_ensemble", "Lorenz-63: neural ODE ensemble with split-conformal bands", run_lorenz_ensemble, ".",
+        ("rmse", "persistence_rmse", "rmse_ratio_vs_persistence", "nominal_coverage", "coverage",
+         "ensemble_only_coverage", "crps")),
+    "causal_pinn_burgers": Step(
+        "causal_pinn_burgers", "Burgers: a PDE solved by a causal PINN", run_causal_pinn_burgers,
+        "causal_pinn_burgers", ("rel_l2", "rel_l2_untrained", "max_abs_error", "final_min_causal_weight", "train_s")),
+}
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def write_report(out: Path, summary: dict[str, Any]) -> Path:
+    """``report.md`` in the run folder: per step, its headline metrics and its plots."""
+    lines = ["# sciflow demo report", "",
+             f"Steps run: {', '.join(summary)}. Each step's full metrics are in its `metrics.json`.", ""]
+    for name, info in summary.items():
+        step = STEPS[name]
+        lines += [f"## {step.title}", "", f"`sciflow demo --step {name}` ({info['seconds']:.0f} s)", ""]
+        if info.get("skipped"):
+            lines += [f"Skipped: {info['skipped']}", ""]
+            continue
+        lines += ["| metric | value |", "|---|---|"]
+        lines += [f"| {k} | {_fmt(info['metrics'][k])} |" for k in step.headline if k in info["metrics"]]
+        lines.append("")
+        for p in info["metrics"].get("plots", []):
+            rel = Path(p).resolve().relative_to(out.resolve()) if Path(p).resolve().is_relative_to(out.resolve()) else p
+            lines += [f"![{Path(p).stem}]({rel})", ""]
+    path = out / "report.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def run_demo(out_dir: str | Path = "runs/demo", *, quick: bool = False, seed: int = 0, progress: bool = True,
+             threads: int | None = 1, workers: int | None = None,
+             steps: Sequence[str] | None = None) -> dict[str, Any]:
+    """Run the demo steps (default: all available) into ``out_dir``; write ``report.md``.
+
+    Returns ``{step: metrics}``; the ``lorenz_ensemble`` step keeps writing ``metrics.json`` and
+    ``plots/`` at the top of the run folder, the other steps into their own sub-folders.
+    """
+    names = list(steps) if steps else [k for k, st in STEPS.items() if st.available()]
+    unknown = [n for n in names if n not in STEPS]
+    if unknown:
+        raise ConfigError(f"unknown demo step(s) {unknown}; allowed values: {sorted(STEPS)}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    summary_path = out / "summary.json"
+    summary: dict[str, Any] = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    summary = {k: v for k, v in summary.items() if k in STEPS}
+    results = {}
+    for name in names:
+        step = STEPS[name]
+        t0 = time.perf_counter()
+        if not step.available():
+            summary[name] = {"seconds": 0.0, "skipped": "its model family is not installed"}
+            continue
+        kwargs = {"quick": quick, "seed": seed, "threads": threads}
+        if name == "lorenz_ensemble":
+            kwargs.update(progress=progress, workers=workers)
+        metrics = step.run(out / step.folder, **kwargs)
+        results[name] = metrics
+        summary[name] = {"seconds": time.perf_counter() - t0, "metrics": metrics}
+    summary_path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    report = write_report(out, {k: summary[k] for k in STEPS if k in summary})
+    print(f"[demo] report: {report}")
+    return results

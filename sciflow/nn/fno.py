@@ -25,9 +25,16 @@ Linear(128, out). Published configurations: :func:`FNO1d` (Burgers, modes 16, wi
 (Navier–Stokes space-time, modes 8, width 20).
 
 Deviations: tensors are channel-first ``(batch, channel, *spatial)`` like the rest of
-``sciflow.nn`` (the reference code is channel-last); non-periodic problems may set ``padding`` (zero
-padding at the end of every spatial axis, cropped after the Fourier layers, as the authors'
-later code does for Darcy and the time axis of FNO-3D).
+``sciflow.nn`` (the reference code is channel-last); non-periodic axes may set ``padding`` (zero
+padding at the end of an axis, cropped after the Fourier layers, as the authors' later code does
+for both axes of Darcy and only for the time axis of FNO-3D: ``padding=(0, 0, 6)``).
+
+Checked against the reference implementations (``fourier_1d.py``, ``fourier_2d.py``,
+``fourier_2d_time.py``, ``fourier_3d.py`` of the paper): lifting ``Linear(in + dim, width)``, four
+layers ``conv_l + w_l`` with GELU after all but the last, projection through 128 hidden units,
+grid channels ``linspace(0, 1, N)``, weight initialisation ``U[0, 1) / (in * out)`` for the real and
+imaginary parts, ``2 ** (dim - 1)`` weight blocks for the signed frequency corners. The paper's
+tables use width 20 for the Navier–Stokes FNO-2D (the Darcy code uses 32, the default here).
 """
 
 from __future__ import annotations
@@ -100,7 +107,8 @@ class FNO(nn.Module):
 
     ``(batch, in_channels, *spatial) -> (batch, out_channels, *spatial)``.
     ``append_grid`` concatenates the coordinates ``linspace(0, 1, N_j)`` as extra input channels
-    (the paper's input ``(a(x), x)``).
+    (the paper's input ``(a(x), x)``). ``padding``: one int for every axis or one per axis.
+    ``dropout`` > 0 adds dropout after every hidden GELU (a deviation for MC-dropout UQ).
     """
 
     def __init__(
@@ -113,7 +121,8 @@ class FNO(nn.Module):
         n_layers: int = 4,
         projection: int = 128,
         append_grid: bool = True,
-        padding: int = 0,
+        padding: int | Sequence[int] = 0,
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
         if dim not in _CONV:
@@ -123,15 +132,23 @@ class FNO(nn.Module):
             raise ValueError(f"FNO dim={dim} needs {dim} modes, got {modes}")
         if n_layers < 1:
             raise ValueError(f"FNO needs n_layers >= 1, got {n_layers}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"FNO dropout must be in [0, 1), got {dropout}")
+        pads = (int(padding),) * dim if isinstance(padding, int) else tuple(int(p) for p in padding)
+        if len(pads) != dim or any(p < 0 for p in pads):
+            raise ValueError(f"FNO dim={dim} needs padding >= 0 as one int or {dim} ints, got {padding}")
         conv = _CONV[dim]
         self.dim = dim
         self.in_channels = in_channels
         self.append_grid = append_grid
-        self.padding = padding
+        self.padding = pads
         self.lift = conv(in_channels + (dim if append_grid else 0), width, 1)
         self.spectral = nn.ModuleList(SpectralConv(width, width, modes) for _ in range(n_layers))
         self.pointwise = nn.ModuleList(conv(width, width, 1) for _ in range(n_layers))
-        self.project = nn.Sequential(conv(width, projection, 1), nn.GELU(), conv(projection, out_channels, 1))
+        # dropout (off by default; not in the paper) after every hidden activation, for MC dropout
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.project = nn.Sequential(conv(width, projection, 1), nn.GELU(), self.dropout,
+                                     conv(projection, out_channels, 1))
 
     def forward(self, x: Tensor) -> Tensor:
         if x.ndim != self.dim + 2 or x.shape[1] != self.in_channels:
@@ -145,14 +162,15 @@ class FNO(nn.Module):
             grid = torch.stack(torch.meshgrid(*axes, indexing="ij"))
             x = torch.cat([x, grid.expand(x.shape[0], *grid.shape)], dim=1)
         h = self.lift(x)
-        if self.padding:
-            h = F.pad(h, (0, self.padding) * self.dim)
+        padded = any(self.padding)
+        if padded:  # F.pad lists the last axis first
+            h = F.pad(h, [v for p in reversed(self.padding) for v in (0, p)])
         for k, (spec, point) in enumerate(zip(self.spectral, self.pointwise)):
             h = spec(h) + point(h)
             if k < len(self.spectral) - 1:
-                h = F.gelu(h)
-        if self.padding:
-            h = h[(slice(None), slice(None), *(slice(0, -self.padding),) * self.dim)]
+                h = self.dropout(F.gelu(h))
+        if padded:
+            h = h[(slice(None), slice(None), *(slice(0, h.shape[2 + j] - p) for j, p in enumerate(self.padding)))]
         return self.project(h)
 
 
@@ -167,6 +185,7 @@ def FNO2d(in_channels: int = 1, out_channels: int = 1, modes: int = 12, width: i
 
 
 def FNO3d(in_channels: int = 1, out_channels: int = 1, modes: int = 8, width: int = 20, **kw) -> FNO:
-    """The paper's 3-D FNO (Navier–Stokes as a space-time field: modes 8, width 20)."""
+    """The paper's 3-D FNO (Navier–Stokes as a space-time field: modes 8, width 20; the authors'
+    code zero-pads the non-periodic time axis only, ``padding=(0, 0, 6)`` for ``(x, y, t)``)."""
     return FNO(3, in_channels, out_channels, modes, width, **kw)
 

@@ -18,6 +18,14 @@ symmetric alternative. Both reduce to velocity Verlet at ``γ = 0`` (symplectic:
 error, no drift). :class:`LangevinFlowEuler` is the discretisation in the official code of
 "Langevin Flows for Modeling Neural Latent Dynamics" (2025), kept for reproducing that paper.
 All take one force evaluation per step (the force at the new position is carried over).
+
+Friction and temperature may be Python floats or tensors (0-d, or broadcastable to the state,
+e.g. one friction per latent unit). Tensors keep their autograd graph through every scheme, so a
+model can learn ``γ`` and ``T`` as ``nn.Parameter`` behind a positive transform (softplus, or a
+sigmoid for the per-step ``γ ∈ [0, 1]`` of :class:`LangevinFlowEuler`); with a fixed
+``generator`` seed the noise ``ξ`` is a fixed input, so the rollout is a smooth function of
+``(γ, T)`` (pathwise/reparameterised gradients). Tensor values are checked once when the system
+is built (one host sync), never inside the step loop.
 """
 
 from __future__ import annotations
@@ -30,6 +38,22 @@ from torch import Tensor
 
 Force = Callable[[Tensor], Tensor]
 Potential = Callable[[Tensor], Tensor]
+Scalar = float | Tensor
+
+
+def _check_coefficient(name: str, value: Scalar, upper: float = math.inf) -> Scalar:
+    """A float or a tensor in ``[0, upper]`` (finite); returns a float or the tensor unchanged."""
+    if isinstance(value, Tensor):
+        if not value.is_floating_point():
+            raise TypeError(f"{name} must be a floating-point tensor, got {value.dtype}")
+        v = value.detach()
+        if not bool(torch.isfinite(v).all()) or bool((v < 0).any()) or bool((v > upper).any()):
+            raise ValueError(f"{name} must be finite and in [0, {upper}], got {v.flatten()[:4].tolist()}...")
+        return value
+    value = float(value)
+    if not (math.isfinite(value) and 0 <= value <= upper):
+        raise ValueError(f"{name} must be finite and in [0, {upper}], got {value}")
+    return value
 
 
 class UnderdampedLangevin:
@@ -40,22 +64,18 @@ class UnderdampedLangevin:
         potential: ``U(z) -> (*batch,)`` (one energy per batch element); its gradient is taken by
             autograd, keeping the graph when grad mode is on (so parameters of ``U`` train).
         gamma: friction ``γ >= 0`` (per unit time; for :class:`LangevinFlowEuler` a per-step
-            coefficient in ``[0, 1]``).
-        temperature: ``T >= 0``.
+            coefficient in ``[0, 1]``); a float or a tensor broadcastable to the state.
+        temperature: ``T >= 0``; a float or a tensor broadcastable to the state.
     """
 
-    def __init__(self, force: Force | None = None, potential: Potential | None = None, *, gamma: float,
-                 temperature: float = 1.0) -> None:
+    def __init__(self, force: Force | None = None, potential: Potential | None = None, *, gamma: Scalar,
+                 temperature: Scalar = 1.0) -> None:
         if (force is None) == (potential is None):
             raise ValueError("UnderdampedLangevin needs exactly one of force= or potential=")
-        if not (math.isfinite(gamma) and gamma >= 0):
-            raise ValueError(f"friction gamma must be finite and >= 0, got {gamma}")
-        if not (math.isfinite(temperature) and temperature >= 0):
-            raise ValueError(f"temperature must be finite and >= 0, got {temperature}")
         self._force = force
         self._potential = potential
-        self.gamma = float(gamma)
-        self.temperature = float(temperature)
+        self.gamma = _check_coefficient("friction gamma", gamma)
+        self.temperature = _check_coefficient("temperature", temperature)
 
     def force(self, z: Tensor) -> Tensor:
         if self._force is not None:
@@ -85,16 +105,33 @@ class LangevinState(NamedTuple):
     force: Tensor  # F(z), carried so each step evaluates the force once
 
 
-def _ou(v: Tensor, gamma: float, temperature: float, h: float, generator: torch.Generator | None) -> Tensor:
-    c = math.exp(-gamma * h)
-    if temperature == 0 or c == 1.0:
-        return v * c
-    xi = torch.randn(v.shape, generator=generator, dtype=v.dtype, device=v.device)
-    return c * v + math.sqrt(temperature * (1 - c * c)) * xi
+def _noise(v: Tensor, generator: torch.Generator | None) -> Tensor:
+    return torch.randn(v.shape, generator=generator, dtype=v.dtype, device=v.device)
+
+
+def _ou(v: Tensor, gamma: Scalar, temperature: Scalar, h: float, generator: torch.Generator | None) -> Tensor:
+    if not isinstance(gamma, Tensor) and not isinstance(temperature, Tensor):
+        c = math.exp(-gamma * h)
+        if temperature == 0 or c == 1.0:
+            return v * c
+        return c * v + math.sqrt(temperature * (1 - c * c)) * _noise(v, generator)
+    # tensor coefficients: no value-dependent branches (no host sync, smooth in γ and T);
+    # 1 - c² = -expm1(-2γh) keeps precision (and a finite gradient) for small γh
+    c = torch.exp(-torch.as_tensor(gamma, dtype=v.dtype, device=v.device) * h)
+    if not isinstance(temperature, Tensor) and temperature == 0:
+        return c * v
+    var = temperature * -torch.expm1(-2 * torch.as_tensor(gamma, dtype=v.dtype, device=v.device) * h)
+    return c * v + torch.sqrt(var) * _noise(v, generator)
 
 
 class LangevinScheme:
-    """A one-step method: ``step(system, state, dt, generator) -> state``."""
+    """A one-step method: ``step(system, state, dt, generator) -> state``.
+
+    :meth:`check` validates a system against the scheme's assumptions once, before stepping.
+    """
+
+    def check(self, system: UnderdampedLangevin) -> None:
+        """Raise if ``system`` violates this scheme's assumptions (default: none)."""
 
     def step(self, system: UnderdampedLangevin, state: LangevinState, dt: float,
              generator: torch.Generator | None = None) -> LangevinState:
@@ -145,17 +182,24 @@ class LangevinFlowEuler(LangevinScheme):
     Boltzmann exactly; use :class:`BAOAB` to sample a Boltzmann distribution.
     """
 
+    def check(self, system: UnderdampedLangevin) -> None:
+        _check_coefficient("LangevinFlowEuler needs a per-step friction gamma; gamma", system.gamma, upper=1.0)
+
     def step(self, system, state, dt, generator=None):
-        if system.gamma > 1:
-            raise ValueError(f"LangevinFlowEuler needs a per-step friction gamma in [0, 1], got {system.gamma}")
+        gamma, temp = system.gamma, system.temperature
+        if not isinstance(gamma, Tensor) and gamma > 1:
+            raise ValueError(f"LangevinFlowEuler needs a per-step friction gamma in [0, 1], got {gamma}")
         z, v, _ = state
         z = z + dt * v
         f = system.force(z)
         v = v + dt * f
-        v = (1 - system.gamma) * v
-        if system.gamma > 0 and system.temperature > 0:
-            xi = torch.randn(v.shape, generator=generator, dtype=v.dtype, device=v.device)
-            v = v + math.sqrt(2 * system.gamma * system.temperature) * xi
+        v = (1 - gamma) * v
+        if not isinstance(temp, Tensor) and temp == 0:
+            pass
+        elif isinstance(gamma, Tensor) or isinstance(temp, Tensor):
+            v = v + torch.sqrt(torch.as_tensor(2 * gamma * temp, dtype=v.dtype, device=v.device)) * _noise(v, generator)
+        elif gamma > 0 and temp > 0:
+            v = v + math.sqrt(2 * gamma * temp) * _noise(v, generator)
         return LangevinState(z, v, f)
 
 
@@ -184,6 +228,7 @@ def simulate_langevin(
         raise ValueError(f"dt must be a positive finite number, got {dt!r}")
     if n_steps < 0 or save_every < 1:
         raise ValueError(f"need n_steps >= 0 and save_every >= 1, got {n_steps}, {save_every}")
+    scheme.check(system)
     state = LangevinState(z0, v0, system.force(z0))
     zs, vs = [z0], [v0]
     for i in range(1, n_steps + 1):

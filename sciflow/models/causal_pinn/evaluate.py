@@ -54,12 +54,15 @@ def reference(problem: Problem, *, nx: int = 256, nt: int = 101) -> GridReferenc
     if name.startswith("kuramoto_sivashinsky"):
         from sciflow.data.pdes.kuramoto_sivashinsky import solve
 
-        x = torch.arange(nx, dtype=torch.float64) * (2 * math.pi / nx)
+        (lo, hi), = problem.space_bounds
+        x = lo + torch.arange(nx, dtype=torch.float64) * ((hi - lo) / nx)
         t = torch.linspace(*problem.t_span, nt, dtype=torch.float64)
         u0 = problem.initial_condition(x[:, None])[:, 0][None]
         p = {k: problem.parameters[k] for k in ("alpha", "beta", "gamma")}
-        u = solve(u0, t=t - t[0], **p)[0]  # (time, x)
+        u = solve(u0, t=t - t[0], length=hi - lo, **p)[0]  # (time, x)
         return GridReference(t, (x,), u[..., None])
+    if name == "navier_stokes" and "modes" in problem.parameters:
+        return navier_stokes_reference(problem, n=64, nt=11)
     if name == "navier_stokes":
         n = 64
         x = torch.arange(n, dtype=torch.float64) * (2 * math.pi / n)
@@ -69,6 +72,30 @@ def reference(problem: Problem, *, nx: int = 256, nt: int = 101) -> GridReferenc
     if name == "lorenz63":
         raise ValueError("use lorenz_reference(problem, t_final) for the Lorenz system")
     raise ValueError(f"no reference known for problem {name!r}")
+
+
+def navier_stokes_reference(problem: Problem, n: int = 64, nt: int = 11, dt: float = 1e-3) -> GridReference:
+    """``(u, v, w)`` on an ``n x n`` grid of the ``2 pi`` torus at ``nt`` times: vorticity from the
+    data layer's pseudo-spectral CNAB2 solver (:func:`sciflow.data.pdes.navier_stokes.solve`,
+    float64) started from the problem's exact initial vorticity; velocity from the stream
+    function (``u = psi_y``, ``v = -psi_x``, ``-Lap psi = w``) spectrally."""
+    from sciflow.data.pdes.navier_stokes import solve
+
+    L = 2 * math.pi
+    x = torch.arange(n, dtype=torch.float64) * (L / n)
+    X, Y = torch.meshgrid(x, x, indexing="ij")
+    w0 = problem.initial_condition(torch.stack([X.reshape(-1), Y.reshape(-1)], 1))[:, 2].reshape(1, n, n)
+    t = torch.linspace(*problem.t_span, nt, dtype=torch.float64)
+    w = solve(w0, t=t - t[0], nu=problem.parameters["nu"], dt=dt, length=L)[0]  # (time, n, n)
+    kx = torch.fft.fftfreq(n, d=1.0 / n, dtype=torch.float64)[:, None]
+    ky = torch.fft.rfftfreq(n, d=1.0 / n, dtype=torch.float64)[None, :]
+    k2 = kx ** 2 + ky ** 2
+    k2[0, 0] = 1.0
+    psi = torch.fft.rfft2(w) / k2
+    psi[..., 0, 0] = 0
+    u = torch.fft.irfft2(1j * ky * psi, s=(n, n))
+    v = torch.fft.irfft2(-1j * kx * psi, s=(n, n))
+    return GridReference(t, (x, x), torch.stack([u, v, w], dim=-1))
 
 
 def lorenz_reference(problem: Problem, t: Tensor, rtol: float = 1e-10, atol: float = 1e-10) -> Tensor:

@@ -12,8 +12,12 @@ Problems (Wang, Sankaran & Perdikaris 2022, sections 4-5, and the official code)
   2-periodic one; ``periodic=True`` (default) uses that exact equivalence instead of BC points.
 - :func:`allen_cahn` — ``u_t = 1e-4 u_xx + 5 u - 5 u^3``, periodic on ``[-1, 1]``,
   ``u0 = x^2 cos(pi x)``.
-- :func:`kuramoto_sivashinsky` — ``u_t + a u u_x + b u_xx + g u_xxxx = 0`` periodic on
-  ``[0, 2 pi]``, ``u0 = cos x (1 + sin x)``, parameters of the data layer's ``REGIMES``.
+- :func:`kuramoto_sivashinsky` — ``u_t + a u u_x + b u_xx + g u_xxxx = 0``, periodic, with the
+  constants of the data layer's ``REGIMES`` and the domain / initial state of the official code
+  and data files (``KS/regular_KS.py`` + ``ks_simple.mat``; ``KS/chaotic_KS.py`` +
+  ``ks_chaotic.mat``): regular ``x in [-1, 1]``, ``u0 = -sin(pi x)``; chaotic ``x in [0, 2 pi]``,
+  ``u0 = cos x (1 + sin x)``; ``t in [0, 1]`` for both. The data layer's ETDRK4 solver with these
+  settings reproduces both official reference arrays to relative L2 1e-9 / 1e-7.
 - :func:`navier_stokes` — 2D vorticity on the torus ``[0, 2 pi]^2`` with outputs ``(u, v, w)``
   and residuals (vorticity transport, ``w = v_x - u_y``, ``u_x + v_y = 0``): all pure
   derivatives. Deviation: the paper's network outputs ``(u, v)`` and forms ``w = v_x - u_y``,
@@ -132,18 +136,27 @@ def allen_cahn(diffusivity: float = 1e-4, reaction: float = 5.0) -> Problem:
         parameters={"diffusivity": diffusivity, "reaction": reaction})
 
 
+# domain and initial state of the two KS regimes (official code / data files, see module doc)
+KS_SETUPS: dict[str, tuple[tuple[float, float], InitialCondition]] = {
+    "regular": ((-1.0, 1.0), lambda x: -torch.sin(math.pi * x[:, :1])),
+    "chaotic": ((0.0, 2 * math.pi), lambda x: torch.cos(x[:, :1]) * (1 + torch.sin(x[:, :1]))),
+}
+
+
 def kuramoto_sivashinsky(regime: str = "regular", t_final: float = 1.0) -> Problem:
-    """KS in the paper's regimes (``"regular"`` / ``"chaotic"``, constants from the data layer)."""
+    """KS in the paper's regimes (``"regular"`` / ``"chaotic"``): constants from the data layer,
+    domain and initial state from :data:`KS_SETUPS`."""
     from sciflow.data.pdes.kuramoto_sivashinsky import REGIMES
 
-    if regime not in REGIMES:
-        raise ValueError(f"unknown KS regime {regime!r}; expected one of {sorted(REGIMES)}")
+    if regime not in REGIMES or regime not in KS_SETUPS:
+        raise ValueError(f"unknown KS regime {regime!r}; expected one of {sorted(KS_SETUPS)}")
     p = REGIMES[regime]
+    bounds, ic = KS_SETUPS[regime]
     return Problem(
-        f"kuramoto_sivashinsky_{regime}", 1, (0.0, t_final), ((0.0, 2 * math.pi),), (True,),
+        f"kuramoto_sivashinsky_{regime}", 1, (0.0, t_final), (bounds,), (True,),
         ((0, 1), (1, 4)),
         residual=lambda d: R.kuramoto_sivashinsky(d.value, d.d(0), d.d(1), d.d(1, 2), d.d(1, 4), **p),
-        initial_condition=lambda x: torch.cos(x[:, :1]) * (1 + torch.sin(x[:, :1])),
+        initial_condition=ic,
         parameters={**p, "regime": regime})
 
 
@@ -154,13 +167,51 @@ def taylor_green_velocity(x: Tensor, y: Tensor, k: int = 1) -> tuple[Tensor, Ten
     return u, v, 2 * k * torch.sin(k * x) * torch.sin(k * y)
 
 
+# (amplitude, k_x, k_y, phase) of the vorticity modes of :func:`fourier_mode_ic`'s default:
+# Taylor–Green (k = 1) plus two modes that make the advection term non-zero
+NS_MODES: tuple[tuple[float, int, int, float], ...] = ((2.0, 1, 1, 0.0), (0.8, 2, 1, 0.3), (0.5, 1, 3, 1.1))
+
+
+def fourier_mode_ic(modes: tuple[tuple[float, int, int, float], ...] = NS_MODES) -> InitialCondition:
+    """Initial ``(u, v, w)`` of the vorticity ``w0 = sum_m A_m cos(a_m x + b_m y + phi_m)`` on the
+    ``2 pi`` torus, with the velocity of the stream function (``-Lap psi = w``, ``u = psi_y``,
+    ``v = -psi_x``, the convention of :mod:`sciflow.data.pdes.navier_stokes`):
+    ``u = -sum A b / (a^2 + b^2) sin(.)``, ``v = sum A a / (a^2 + b^2) sin(.)``. Exact at any
+    point, so the PINN's IC loss needs no interpolation of a grid."""
+    for a_, kx, ky, _ in modes:
+        if kx == 0 and ky == 0:
+            raise ValueError("fourier_mode_ic: the (0, 0) mode carries no velocity; drop it")
+
+    def ic(p: Tensor) -> Tensor:
+        x, y = p[:, 0], p[:, 1]
+        u = torch.zeros_like(x)
+        v, w = torch.zeros_like(x), torch.zeros_like(x)
+        for amp, kx, ky, phase in modes:
+            arg = kx * x + ky * y + phase
+            k2 = kx * kx + ky * ky
+            w = w + amp * torch.cos(arg)
+            u = u - amp * ky / k2 * torch.sin(arg)
+            v = v + amp * kx / k2 * torch.sin(arg)
+        return torch.stack([u, v, w], dim=1)
+
+    return ic
+
+
 def navier_stokes(nu: float = 1e-2, t_final: float = 1.0,
-                  initial_condition: InitialCondition | None = None) -> Problem:
-    """2D NS in velocity–vorticity form on the ``2 pi`` torus; default IC: Taylor–Green (k = 1),
-    whose exact solution decays as ``exp(-2 nu t)`` (see :func:`navier_stokes_exact`)."""
+                  initial_condition: InitialCondition | None = None,
+                  modes: tuple[tuple[float, int, int, float], ...] | None = None) -> Problem:
+    """2D NS in velocity–vorticity form on the ``2 pi`` torus. Default IC: Taylor–Green (k = 1),
+    whose exact solution decays as ``exp(-2 nu t)`` (see :func:`navier_stokes_exact`);
+    ``modes``: the Fourier-mode IC of :func:`fourier_mode_ic` (nonlinear; reference from the
+    spectral solver of the data layer, :func:`~sciflow.models.causal_pinn.evaluate.reference`)."""
+    if modes is not None and initial_condition is not None:
+        raise ValueError("navier_stokes: give initial_condition or modes, not both")
 
     def ic(p: Tensor) -> Tensor:
         return torch.stack(taylor_green_velocity(p[:, 0], p[:, 1]), dim=1)
+
+    if modes is not None:
+        initial_condition = fourier_mode_ic(tuple(modes))
 
     def residual(d: Derivatives) -> Tensor:
         u, v, w = d.value.unbind(1)
@@ -174,7 +225,8 @@ def navier_stokes(nu: float = 1e-2, t_final: float = 1.0,
     L = 2 * math.pi
     return Problem("navier_stokes", 3, (0.0, t_final), ((0.0, L), (0.0, L)), (True, True),
                    ((0, 1), (1, 2), (2, 2)), residual=residual,
-                   initial_condition=initial_condition or ic, parameters={"nu": nu})
+                   initial_condition=initial_condition or ic,
+                   parameters={"nu": nu, **({} if modes is None else {"modes": tuple(modes)})})
 
 
 def navier_stokes_exact(t: Tensor, x: Tensor, y: Tensor, nu: float = 1e-2) -> Tensor:
@@ -199,5 +251,6 @@ PROBLEMS: dict[str, Callable[[], Problem]] = {
     "kuramoto_sivashinsky": kuramoto_sivashinsky,
     "kuramoto_sivashinsky_chaotic": lambda: kuramoto_sivashinsky("chaotic"),
     "navier_stokes": navier_stokes,
+    "navier_stokes_modes": lambda: navier_stokes(modes=NS_MODES),
     "lorenz63": lorenz63,
 }

@@ -28,6 +28,7 @@ class History:
 
     step: list[int] = field(default_factory=list)
     wall_s: list[float] = field(default_factory=list)
+    cpu_s: list[float] = field(default_factory=list)  # process CPU time (fair on a shared machine)
     total: list[float] = field(default_factory=list)
     terms: dict[str, list[float]] = field(default_factory=dict)
     epsilon: list[float] = field(default_factory=list)
@@ -35,9 +36,11 @@ class History:
     loss_weights: list[list[float]] = field(default_factory=list)
     stage_ends: list[int] = field(default_factory=list)
 
-    def log(self, step: int, wall: float, out, eps: float, w: Tensor | None, lam: Tensor) -> None:
+    def log(self, step: int, wall: float, out, eps: float, w: Tensor | None, lam: Tensor,
+            cpu: float = float("nan")) -> None:
         self.step.append(step)
         self.wall_s.append(wall)
+        self.cpu_s.append(cpu)
         self.total.append(float(out.total.detach()))
         for k, v in out.terms.items():
             self.terms.setdefault(k, []).append(float(v))
@@ -52,13 +55,16 @@ def _dtype(cfg: Config) -> torch.dtype:
 
 def train(model: CausalPINN, *, device: torch.device | str = "cpu",
           time_budget_s: float | None = None,
-          callback: Callable[[int, CausalPINN, History], None] | None = None) -> History:
+          callback: Callable[[int, CausalPINN, History], bool | None] | None = None) -> History:
     """Train ``model`` per ``model.cfg``; returns the :class:`History`.
 
     Collocation points are redrawn every step from a generator seeded with ``cfg.seed``.
     With ``cfg.anneal`` the run walks through ``cfg.epsilon_schedule`` (Algorithm 1) and stops
     early once the last stage has ``min w > delta``; otherwise ``cfg.epsilon`` is fixed.
-    ``time_budget_s`` stops Adam (and skips L-BFGS) when the wall clock runs out.
+    ``time_budget_s`` stops Adam (and skips L-BFGS) when that many seconds of process CPU time
+    (``time.process_time``, all threads; the fair measure on a shared machine) have been spent
+    in this call, including time spent in ``callback``. ``callback(step, model, history)`` runs
+    after every log entry; returning True stops Adam there (L-BFGS, if configured, still runs).
     """
     cfg = model.cfg
     dtype = _dtype(cfg)
@@ -71,7 +77,7 @@ def train(model: CausalPINN, *, device: torch.device | str = "cpu",
     balancer = GradNormBalancer(model.loss_weights, cfg.balance_every, cfg.balance_momentum) \
         if cfg.balance else None
     hist = History()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     problem = model.problem
 
     def batch():
@@ -92,22 +98,23 @@ def train(model: CausalPINN, *, device: torch.device | str = "cpu",
             if not math.isfinite(float(out.total.detach())):
                 raise FloatingPointError(f"non-finite loss at step {step}: {dict(out.terms)}")
             hist.log(step, time.perf_counter() - t0, out, schedule.epsilon, model.last_weights,
-                     model.loss_weights)
-            if callback is not None:
-                callback(step, model, hist)
+                     model.loss_weights, time.process_time() - c0)
+            if callback is not None and callback(step, model, hist):
+                break
             if cfg.causal and model.last_weights is not None and \
                     schedule.observe(float(model.last_weights.min())):
                 hist.stage_ends.append(step)
                 if schedule.finished:
                     break
-            if time_budget_s is not None and time.perf_counter() - t0 > time_budget_s:
+            if time_budget_s is not None and time.process_time() - c0 > time_budget_s:
                 break
-    if cfg.lbfgs_steps > 0 and (time_budget_s is None or time.perf_counter() - t0 < time_budget_s):
-        lbfgs(model, cfg.lbfgs_steps, batch(), schedule.epsilon, hist, t0)
+    if cfg.lbfgs_steps > 0 and (time_budget_s is None or time.process_time() - c0 < time_budget_s):
+        lbfgs(model, cfg.lbfgs_steps, batch(), schedule.epsilon, hist, t0, c0)
     return hist
 
 
-def lbfgs(model: CausalPINN, max_iter: int, batch, epsilon: float, hist: History, t0: float) -> None:
+def lbfgs(model: CausalPINN, max_iter: int, batch, epsilon: float, hist: History, t0: float,
+          c0: float = 0.0) -> None:
     """L-BFGS (strong Wolfe) on a fixed batch with the current causal weights recomputed."""
     model.epsilon = epsilon
     opt = torch.optim.LBFGS(model.parameters(), lr=1.0, max_iter=max_iter, history_size=50,
@@ -123,7 +130,7 @@ def lbfgs(model: CausalPINN, max_iter: int, batch, epsilon: float, hist: History
     opt.step(closure)
     out = model.loss(batch)
     hist.log(hist.step[-1] + max_iter if hist.step else max_iter, time.perf_counter() - t0, out,
-             epsilon, model.last_weights, model.loss_weights)
+             epsilon, model.last_weights, model.loss_weights, time.process_time() - c0)
 
 
 @dataclass
@@ -165,7 +172,7 @@ def march(cfg: Config, problem: Problem | None = None, *, device: torch.device |
     edges = [t0 + (t1 - t0) * k / n for k in range(n + 1)]
     dt = edges[1] - edges[0]
     models, hists = [], []
-    start = time.perf_counter()
+    start = time.process_time()
     ic, hard = problem.initial_condition, problem.hard_ic
     for k in range(n):
         sub = problem.window(0.0, dt, initial_condition=ic, hard_ic=hard)
@@ -173,7 +180,7 @@ def march(cfg: Config, problem: Problem | None = None, *, device: torch.device |
         if cfg.warm_start and models:
             state = {k_: v for k_, v in models[-1].state_dict().items() if k_ != "net.hard_ic"}
             model.load_state_dict(state, strict=False)
-        left = None if time_budget_s is None else max(0.0, time_budget_s - (time.perf_counter() - start)) / (n - k)
+        left = None if time_budget_s is None else max(0.0, time_budget_s - (time.process_time() - start)) / (n - k)
         hists.append(train(model, device=device, time_budget_s=left))
         models.append(model)
         prev = model

@@ -27,12 +27,16 @@ class Config:
         ``scheme``: ``official`` (:class:`~sciflow.solvers.langevin.LangevinFlowEuler`, the
         paper's code; ``gamma`` is then a per-step coefficient in [0, 1]), ``baoab`` or ``obabo``
         (``gamma`` a rate). ``dt``: step per bin; ``temperature``: noise temperature.
+        ``learn_friction`` / ``learn_temperature``: make ``γ`` / ``T`` trainable (positive
+        transforms initialised at ``gamma`` / ``temperature``; see
+        :class:`~sciflow.models.langevin_flow.dynamics.LangevinLatent`).
         ``external_force``: add a force ``u_t = W h_t`` from the encoder's per-step features.
     Networks
         ``encoder_hidden``: bidirectional GRU width; ``d_model``/``n_heads``/``ff_dim``/
         ``dropout``: the one-layer Transformer decoder over ``[z, v, h]``.
         ``generator_hidden``: generator GRU width of the LFADS-like baseline (which ignores the
-        Langevin and Transformer fields).
+        Langevin and Transformer fields). ``ode_substeps``: RK4 steps per bin of the latent-ODE
+        baseline.
     Objective
         ``kl_weight`` with a linear ramp from 0 over ``kl_ramp_steps`` training steps;
         ``coordinated_dropout``: probability of dropping an input entry (Keshtkaran & Pandarinath
@@ -44,6 +48,7 @@ class Config:
     input_dim: int | None = None
     n_forward: int = 0
     likelihood: Literal["poisson", "gaussian"] = "poisson"
+    observation_std: Literal["decoded", "channel"] = "decoded"
     latent_dim: int = 16
     potential: Literal["coupled_oscillators", "mlp"] = "coupled_oscillators"
     n_channels: int = 2
@@ -54,6 +59,8 @@ class Config:
     dt: float = 0.1
     gamma: float = 0.1
     temperature: float = 0.1
+    learn_friction: bool = False
+    learn_temperature: bool = False
     external_force: bool = False
     encoder_hidden: int = 64
     d_model: int = 64
@@ -61,6 +68,7 @@ class Config:
     ff_dim: int = 128
     dropout: float = 0.1
     generator_hidden: int = 64
+    ode_substeps: int = 1
     kl_weight: float = 1.0
     kl_ramp_steps: int = 500
     coordinated_dropout: float = 0.3
@@ -71,7 +79,7 @@ class Config:
                 "kernel_size": self.kernel_size, "potential_width": self.potential_width,
                 "encoder_hidden": self.encoder_hidden, "d_model": self.d_model, "n_heads": self.n_heads,
                 "ff_dim": self.ff_dim, "generator_hidden": self.generator_hidden,
-                "n_eval_samples": self.n_eval_samples}
+                "n_eval_samples": self.n_eval_samples, "ode_substeps": self.ode_substeps}
         for k, v in ints.items():
             if int(v) != v or v < 1:
                 raise ValueError(f"Config.{k} must be an integer >= 1, got {v!r}")
@@ -81,6 +89,8 @@ class Config:
             raise ValueError(f"Config.n_forward must be >= 0, got {self.n_forward}")
         if self.likelihood not in ("poisson", "gaussian"):
             raise ValueError(f"Config.likelihood must be 'poisson' or 'gaussian', got {self.likelihood!r}")
+        if self.observation_std not in ("decoded", "channel"):
+            raise ValueError(f"Config.observation_std must be 'decoded' or 'channel', got {self.observation_std!r}")
         if self.potential not in ("coupled_oscillators", "mlp"):
             raise ValueError(f"Config.potential must be 'coupled_oscillators' or 'mlp', got {self.potential!r}")
         if self.scheme not in ("official", "baoab", "obabo"):
@@ -98,6 +108,10 @@ class Config:
                              f"{self.temperature}")
         if self.scheme == "official" and self.gamma > 1:
             raise ValueError(f"scheme='official' takes a per-step gamma in [0, 1], got {self.gamma}")
+        if self.learn_friction and not (0 < self.gamma < 1 if self.scheme == "official" else self.gamma > 0):
+            raise ValueError(f"learn_friction needs an initial gamma strictly inside its range, got {self.gamma}")
+        if self.learn_temperature and not self.temperature > 0:
+            raise ValueError(f"learn_temperature needs an initial temperature > 0, got {self.temperature}")
         if not 0 <= self.dropout < 1 or not 0 <= self.coordinated_dropout < 1:
             raise ValueError("dropout and coordinated_dropout must be in [0, 1)")
         if self.kl_weight < 0 or self.kl_ramp_steps < 0:

@@ -23,7 +23,10 @@ autonomous GRU from ``g_0`` whose state is linearly mapped to factors.
 
 from __future__ import annotations
 
+import math
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sciflow.models.langevin_flow.potential import LatentPotential
@@ -35,43 +38,91 @@ from sciflow.solvers.langevin import (BAOAB, OBABO, LangevinFlowEuler, LangevinS
 SCHEMES: dict[str, type[LangevinScheme]] = {"official": LangevinFlowEuler, "baoab": BAOAB, "obabo": OBABO}
 
 
+def _logit(p: float) -> float:
+    return math.log(p) - math.log1p(-p)
+
+
+def _softplus_inverse(x: float) -> float:
+    return x + math.log(-math.expm1(-x))
+
+
 class LangevinLatent(nn.Module):
     """``forward(z0, v0, n_time, force_input=None, generator=None) -> (z, v)``, each ``(B, T, D)``.
 
     ``closed_form``: use the potential's analytic force when it has one; otherwise the solver
     differentiates ``U`` by autograd at every step (the naive path, kept for checking/benchmarks).
+
+    ``learn_friction`` / ``learn_temperature``: ``γ`` and ``T`` become ``nn.Parameter`` s behind a
+    positive transform, initialised at the given values: ``T = softplus(τ)``; ``γ = softplus(g)``
+    for the rate-based schemes (BAOAB, OBABO) and ``γ = sigmoid(g) ∈ (0, 1)`` for the per-step
+    coefficient of :class:`~sciflow.solvers.langevin.LangevinFlowEuler`. Gradients reach them
+    pathwise through the splitting step (the noise ``ξ`` is a reparameterised input). Deviation
+    from the paper, whose ``γ`` and noise scale are fixed hyperparameters.
     """
 
     def __init__(self, potential: LatentPotential, scheme: LangevinScheme, *, dt: float, gamma: float,
-                 temperature: float, closed_form: bool = True) -> None:
+                 temperature: float, closed_form: bool = True, learn_friction: bool = False,
+                 learn_temperature: bool = False) -> None:
         super().__init__()
         self.potential = potential
         self.scheme = scheme
-        self.dt, self.gamma, self.temperature = float(dt), float(gamma), float(temperature)
+        self.dt = float(dt)
         self.closed_form = bool(closed_form) and potential.closed_form
+        self._per_step = isinstance(scheme, LangevinFlowEuler)
+        if learn_friction:
+            if not (0 < gamma < 1 if self._per_step else gamma > 0):
+                raise ValueError(f"a learnable friction starts from gamma in {'(0, 1)' if self._per_step else '(0, inf)'}"
+                                 f" (its transform cannot reach the boundary), got {gamma}")
+            self.raw_gamma = nn.Parameter(torch.tensor(_logit(gamma) if self._per_step else _softplus_inverse(gamma)))
+        else:
+            self.raw_gamma = None
+            self._gamma = float(gamma)
+        if learn_temperature:
+            if not temperature > 0:
+                raise ValueError(f"a learnable temperature starts from T > 0, got {temperature}")
+            self.raw_temperature = nn.Parameter(torch.tensor(_softplus_inverse(temperature)))
+        else:
+            self.raw_temperature = None
+            self._temperature = float(temperature)
 
-    def _system(self, extra: Tensor | None = None) -> UnderdampedLangevin:
-        if extra is None:
-            if self.closed_form:
-                return UnderdampedLangevin(force=self.potential.force, gamma=self.gamma, temperature=self.temperature)
-            return UnderdampedLangevin(potential=self.potential.energy, gamma=self.gamma,
-                                       temperature=self.temperature)
-        base = self._system(None)
-        return UnderdampedLangevin(force=lambda z: base.force(z) + extra, gamma=self.gamma,
-                                   temperature=self.temperature)
+    @property
+    def gamma(self) -> float | Tensor:
+        """Friction ``γ``: a float, or a 0-d tensor when learnable."""
+        if self.raw_gamma is None:
+            return self._gamma
+        return torch.sigmoid(self.raw_gamma) if self._per_step else F.softplus(self.raw_gamma)
+
+    @property
+    def temperature(self) -> float | Tensor:
+        """Temperature ``T``: a float, or a 0-d tensor when learnable."""
+        return self._temperature if self.raw_temperature is None else F.softplus(self.raw_temperature)
+
+    def _system(self) -> UnderdampedLangevin:
+        gamma, temperature = self.gamma, self.temperature
+        if self.closed_form:
+            return UnderdampedLangevin(force=self.potential.force, gamma=gamma, temperature=temperature)
+        return UnderdampedLangevin(potential=self.potential.energy, gamma=gamma, temperature=temperature)
 
     def forward(self, z0: Tensor, v0: Tensor, n_time: int, force_input: Tensor | None = None,
                 generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        base = self._system()
         if force_input is None:
-            zs, vs = simulate_langevin(self._system(), z0, v0, dt=self.dt, n_steps=n_time - 1,
-                                       scheme=self.scheme, generator=generator)
+            zs, vs = simulate_langevin(base, z0, v0, dt=self.dt, n_steps=n_time - 1, scheme=self.scheme,
+                                       generator=generator)
             return zs.transpose(0, 1), vs.transpose(0, 1)
         if force_input.shape != (*z0.shape[:-1], n_time, z0.shape[-1]):
             raise ValueError(f"force_input must be (batch, {n_time}, {z0.shape[-1]}), got {tuple(force_input.shape)}")
-        state = LangevinState(z0, v0, self._system(force_input[:, 0]).force(z0))
+        # one system for the whole rollout (coefficients checked once); the force reads u_t of the
+        # current bin from ``current``
+        current = [force_input[:, 0]]
+        system = UnderdampedLangevin(force=lambda z: base.force(z) + current[0], gamma=base.gamma,
+                                     temperature=base.temperature)
+        self.scheme.check(system)
+        state = LangevinState(z0, v0, system.force(z0))
         zs, vs = [z0], [v0]
         for t in range(1, n_time):
-            state = self.scheme.step(self._system(force_input[:, t]), state, self.dt, generator)
+            current[0] = force_input[:, t]
+            state = self.scheme.step(system, state, self.dt, generator)
             zs.append(state.z)
             vs.append(state.v)
         return torch.stack(zs, 1), torch.stack(vs, 1)

@@ -35,6 +35,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sciflow.data.batches import TrajectoryBatch
@@ -61,13 +62,30 @@ class _SequentialVAE(SciflowModel):
         super().__init__()
         self.cfg = cfg
         self.encoder = GRUEncoder(cfg.n_input, cfg.encoder_hidden, state_dim)
+        self.decoded_std = cfg.likelihood == "gaussian" and cfg.observation_std == "decoded"
         if cfg.likelihood == "gaussian":
             self.log_std = nn.Parameter(torch.zeros(cfg.obs_dim))
+        self.std_head: nn.Linear | None = None  # built by the subclass once its feature width is known
         self.register_buffer("train_step", torch.zeros((), dtype=torch.long))
+
+    def _build_readout(self, n_features: int) -> nn.Linear:
+        """Linear readout of the likelihood's location from the decoder features, plus the
+        predictive-σ head when ``observation_std='decoded'``."""
+        if self.decoded_std:
+            self.std_head = nn.Linear(n_features, self.cfg.obs_dim)
+        return nn.Linear(n_features, self.cfg.obs_dim)
+
+    def _params(self, readout: nn.Linear, features: Tensor) -> Tensor:
+        """``(B, T, n_params)``: the location, then (decoded σ) the raw σ from *detached* features."""
+        loc = readout(features)
+        if self.std_head is None:
+            return loc
+        return torch.cat([loc, self.std_head(features.detach())], -1)
 
     # ------------------------------------------------------------------ pieces
     def decode(self, h: Tensor, s0: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """Likelihood parameters ``(B, T, obs_dim)`` (log-rates or means) from features and ``s_0``."""
+        """Likelihood parameters ``(B, T, n_params)`` from features and ``s_0``: log-rates
+        (Poisson), means, or means followed by raw standard deviations (``observation_std='decoded'``)."""
         raise NotImplementedError
 
     def _values(self, batch: TrajectoryBatch) -> Tensor:
@@ -91,14 +109,25 @@ class _SequentialVAE(SciflowModel):
         return inp
 
     def nll(self, params: Tensor, x: Tensor) -> Tensor:
-        """Elementwise negative log-likelihood ``(B, T, obs_dim)``."""
+        """Elementwise negative log-likelihood of the ELBO ``(B, T, obs_dim)`` (Gaussian: with the
+        per-channel ``σ``)."""
         if self.cfg.likelihood == "poisson":
             return poisson_nll(params, x)
-        return gaussian_nll(params, self.log_std, x)
+        return gaussian_nll(params[..., : self.cfg.obs_dim], self.log_std, x)
 
     def mean_observation(self, params: Tensor) -> Tensor:
-        """Expected count per bin (Poisson) or mean (Gaussian)."""
-        return params.exp() if self.cfg.likelihood == "poisson" else params
+        """Expected count per bin (Poisson) or mean (Gaussian), ``(B, T, obs_dim)``."""
+        return params.exp() if self.cfg.likelihood == "poisson" else params[..., : self.cfg.obs_dim]
+
+    def observation_std(self, params: Tensor) -> Tensor:
+        """Predictive standard deviation of the Gaussian observations, broadcastable to
+        ``(B, T, obs_dim)``: the decoded ``softplus(·) + 1e-3`` per bin and channel, or the
+        per-channel ``σ`` of the ELBO."""
+        if self.cfg.likelihood != "gaussian":
+            raise ValueError("observation_std is defined for likelihood='gaussian' only")
+        if self.decoded_std:
+            return F.softplus(params[..., self.cfg.obs_dim:]) + 1e-3
+        return self.log_std.exp()
 
     @property
     def kl_beta(self) -> Tensor:
@@ -124,46 +153,69 @@ class _SequentialVAE(SciflowModel):
         h, mean, logvar = self.encoder(inp)
         s0 = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
         params = self.decode(h, s0)
-        nll = (self.nll(params, x) * score).sum() / score.sum().clamp_min(1.0)
+        denom = score.sum().clamp_min(1.0)
+        nll = (self.nll(params, x) * score).sum() / denom
         kl = 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).sum(-1).mean() / (T * N)
         beta = self.kl_beta
         if self.training:
             self.train_step += 1
         total = nll + beta * kl
-        return LossOutput(total, {"nll": nll.detach(), "kl": kl.detach(), "beta": beta.detach()})
+        terms = {"nll": nll.detach(), "kl": kl.detach(), "beta": beta.detach()}
+        if self.decoded_std:
+            # predictive σ head: Gaussian NLL with the location held fixed (no gradient into the
+            # latent model), so the ELBO's fit of the means is untouched
+            loc = params[..., :N].detach()
+            std_nll = (gaussian_nll(loc, self.observation_std(params).log(), x) * score).sum() / denom
+            total = total + std_nll
+            terms["std_nll"] = std_nll.detach()
+        return LossOutput(total, terms)
 
-    @torch.no_grad()
-    def sample(self, batch: TrajectoryBatch, n_samples: int = 1, *,
-               generator: torch.Generator | None = None) -> Tensor:
-        """Posterior predictive means ``(n_samples, batch, time, obs_dim)``: expected counts per bin
-        (Poisson) or means (Gaussian), one per draw of ``s_0 ~ q`` and of the latent noise. Uses the
-        module's current mode (call ``.eval()`` first to switch dropout off)."""
+    def _draw_params(self, batch: TrajectoryBatch, n_samples: int, generator: torch.Generator | None) -> Tensor:
+        """Decoder outputs ``(n_samples · B, T, n_params)``, one per draw of ``s_0 ~ q`` and of the latent noise."""
         if int(n_samples) != n_samples or n_samples < 1:
             raise ValueError(f"n_samples must be an integer >= 1, got {n_samples!r}")
         x = self._values(batch)
-        B = x.shape[0]
         h, mean, logvar = self.encoder(self._encoder_input(x))
         h = h.repeat(n_samples, 1, 1)
         mean, logvar = mean.repeat(n_samples, 1), logvar.repeat(n_samples, 1)
         s0 = mean + torch.exp(0.5 * logvar) * _randn(mean.shape, mean, generator)
-        out = self.mean_observation(self.decode(h, s0, generator))
-        return out.reshape(n_samples, B, *out.shape[1:])
+        return self.decode(h, s0, generator)
 
     @torch.no_grad()
-    def predictive_observations(self, batch: TrajectoryBatch, n_samples: int = 1, *,
-                                generator: torch.Generator | None = None) -> Tensor:
-        """Draws of new observations ``(n_samples, batch, time, obs_dim)``: Poisson counts around
-        :meth:`sample`'s rates, or Gaussian values with the learned per-channel σ."""
-        mean = self.sample(batch, n_samples, generator=generator)
+    def sample(self, batch: TrajectoryBatch, n_samples: int = 1, *,
+               generator: torch.Generator | None = None) -> Tensor:
+        r"""Draws of the posterior predictive distribution of the observations,
+        ``(n_samples, batch, time, obs_dim)``:
+
+        .. math:: s_0 \sim q(s_0 | x),\quad s_{1:T} \sim p(s_{1:T} | s_0),\quad
+                  \tilde x_t \sim p(x_t | s_t),
+
+        i.e. posterior uncertainty of the initial state, the latent-path noise (Langevin) and the
+        likelihood's observation noise (Poisson counts, or Gaussian values with the learned σ).
+        Use :meth:`sample_means` for the noise-free expected observations (rates). Uses the
+        module's current mode (call ``.eval()`` first to switch dropout off)."""
+        params = self._draw_params(batch, n_samples, generator)
+        mean = self.mean_observation(params)
         if self.cfg.likelihood == "poisson":
-            return torch.poisson(mean, generator=generator)
-        return mean + self.log_std.exp() * _randn(mean.shape, mean, generator)
+            out = torch.poisson(mean, generator=generator)
+        else:
+            out = mean + self.observation_std(params) * _randn(mean.shape, mean, generator)
+        return out.reshape(n_samples, -1, *out.shape[1:])
+
+    @torch.no_grad()
+    def sample_means(self, batch: TrajectoryBatch, n_samples: int = 1, *,
+                     generator: torch.Generator | None = None) -> Tensor:
+        """Draws of the expected observation ``E[x_t | s_t]`` (expected counts per bin, or
+        Gaussian means), ``(n_samples, batch, time, obs_dim)``: :meth:`sample` without the
+        observation noise (posterior and latent-path noise only)."""
+        out = self.mean_observation(self._draw_params(batch, n_samples, generator))
+        return out.reshape(n_samples, -1, *out.shape[1:])
 
     def posterior_mean(self, batch: TrajectoryBatch, n_samples: int | None = None, *,
                        generator: torch.Generator | None = None) -> Tensor:
-        """Average of :meth:`sample` over ``n_samples`` (default ``cfg.n_eval_samples``) draws,
+        """Average of :meth:`sample_means` over ``n_samples`` (default ``cfg.n_eval_samples``) draws,
         ``(batch, time, obs_dim)``: the rates used for bits/spike and R²."""
-        return self.sample(batch, n_samples or self.cfg.n_eval_samples, generator=generator).mean(0)
+        return self.sample_means(batch, n_samples or self.cfg.n_eval_samples, generator=generator).mean(0)
 
 
 def _check_config(model: str, cfg: object) -> Config:
@@ -189,11 +241,13 @@ class LangevinFlow(_SequentialVAE):
     def __init__(self, cfg: Config) -> None:
         super().__init__(_check_config("LangevinFlow", cfg), 2 * cfg.latent_dim)
         self.dynamics = LangevinLatent(build_potential(cfg), SCHEMES[cfg.scheme](), dt=cfg.dt, gamma=cfg.gamma,
-                                       temperature=cfg.temperature, closed_form=cfg.closed_form_force)
+                                       temperature=cfg.temperature, closed_form=cfg.closed_form_force,
+                                       learn_friction=cfg.learn_friction, learn_temperature=cfg.learn_temperature)
         feat = 2 * cfg.encoder_hidden
         self.to_force = nn.Linear(feat, cfg.latent_dim) if cfg.external_force else None
-        self.decoder = TransformerReadout(2 * cfg.latent_dim + feat, cfg.obs_dim, cfg.d_model, cfg.n_heads,
+        self.decoder = TransformerReadout(2 * cfg.latent_dim + feat, cfg.d_model, cfg.n_heads,
                                           cfg.ff_dim, cfg.dropout)
+        self.readout = self._build_readout(cfg.d_model)
 
     @property
     def potential(self) -> LatentPotential:
@@ -207,7 +261,7 @@ class LangevinFlow(_SequentialVAE):
 
     def decode(self, h: Tensor, s0: Tensor, generator: torch.Generator | None = None) -> Tensor:
         z, v = self.rollout(h, s0, generator)
-        return self.decoder(torch.cat([z, v, h], -1))
+        return self._params(self.readout, self.decoder(torch.cat([z, v, h], -1)))
 
     @torch.no_grad()
     def latents(self, batch: TrajectoryBatch, *, generator: torch.Generator | None = None) -> Tensor:
@@ -227,10 +281,10 @@ class GRUSequentialVAE(_SequentialVAE):
     def __init__(self, cfg: Config) -> None:
         super().__init__(_check_config("GRUSequentialVAE", cfg), cfg.generator_hidden)
         self.generator = GRUGenerator(cfg.generator_hidden, cfg.latent_dim, cfg.dropout)
-        self.readout = nn.Linear(cfg.latent_dim, cfg.obs_dim)
+        self.readout = self._build_readout(cfg.latent_dim)
 
     def decode(self, h: Tensor, s0: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        return self.readout(self.generator(s0, h.shape[1]))
+        return self._params(self.readout, self.generator(s0, h.shape[1]))
 
 
 class LatentODE(_SequentialVAE):
@@ -239,8 +293,8 @@ class LatentODE(_SequentialVAE):
 
     def __init__(self, cfg: Config) -> None:
         super().__init__(_check_config("LatentODE", cfg), cfg.latent_dim)
-        self.dynamics = LatentODEDynamics(cfg.latent_dim, cfg.potential_width, dt=cfg.dt)
-        self.readout = nn.Linear(cfg.latent_dim, cfg.obs_dim)
+        self.dynamics = LatentODEDynamics(cfg.latent_dim, cfg.potential_width, dt=cfg.dt, substeps=cfg.ode_substeps)
+        self.readout = self._build_readout(cfg.latent_dim)
 
     def decode(self, h: Tensor, s0: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        return self.readout(self.dynamics(s0, h.shape[1]))
+        return self._params(self.readout, self.dynamics(s0, h.shape[1]))

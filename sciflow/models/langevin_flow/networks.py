@@ -6,7 +6,8 @@
   (LFADS, Pandarinath et al. 2018; LangevinFlow's "recurrent encoder", Song et al. 2025 §3).
 * :class:`TransformerReadout`: LangevinFlow's decoder, one Transformer encoder layer
   (Vaswani et al. 2017) over the per-step tokens ``[z_t, v_t, h_t]`` with sinusoidal positions,
-  then a linear readout to the likelihood parameters.
+  giving per-step features ``(batch, time, d_model)``; the model's linear readout maps them to
+  the likelihood parameters.
 """
 
 from __future__ import annotations
@@ -45,17 +46,16 @@ def sinusoidal_positions(n_time: int, d_model: int, device=None, dtype=None) -> 
 
 
 class TransformerReadout(nn.Module):
-    """One Transformer layer over tokens ``(B, T, n_token)`` then a linear readout ``(B, T, n_out)``."""
+    """One Transformer layer over tokens ``(B, T, n_token)`` giving features ``(B, T, d_model)``."""
 
-    def __init__(self, n_token: int, n_out: int, d_model: int, n_heads: int, ff_dim: int, dropout: float) -> None:
+    def __init__(self, n_token: int, d_model: int, n_heads: int, ff_dim: int, dropout: float) -> None:
         super().__init__()
         self.embed = nn.Linear(n_token, d_model)
         self.layer = nn.TransformerEncoderLayer(d_model, n_heads, ff_dim, dropout, batch_first=True,
                                                 norm_first=True)
-        self.readout = nn.Linear(d_model, n_out)
         self.d_model = d_model
 
     def forward(self, tokens: Tensor) -> Tensor:
         T = tokens.shape[1]
         x = self.embed(tokens) + sinusoidal_positions(T, self.d_model, tokens.device, tokens.dtype)
-        return self.readout(self.layer(x))
+        return self.layer(x)

@@ -2,7 +2,8 @@
 
 ``solve_grid`` validates the inputs once, maps ``(*batch, *state)`` states onto the flat ``(B, S)``
 layout of :mod:`._integrate`, maps decreasing time grids onto increasing ones, dispatches on the
-controller and checks the result for non-finite values (one host sync, after the loop).
+controller (adaptive with one shared clock and no compilation: :mod:`._shared_clock`; per-trajectory
+clocks or ``compile=True``: the masked loop of :mod:`._integrate`) and checks the result for non-finite values (one host sync, after the loop).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from torch import Tensor
 
 from .._checks import check_finite_trajectory, check_state, check_term_kind, check_times
 from ._integrate import FlatField, Stats, integrate_adaptive, integrate_fixed
+from ._shared_clock import integrate_shared_clock
 from .controller import ConstantStepSize, PIController
 from .runge_kutta import ExplicitRungeKutta
 
@@ -89,6 +91,8 @@ def solve_grid(term, solver: ExplicitRungeKutta, y0: Tensor, ts: Tensor,
         ys = y0f.unsqueeze(0)
     elif isinstance(controller, ConstantStepSize):
         ys = integrate_fixed(field, solver, y0f, ts_flat, controller)
+    elif batch_ndim == 0 and not compile:  # one clock: scalar control on the host
+        ys, h_last = integrate_shared_clock(field, solver, y0f, ts_flat, controller, window=window, h0=h0)
     else:
         ys, h_last = integrate_adaptive(field, solver, y0f, ts_flat, controller, window=window, h0=h0,
                                          compile=compile)

@@ -63,10 +63,26 @@ class FlatField:
     stats: Stats = field(default_factory=Stats)
     _checked: bool = False
 
+    #: internal flat state in state-major order (``B = 1`` only): entry ``(c, r)`` of the user's
+    #: ``(..., C)`` state moved to ``(C, ...)``; set by the compiled loop (see ``integrate_adaptive``)
+    state_major: bool = False
+
+    def to_user(self, y: Tensor) -> Tensor:
+        """Internal ``(B, S)`` state -> the user's ``(*batch, *state)`` (a view where possible)."""
+        if self.state_major:
+            return y.reshape((self.y_shape[-1],) + self.y_shape[:-1]).movedim(0, -1)
+        return y.reshape(self.y_shape)
+
+    def from_user(self, out: Tensor, like: Tensor) -> Tensor:
+        """The user's ``(*batch, *state)`` field value -> internal layout of ``like``."""
+        if self.state_major:
+            return out.movedim(-1, 0).reshape(like.shape)
+        return out.reshape(like.shape)
+
     def __call__(self, t: Tensor, y: Tensor) -> Tensor:
         tt = t.reshape(()) if self.shared_clock else t.reshape(
             self.batch_shape + (1,) * (len(self.y_shape) - len(self.batch_shape)))
-        yy = y.reshape(self.y_shape)
+        yy = self.to_user(y)
         if self.direction < 0:
             tt = -tt
         out = self.f(tt, yy)
@@ -74,7 +90,7 @@ class FlatField:
             check_vector_field_output(out, yy)
             self._checked = True
         self.stats.nfe += 1
-        out = out.reshape(y.shape)
+        out = self.from_user(out, y)
         return -out if self.direction < 0 else out
 
     def raw(self, t: Tensor, y: Tensor) -> Tensor:
@@ -82,9 +98,8 @@ class FlatField:
         tt = t.reshape(()) if self.shared_clock else t.reshape(
             self.batch_shape + (1,) * (len(self.y_shape) - len(self.batch_shape)))
         if self.direction < 0:
-            out = self.f(-tt, y.reshape(self.y_shape))
-            return -out.reshape(y.shape)
-        return self.f(tt, y.reshape(self.y_shape)).reshape(y.shape)
+            return -self.from_user(self.f(-tt, self.to_user(y)), y)
+        return self.from_user(self.f(tt, self.to_user(y)), y)
 
 
 def integrate_fixed(f: FlatField, solver: ExplicitRungeKutta, y0: Tensor, ts: Tensor,
@@ -257,6 +272,14 @@ def integrate_adaptive(f: FlatField, solver: ExplicitRungeKutta, y0: Tensor, ts:
     dev, dt_ = y0.device, y0.dtype
     t = ts[:, 0].clone()
     t_end = ts[:, -1].contiguous()
+    y_user = y0
+    if compile and B == 1 and len(f.y_shape) >= 2 and f.y_shape[-1] > 1:
+        # state-major flat layout: the user's last (state) axis outermost, so the innermost
+        # (vectorised) axis of the compiled kernel is the batch, not the length-3 state
+        f.state_major = True
+        y0 = y0.reshape(f.y_shape).movedim(-1, 0).reshape(1, -1)
+    elif compile and B > 1 and y0.shape[1] > 1:
+        y0 = y0.t().contiguous().t()   # column-major (B, S): same reason, per-trajectory rows
     y = y0
     k1 = f(t, y)
     if h0 is not None:
@@ -273,7 +296,8 @@ def integrate_adaptive(f: FlatField, solver: ExplicitRungeKutta, y0: Tensor, ts:
     raw = f.raw
     n_chunk = _CHUNK if compile else 1
     if compile:
-        key = (f.f, f.y_shape, f.shared_clock, f.direction, type(solver), ctrl, Kw, B, T, dt_, dev, n_chunk)
+        key = (f.f, f.y_shape, f.shared_clock, f.direction, f.state_major, type(solver), ctrl, Kw, B, T, dt_,
+               dev, n_chunk)
         chunk = _compiled_attempt(key, lambda: _make_chunk(
             _make_attempt(raw, solver, ctrl, T, Kw, coef, elementwise=True), n_chunk))
         budget = torch.zeros((), dtype=torch.long, device=dev)
@@ -334,4 +358,8 @@ def integrate_adaptive(f: FlatField, solver: ExplicitRungeKutta, y0: Tensor, ts:
     else:
         out[:, 0] = y0
         ys = out[:, :T]
-    return ys.transpose(0, 1), h
+    ys = ys.transpose(0, 1)
+    if f.state_major:   # back to the user's order: (T, 1, S) in (C, ...) order -> (..., C) order
+        moved = (f.y_shape[-1],) + f.y_shape[:-1]
+        ys = ys.reshape((T,) + moved).movedim(1, -1).reshape(T, 1, -1)
+    return ys, h

@@ -1,0 +1,133 @@
+"""``Config`` of :class:`~sciflow.models.stable_sde.StableSDE`: one frozen dataclass for every kind."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+#: the stable classes of Oh, Lim & Kim (ICLR 2024)
+STABLE_KINDS = ("lsde", "lnsde", "gsde")
+#: baselines on the same pipeline
+SDE_BASELINES = ("neural_sde",)
+ODE_KINDS = ("neural_ode", "neural_cde", "ode_rnn")
+KINDS = STABLE_KINDS + SDE_BASELINES + ODE_KINDS
+SDE_KINDS = STABLE_KINDS + SDE_BASELINES
+TASKS = ("classification", "forecasting", "interpolation")
+SDE_METHODS = ("euler", "milstein", "sri", "heun")
+ODE_SOLVERS = ("euler", "midpoint", "heun", "rk4")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Hyper-parameters of a stable neural SDE (or one of its baselines) on irregular series.
+
+    Model:
+        kind: ``"lsde"`` | ``"lnsde"`` | ``"gsde"`` (Oh, Lim & Kim 2024, §3.1) or a baseline:
+            ``"neural_sde"`` (naive: learned drift *and* state-dependent diffusion),
+            ``"neural_ode"`` (drift only, control concatenated), ``"neural_cde"`` (Kidger et al.
+            2020), ``"ode_rnn"`` (Rubanova et al. 2019).
+        input_channels: ``C``, channels of ``IrregularBatch.values``.
+        hidden_dim: latent size ``d`` of ``z``.
+        hidden_hidden_dim: width of the vector-field MLPs (default ``hidden_dim``).
+        num_layers: hidden layers of the vector-field MLPs.
+        variant: ``"paper"``: the equations of the paper with unconstrained networks (GSDE solved
+            for ``log z`` so the state stays positive); ``"official"``: the bounded runtime forms
+            of the authors' code (``tanh`` around drift and diffusion, GSDE drift ``γ·tanh(z)``).
+            See ``docs/models/stable_sde.md``.
+        n_classes: number of classes (``task="classification"``), else ``None``.
+        task: ``"classification"`` (readout of ``z`` at each series' last observation time,
+            cross-entropy), ``"forecasting"`` / ``"interpolation"`` (decoder of ``z`` at
+            ``batch.target_times``; Gaussian NLL or MSE).
+        likelihood: ``"gaussian"`` (decoder predicts mean and log-variance) or ``"mse"``.
+
+    Control path:
+        interpolation: ``"hermite"`` (cubic Hermite with backward differences, what the official
+            experiments use) or ``"natural"`` (natural cubic spline) — from
+            :mod:`sciflow.solvers.interpolation`; ``"linear"`` is also accepted.
+        intensity: append the cumulative observation counts per channel to the path (Kidger et
+            al. 2020, §3.5 "observational intensity").
+
+    Solver:
+        method: SDE kinds: ``"euler"`` (Euler–Maruyama), ``"milstein"``, ``"sri"`` (Itô
+            Rößler SRI), ``"heun"`` (Stratonovich Heun: the SDE is then read in the
+            Stratonovich sense).
+        ode_solver: fixed-step method of the ODE kinds (``"euler"``, ``"midpoint"``, ``"heun"``,
+            ``"rk4"``).
+        n_steps: ``None``: one step per gap between consecutive times of the batch's union of
+            observation (and target) times, as in the paper; an int: steps of at most
+            ``(t_end - t_start) / n_steps``.
+        solver_backend: ``"sciflow"`` (:func:`sciflow.solvers.sde.sdeint`) or ``"torchsde"``
+            (the same SDE through ``torchsde.sdeint``, the official code's path).
+        n_eval_samples: sample paths averaged by :meth:`StableSDE.predict`.
+
+    Other: ``diffusion_init`` is the initial value of the scale parameter ``θ`` of the diffusion
+    ``σ(t) = sigmoid(θ) · ReLU(MLP(sin t, cos t))`` (the official code starts at ``θ = 1``);
+    ``dropout`` is the dropout rate of the classification readout.
+    """
+
+    kind: Literal["lsde", "lnsde", "gsde", "neural_sde", "neural_ode", "neural_cde", "ode_rnn"] = "lnsde"
+    input_channels: int = 1
+    hidden_dim: int = 16
+    hidden_hidden_dim: int | None = None
+    num_layers: int = 2
+    variant: Literal["paper", "official"] = "paper"
+    n_classes: int | None = None
+    task: Literal["classification", "forecasting", "interpolation"] = "classification"
+    likelihood: Literal["gaussian", "mse"] = "gaussian"
+    interpolation: Literal["hermite", "natural", "linear"] = "hermite"
+    intensity: bool = False
+    method: Literal["euler", "milstein", "sri", "heun"] = "euler"
+    ode_solver: Literal["euler", "midpoint", "heun", "rk4"] = "euler"
+    n_steps: int | None = None
+    solver_backend: Literal["sciflow", "torchsde"] = "sciflow"
+    diffusion_init: float = 1.0
+    dropout: float = 0.1
+    n_eval_samples: int = 1
+
+    def __post_init__(self) -> None:
+        def bad(name: str, allowed) -> None:
+            raise ValueError(f"Config.{name}={getattr(self, name)!r} is not one of {tuple(allowed)}")
+
+        if self.kind not in KINDS:
+            bad("kind", KINDS)
+        if self.task not in TASKS:
+            bad("task", TASKS)
+        if self.variant not in ("paper", "official"):
+            bad("variant", ("paper", "official"))
+        if self.likelihood not in ("gaussian", "mse"):
+            bad("likelihood", ("gaussian", "mse"))
+        if self.interpolation not in ("hermite", "natural", "linear"):
+            bad("interpolation", ("hermite", "natural", "linear"))
+        if self.method not in SDE_METHODS:
+            bad("method", SDE_METHODS)
+        if self.ode_solver not in ODE_SOLVERS:
+            bad("ode_solver", ODE_SOLVERS)
+        if self.solver_backend not in ("sciflow", "torchsde"):
+            bad("solver_backend", ("sciflow", "torchsde"))
+        for name in ("input_channels", "hidden_dim", "num_layers", "n_eval_samples"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"Config.{name} must be an integer >= 1, got {getattr(self, name)!r}")
+        if self.hidden_hidden_dim is not None and self.hidden_hidden_dim < 1:
+            raise ValueError(f"Config.hidden_hidden_dim must be >= 1 or None, got {self.hidden_hidden_dim}")
+        if self.n_steps is not None and (not isinstance(self.n_steps, int) or self.n_steps < 1):
+            raise ValueError(f"Config.n_steps must be an integer >= 1 or None, got {self.n_steps!r}")
+        if self.task == "classification":
+            if self.n_classes is None or self.n_classes < 2:
+                raise ValueError(f"task='classification' needs n_classes >= 2, got n_classes={self.n_classes!r}")
+        elif self.n_classes is not None:
+            raise ValueError(f"n_classes is only used with task='classification' (task={self.task!r}); pass None")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"Config.dropout must be in [0, 1), got {self.dropout}")
+        if not math.isfinite(self.diffusion_init):
+            raise ValueError(f"Config.diffusion_init must be finite, got {self.diffusion_init}")
+        if self.solver_backend == "torchsde" and self.kind not in SDE_KINDS:
+            raise ValueError(f"solver_backend='torchsde' applies to the SDE kinds {SDE_KINDS}, not kind={self.kind!r}")
+
+    @property
+    def width(self) -> int:
+        return self.hidden_hidden_dim or self.hidden_dim
+
+    @property
+    def is_sde(self) -> bool:
+        return self.kind in SDE_KINDS

@@ -1,0 +1,144 @@
+"""Plumbing shared by :class:`WDNO` and :class:`WDNOSuperResolution`: schedules, samplers,
+batch layout, the ε-prediction loss with replacement, and the replacement sampling loop."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+from sciflow.nn.unet import UNet
+from sciflow.solvers.generative import (DDIM, DDPM, CosineVP, DiffusionReplacement, DiffusionSampler, DPMSolverPP2M,
+                                        LinearVP, NoiseSchedule, SigmoidVP, sample_diffusion)
+
+SAMPLERS: dict[str, Callable[[], DiffusionSampler]] = {
+    "ddim": lambda: DDIM(0.0),
+    "ddpm": DDPM,
+    "dpm++": DPMSolverPP2M,
+    "dpmsolver++": DPMSolverPP2M,
+}
+
+# the U-Net's sinusoidal embedding is tuned for integer DDPM steps 0..1000: feed it 1000 t
+TIME_SCALE = 1000.0
+
+
+def make_schedule(name: str) -> NoiseSchedule:
+    return {"cosine": CosineVP, "sigmoid": SigmoidVP, "linear": LinearVP}[name]()
+
+
+def make_sampler(sampler: str | DiffusionSampler) -> DiffusionSampler:
+    if isinstance(sampler, DiffusionSampler):
+        return sampler
+    if isinstance(sampler, str) and sampler in SAMPLERS:
+        return SAMPLERS[sampler]()
+    raise ValueError(f"unknown sampler {sampler!r}; allowed: {sorted(SAMPLERS)} or a DiffusionSampler instance")
+
+
+def make_unet(cfg, channels: int) -> UNet:
+    return UNet(dim=cfg.dim + 1, in_channels=channels, out_channels=channels, base_channels=cfg.base_channels,
+                channel_mults=cfg.channel_mults, num_res_blocks=cfg.num_res_blocks,
+                attention_levels=cfg.attention_levels, num_heads=cfg.num_heads, groups=cfg.groups,
+                dropout=cfg.dropout)
+
+
+def to_fields(x: Tensor, channels: int, dim: int, what: str) -> tuple[Tensor, bool]:
+    """``(B, T, *S)`` (one channel) or ``(B, T, C, *S)`` -> ``(B, C, T, *S)`` and whether a channel axis was given."""
+    if not isinstance(x, Tensor) or not x.is_floating_point():
+        raise TypeError(f"{what} must be a floating-point tensor")
+    if x.ndim == 2 + dim and channels == 1:
+        out, has_axis = x.unsqueeze(1), False
+    elif x.ndim == 3 + dim and x.shape[2] == channels:
+        out, has_axis = x.movedim(2, 1), True
+    else:
+        lay = "(batch, time, *space)" if channels == 1 else ""
+        raise ValueError(
+            f"{what} must be {lay + ' or ' if lay else ''}(batch, time, {channels}, *space) with {dim} space axes, "
+            f"got shape {tuple(x.shape)}")
+    if not torch.isfinite(out).all():
+        raise ValueError(f"{what} contains NaN or inf")
+    return out, has_axis
+
+
+def from_fields(x: Tensor, has_axis: bool) -> Tensor:
+    """Inverse of :func:`to_fields`: ``(N, C, T, *S)`` -> ``(N, T, C, *S)`` or ``(N, T, *S)``."""
+    return x.movedim(1, 2) if has_axis else x.squeeze(1)
+
+
+class Denoiser(nn.Module):
+    """``ε̂(x, t) = UNet(x, 1000 t)`` on the padded, scaled coefficient tensor."""
+
+    def __init__(self, net: UNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+        return self.net(x, t * TIME_SCALE)
+
+
+def replacement_loss(denoiser: Denoiser, schedule: NoiseSchedule, z0: Tensor, known: Tensor, replacement: str,
+                     t_min: float, generator: torch.Generator | None) -> Tensor:
+    """ε-prediction DDPM loss (Ho et al. 2020, eq. 14, continuous time) on the unknown entries.
+
+    ``x_t = α_t z_0 + σ_t ε`` with ``t ~ U(t_min, t_max)``; the known entries of the network input
+    are the clean values (``"clean"``, official WDNO code) or left at their forward sample
+    (``"noised"``); the squared error ``|ε̂ - ε|²`` is averaged over the unknown entries only.
+    """
+    b = z0.shape[0]
+    t = t_min + (schedule.t_max - t_min) * torch.rand(b, generator=generator, device=z0.device, dtype=torch.float64)
+    shape = (-1,) + (1,) * (z0.ndim - 1)
+    a = schedule.alpha(t).to(z0.dtype).reshape(shape)
+    s = schedule.sigma(t).to(z0.dtype).reshape(shape)
+    eps = torch.randn(z0.shape, generator=generator, device=z0.device, dtype=z0.dtype)
+    zt = a * z0 + s * eps
+    if replacement == "clean":
+        zt = torch.where(known, z0, zt)
+    pred = denoiser(zt, t.to(z0.dtype))
+    weight = (~known).to(z0.dtype).expand_as(z0)
+    return ((pred - eps).pow(2) * weight).sum() / weight.sum().clamp_min(1.0)
+
+
+def replacement_sample(denoiser: Callable[[Tensor, Tensor], Tensor], schedule: NoiseSchedule, known: Tensor,
+                       z_known: Tensor, *, replacement: str, sampler: str | DiffusionSampler, nfe: int, t_min: float,
+                       generator: torch.Generator | None, log_snr_spacing: bool = False) -> Tensor:
+    """Run a shared sampler with the known entries overwritten before the first and after every step
+    (WDNO, Hu et al. 2025, Sec. 3.3; official ``ddim_sample``), and set exactly at the end."""
+    x = torch.randn(z_known.shape, generator=generator, device=z_known.device, dtype=z_known.dtype)
+    x = x * schedule.prior_std()
+    if replacement == "clean":
+        def hook(x: Tensor, t: Tensor) -> Tensor:
+            return torch.where(known, z_known, x)
+    else:
+        hook = DiffusionReplacement(known, z_known, schedule, generator=generator)
+    t0 = torch.full((x.shape[0],), schedule.t_max, dtype=x.dtype, device=x.device)
+    x = hook(x, t0)
+    z = sample_diffusion(denoiser, schedule, x, sampler=make_sampler(sampler), nfe=nfe, t_min=t_min,
+                         log_snr_spacing=log_snr_spacing, condition=hook, generator=generator)
+    return torch.where(known, z_known, z)
+
+
+def guided(denoiser: Callable[[Tensor, Tensor], Tensor], schedule: NoiseSchedule, objective: Callable[[Tensor], Tensor],
+           scale: float, unknown: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
+    """Gradient guidance on the denoised estimate (WDNO Sec. 3.3, after DiffPhyCon; official
+    ``model_predictions``): with ``x̂_0 = (x_t - σ_t ε̂)/α_t`` the guided estimate is one gradient
+    step ``x̂_0 ← x̂_0 - w ∇_{x̂_0} J(x̂_0)`` on the unknown entries, i.e.
+    ``ε̃ = ε̂ + w (α_t/σ_t) ∇_{x̂_0} J``, and the sampler continues from ``(x̂_0, ε̃)``.
+    ``objective`` maps a batch of coefficient tensors to per-sample costs ``(batch,)``.
+
+    Deviation: the official code adds ``w ∇J`` to ``ε̂`` itself, a step ``w σ_t/α_t`` on ``x̂_0``
+    that grows without bound at high noise unless a schedule damps it; the step here is ``w``
+    at every noise level.
+    """
+
+    def eps(x: Tensor, t: Tensor) -> Tensor:
+        e = denoiser(x, t)
+        shape = (-1,) + (1,) * (x.ndim - 1)
+        tt = t.to(torch.float64)
+        a = schedule.alpha(tt).to(x.dtype).reshape(shape)
+        s = schedule.sigma(tt).to(x.dtype).reshape(shape)
+        with torch.enable_grad():
+            x0 = ((x - s * e) / a).detach().requires_grad_(True)
+            (g,) = torch.autograd.grad(objective(x0).sum(), x0)
+        return e + scale * (a / s) * g * unknown
+
+    return eps

@@ -1,0 +1,146 @@
+"""``Config`` of :class:`~sciflow.models.wavelet_diffusion.WDNO` and its super-resolution model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+TASKS = ("simulation", "control")
+SPACES = ("wavelet", "physical")
+SCHEDULES = ("cosine", "sigmoid", "linear")
+REPLACEMENTS = ("clean", "noised")
+
+
+@dataclass(frozen=True)
+class Config:
+    """A wavelet diffusion neural operator (Hu et al., ICLR 2025) over whole trajectories.
+
+    Data
+        ``dim``: spatial dimension of the PDE (1: trajectories ``(time, x)``, denoised by a 2-D
+        U-Net; 2: ``(time, x, y)``, a 3-D U-Net). ``channels``: state channels ``u``;
+        ``forcing_channels``: channels of the forcing / control ``f`` carried in
+        ``TrajectoryBatch.condition`` (0: an unforced system, e.g. 2D Navier–Stokes, ERA5).
+    Task (which parts of the trajectory are known, paper Sec. 3.3)
+        ``"simulation"``: the first ``n_initial`` frames of ``u`` and the whole forcing ``f`` are
+        given, the rest of ``u`` is generated; ``"control"``: the first ``n_initial`` frames and
+        the final frame of ``u`` are given, ``f`` (and the path of ``u``) is generated.
+    Representation
+        ``space="wavelet"``: one-level DWT over (time, *space) with ``wavelet`` / ``mode``
+        (:mod:`sciflow.nn.wavelets`); ``"physical"``: the same model on the raw trajectory
+        (the physical-space DDPM baseline).
+    Diffusion
+        ``schedule``: ``cosine`` (Nichol & Dhariwal 2021), ``sigmoid`` (Chen 2023) or ``linear``
+        (Ho et al. 2020) variance-preserving schedule; ε-prediction loss.
+        ``replacement``: known channels in the network input are the clean scaled values
+        (``"clean"``, the official WDNO code) or forward-process samples of them (``"noised"``,
+        inpainting in the style of Song et al. 2021).
+    Denoiser
+        ``base_channels`` / ``channel_mults`` / ``num_res_blocks`` / ``attention_levels`` /
+        ``num_heads`` / ``groups`` / ``dropout`` of :class:`sciflow.nn.UNet`.
+    """
+
+    dim: int = 1
+    channels: int = 1
+    forcing_channels: int = 1
+    task: Literal["simulation", "control"] = "simulation"
+    n_initial: int = 1
+    space: Literal["wavelet", "physical"] = "wavelet"
+    wavelet: str = "bior2.4"
+    mode: Literal["zero", "periodization"] = "zero"
+    schedule: Literal["cosine", "sigmoid", "linear"] = "cosine"
+    replacement: Literal["clean", "noised"] = "clean"
+    base_channels: int = 64
+    channel_mults: tuple[int, ...] = (1, 2, 4)
+    num_res_blocks: int = 2
+    attention_levels: tuple[int, ...] | None = None
+    num_heads: int = 4
+    groups: int = 8
+    dropout: float = 0.0
+    t_min: float = 1e-3
+
+    def __post_init__(self) -> None:
+        if self.dim not in (1, 2):
+            raise ValueError(f"Config.dim must be 1 (trajectories (time, x)) or 2 ((time, x, y)), got {self.dim}")
+        if self.channels < 1:
+            raise ValueError(f"Config.channels (state channels) must be >= 1, got {self.channels}")
+        if self.forcing_channels < 0:
+            raise ValueError(f"Config.forcing_channels must be >= 0, got {self.forcing_channels}")
+        for name, value, allowed in (("task", self.task, TASKS), ("space", self.space, SPACES),
+                                     ("schedule", self.schedule, SCHEDULES),
+                                     ("replacement", self.replacement, REPLACEMENTS),
+                                     ("mode", self.mode, ("zero", "periodization"))):
+            if value not in allowed:
+                raise ValueError(f"Config.{name}={value!r}; allowed: {list(allowed)}")
+        if self.task == "control" and self.forcing_channels < 1:
+            raise ValueError("Config.task='control' generates the forcing: set forcing_channels >= 1")
+        if self.n_initial < 0:
+            raise ValueError(f"Config.n_initial must be >= 0, got {self.n_initial}")
+        if self.task == "simulation" and self.n_initial < 1 and self.forcing_channels < 1:
+            raise ValueError("Config.task='simulation' with n_initial=0 and no forcing has nothing to condition on")
+        if not 0.0 < self.t_min < 0.5:
+            raise ValueError(f"Config.t_min must be in (0, 0.5), got {self.t_min}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"Config.dropout must be in [0, 1), got {self.dropout}")
+        if self.base_channels < 1 or not self.channel_mults or self.num_res_blocks < 1:
+            raise ValueError("Config: base_channels, channel_mults and num_res_blocks must be positive")
+        object.__setattr__(self, "channel_mults", tuple(int(m) for m in self.channel_mults))
+        if self.attention_levels is not None:
+            object.__setattr__(self, "attention_levels", tuple(int(a) for a in self.attention_levels))
+
+    @property
+    def known_final(self) -> bool:
+        """Whether the final frame of ``u`` is given (control)."""
+        return self.task == "control"
+
+    @property
+    def forcing_known(self) -> bool:
+        return self.task == "simulation" and self.forcing_channels > 0
+
+
+@dataclass(frozen=True)
+class SuperResolutionConfig:
+    """The super-resolution model of WDNO (Hu et al. 2025, Sec. 3.4, "multi-resolution training").
+
+    It generates the wavelet coefficients of a trajectory at resolution ``2 n - 1`` per axis (a
+    dyadic refinement that keeps the coarse grid points, e.g. ``x = linspace(0, 1, 2 n - 1)``)
+    conditioned on the nearest-upsampled coefficients of the coarse trajectory of ``n`` points,
+    and is applied repeatedly for ×2, ×4, ×8. ``channels`` counts every field refined
+    (state and forcing stacked on one channel axis). ``levels``: the training loss averages the
+    pairs (``x[::2**l]``, ``x[::2**(l+1)]``) for ``l < levels`` (the subsampled copies of the
+    paper's multi-resolution training). Other fields as :class:`Config`.
+    """
+
+    dim: int = 1
+    channels: int = 2
+    levels: int = 2
+    space: Literal["wavelet", "physical"] = "wavelet"
+    wavelet: str = "bior2.4"
+    mode: Literal["zero", "periodization"] = "zero"
+    schedule: Literal["cosine", "sigmoid", "linear"] = "cosine"
+    replacement: Literal["clean", "noised"] = "clean"
+    base_channels: int = 64
+    channel_mults: tuple[int, ...] = (1, 2, 4)
+    num_res_blocks: int = 2
+    attention_levels: tuple[int, ...] | None = None
+    num_heads: int = 4
+    groups: int = 8
+    dropout: float = 0.0
+    t_min: float = 1e-3
+
+    def __post_init__(self) -> None:
+        if self.dim not in (1, 2):
+            raise ValueError(f"SuperResolutionConfig.dim must be 1 or 2, got {self.dim}")
+        if self.channels < 1:
+            raise ValueError(f"SuperResolutionConfig.channels must be >= 1, got {self.channels}")
+        if self.levels < 1:
+            raise ValueError(f"SuperResolutionConfig.levels must be >= 1, got {self.levels}")
+        for name, value, allowed in (("space", self.space, SPACES), ("schedule", self.schedule, SCHEDULES),
+                                     ("replacement", self.replacement, REPLACEMENTS),
+                                     ("mode", self.mode, ("zero", "periodization"))):
+            if value not in allowed:
+                raise ValueError(f"SuperResolutionConfig.{name}={value!r}; allowed: {list(allowed)}")
+        if not 0.0 < self.t_min < 0.5:
+            raise ValueError(f"SuperResolutionConfig.t_min must be in (0, 0.5), got {self.t_min}")
+        object.__setattr__(self, "channel_mults", tuple(int(m) for m in self.channel_mults))
+        if self.attention_levels is not None:
+            object.__setattr__(self, "attention_levels", tuple(int(a) for a in self.attention_levels))

@@ -1,0 +1,173 @@
+"""The benchmark suite: registry, runner records, ratios, smoke runs and the generated results page."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import registry  # noqa: E402
+import report  # noqa: E402
+import run  # noqa: E402
+from registry import Anchor, Benchmark, Metric, lookup  # noqa: E402
+
+FAKE = textwrap.dedent('''
+    import sys, time
+    from pathlib import Path
+    sys.path.insert(0, {bench!r})
+    from _common import write_result
+    mode = sys.argv[1]
+    if mode == "fail":
+        raise SystemExit("boom: deliberate failure")
+    if mode == "hang":
+        time.sleep(60)
+    x = [0.0] * 2_000_000  # ~16 MB, visible in the peak RSS
+    write_result("fake_bench", {{"err": {{"ours": 0.02, "theirs": 0.08}}, "rows": [{{"t": 1.0}}, {{"t": 3.0}}],
+                                 "n": float(len(x))}})
+''')
+
+
+def fake_benchmark(tmp_path: Path, **kw) -> Benchmark:
+    script = tmp_path / "fake_bench.py"
+    script.write_text(FAKE.format(bench=str(REPO / "benchmarks")))
+    spec = dict(name="fake", script=str(script), family="test", dataset="toy", kind="accuracy", owner="G",
+                scales={"smoke": ["ok"], "cpu": ["fail"], "gpu": ["hang"]},
+                results={"smoke": ["fake_bench"], "cpu": ["fake_bench"], "gpu": ["fake_bench"]},
+                metrics=[Metric("error", "err/ours", anchor=Anchor(0.01, "a paper"), baselines={"theirs": "err/theirs"}),
+                         Metric("last row", "rows/-1/t", better="higher"),
+                         Metric("absent", "err/nope")])
+    spec.update(kw)
+    return Benchmark(**spec)
+
+
+def test_lookup_paths() -> None:
+    doc = {"a": {"b.c": [1, {"d": 2.5}]}, "s": "text", "flag": True, "inf": float("inf")}
+    assert lookup(doc, "a/b.c/0") == 1.0
+    assert lookup(doc, "a/b.c/-1/d") == 2.5
+    assert lookup(doc, "a/b.c/5") is None and lookup(doc, "a/x") is None
+    assert lookup(doc, "s") is None and lookup(doc, "flag") is None and lookup(doc, "inf") is None
+    assert lookup(doc, lambda d: d["a"]["b.c"][1]["d"] * 2) == 5.0
+    assert lookup(doc, lambda d: d["missing"]) is None
+
+
+def test_registry_validates_its_entries() -> None:
+    with pytest.raises(ValueError, match="unknown scale"):
+        Benchmark(name="x", script="x.py", family="f", dataset="d", kind="speed", owner="o",
+                  scales={"huge": []}, results={"huge": ["x"]}, metrics=[])
+    with pytest.raises(ValueError, match="no result stem"):
+        Benchmark(name="x", script="x.py", family="f", dataset="d", kind="speed", owner="o",
+                  scales={"cpu": []}, results={}, metrics=[])
+    with pytest.raises(ValueError, match="better"):
+        Metric("m", "a", better="up")
+
+
+def test_every_registered_benchmark_is_runnable_and_reads_its_committed_json() -> None:
+    found = registry.discover()
+    assert len(found) >= 19
+    for b in found.values():
+        assert "smoke" in b.scales, f"{b.name}: every benchmark needs a smoke scale"
+        if b.owner in ("previous session", "F", "H", "E"):
+            assert b.path.is_file(), b.path
+        doc, stems = run.load_results(run.BENCH_DIR / "results", b.results.get("cpu", []))
+        if stems:  # committed results: the headline metric must resolve to a finite number
+            first = run.evaluate_metrics(b, doc)[0]
+            assert first["value"] is not None and math.isfinite(first["value"]), (b.name, first)
+
+
+def test_script_declarations_are_discovered(tmp_path: Path, monkeypatch) -> None:
+    (tmp_path / "decl.py").write_text(textwrap.dedent('''
+        BENCHMARK = {"family": "toy", "dataset": "d", "kind": "speed", "owner": "X",
+                     "scales": {"smoke": ["--tiny"]}, "results": {"smoke": "decl_out"},
+                     "metrics": [{"label": "t", "path": "a/b", "unit": "s",
+                                  "anchor": {"value": 2.0, "source": "paper"}}]}
+        raise RuntimeError("never imported")
+    '''))
+    (tmp_path / "plain.py").write_text("print('no declaration')\n")
+    monkeypatch.setattr(registry, "BENCH_DIR", tmp_path)
+    found = registry.discover()
+    b = found["decl"]
+    assert b.results["smoke"] == ["decl_out"] and b.metrics[0].anchor.value == 2.0
+    assert "plain.py" in registry.unregistered_scripts(found)
+
+
+def test_run_one_writes_a_complete_record(tmp_path: Path) -> None:
+    b = fake_benchmark(tmp_path)
+    rec = run.run_one(b, "smoke", tmp_path / "out")
+    assert rec["status"] == "ok", rec.get("log_tail")
+    saved = json.loads((tmp_path / "out" / "suite" / "fake.json").read_text())
+    assert saved == json.loads(json.dumps(rec, default=float))
+    assert rec["wall_s"] > 0 and rec["peak_rss_mib"] > 15  # the 16 MB list is in the peak
+    assert rec["seed"] == 0 and rec["environment"]["torch"] and len(rec["environment"]["git_sha"]) >= 7
+    err, last, absent = rec["metrics"]
+    assert err["value"] == 0.02 and err["anchor"]["ratio"] == pytest.approx(2.0)
+    assert err["baselines"]["theirs"]["ratio"] == pytest.approx(0.25)
+    assert last["value"] == 3.0 and absent["value"] is None
+    # the script wrote into --out, not into benchmarks/results
+    assert (tmp_path / "out" / "fake_bench.json").is_file()
+    assert not (run.BENCH_DIR / "results" / "fake_bench.json").exists()
+
+
+def test_run_one_reports_failures_timeouts_and_stale_files(tmp_path: Path) -> None:
+    b = fake_benchmark(tmp_path)
+    out = tmp_path / "out"
+    assert run.run_one(b, "smoke", out)["status"] == "ok"
+    failed = run.run_one(b, "cpu", out)  # fails: the older fake_bench.json must not count
+    assert failed["status"] == "failed" and "deliberate failure" in failed["log_tail"] and failed["metrics"] == []
+    hung = run.run_one(b, "gpu", out, timeout_s=1.0)
+    assert hung["status"] == "timeout" and hung["wall_s"] < 30
+    missing = run.run_one(fake_benchmark(tmp_path, script=str(tmp_path / "nope.py")), "smoke", out)
+    assert missing["status"] == "missing-script"
+    noscale = run.run_one(fake_benchmark(tmp_path, scales={"smoke": ["ok"]}), "gpu", out)
+    assert noscale["status"] == "no-scale" and noscale["offered"] == ["smoke"]
+
+
+def test_smoke_scale_of_a_real_benchmark(tmp_path: Path) -> None:
+    """ns_generation at smoke size through the CLI: a schema-complete record with sane numerics."""
+    from sciflow.cli import main
+
+    assert main(["benchmark", "ns_generation", "--scale", "smoke", "--out", str(tmp_path)]) == 0
+    rec = json.loads((tmp_path / "suite" / "ns_generation.json").read_text())
+    assert rec["status"] == "ok" and rec["scale"] == "smoke"
+    same_dt, eq, err = rec["metrics"]
+    assert same_dt["value"] > 0 and same_dt["baselines"]["FNO generator"]["value"] > 0
+    # both generators agree with the fine reference far below the discretisation error of the data
+    assert err["value"] < 1e-4 and err["baselines"]["FNO generator"]["value"] < 1e-4
+
+
+@pytest.mark.slow
+def test_smoke_scale_of_every_registered_benchmark(tmp_path: Path) -> None:
+    assert run.main(["--scale", "smoke", "--out", str(tmp_path)]) == 0
+
+
+def test_cli_lists_and_dry_runs(capsys) -> None:
+    from sciflow.cli import main
+
+    assert main(["benchmark", "--list"]) == 0
+    assert "ode_lorenz" in capsys.readouterr().out
+    assert main(["benchmark", "ode_lorenz", "--scale", "smoke", "--dry-run"]) == 0
+    assert "--no-compile" in capsys.readouterr().out
+
+
+def test_results_page_is_generated_from_the_json() -> None:
+    page = report.render()
+    assert page == report.render()  # a pure function of the files
+    current = (REPO / "docs" / "results.md").read_text()
+    assert current == page, "docs/results.md is out of date: run `python benchmarks/report.py`"
+
+
+def test_results_page_shows_the_measured_numbers(tmp_path: Path) -> None:
+    b = fake_benchmark(tmp_path)
+    (tmp_path / "fake_bench.json").write_text(json.dumps(
+        {"err": {"ours": 0.0123, "theirs": 0.0456}, "rows": [{"t": 7.0}], "environment": {"device": "cpu"}}))
+    page = report.render(tmp_path, {"fake": b})
+    assert "| error ↓ | 0.0123 | 0.01 (ratio 1.23) [a paper] | theirs: 0.0456 (ratio 0.27) |" in page
+    assert "| last row ↑ | 7 |" in page
+    empty = report.render(tmp_path / "none", {"fake": b})
+    assert "Not measured yet" in empty
