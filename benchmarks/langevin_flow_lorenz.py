@@ -10,9 +10,13 @@ coupled-oscillator potential vs the naive ``autograd.grad`` force at every bin (
 data, same run).
 
 With ``--task gaussian``: noisy (10 % noise), partially observed Lorenz-63 (the encoder sees x and
-y; z is decoded only), Gaussian likelihood, the last ``n_forward`` bins hidden; forecast CRPS of
-the posterior samples against the clean state (``sciflow.uq.scores.crps_ensemble``) and the
-coverage of their 90 % central interval, vs climatology samples; JSON
+y; z is decoded only), Gaussian likelihood, the last 10 bins hidden; 80/20/20 train/calibration/
+test trials. Forecast CRPS (``sciflow.uq.scores.crps_ensemble``), coverage and width of the 90 %
+central interval of 64 draws of ``model.sample`` (posterior, latent-path and observation noise)
+against the held-out noisy observations (``obs_*``) and the clean state (``clean_*``); the same for
+the noise-free ``model.sample_means`` (``means_*``, what earlier versions reported); split-conformal
+CQR intervals (``sciflow.uq.SplitConformal``, one quantile per horizon and channel, calibrated on
+the calibration trials) (``conformal_*``); climatology samples as the reference. JSON
 ``langevin_flow_lorenz63_gaussian.json``.
 
     python benchmarks/langevin_flow_lorenz.py                  # CPU size, a few minutes
@@ -81,6 +85,7 @@ def evaluate(model, test: TrajectoryBatch, true_rates, cfg: Config, seed: int) -
     cs = co_smoothing(rates[:, obs], counts[:, obs], held_out)
     return {
         "rate_r2": float(rate_r2(rates, true_rates)),
+        "rate_r2_variance_weighted": float(rate_r2(rates, true_rates, variance_weighted=True)),
         "co_bps": float(cs["co_bps"]),
         "heldin_bps": float(cs["heldin_bps"]),
         "fp_bps": float(forward_prediction_bps(rates, counts, cfg.n_forward)),
@@ -88,52 +93,117 @@ def evaluate(model, test: TrajectoryBatch, true_rates, cfg: Config, seed: int) -
     }
 
 
-def gaussian_task(args, device) -> None:
-    from sciflow.data.pdes.lorenz import generate_lorenz63
+def _forecast_scores(draws, truth) -> dict[str, float]:
     from sciflow.uq.scores import crps_ensemble, interval_coverage
 
+    lo, hi = draws.quantile(0.05, dim=0), draws.quantile(0.95, dim=0)
+    return {"crps": float(crps_ensemble(draws, truth)), "coverage90": float(interval_coverage(lo, hi, truth)),
+            "width90": float((hi - lo).mean())}
+
+
+def gaussian_task(args, device) -> None:
+    """Forecast calibration on noisy, partially observed Lorenz-63 (see the module docstring)."""
+    from sciflow.data.pdes.lorenz import generate_lorenz63
+    from sciflow.uq.conformal import QuantileScore, SplitConformal
+    from sciflow.uq.prediction import Prediction
+    from sciflow.uq.sampling import SamplingPredictor
+    from sciflow.uq.scores import interval_coverage
+
     steps = args.steps or 300 * args.scale
-    n_fwd = 10
+    n_fwd, n_draws = 10, 64
     cfg = Config(obs_dim=3, input_dim=2, n_forward=n_fwd, likelihood="gaussian", latent_dim=16, n_channels=2,
                  encoder_hidden=64, d_model=64, ff_dim=128, generator_hidden=64, kl_ramp_steps=steps // 3,
                  coordinated_dropout=0.0)
     models = {"langevin_flow": LangevinFlow, "gru_svae": GRUSequentialVAE, "latent_ode": LatentODE}
     per_seed: dict[str, list[dict[str, float]]] = {k: [] for k in (*models, "climatology")}
     for seed in range(args.seeds):
-        ds = generate_lorenz63(100 * args.scale, n_time=60, dt=0.02, noise_std=0.1, seed=seed)
+        n_cal = n_test = 20 * args.scale
+        ds = generate_lorenz63(80 * args.scale + n_cal + n_test, n_time=60, dt=0.02, noise_std=0.1, seed=seed)
         mean = torch.tensor(ds.attrs["state_mean"], dtype=torch.float32)
         std = torch.tensor(ds.attrs["state_std"], dtype=torch.float32)
         obs = (torch.tensor(ds["observed"].values, dtype=torch.float32) - mean) / std
         clean = (torch.tensor(ds["state"].values, dtype=torch.float32) - mean) / std
-        times = torch.tensor(ds["time"].values, dtype=torch.float32)
-        n_test = obs.shape[0] // 5
-        tr = TrajectoryBatch(values=obs[n_test:].to(device), times=times.to(device))
-        te = TrajectoryBatch(values=obs[:n_test].to(device), times=times.to(device))
-        truth = clean[:n_test, -n_fwd:].to(device)
+        times = torch.tensor(ds["time"].values, dtype=torch.float32).to(device)
+        te_i, cal_i, tr_i = slice(0, n_test), slice(n_test, n_test + n_cal), slice(n_test + n_cal, None)
+        tr = TrajectoryBatch(values=obs[tr_i].to(device), times=times)
+        cal = TrajectoryBatch(values=obs[cal_i].to(device), times=times)
+        te = TrajectoryBatch(values=obs[te_i].to(device), times=times)
+        truth_obs, truth_clean = obs[te_i, -n_fwd:].to(device), clean[te_i, -n_fwd:].to(device)
         g = torch.Generator().manual_seed(seed)
-        pool = clean[n_test:].reshape(-1, 3)
-        clim = pool[torch.randint(pool.shape[0], (32,), generator=g)][:, None, None, :].expand(32, *truth.shape)
-        for name, cls in (*models.items(), ("climatology", None)):
-            if cls is None:
-                fc = clim.to(device)
-            else:
-                torch.manual_seed(seed)
-                model = cls(cfg).to(device)
-                train(model, tr, steps, 32, 3e-3, seed)
-                model.eval()
-                fc = model.sample(te, 32, generator=torch.Generator(device=device).manual_seed(seed))[:, :, -n_fwd:]
-            lo, hi = fc.quantile(0.05, dim=0), fc.quantile(0.95, dim=0)
-            per_seed[name].append({"crps": float(crps_ensemble(fc, truth)),
-                                   "coverage90": float(interval_coverage(lo, hi, truth))})
-            print(name, seed, per_seed[name][-1], flush=True)
+        pool_obs, pool_clean = obs[tr_i].reshape(-1, 3), clean[tr_i].reshape(-1, 3)
+        pick = torch.randint(pool_obs.shape[0], (n_draws,), generator=g)
+        expand = lambda x: x[pick][:, None, None, :].expand(n_draws, *truth_obs.shape).to(device)  # noqa: E731
+        per_seed["climatology"].append({**{f"obs_{k}": v for k, v in _forecast_scores(expand(pool_obs), truth_obs).items()},
+                                        **{f"clean_{k}": v for k, v in _forecast_scores(expand(pool_clean), truth_clean).items()}})
+        for name, cls in models.items():
+            torch.manual_seed(seed)
+            model = cls(cfg).to(device)
+            train(model, tr, steps, 32, 3e-3, seed)
+            model.eval()
+            gen = torch.Generator(device=device).manual_seed(seed)
+            draws = model.sample(te, n_draws, generator=gen)[:, :, -n_fwd:]  # observation noise included
+            means = model.sample_means(te, n_draws, generator=gen)[:, :, -n_fwd:]  # latent uncertainty only
+            row = {**{f"obs_{k}": v for k, v in _forecast_scores(draws, truth_obs).items()},
+                   **{f"clean_{k}": v for k, v in _forecast_scores(draws, truth_clean).items()},
+                   **{f"means_obs_{k}": v for k, v in _forecast_scores(means, truth_obs).items()},
+                   **{f"means_clean_{k}": v for k, v in _forecast_scores(means, truth_clean).items()}}
+            # split conformal (CQR around the model's own 90 % interval), one quantile per
+            # (horizon, channel), calibrated on held-out trials against their noisy observations
+            predictor = SamplingPredictor(model, n_samples=n_draws, alpha=0.1)
+            cp = SplitConformal(predictor, alpha=0.1, score=QuantileScore())
+            cal_draws = model.sample(cal, n_draws, generator=gen)[:, :, -n_fwd:]
+            cal_pred = Prediction.from_samples(cal_draws, 0.1)
+            cp.calibrate_scores(cp.score.score(cal_pred, cal.values[:, -n_fwd:]))
+            conf = cp.wrap(Prediction.from_samples(draws, 0.1))
+            row["conformal_obs_coverage90"] = float(interval_coverage(conf.lower, conf.upper, truth_obs))
+            row["conformal_obs_width90"] = float((conf.upper - conf.lower).mean())
+            if cfg.observation_std == "decoded":
+                with torch.no_grad():
+                    row["mean_predictive_std_forecast"] = float(
+                        model.observation_std(model._draw_params(te, 1, gen))[:, -n_fwd:].mean())
+            per_seed[name].append(row)
+            print(name, seed, {k: round(v, 4) for k, v in row.items()}, flush=True)
     summary = {name: {k: {"mean": statistics.mean(r[k] for r in rs), "std": statistics.pstdev([r[k] for r in rs])}
                       for k in rs[0]} for name, rs in per_seed.items()}
+    clim = summary["climatology"]
     write_result("langevin_flow_lorenz63_gaussian",
-                 {"config": {**cfg.__dict__, "steps": steps, "scale": args.scale, "seeds": args.seeds},
+                 {"config": {**cfg.__dict__, "steps": steps, "scale": args.scale, "seeds": args.seeds,
+                             "n_draws": n_draws, "n_train": 80 * args.scale, "n_calibration": 20 * args.scale,
+                             "n_test": 20 * args.scale},
+                  "notes": "obs_*: model.sample (posterior + latent-path + observation noise) vs the held-out noisy "
+                           "observations; clean_*: the same draws vs the noise-free state; means_*: "
+                           "model.sample_means (no observation noise); conformal_*: split-conformal CQR.",
                   "metrics": summary, "per_seed": per_seed,
-                  "ratios": {f"{k}_crps_over_climatology":
-                             summary[k]["crps"]["mean"] / summary["climatology"]["crps"]["mean"] for k in models}},
+                  "ratios": {f"{k}_obs_crps_over_climatology":
+                             summary[k]["obs_crps"]["mean"] / clim["obs_crps"]["mean"] for k in models}},
                  device=device)
+
+
+def save_figures(model, test: TrajectoryBatch, true_rates, tag: str) -> list[str]:
+    """3-D latents, inferred vs true rates and a raster with predicted rates, under results/figures/."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from sciflow.models.langevin_flow.plots import plot_latents_3d, plot_raster, plot_rates
+
+    out = Path(__file__).resolve().parent / "results" / "figures"
+    out.mkdir(parents=True, exist_ok=True)
+    model.eval()
+    gen = torch.Generator(device=test.values.device).manual_seed(0)
+    rates = model.posterior_mean(test, generator=gen)
+    figs = {"rates": plot_rates(rates, true_rates, neurons=(0, 1, 2, 3)),
+            "raster": plot_raster(test.values, rates)}
+    if isinstance(model, LangevinFlow):
+        figs["latents3d"] = plot_latents_3d(model.latents(test, generator=gen), title=f"{tag} latents z[0:3]")
+    paths = []
+    for key, fig in figs.items():
+        path = out / f"{tag}_{key}.png"
+        fig.savefig(path, dpi=90, bbox_inches="tight")
+        paths.append(str(path.relative_to(Path(__file__).resolve().parent)))
+    plt.close("all")
+    return paths
 
 
 def main() -> None:
@@ -155,6 +225,7 @@ def main() -> None:
     models = {"langevin_flow": LangevinFlow, "gru_svae": GRUSequentialVAE, "latent_ode": LatentODE}
     results: dict[str, list[dict[str, float]]] = {k: [] for k in models}
     train_s: dict[str, list[float]] = {k: [] for k in models}
+    figures: list[str] = []
     for seed in range(args.seeds):
         tr, te, true = make_data(args.scale, seed, device)
         for name, cls in models.items():
@@ -165,6 +236,8 @@ def main() -> None:
             train_s[name].append(time.perf_counter() - t0)
             results[name].append(evaluate(model, te, true, cfg, seed))
             print(name, seed, results[name][-1], flush=True)
+            if seed == 0:
+                figures += save_figures(model, te, true, f"langevin_flow_lorenz_{name}")
     summary = {name: {k: {"mean": statistics.mean(r[k] for r in rs),
                           "std": statistics.pstdev([r[k] for r in rs])} for k in rs[0]}
                for name, rs in results.items()}
@@ -188,7 +261,7 @@ def main() -> None:
         "config": {**cfg.__dict__, "steps": steps, "scale": args.scale, "seeds": args.seeds,
                    "n_train_trials": len(tr)},
         "metrics": summary, "per_seed": results, "train_seconds": train_s,
-        "epoch_timing": timings,
+        "epoch_timing": timings, "figures": figures,
         "ratios": {"autograd_naive_over_closed_form_epoch":
                    timings["autograd_naive"]["median_s"] / timings["closed_form"]["median_s"]},
     }

@@ -12,6 +12,8 @@ Same network (4 x 128 tanh MLP on (t, x), Glorot), same points (``--n-domain`` i
 
 Ratios are against ``plain_autograd`` and ``deepxde`` measured in the same process; rounds are
 interleaved so that load from other processes hits every method alike. Medians over rounds.
+Rates are per second of process CPU time by default (``--clock cpu``; one torch thread), which
+other users' load on a shared machine does not inflate the way it inflates wall time.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import time_it, write_result  # noqa: E402
+from _common import write_result  # noqa: E402
 
 from sciflow.data.batches import CollocationBatch  # noqa: E402
 from sciflow.models.causal_pinn import CausalPINN, Config  # noqa: E402
@@ -130,6 +132,9 @@ def main(argv=None) -> None:
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--compile", action="store_true")
+    ap.add_argument("--clock", choices=["cpu", "wall"], default="cpu",
+                    help="cpu: steps per second of process CPU time (robust to other users' load "
+                         "on a shared machine; torch threads = 1); wall: perf_counter")
     ap.add_argument("--scale", choices=["cpu", "large"], default="cpu",
                     help="large: 4096 domain points")
     args = ap.parse_args(argv)
@@ -162,13 +167,18 @@ def main(argv=None) -> None:
         methods["deepxde"] = lambda: dx(args.steps)
 
     samples: dict[str, list[float]] = {k: [] for k in methods}
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
     for _ in range(args.rounds):
         for name, fn in methods.items():
             if name == "deepxde":
-                r = time_it(fn, repeats=1, warmup=0)
+                t0 = clock()
+                fn()
             else:
-                r = time_it(lambda: [fn() for _ in range(args.steps)], repeats=1, warmup=1)
-            samples[name].append(args.steps / r["median_s"])
+                fn()  # warm-up step
+                t0 = clock()
+                for _ in range(args.steps):
+                    fn()
+            samples[name].append(args.steps / (clock() - t0))
     rate = {k: statistics.median(v) for k, v in samples.items()}
     ratios = {f"{k}_vs_plain_autograd": rate[k] / rate["plain_autograd"] for k in rate}
     if "deepxde" in rate:
@@ -178,8 +188,9 @@ def main(argv=None) -> None:
         "n_domain": args.n_domain, "n_initial": 160, "n_boundary": 80,
         "steps_per_block": args.steps, "rounds": args.rounds,
         "steps_per_s_median": rate, "steps_per_s_all": samples, "ratios": ratios, "notes": notes,
-        "conditions": "shared 2-core CPU (8 concurrent users), torch threads = %d, interleaved rounds"
-                      % args.threads,
+        "clock": args.clock,
+        "conditions": "shared 2-core CPU (8 concurrent users), torch threads = %d, interleaved rounds, "
+                      "rates in steps per %s second" % (args.threads, args.clock),
     })
 
 

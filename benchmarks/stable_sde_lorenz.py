@@ -47,7 +47,7 @@ from sciflow.uq.sampling import SamplingPredictor  # noqa: E402
 
 SCALES: dict[str, dict[str, Any]] = {
     "default": {"n": 96, "n_time": 150, "dt": 0.02, "n_obs": 40, "n_target": 8, "rates": [0.0, 0.5],
-                "seeds": [0, 1], "epochs": 40, "patience": 10, "hidden_dim": 16, "batch_size": 32, "lr": 5e-3,
+                "seeds": [0, 1], "epochs": 30, "patience": 10, "hidden_dim": 16, "batch_size": 32, "lr": 5e-3,
                 "n_samples": 64},
     "large": {"n": 512, "n_time": 300, "dt": 0.02, "n_obs": 80, "n_target": 16, "rates": [0.0, 0.3, 0.5, 0.7],
               "seeds": [0, 1, 2, 3, 4], "epochs": 100, "patience": 20, "hidden_dim": 32, "batch_size": 64,

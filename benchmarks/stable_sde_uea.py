@@ -14,6 +14,7 @@ missing through sciflow's ``sdeint`` vs ``torchsde.sdeint`` (the official code's
     python benchmarks/stable_sde_uea.py                 # default scale (≈15 min on one core)
     python benchmarks/stable_sde_uea.py --scale paper   # all bundled problems, 5 seeds, 100 epochs
     python benchmarks/stable_sde_uea.py --datasets BasicMotions --models lnsde --rates 0.5 --seeds 1 --epochs 3
+    python benchmarks/stable_sde_uea.py --speed-only    # only the sciflow-vs-torchsde epoch timing
 
 Writes ``benchmarks/results/stable_sde_uea.json`` and ``stable_sde_uea.md``.
 """
@@ -45,8 +46,8 @@ LABELS = {"lsde": "LSDE", "lnsde": "LNSDE", "gsde": "GSDE", "neural_cde": "Neura
 
 SCALES: dict[str, dict[str, Any]] = {
     # ≈ 15 min on one core: two problems (one multivariate equal-length, one with unequal lengths)
-    "default": {"datasets": ["BasicMotions", "JapaneseVowels"], "seeds": [0, 1, 2], "epochs": 40,
-                "patience": 15, "hidden_dim": 16, "batch_size": 128, "lr": 1e-2},
+    "default": {"datasets": ["BasicMotions", "JapaneseVowels"], "seeds": [0, 1, 2], "epochs": 30,
+                "patience": 10, "hidden_dim": 16, "batch_size": 128, "lr": 1e-2},
     "paper": {"datasets": ["BasicMotions", "JapaneseVowels", "ArrowHead", "GunPoint", "ItalyPowerDemand"],
               "seeds": [0, 1, 2, 3, 4], "epochs": 100, "patience": 20, "hidden_dim": 32, "batch_size": 64,
               "lr": 1e-3},
@@ -185,42 +186,93 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", nargs="+", default=MODELS)
     ap.add_argument("--rates", nargs="+", type=float, default=RATES)
     ap.add_argument("--seeds", type=int, help="number of seeds (0..n-1)")
+    ap.add_argument("--seed-list", type=int, nargs="+", help="run exactly these seeds (e.g. one per process)")
+    ap.add_argument("--merge", nargs="+", metavar="JSON",
+                    help="combine the runs of result files (e.g. one per seed) into <name>.json/.md")
     ap.add_argument("--epochs", type=int)
     ap.add_argument("--no-speed", action="store_true", help="skip the sciflow-vs-torchsde epoch timing")
+    ap.add_argument("--speed-only", action="store_true",
+                    help="only the sciflow-vs-torchsde epoch timing (writes <name>_speed.json)")
     ap.add_argument("--name", default="stable_sde_uea", help="result file stem")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
+    if args.speed_only:
+        speed = speed_check(SCALES[args.scale]["hidden_dim"])
+        write_result(f"{args.name}_speed", {"speed_epoch": speed})
+        return 0
     p = dict(SCALES[args.scale])
     if args.datasets:
         p["datasets"] = args.datasets
     if args.seeds:
         p["seeds"] = list(range(args.seeds))
+    if args.seed_list:
+        p["seeds"] = list(args.seed_list)
     if args.epochs:
         p["epochs"] = args.epochs
     t_start = time.perf_counter()
+    if args.merge:
+        return _merge(args, p, t_start)
     runs: list[dict[str, Any]] = []
-    for d in p["datasets"]:
-        data = load_uea(d)
-        for r in args.rates:
-            for s in p["seeds"]:
-                splits = classification_splits(data, missing_rate=r, seed=s)  # shared by all models
+    data = {d: load_uea(d) for d in p["datasets"]}
+    speed = None
+    # seed-major order: after each seed the table is complete (with fewer seeds), and it is
+    # rewritten after every dataset, so an interrupted run still leaves a consistent result
+    for s in p["seeds"]:
+        for d in p["datasets"]:
+            for r in args.rates:
+                splits = classification_splits(data[d], missing_rate=r, seed=s)  # shared by all models
                 for m in args.models:
                     res = run_one(splits, m, s, p)
                     res.update(dataset=d, missing_rate=r, n_train=len(splits.train), n_test=len(splits.test))
                     runs.append(res)
                     print(f"{d:16s} r={r:.1f} seed={s} {m:11s} acc={res['test_accuracy']:.3f} "
                           f"epochs={res['epochs_run']} failed={res['failed']} {res['train_s']:.1f}s", flush=True)
+            _write(args, p, runs, speed, t_start, complete=False)
+    if not args.no_speed:
+        speed = speed_check(p["hidden_dim"])
+    _write(args, p, runs, speed, t_start, complete=True)
+    return 0
+
+
+def _merge(args, p, t_start) -> int:
+    """One table from several result files of the same scale (first occurrence of a run wins)."""
+    import json
+
+    runs, seen, speed, complete = [], set(), None, True
+    for f in args.merge:
+        doc = json.loads(Path(f).read_text())
+        if "runs" not in doc:  # a --speed-only result
+            speed = speed or doc.get("speed_epoch")
+            continue
+        if doc.get("scale") != args.scale or doc["params"]["epochs"] != p["epochs"]:
+            raise SystemExit(f"{f}: scale/epochs differ from --scale {args.scale}; refusing to merge")
+        complete &= bool(doc.get("complete", True))
+        speed = speed or doc.get("speed_epoch")
+        for r in doc["runs"]:
+            key = (r["dataset"], r["missing_rate"], r["seed"], r["model"])
+            if key not in seen:
+                seen.add(key)
+                runs.append(r)
+    p["seeds"] = sorted({r["seed"] for r in runs})
+    want = len(p["datasets"]) * len(args.rates) * len(args.models) * len(p["seeds"])
+    _write(args, p, runs, speed, t_start, complete=complete and len(runs) == want)
+    return 0
+
+
+def _write(args, p, runs, speed, t_start, *, complete: bool) -> None:
+    seeds_done = sorted({x["seed"] for x in runs})
     table, md = summarise(runs, p["datasets"], args.models, args.rates)
-    speed = None if args.no_speed else speed_check(p["hidden_dim"])
     payload = {
-        "scale": args.scale, "params": {**p, "models": args.models, "rates": args.rates},
+        "scale": args.scale, "complete": complete, "seeds_done": seeds_done,
+        "params": {**p, "models": args.models, "rates": args.rates},
         "protocol": "TRAIN+TEST combined; values removed per channel; 70/15/15 stratified split; "
                     "normalised by observed training statistics; best validation accuracy restored",
         "table": table, "runs": runs, "speed_epoch": speed, "total_wall_s": time.perf_counter() - t_start,
     }
     write_result(args.name, payload)
     header = (f"# Stable neural SDEs on UEA/UCR with missing values ({args.scale} scale)\n\n"
-              f"Test accuracy (%) mean ± std over {len(p['seeds'])} seeds; {p['epochs']} epochs max, "
+              + ("" if complete else f"**Partial result** (seeds finished or running: {seeds_done}).\n\n")
+              + f"Test accuracy (%) mean ± std over seeds {seeds_done}; {p['epochs']} epochs max, "
               f"patience {p['patience']}, hidden {p['hidden_dim']}, lr {p['lr']}, batch {p['batch_size']}. "
               "`failures`: runs with a non-finite loss step or non-finite test logits. "
               f"Command: `python benchmarks/stable_sde_uea.py --scale {args.scale}`.\n\n")
@@ -231,7 +283,6 @@ def main(argv: list[str] | None = None) -> int:
                  f"(ratio torchsde / sciflow = {speed['ratio_torchsde_over_sciflow']:.2f}).\n")
     (RESULTS / f"{args.name}.md").write_text(header + md + extra + "\n")
     print(md + extra)
-    return 0
 
 
 if __name__ == "__main__":

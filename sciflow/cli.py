@@ -429,7 +429,8 @@ def evaluate_run(run_dir: Path, uq: str | None = None, overrides: Sequence[str] 
     splits = prepare_splits(exp)
     if is_irregular(exp):
         metrics = evaluate_irregular(exp, Path(run_dir), kind, splits)
-        (Path(run_dir) / f"eval_{kind}.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        stem = "classification" if metrics["task"] == "classification" else kind  # no UQ method for accuracy
+        (Path(run_dir) / f"eval_{stem}.json").write_text(json.dumps(metrics, indent=2) + "\n")
         return metrics
     predictor = _predictor(kind, exp, Path(run_dir), splits)
     test = forecast_batch(splits.test, exp.eval.horizon)

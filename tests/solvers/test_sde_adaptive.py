@@ -9,6 +9,7 @@ import torch
 from sciflow.solvers.ode.controller import PIController
 from sciflow.solvers.sde import (SRI, Additive, BrownianIncrements, BrownianPath, EulerMaruyama, General, Milstein,
                                  ReversibleHeun, StratonovichHeun, VirtualBrownianTree, sdeint)
+from sciflow.solvers.sde.per_sample import PerSampleBrownianTree
 
 DT = torch.float64
 MU, SIG = 1.0, 1.0
@@ -270,3 +271,144 @@ def test_per_sample_refusals():
     nan_t[0, 1] = float("nan")
     with pytest.raises(ValueError, match="NaN"):
         sdeint(f, g, y0, nan_t, dt=0.1)
+
+
+# ---------------------------------------------------------------- per-trajectory error control
+
+
+def test_per_sample_tree_law_levy_area_and_reproducibility():
+    n = 3000
+    tree = PerSampleBrownianTree(0.0, 2.0, (n, 2), seed=4, dtype=DT)
+    g = torch.Generator().manual_seed(0)
+    s = torch.rand(n, generator=g, dtype=DT) * 1.5
+    t = s + torch.rand(n, generator=g, dtype=DT) * 0.5
+    (ws, ks), (wt, kt) = tree.evaluate_at(s), tree.evaluate_at(t)
+    # increments over per-sample intervals: N(0, t - s), independent across elements
+    z = (wt - ws) / (t - s).sqrt().unsqueeze(-1)
+    assert abs(z.mean().item()) < 4 / math.sqrt(2 * n) and abs(z.var().item() - 1) < 0.08
+    assert abs(torch.corrcoef(z.T)[0, 1].item()) < 4 / math.sqrt(n)
+    # I_(1,0) = K(t) - K(s) - W(s)(t - s): Var = h^3/3, Cov(ΔW, I) = h^2/2 (Kloeden & Platen 10.4)
+    h = (t - s).unsqueeze(-1)
+    i10 = kt - ks - ws * h
+    assert abs((i10 / h**1.5).var().item() - 1 / 3) < 0.04
+    assert abs((i10 * (wt - ws) / h**2).mean().item() - 0.5) < 0.05
+    # each sample at its own time equals that sample evaluated with everyone at that time
+    for b in (0, 17, n - 1):
+        wb, kb = tree.evaluate_at(torch.full((n,), float(t[b]), dtype=DT))
+        assert torch.equal(wt[b], wb[b]) and torch.equal(kt[b], kb[b])
+    # K is the integral of W: trapezoid rule on a fine grid, for a few samples
+    small = PerSampleBrownianTree(0.0, 1.0, (3, 1), seed=9, dtype=DT)
+    grid = torch.linspace(0, 1, 513, dtype=DT)
+    w = small.increments(grid).cumsum(0)
+    trap = (w[-1] / 2 + w[:-1].sum(0)) / 512       # W(0) = 0
+    k1 = small.evaluate_at(torch.ones(3, dtype=DT))[1]
+    torch.testing.assert_close(trap, k1, rtol=0, atol=4e-3)   # trapezoid error ~ (1/512)^1.5
+    # reproducible by seed, different seeds differ; out-of-range queries raise
+    again = PerSampleBrownianTree(0.0, 2.0, (n, 2), seed=4, dtype=DT).evaluate_at(t)[0]
+    assert torch.equal(again, wt)
+    assert not torch.allclose(PerSampleBrownianTree(0.0, 2.0, (n, 2), seed=5, dtype=DT).evaluate_at(t)[0], wt)
+    with pytest.raises(ValueError, match="covers"):
+        tree.evaluate_at(t + 1.0)
+
+
+def _gbm_hetero(B):
+    """Itô GBM dy = μ y dt + σ_b y dW with σ_b spanning a decade: y = y0 exp((μ - σ²/2) t + σ W)."""
+    sig = torch.where(torch.arange(B) % 2 == 0, 0.1, 1.0).to(DT).unsqueeze(-1)
+    return (lambda t, y: MU * y), (lambda t, y: sig * y), sig
+
+
+@pytest.mark.parametrize("solver", [Milstein(), StratonovichHeun(), SRI()], ids=lambda s: type(s).__name__)
+def test_per_trajectory_steps_equal_solving_each_sample_on_its_own_grid(solver):
+    B = 6
+    f, g, sig = _gbm_hetero(B)
+    y0 = torch.ones(B, 1, dtype=DT)
+    tree = PerSampleBrownianTree(0.0, 1.0, (B, 1), seed=3, dtype=DT)
+    ys, st = sdeint(f, g, y0, [0.0, 0.4, 1.0], solver=solver, brownian=tree,
+                    controller=PIController(rtol=1e-2, atol=1e-2), return_stats=True)
+    assert ys.shape == (3, B, 1) and st["n_accepted"].shape == (B,)
+    # quiet samples (σ = 0.1) take far fewer steps than noisy ones (σ = 1): their own step sizes
+    n = st["n_accepted"].double()
+    assert n[0::2].max() < n[1::2].min() and n[0::2].sum() < 0.6 * n[1::2].sum(), n
+    assert int(st["n_rejected"].sum()) > 0
+    for b in range(B):
+        hs = st["step_sizes"][b]
+        assert abs(sum(hs) - 1.0) < 1e-12 and len(hs) == int(st["n_accepted"][b])
+        grid = np.concatenate([[0.0], np.cumsum(hs)]).tolist()
+        grid[-1] = 1.0
+        ends = np.array(grid)
+        assert np.min(np.abs(ends - 0.4)) < 1e-13  # the save time is a step end of every sample
+        # fixed steps on sample b's accepted grid, same Brownian path: the same numbers
+        fixed = sdeint(f, g, y0, grid, solver=solver, brownian=tree)
+        torch.testing.assert_close(fixed[-1, b], ys[-1, b], rtol=1e-12, atol=1e-12)
+
+
+def test_per_trajectory_error_control_strong_error_and_cost():
+    """Per-trajectory control reaches the error of batch-norm control with fewer evaluations on a
+    heterogeneous batch, and its strong error falls with the tolerance."""
+    B = 24
+    f, g, sig = _gbm_hetero(B)
+    y0 = torch.ones(B, 1, dtype=DT)
+    errs, work = [], []
+    for tol in (3e-2, 1e-2, 3e-3):
+        tree = PerSampleBrownianTree(0.0, 1.0, (B, 1), seed=1, dtype=DT)
+        ys, st = sdeint(f, g, y0, [0.0, 1.0], solver=Milstein(), brownian=tree,
+                        controller=PIController(rtol=tol, atol=tol), return_stats=True)
+        w1 = tree.evaluate_at(torch.ones(B, dtype=DT))[0]
+        exact = y0 * torch.exp(MU - sig**2 / 2 + sig * w1)
+        errs.append(((ys[-1] - exact).abs() / exact).mean().item())
+        work.append(int(st["n_accepted"].sum() + st["n_rejected"].sum()))
+    slope = np.polyfit(np.log([3e-2, 1e-2, 3e-3]), np.log(errs), 1)[0]
+    assert 0.6 < slope < 1.5, (slope, errs)
+    # batch-norm control at the middle tolerance: one step sequence for all, set by the noisy half
+    vtree = VirtualBrownianTree(0.0, 1.0, (B, 1), seed=1, dtype=DT)
+    ys, st = sdeint(f, g, y0, [0.0, 1.0], solver=Milstein(), brownian=vtree,
+                    controller=PIController(rtol=1e-2, atol=1e-2), return_stats=True)
+    exact = y0 * torch.exp(MU - sig**2 / 2 + sig * vtree.evaluate([1.0])[0])
+    err_bn = ((ys[-1] - exact).abs() / exact).mean().item()
+    work_bn = B * (st["n_accepted"] + st["n_rejected"])   # sample-steps
+    assert work[1] < 0.75 * work_bn, (work, work_bn)
+    assert errs[1] < 3 * err_bn, (errs, err_bn)   # same accuracy class (different Brownian paths)
+
+
+def test_per_trajectory_save_times_exact_gradients_and_refusals():
+    # dy = 0.5 dW: y_b(t) = 0.5 W_b(t) exactly at every save time, whatever the steps
+    save = [0.0, 0.3, 0.3001, 0.7, 1.0]
+    tree = PerSampleBrownianTree(0.0, 1.0, (4, 2), seed=5, dtype=DT)
+    ys = sdeint(lambda t, y: torch.zeros_like(y), lambda t, y: torch.full_like(y, 0.5), torch.zeros(4, 2, dtype=DT),
+                save, noise=Additive(), solver=StratonovichHeun(), brownian=tree, dt=0.05,
+                controller=PIController(rtol=1e-3, atol=1e-3))
+    w = torch.stack([tree.evaluate_at(torch.full((4,), s, dtype=DT))[0] for s in save])
+    torch.testing.assert_close(ys, 0.5 * w, rtol=0, atol=1e-13)
+    # fields see each sample's own time (*batch, 1): a time-dependent drift integrates exactly
+    ys = sdeint(lambda t, y: torch.cos(t).expand_as(y), lambda t, y: torch.full_like(y, 0.5), torch.zeros(4, 2, dtype=DT),
+                save, noise=Additive(), solver=StratonovichHeun(), brownian=tree,
+                controller=PIController(rtol=1e-6, atol=1e-6))
+    drift = torch.sin(torch.tensor(save, dtype=DT)).reshape(-1, 1, 1)
+    assert (ys - 0.5 * w - drift).abs().max() < 1e-5
+    # autograd through the per-trajectory solve = autograd through fixed steps on sample b's grid
+    mu = torch.tensor(0.7, dtype=DT, requires_grad=True)
+    y0 = torch.ones(3, 1, dtype=DT)
+    tr3 = PerSampleBrownianTree(0.0, 1.0, (3, 1), seed=9, dtype=DT)
+    f, g = (lambda t, y: mu * y), (lambda t, y: 0.8 * y)
+    ys, st = sdeint(f, g, y0, [0.0, 1.0], solver=Milstein(), brownian=tr3,
+                    controller=PIController(rtol=1e-2, atol=1e-2), return_stats=True)
+    for b in range(3):
+        (grad,) = torch.autograd.grad(ys[-1, b].sum(), mu, retain_graph=True)
+        grid = np.concatenate([[0.0], np.cumsum(st["step_sizes"][b])]).tolist()
+        grid[-1] = 1.0
+        (grad_fixed,) = torch.autograd.grad(sdeint(f, g, y0, grid, solver=Milstein(), brownian=tr3)[-1, b].sum(), mu)
+        torch.testing.assert_close(grad, grad_fixed, rtol=1e-12, atol=0)
+    # refusals name the problem
+    y0 = torch.ones(4, 1, dtype=DT)
+    with pytest.raises(ValueError, match="shape"):
+        sdeint(f, g, torch.ones(5, 1, dtype=DT), [0.0, 1.0], solver=Milstein(), brownian=PerSampleBrownianTree(
+            0.0, 1.0, (4, 1), seed=0, dtype=DT), controller=PIController())
+    with pytest.raises(ValueError, match="covers"):
+        sdeint(f, g, y0, [0.0, 2.0], solver=Milstein(), controller=PIController(),
+               brownian=PerSampleBrownianTree(0.0, 1.0, (4, 1), seed=0, dtype=DT))
+    with pytest.raises(ValueError, match="batch_ndim"):
+        PerSampleBrownianTree(0.0, 1.0, (4, 1), seed=0, batch_ndim=3)
+    with pytest.raises(RuntimeError, match="max_steps"):
+        sdeint(lambda t, y: y, lambda t, y: 0.5 * y, y0, [0.0, 1.0], solver=Milstein(),
+               controller=PIController(rtol=1e-8, atol=1e-8, max_steps=20),
+               brownian=PerSampleBrownianTree(0.0, 1.0, (4, 1), seed=0, dtype=DT))

@@ -26,7 +26,8 @@ Channels (dimensions) of a case are separated by ``:``, values within a channel 
 a value is missing or the series is padded, the per-sample ``lengths``, integer ``labels`` with the
 ``class_names`` of the header, and — for time-stamped files — ``times (sample, time)`` on the union
 of the channel times of each sample (NaN-padded). Corrupt files raise :class:`TSFormatError` with the
-file, line number and what is wrong.
+file, line number and what is wrong. A ``?`` in a file that declares ``@missing false`` is read
+as missing (some archive files are inconsistent), not rejected.
 """
 
 from __future__ import annotations

@@ -93,9 +93,14 @@ class NeuralOperator(SciflowModel):
         return stat.reshape(1, 1, -1, *([1] * self.cfg.dim))
 
     @torch.no_grad()
-    def fit_scaler(self, values: Tensor, condition: Tensor | None = None) -> None:
-        """Per-channel mean and standard deviation of the training trajectories
-        ``(batch, time, [channels,] *space)`` (and of the forcing when given)."""
+    def fit_scaler(self, data: TrajectoryBatch | Tensor, condition: Tensor | None = None) -> None:
+        """Per-channel mean and standard deviation of the training trajectories: a
+        :class:`TrajectoryBatch` (its ``condition`` is the forcing) or ``values (batch, time,
+        [channels,] *space)`` with an optional ``condition`` (the interface of ``WDNO.fit_scaler``)."""
+        if isinstance(data, TrajectoryBatch):
+            values, condition = data.values, data.condition if condition is None else condition
+        else:
+            values = data
         v = self._channels_first(values, self.cfg.channels, "values").transpose(0, 2).flatten(1)
         self.loc.copy_(v.mean(1).to(self.loc))
         self.scale.copy_(v.std(1).clamp_min(1e-8).to(self.scale))

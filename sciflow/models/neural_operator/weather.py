@@ -114,8 +114,7 @@ def era5_forecast_data(source: str | os.PathLike | Any, channels: Sequence[str],
     for part, stride in ((train_ds, train_stride), (test_ds, test_stride or window)):
         w = forecast_windows(part.load(), history, leads, stride=stride)
         batch, chans = windows_to_batch(w, dtype=dtype)
-        batch, chans = _select_channels(batch, chans, list(channels) if len(chans) != len(channels) or
-                                        chans != list(channels) else None)
+        batch, chans = _select_channels(batch, chans, None if chans == list(channels) else list(channels))
         out.append((batch, w["init_time"].values, chans))
     (train, train_init, chans), (test, test_init, _) = out
     step = float((t[1] - t[0]) / np.timedelta64(1, "h"))

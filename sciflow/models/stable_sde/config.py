@@ -57,6 +57,10 @@ class Config:
         n_steps: ``None``: one step per gap between consecutive times of the batch's union of
             observation (and target) times, as in the paper; an int: steps of at most
             ``(t_end - t_start) / n_steps``.
+        time_grid: ``"union"`` (one grid for the batch: the union of its times), ``"per_sample"``
+            (each series steps through its own times) or ``"auto"`` (union when all series share
+            their times, else per-sample); see :mod:`~sciflow.models.stable_sde.control`. The
+            torchsde backend always uses the union grid (torchsde has one clock per solve).
         solver_backend: ``"sciflow"`` (:func:`sciflow.solvers.sde.sdeint`) or ``"torchsde"``
             (the same SDE through ``torchsde.sdeint``, the official code's path).
         n_eval_samples: sample paths averaged by :meth:`StableSDE.predict`.
@@ -80,6 +84,7 @@ class Config:
     method: Literal["euler", "milstein", "sri", "heun"] = "euler"
     ode_solver: Literal["euler", "midpoint", "heun", "rk4"] = "euler"
     n_steps: int | None = None
+    time_grid: Literal["auto", "union", "per_sample"] = "auto"
     solver_backend: Literal["sciflow", "torchsde"] = "sciflow"
     diffusion_init: float = 1.0
     dropout: float = 0.1
@@ -103,6 +108,8 @@ class Config:
             bad("method", SDE_METHODS)
         if self.ode_solver not in ODE_SOLVERS:
             bad("ode_solver", ODE_SOLVERS)
+        if self.time_grid not in ("auto", "union", "per_sample"):
+            bad("time_grid", ("auto", "union", "per_sample"))
         if self.solver_backend not in ("sciflow", "torchsde"):
             bad("solver_backend", ("sciflow", "torchsde"))
         for name in ("input_channels", "hidden_dim", "num_layers", "n_eval_samples"):

@@ -55,6 +55,19 @@ _SCIFLOW_SDE = {"euler": EulerMaruyama, "milstein": Milstein, "sri": SRI, "heun"
 _TORCHSDE_METHOD = {"euler": "euler", "milstein": "milstein", "sri": "srk", "heun": "heun"}
 
 
+def eval_path(path, t: Tensor, n_rep: int, derivative: bool = False) -> Tensor:
+    """``X(t)`` (or ``X'(t)``) for ``n_rep`` stacked copies of the batch: ``(n_rep * batch, channels)``.
+
+    ``t`` is 0-d (shared clock) or holds one time per stacked sample (per-sample grids; the copies
+    share their times, so the first ``batch`` entries are the times of every copy)."""
+    fn = path.derivative if derivative else path.evaluate
+    if t.ndim == 0:
+        x = fn(t)
+    else:
+        x = fn(t.reshape(-1)[:path.batch].unsqueeze(1))[:, 0]
+    return x.repeat(n_rep, 1) if n_rep > 1 else x
+
+
 class _LatentSDE:
     """Drift ``f(t, z)`` and diffusion ``g(t, z)`` of one solve, bound to a batch's control path.
 
@@ -69,8 +82,7 @@ class _LatentSDE:
         self.log_space = cfg.kind == "gsde" and not self.official
 
     def control(self, t: Tensor) -> Tensor:
-        x = self.path.evaluate(t)
-        return x.repeat(self.n_rep, 1) if self.n_rep > 1 else x
+        return eval_path(self.path, t, self.n_rep)
 
     def f(self, t: Tensor, z: Tensor) -> Tensor:
         gamma = self.m.drift(t, z, self.control(t))
@@ -148,8 +160,9 @@ class StableSDE(SciflowModel):
     def control(self, batch: IrregularBatch) -> Control:
         """The control path and time grid of ``batch`` (see :mod:`~sciflow.models.stable_sde.control`)."""
         cfg = self.cfg
+        time_grid = "union" if cfg.solver_backend == "torchsde" else cfg.time_grid
         return build_control(batch, interpolation=cfg.interpolation, intensity=cfg.intensity, n_steps=cfg.n_steps,
-                             with_targets=cfg.task != "classification")
+                             with_targets=cfg.task != "classification", time_grid=time_grid)
 
     # ------------------------------------------------------------------ latent solve
     def _solve(self, ctrl: Control, n_rep: int, generator: torch.Generator | None,
@@ -160,6 +173,8 @@ class StableSDE(SciflowModel):
         if n_rep > 1:
             z0 = z0.repeat(n_rep, 1)
         grid = ctrl.grid.to(z0.dtype)
+        if grid.ndim == 2 and n_rep > 1:
+            grid = grid.repeat(n_rep, 1)
         if cfg.is_sde:
             sde = _LatentSDE(self, ctrl.path, n_rep)
             # (GSDE, paper variant: the initial map gives u0 = log z0, so z0 = exp(u0) > 0)
@@ -178,15 +193,13 @@ class StableSDE(SciflowModel):
             path = ctrl.path
 
             def f(t, z):
-                x = path.evaluate(t)
-                return self.drift(t, z, x.repeat(n_rep, 1) if n_rep > 1 else x)
+                return self.drift(t, z, eval_path(path, t, n_rep))
             return odeint(f, z0, grid, solver=solver, dt=ctrl.dt)
         if cfg.kind == "neural_cde":
             path = ctrl.path
 
             def f(t, z):
-                dx = path.derivative(t)
-                dx = dx.repeat(n_rep, 1) if n_rep > 1 else dx
+                dx = eval_path(path, t, n_rep, derivative=True)
                 return (self.cde(z) @ dx.unsqueeze(-1)).squeeze(-1)
             return odeint(f, z0, grid, solver=solver, dt=ctrl.dt)
         return self._ode_rnn(ctrl, z0, grid, solver, n_rep)
@@ -200,9 +213,9 @@ class StableSDE(SciflowModel):
         def flow(t, z):
             return cell.flow(z)
         out = []
-        for k in range(grid.shape[0]):
+        for k in range(grid.shape[-1]):
             if k > 0:
-                h = odeint(flow, h, grid[k - 1:k + 1], solver=solver, dt=ctrl.dt)[-1]
+                h = odeint(flow, h, grid[..., k - 1:k + 1], solver=solver, dt=ctrl.dt)[-1]
             h = cell.jump(h, xs[:, k], ms[:, k])
             out.append(h)
         return torch.stack(out)

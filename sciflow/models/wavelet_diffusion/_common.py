@@ -76,6 +76,25 @@ class Denoiser(nn.Module):
         return self.net(x, t * TIME_SCALE)
 
 
+def clipped(denoiser: Callable[[Tensor, Tensor], Tensor], schedule: NoiseSchedule,
+            bound: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
+    """Clip the denoised estimate ``x̂_0 = (x_t - σ_t ε̂)/α_t`` to ``[-bound, bound]`` per channel and
+    re-derive ``ε̂ = (x_t - α_t x̂_0)/σ_t`` (the official code's ``clip_x_start`` with
+    ``rederive_pred_noise``; there the bound is 1 for data rescaled into ``[-1, 1]``)."""
+
+    def eps(x: Tensor, t: Tensor) -> Tensor:
+        e = denoiser(x, t)
+        shape = (-1,) + (1,) * (x.ndim - 1)
+        tt = t.to(torch.float64)
+        a = schedule.alpha(tt).to(x.dtype).reshape(shape)
+        s = schedule.sigma(tt).to(x.dtype).reshape(shape)
+        b = bound.to(x.dtype).reshape(1, -1, *([1] * (x.ndim - 2)))
+        x0 = torch.maximum(torch.minimum((x - s * e) / a, b), -b)
+        return (x - a * x0) / s
+
+    return eps
+
+
 def replacement_loss(denoiser: Denoiser, schedule: NoiseSchedule, z0: Tensor, known: Tensor, replacement: str,
                      t_min: float, generator: torch.Generator | None) -> Tensor:
     """ε-prediction DDPM loss (Ho et al. 2020, eq. 14, continuous time) on the unknown entries.

@@ -34,6 +34,9 @@ class Config:
         ``replacement``: known channels in the network input are the clean scaled values
         (``"clean"``, the official WDNO code) or forward-process samples of them (``"noised"``,
         inpainting in the style of Song et al. 2021).
+        ``clip_denoised``: at sampling, clip the denoised estimate of every channel to
+        ``clip_denoised`` times the largest standardised value seen in training (the official
+        code clips to the data range ``[-1, 1]``); ``None``: no clipping.
     Denoiser
         ``base_channels`` / ``channel_mults`` / ``num_res_blocks`` / ``attention_levels`` /
         ``num_heads`` / ``groups`` / ``dropout`` of :class:`sciflow.nn.UNet`.
@@ -49,6 +52,7 @@ class Config:
     mode: Literal["zero", "periodization"] = "zero"
     schedule: Literal["cosine", "sigmoid", "linear"] = "cosine"
     replacement: Literal["clean", "noised"] = "clean"
+    clip_denoised: float | None = 1.5
     base_channels: int = 64
     channel_mults: tuple[int, ...] = (1, 2, 4)
     num_res_blocks: int = 2
@@ -59,6 +63,8 @@ class Config:
     t_min: float = 1e-3
 
     def __post_init__(self) -> None:
+        if self.clip_denoised is not None and not self.clip_denoised > 0:
+            raise ValueError(f"Config.clip_denoised must be > 0 or None, got {self.clip_denoised}")
         if self.dim not in (1, 2):
             raise ValueError(f"Config.dim must be 1 (trajectories (time, x)) or 2 ((time, x, y)), got {self.dim}")
         if self.channels < 1:
@@ -118,6 +124,7 @@ class SuperResolutionConfig:
     mode: Literal["zero", "periodization"] = "zero"
     schedule: Literal["cosine", "sigmoid", "linear"] = "cosine"
     replacement: Literal["clean", "noised"] = "clean"
+    clip_denoised: float | None = 1.5
     base_channels: int = 64
     channel_mults: tuple[int, ...] = (1, 2, 4)
     num_res_blocks: int = 2
@@ -128,6 +135,8 @@ class SuperResolutionConfig:
     t_min: float = 1e-3
 
     def __post_init__(self) -> None:
+        if self.clip_denoised is not None and not self.clip_denoised > 0:
+            raise ValueError(f"SuperResolutionConfig.clip_denoised must be > 0 or None, got {self.clip_denoised}")
         if self.dim not in (1, 2):
             raise ValueError(f"SuperResolutionConfig.dim must be 1 or 2, got {self.dim}")
         if self.channels < 1:

@@ -55,8 +55,8 @@ from torch import Tensor
 
 from sciflow.data.batches import TrajectoryBatch
 from sciflow.models.base import LossOutput, SciflowModel
-from sciflow.models.wavelet_diffusion._common import (Denoiser, from_fields, guided, make_schedule, make_unet,
-                                                      replacement_loss, replacement_sample, to_fields)
+from sciflow.models.wavelet_diffusion._common import (Denoiser, clipped, from_fields, guided, make_schedule,
+                                                      make_unet, replacement_loss, replacement_sample, to_fields)
 from sciflow.models.wavelet_diffusion.config import Config
 from sciflow.models.wavelet_diffusion.transform import (ChannelScaler, coefficient_shape, crop, from_coefficients,
                                                         pad_to_multiple, to_coefficients)
@@ -231,8 +231,10 @@ class WDNO(SciflowModel):
         z_known = self.encode(u_known, f_known).repeat(n_samples, *([1] * (self.axes + 1)))
         known = self.known_mask(shape, u.device)
         eps_model = self.denoiser
+        if self.cfg.clip_denoised is not None:
+            eps_model = clipped(eps_model, self.schedule, self.cfg.clip_denoised * self.scaler.bound)
         if guidance is not None and guidance_scale > 0:
-            eps_model = guided(self.denoiser, self.schedule, lambda z: guidance(*self.decode(z, shape)),
+            eps_model = guided(eps_model, self.schedule, lambda z: guidance(*self.decode(z, shape)),
                                float(guidance_scale), (~known).to(u.dtype))
         z = replacement_sample(eps_model, self.schedule, known, z_known, replacement=self.cfg.replacement,
                                sampler=sampler, nfe=nfe, t_min=self.cfg.t_min, generator=generator,

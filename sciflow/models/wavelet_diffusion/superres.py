@@ -36,8 +36,8 @@ from torch import Tensor
 
 from sciflow.data.batches import TrajectoryBatch
 from sciflow.models.base import LossOutput, SciflowModel
-from sciflow.models.wavelet_diffusion._common import (Denoiser, from_fields, make_schedule, make_unet,
-                                                      replacement_loss, replacement_sample, to_fields)
+from sciflow.models.wavelet_diffusion._common import (Denoiser, clipped, from_fields, make_schedule,
+                                                      make_unet, replacement_loss, replacement_sample, to_fields)
 from sciflow.models.wavelet_diffusion.config import SuperResolutionConfig
 from sciflow.models.wavelet_diffusion.transform import (ChannelScaler, coefficient_shape, crop, from_coefficients,
                                                         nearest_upsample, pad_to_multiple, to_coefficients)
@@ -160,7 +160,10 @@ class WDNOSuperResolution(SciflowModel):
                                                   device=coarse.device), self._condition(coarse, shape)], 1))
         z_known = pad_to_multiple(cond, self.multiple, self.axes).repeat(n_samples, *([1] * (self.axes + 1)))
         known = self.known_mask(shape, coarse.device)
-        z = replacement_sample(self.denoiser, self.schedule, known, z_known, replacement=self.cfg.replacement,
+        eps_model = self.denoiser
+        if self.cfg.clip_denoised is not None:
+            eps_model = clipped(eps_model, self.schedule, self.cfg.clip_denoised * self.scaler.bound)
+        z = replacement_sample(eps_model, self.schedule, known, z_known, replacement=self.cfg.replacement,
                                sampler=sampler, nfe=nfe, t_min=self.cfg.t_min, generator=generator)
         z = self.scaler.inverse(crop(z, grid))[:, : self.n_fine]
         return from_coefficients(z, self.cfg.channels, self.axes, self.wavelet, self.cfg.mode, shape)

@@ -98,8 +98,9 @@ def nearest_upsample(x: Tensor, shape: tuple[int, ...]) -> Tensor:
 class ChannelScaler(nn.Module):
     """Per-channel standardisation ``z = (x - loc) / scale`` over ``(B, C, *grid)`` tensors.
 
-    ``loc``/``scale``: ``(C,)`` buffers; ``fitted`` is a 0-d buffer so a restored checkpoint
-    knows it was fitted. Constant channels (``std`` below ``1e-8`` of the largest) get scale 1.
+    ``loc``/``scale``: ``(C,)`` buffers; ``bound``: ``(C,)`` largest ``|z|`` seen by :meth:`fit`
+    (used to clip denoised estimates); ``fitted`` is a 0-d buffer so a restored checkpoint knows
+    it was fitted. Constant channels (``std`` below ``1e-8`` of the largest) get scale 1.
     """
 
     def __init__(self, channels: int) -> None:
@@ -107,6 +108,7 @@ class ChannelScaler(nn.Module):
         self.channels = channels
         self.register_buffer("loc", torch.zeros(channels))
         self.register_buffer("scale", torch.ones(channels))
+        self.register_buffer("bound", torch.ones(channels))
         self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
 
     @torch.no_grad()
@@ -123,6 +125,7 @@ class ChannelScaler(nn.Module):
         std = torch.where(std > 1e-8 * std.max().clamp_min(1e-30), std, torch.ones_like(std))
         self.loc.copy_(loc.to(self.loc))
         self.scale.copy_(std.to(self.scale))
+        self.bound.copy_(((flat - loc[:, None]).abs().amax(1) / std).to(self.bound))
         self.fitted.fill_(True)
 
     def _view(self, v: Tensor, x: Tensor) -> Tensor:

@@ -16,6 +16,7 @@ than ``window`` of them, so saving never costs evaluations in the usual case.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -204,7 +205,7 @@ def _make_attempt(f: Callable, solver: ExplicitRungeKutta, ctrl: PIController, T
     return attempt
 
 
-def _make_chunk(attempt: Callable, n: int):
+def _make_chunk(attempt: Callable, n: int, write_out: bool = False):
     """``n`` masked attempts in a row as one pure tensor function (compiled as one graph).
 
     Per-call costs of a compiled region (guard evaluation, wrapper, output allocation, the host
@@ -215,9 +216,12 @@ def _make_chunk(attempt: Callable, n: int):
     masked attempt changes nothing (no accepted step, same ``h``, no dense-output write) — and are
     not counted. Returns the state, accepted steps ``(B,)``, the dense-output writes of all
     ``n`` attempts ``(B, n Kw)``/``(B, n Kw, S)`` and ``[all done, any underflow, attempts made]``.
+    ``write_out`` (no autograd): the chunk takes the output buffer ``out (B, T + 1, S)`` as a last
+    argument and scatters the dense output into it inside the graph (a compiled loop over the
+    writes instead of an eager ``scatter_`` per call); the writes are then returned as ``None``.
     """
 
-    def chunk(t, y, h, k1, r_prev, idx, done, ts, t_end, budget):
+    def chunk(t, y, h, k1, r_prev, idx, done, ts, t_end, budget, out=None):
         n_acc = torch.zeros_like(idx)
         made = torch.zeros_like(budget)
         stop = torch.zeros((), dtype=torch.bool, device=t.device)
@@ -230,9 +234,14 @@ def _make_chunk(attempt: Callable, n: int):
             n_acc = n_acc + accept
             made = made + live
             stop = stop | flags[0] | flags[1]
-            where_tos.append(where_to)
-            valss.append(vals)
+            if write_out:
+                out.scatter_(1, where_to.unsqueeze(-1).expand(vals.shape), vals)
+            else:
+                where_tos.append(where_to)
+                valss.append(vals)
         info = torch.stack([flags[0].long(), flags[1].long(), made])
+        if write_out:
+            return t, y, h, k1, r_prev, idx, done, n_acc, None, None, info
         return t, y, h, k1, r_prev, idx, done, n_acc, torch.cat(where_tos, 1), torch.cat(valss, 1), info
 
     return chunk
@@ -273,12 +282,7 @@ def integrate_adaptive(f: FlatField, solver: ExplicitRungeKutta, y0: Tensor, ts:
     t = ts[:, 0].clone()
     t_end = ts[:, -1].contiguous()
     y_user = y0
-    if compile and B == 1 and len(f.y_shape) >= 2 and f.y_shape[-1] > 1:
-        # state-major flat layout: the user's last (state) axis outermost, so the innermost
-        # (vectorised) axis of the compiled kernel is the batch, not the length-3 state
-        f.state_major = True
-        y0 = y0.reshape(f.y_shape).movedim(-1, 0).reshape(1, -1)
-    elif compile and B > 1 and y0.shape[1] > 1:
+    if compile and B > 1 and y0.shape[1] > 1:
         y0 = y0.t().contiguous().t()   # column-major (B, S): same reason, per-trajectory rows
     y = y0
     k1 = f(t, y)
@@ -295,18 +299,21 @@ def integrate_adaptive(f: FlatField, solver: ExplicitRungeKutta, y0: Tensor, ts:
     coef = solver.interp_coefficients(dt_, dev)
     raw = f.raw
     n_chunk = _CHUNK if compile else 1
-    if compile:
-        key = (f.f, f.y_shape, f.shared_clock, f.direction, f.state_major, type(solver), ctrl, Kw, B, T, dt_,
-               dev, n_chunk)
-        chunk = _compiled_attempt(key, lambda: _make_chunk(
-            _make_attempt(raw, solver, ctrl, T, Kw, coef, elementwise=True), n_chunk))
-        budget = torch.zeros((), dtype=torch.long, device=dev)
-    else:
-        attempt = _make_attempt(raw, solver, ctrl, T, Kw, coef)
-    nfe_per_attempt = solver.stages - 1 + (0 if solver.fsal else 1)
     # under autograd, record (index, value) pairs and scatter once at the end (cheap backward);
     # otherwise write dense output in place
     track_graph = torch.is_grad_enabled()
+    if compile:
+        key = (f.f, f.y_shape, f.shared_clock, f.direction, f.state_major, type(solver), ctrl, Kw, B, T, dt_,
+               dev, n_chunk, track_graph)
+        chunk = _compiled_attempt(key, lambda: _make_chunk(
+            _make_attempt(raw, solver, ctrl, T, Kw, coef, elementwise=True), n_chunk,
+            write_out=not track_graph))
+        budget = torch.zeros((), dtype=torch.long, device=dev)
+        guards = contextlib.ExitStack()
+        calls = 0
+    else:
+        attempt = _make_attempt(raw, solver, ctrl, T, Kw, coef)
+    nfe_per_attempt = solver.stages - 1 + (0 if solver.fsal else 1)
     S = y0.shape[1]
     if track_graph:
         rec_idx: list[Tensor] = []
@@ -316,37 +323,53 @@ def integrate_adaptive(f: FlatField, solver: ExplicitRungeKutta, y0: Tensor, ts:
     done = t >= t_end
     ts = ts.contiguous()
     steps = 0
-    while True:
-        if compile:
-            budget.fill_(ctrl.max_steps - steps)
-            t, y, h, k1, r_prev, idx, done, accept, where_to, vals, info = chunk(
-                t, y, h, k1, r_prev, idx, done, ts, t_end, budget)
-            all_done, any_underflow, made = info.tolist()
-        else:
-            t, y, h, k1, r_prev, idx, done, accept, where_to, vals, flags = attempt(
-                t, y, h, k1, r_prev, idx, done, ts, t_end)
-            (all_done, any_underflow), made = flags.tolist(), 1
-        if track_graph:
-            rec_idx.append(where_to)
-            rec_val.append(vals)
-        else:
-            out.scatter_(1, where_to.unsqueeze(-1).expand(B, where_to.shape[1], S), vals)
-        n_acc = n_acc + accept
-        steps += made
-        if all_done:
-            break
-        if any_underflow:
-            underflow = ~done & (h <= ctrl.dtmin * torch.clamp(t.abs(), min=1.0))
-            i = int(torch.nonzero(underflow)[0])
-            raise RuntimeError(
-                f"step size underflow: h = {h[i].item():.3g} at t = {f.direction * t[i].item():.6g} "
-                f"(trajectory {i}); the problem may be stiff or the vector field non-finite there")
-        if steps >= ctrl.max_steps:
-            i = int(torch.nonzero(~done)[0])
-            raise RuntimeError(
-                f"max_steps = {ctrl.max_steps} reached at t = {f.direction * t[i].item():.6g} "
-                f"(trajectory {i}) before t1 = {f.direction * t_end[i].item():.6g}; raise "
-                f"PIController.max_steps or loosen rtol/atol")
+    with guards if compile else contextlib.nullcontext():
+        while True:
+            if compile:
+                budget.fill_(ctrl.max_steps - steps)
+                args = (t, y, h, k1, r_prev, idx, done, ts, t_end, budget) + (() if track_graph else (out,))
+                try:
+                    t, y, h, k1, r_prev, idx, done, accept, where_to, vals, info = chunk(*args)
+                except RuntimeError as err:
+                    if "skip_guard_eval_unsafe" not in str(err):
+                        raise
+                    # a new specialisation was needed after all: raised before running (nothing was
+                    # written); check guards again for the rest of this solve
+                    guards.close()
+                    t, y, h, k1, r_prev, idx, done, accept, where_to, vals, info = chunk(*args)
+                calls += 1
+                if calls == 2:
+                    # the first two calls of this solve ran Dynamo's guards (and compiled what was
+                    # needed: the first call's inputs come from eager code, later ones from the
+                    # compiled graph); the later calls pass the same field, solver, controller and
+                    # the loop's own tensors, so re-checking the guards each time only costs time
+                    guards.enter_context(torch.compiler.set_stance("default", skip_guard_eval_unsafe=True))
+                all_done, any_underflow, made = info.tolist()
+            else:
+                t, y, h, k1, r_prev, idx, done, accept, where_to, vals, flags = attempt(
+                    t, y, h, k1, r_prev, idx, done, ts, t_end)
+                (all_done, any_underflow), made = flags.tolist(), 1
+            if track_graph:
+                rec_idx.append(where_to)
+                rec_val.append(vals)
+            elif not compile:
+                out.scatter_(1, where_to.unsqueeze(-1).expand(B, where_to.shape[1], S), vals)
+            n_acc = n_acc + accept
+            steps += made
+            if all_done:
+                break
+            if any_underflow:
+                underflow = ~done & (h <= ctrl.dtmin * torch.clamp(t.abs(), min=1.0))
+                i = int(torch.nonzero(underflow)[0])
+                raise RuntimeError(
+                    f"step size underflow: h = {h[i].item():.3g} at t = {f.direction * t[i].item():.6g} "
+                    f"(trajectory {i}); the problem may be stiff or the vector field non-finite there")
+            if steps >= ctrl.max_steps:
+                i = int(torch.nonzero(~done)[0])
+                raise RuntimeError(
+                    f"max_steps = {ctrl.max_steps} reached at t = {f.direction * t[i].item():.6g} "
+                    f"(trajectory {i}) before t1 = {f.direction * t_end[i].item():.6g}; raise "
+                    f"PIController.max_steps or loosen rtol/atol")
     f.stats.nfe += steps * nfe_per_attempt
     f.stats.n_steps += steps
     f.stats.n_accepted = n_acc

@@ -25,10 +25,24 @@ between steps (``ReversibleHeun``: a rejected step would need to roll that state
 The step-size update is the ODE side's :class:`~sciflow.solvers.ode.controller.PIController`
 (same fields, same formula) with ``r = ‖e / (atol + rtol max(|y|, |y'|))‖_RMS`` and exponent
 ``k = 1``: the lower (Euler) solution has strong order 1/2 and local mean-square error
-``O(h^{1/2 + 1/2}) = O(h)``. The RMS runs over the whole batch: all trajectories share one clock,
-because they share one Brownian tree whose queries are scalar time intervals (per-trajectory
-clocks would need one tree query per trajectory per step). Each attempted step does one host
-sync (the accept/reject decision, which sets the next Brownian query's Python-float times).
+``O(h^{1/2 + 1/2}) = O(h)``.
+
+Two error-control modes:
+
+* **batch norm** (``brownian`` a :class:`VirtualBrownianTree`): the RMS runs over the whole batch
+  and all trajectories share one clock (the tree's queries are scalar time intervals). Each
+  attempted step does one host sync (the accept/reject decision, which sets the next Brownian
+  query's Python-float times).
+* **per trajectory** (``brownian`` a :class:`~sciflow.solvers.sde.per_sample.PerSampleBrownianTree`
+  with ``batch_ndim`` leading sample axes): each sample has its own clock ``t_b``, step ``h_b``,
+  RMS error norm over its own state and PI-controller memory, and queries its own Brownian path
+  at its own times (one batched tree query per attempt for all samples). Masked batched stepping,
+  as for ODEs: every attempt steps all unfinished samples, accepts/rejects per sample with
+  ``torch.where``; one host sync per attempt (the "all done / underflow" flags). Sample ``b``'s
+  step of size ``h_b`` is taken as one unit step of the time-changed SDE with ``c_b = h_b``
+  (:mod:`.per_sample`: ``f c``, ``g √c``, ``ΔW/√c``, ``I_(1,0)/c^{3/2}``), which is exactly the
+  solver's step of size ``h_b`` on that sample, for every solver, with ``h`` a Python float.
+  Each sample thus takes exactly the steps it would take solved alone on its own path.
 """
 
 from __future__ import annotations
@@ -44,9 +58,10 @@ from sciflow.solvers.sde.brownian import BrownianPath, VirtualBrownianTree
 from sciflow.solvers.sde.euler_maruyama import EulerMaruyama
 from sciflow.solvers.sde.heun import StratonovichHeun
 from sciflow.solvers.sde.milstein import Milstein
+from sciflow.solvers.sde.per_sample import PerSampleBrownianTree, _TimeChangedTerm
 from sciflow.solvers.sde.term import SDETerm
 
-__all__ = ["check_adaptive", "embedded_step", "integrate_adaptive_sde"]
+__all__ = ["check_adaptive", "embedded_step", "integrate_adaptive_sde", "integrate_adaptive_sde_per_sample"]
 
 #: exponent of the local error estimate in ``h`` (Euler lower solution, see the module docstring)
 _ERROR_EXPONENT = 1.0
@@ -54,9 +69,10 @@ _ERROR_EXPONENT = 1.0
 
 def check_adaptive(solver: SDESolver, term: SDETerm, brownian: BrownianPath | None) -> None:
     """Refuse combinations that cannot be stepped adaptively, naming the offending objects."""
-    if brownian is not None and not isinstance(brownian, VirtualBrownianTree):
+    if brownian is not None and not isinstance(brownian, (VirtualBrownianTree, PerSampleBrownianTree)):
         raise ValueError(
-            f"adaptive SDE stepping (controller=PIController(...)) needs a VirtualBrownianTree, got "
+            f"adaptive SDE stepping (controller=PIController(...)) needs a VirtualBrownianTree (one clock, "
+            f"batch error norm) or a PerSampleBrownianTree (per-trajectory error control), got "
             f"{type(brownian).__name__}: pre-sampled BrownianIncrements only know their fixed grid, and a "
             "rejected step must re-query the same path on a shorter interval")
     if isinstance(solver, EulerMaruyama):
@@ -104,8 +120,12 @@ def integrate_adaptive_sde(term: SDETerm, solver: SDESolver, y0: Tensor, save: l
     """Adaptive steps from ``save[0]`` to ``save[-1]``, hitting every save time exactly.
 
     Returns ``(len(save), *y0.shape)``. ``stats`` (if given) receives ``n_accepted``,
-    ``n_rejected`` and ``step_sizes`` (accepted ``h``, Python floats).
+    ``n_rejected`` and ``step_sizes`` (accepted ``h``, Python floats). A
+    :class:`PerSampleBrownianTree` selects per-trajectory error control
+    (:func:`integrate_adaptive_sde_per_sample`).
     """
+    if isinstance(brownian, PerSampleBrownianTree):
+        return integrate_adaptive_sde_per_sample(term, solver, y0, save, ctrl, brownian, dt0, stats)
     k = _ERROR_EXPONENT
     beta1 = (ctrl.pcoeff + ctrl.icoeff) / k
     beta2 = ctrl.pcoeff / k
@@ -170,3 +190,127 @@ def integrate_adaptive_sde(term: SDETerm, solver: SDESolver, y0: Tensor, save: l
     if stats is not None:
         stats.update(n_accepted=n_acc, n_rejected=n_rej, step_sizes=hs)
     return torch.stack(out)
+
+
+def _rms_per_sample(x: Tensor, nb: int) -> Tensor:
+    return x.reshape(x.shape[:nb] + (-1,)).square().mean(-1).sqrt()
+
+
+def integrate_adaptive_sde_per_sample(term: SDETerm, solver: SDESolver, y0: Tensor, save: list[float],
+                                      ctrl: PIController, brownian: PerSampleBrownianTree, dt0: float,
+                                      stats: dict | None = None) -> Tensor:
+    """Per-trajectory adaptive steps: sample ``b`` of the ``brownian.batch_ndim`` leading axes of
+    ``y0`` has its own clock, step size and error norm, and hits every save time exactly.
+
+    Returns ``(len(save), *y0.shape)``. The fields get ``t`` of shape ``(*batch, 1, ..., 1)``
+    (each sample its own time). ``stats`` (if given) receives ``n_steps`` (attempts: loop
+    iterations), per-sample ``n_accepted``/``n_rejected`` ``(*batch,)`` tensors and
+    ``step_sizes``: one list of accepted step sizes (Python floats) per sample, samples in
+    row-major order of ``*batch``.
+    """
+    nb = brownian.batch_ndim
+    batch_shape = tuple(brownian.batch_shape)
+    if tuple(y0.shape[:nb]) != batch_shape:
+        raise ValueError(f"PerSampleBrownianTree with batch shape {batch_shape} (batch_ndim = {nb}) needs y0 "
+                         f"with those leading axes, got y0 of shape {tuple(y0.shape)}")
+    if brownian.t0 > save[0] or brownian.t1 < save[-1]:
+        raise ValueError(f"PerSampleBrownianTree covers [{brownian.t0}, {brownian.t1}], the solve needs "
+                         f"[{save[0]}, {save[-1]}]")
+    dev, dt_ = y0.device, y0.dtype
+    f64 = torch.float64
+    k = _ERROR_EXPONENT
+    beta1 = (ctrl.pcoeff + ctrl.icoeff) / k
+    beta2 = ctrl.pcoeff / k
+    T = len(save)
+    span = save[-1] - save[0]
+    snap = 1e-10 * max(1.0, abs(save[0]), abs(save[-1]))
+    needs_i10 = solver.needs_levy_area
+    y_b = batch_shape + (1,) * (y0.ndim - nb)                  # per-sample scalars against y
+    w_b = batch_shape + (1,) * (len(brownian.shape) - nb)      # ... against the increments
+    save_t = torch.tensor(save, dtype=f64, device=dev)
+    t_end = save[-1]
+    t = torch.full(batch_shape, save[0], dtype=f64, device=dev)    # float64 clocks
+    h = torch.full(batch_shape, min(float(dt0), span), dtype=f64, device=dev)
+    r_prev = torch.ones(batch_shape, dtype=f64, device=dev)
+    idx = torch.ones(batch_shape, dtype=torch.long, device=dev)   # next save index per sample
+    done = torch.zeros(batch_shape, dtype=torch.bool, device=dev)
+    n_acc = torch.zeros(batch_shape, dtype=torch.long, device=dev)
+    n_att = torch.zeros(batch_shape, dtype=torch.long, device=dev)
+    w_t, k_t = brownian.evaluate_at(t, levy_area=needs_i10)
+    w_t = w_t.to(dt_)
+    k_t = k_t.to(dt_) if needs_i10 else None
+    tc = _TimeChangedTerm(term, batch_shape, y0.ndim)
+    s0 = torch.zeros((), dtype=dt_, device=dev)
+    y = y0
+    out = torch.cat([y0.unsqueeze(0), y0.new_zeros((T,) + tuple(y0.shape))])   # (T + 1, *y0.shape)
+    record = [] if stats is not None else None
+    steps = 0
+    while True:
+        if steps >= ctrl.max_steps:
+            i = int(torch.nonzero(~done.reshape(-1))[0])
+            raise RuntimeError(
+                f"max_steps = {ctrl.max_steps} reached at t = {t.reshape(-1)[i].item():.6g} (sample {i}) before "
+                f"t1 = {t_end:.6g}; raise PIController.max_steps or loosen rtol/atol")
+        t_save = save_t[idx.clamp(max=T - 1)]
+        clipped = t + h >= t_save - snap
+        t_new = torch.where(clipped, t_save, t + h)
+        hh = torch.where(done, torch.ones_like(h), t_new - t)     # finished samples: a dummy unit step
+        t_new = torch.where(done, t, t_new)
+        w_new, k_new = brownian.evaluate_at(t_new, levy_area=needs_i10)
+        c = hh.to(dt_)
+        sqrt_c = c.sqrt().reshape(w_b)
+        dw = (w_new.to(dt_) - w_t) / sqrt_c
+        i10 = None
+        if needs_i10:
+            i10 = (k_new.to(dt_) - k_t - w_t * c.reshape(w_b)) / (sqrt_c * c.reshape(w_b))
+        tc.enter(0, t.to(dt_), c)
+        y1, err = embedded_step(solver, tc, s0, 1.0, y, dw, i10)
+        with torch.no_grad():  # the step-size sequence is control flow: no gradient through it
+            scale = ctrl.atol + ctrl.rtol * torch.maximum(y.abs(), y1.abs())
+            r = _rms_per_sample(err / scale, nb).to(f64)
+        accept = (r <= 1.0) & ~done                               # False for NaN
+        factor = ctrl.safety * r.pow(-beta1)
+        if beta2:
+            factor = factor * r_prev.pow(beta2)
+            r_prev = torch.where(accept, r.clamp(min=1e-10), r_prev)
+        factor = torch.nan_to_num(factor, nan=ctrl.factor_min, posinf=ctrl.factor_max)
+        factor = factor.clamp(ctrl.factor_min, ctrl.factor_max)
+        saving = accept & clipped
+        # accepted: the PI step; a step clipped to a save time and accepted with room to spare keeps
+        # the longer step proposed before the clip; rejected: never grow; finished: unchanged
+        h_acc = torch.where(saving & (factor >= 1.0), torch.maximum(hh * factor, h), hh * factor)
+        h = torch.where(done, h, torch.where(accept, h_acc, hh * factor.clamp(max=1.0)))
+        acc_y = accept.reshape(y_b)
+        y = torch.where(acc_y, y1, y)
+        acc_w = accept.reshape(w_b)
+        w_t = torch.where(acc_w, w_new.to(dt_), w_t)
+        if needs_i10:
+            k_t = torch.where(acc_w, k_new.to(dt_), k_t)
+        # dense output: the save time each accepted, clipped step lands on (row T: discarded)
+        where_to = torch.where(saving, idx, T).reshape((1,) + y_b).expand((1,) + tuple(y.shape))
+        out = out.scatter(0, where_to, y.unsqueeze(0))
+        if record is not None:
+            record.append((accept, hh))
+        t = torch.where(accept, t_new, t)
+        idx = idx + saving
+        n_acc = n_acc + accept
+        n_att = n_att + ~done
+        done = idx >= T
+        steps += 1
+        underflow = ~done & (h <= ctrl.dtmin * t.abs().clamp(min=1.0))
+        all_done, any_underflow = torch.stack([done.all(), underflow.any()]).tolist()   # the one sync
+        if all_done:
+            break
+        if any_underflow:
+            i = int(torch.nonzero(underflow.reshape(-1))[0])
+            raise RuntimeError(
+                f"SDE step size underflow: h = {h.reshape(-1)[i].item():.3g} at t = {t.reshape(-1)[i].item():.6g} "
+                f"(sample {i}); the diffusion may be very large or the state non-finite there (raise "
+                "atol/rtol or lower PIController.dtmin)")
+    ys = out[:T]
+    if stats is not None:
+        acc_m = torch.stack([a for a, _ in record]).reshape(len(record), -1).cpu()
+        hs = torch.stack([hv for _, hv in record]).reshape(len(record), -1).cpu()
+        stats.update(n_steps=steps, n_accepted=n_acc, n_rejected=n_att - n_acc,
+                     step_sizes=[hs[acc_m[:, b], b].tolist() for b in range(acc_m.shape[1])])
+    return ys

@@ -38,7 +38,7 @@ def test_train_and_evaluate_classification_by_dataset_name(tmp_path: Path, capsy
     assert saved["model"]["input_channels"] == 2 and saved["model"]["n_classes"] == 2
     assert saved["data"]["missing_rate"] == 0.5
     assert cli.main(["evaluate", str(tmp_path / "run")]) == 0
-    report = json.loads((tmp_path / "run" / "eval_conformal.json").read_text())
+    report = json.loads((tmp_path / "run" / "eval_classification.json").read_text())
     assert '"test_accuracy"' in capsys.readouterr().out
     # the reported accuracy is the checkpoint's accuracy on the (re-derived) test split
     exp = cli.load_run(tmp_path / "run")

@@ -121,3 +121,14 @@ def test_lorenz_forecasting_split_targets_follow_inputs() -> None:
     assert abs(frac - 0.7) < 0.1
     # targets are the noiseless state in the training units: mean over train targets is O(1)
     assert float(s.train.targets.abs().mean()) < 3.0
+
+
+def test_real_time_stamps_are_kept_and_index_time_needs_no_stamps() -> None:
+    d = read_ts(FIX / "Stamped.ts")
+    s = classification_splits(d, seed=0, time="real")  # one case per class: both go to train
+    b = s.train
+    assert len(b) == 2 and len(s.test) == 0
+    torch.testing.assert_close(b.times, torch.tensor([[0.0, 1.0, 2.0, 3.0], [0.5, 1.5, 1.5, 1.5]]))
+    assert b.mask[1].tolist() == [[True, False], [False, True], [False, False], [False, False]]
+    with pytest.raises(ValueError, match="time-stamped"):
+        classification_splits(read_ts(FIX / "Unequal.ts"), seed=0, time="real")

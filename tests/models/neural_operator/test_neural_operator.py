@@ -204,6 +204,12 @@ def test_mc_dropout_samples_differ_only_in_training_mode():
     s = m.sample(batch, 3)
     assert s.shape == (3, 2, 2, 16) and float((s[0] - s[1]).abs().max()) > 1e-4
     assert isinstance(m, SciflowModel) and not m.stochastic
+    # the UQ wrapper sees the same draws: a predictive whose spread is zero only on the given history
+    from sciflow.uq import MCDropout
+
+    pred = MCDropout(m, n_passes=6).predict(batch)
+    assert pred.samples.shape == (6, 2, 2, 16)
+    assert float(pred.samples[:, :, 0].std(0).max()) == 0.0 and float(pred.samples[:, :, 1].std(0).mean()) > 1e-4
 
 
 # ----------------------------------------------------------------------------- losses and errors
@@ -238,3 +244,23 @@ def test_clear_errors():
         forced.loss(TrajectoryBatch(values=torch.randn(2, 4, 8), times=torch.arange(4.0)))
     with pytest.raises(TypeError, match="TrajectoryBatch"):
         m.loss(torch.randn(2, 5, 8))
+
+
+@pytest.mark.parametrize("name", ["fno_burgers", "fno_navier_stokes", "wdno_navier_stokes", "wdno_era5"])
+def test_packaged_configs_build_their_models(name):
+    from pathlib import Path
+
+    import sciflow
+    from sciflow.config import load_experiment
+    from sciflow.models.registry import MODELS
+
+    exp = load_experiment(Path(sciflow.__file__).parent / "configs" / f"{name}.yaml")
+    model = MODELS[exp.model.name](exp.model.config)
+    assert isinstance(model, SciflowModel)
+    if isinstance(model, NeuralOperator):  # one training step on data of the configured layout
+        cfg = model.cfg
+        T = cfg.history + (cfg.horizon or 2)
+        space = (32,) * cfg.dim
+        batch = TrajectoryBatch(values=torch.randn(2, T, *space), times=torch.arange(float(T)))
+        model.fit_scaler(batch)
+        model.loss(batch).total.backward()

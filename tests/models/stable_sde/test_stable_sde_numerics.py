@@ -235,11 +235,29 @@ def test_fully_missing_channel_and_padding_give_the_solo_result():
         torch.testing.assert_close(out_b, out_a, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("kind", ["lnsde", "gsde", "neural_cde", "ode_rnn"])
+def test_per_sample_grid_solves_each_series_on_its_own_times(kind):
+    """Irregular batch (different times per series): with ``time_grid="per_sample"`` each series'
+    result equals solving it alone (its own observation times are its grid), while the union grid
+    of the batch takes up to ``batch · T`` steps."""
+    b = make_batch(B=3, T=9, irregular=True, dtype=torch.float64)
+    mdl = model(kind, time_grid="per_sample").double()
+    if kind in ("lnsde", "gsde"):
+        with torch.no_grad():
+            mdl.diffusion.theta.fill_(-80.0)                     # noise off: deterministic comparison
+    assert mdl.control(b).grid.shape == (3, 9)
+    assert model(kind, time_grid="union").control(b).grid.shape == (27,)
+    out = mdl(b)[0]
+    for i in range(3):
+        alone = b.index([i])
+        torch.testing.assert_close(out[i], mdl(alone)[0, 0], rtol=1e-9, atol=1e-9)
+
+
 # ---------------------------------------------------------------- gradients
 @pytest.mark.parametrize("kind", ["lnsde", "gsde", "neural_cde"])
 def test_gradients_match_finite_differences(kind):
     b = make_batch(B=3, T=6, dtype=torch.float64)
-    m = model(kind, hidden_dim=3, hidden_hidden_dim=4, num_layers=1).double()
+    m = model(kind, hidden_dim=3, hidden_hidden_dim=4, num_layers=1, time_grid="union").double()
     grid = m.control(b).grid.tolist()
     bm = BrownianIncrements(grid, (3, 3), generator=torch.Generator().manual_seed(5), dtype=torch.float64)
     params = dict(m.named_parameters())

@@ -1,0 +1,371 @@
+"""WDNO on forced Burgers (Hu et al., "Wavelet Diffusion Neural Operator", ICLR 2025, Sec. 4.1):
+simulation (WDNO vs physical-space DDPM vs FNO-2D over (t, x)), super-resolution x4 (vs nearest /
+bilinear interpolation), control (solver-evaluated J, guided vs unguided), ensemble UQ.
+
+    python benchmarks/wdno_burgers.py                 # --scale cpu: CPU-sized, one thread
+    python benchmarks/wdno_burgers.py --scale smoke   # seconds; plumbing only
+    python benchmarks/wdno_burgers.py --scale gpu     # paper-sized grid and budgets, on CUDA
+
+Data: ``sciflow.data.pdes.burgers.generate_control`` (nu = 0.01, x in [0, 1], zero Dirichlet data,
+Gaussian-bump u0, space-time Gaussian forcing) on a fine (T, X) = (2^k + 1, 2^m + 1) grid; the
+simulation / control models train on its [::2, ::2] copy, the super-resolution model on the fine
+trajectories and their subsampled copies. All models of one task share the optimiser, steps,
+batch size and learning-rate schedule. Writes benchmarks/results/wdno_burgers[_<scale>].json and
+figures under benchmarks/results/figures/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import RESULTS, write_result  # noqa: E402
+
+from sciflow.config import from_dict, packaged_config, read_yaml  # noqa: E402
+from sciflow.data.batches import TrajectoryBatch  # noqa: E402
+from sciflow.data.pdes.burgers import generate_control  # noqa: E402
+from sciflow.models.wavelet_diffusion import (WDNO, Config, ControlObjective, SuperResolutionConfig,  # noqa: E402
+                                              WDNOSuperResolution, evaluate_burgers_control)
+from sciflow.nn.fno import FNO2d  # noqa: E402
+from sciflow.nn.wavelets import dwtn  # noqa: E402
+from sciflow.uq.scores import crps_ensemble, interval_coverage, spread_skill_ratio  # noqa: E402
+
+SCALES = {
+    "smoke": dict(n_train=16, n_test=4, nt=9, nx=17, n_modes=32, dt=5e-3, steps=4, sr_steps=4, batch=8,
+                  model=dict(base_channels=8, channel_mults=(1, 2)), n_samples=2, nfe=4, n_control=4,
+                  n_control_val=2, guidance_scales=(1.0,), lr=1e-3, fno_width=8),
+    "cpu": dict(n_train=256, n_test=32, nt=33, nx=65, n_modes=128, dt=2e-3, steps=None, sr_steps=None, batch=16,
+                model={}, n_samples=8, nfe=20, n_control=16, n_control_val=8,
+                guidance_scales=(100.0, 1000.0, 10000.0, 100000.0), lr=None, fno_width=32),
+    "gpu": dict(n_train=6000, n_test=200, nt=65, nx=257, n_modes=512, dt=1e-3, steps=40000, sr_steps=40000,
+                batch=64, model=dict(base_channels=64, channel_mults=(1, 2, 4), num_res_blocks=2), n_samples=32,
+                nfe=50, n_control=64, n_control_val=32, guidance_scales=(30.0, 300.0, 3000.0, 30000.0),
+                lr=2e-4, fno_width=64),
+}
+
+
+def model_section(name: str) -> tuple[dict, dict]:
+    doc = read_yaml(packaged_config(name))
+    model = dict(doc["model"])
+    model.pop("name")
+    return model, dict(doc.get("train", {}))
+
+
+def lr_at(step: int, steps: int, lr: float, warmup: int) -> float:
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    return lr * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(steps - warmup, 1)))
+
+
+def train(loss_fn, params, steps: int, lr: float, n: int, batch: int, seed: int, warmup: int = 20) -> dict:
+    """Adam + warm-up + cosine decay over ``steps`` mini-batches of indices ``0..n-1``."""
+    opt = torch.optim.Adam(params, lr=lr)
+    g = torch.Generator().manual_seed(seed)
+    curve, t0 = [], time.perf_counter()
+    perm, pos = torch.randperm(n, generator=g), 0
+    for step in range(steps):
+        if pos + batch > n:
+            perm, pos = torch.randperm(n, generator=g), 0
+        idx = perm[pos: pos + batch]
+        pos += batch
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, steps, lr, warmup)
+        loss = loss_fn(idx, g)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        curve.append(float(loss.detach()))
+    wall = time.perf_counter() - t0
+    k = max(len(curve) // 10, 1)
+    return {"steps": steps, "batch_size": batch, "lr": lr, "train_wall_s": wall, "steps_per_s": steps / wall,
+            "loss_first": sum(curve[:k]) / k, "loss_last": sum(curve[-k:]) / k}
+
+
+def rel_l2(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
+    """Per-trajectory relative L2 over all but the leading axis."""
+    return (pred - true).flatten(1).norm(dim=1) / true.flatten(1).norm(dim=1)
+
+
+def interpolate(coarse: torch.Tensor, shape: tuple[int, int], mode: str) -> torch.Tensor:
+    """Endpoint-aligned interpolation of ``(B, T, X)`` onto ``shape``: bilinear, or nearest by rounding."""
+    if mode == "bilinear":
+        return F.interpolate(coarse[:, None], size=shape, mode="bilinear", align_corners=True)[:, 0]
+    it = torch.round(torch.arange(shape[0]) * (coarse.shape[1] - 1) / (shape[0] - 1)).long()
+    ix = torch.round(torch.arange(shape[1]) * (coarse.shape[2] - 1) / (shape[1] - 1)).long()
+    return coarse[:, it][:, :, ix]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scale", choices=sorted(SCALES), default="cpu")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--no-figures", action="store_true")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    sc = SCALES[args.scale]
+    dev = torch.device(args.device)
+    torch.manual_seed(args.seed)
+    t_start = time.perf_counter()
+
+    model_yaml, train_yaml = model_section("wdno_burgers")
+    sr_yaml, sr_train_yaml = model_section("wdno_burgers_superres")
+    steps = sc["steps"] or int(train_yaml["max_steps"])
+    sr_steps = sc["sr_steps"] or int(sr_train_yaml["max_steps"])
+    lr = sc["lr"] or float(train_yaml["lr"])
+    warmup = min(int(train_yaml.get("warmup_steps", 20)), max(steps // 5, 1))
+
+    # ------------------------------------------------------------------ data
+    t0 = time.perf_counter()
+    n = sc["n_train"] + sc["n_test"]
+    ds = generate_control(n, args.seed, nx=sc["nx"], nt=sc["nt"], n_modes=sc["n_modes"], dt=sc["dt"])
+    gen_s = time.perf_counter() - t0
+    u_fine = torch.tensor(ds.u.values, dtype=torch.float32)
+    f_fine = torch.tensor(ds.forcing.values, dtype=torch.float32)
+    t_fine = torch.tensor(ds.time.values)
+    x_fine = torch.tensor(ds.x.values)
+    u, f = u_fine[:, ::2, ::2].contiguous(), f_fine[:, ::2, ::2].contiguous()
+    t_grid, x_grid = t_fine[::2], x_fine[::2]
+    ntr = sc["n_train"]
+    T, X = u.shape[1:]
+    times = t_grid.float()
+    train_b = TrajectoryBatch(u[:ntr], times, f[:ntr])
+    test_b = TrajectoryBatch(u[ntr:], times, f[ntr:]).to(dev)
+    u_test = u[ntr:].to(dev)
+
+    cfg_kw = {**model_yaml, **sc["model"]}
+    results: dict = {}
+    models: dict = {}
+
+    # ------------------------------------------------------------------ simulation: WDNO / DDPM / FNO
+    for name, space in (("wdno", "wavelet"), ("ddpm_physical", "physical")):
+        cfg = from_dict(Config, {**cfg_kw, "space": space, "task": "simulation"}, prefix="model")
+        m = WDNO(cfg)
+        m.fit_scaler(train_b)
+        m.to(dev)
+        tb = train_b.to(dev)
+        info = train(lambda idx, g: m.loss(tb.index(idx.to(dev))).total, list(m.parameters()), steps, lr, ntr,
+                     sc["batch"], args.seed, warmup)
+        m.eval()
+        t0 = time.perf_counter()
+        gs = torch.Generator(device=dev).manual_seed(args.seed + 1)
+        samples = m.sample(test_b, sc["n_samples"], nfe=sc["nfe"], generator=gs)  # (S, B, T, X)
+        sample_s = time.perf_counter() - t0
+        fut = samples[:, :, 1:]
+        true = u_test[:, 1:]
+        per_sample_mse = (fut - true).pow(2).mean((2, 3))  # (S, B)
+        mean_pred = fut.mean(0)
+        q_lo, q_hi = torch.quantile(fut, 0.05, dim=0), torch.quantile(fut, 0.95, dim=0)
+        results[name] = {
+            "config": {k: getattr(cfg, k) for k in ("space", "wavelet", "mode", "base_channels", "channel_mults",
+                                                    "num_res_blocks", "schedule", "replacement", "clip_denoised")},
+            "parameters": sum(p.numel() for p in m.parameters()), "training": info,
+            "sim_mse_single_sample": float(per_sample_mse.mean()),
+            "sim_mse_ensemble_mean": float((mean_pred - true).pow(2).mean()),
+            "sim_rel_l2_single_sample": float(rel_l2(fut.flatten(0, 1), true.repeat(sc["n_samples"], 1, 1)).mean()),
+            "sim_rel_l2_ensemble_mean": float(rel_l2(mean_pred, true).mean()),
+            "crps": float(crps_ensemble(fut, true, fair=True)),
+            "coverage_90": float(interval_coverage(q_lo, q_hi, true)),
+            "spread_skill": float(spread_skill_ratio(fut, true)),
+            "n_samples": sc["n_samples"], "nfe": sc["nfe"], "sampler": "ddim",
+            "sample_s": sample_s, "trajectories_per_s": samples.shape[0] * samples.shape[1] / sample_s,
+        }
+        models[name] = (m, samples)
+        print(name, {k: v for k, v in results[name].items() if k.startswith(("sim_", "crps", "cov", "spread"))})
+
+    # FNO-2D over (t, x): input (u0 broadcast in time, f), output u; the same budget
+    su, sf = float(u[:ntr].std()), float(f[:ntr].std())
+    fno = FNO2d(in_channels=2, out_channels=1, modes=(min(12, T // 2), min(16, X // 2)), width=sc["fno_width"],
+                padding=(4, 4)).to(dev)
+
+    def fno_in(uu, ff):
+        return torch.stack([uu[:, :1].expand(-1, uu.shape[1], -1) / su, ff / sf], 1)
+
+    u_tr, f_tr = u[:ntr].to(dev), f[:ntr].to(dev)
+    info = train(lambda idx, g: F.mse_loss(fno(fno_in(u_tr[idx.to(dev)], f_tr[idx.to(dev)]))[:, 0],
+                                           u_tr[idx.to(dev)] / su),
+                 list(fno.parameters()), steps, lr, ntr, sc["batch"], args.seed, warmup)
+    with torch.no_grad():
+        t0 = time.perf_counter()
+        pred = fno(fno_in(u_test, test_b.condition))[:, 0] * su
+        fno_s = time.perf_counter() - t0
+    results["fno2d"] = {"parameters": sum(p.numel() for p in fno.parameters()), "training": info,
+                        "sim_mse": float((pred[:, 1:] - u_test[:, 1:]).pow(2).mean()),
+                        "sim_rel_l2": float(rel_l2(pred[:, 1:], u_test[:, 1:]).mean()), "predict_s": fno_s}
+    models["fno2d"] = pred
+    print("fno2d", results["fno2d"]["sim_mse"], results["fno2d"]["sim_rel_l2"])
+
+    # ------------------------------------------------------------------ super-resolution x4
+    fine_fields = torch.stack([u_fine, f_fine], 2)  # (N, T_f, 2, X_f)
+    sr_cfg = from_dict(SuperResolutionConfig, {**sr_yaml, **sc["model"]}, prefix="model")
+    sr = WDNOSuperResolution(sr_cfg)
+    sr_train = TrajectoryBatch(fine_fields[:ntr], t_fine.float())
+    sr.fit_scaler(sr_train)
+    sr.to(dev)
+    srb = sr_train.to(dev)
+    sr_info = train(lambda idx, g: sr.loss(srb.index(idx.to(dev))).total, list(sr.parameters()), sr_steps, lr, ntr,
+                    sc["batch"], args.seed, warmup)
+    sr.eval()
+    truth_fine = u_fine[ntr:].to(dev)
+    coarse = fine_fields[ntr:, ::4, :, ::4].to(dev)  # (B, T_f/4 + 1, 2, X_f/4 + 1)
+    t0 = time.perf_counter()
+    up = sr.upsample(TrajectoryBatch(coarse, t_fine[::4].float().to(dev)), 4, 1, nfe=sc["nfe"],
+                     generator=torch.Generator(device=dev).manual_seed(args.seed + 2))[0, :, :, 0]
+    sr_s = time.perf_counter() - t0
+    shape_f = tuple(truth_fine.shape[1:])
+    sr_res = {"training": sr_info, "parameters": sum(p.numel() for p in sr.parameters()), "sample_s": sr_s,
+              "coarse_grid": list(coarse.shape[1:2]) + list(coarse.shape[3:]), "fine_grid": list(shape_f)}
+    for key, pred_f in (("wdno_superres", up), ("nearest", interpolate(coarse[:, :, 0], shape_f, "nearest")),
+                        ("bilinear", interpolate(coarse[:, :, 0], shape_f, "bilinear"))):
+        sr_res[key] = {"mse": float((pred_f - truth_fine).pow(2).mean()),
+                       "rel_l2": float(rel_l2(pred_f, truth_fine).mean())}
+    sr_res["ratio_mse_wdno_to_bilinear"] = sr_res["wdno_superres"]["mse"] / sr_res["bilinear"]["mse"]
+    results["superres_x4"] = sr_res
+    print("superres", {k: v for k, v in sr_res.items() if isinstance(v, dict) and "mse" in v})
+
+    # ------------------------------------------------------------------ control
+    ccfg = from_dict(Config, {**cfg_kw, "space": "wavelet", "task": "control"}, prefix="model")
+    ctrl = WDNO(ccfg)
+    ctrl.fit_scaler(train_b)
+    ctrl.to(dev)
+    tb = train_b.to(dev)
+    c_info = train(lambda idx, g: ctrl.loss(tb.index(idx.to(dev))).total, list(ctrl.parameters()), steps, lr, ntr,
+                   sc["batch"], args.seed, warmup)
+    ctrl.eval()
+    lam = 0.01  # energy weight of J = mean|u(T) - u*|^2 + lam mean f^2
+
+    def control_eval(idx_u, idx_f, uu, ff, scale):
+        """Generate f for conditions (u0, u_T) and evaluate J with the solver at the data resolution."""
+        cond = TrajectoryBatch(uu.to(dev), times.to(dev))
+        target = uu[:, -1].unsqueeze(1).to(dev)
+        out = ctrl.generate(cond, 1, nfe=sc["nfe"], guidance=ControlObjective(target, lam), guidance_scale=scale,
+                            generator=torch.Generator(device=dev).manual_seed(args.seed + 3))
+        fc = out.forcing[0].double().cpu()
+        r = evaluate_burgers_control(fc, uu[:, 0].double(), uu[:, -1].double(), t_grid, x_grid, nu=0.01,
+                                     weight=lam, n_modes=sc["n_modes"], dt=sc["dt"])
+        return r, fc
+
+    nval, nct = sc["n_control_val"], sc["n_control"]
+    val_u = u[:nval]  # selection of the guidance scale on training conditions, never on the test ones
+    sweep = {}
+    for s in sc["guidance_scales"]:
+        r, _ = control_eval(None, None, val_u, None, s)
+        sweep[str(s)] = float(r.J.mean())
+    best = min(sweep, key=sweep.get)
+    ctest_u = u[ntr: ntr + nct]
+    ctest_f = f[ntr: ntr + nct].double()
+    r_ung, f_ung = control_eval(None, None, ctest_u, None, 0.0)
+    r_gui, f_gui = control_eval(None, None, ctest_u, None, float(best))
+    kw = dict(nu=0.01, weight=lam, n_modes=sc["n_modes"], dt=sc["dt"])
+    r_true = evaluate_burgers_control(ctest_f, ctest_u[:, 0].double(), ctest_u[:, -1].double(), t_grid, x_grid, **kw)
+    r_zero = evaluate_burgers_control(torch.zeros_like(ctest_f), ctest_u[:, 0].double(), ctest_u[:, -1].double(),
+                                      t_grid, x_grid, **kw)
+    summ = lambda r: {"J": float(r.J.mean()), "state_cost": float(r.state_cost.mean()),  # noqa: E731
+                      "energy": float(r.energy.mean())}
+    results["control"] = {"training": c_info, "lambda": lam, "n_conditions": nct,
+                          "guidance_sweep_on_train_conditions": sweep, "guidance_scale": float(best),
+                          "wdno_unguided": summ(r_ung), "wdno_guided": summ(r_gui),
+                          "data_forcing": summ(r_true), "zero_forcing": summ(r_zero),
+                          "ratio_J_guided_to_unguided": float(r_gui.J.mean() / r_ung.J.mean())}
+    print("control", results["control"])
+
+    config = {"scale": args.scale, "n_train": ntr, "n_test": sc["n_test"], "grid": [T, X],
+              "fine_grid": list(u_fine.shape[1:]), "steps": steps, "sr_steps": sr_steps, "batch": sc["batch"],
+              "lr": lr, "model": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg_kw.items()},
+              "data_generation_s": gen_s, "total_wall_s": time.perf_counter() - t_start,
+              "nu": 0.01, "n_modes": sc["n_modes"], "dt": sc["dt"]}
+    name = "wdno_burgers" if args.scale == "cpu" else f"wdno_burgers_{args.scale}"
+    if not args.no_figures:
+        results["figures"] = figures(name, u_test.cpu(), test_b.condition.cpu(), models, coarse.cpu(), up.cpu(),
+                                     truth_fine.cpu(), ctest_f, f_ung, f_gui)
+    write_result(name, {"config": config, "results": results}, device=dev)
+
+
+def figures(name, u_test, f_test, models, coarse, up, truth_fine, f_true, f_ung, f_gui) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = RESULTS / "figures"
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    wd, dd, fno = models["wdno"][1].cpu(), models["ddpm_physical"][1].cpu(), models["fno2d"].cpu()
+    i = 0
+    lim = float(u_test[i].abs().max())
+    # 1. trajectories vs truth
+    fig, ax = plt.subplots(1, 5, figsize=(17, 3.2), sharey=True)
+    for a, (title, fld) in zip(ax, [("forcing f", f_test[i]), ("truth u", u_test[i]), ("WDNO sample", wd[0, i]),
+                                    ("DDPM (physical) sample", dd[0, i]), ("FNO-2D", fno[i])]):
+        im = a.imshow(fld, aspect="auto", origin="lower", cmap="RdBu_r", extent=(0, 1, 0, 1),
+                      vmin=-lim if "f" not in title[:2] else None, vmax=lim if "f" not in title[:2] else None)
+        a.set_title(title)
+        a.set_xlabel("x")
+        fig.colorbar(im, ax=a)
+    ax[0].set_ylabel("t")
+    fig.tight_layout()
+    paths.append(_save(fig, out / f"{name}_trajectories.png"))
+    # 2. wavelet sub-bands of the truth
+    bands = dwtn(u_test[i:i + 1].double(), "bior2.4", "zero", dim=2)[0]
+    fig, ax = plt.subplots(1, 4, figsize=(13, 3))
+    for a, b, key in zip(ax, bands, ["aa (approx.)", "ad (detail in x)", "da (detail in t)", "dd"]):
+        im = a.imshow(b, aspect="auto", origin="lower", cmap="RdBu_r")
+        a.set_title(key)
+        fig.colorbar(im, ax=a)
+    fig.suptitle("one-level bior2.4 coefficients of u(t, x) (rows: time)")
+    fig.tight_layout()
+    paths.append(_save(fig, out / f"{name}_subbands.png"))
+    # 3. ensemble spread at the final time
+    fig, ax = plt.subplots(1, 3, figsize=(13, 3.2))
+    x = torch.linspace(0, 1, u_test.shape[-1])
+    for a, j in zip(ax, range(3)):
+        s = wd[:, j, -1]
+        a.fill_between(x, torch.quantile(s, 0.05, 0), torch.quantile(s, 0.95, 0), alpha=0.3, label="WDNO 90% band")
+        a.plot(x, s.mean(0), label="WDNO mean")
+        a.plot(x, u_test[j, -1], "k--", label="truth")
+        a.set_title(f"test case {j}: u(T, x)")
+    ax[0].legend(fontsize=8)
+    fig.tight_layout()
+    paths.append(_save(fig, out / f"{name}_ensemble.png"))
+    # 4. super-resolved field
+    fig, ax = plt.subplots(1, 4, figsize=(15, 3.2), sharey=True)
+    shape = tuple(truth_fine.shape[1:])
+    for a, (title, fld) in zip(ax, [("coarse input", coarse[0, :, 0]),
+                                    ("bilinear x4", interpolate(coarse[:, :, 0], shape, "bilinear")[0]),
+                                    ("WDNO super-resolution x4", up[0]), ("truth", truth_fine[0])]):
+        im = a.imshow(fld, aspect="auto", origin="lower", cmap="RdBu_r", extent=(0, 1, 0, 1))
+        a.set_title(title)
+        fig.colorbar(im, ax=a)
+    fig.tight_layout()
+    paths.append(_save(fig, out / f"{name}_superres.png"))
+    # 5. control signals
+    fig, ax = plt.subplots(1, 3, figsize=(13, 3.2), sharey=True)
+    for a, (title, fld) in zip(ax, [("data forcing", f_true[0]), ("WDNO unguided", f_ung[0]),
+                                    ("WDNO guided", f_gui[0])]):
+        im = a.imshow(fld, aspect="auto", origin="lower", cmap="RdBu_r", extent=(0, 1, 0, 1))
+        a.set_title(title)
+        fig.colorbar(im, ax=a)
+    fig.tight_layout()
+    paths.append(_save(fig, out / f"{name}_control.png"))
+    return paths
+
+
+def _save(fig, path: Path) -> str:
+    fig.savefig(path, dpi=110)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return str(path.relative_to(RESULTS.parent.parent)) if RESULTS.parent.parent in path.parents else str(path)
+
+
+if __name__ == "__main__":
+    main()
