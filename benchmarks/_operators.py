@@ -3,7 +3,6 @@ batched prediction, figures. Not a benchmark itself."""
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -92,7 +91,3 @@ def plot_fields(rows: dict[str, torch.Tensor], path: Path, *, title: str = "", c
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path
-
-
-def finite(x: float) -> float | None:
-    return x if math.isfinite(x) else None

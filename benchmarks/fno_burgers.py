@@ -28,7 +28,7 @@ import argparse
 import torch
 
 from _common import write_result
-from _operators import figure_path, plot_fields, predict, train
+from _operators import figure_path, predict, train
 from sciflow.data.batches import TrajectoryBatch
 from sciflow.data.initial_conditions import gaussian_random_field
 from sciflow.data.pdes.burgers import solve_periodic

@@ -37,13 +37,40 @@ from sciflow.nn.fno import FNO2d  # noqa: E402
 from sciflow.nn.wavelets import dwtn  # noqa: E402
 from sciflow.uq.scores import crps_ensemble, interval_coverage, spread_skill_ratio  # noqa: E402
 
+BENCHMARK = {
+    "name": "wdno_burgers", "script": "wdno_burgers.py", "family": "wavelet_diffusion", "owner": "C",
+    "kind": "accuracy",
+    "dataset": "forced Burgers, nu = 0.01, x in [0, 1], zero boundary (generate_control); cpu: 17 x 33 "
+               "(super-resolution 9 x 17 -> 33 x 65), 192 train / 16 test; gpu: 33 x 129 (-> 65 x 257)",
+    "description": "WDNO vs physical-space DDPM vs FNO-2D simulation MSE; super-resolution x4 vs interpolation; "
+                   "solver-evaluated control J guided vs unguided; ensemble CRPS",
+    "scales": {"smoke": ["--scale", "smoke"], "cpu": ["--scale", "cpu"], "gpu": ["--scale", "gpu", "--device", "cuda"]},
+    "results": {"smoke": ["wdno_burgers_smoke"], "cpu": ["wdno_burgers"], "gpu": ["wdno_burgers_gpu"]},
+    "seed_flag": "--seed",
+    "metrics": [
+        {"label": "WDNO simulation MSE (ensemble mean)", "path": "results/wdno/sim_mse_ensemble_mean",
+         "baselines": {"DDPM (physical space)": "results/ddpm_physical/sim_mse_ensemble_mean",
+                       "FNO-2D over (t, x)": "results/fno2d/sim_mse"}},
+        {"label": "WDNO simulation MSE (single sample)", "path": "results/wdno/sim_mse_single_sample",
+         "baselines": {"DDPM (physical space)": "results/ddpm_physical/sim_mse_single_sample"}},
+        {"label": "WDNO ensemble CRPS", "path": "results/wdno/crps",
+         "baselines": {"DDPM (physical space)": "results/ddpm_physical/crps"}},
+        {"label": "super-resolution x4 MSE", "path": "results/superres_x4/wdno_superres/mse",
+         "baselines": {"bilinear": "results/superres_x4/bilinear/mse", "nearest": "results/superres_x4/nearest/mse"}},
+        {"label": "control J (solver-evaluated), guided", "path": "results/control/wdno_guided/J",
+         "baselines": {"unguided": "results/control/wdno_unguided/J", "zero forcing": "results/control/zero_forcing/J",
+                       "data forcing": "results/control/data_forcing/J"}},
+    ],
+    "timeout_s": {"cpu": 5400, "gpu": 14400},
+}
+
 SCALES = {
     "smoke": dict(n_train=16, n_test=4, nt=9, nx=17, n_modes=32, dt=5e-3, steps=4, sr_steps=4, batch=8,
                   model=dict(base_channels=8, channel_mults=(1, 2)), n_samples=2, nfe=4, n_control=4,
                   n_control_val=2, guidance_scales=(1.0,), lr=1e-3, fno_width=8),
-    "cpu": dict(n_train=256, n_test=32, nt=33, nx=65, n_modes=128, dt=2e-3, steps=None, sr_steps=None, batch=16,
-                model={}, n_samples=8, nfe=20, n_control=16, n_control_val=8,
-                guidance_scales=(100.0, 1000.0, 10000.0, 100000.0), lr=None, fno_width=32),
+    "cpu": dict(n_train=192, n_test=16, nt=33, nx=65, n_modes=128, dt=2e-3, steps=None, sr_steps=None, batch=16,
+                sr_batch=8, model={}, n_samples=8, nfe=20, n_control=12, n_control_val=4,
+                guidance_scales=(300.0, 3000.0, 30000.0), lr=None, fno_width=32),
     "gpu": dict(n_train=6000, n_test=200, nt=65, nx=257, n_modes=512, dt=1e-3, steps=40000, sr_steps=40000,
                 batch=64, model=dict(base_channels=64, channel_mults=(1, 2, 4), num_res_blocks=2), n_samples=32,
                 nfe=50, n_control=64, n_control_val=32, guidance_scales=(30.0, 300.0, 3000.0, 30000.0),
@@ -83,6 +110,8 @@ def train(loss_fn, params, steps: int, lr: float, n: int, batch: int, seed: int,
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         curve.append(float(loss.detach()))
+        if (step + 1) % max(steps // 5, 1) == 0:
+            print(f"  step {step + 1}/{steps} loss {curve[-1]:.4f} ({time.perf_counter() - t0:.0f} s)", flush=True)
     wall = time.perf_counter() - t0
     k = max(len(curve) // 10, 1)
     return {"steps": steps, "batch_size": batch, "lr": lr, "train_wall_s": wall, "steps_per_s": steps / wall,
@@ -213,7 +242,7 @@ def main() -> None:
     sr.to(dev)
     srb = sr_train.to(dev)
     sr_info = train(lambda idx, g: sr.loss(srb.index(idx.to(dev))).total, list(sr.parameters()), sr_steps, lr, ntr,
-                    sc["batch"], args.seed, warmup)
+                    sc.get("sr_batch", sc["batch"]), args.seed, warmup)
     sr.eval()
     truth_fine = u_fine[ntr:].to(dev)
     coarse = fine_fields[ntr:, ::4, :, ::4].to(dev)  # (B, T_f/4 + 1, 2, X_f/4 + 1)
@@ -280,6 +309,7 @@ def main() -> None:
 
     config = {"scale": args.scale, "n_train": ntr, "n_test": sc["n_test"], "grid": [T, X],
               "fine_grid": list(u_fine.shape[1:]), "steps": steps, "sr_steps": sr_steps, "batch": sc["batch"],
+              "sr_batch": sc.get("sr_batch", sc["batch"]),
               "lr": lr, "model": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg_kw.items()},
               "data_generation_s": gen_s, "total_wall_s": time.perf_counter() - t_start,
               "nu": 0.01, "n_modes": sc["n_modes"], "dt": sc["dt"]}
@@ -306,8 +336,8 @@ def figures(name, u_test, f_test, models, coarse, up, truth_fine, f_true, f_ung,
     fig, ax = plt.subplots(1, 5, figsize=(17, 3.2), sharey=True)
     for a, (title, fld) in zip(ax, [("forcing f", f_test[i]), ("truth u", u_test[i]), ("WDNO sample", wd[0, i]),
                                     ("DDPM (physical) sample", dd[0, i]), ("FNO-2D", fno[i])]):
-        im = a.imshow(fld, aspect="auto", origin="lower", cmap="RdBu_r", extent=(0, 1, 0, 1),
-                      vmin=-lim if "f" not in title[:2] else None, vmax=lim if "f" not in title[:2] else None)
+        v = float(fld.abs().max()) if title.startswith("forcing") else lim
+        im = a.imshow(fld, aspect="auto", origin="lower", cmap="RdBu_r", extent=(0, 1, 0, 1), vmin=-v, vmax=v)
         a.set_title(title)
         a.set_xlabel("x")
         fig.colorbar(im, ax=a)

@@ -110,6 +110,7 @@ def main() -> None:
     hourly = climatology_trajectory(data, data.test_init, by="hour", like=data.test)
     results["climatology_hourly"] = scores(hourly, truth, lat, H)
     C = len(channels)
+    out_name = "wdno_era5" if args.scale == "cpu" else f"wdno_era5_{args.scale}"
     n_lat, n_lon = truth.shape[-2:]
     if "fno3d" in args.models.split(","):
         torch.manual_seed(args.seed)
@@ -123,6 +124,7 @@ def main() -> None:
         preds["FNO-3D"] = pred
         results["fno3d"] = {**scores(pred, truth, lat, H), "training": training,
                             "parameters": sum(p.numel() for p in model.parameters())}
+        write_result(out_name, {"complete": False, "results": results}, device=args.device)  # survives interruption
     if "wdno" in args.models.split(","):
         from sciflow.models.wavelet_diffusion import Config as WDNOConfig
         from sciflow.models.wavelet_diffusion import WDNO
@@ -148,6 +150,7 @@ def main() -> None:
     best = min(("persistence", "climatology", "climatology_hourly"), key=lambda k: results[k]["rmse_mean"])
     ratios = {k: {"rmse_vs_" + best: v["rmse_mean"] / results[best]["rmse_mean"]} for k, v in results.items()}
     payload = {
+        "complete": True,
         "config": {"scale": args.scale, **sc, "source": args.source, "channels": channels, "window": args.window,
                    "history": H, "test_start": args.test_start, "grid": [n_lat, n_lon],
                    "n_train_windows": len(data.train), "n_test_windows": len(data.test), "load_s": load_s},
@@ -161,8 +164,7 @@ def main() -> None:
                 title="ERA5 t2m (K), first test window, forecast hours 1 / 9 / 18", cmap="coolwarm",
                 times=[0, (args.window - H) // 2, args.window - H - 1])
     _plot_leads(results, figure_path(f"wdno_era5_leads{'' if args.scale == 'cpu' else '_' + args.scale}.png"))
-    name = "wdno_era5" if args.scale == "cpu" else f"wdno_era5_{args.scale}"
-    write_result(name, payload, device=args.device)
+    write_result(out_name, payload, device=args.device)
 
 
 def _plot_leads(results: dict, path: Path) -> None:

@@ -118,24 +118,19 @@ def main() -> None:
     truth = test_data.values[:, T_IN:]
     results: dict[str, dict] = {}
     preds: dict[str, torch.Tensor] = {}
-    for name, cfg in operator_configs(sc, n).items():
-        if name not in wanted:
-            continue
-        torch.manual_seed(args.seed)
-        model = NeuralOperator(cfg)
-        model.fit_scaler(train_data.values)
-        training = train(model, train_data, steps=sc["steps"], batch_size=sc["batch"], lr=1e-3, weight_decay=1e-4,
-                         halve_every=max(1, sc["steps"] // 5), seed=args.seed, device=args.device)
-        model = model.cpu().eval()
-        t1 = time.perf_counter()
-        pred = predict(model.predict, test_data)
-        pred_s = time.perf_counter() - t1
-        preds[name] = pred
-        err = relative_l2(pred[:, T_IN:], truth, reduce=False)
-        results[name] = {"test_rel_l2": float(err.mean()), "test_rel_l2_std": float(err.std()),
-                         "anchor": ANCHORS[name], "ratio_to_anchor": float(err.mean()) / ANCHORS[name],
-                         "parameters": sum(p.numel() for p in model.parameters()), "training": training,
-                         "predict_s": pred_s, "samples_per_s": len(test_data) / pred_s}
+    out_name = "wdno_navier_stokes" if args.scale == "cpu" else f"wdno_navier_stokes_{args.scale}"
+
+    def payload(complete: bool) -> dict:
+        return {
+            "complete": complete,
+            "config": {"scale": args.scale, **sc, "t_in": T_IN, "grid": n, "nu": 1e-3, "data_generation_s": gen_s},
+            "results": results,
+            "anchors": {**ANCHORS, "source": "Li et al. 2021, Table 3 (nu = 1e-3, 64^2, T = 50, N = 1000)"},
+            "note": (f"our scale: {sc['n_train']} train / {sc['n_test']} test trajectories at {n}^2, {sc['t_out']} "
+                     f"predicted steps, {sc['steps']} optimiser steps (WDNO {sc['wdno_steps']})"
+                     + ("" if args.scale == "gpu" else "; the anchors use 1000 training trajectories at 64^2, T = 40")),
+        }
+
     if "wdno" in wanted:
         from sciflow.models.wavelet_diffusion import Config as WDNOConfig
         from sciflow.models.wavelet_diffusion import WDNO
@@ -167,22 +162,33 @@ def main() -> None:
                        "wavelet": wcfg.wavelet, "mode": wcfg.mode},
             "parameters": sum(p.numel() for p in model.parameters()), "training": training,
             "sample_s": pred_s, "trajectories_per_s": len(test_data) * sc["n_samples"] / pred_s}
-    payload = {
-        "config": {"scale": args.scale, **sc, "t_in": T_IN, "grid": n, "nu": 1e-3, "data_generation_s": gen_s},
-        "results": results,
-        "anchors": {**ANCHORS, "source": "Li et al. 2021, Table 3 (nu = 1e-3, 64^2, T = 50, N = 1000)"},
-        "note": (f"our scale: {sc['n_train']} train / {sc['n_test']} test trajectories at {n}^2, {sc['t_out']} "
-                 f"predicted steps, {sc['steps']} optimiser steps"
-                 + ("" if args.scale == "gpu" else "; the anchors use 1000 training trajectories at 64^2, T = 40")),
-    }
+        write_result(out_name, payload(False), device=args.device)
+    for name, cfg in operator_configs(sc, n).items():
+        if name not in wanted:
+            continue
+        torch.manual_seed(args.seed)
+        model = NeuralOperator(cfg)
+        model.fit_scaler(train_data.values)
+        training = train(model, train_data, steps=sc["steps"], batch_size=sc["batch"], lr=1e-3, weight_decay=1e-4,
+                         halve_every=max(1, sc["steps"] // 5), seed=args.seed, device=args.device)
+        model = model.cpu().eval()
+        t1 = time.perf_counter()
+        pred = predict(model.predict, test_data)
+        pred_s = time.perf_counter() - t1
+        preds[name] = pred
+        err = relative_l2(pred[:, T_IN:], truth, reduce=False)
+        results[name] = {"test_rel_l2": float(err.mean()), "test_rel_l2_std": float(err.std()),
+                         "anchor": ANCHORS[name], "ratio_to_anchor": float(err.mean()) / ANCHORS[name],
+                         "parameters": sum(p.numel() for p in model.parameters()), "training": training,
+                         "predict_s": pred_s, "samples_per_s": len(test_data) / pred_s}
+        write_result(out_name, payload(False), device=args.device)  # partial results survive an interrupted run
     if preds:
         rows = {"truth": test_data.values[0, T_IN:]}
         rows.update({k: v[0, T_IN:] for k, v in preds.items()})
         steps = [0, sc["t_out"] // 2, sc["t_out"] - 1]
         plot_fields(rows, figure_path(f"wdno_navier_stokes{'' if args.scale == 'cpu' else '_' + args.scale}.png"),
                     title="2-D Navier-Stokes vorticity, predicted steps after T_in = 10", times=steps)
-    name = "wdno_navier_stokes" if args.scale == "cpu" else f"wdno_navier_stokes_{args.scale}"
-    write_result(name, payload, device=args.device)
+    write_result(out_name, payload(True), device=args.device)
 
 
 if __name__ == "__main__":

@@ -29,8 +29,13 @@ NaN entries (NLB pads variable-length trials with NaN) are kept; the metrics ski
 negative values, or as a group of 1-D arrays (one per condition, ordered by name).
 
 :func:`write_nlb_fixture` writes a small synthetic dataset in exactly this layout (three files
-as ``nlb_tools`` names them), with the ground-truth rates, for tests and examples. The raw NWB
-files (DANDI) are not read here; convert them with ``nlb_tools`` first.
+as ``nlb_tools`` names them), with the ground-truth rates, for tests and examples.
+
+:func:`bin_nwb_trials` reads the raw NWB layout (DANDI files, through h5py, no pynwb needed):
+``units/spike_times`` with its ragged index ``units/spike_times_index``, trial intervals
+``intervals/trials/start_time`` / ``stop_time``, and bins each trial from its start at 5 or 20 ms.
+It does not reproduce ``nlb_tools``' alignment to behavioural events (e.g. movement onset) or its
+train/val/test splits; use the preprocessed tensors above for benchmark numbers.
 """
 
 from __future__ import annotations
@@ -303,3 +308,68 @@ def write_nlb_fixture(directory: str | Path, *, name: str = "fixture_20", n_trai
     return {"paths": [paths["train_input"], paths["eval_input"], paths["eval_target"]], "name": name,
             "train_rates": rates[tr], "eval_rates": rates[ev], "conditions": cond, "counts": counts,
             "n_time": n_time, "n_forward": n_forward, "n_heldin": n_heldin, "n_heldout": n_heldout}
+
+
+# ----------------------------------------------------------------------------- raw NWB
+
+
+def bin_nwb_trials(path: str | Path, bin_width: float = 0.005, *, duration: float | None = None,
+                   dtype: torch.dtype = torch.float32) -> dict[str, object]:
+    """Spike counts ``(trial, time, unit)`` of an NWB file, binned from each trial's start.
+
+    Args:
+        path: an NWB (HDF5) file with ``units/spike_times``, ``units/spike_times_index`` and
+            ``intervals/trials/{start_time, stop_time}`` (seconds).
+        bin_width: seconds per bin (NLB uses 0.005 and 0.02).
+        duration: seconds per trial; default the shortest trial. Trials shorter than ``duration``
+            are padded with NaN after their stop time (as NLB pads).
+
+    Returns ``{"counts", "unit_ids", "start_time", "heldout"}``; ``heldout`` is the boolean
+    ``units/heldout`` column where the file has one (NLB files mark held-out neurons), else ``None``.
+    Spikes are assigned to ``floor((t - start) / bin_width)``; the sort is done once, so the cost is
+    ``O(n_spikes log n_spikes + n_trials · n_bins · n_units)``.
+    """
+    import h5py
+
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"NWB file not found: {p}")
+    if not (math.isfinite(bin_width) and bin_width > 0):
+        raise ValueError(f"bin_width must be a positive number of seconds, got {bin_width}")
+    try:
+        f = h5py.File(p, "r")
+    except OSError as err:
+        raise ValueError(f"{p} is not a readable HDF5/NWB file ({err})") from None
+    with f:
+        for key in ("units/spike_times", "units/spike_times_index", "intervals/trials/start_time",
+                    "intervals/trials/stop_time"):
+            if key not in f:
+                raise ValueError(f"{p} has no '{key}' (not an NWB file with sorted units and trials)")
+        times = np.asarray(f["units/spike_times"][()], dtype=np.float64)
+        ends = np.asarray(f["units/spike_times_index"][()], dtype=np.int64)
+        unit_ids = np.asarray(f["units/id"][()]) if "units/id" in f else np.arange(len(ends))
+        heldout = np.asarray(f["units/heldout"][()]).astype(bool) if "units/heldout" in f else None
+        start = np.asarray(f["intervals/trials/start_time"][()], dtype=np.float64)
+        stop = np.asarray(f["intervals/trials/stop_time"][()], dtype=np.float64)
+    if len(ends) and (np.any(np.diff(ends) < 0) or ends[-1] != len(times) or ends[0] < 0):
+        raise ValueError(f"{p}: units/spike_times_index is not a non-decreasing end-offset index of spike_times")
+    if np.any(stop < start) or not np.all(np.isfinite(start)):
+        raise ValueError(f"{p}: trial stop_time before start_time (or non-finite times)")
+    n_units = len(ends)
+    unit_of = np.repeat(np.arange(n_units), np.diff(np.concatenate([[0], ends])))
+    order = np.argsort(times, kind="stable")
+    times, unit_of = times[order], unit_of[order]
+    duration = float(np.min(stop - start)) if duration is None else float(duration)
+    n_bins = int(math.floor(duration / bin_width + 1e-9))
+    if n_bins < 1:
+        raise ValueError(f"duration {duration} s is shorter than one bin of {bin_width} s")
+    counts = np.zeros((len(start), n_bins, n_units))
+    for i, (t0, t1) in enumerate(zip(start, stop)):
+        lo, hi = np.searchsorted(times, [t0, t0 + n_bins * bin_width], side="left")
+        b = np.floor((times[lo:hi] - t0) / bin_width).astype(np.int64).clip(0, n_bins - 1)
+        np.add.at(counts[i], (b, unit_of[lo:hi]), 1.0)
+        valid = int(math.floor((t1 - t0) / bin_width + 1e-9))
+        if valid < n_bins:
+            counts[i, valid:] = np.nan
+    return {"counts": torch.as_tensor(counts).to(dtype), "unit_ids": torch.as_tensor(unit_ids),
+            "start_time": torch.as_tensor(start), "heldout": None if heldout is None else torch.as_tensor(heldout)}

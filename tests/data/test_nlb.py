@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from sciflow.data.nlb import load_nlb, write_nlb_fixture
+from sciflow.data.nlb import bin_nwb_trials, load_nlb, write_nlb_fixture
 from sciflow.models.langevin_flow.metrics import (bits_per_spike, evaluate_nlb, psth_r2, ridge_fit,
                                                   velocity_r2)
 
@@ -150,3 +150,29 @@ def test_evaluate_nlb_on_the_fixture(fixture):
     flat = torch.cat([ev[:, :T, : data.n_heldin], null], -1)
     assert evaluate_nlb(data, tr[:, :T], flat)["co-bps"] == pytest.approx(0.0, abs=1e-6)
 
+
+
+def test_bin_nwb_trials_counts_known_spikes(tmp_path):
+    """Hand-placed spikes in the NWB units/trials layout land in the expected 20 ms bins."""
+    path = tmp_path / "tiny.nwb"
+    unit0 = [0.001, 0.019, 0.021, 1.005]  # trial 0: bins 0, 0, 1; trial 1 (starts 1.0): bin 0
+    unit1 = [0.050, 1.079, 1.081, 2.5]    # trial 0: bin 2; trial 1: after its stop (NaN); 2.5: no trial
+    with h5py.File(path, "w") as f:
+        f["units/spike_times"] = np.array(unit0 + unit1)
+        f["units/spike_times_index"] = np.array([4, 8])
+        f["units/id"] = np.array([7, 9])
+        f["units/heldout"] = np.array([False, True])
+        f["intervals/trials/start_time"] = np.array([0.0, 1.0])
+        f["intervals/trials/stop_time"] = np.array([0.1, 1.06])
+    out = bin_nwb_trials(path, 0.02, duration=0.1)
+    c = out["counts"]
+    assert c.shape == (2, 5, 2)
+    assert c[0, :, 0].tolist() == [2, 1, 0, 0, 0] and c[0, :, 1].tolist() == [0, 0, 1, 0, 0]
+    assert c[1, :3, 0].tolist() == [1, 0, 0] and c[1, :3, 1].tolist() == [0, 0, 0]
+    assert bool(torch.isnan(c[1, 3:]).all())  # trial 1 stops at 1.06: padded with NaN like NLB
+    assert out["unit_ids"].tolist() == [7, 9] and out["heldout"].tolist() == [False, True]
+    assert bin_nwb_trials(path, 0.02)["counts"].shape == (2, 3, 2)  # default: the shortest trial
+    with pytest.raises(ValueError, match="spike_times_index"):
+        with h5py.File(path, "a") as f:
+            f["units/spike_times_index"][...] = np.array([5, 4])
+        bin_nwb_trials(path, 0.02)

@@ -33,8 +33,9 @@ class Config:
         n_interior (multiple of n_chunks), n_initial, n_boundary: points per step (resampled).
         check_every: how often (steps) min w is read back for the stage test and logs.
         time_windows: time-marching windows (each initialised from the previous prediction).
-    Numerics: derivative_engine (``auto``: Taylor mode for orders >= 3, nested autograd below —
-        the faster of the two as measured; or ``taylor``/``autograd``/``jvp``/``vmap_hessian``),
+    Numerics: derivative_engine (``auto``: Taylor mode for orders >= 3 or the modified MLP,
+        nested autograd otherwise — the faster of the two as measured; or
+        ``taylor``/``autograd``/``jvp``/``vmap_hessian``),
         dtype, seed.
     """
 

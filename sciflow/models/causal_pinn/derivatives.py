@@ -7,8 +7,9 @@ numbers (tested to float64 round-off) and differ only in cost:
 - :class:`TaylorMode` — one forward pass of stacked Taylor coefficients (``taylor.py``); the loss
   gradient needs plain first-order backprop. Measured on CPU (modified MLP 4 x 128, 1024 points,
   CPU time of an Adam step): 3.4x faster than nested autograd for Kuramoto–Sivashinsky
-  (``u_xxxx``), 0.6-0.95x for second-order problems; ``Config.derivative_engine="auto"`` picks it
-  for orders >= 3.
+  (``u_xxxx``); for second-order problems 1.1-1.25x with the modified MLP (Allen–Cahn) and
+  0.85-1.0x with a plain 4 x 128 MLP (Burgers); ``Config.derivative_engine="auto"`` picks it for
+  orders >= 3 or the modified MLP.
 - :class:`NestedAutograd` — the classic PINN recipe: repeated ``torch.autograd.grad`` with
   ``create_graph=True`` (double backward for the parameter gradient). Works for any module.
 - :class:`ForwardJVP` — nested ``torch.func.jvp`` (forward-over-forward) along each axis.

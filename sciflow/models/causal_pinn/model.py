@@ -55,10 +55,13 @@ class CausalPINN(SciflowModel):
         self.problem = problem
         engine = cfg.derivative_engine
         if engine == "auto":
-            # measured (benchmarks/pinn_throughput.py, README of this package): Taylor mode is
-            # ~3.4x faster than nested autograd for the KS 4th derivative and on par (0.6-1.0x)
-            # for second-order problems, where nested autograd is kept
-            engine = "taylor" if max(o for _, o in problem.derivatives) >= 3 else "autograd"
+            # measured (CPU time per Adam step, one thread): Taylor mode is ~3.4x faster than
+            # nested autograd for the KS 4th derivative; for second-order problems it is
+            # 1.1-1.25x faster with the modified MLP (whose gates make the double-backward graph
+            # large; Allen–Cahn, widths 64/128, 1024-2048 points) and on par or slower
+            # (0.85-1.0x) with the plain MLP, where nested autograd is kept
+            order = max(o for _, o in problem.derivatives)
+            engine = "taylor" if order >= 3 or cfg.architecture == "modified_mlp" else "autograd"
         if engine not in ENGINES:
             raise ValueError(f"unknown derivative_engine {engine!r}; known: {sorted(ENGINES)} or 'auto'")
         self.engine = ENGINES[engine]()

@@ -161,11 +161,15 @@ class MarchedSolution:
 
 
 def march(cfg: Config, problem: Problem | None = None, *, device: torch.device | str = "cpu",
-          time_budget_s: float | None = None) -> MarchedSolution:
+          time_budget_s: float | None = None,
+          callback: Callable[[int, CausalPINN, History], bool | None] | None = None) -> MarchedSolution:
     """Time-marching (paper section 4): split ``t_span`` into ``cfg.time_windows`` windows; train
     one causal PINN per window on local time ``[0, dt]`` with the previous window's prediction at
     its end time as initial condition (exact: the previous network is evaluated, not
-    interpolated). ``warm_start`` initialises each window from the previous parameters."""
+    interpolated). ``warm_start`` initialises each window from the previous parameters.
+    ``time_budget_s`` (CPU seconds) is shared by the windows: each gets an equal part of what is
+    left; ``callback`` is passed to every window's :func:`train` (returning True ends that window).
+    """
     problem = problem if problem is not None else PROBLEMS[cfg.problem]()
     t0, t1 = problem.t_span
     n = cfg.time_windows
@@ -181,7 +185,7 @@ def march(cfg: Config, problem: Problem | None = None, *, device: torch.device |
             state = {k_: v for k_, v in models[-1].state_dict().items() if k_ != "net.hard_ic"}
             model.load_state_dict(state, strict=False)
         left = None if time_budget_s is None else max(0.0, time_budget_s - (time.process_time() - start)) / (n - k)
-        hists.append(train(model, device=device, time_budget_s=left))
+        hists.append(train(model, device=device, time_budget_s=left, callback=callback))
         models.append(model)
         prev = model
         if problem.hard_ic is not None:

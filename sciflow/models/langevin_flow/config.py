@@ -16,8 +16,8 @@ class Config:
         ("held-out" neurons for co-smoothing). ``None``: all channels are input.
         ``n_forward``: the last ``n_forward`` bins are hidden from the encoder and predicted
         (forward prediction). ``likelihood``: ``poisson`` (counts; the readout is the log of the
-        expected count per bin) or ``gaussian`` (the readout is the mean; one learned standard
-        deviation per channel).
+        expected count per bin) or ``gaussian`` (the readout is the mean; the ELBO uses one
+        learned standard deviation per channel).
     Latent dynamics (LangevinFlow)
         ``latent_dim`` positions ``z`` and as many velocities ``v``. ``potential``:
         ``coupled_oscillators`` (the paper's quadratic potential: ``n_channels`` rings of

@@ -25,6 +25,14 @@ held-out channels and forward-prediction bins are always scored.
 * :class:`GRUSequentialVAE`: ``s_0 = g_0`` of an autonomous generator GRU, linear factors and a
   linear readout (LFADS without controller inputs).
 
+Predictive distribution: :meth:`~_SequentialVAE.sample` draws new observations (posterior of
+``s_0``, latent-path noise, observation noise); :meth:`~_SequentialVAE.sample_means` omits the
+observation noise. Gaussian likelihood: the ELBO uses a learned per-channel ``σ``; with
+``observation_std='decoded'`` a linear head on the (detached) decoder features also predicts
+``σ_t`` per bin and channel, fitted by the Gaussian NLL with the mean held fixed, and
+:meth:`sample` uses it. Deviation from a joint heteroscedastic likelihood, which lets the model
+widen σ on hard (forecast) bins instead of fitting their means (Seitzer et al. 2022).
+
 Randomness: during training (reparameterisation, coordinated dropout, Langevin noise, dropout)
 uses torch's global stream, which :func:`sciflow.training.fit` seeds; :meth:`sample` takes
 ``generator=``.

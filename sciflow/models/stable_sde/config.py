@@ -34,7 +34,8 @@ class Config:
         variant: ``"paper"``: the equations of the paper with unconstrained networks (GSDE solved
             for ``log z`` so the state stays positive); ``"official"``: the bounded runtime forms
             of the authors' code (``tanh`` around drift and diffusion, GSDE drift ``γ·tanh(z)``).
-            See ``docs/models/stable_sde.md``.
+            See ``docs/models/stable_sde.md``. Applies to the SDE kinds (the ODE kinds have no
+            bounded variant).
         n_classes: number of classes (``task="classification"``), else ``None``.
         task: ``"classification"`` (readout of ``z`` at each series' last observation time,
             cross-entropy), ``"forecasting"`` / ``"interpolation"`` (decoder of ``z`` at
@@ -65,6 +66,12 @@ class Config:
             (the same SDE through ``torchsde.sdeint``, the official code's path).
         n_eval_samples: sample paths averaged by :meth:`StableSDE.predict`.
 
+    Divergence: ``nonfinite="nan"`` (default): when the solver reports a non-finite state
+    (``FloatingPointError``), ``forward``/``loss``/``predict``/``sample`` return NaN outputs that
+    stay on the autograd graph, so :func:`sciflow.training.fit`'s non-finite guard skips and counts
+    the step (``skipped_steps``) instead of the run crashing; ``"raise"`` re-raises the solver's
+    error. :meth:`StableSDE.latent` always raises.
+
     Other: ``diffusion_init`` is the initial value of the scale parameter ``θ`` of the diffusion
     ``σ(t) = sigmoid(θ) · ReLU(MLP(sin t, cos t))`` (the official code starts at ``θ = 1``);
     ``dropout`` is the dropout rate of the classification readout.
@@ -89,6 +96,7 @@ class Config:
     diffusion_init: float = 1.0
     dropout: float = 0.1
     n_eval_samples: int = 1
+    nonfinite: Literal["nan", "raise"] = "nan"
 
     def __post_init__(self) -> None:
         def bad(name: str, allowed) -> None:
@@ -110,6 +118,8 @@ class Config:
             bad("ode_solver", ODE_SOLVERS)
         if self.time_grid not in ("auto", "union", "per_sample"):
             bad("time_grid", ("auto", "union", "per_sample"))
+        if self.nonfinite not in ("nan", "raise"):
+            bad("nonfinite", ("nan", "raise"))
         if self.solver_backend not in ("sciflow", "torchsde"):
             bad("solver_backend", ("sciflow", "torchsde"))
         for name in ("input_channels", "hidden_dim", "num_layers", "n_eval_samples"):

@@ -2,7 +2,7 @@
 
 The latent state ``z(t) ∈ R^d`` starts from ``z(t_0) = ζ_0(x_0)`` (a linear map of the first
 observation's features ``[t_0, x(t_0) ⊙ m, m]``) and follows, in the Itô sense with diagonal noise
-(§3.1 of the paper, eqs. (2)–(4) of arXiv:2402.14989; ``z̃ = ζ(t, z, X(t))`` is the controlled
+(the three definitions of §3.1 of arXiv:2402.14989; ``z̃ = ζ(t, z, X(t))`` is the controlled
 state of §3.2, see :mod:`~sciflow.models.stable_sde.fields`):
 
 * **LSDE** (Langevin-type):      ``dz = γ(z̃) dt + σ(t) dW``
@@ -49,7 +49,8 @@ from sciflow.models.stable_sde.fields import (CDEField, ControlledDrift, ODERNNC
                                              TimeDiffusion)
 from sciflow.solvers.ode import odeint
 from sciflow.solvers.registry import SOLVERS
-from sciflow.solvers.sde import SRI, Additive, BrownianPath, Diagonal, EulerMaruyama, Milstein, StratonovichHeun, TorchSDE, sdeint
+from sciflow.solvers.sde import (SRI, Additive, BrownianPath, Diagonal, EulerMaruyama, Milstein, StratonovichHeun,
+                                 TorchSDE, sdeint)
 
 _SCIFLOW_SDE = {"euler": EulerMaruyama, "milstein": Milstein, "sri": SRI, "heun": StratonovichHeun}
 _TORCHSDE_METHOD = {"euler": "euler", "milstein": "milstein", "sri": "srk", "heun": "heun"}
@@ -153,7 +154,8 @@ class StableSDE(SciflowModel):
                 raise ValueError(f"task={self.cfg.task!r} needs IrregularBatch.targets and target_times")
             want = (*batch.target_times.shape, C)
             if tuple(batch.targets.shape) != want:
-                raise ValueError(f"targets must be (batch, n_target, channel) = {want}, got {tuple(batch.targets.shape)}")
+                raise ValueError(f"targets must be (batch, n_target, channel) = {want}, "
+                                 f"got {tuple(batch.targets.shape)}")
             if batch.target_mask is not None and tuple(batch.target_mask.shape) != want:
                 raise ValueError(f"target_mask must be {want}, got {tuple(batch.target_mask.shape)}")
 
@@ -243,8 +245,17 @@ class StableSDE(SciflowModel):
         if n_samples < 1:
             raise ValueError(f"n_samples must be >= 1, got {n_samples}")
         ctrl = self.control(batch)
-        zs = self._solve(ctrl, n_samples, generator, brownian)      # (time, n * B, d)
         B = batch.values.shape[0]
+        try:
+            zs = self._solve(ctrl, n_samples, generator, brownian)  # (time, n * B, d)
+        except FloatingPointError:
+            if self.cfg.nonfinite == "raise":
+                raise
+            # a diverged solve (e.g. the naive SDE): NaN outputs that stay on the autograd graph,
+            # so the trainer's non-finite guard skips and counts the step instead of crashing
+            nan = self.initial(ctrl.x0).sum() * float("nan")
+            zs = nan + torch.zeros(ctrl.grid.shape[-1], n_samples * B, self.cfg.hidden_dim,
+                                   dtype=nan.dtype, device=nan.device)
         cols = torch.arange(n_samples * B, device=zs.device)
         if self.cfg.task == "classification":
             z = zs[ctrl.last_index.repeat(n_samples), cols]          # (n * B, d)

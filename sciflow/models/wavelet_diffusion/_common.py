@@ -42,8 +42,11 @@ def make_unet(cfg, channels: int) -> UNet:
                 dropout=cfg.dropout)
 
 
-def to_fields(x: Tensor, channels: int, dim: int, what: str) -> tuple[Tensor, bool]:
-    """``(B, T, *S)`` (one channel) or ``(B, T, C, *S)`` -> ``(B, C, T, *S)`` and whether a channel axis was given."""
+def to_fields(x: Tensor, channels: int, dim: int, what: str, check_finite: bool = True) -> tuple[Tensor, bool]:
+    """``(B, T, *S)`` (one channel) or ``(B, T, C, *S)`` -> ``(B, C, T, *S)`` and whether a channel axis was given.
+
+    ``check_finite`` costs one host synchronisation; the training loss skips it (a NaN there
+    reaches the loss, which the trainer's non-finite guard reports)."""
     if not isinstance(x, Tensor) or not x.is_floating_point():
         raise TypeError(f"{what} must be a floating-point tensor")
     if x.ndim == 2 + dim and channels == 1:
@@ -55,7 +58,7 @@ def to_fields(x: Tensor, channels: int, dim: int, what: str) -> tuple[Tensor, bo
         raise ValueError(
             f"{what} must be {lay + ' or ' if lay else ''}(batch, time, {channels}, *space) with {dim} space axes, "
             f"got shape {tuple(x.shape)}")
-    if not torch.isfinite(out).all():
+    if check_finite and not torch.isfinite(out).all():
         raise ValueError(f"{what} contains NaN or inf")
     return out, has_axis
 

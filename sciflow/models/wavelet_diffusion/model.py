@@ -112,9 +112,11 @@ class WDNO(SciflowModel):
             frames.append(T - 1)
         return frames
 
-    def _fields(self, batch: TrajectoryBatch, need_forcing: bool) -> tuple[Tensor, Tensor | None, bool]:
+    def _fields(self, batch: TrajectoryBatch, need_forcing: bool,
+                check_finite: bool = True) -> tuple[Tensor, Tensor | None, bool]:
         self.check_batch(batch)
-        u, has_axis = to_fields(batch.values, self.cfg.channels, self.cfg.dim, "TrajectoryBatch.values (state u)")
+        u, has_axis = to_fields(batch.values, self.cfg.channels, self.cfg.dim, "TrajectoryBatch.values (state u)",
+                                check_finite)
         T = u.shape[2]
         if T < self.n_frames + 1 or T < 2:
             raise ValueError(f"WDNO: trajectories of {T} time steps are too short for {self.n_frames} known frames")
@@ -126,7 +128,7 @@ class WDNO(SciflowModel):
                                      "TrajectoryBatch.condition")
             else:
                 f, _ = to_fields(batch.condition, self.cfg.forcing_channels, self.cfg.dim,
-                                 "TrajectoryBatch.condition (forcing f)")
+                                 "TrajectoryBatch.condition (forcing f)", check_finite)
                 if f.shape[2:] != u.shape[2:]:
                     raise ValueError(f"forcing grid {tuple(f.shape[2:])} differs from the state grid {tuple(u.shape[2:])}")
         return u, f, has_axis
@@ -196,7 +198,7 @@ class WDNO(SciflowModel):
     def loss(self, batch: TrajectoryBatch, *, generator: torch.Generator | None = None) -> LossOutput:
         """ε-prediction loss on the unknown entries with clean / noised replacement of the known ones."""
         self._check_fitted()
-        u, f, _ = self._fields(batch, need_forcing=True)
+        u, f, _ = self._fields(batch, need_forcing=True, check_finite=False)
         z0 = self.encode(u, f)
         known = self.known_mask(tuple(u.shape[2:]), z0.device)
         mse = replacement_loss(self.denoiser, self.schedule, z0, known, self.cfg.replacement, self.cfg.t_min,

@@ -111,9 +111,10 @@ class WDNOSuperResolution(SciflowModel):
             pairs.append((fine, coarse))
         return pairs
 
-    def _fine_fields(self, batch: TrajectoryBatch) -> tuple[Tensor, bool]:
+    def _fine_fields(self, batch: TrajectoryBatch, check_finite: bool = True) -> tuple[Tensor, bool]:
         self.check_batch(batch)
-        fields, has_axis = to_fields(batch.values, self.cfg.channels, self.cfg.dim, "TrajectoryBatch.values")
+        fields, has_axis = to_fields(batch.values, self.cfg.channels, self.cfg.dim, "TrajectoryBatch.values",
+                                     check_finite)
         bad = [n for n in fields.shape[2:] if n % 2 == 0]
         if bad:
             raise ValueError(f"WDNOSuperResolution trains on grids of odd length 2n - 1 per axis (fine[::2] is the "
@@ -137,7 +138,7 @@ class WDNOSuperResolution(SciflowModel):
     def loss(self, batch: TrajectoryBatch, *, generator: torch.Generator | None = None) -> LossOutput:
         """Mean over the ``levels`` subsampled copies of the replacement ε-loss."""
         self._check_fitted()
-        fields, _ = self._fine_fields(batch)
+        fields, _ = self._fine_fields(batch, check_finite=False)
         terms, total = {}, 0.0
         for level, (fine, coarse) in enumerate(self._pairs(fields)):
             z0 = pad_to_multiple(self.scaler(self._stack(fine, coarse)), self.multiple, self.axes)

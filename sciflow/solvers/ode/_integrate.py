@@ -64,26 +64,10 @@ class FlatField:
     stats: Stats = field(default_factory=Stats)
     _checked: bool = False
 
-    #: internal flat state in state-major order (``B = 1`` only): entry ``(c, r)`` of the user's
-    #: ``(..., C)`` state moved to ``(C, ...)``; set by the compiled loop (see ``integrate_adaptive``)
-    state_major: bool = False
-
-    def to_user(self, y: Tensor) -> Tensor:
-        """Internal ``(B, S)`` state -> the user's ``(*batch, *state)`` (a view where possible)."""
-        if self.state_major:
-            return y.reshape((self.y_shape[-1],) + self.y_shape[:-1]).movedim(0, -1)
-        return y.reshape(self.y_shape)
-
-    def from_user(self, out: Tensor, like: Tensor) -> Tensor:
-        """The user's ``(*batch, *state)`` field value -> internal layout of ``like``."""
-        if self.state_major:
-            return out.movedim(-1, 0).reshape(like.shape)
-        return out.reshape(like.shape)
-
     def __call__(self, t: Tensor, y: Tensor) -> Tensor:
         tt = t.reshape(()) if self.shared_clock else t.reshape(
             self.batch_shape + (1,) * (len(self.y_shape) - len(self.batch_shape)))
-        yy = self.to_user(y)
+        yy = y.reshape(self.y_shape)
         if self.direction < 0:
             tt = -tt
         out = self.f(tt, yy)
@@ -91,7 +75,7 @@ class FlatField:
             check_vector_field_output(out, yy)
             self._checked = True
         self.stats.nfe += 1
-        out = self.from_user(out, y)
+        out = out.reshape(y.shape)
         return -out if self.direction < 0 else out
 
     def raw(self, t: Tensor, y: Tensor) -> Tensor:
@@ -99,8 +83,9 @@ class FlatField:
         tt = t.reshape(()) if self.shared_clock else t.reshape(
             self.batch_shape + (1,) * (len(self.y_shape) - len(self.batch_shape)))
         if self.direction < 0:
-            return -self.from_user(self.f(-tt, self.to_user(y)), y)
-        return self.from_user(self.f(tt, self.to_user(y)), y)
+            out = self.f(-tt, y.reshape(self.y_shape))
+            return -out.reshape(y.shape)
+        return self.f(tt, y.reshape(self.y_shape)).reshape(y.shape)
 
 
 def integrate_fixed(f: FlatField, solver: ExplicitRungeKutta, y0: Tensor, ts: Tensor,
@@ -205,23 +190,21 @@ def _make_attempt(f: Callable, solver: ExplicitRungeKutta, ctrl: PIController, T
     return attempt
 
 
-def _make_chunk(attempt: Callable, n: int, write_out: bool = False):
+def _make_chunk(attempt: Callable, n: int, T: int):
     """``n`` masked attempts in a row as one pure tensor function (compiled as one graph).
 
     Per-call costs of a compiled region (guard evaluation, wrapper, output allocation, the host
-    sync on the flags, the dense-output scatter) are paid once per ``n`` attempts instead of once
-    per attempt. Semantics equal ``n`` single attempts with the host check after each: once the
-    flags say "all done" or "step underflow", or ``budget`` attempts (the ``max_steps`` left) have
-    been made, the remaining attempts of the chunk run with every trajectory masked as done — a
-    masked attempt changes nothing (no accepted step, same ``h``, no dense-output write) — and are
-    not counted. Returns the state, accepted steps ``(B,)``, the dense-output writes of all
-    ``n`` attempts ``(B, n Kw)``/``(B, n Kw, S)`` and ``[all done, any underflow, attempts made]``.
-    ``write_out`` (no autograd): the chunk takes the output buffer ``out (B, T + 1, S)`` as a last
-    argument and scatters the dense output into it inside the graph (a compiled loop over the
-    writes instead of an eager ``scatter_`` per call); the writes are then returned as ``None``.
+    sync on the flags) are paid once per ``n`` attempts instead of once per attempt. Semantics
+    equal ``n`` single attempts with the host check after each: once the flags say "all done" or
+    "step underflow", or ``budget`` attempts (the ``max_steps`` left) have been made, the
+    remaining attempts of the chunk run with every trajectory masked as done — a masked attempt
+    changes nothing (no accepted step, same ``h``, no dense-output write) — and are not counted.
+    Returns the state, accepted steps ``(B,)``, the dense-output writes of all ``n`` attempts
+    ``(B, n Kw)``/``(B, n Kw, S)`` (index ``T``: no write) and ``[all done, any underflow,
+    attempts made, number of real writes]`` (the caller skips the write when there is none).
     """
 
-    def chunk(t, y, h, k1, r_prev, idx, done, ts, t_end, budget, out=None):
+    def chunk(t, y, h, k1, r_prev, idx, done, ts, t_end, budget):
         n_acc = torch.zeros_like(idx)
         made = torch.zeros_like(budget)
         stop = torch.zeros((), dtype=torch.bool, device=t.device)
@@ -234,15 +217,11 @@ def _make_chunk(attempt: Callable, n: int, write_out: bool = False):
             n_acc = n_acc + accept
             made = made + live
             stop = stop | flags[0] | flags[1]
-            if write_out:
-                out.scatter_(1, where_to.unsqueeze(-1).expand(vals.shape), vals)
-            else:
-                where_tos.append(where_to)
-                valss.append(vals)
-        info = torch.stack([flags[0].long(), flags[1].long(), made])
-        if write_out:
-            return t, y, h, k1, r_prev, idx, done, n_acc, None, None, info
-        return t, y, h, k1, r_prev, idx, done, n_acc, torch.cat(where_tos, 1), torch.cat(valss, 1), info
+            where_tos.append(where_to)
+            valss.append(vals)
+        where_to = torch.cat(where_tos, 1)
+        info = torch.stack([flags[0].long(), flags[1].long(), made, (where_to < T).sum()])
+        return t, y, h, k1, r_prev, idx, done, n_acc, where_to, torch.cat(valss, 1), info
 
     return chunk
 
@@ -279,7 +258,8 @@ def integrate_adaptive(f: FlatField, solver: ExplicitRungeKutta, y0: Tensor, ts:
     """
     B, T = ts.shape
     dev, dt_ = y0.device, y0.dtype
-    t = ts[:, 0].clone()
+    t = ts[:, 0].clone(memory_format=torch.contiguous_format)  # not ts's stride: the compiled chunk
+    # specialises on strides, and its own outputs are contiguous (else a second compilation)
     t_end = ts[:, -1].contiguous()
     y_user = y0
     if compile and B > 1 and y0.shape[1] > 1:
@@ -303,11 +283,10 @@ def integrate_adaptive(f: FlatField, solver: ExplicitRungeKutta, y0: Tensor, ts:
     # otherwise write dense output in place
     track_graph = torch.is_grad_enabled()
     if compile:
-        key = (f.f, f.y_shape, f.shared_clock, f.direction, f.state_major, type(solver), ctrl, Kw, B, T, dt_,
-               dev, n_chunk, track_graph)
+        key = (f.f, f.y_shape, f.shared_clock, f.direction, type(solver), ctrl, Kw, B, T, dt_, dev, n_chunk,
+               track_graph, y0.stride())
         chunk = _compiled_attempt(key, lambda: _make_chunk(
-            _make_attempt(raw, solver, ctrl, T, Kw, coef, elementwise=True), n_chunk,
-            write_out=not track_graph))
+            _make_attempt(raw, solver, ctrl, T, Kw, coef, elementwise=True), n_chunk, T))
         budget = torch.zeros((), dtype=torch.long, device=dev)
         guards = contextlib.ExitStack()
         calls = 0
@@ -320,6 +299,7 @@ def integrate_adaptive(f: FlatField, solver: ExplicitRungeKutta, y0: Tensor, ts:
         rec_val: list[Tensor] = []
     else:
         out = torch.zeros(B, T + 1, S, dtype=dt_, device=dev)
+        rows = torch.arange(B, device=dev).unsqueeze(1).expand(B, n_chunk * Kw)
     done = t >= t_end
     ts = ts.contiguous()
     steps = 0
@@ -327,7 +307,7 @@ def integrate_adaptive(f: FlatField, solver: ExplicitRungeKutta, y0: Tensor, ts:
         while True:
             if compile:
                 budget.fill_(ctrl.max_steps - steps)
-                args = (t, y, h, k1, r_prev, idx, done, ts, t_end, budget) + (() if track_graph else (out,))
+                args = (t, y, h, k1, r_prev, idx, done, ts, t_end, budget)
                 try:
                     t, y, h, k1, r_prev, idx, done, accept, where_to, vals, info = chunk(*args)
                 except RuntimeError as err:
@@ -339,21 +319,21 @@ def integrate_adaptive(f: FlatField, solver: ExplicitRungeKutta, y0: Tensor, ts:
                     t, y, h, k1, r_prev, idx, done, accept, where_to, vals, info = chunk(*args)
                 calls += 1
                 if calls == 2:
-                    # the first two calls of this solve ran Dynamo's guards (and compiled what was
-                    # needed: the first call's inputs come from eager code, later ones from the
-                    # compiled graph); the later calls pass the same field, solver, controller and
+                    # the first two calls of this solve ran Dynamo's guards (and compiled if needed;
+                    # the first call's inputs come from eager code, the later ones are the graph's
+                    # own outputs); the later calls pass the same field, solver, controller and
                     # the loop's own tensors, so re-checking the guards each time only costs time
                     guards.enter_context(torch.compiler.set_stance("default", skip_guard_eval_unsafe=True))
-                all_done, any_underflow, made = info.tolist()
+                all_done, any_underflow, made, n_writes = info.tolist()
             else:
                 t, y, h, k1, r_prev, idx, done, accept, where_to, vals, flags = attempt(
                     t, y, h, k1, r_prev, idx, done, ts, t_end)
-                (all_done, any_underflow), made = flags.tolist(), 1
+                (all_done, any_underflow), made, n_writes = flags.tolist(), 1, 1
             if track_graph:
                 rec_idx.append(where_to)
                 rec_val.append(vals)
-            elif not compile:
-                out.scatter_(1, where_to.unsqueeze(-1).expand(B, where_to.shape[1], S), vals)
+            elif n_writes:  # (B, K) save indices, T = no write; index_put_ beats scatter_ here
+                out.index_put_((rows[:, : where_to.shape[1]], where_to), vals)
             n_acc = n_acc + accept
             steps += made
             if all_done:
@@ -382,7 +362,4 @@ def integrate_adaptive(f: FlatField, solver: ExplicitRungeKutta, y0: Tensor, ts:
         out[:, 0] = y0
         ys = out[:, :T]
     ys = ys.transpose(0, 1)
-    if f.state_major:   # back to the user's order: (T, 1, S) in (C, ...) order -> (..., C) order
-        moved = (f.y_shape[-1],) + f.y_shape[:-1]
-        ys = ys.reshape((T,) + moved).movedim(1, -1).reshape(T, 1, -1)
     return ys, h

@@ -24,7 +24,7 @@ def _noise_data(n, T, std, seed):
 @pytest.mark.parametrize("cls", [LangevinFlow, GRUSequentialVAE])
 def test_predictive_covers_observation_noise(cls):
     """Data = signal + N(0, 0.3²); the encoder sees channel 0 except the last 4 bins. On what it
-    cannot copy through (channel 1, and the forecast bins) the decoded σ converges to 0.3 and the
+    cannot copy through (channel 1, and the forecast bins) the decoded σ estimates the residual and the
     90 % interval of ``sample`` (observation noise included) covers ~90 % of fresh noisy data,
     while the noise-free ``sample_means`` cover far less."""
     std = 0.3
@@ -51,8 +51,11 @@ def test_predictive_covers_observation_noise(cls):
         sig = model.observation_std(model._draw_params(test, 1, gen))[:, unseen].mean()
     means = model.sample_means(test, 200, generator=gen)[:, :, unseen]
     cov_means = float(interval_coverage(means.quantile(0.05, 0), means.quantile(0.95, 0), y))
-    print(cls.__name__, "coverage", cov, "sigma", float(sig), "coverage of means", cov_means)
-    assert float(sig) == pytest.approx(std, rel=0.15)
+    # the predictive σ estimates the whole residual: observation noise plus the error of the means
+    misfit = float(((means.mean(0) - signal[unseen]) ** 2).mean())
+    print(cls.__name__, "coverage", cov, "sigma", float(sig), "misfit", misfit ** 0.5, "coverage of means", cov_means)
+    assert float(sig) == pytest.approx((std**2 + misfit) ** 0.5, rel=0.1)
+    assert misfit < std**2  # the means did learn the signal
     assert 0.85 < cov < 0.95
     assert cov_means < 0.6
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import math
+import dataclasses
 
 import pytest
 import torch
@@ -144,6 +144,16 @@ def test_naive_neural_sde_blows_up_where_stable_classes_do_not():
     _set_diffusion(naive, 100.0)
     with pytest.raises(FloatingPointError, match="non-finite"):
         naive.latent(b, brownian=bm)
+    # in training, the divergence is a NaN output on the autograd graph (the trainer's guard skips
+    # and counts the step); nonfinite="raise" re-raises the solver's error
+    out = naive(b, brownian=bm)
+    assert torch.isnan(out).all()
+    out.sum().backward()
+    assert torch.isnan(naive.initial.weight.grad).all()
+    strict = StableSDE(dataclasses.replace(naive.cfg, nonfinite="raise")).eval()
+    strict.load_state_dict(naive.state_dict())
+    with pytest.raises(FloatingPointError):
+        strict(b, brownian=bm)
     for kind, variant in (("lsde", "paper"), ("lnsde", "official"), ("gsde", "official"), ("gsde", "paper")):
         m = model(kind, variant=variant, **kw)
         _set_diffusion(m, 100.0)
@@ -359,6 +369,10 @@ def test_config_errors_name_the_problem():
         Config(n_classes=2, method="rk45")
     with pytest.raises(ValueError, match="n_steps"):
         Config(n_classes=2, n_steps=0)
+    with pytest.raises(ValueError, match="nonfinite"):
+        Config(n_classes=2, nonfinite="ignore")
+    with pytest.raises(ValueError, match="time_grid"):
+        Config(n_classes=2, time_grid="shared")
 
 
 def test_bad_inputs_raise_clear_errors():
@@ -385,3 +399,33 @@ def test_registered_and_buildable_from_config():
     assert MODELS["stable_sde"] is StableSDE
     m = MODELS["stable_sde"](StableSDE.config_class(kind="gsde", input_channels=2, n_classes=3))
     assert m(make_batch()).shape == (1, 6, 3)
+
+
+def test_sample_is_random_for_sdes_and_copies_for_deterministic_kinds():
+    b = make_batch()
+    sde, cde = model("lnsde", diffusion_init=2.0), model("neural_cde")
+    assert sde.stochastic and not cde.stochastic
+    s = sde.sample(b, 3, generator=torch.Generator().manual_seed(0))
+    c = cde.sample(b, 3)
+    assert s.shape == c.shape == (3, 6, 2)
+    assert (s[0] - s[1]).abs().max() > 1e-4
+    assert torch.equal(c[0], c[2])
+    # predict averages the class probabilities of n paths (log of the mean softmax)
+    p = sde.predict(b, 3, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(p.exp(), s.softmax(-1).mean(0))
+
+
+def test_forecast_loss_ignores_masked_targets():
+    b = make_batch(labels=False)
+    tt = b.times[:, -1:] + torch.tensor([0.5, 1.0])
+    y = torch.randn(6, 2, 2)
+    tm = torch.rand(6, 2, 2, generator=torch.Generator().manual_seed(1)) > 0.5
+    m = model("lnsde", task="forecasting", n_classes=None, diffusion_init=-80.0)   # noise off
+    mk = lambda targets: IrregularBatch(b.values, b.times, b.mask, targets=targets, target_times=tt,  # noqa: E731
+                                        target_mask=tm)
+    garbage = torch.where(tm, y, torch.full_like(y, 1e6))
+    l1, l2 = m.loss(mk(y)), m.loss(mk(garbage))
+    torch.testing.assert_close(l1.total, l2.total)
+    assert torch.isfinite(l1.total)
+    samples = m.sample(mk(y), 5, generator=torch.Generator().manual_seed(0))
+    assert samples.shape == (5, 6, 2, 2) and torch.isfinite(samples).all()

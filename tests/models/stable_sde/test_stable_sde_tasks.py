@@ -44,7 +44,7 @@ def fit(model, batch, steps, lr=1e-2):
     first = None
     for _ in range(steps):
         out = model.loss(batch)
-        first = float(out.total) if first is None else first
+        first = float(out.total.detach()) if first is None else first
         opt.zero_grad()
         out.total.backward()
         opt.step()
