@@ -1,7 +1,8 @@
 """The benchmark registry: every benchmark script, how to run it at each scale, what it measures.
 
 A :class:`Benchmark` names a script in ``benchmarks/``, the command-line arguments of each scale
-(``smoke``: CI-sized, seconds; ``cpu``: this machine, minutes; ``gpu``: paper-sized), the JSON file
+(``smoke``: CI-sized, seconds to a minute; ``cpu``: this machine, minutes; ``gpu``: a short check on
+one CUDA device, ≲ 1 minute each, run by ``gpu_check.sh``), the JSON file
 the script writes (``write_result(name, ...)`` in ``_common.py``), and the :class:`Metric` s to
 read from it: sciflow's number, the baselines measured in the same run and, where a paper
 publishes one, the anchor with its source. ``run.py`` runs them, ``report.py`` turns their JSON
@@ -169,7 +170,7 @@ register(Benchmark(
     dataset="Lorenz-63, 512 trajectories, t in [0, 10], rtol = atol = 1e-6, float32",
     description="adaptive ODE solvers vs torchdiffeq (and diffrax/JAX) in the same run",
     scales={"smoke": ["--scale", "0.02", "--repeats", "1", "--no-compile", "--no-diffrax"],
-            "cpu": [], "gpu": ["--scale", "8"]},
+            "cpu": [], "gpu": ["--scale", "8", "--repeats", "3", "--no-diffrax", "--no-compile"]},
     results={"smoke": ["ode_lorenz"], "cpu": ["ode_lorenz"], "gpu": ["ode_lorenz"]},
     metrics=[
         Metric("Tsit5 eager, batch-norm step control: time", "results/sciflow_tsit5_batch_norm_eager/median_s",
@@ -251,7 +252,7 @@ register(Benchmark(
     dataset="2-D Navier-Stokes vorticity, 64^2, nu = 1e-3, batch 32, 1000 steps of 1e-4 (FNO setting)",
     description="sciflow's pseudo-spectral CNAB2 generator vs the FNO data generator's algorithm",
     scales={"smoke": ["--batch", "2", "--steps", "20", "--repeats", "1"], "cpu": [],
-            "gpu": ["--device", "cuda", "--scale", "4", "--batch", "64"]},
+            "gpu": ["--device", "cuda", "--scale", "4", "--batch", "64", "--steps", "200", "--repeats", "3"]},
     results={"smoke": ["ns_generation"], "cpu": ["ns_generation"], "gpu": ["ns_generation_256_cuda"]},
     metrics=[
         Metric("same dt: time", "same_dt/sciflow/median_s", unit="s",
@@ -268,8 +269,8 @@ register(Benchmark(
     name="pinn_burgers", script="pinn_burgers.py", family="causal PINN", owner="H", kind="accuracy",
     dataset="viscous Burgers, nu = 0.01/pi (burgers_shock.mat)", seed_flag="--seed",
     description="causal PINN trained without data; rel. L2 vs the reference solution",
-    scales={"smoke": ["--scale", "smoke"], "cpu": ["--scale", "cpu"], "gpu": ["--scale", "paper"]},
-    results={"smoke": ["pinn_burgers_smoke"], "cpu": ["pinn_burgers_cpu"], "gpu": ["pinn_burgers_paper"]},
+    scales={"smoke": ["--scale", "smoke"], "cpu": ["--scale", "cpu"], "gpu": ["--scale", "smoke", "--device", "cuda"]},
+    results={"smoke": ["pinn_burgers_smoke"], "cpu": ["pinn_burgers_cpu"], "gpu": ["pinn_burgers_smoke"]},
     metrics=[Metric("rel. L2 error", "rel_l2", anchor=Anchor(6.7e-4, _RAISSI)),
              Metric("training time", "train_seconds", unit="s")],
     timeout_s={"cpu": 7200},
@@ -279,10 +280,10 @@ register(Benchmark(
     name="pinn_allen_cahn", script="pinn_allen_cahn.py", family="causal PINN", owner="H", kind="accuracy",
     dataset="Allen-Cahn, eps = 1e-4 (allen_cahn.mat)", seed_flag="--seed",
     description="causal vs plain PINN with the same network, points and steps",
-    scales={"smoke": ["--scale", "smoke"], "cpu": ["--scale", "cpu"], "gpu": ["--scale", "paper"]},
+    scales={"smoke": ["--scale", "smoke"], "cpu": ["--scale", "cpu"], "gpu": ["--scale", "smoke", "--device", "cuda"]},
     results={"smoke": ["pinn_allen_cahn_smoke_both"],
              "cpu": ["pinn_allen_cahn_cpu_both", "pinn_allen_cahn_test_causal", "pinn_allen_cahn_test_plain"],
-             "gpu": ["pinn_allen_cahn_paper_both"]},
+             "gpu": ["pinn_allen_cahn_smoke_both"]},
     metrics=[Metric("rel. L2 error", "causal/rel_l2", anchor=Anchor(5.37e-5, _JAXPI_AC),
                     baselines={"plain PINN (same budget)": "plain/rel_l2"}),
              Metric("training time", "causal/train_seconds", unit="s",
@@ -298,8 +299,8 @@ for _problem, _label, _anchor in (
         name=f"pinn_{_problem}", script="pinn_problems.py", family="causal PINN", owner="H", kind="accuracy",
         dataset=_label, description="causal PINN with time marching; rel. L2 vs the shared generators",
         scales={"smoke": ["--problem", _problem, "--scale", "smoke"],
-                "gpu": ["--problem", _problem, "--scale", "paper"]},
-        results={"smoke": [f"pinn_{_problem}_smoke"], "gpu": [f"pinn_{_problem}_paper"]},
+                "gpu": ["--problem", _problem, "--scale", "smoke", "--device", "cuda"]},
+        results={"smoke": [f"pinn_{_problem}_smoke"], "gpu": [f"pinn_{_problem}_smoke"]},
         metrics=[Metric("rel. L2 error", "rel_l2", anchor=_anchor),
                  Metric("training time", "train_seconds", unit="s")],
     ))
@@ -308,9 +309,8 @@ register(Benchmark(
     name="pinn_throughput", script="pinn_throughput.py", family="causal PINN", owner="H", kind="speed",
     dataset="Burgers residual, 4x128 tanh MLP, Adam, 1024 collocation points",
     description="training steps per second: sciflow derivative engines vs plain autograd and DeepXDE",
-    scales={"smoke": ["--n-domain", "128", "--steps", "2", "--rounds", "1"], "cpu": [],
-            "gpu": ["--scale", "large"]},
-    results={"smoke": ["pinn_throughput_128"], "cpu": ["pinn_throughput_1024"], "gpu": ["pinn_throughput_4096"]},
+    scales={"smoke": ["--n-domain", "128", "--steps", "2", "--rounds", "1"], "cpu": []},
+    results={"smoke": ["pinn_throughput_128"], "cpu": ["pinn_throughput_1024"]},
     metrics=[Metric("Taylor-mode engine: steps/s", "steps_per_s_median/sciflow_taylor", unit="1/s", better="higher",
                     baselines={"plain autograd": "steps_per_s_median/plain_autograd",
                                "DeepXDE": "steps_per_s_median/deepxde"}),
@@ -327,9 +327,8 @@ for _ds, _label in (("burgers", "Burgers (nu = 0.05, 32 points, u0 -> u(0.5)) wi
         name=f"uq_comparison_{_ds}" if _ds != "burgers" else "uq_comparison", script="uq_comparison.py",
         family="uncertainty", owner="previous session", kind="accuracy", dataset=_label,
         description="UQ methods on the same operator-learning task: CRPS and 90 % interval coverage",
-        scales={"smoke": ["--scale", "0.02", "--navier-stokes"], "cpu": ["--navier-stokes"],
-                "gpu": ["--scale", "4", "--navier-stokes"]},
-        results={"smoke": ["uq_comparison"], "cpu": ["uq_comparison"], "gpu": ["uq_comparison"]},
+        scales={"smoke": ["--scale", "0.02", "--navier-stokes"], "cpu": ["--navier-stokes"]},
+        results={"smoke": ["uq_comparison"], "cpu": ["uq_comparison"]},
         metrics=[Metric("deep ensemble: CRPS", f"{_ds}/deep_ensemble/crps",
                         baselines={k: f"{_ds}/{v}/crps" for k, v in _UQ_METHODS.items() if "conformal" not in k}),
                  Metric("conformal ensemble: 90 % coverage", f"{_ds}/conformal_ensemble/coverage", better="higher",
@@ -342,7 +341,7 @@ register(Benchmark(
     name="langevin_flow_lorenz", script="langevin_flow_lorenz.py", family="Langevin flow", owner="E",
     kind="accuracy", dataset="Lorenz-driven Poisson spiking, 30 neurons (held-out neurons)",
     description="co-smoothing bits/spike and rate R^2 vs a GRU sequential VAE and a latent ODE",
-    scales={"smoke": ["--steps", "4", "--seeds", "1"], "cpu": [], "gpu": ["--scale", "4"]},
+    scales={"smoke": ["--steps", "4", "--seeds", "1"], "cpu": [], "gpu": ["--steps", "100", "--seeds", "1"]},
     results={"smoke": ["langevin_flow_lorenz"], "cpu": ["langevin_flow_lorenz"], "gpu": ["langevin_flow_lorenz"]},
     metrics=[Metric("co-smoothing bits/spike", "metrics/langevin_flow/co_bps/mean", unit="bits/spike",
                     better="higher",
@@ -361,7 +360,7 @@ register(Benchmark(
     kind="accuracy", dataset="Lorenz-63 with Gaussian observation noise (forecast)",
     description="forecast CRPS and 90 % coverage vs a GRU sequential VAE, a latent ODE and climatology",
     scales={"smoke": ["--task", "gaussian", "--steps", "4", "--seeds", "1"], "cpu": ["--task", "gaussian"],
-            "gpu": ["--task", "gaussian", "--scale", "4"]},
+            "gpu": ["--task", "gaussian", "--steps", "100", "--seeds", "1"]},
     results={s: ["langevin_flow_lorenz63_gaussian"] for s in SCALES},
     metrics=[Metric("forecast CRPS", "metrics/langevin_flow/crps/mean",
                     baselines={"GRU sequential VAE": "metrics/gru_svae/crps/mean",
@@ -378,8 +377,8 @@ for _name, _label in (("mfm_letters", "synthetic letters, held-out letter popula
     register(Benchmark(
         name=_name, script=f"{_name}.py", family="meta flow matching", owner="previous session", kind="accuracy",
         dataset=_label, description="MFM vs flow matching (FM) and population-id conditioned FM (CGFM)",
-        scales={"smoke": ["--scale", "0.01", "--seeds", "0"], "cpu": [], "gpu": ["--scale", "4"]},
-        results={s: [_name] for s in SCALES},
+        scales={"smoke": ["--scale", "0.01", "--seeds", "0"], "cpu": []},
+        results={s: [_name] for s in ("smoke", "cpu")},
         metrics=[Metric("test W2", _mean_seeds("MFM", "W2"),
                         baselines={"FM": _mean_seeds("FM", "W2"), "CGFM": _mean_seeds("CGFM", "W2"),
                                    "identity (no transport)": "results/identity_baseline/test/W2"}),
@@ -391,7 +390,7 @@ register(Benchmark(
     name="mfm_speed", script="mfm_speed.py", family="meta flow matching", owner="previous session", kind="speed",
     dataset="sampling 1000 points; GNN population embedding for 256..16384 points",
     description="adaptive vs fixed-step sampling cost and the k-NN embedding's scaling",
-    scales={"smoke": ["--scale", "0.0625"], "cpu": [], "gpu": ["--scale", "4"]},
+    scales={"smoke": ["--scale", "0.0625"], "cpu": [], "gpu": ["--scale", "4", "--device", "cuda"]},
     results={s: ["mfm_speed"] for s in SCALES},
     metrics=[Metric("dopri5 (rtol 1e-4) sampling: time", "sampling_1000_points/dopri5 rtol=1e-4/median_s", unit="s",
                     baselines={"Euler, 100 steps": "sampling_1000_points/euler nfe=100/median_s",

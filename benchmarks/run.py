@@ -183,6 +183,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="output folder (default: benchmarks/results for cpu, benchmarks/results/<scale> otherwise)")
     ap.add_argument("--seed", type=int, default=None, help="seed for scripts that take one")
     ap.add_argument("--timeout", type=float, default=None, help="seconds per benchmark (default by scale)")
+    ap.add_argument("--budget", type=float, default=None,
+                    help="total seconds: benchmarks not started within it are recorded as skipped-budget")
+    ap.add_argument("--only-with-scale", action="store_true",
+                    help="run only the benchmarks that offer --scale (others are not recorded)")
     ap.add_argument("--list", action="store_true", help="list registered benchmarks and unregistered scripts")
     ap.add_argument("--dry-run", action="store_true", help="print the commands only")
     args = ap.parse_args(argv)
@@ -204,9 +208,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 print(f"# {b.name}: no {args.scale} scale (offers {sorted(b.scales)})")
         return 0
+    if args.only_with_scale:
+        chosen = [b for b in chosen if args.scale in b.scales]
     cache: dict = {}
-    records = [run_one(b, args.scale, out, seed=args.seed, timeout_s=args.timeout, cache=cache, verbose=True)
-               for b in chosen]
+    records = []
+    t_start = time.perf_counter()
+    for b in chosen:
+        elapsed = time.perf_counter() - t_start
+        if args.budget is not None and elapsed > args.budget:
+            records.append({"benchmark": b.name, "status": "skipped-budget", "scale": args.scale})
+            continue
+        limit = args.timeout
+        if args.budget is not None:  # never run past the budget
+            limit = min(limit or DEFAULT_TIMEOUT_S[args.scale], max(args.budget - elapsed, 1.0))
+        records.append(run_one(b, args.scale, out, seed=args.seed, timeout_s=limit, cache=cache, verbose=True))
     print(f"\n[benchmark] scale {args.scale}, records in {Path(out) / 'suite'}")
     for r in records:
         print(summary_line(r))

@@ -285,9 +285,12 @@ def _write(args, p, runs, speed, t_start, *, complete: bool) -> None:
     header = (f"# Stable neural SDEs on UEA/UCR with missing values ({args.scale} scale)\n\n"
               + ("" if complete else f"**Partial result** (seeds finished or running: {seeds_done}).\n\n")
               + f"Test accuracy (%) mean ± std over seeds {seeds_done}; {p['epochs']} epochs max, "
-              f"patience {p['patience']}, hidden {p['hidden_dim']}, lr {p['lr']}, batch {p['batch_size']}. "
+              f"patience {p['patience']}, hidden {p['hidden_dim']}, lr {p['lr']}, batch min({p['batch_size']}, n_train). "
               "`failures`: runs with a non-finite loss step or non-finite test logits. "
-              f"Command: `python benchmarks/stable_sde_uea.py --scale {args.scale}`.\n\n")
+              f"Command: `python benchmarks/stable_sde_uea.py --scale {args.scale}`"
+              + (" (here run as one process per seed with `--seed-list S --name stable_sde_uea_seedS`, "
+                 "the timing with `--speed-only`, then combined with `--merge`)" if args.merge else "")
+              + ".\n\n")
     extra = ""
     if speed is not None:
         extra = (f"\n\nOne LNSDE training epoch, BasicMotions at 50 % missing (batch 16, CPU, one thread): "

@@ -41,7 +41,7 @@ BENCHMARK = {
     "name": "wdno_burgers", "script": "wdno_burgers.py", "family": "wavelet_diffusion", "owner": "C",
     "kind": "accuracy",
     "dataset": "forced Burgers, nu = 0.01, x in [0, 1], zero boundary (generate_control); cpu: 17 x 33 "
-               "(super-resolution 9 x 17 -> 33 x 65), 192 train / 16 test; gpu: 33 x 129 (-> 65 x 257)",
+               "(super-resolution 9 x 17 -> 33 x 65), 192 train / 12 test; gpu: 33 x 129 (-> 65 x 257)",
     "description": "WDNO vs physical-space DDPM vs FNO-2D simulation MSE; super-resolution x4 vs interpolation; "
                    "solver-evaluated control J guided vs unguided; ensemble CRPS",
     "scales": {"smoke": ["--scale", "smoke"], "cpu": ["--scale", "cpu"], "gpu": ["--scale", "gpu", "--device", "cuda"]},
@@ -68,7 +68,7 @@ SCALES = {
     "smoke": dict(n_train=16, n_test=4, nt=9, nx=17, n_modes=32, dt=5e-3, steps=4, sr_steps=4, batch=8,
                   model=dict(base_channels=8, channel_mults=(1, 2)), n_samples=2, nfe=4, n_control=4,
                   n_control_val=2, guidance_scales=(1.0,), lr=1e-3, fno_width=8),
-    "cpu": dict(n_train=192, n_test=16, nt=33, nx=65, n_modes=128, dt=2e-3, steps=None, sr_steps=None, batch=16,
+    "cpu": dict(n_train=192, n_test=12, nt=33, nx=65, n_modes=128, dt=2e-3, steps=None, sr_steps=None, batch=16,
                 sr_batch=8, model={}, n_samples=8, nfe=20, n_control=12, n_control_val=4,
                 guidance_scales=(300.0, 3000.0, 30000.0), lr=None, fno_width=32),
     "gpu": dict(n_train=6000, n_test=200, nt=65, nx=257, n_modes=512, dt=1e-3, steps=40000, sr_steps=40000,
@@ -195,7 +195,8 @@ def main() -> None:
         mean_pred = fut.mean(0)
         q_lo, q_hi = torch.quantile(fut, 0.05, dim=0), torch.quantile(fut, 0.95, dim=0)
         results[name] = {
-            "config": {k: getattr(cfg, k) for k in ("space", "wavelet", "mode", "base_channels", "channel_mults",
+            "config": {k: getattr(cfg, k) for k in ("space", "wavelet", "mode", "prediction", "base_channels",
+                                                    "channel_mults",
                                                     "num_res_blocks", "schedule", "replacement", "clip_denoised")},
             "parameters": sum(p.numel() for p in m.parameters()), "training": info,
             "sim_mse_single_sample": float(per_sample_mse.mean()),

@@ -92,6 +92,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--tag", default="", help="suffix of the result file (runs of a subset of --models)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     sc = SCALES[args.scale]
@@ -110,12 +111,12 @@ def main() -> None:
     hourly = climatology_trajectory(data, data.test_init, by="hour", like=data.test)
     results["climatology_hourly"] = scores(hourly, truth, lat, H)
     C = len(channels)
-    out_name = "wdno_era5" if args.scale == "cpu" else f"wdno_era5_{args.scale}"
+    out_name = ("wdno_era5" if args.scale == "cpu" else f"wdno_era5_{args.scale}") + (f"_{args.tag}" if args.tag else "")
     n_lat, n_lon = truth.shape[-2:]
     if "fno3d" in args.models.split(","):
         torch.manual_seed(args.seed)
         cfg = Config(dim=2, channels=C, history=H, modes=(8, min(8, (n_lat + 4) // 2), min(8, (n_lon + 4) // 2)),
-                     width=20, time_padding=6, space_padding=4)
+                     width=20, time_padding=6, space_padding=4, loss="mse")  # K-valued fields: see Config.loss
         model = NeuralOperator(cfg)
         model.fit_scaler(data.train.values)
         training = train(model, data.train, steps=sc["steps"], batch_size=sc["batch"], lr=1e-3, weight_decay=1e-4,
@@ -160,10 +161,10 @@ def main() -> None:
     }
     rows = {"truth": truth[0, H:, 0], "hourly climatology": hourly[0, H:, 0]}
     rows.update({k: v[0, H:, 0] for k, v in preds.items()})
-    plot_fields(rows, figure_path(f"wdno_era5{'' if args.scale == 'cpu' else '_' + args.scale}.png"),
+    plot_fields(rows, figure_path(f"{out_name}.png"),
                 title="ERA5 t2m (K), first test window, forecast hours 1 / 9 / 18", cmap="coolwarm",
                 times=[0, (args.window - H) // 2, args.window - H - 1])
-    _plot_leads(results, figure_path(f"wdno_era5_leads{'' if args.scale == 'cpu' else '_' + args.scale}.png"))
+    _plot_leads(results, figure_path(f"{out_name}_leads.png"))
     write_result(out_name, payload, device=args.device)
 
 

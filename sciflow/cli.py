@@ -597,7 +597,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--no-progress", action="store_true", help="no progress bars")
     s.add_argument("--step", action="append", default=None, metavar="NAME",
-                   help="run only this step (repeatable); see sciflow.demo.STEPS (default: all steps)")
+                   help="run only this step (repeatable): lorenz_ensemble, causal_pinn_burgers, "
+                        "stable_sde_irregular, wdno_burgers (default: all but wdno_burgers)")
     s.set_defaults(fn=cmd_demo)
 
     s = sub.add_parser("benchmark", help="run registered benchmarks (smoke / cpu / gpu scale), one JSON each",

@@ -99,7 +99,12 @@ def test_page_examples_run(page: str, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    ns: dict = {"__name__": "__docs__"}
+    import sys
+    import types
+
+    module = types.ModuleType("__docs__")  # a real module: dataclasses and pickling look it up
+    sys.modules["__docs__"] = module
+    ns = module.__dict__
     try:
         for b in ALL[page]:
             if b.skip is not None:
@@ -111,6 +116,7 @@ def test_page_examples_run(page: str, tmp_path: Path, monkeypatch) -> None:
             except Exception as e:  # name the block so the page is easy to fix
                 raise AssertionError(f"{b.page}, code block at line {b.line} failed: {type(e).__name__}: {e}") from e
     finally:
+        sys.modules.pop("__docs__", None)
         torch.set_num_threads(threads)
         import matplotlib.pyplot as plt
 

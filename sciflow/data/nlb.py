@@ -153,6 +153,19 @@ class NLBTensors:
         """Training trials ``(trial, time [+ n_forward], n_heldin + n_heldout)``."""
         return self._batch("train", forward=forward, heldout=True)
 
+    def eval_input_batch(self) -> TrajectoryBatch:
+        """What a model sees in the test phase: evaluation trials ``(trial, time + n_forward,
+        n_heldin + n_heldout)`` with the held-in spikes and zeros as placeholders for the hidden
+        held-out neurons and forward bins (a model with ``input_dim = n_heldin`` and
+        ``n_forward = n_forward`` never encodes them); decode its rates for :func:`evaluate_nlb`."""
+        hi = self.eval_spikes_heldin
+        if hi is None:
+            raise ValueError("these NLB tensors have no eval_spikes_heldin")
+        x = torch.cat([hi, hi.new_zeros(*hi.shape[:2], self.n_heldout)], -1)
+        x = torch.cat([x, x.new_zeros(x.shape[0], self.n_forward, x.shape[2])], 1)
+        dt = 1.0 if self.bin_width is None else self.bin_width
+        return TrajectoryBatch(values=x, times=dt * torch.arange(x.shape[1], dtype=x.dtype))
+
     def eval_batch(self, *, forward: bool = True, heldout: bool = True) -> TrajectoryBatch:
         """Evaluation trials; with ``heldout=False`` only the held-in neurons (the model input of the
         test phase, whose held-out spikes are hidden)."""

@@ -12,6 +12,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 
+@pytest.mark.distributed
 def test_two_process_loss_curve_matches_single_process(tmp_path: Path) -> None:
     pytest.importorskip("torch.distributed")
     import ddp_scaling

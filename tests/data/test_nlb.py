@@ -176,3 +176,12 @@ def test_bin_nwb_trials_counts_known_spikes(tmp_path):
         with h5py.File(path, "a") as f:
             f["units/spike_times_index"][...] = np.array([5, 4])
         bin_nwb_trials(path, 0.02)
+
+
+def test_eval_input_batch_hides_the_targets(fixture):
+    data = load_nlb(fixture["paths"], dataset=fixture["name"])
+    T, n_in = fixture["n_time"], fixture["n_heldin"]
+    x = data.eval_input_batch().values
+    assert x.shape == (12, T + fixture["n_forward"], n_in + fixture["n_heldout"])
+    torch.testing.assert_close(x[:, :T, :n_in], data.eval_spikes_heldin)
+    assert float(x[:, :, n_in:].abs().sum()) == 0 and float(x[:, T:].abs().sum()) == 0

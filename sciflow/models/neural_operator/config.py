@@ -36,7 +36,9 @@ class Config:
         non-periodic time axis of space–time models (6 in the authors' FNO-3D code);
         ``space_padding``: the same for non-periodic spatial axes (0 for periodic problems).
     ``loss``: ``"relative_l2"`` (per-sample ``||pred - y|| / ||y||`` over the predicted steps,
-        averaged over the batch: the FNO papers' loss) or ``"mse"`` (in normalised units).
+        averaged over the batch: the FNO papers' loss) or ``"mse"`` (in normalised units). Use
+        ``"mse"`` for fields with a large mean (temperature in K): there ``||y||`` is dominated by
+        the mean and the relative error hardly sees the anomalies.
     ``unroll``: autoregressive training unrolls the whole horizon (``None``, as Li et al.) or
         segments of ``unroll`` steps restarted from the true states (teacher forcing every
         ``unroll`` steps; 1 is one-step training).

@@ -76,14 +76,33 @@ class _LatentSDE:
     the control value ``X(t)`` is evaluated once for the batch and repeated.
     """
 
-    def __init__(self, model: "StableSDE", path, n_rep: int) -> None:
+    def __init__(self, model: "StableSDE", path, n_rep: int, grid: Tensor | None = None) -> None:
         self.m, self.path, self.n_rep = model, path, n_rep
         cfg = model.cfg
         self.kind, self.official = cfg.kind, cfg.variant == "official"
         self.log_space = cfg.kind == "gsde" and not self.official
+        self.grid = self.table = None
+        if grid is not None:
+            # the solver evaluates the drift at the grid times only: tabulate X there once (data,
+            # no gradient) and look it up per step instead of re-evaluating the spline
+            # (shared grid (time,): table (time, batch, ch); per-sample grids (batch, time): (batch, time, ch))
+            with torch.no_grad():
+                self.grid = grid.contiguous()
+                x = path.evaluate(self.grid)                                  # (batch, time, ch)
+                self.table = x.transpose(0, 1).contiguous() if grid.ndim == 1 else x
 
     def control(self, t: Tensor) -> Tensor:
-        return eval_path(self.path, t, self.n_rep)
+        if self.table is None:
+            return eval_path(self.path, t, self.n_rep)
+        n = self.grid.shape[-1]
+        if self.grid.ndim == 1:
+            k = torch.searchsorted(self.grid, t.reshape(1), right=True) - 1    # exact grid time: its index
+            x = self.table.index_select(0, k.clamp(0, n - 1))[0]
+        else:   # per-sample clocks: row b looks up its own time (the stacked copies share times)
+            tb = t.reshape(-1)[:self.grid.shape[0]].unsqueeze(1)
+            k = (torch.searchsorted(self.grid, tb, right=True) - 1).clamp(0, n - 1)
+            x = self.table.gather(1, k.unsqueeze(-1).expand(-1, 1, self.table.shape[-1]))[:, 0]
+        return x.repeat(self.n_rep, 1) if self.n_rep > 1 else x
 
     def f(self, t: Tensor, z: Tensor) -> Tensor:
         gamma = self.m.drift(t, z, self.control(t))
@@ -178,7 +197,11 @@ class StableSDE(SciflowModel):
         if grid.ndim == 2 and n_rep > 1:
             grid = grid.repeat(n_rep, 1)
         if cfg.is_sde:
-            sde = _LatentSDE(self, ctrl.path, n_rep)
+            # Euler–Maruyama / Milstein with one step per grid gap evaluate the drift at the grid times
+            # only (the paper's setting; per-sample grids: each sample's own times, exactly, since
+            # the time change maps step k to t_k): then the control is tabulated once
+            tabulate = ctrl.dt is None and cfg.method in ("euler", "milstein") and cfg.solver_backend == "sciflow"
+            sde = _LatentSDE(self, ctrl.path, n_rep, grid=ctrl.grid.to(z0.dtype) if tabulate else None)
             # (GSDE, paper variant: the initial map gives u0 = log z0, so z0 = exp(u0) > 0)
             noise = Additive() if (cfg.kind == "lsde" or sde.log_space) else Diagonal()
             if cfg.solver_backend == "torchsde":

@@ -69,14 +69,36 @@ def from_fields(x: Tensor, has_axis: bool) -> Tensor:
 
 
 class Denoiser(nn.Module):
-    """``ε̂(x, t) = UNet(x, 1000 t)`` on the padded, scaled coefficient tensor."""
+    """The U-Net as a noise predictor ``ε̂(x, t)`` on the padded, scaled coefficient tensor.
 
-    def __init__(self, net: UNet) -> None:
+    ``raw(x, t) = UNet(x, 1000 t)`` is the network output: ``ε̂`` itself (``prediction="eps"``,
+    Ho et al. 2020) or the velocity ``v̂ ≈ α_t ε - σ_t x_0`` (``prediction="v"``, Salimans & Ho
+    2022, Sec. 4 and App. D; supported by the official WDNO code as ``pred_v``), converted by
+    ``ε̂ = σ_t x_t + α_t v̂`` (variance-preserving schedules) so every shared sampler applies.
+    """
+
+    def __init__(self, net: UNet, schedule: NoiseSchedule, prediction: str = "eps") -> None:
         super().__init__()
+        if prediction not in ("eps", "v"):
+            raise ValueError(f"prediction must be 'eps' or 'v', got {prediction!r}")
+        if prediction == "v" and not schedule.variance_preserving:
+            raise ValueError(f"v-prediction needs a variance-preserving schedule, got {schedule!r}")
         self.net = net
+        self.schedule = schedule
+        self.prediction = prediction
+
+    def raw(self, x: Tensor, t: Tensor) -> Tensor:
+        return self.net(x, t * TIME_SCALE)
 
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
-        return self.net(x, t * TIME_SCALE)
+        out = self.raw(x, t)
+        if self.prediction == "eps":
+            return out
+        shape = (-1,) + (1,) * (x.ndim - 1)
+        tt = t.to(torch.float64)
+        a = self.schedule.alpha(tt).to(x.dtype).reshape(shape)
+        s = self.schedule.sigma(tt).to(x.dtype).reshape(shape)
+        return s * x + a * out
 
 
 def clipped(denoiser: Callable[[Tensor, Tensor], Tensor], schedule: NoiseSchedule,
@@ -104,7 +126,8 @@ def replacement_loss(denoiser: Denoiser, schedule: NoiseSchedule, z0: Tensor, kn
 
     ``x_t = α_t z_0 + σ_t ε`` with ``t ~ U(t_min, t_max)``; the known entries of the network input
     are the clean values (``"clean"``, official WDNO code) or left at their forward sample
-    (``"noised"``); the squared error ``|ε̂ - ε|²`` is averaged over the unknown entries only.
+    (``"noised"``); the squared error ``|ε̂ - ε|²`` (or ``|v̂ - v|²`` with ``v = α_t ε - σ_t z_0``
+    for a v-predicting :class:`Denoiser`) is averaged over the unknown entries only.
     """
     b = z0.shape[0]
     t = t_min + (schedule.t_max - t_min) * torch.rand(b, generator=generator, device=z0.device, dtype=torch.float64)
@@ -115,9 +138,10 @@ def replacement_loss(denoiser: Denoiser, schedule: NoiseSchedule, z0: Tensor, kn
     zt = a * z0 + s * eps
     if replacement == "clean":
         zt = torch.where(known, z0, zt)
-    pred = denoiser(zt, t.to(z0.dtype))
+    pred = denoiser.raw(zt, t.to(z0.dtype))
+    target = eps if denoiser.prediction == "eps" else a * eps - s * z0
     weight = (~known).to(z0.dtype).expand_as(z0)
-    return ((pred - eps).pow(2) * weight).sum() / weight.sum().clamp_min(1.0)
+    return ((pred - target).pow(2) * weight).sum() / weight.sum().clamp_min(1.0)
 
 
 def replacement_sample(denoiser: Callable[[Tensor, Tensor], Tensor], schedule: NoiseSchedule, known: Tensor,

@@ -30,7 +30,10 @@ class Config:
         (the physical-space DDPM baseline).
     Diffusion
         ``schedule``: ``cosine`` (Nichol & Dhariwal 2021), ``sigmoid`` (Chen 2023) or ``linear``
-        (Ho et al. 2020) variance-preserving schedule; ε-prediction loss.
+        (Ho et al. 2020) variance-preserving schedule. ``prediction``: the network predicts the
+        noise ``ε`` (the paper) or the velocity ``v = α_t ε - σ_t x_0`` (Salimans & Ho 2022; the
+        official code's ``pred_v``), which keeps the denoised estimate bounded at high noise and
+        samples far better after short training; the samplers always receive ``ε̂``.
         ``replacement``: known channels in the network input are the clean scaled values
         (``"clean"``, the official WDNO code) or forward-process samples of them (``"noised"``,
         inpainting in the style of Song et al. 2021).
@@ -51,6 +54,7 @@ class Config:
     wavelet: str = "bior2.4"
     mode: Literal["zero", "periodization"] = "zero"
     schedule: Literal["cosine", "sigmoid", "linear"] = "cosine"
+    prediction: Literal["eps", "v"] = "v"
     replacement: Literal["clean", "noised"] = "clean"
     clip_denoised: float | None = 1.5
     base_channels: int = 64
@@ -123,6 +127,7 @@ class SuperResolutionConfig:
     wavelet: str = "bior2.4"
     mode: Literal["zero", "periodization"] = "zero"
     schedule: Literal["cosine", "sigmoid", "linear"] = "cosine"
+    prediction: Literal["eps", "v"] = "v"
     replacement: Literal["clean", "noised"] = "clean"
     clip_denoised: float | None = 1.5
     base_channels: int = 64

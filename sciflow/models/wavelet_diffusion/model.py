@@ -13,14 +13,15 @@ channels ``c`` carry the known frames (the first ``n_initial`` frames; in contro
 frame): their one-level DWT over space, broadcast along the time axis of the coefficient grid, so
 every position of the U-Net sees them (as the official code's ``W_condition`` channels). A U-Net
 ``ε_θ`` (:class:`sciflow.nn.UNet`, 2-D for 1-D PDEs, 3-D for 2-D PDEs) is trained with the
-ε-prediction loss (paper eq. 4; Ho et al. 2020, eq. 14) in continuous time
+ε-prediction loss (paper eq. 4; Ho et al. 2020, eq. 14) in continuous time (by default with the
+velocity ``v = α_t ε - σ_t z_0`` as target instead of ``ε``, ``Config.prediction``)
 
 .. math::
 
     \mathcal L = \mathbb E_{t, z_0, ε} \big\| m \odot (ε_θ(\tilde z_t, t) - ε) \big\|^2,
-    \qquad \tilde z_t = (1 - m) \odot (α_t z_0 + σ_t ε) + m \odot z_0,
+    \qquad \tilde z_t = m \odot (α_t z_0 + σ_t ε) + (1 - m) \odot z_0,
 
-where ``m`` marks the *unknown* entries' complement, i.e. ``1 - m`` are the known channels
+where ``m`` marks the *unknown* entries, i.e. ``1 - m`` are the known channels
 (conditioning channels, the forcing coefficients in simulation, the padding), which are
 replaced by their clean values in the input and excluded from the loss (paper Sec. 3.3,
 "conditioning by replacement"; the official code's ``set_condition``). Sampling runs a shared
@@ -37,7 +38,9 @@ Batches: :class:`~sciflow.data.batches.TrajectoryBatch` with ``values`` the stat
 uniform and are not used. At sampling, only the known frames of ``values`` (and in simulation the
 forcing) are read.
 
-Deviations from the paper / official code, all deliberate: continuous-time schedules and the
+Deviations from the paper / official code, all deliberate: v-prediction by default (the
+ε-estimate's ``x̂_0`` divides the network error by ``α_t ≈ 0.01`` at high noise, which ruins
+samples after short training; ``prediction="eps"`` is the paper's loss); continuous-time schedules and the
 shared samplers instead of 1000 discrete steps; per-channel standardisation instead of one
 global ``rescaler``; the ``zero`` (or ``periodization``) boundary mode instead of pywt's
 ``symmetric`` default; ``space="physical"`` runs the same pipeline without the DWT (the
@@ -102,7 +105,7 @@ class WDNO(SciflowModel):
         self.multiple = 2 ** (len(cfg.channel_mults) - 1)
         self.schedule = make_schedule(cfg.schedule)
         self.scaler = ChannelScaler(self.n_total)
-        self.denoiser = Denoiser(make_unet(cfg, self.n_total))
+        self.denoiser = Denoiser(make_unet(cfg, self.n_total), self.schedule, cfg.prediction)
         self._fitted = False
 
     # ------------------------------------------------------------------ representation

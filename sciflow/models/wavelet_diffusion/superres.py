@@ -76,7 +76,7 @@ class WDNOSuperResolution(SciflowModel):
         self.multiple = 2 ** (len(cfg.channel_mults) - 1)
         self.schedule = make_schedule(cfg.schedule)
         self.scaler = ChannelScaler(self.n_total)
-        self.denoiser = Denoiser(make_unet(cfg, self.n_total))
+        self.denoiser = Denoiser(make_unet(cfg, self.n_total), self.schedule, cfg.prediction)
         self._fitted = False
 
     # ------------------------------------------------------------------ representation

@@ -72,6 +72,23 @@ def test_lsde_diffusion_is_independent_of_state_and_lnsde_gsde_are_linear_in_it(
             assert torch.equal(sde.g(t, torch.zeros_like(z)), torch.zeros_like(z))   # σ(t)·0 = 0
 
 
+def test_tabulated_control_equals_the_spline_at_the_grid_times():
+    """One Euler step per gap evaluates the drift at grid times only; the control tabulated there
+    once must equal evaluating the Hermite spline at each time (also for 2 stacked copies)."""
+    for irregular in (False, True):                     # shared grid, per-sample grids
+        b = make_batch(irregular=irregular)
+        m = model("lnsde")
+        ctrl = m.control(b)
+        assert ctrl.grid.ndim == (2 if irregular else 1)
+        direct = _LatentSDE(m, ctrl.path, 2)
+        table = _LatentSDE(m, ctrl.path, 2, grid=ctrl.grid)
+        z = torch.randn(12, 4)
+        for t in ctrl.grid.unbind(-1):
+            t = t if t.ndim == 0 else t.repeat(2).unsqueeze(1)     # per-sample: (2 * batch, 1)
+            torch.testing.assert_close(table.control(t), direct.control(t), rtol=0, atol=0)
+            torch.testing.assert_close(table.f(t, z), direct.f(t, z), rtol=0, atol=0)
+
+
 def test_lsde_drift_is_autonomous_in_time_but_lnsde_drift_is_not():
     z = torch.randn(6, 4)
     x = torch.randn(6, 3)
