@@ -51,8 +51,9 @@ def figure_path(name: str) -> Path:
 
 
 def plot_fields(rows: dict[str, torch.Tensor], path: Path, *, title: str = "", cmap: str = "RdBu_r",
-                times: list[int] | None = None) -> Path:
-    """Rows of 2-D fields (``name -> (time, x, y)`` or ``(time, x)`` as one image per row)."""
+                times: list[int] | None = None, transpose: bool = True) -> Path:
+    """Rows of 2-D fields (``name -> (time, x, y)`` or ``(time, x)`` as one image per row).
+    ``transpose``: draw ``x`` horizontally (PDE fields); ``False`` for ``(lat, lon)`` maps."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -78,7 +79,8 @@ def plot_fields(rows: dict[str, torch.Tensor], path: Path, *, title: str = "", c
             for j, t in enumerate(times):
                 ax = axes[i, j]
                 is_spread = "spread" in n or "error" in n
-                ax.imshow(rows[n][t].cpu().numpy().T, origin="lower", cmap="viridis" if is_spread else cmap,
+                img = rows[n][t].cpu().numpy()
+                ax.imshow(img.T if transpose else img, origin="lower", cmap="viridis" if is_spread else cmap,
                           vmin=None if is_spread else lo, vmax=None if is_spread else hi)
                 ax.set_xticks([])
                 ax.set_yticks([])

@@ -298,9 +298,10 @@ for _problem, _label, _anchor in (
     register(Benchmark(
         name=f"pinn_{_problem}", script="pinn_problems.py", family="causal PINN", owner="H", kind="accuracy",
         dataset=_label, description="causal PINN with time marching; rel. L2 vs the shared generators",
-        scales={"smoke": ["--problem", _problem, "--scale", "smoke"],
+        scales={"smoke": ["--problem", _problem, "--scale", "smoke"], "cpu": ["--problem", _problem, "--scale", "cpu"],
                 "gpu": ["--problem", _problem, "--scale", "smoke", "--device", "cuda"]},
-        results={"smoke": [f"pinn_{_problem}_smoke"], "gpu": [f"pinn_{_problem}_smoke"]},
+        results={"smoke": [f"pinn_{_problem}_smoke"], "cpu": [f"pinn_{_problem}_cpu"],
+                 "gpu": [f"pinn_{_problem}_smoke"]},
         metrics=[Metric("rel. L2 error", "rel_l2", anchor=_anchor),
                  Metric("training time", "train_seconds", unit="s")],
     ))
@@ -336,6 +337,49 @@ for _ds, _label in (("burgers", "Burgers (nu = 0.05, 32 points, u0 -> u(0.5)) wi
                         note="nominal 0.9; closer to 0.9 from above is better")],
     ))
 
+# -- stable neural SDEs ----------------------------------------------------------------------
+register(Benchmark(
+    name="stable_sde_speed", script="stable_sde_speed.py", family="stable neural SDE", owner="A", kind="speed",
+    dataset="one training epoch, BasicMotions shape (80 x 100 x 6), 50 % missing",
+    description="sciflow's SDE solver vs the same model through torchsde.sdeint (the official code's path)",
+    scales={"smoke": ["--repeats", "1", "--kinds", "lnsde", "--name", "stable_sde_speed_smoke"], "cpu": [],
+            "gpu": ["--device", "cuda", "--name", "stable_sde_speed_gpu"]},
+    results={"smoke": ["stable_sde_speed_smoke"], "cpu": ["stable_sde_speed"], "gpu": ["stable_sde_speed_gpu"]},
+    metrics=[Metric(f"{k.upper()} epoch: time", f"results/{k}/sciflow_epoch_s/median", unit="s",
+                    baselines={"torchsde.sdeint": f"results/{k}/torchsde_epoch_s/median"})
+             for k in ("lsde", "lnsde", "gsde")],
+))
+
+_UEA_SMOKE = ["--datasets", "BasicMotions", "--models", "lnsde", "--rates", "0.5", "--seeds", "1", "--epochs", "1",
+              "--no-speed", "--name", "stable_sde_uea_smoke"]
+register(Benchmark(
+    name="stable_sde_uea", script="stable_sde_uea.py", family="stable neural SDE", owner="B", kind="accuracy",
+    dataset="UEA BasicMotions, 50 % of the values missing (Kidger et al. 2020 protocol)",
+    description="test accuracy of LSDE / LNSDE / GSDE vs neural CDE and a naive neural SDE (mean over seeds)",
+    scales={"smoke": _UEA_SMOKE, "cpu": ["--scale", "default"]},
+    results={"smoke": ["stable_sde_uea_smoke"], "cpu": ["stable_sde_uea"]},
+    metrics=[Metric(f"{k.upper()} accuracy", f"table/BasicMotions/{k}/0.5/mean", better="higher",
+                    baselines={"neural CDE": "table/BasicMotions/neural_cde/0.5/mean",
+                               "naive neural SDE": "table/BasicMotions/neural_sde/0.5/mean"})
+             for k in ("lsde", "lnsde", "gsde")],
+))
+
+register(Benchmark(
+    name="stable_sde_lorenz", script="stable_sde_lorenz.py", family="stable neural SDE", owner="B", kind="accuracy",
+    dataset="irregular Lorenz-63 forecasting, 50 % missing",
+    description="CRPS and 90 % coverage of the SDE predictive distribution vs neural ODE / CDE + split conformal",
+    scales={"smoke": ["--models", "lnsde", "neural_ode", "--rates", "0.5", "--seeds", "1", "--epochs", "1",
+                      "--name", "stable_sde_lorenz_smoke"], "cpu": ["--scale", "default"]},
+    results={"smoke": ["stable_sde_lorenz_smoke"], "cpu": ["stable_sde_lorenz"]},
+    metrics=[Metric("LNSDE CRPS", "table/0.5/lnsde/sampled/crps/mean",
+                    baselines={"LSDE": "table/0.5/lsde/sampled/crps/mean", "GSDE": "table/0.5/gsde/sampled/crps/mean",
+                               "neural ODE + conformal": "table/0.5/neural_ode/conformal/crps/mean",
+                               "neural CDE + conformal": "table/0.5/neural_cde/conformal/crps/mean"}),
+             Metric("LNSDE 90 % coverage", "table/0.5/lnsde/sampled/coverage/mean", better="higher", note="nominal 0.9",
+                    baselines={"neural ODE + conformal": "table/0.5/neural_ode/conformal/coverage/mean",
+                               "neural CDE + conformal": "table/0.5/neural_cde/conformal/coverage/mean"})],
+))
+
 # -- Langevin latent flows -------------------------------------------------------------------
 register(Benchmark(
     name="langevin_flow_lorenz", script="langevin_flow_lorenz.py", family="Langevin flow", owner="E",
@@ -362,14 +406,14 @@ register(Benchmark(
     scales={"smoke": ["--task", "gaussian", "--steps", "4", "--seeds", "1"], "cpu": ["--task", "gaussian"],
             "gpu": ["--task", "gaussian", "--steps", "100", "--seeds", "1"]},
     results={s: ["langevin_flow_lorenz63_gaussian"] for s in SCALES},
-    metrics=[Metric("forecast CRPS", "metrics/langevin_flow/crps/mean",
-                    baselines={"GRU sequential VAE": "metrics/gru_svae/crps/mean",
-                               "latent ODE": "metrics/latent_ode/crps/mean",
-                               "climatology": "metrics/climatology/crps/mean"}),
-             Metric("90 % coverage", "metrics/langevin_flow/coverage90/mean", better="higher",
-                    baselines={"GRU sequential VAE": "metrics/gru_svae/coverage90/mean",
-                               "climatology": "metrics/climatology/coverage90/mean"}, note="nominal 0.9")],
-))
+    metrics=[Metric("forecast CRPS (noisy observations)", "metrics/langevin_flow/obs_crps/mean",
+                    baselines={"GRU sequential VAE": "metrics/gru_svae/obs_crps/mean",
+                               "latent ODE": "metrics/latent_ode/obs_crps/mean",
+                               "climatology": "metrics/climatology/obs_crps/mean"}),
+             Metric("90 % coverage (noisy observations)", "metrics/langevin_flow/obs_coverage90/mean", better="higher",
+                    baselines={"GRU sequential VAE": "metrics/gru_svae/obs_coverage90/mean",
+                               "latent ODE": "metrics/latent_ode/obs_coverage90/mean",
+                               "climatology": "metrics/climatology/obs_coverage90/mean"}, note="nominal 0.9")]))
 
 # -- meta flow matching ----------------------------------------------------------------------
 for _name, _label in (("mfm_letters", "synthetic letters, held-out letter populations"),
@@ -408,7 +452,7 @@ register(Benchmark(
     scales={"smoke": ["--steps", "4", "--n-traj", "6", "--n-time", "31", "--width", "16", "--batch", "16"],
             "cpu": []},
     results={"smoke": ["ddp_scaling"], "cpu": ["ddp_scaling"]},
-    metrics=[Metric("max |val loss(2 processes) - val loss(1 process)| over the run", "max_abs_val_loss_diff"),
+    metrics=[Metric("largest abs. difference of the per-step val loss, 2 processes vs 1", "max_abs_val_loss_diff"),
              Metric("scaling efficiency T1 / (2 T2)", "scaling_efficiency", better="higher",
                     note="1 = perfect; the 2-core CPU machine is shared")],
 ))

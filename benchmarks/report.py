@@ -89,7 +89,8 @@ def benchmark_section(b: Benchmark, results: Path, scale: str, prefix: str) -> t
         base = "; ".join(f"{k}: {fmt(v['value'], m['unit'])}{_ratio_text(m, v)}"
                          for k, v in m.get("baselines", {}).items() if v["value"] is not None) or "—"
         note = f" ({m['note']})" if m.get("note") else ""
-        lines.append(f"| {m['label']} {arrow}{note} | {fmt(m['value'], m['unit'])} | {anchor} | {base} |")
+        cells = [f"{m['label']} {arrow}{note}", fmt(m['value'], m['unit']), anchor, base]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
         if b.kind == "speed" and m["unit"] == "s" and m["value"] is not None:
             for k, v in m.get("baselines", {}).items():
                 if v["value"] is not None and v["ratio"]:

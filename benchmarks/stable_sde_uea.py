@@ -250,7 +250,7 @@ def _merge(args, p, t_start) -> int:
     """One table from several result files of the same scale (first occurrence of a run wins)."""
     import json
 
-    runs, seen, speed, complete = [], set(), None, True
+    runs, seen, speed = [], set(), None
     for f in args.merge:
         doc = json.loads(Path(f).read_text())
         if "runs" not in doc:  # a --speed-only result
@@ -258,7 +258,6 @@ def _merge(args, p, t_start) -> int:
             continue
         if doc.get("scale") != args.scale or doc["params"]["epochs"] != p["epochs"]:
             raise SystemExit(f"{f}: scale/epochs differ from --scale {args.scale}; refusing to merge")
-        complete &= bool(doc.get("complete", True))
         speed = speed or doc.get("speed_epoch")
         for r in doc["runs"]:
             key = (r["dataset"], r["missing_rate"], r["seed"], r["model"])
@@ -267,7 +266,9 @@ def _merge(args, p, t_start) -> int:
                 runs.append(r)
     p["seeds"] = sorted({r["seed"] for r in runs})
     want = len(p["datasets"]) * len(args.rates) * len(args.models) * len(p["seeds"])
-    _write(args, p, runs, speed, t_start, complete=complete and len(runs) == want)
+    # complete when every (dataset, rate, model) cell has every seed, whichever file held it
+    cells = {(r["dataset"], r["missing_rate"], r["model"]) for r in runs}
+    _write(args, p, runs, speed, t_start, complete=len(runs) == want and len(cells) * len(p["seeds"]) == want)
     return 0
 
 

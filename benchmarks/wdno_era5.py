@@ -93,6 +93,9 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--tag", default="", help="suffix of the result file (runs of a subset of --models)")
+    ap.add_argument("--wavelet-mode", default="periodization", choices=["periodization", "zero"],
+                    help="WDNO boundary mode (zero: the jump to 0 at the edges of a K-valued field dominates "
+                         "the coefficient statistics)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     sc = SCALES[args.scale]
@@ -132,7 +135,7 @@ def main() -> None:
 
         torch.manual_seed(args.seed)
         wcfg = WDNOConfig(dim=2, channels=C, forcing_channels=0, n_initial=H, base_channels=sc["base"],
-                          channel_mults=(1, 2, 2), num_res_blocks=1, wavelet="bior2.4", mode="zero")
+                          channel_mults=(1, 2, 2), num_res_blocks=1, wavelet="bior2.4", mode=args.wavelet_mode)
         model = WDNO(wcfg)
         model.fit_scaler(data.train)
         training = train(model, data.train, steps=sc["wdno_steps"], batch_size=sc["batch"], lr=1e-3, seed=args.seed,
@@ -163,7 +166,7 @@ def main() -> None:
     rows.update({k: v[0, H:, 0] for k, v in preds.items()})
     plot_fields(rows, figure_path(f"{out_name}.png"),
                 title="ERA5 t2m (K), first test window, forecast hours 1 / 9 / 18", cmap="coolwarm",
-                times=[0, (args.window - H) // 2, args.window - H - 1])
+                times=[0, (args.window - H) // 2, args.window - H - 1], transpose=False)
     _plot_leads(results, figure_path(f"{out_name}_leads.png"))
     write_result(out_name, payload, device=args.device)
 

@@ -284,6 +284,8 @@ def _prepare_model_for_data(model, train_batch) -> None:
 
     if isinstance(model, NeuralODE):  # state normalisation from the training split
         model.set_normalization(train_batch.values)
+    elif callable(getattr(model, "fit_scaler", None)):  # WDNO, neural operators: buffers, checkpointed
+        model.fit_scaler(train_batch)
 
 
 def train_experiment(exp: ExperimentConfig, run_dir: Path, *, resume: bool = False, splits: Splits | None = None,

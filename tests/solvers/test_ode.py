@@ -296,7 +296,8 @@ def test_shared_clock_paths_agree_with_masked_loop(solver, direction):
     ts = torch.tensor([0.0, 0.2, 0.25, 0.9, 1.0, 1.6, 2.0], dtype=DT)
     if direction < 0:
         ts = 2.0 - ts
-    ctrl = PIController(rtol=1e-7, atol=1e-9, pcoeff=0.1, icoeff=0.3)
+    tol = 1e-7 if solver.order >= 3 else 1e-4   # Heun (order 2): keep the step count small
+    ctrl = PIController(rtol=tol, atol=tol / 100, pcoeff=0.1, icoeff=0.3)
 
     def run(fn, grad):
         field = FlatField(lambda t, y: torch.cos(t) * linear(t, y), (6, 3), (), shared_clock=True,
@@ -310,7 +311,7 @@ def test_shared_clock_paths_agree_with_masked_loop(solver, direction):
     listed, sl = run(integrate_shared_clock, True)
     # exact solution of y' = cos(t) A y: y(t) = expm(sin(t) A) y0 (A commutes with itself)
     ex = torch.stack([y0 @ torch.linalg.matrix_exp(A * (torch.sin(ti) - torch.sin(ts[0]))).T for ti in ts])
-    assert (buffered - ex).abs().max() < 1e-5
+    assert (buffered - ex).abs().max() < 100 * tol
     torch.testing.assert_close(buffered, masked, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(listed, buffered, rtol=1e-12, atol=1e-13)
     assert sb.n_steps == sm.n_steps == sl.n_steps

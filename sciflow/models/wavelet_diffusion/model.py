@@ -133,7 +133,8 @@ class WDNO(SciflowModel):
                 f, _ = to_fields(batch.condition, self.cfg.forcing_channels, self.cfg.dim,
                                  "TrajectoryBatch.condition (forcing f)", check_finite)
                 if f.shape[2:] != u.shape[2:]:
-                    raise ValueError(f"forcing grid {tuple(f.shape[2:])} differs from the state grid {tuple(u.shape[2:])}")
+                    raise ValueError(f"forcing grid {tuple(f.shape[2:])} differs from the state grid "
+                                     f"{tuple(u.shape[2:])}")
         return u, f, has_axis
 
     def _stack(self, u: Tensor, f: Tensor | None) -> Tensor:
@@ -253,8 +254,10 @@ class WDNO(SciflowModel):
             f_s = f_s.unflatten(0, (n_samples, b))
             if exact_known and self.cfg.forcing_known:
                 f_s = f.expand_as(f_s).clone()
-        out = lambda x: None if x is None else from_fields(x.flatten(0, 1), has_axis).unflatten(0, (n_samples, b))  # noqa: E731
-        return WDNOSample(state=out(u_s), forcing=out(f_s))
+        def layout(x: Tensor | None) -> Tensor | None:
+            return None if x is None else from_fields(x.flatten(0, 1), has_axis).unflatten(0, (n_samples, b))
+
+        return WDNOSample(state=layout(u_s), forcing=layout(f_s))
 
     def sample(self, batch: TrajectoryBatch, n_samples: int = 1, *, generator: torch.Generator | None = None,
                sampler: str | DiffusionSampler = "ddim", nfe: int = 50,

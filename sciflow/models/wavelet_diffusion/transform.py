@@ -67,7 +67,8 @@ def crop(x: Tensor, shape: tuple[int, ...]) -> Tensor:
 
 
 def to_coefficients(fields: Tensor, axes: int, wavelet: str | FilterBank | None, mode: str) -> Tensor:
-    """``(B, C, *grid)`` -> ``(B, C * 2**axes, *coeff_grid)`` (sub-bands as channels; identity if ``wavelet is None``)."""
+    """``(B, C, *grid)`` -> ``(B, C * 2**axes, *coeff_grid)``: sub-bands as channels (identity if
+    ``wavelet is None``)."""
     if wavelet is None:
         return fields
     bands = dwtn(fields, wavelet, mode, dim=axes)  # (B, C, 2**axes, *coeff)

@@ -12,6 +12,9 @@ a single host sync — the "all done / step underflow?" flags (compiled: once pe
 attempts, see :func:`_make_chunk`). Dense output looks at a window of
 the next ``window`` save times per trajectory; a step is shortened only if it would contain more
 than ``window`` of them, so saving never costs evaluations in the usual case.
+
+This loop serves per-trajectory clocks and every ``compile=True`` solve; an eager solve with one
+shared clock uses the host-controlled loop of :mod:`._shared_clock` (same steps).
 """
 
 from __future__ import annotations
@@ -254,16 +257,21 @@ def integrate_adaptive(f: FlatField, solver: ExplicitRungeKutta, y0: Tensor, ts:
     controller, dense output; :func:`_make_chunk`) as one ``torch.compile`` graph, with the host
     check "all done / underflow / max_steps" once per chunk — same accepted steps, counters and
     errors as the eager loop. The vector field must be traceable; compiled once per field object,
-    solver, controller and shape.
+    solver, controller and shape. Dynamo's guards run on the first two calls of a solve and are
+    skipped for the rest (``torch.compiler.set_stance(skip_guard_eval_unsafe=True)``): within one
+    solve the chunk sees the same field, solver, controller and its own output tensors, so the
+    field must not change its Python-level state (globals, attributes read while tracing) during
+    the solve. Should a new specialisation be needed anyway, the guards are switched back on.
     """
     B, T = ts.shape
     dev, dt_ = y0.device, y0.dtype
     t = ts[:, 0].clone(memory_format=torch.contiguous_format)  # not ts's stride: the compiled chunk
     # specialises on strides, and its own outputs are contiguous (else a second compilation)
     t_end = ts[:, -1].contiguous()
-    y_user = y0
     if compile and B > 1 and y0.shape[1] > 1:
-        y0 = y0.t().contiguous().t()   # column-major (B, S): same reason, per-trajectory rows
+        # column-major (B, S) rows: the compiled kernels' innermost (vectorised) axis is then the
+        # batch, not the (often length-3) state; the loop's tensors keep that layout
+        y0 = y0.t().contiguous().t()
     y = y0
     k1 = f(t, y)
     if h0 is not None:
