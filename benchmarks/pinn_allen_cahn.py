@@ -129,8 +129,9 @@ def main(argv=None) -> None:
     write_result(f"pinn_allen_cahn_{args.scale}_{args.only}", {
         "config": asdict(cfg), "budget_cpu_minutes": args.budget_min,
         "wall_limit_minutes": args.wall_limit_min, **res,
-        "conditions": "shared 2-core CPU, 8 concurrent users; torch threads = %d; same steps, points "
-                      "and network for both runs" % args.threads,
+        "conditions": "shared 2-core CPU, 8 concurrent users; torch threads = %d; same network, "
+                      "points, optimiser and CPU budget for both runs (a wall-clock cap can end one "
+                      "earlier: compare the curves at equal CPU time)" % args.threads,
     }, device=args.device)
     plot_curves(args.scale)
 

@@ -43,16 +43,24 @@ def default_out(scale: str) -> Path:
     return BENCH_DIR / "results" if scale == "cpu" else BENCH_DIR / "results" / scale
 
 
-def load_results(out: Path, stems: Sequence[str], newer_than: float | None = None) -> tuple[dict[str, Any], list[str]]:
+def _mtimes(out: Path, stems: Sequence[str]) -> dict[str, int]:
+    """``stem -> st_mtime_ns`` of the result files present now (to tell stale files from fresh ones)."""
+    paths = {stem: Path(out) / f"{stem}.json" for stem in stems}
+    return {stem: p.stat().st_mtime_ns for stem, p in paths.items() if p.is_file()}
+
+
+def load_results(out: Path, stems: Sequence[str], stale: Mapping[str, int] | None = None
+                 ) -> tuple[dict[str, Any], list[str]]:
     """The script's JSON files ``<out>/<stem>.json`` merged (first wins), and the stems found.
 
-    ``newer_than``: a POSIX time; older files (left by an earlier run) are ignored.
+    ``stale``: ``stem -> st_mtime_ns`` taken before the run; a file still carrying that exact
+    mtime was left by an earlier run and is ignored (no clock-granularity guesswork).
     """
     doc: dict[str, Any] = {}
     found = []
     for stem in stems:
         path = Path(out) / f"{stem}.json"
-        if path.is_file() and (newer_than is None or path.stat().st_mtime >= newer_than):
+        if path.is_file() and (stale is None or path.stat().st_mtime_ns != stale.get(stem)):
             try:
                 part = json.loads(path.read_text())
             except json.JSONDecodeError as e:
@@ -127,7 +135,7 @@ def run_one(bench: Benchmark, scale: str, out: Path, *, seed: int | None = None,
         record.update(command=["python", f"benchmarks/{bench.script}", *args], seed=seed_used,
                       seed_source=bench.seed_flag or "fixed in the script")
         key = (bench.script, tuple(args))
-        started = time.time() - 1.0  # mtime granularity
+        started = _mtimes(out, bench.results[scale])
         if cache is not None and key in cache:  # two entries reading one run of the same command
             rc, wall, rss, log, started = cache[key]
             record["shared_run_with"] = log.stem
@@ -142,7 +150,7 @@ def run_one(bench: Benchmark, scale: str, out: Path, *, seed: int | None = None,
             if cache is not None:
                 cache[key] = (rc, wall, rss, log, started)
         record.update(returncode=rc, wall_s=wall, peak_rss_mib=rss, log=str(log.relative_to(out)))
-        doc, found = load_results(out, bench.results[scale], newer_than=started)
+        doc, found = load_results(out, bench.results[scale], stale=started)
         record["result_files"] = [f"{s}.json" for s in found]
         record["status"] = ("timeout" if rc is None else "failed" if rc != 0
                             else "ok" if found else "no-result")

@@ -52,6 +52,7 @@ _API: dict[str, str] = {
     "Additive": "sciflow.solvers",
     "BrownianIncrements": "sciflow.solvers",
     "VirtualBrownianTree": "sciflow.solvers",
+    "PerSampleBrownianTree": "sciflow.solvers",
     "LinearInterpolation": "sciflow.solvers",
     "HermiteCubic": "sciflow.solvers",
     "NaturalCubicSpline": "sciflow.solvers",

@@ -31,12 +31,13 @@ from .langevin import (  # noqa: E402
 )
 from .sde import (  # noqa: E402
     SRA1, SRI, Additive, BrownianIncrements, BrownianPath, Diagonal, EulerMaruyama, General, Milstein, NoiseType,
-    ReversibleHeun, Scalar, SDESolver, SDETerm, StratonovichHeun, TorchSDE, VirtualBrownianTree, sdeint,
+    PerSampleBrownianTree, ReversibleHeun, Scalar, SDESolver, SDETerm, StratonovichHeun, TorchSDE,
+    VirtualBrownianTree, sdeint,
 )
 
 __all__ += [
     "SDETerm", "SDESolver", "NoiseType", "Diagonal", "Scalar", "General", "Additive", "BrownianPath",
-    "BrownianIncrements", "VirtualBrownianTree", "EulerMaruyama", "Milstein", "StratonovichHeun", "SRA1", "SRI",
+    "BrownianIncrements", "VirtualBrownianTree", "PerSampleBrownianTree", "EulerMaruyama", "Milstein", "StratonovichHeun", "SRA1", "SRI",
     "ReversibleHeun", "TorchSDE", "sdeint",
     "UnderdampedLangevin", "LangevinScheme", "LangevinState", "BAOAB", "OBABO", "LangevinFlowEuler",
     "simulate_langevin",

@@ -2,11 +2,13 @@
 
 Fourier pseudo-spectral, 2/3-rule dealiasing of ``u^2``, ETDRK4 in time with
 ``L = beta k^2 - gamma k^4`` (Kassam & Trefethen 2005, sec. 6). Regimes of the causal-PINN paper
-(Wang, Sankaran & Perdikaris 2022, sec. 5.3), ``x in [0, 2 pi]``, ``u0 = cos(x)(1 + sin(x))``,
-``t in [0, 1]``:
+(Wang, Sankaran & Perdikaris 2022, sec. 5.3; domains and initial states as in the official
+code's ``KS/regular_KS.py`` and ``KS/chaotic_KS.py``), ``t in [0, 1]``:
 
-* ``"regular"``: ``alpha = 5, beta = 0.5, gamma = 0.005``;
-* ``"chaotic"``: ``alpha = 100/16, beta = 100/16^2, gamma = 100/16^4`` — exactly the classic
+* ``"regular"``: ``alpha = 5, beta = 0.5, gamma = 0.005`` on ``x in [-1, 1]`` with
+  ``u0 = -sin(pi x)``;
+* ``"chaotic"``: ``alpha = 100/16, beta = 100/16^2, gamma = 100/16^4`` on ``x in [0, 2 pi]`` with
+  ``u0 = cos(x)(1 + sin(x))`` — exactly the classic
   ``v_s + v v_y + v_yy + v_yyyy = 0`` on ``y in [0, 32 pi]``, ``s in [0, 100]`` under
   ``y = 16 x``, ``s = 100 t`` (``u = v``), with the classic initial state ``cos(y/16)(1 + sin(y/16))``
   of Kassam & Trefethen (2005).

@@ -5,6 +5,7 @@ from sciflow.solvers.sde.brownian import BrownianIncrements, BrownianPath, Virtu
 from sciflow.solvers.sde.euler_maruyama import EulerMaruyama
 from sciflow.solvers.sde.heun import StratonovichHeun
 from sciflow.solvers.sde.milstein import Milstein
+from sciflow.solvers.sde.per_sample import PerSampleBrownianTree
 from sciflow.solvers.sde.noise import Additive, Diagonal, General, NoiseType, Scalar
 from sciflow.solvers.sde.reversible_heun import ReversibleHeun
 from sciflow.solvers.sde.sdeint import sdeint
@@ -15,6 +16,6 @@ from sciflow.solvers.sde.torchsde_backend import TorchSDE
 
 __all__ = [
     "Additive", "BrownianIncrements", "BrownianPath", "Diagonal", "EulerMaruyama", "General", "Milstein",
-    "NoiseType", "ReversibleHeun", "SDESolver", "SDETerm", "SRA1", "SRI", "Scalar", "StratonovichHeun", "TorchSDE",
+    "NoiseType", "PerSampleBrownianTree", "ReversibleHeun", "SDESolver", "SDETerm", "SRA1", "SRI", "Scalar", "StratonovichHeun", "TorchSDE",
     "VirtualBrownianTree", "sdeint",
 ]
