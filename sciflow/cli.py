@@ -447,11 +447,25 @@ def evaluate_run(run_dir: Path, uq: str | None = None, overrides: Sequence[str] 
 # ------------------------------------------------------------------------------ commands
 
 
+def _uea_datasets() -> dict[str, str]:
+    """UEA/UCR problems for ``data.name=`` (irregular-series models), with where they are found."""
+    from sciflow.data.timeseries.bundled import BUNDLED, DatasetNotFoundError, find_uea
+
+    out = {}
+    for name in BUNDLED:
+        try:
+            where = f"UEA/UCR .ts archive ({find_uea(name)[0].parent})"
+        except DatasetNotFoundError:
+            where = "UEA/UCR .ts archive (not found: pip install aeon, or data.root=FOLDER)"
+        out[name] = where
+    return out
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     what = args.what
     sections = {
         "models": lambda: {k: _first_line(v) for k, v in _models().items()},
-        "datasets": lambda: {k: _first_line(v) for k, v in _generators().items()},
+        "datasets": lambda: {k: _first_line(v) for k, v in _generators().items()} | _uea_datasets(),
         "solvers": lambda: {k: _first_line(v) for k, v in _solvers().items()},
         "configs": lambda: {p.stem: str(p) for p in sorted((Path(__file__).parent / "configs").glob("*.yaml"))},
     }

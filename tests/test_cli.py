@@ -21,8 +21,8 @@ TINY = ["data.params.n=8", "data.params.n_time=40", "data.params.rtol=1e-6", "da
 def test_list_shows_every_registry(capsys) -> None:
     assert main(["list"]) == 0
     out = capsys.readouterr().out
-    for needle in ("models:", "neural_ode", "datasets:", "lorenz63", "solvers:", "rk4", "configs:",
-                   "lorenz_neural_ode"):
+    for needle in ("models:", "neural_ode", "stable_sde", "datasets:", "lorenz63", "BasicMotions", "solvers:",
+                   "rk4", "configs:", "lorenz_neural_ode", "uea_lnsde"):
         assert needle in out
 
 
