@@ -9,10 +9,53 @@ TASKS = ("simulation", "control")
 SPACES = ("wavelet", "physical")
 SCHEDULES = ("cosine", "sigmoid", "linear")
 REPLACEMENTS = ("clean", "noised")
+PREDICTIONS = ("eps", "v")
+MODES = ("zero", "periodization")
 
 
 @dataclass(frozen=True)
-class Config:
+class _DiffusionOptions:
+    """Representation, diffusion and denoiser options shared by :class:`Config` and
+    :class:`SuperResolutionConfig` (documented on :class:`Config`)."""
+
+    space: Literal["wavelet", "physical"] = "wavelet"
+    wavelet: str = "bior2.4"
+    mode: Literal["zero", "periodization"] = "zero"
+    schedule: Literal["cosine", "sigmoid", "linear"] = "cosine"
+    prediction: Literal["eps", "v"] = "v"
+    replacement: Literal["clean", "noised"] = "clean"
+    clip_denoised: float | None = 1.5
+    base_channels: int = 64
+    channel_mults: tuple[int, ...] = (1, 2, 4)
+    num_res_blocks: int = 2
+    attention_levels: tuple[int, ...] | None = None
+    num_heads: int = 4
+    groups: int = 8
+    dropout: float = 0.0
+    t_min: float = 1e-3
+
+    def _check_diffusion(self, who: str) -> None:
+        for name, value, allowed in (("space", self.space, SPACES), ("schedule", self.schedule, SCHEDULES),
+                                     ("prediction", self.prediction, PREDICTIONS),
+                                     ("replacement", self.replacement, REPLACEMENTS),
+                                     ("mode", self.mode, MODES)):
+            if value not in allowed:
+                raise ValueError(f"{who}.{name}={value!r}; allowed: {list(allowed)}")
+        if self.clip_denoised is not None and not self.clip_denoised > 0:
+            raise ValueError(f"{who}.clip_denoised must be > 0 or None, got {self.clip_denoised}")
+        if not 0.0 < self.t_min < 0.5:
+            raise ValueError(f"{who}.t_min must be in (0, 0.5), got {self.t_min}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"{who}.dropout must be in [0, 1), got {self.dropout}")
+        if self.base_channels < 1 or not self.channel_mults or self.num_res_blocks < 1:
+            raise ValueError(f"{who}: base_channels, channel_mults and num_res_blocks must be positive")
+        object.__setattr__(self, "channel_mults", tuple(int(m) for m in self.channel_mults))
+        if self.attention_levels is not None:
+            object.__setattr__(self, "attention_levels", tuple(int(a) for a in self.attention_levels))
+
+
+@dataclass(frozen=True)
+class Config(_DiffusionOptions):
     """A wavelet diffusion neural operator (Hu et al., ICLR 2025) over whole trajectories.
 
     Data
@@ -50,52 +93,23 @@ class Config:
     forcing_channels: int = 1
     task: Literal["simulation", "control"] = "simulation"
     n_initial: int = 1
-    space: Literal["wavelet", "physical"] = "wavelet"
-    wavelet: str = "bior2.4"
-    mode: Literal["zero", "periodization"] = "zero"
-    schedule: Literal["cosine", "sigmoid", "linear"] = "cosine"
-    prediction: Literal["eps", "v"] = "v"
-    replacement: Literal["clean", "noised"] = "clean"
-    clip_denoised: float | None = 1.5
-    base_channels: int = 64
-    channel_mults: tuple[int, ...] = (1, 2, 4)
-    num_res_blocks: int = 2
-    attention_levels: tuple[int, ...] | None = None
-    num_heads: int = 4
-    groups: int = 8
-    dropout: float = 0.0
-    t_min: float = 1e-3
 
     def __post_init__(self) -> None:
-        if self.clip_denoised is not None and not self.clip_denoised > 0:
-            raise ValueError(f"Config.clip_denoised must be > 0 or None, got {self.clip_denoised}")
+        self._check_diffusion("Config")
         if self.dim not in (1, 2):
             raise ValueError(f"Config.dim must be 1 (trajectories (time, x)) or 2 ((time, x, y)), got {self.dim}")
         if self.channels < 1:
             raise ValueError(f"Config.channels (state channels) must be >= 1, got {self.channels}")
         if self.forcing_channels < 0:
             raise ValueError(f"Config.forcing_channels must be >= 0, got {self.forcing_channels}")
-        for name, value, allowed in (("task", self.task, TASKS), ("space", self.space, SPACES),
-                                     ("schedule", self.schedule, SCHEDULES),
-                                     ("replacement", self.replacement, REPLACEMENTS),
-                                     ("mode", self.mode, ("zero", "periodization"))):
-            if value not in allowed:
-                raise ValueError(f"Config.{name}={value!r}; allowed: {list(allowed)}")
+        if self.task not in TASKS:
+            raise ValueError(f"Config.task={self.task!r}; allowed: {list(TASKS)}")
         if self.task == "control" and self.forcing_channels < 1:
             raise ValueError("Config.task='control' generates the forcing: set forcing_channels >= 1")
         if self.n_initial < 0:
             raise ValueError(f"Config.n_initial must be >= 0, got {self.n_initial}")
         if self.task == "simulation" and self.n_initial < 1 and self.forcing_channels < 1:
             raise ValueError("Config.task='simulation' with n_initial=0 and no forcing has nothing to condition on")
-        if not 0.0 < self.t_min < 0.5:
-            raise ValueError(f"Config.t_min must be in (0, 0.5), got {self.t_min}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"Config.dropout must be in [0, 1), got {self.dropout}")
-        if self.base_channels < 1 or not self.channel_mults or self.num_res_blocks < 1:
-            raise ValueError("Config: base_channels, channel_mults and num_res_blocks must be positive")
-        object.__setattr__(self, "channel_mults", tuple(int(m) for m in self.channel_mults))
-        if self.attention_levels is not None:
-            object.__setattr__(self, "attention_levels", tuple(int(a) for a in self.attention_levels))
 
     @property
     def known_final(self) -> bool:
@@ -108,7 +122,7 @@ class Config:
 
 
 @dataclass(frozen=True)
-class SuperResolutionConfig:
+class SuperResolutionConfig(_DiffusionOptions):
     """The super-resolution model of WDNO (Hu et al. 2025, Sec. 3.4, "multi-resolution training").
 
     It generates the wavelet coefficients of a trajectory at resolution ``2 n - 1`` per axis (a
@@ -123,38 +137,12 @@ class SuperResolutionConfig:
     dim: int = 1
     channels: int = 2
     levels: int = 2
-    space: Literal["wavelet", "physical"] = "wavelet"
-    wavelet: str = "bior2.4"
-    mode: Literal["zero", "periodization"] = "zero"
-    schedule: Literal["cosine", "sigmoid", "linear"] = "cosine"
-    prediction: Literal["eps", "v"] = "v"
-    replacement: Literal["clean", "noised"] = "clean"
-    clip_denoised: float | None = 1.5
-    base_channels: int = 64
-    channel_mults: tuple[int, ...] = (1, 2, 4)
-    num_res_blocks: int = 2
-    attention_levels: tuple[int, ...] | None = None
-    num_heads: int = 4
-    groups: int = 8
-    dropout: float = 0.0
-    t_min: float = 1e-3
 
     def __post_init__(self) -> None:
-        if self.clip_denoised is not None and not self.clip_denoised > 0:
-            raise ValueError(f"SuperResolutionConfig.clip_denoised must be > 0 or None, got {self.clip_denoised}")
+        self._check_diffusion("SuperResolutionConfig")
         if self.dim not in (1, 2):
             raise ValueError(f"SuperResolutionConfig.dim must be 1 or 2, got {self.dim}")
         if self.channels < 1:
             raise ValueError(f"SuperResolutionConfig.channels must be >= 1, got {self.channels}")
         if self.levels < 1:
             raise ValueError(f"SuperResolutionConfig.levels must be >= 1, got {self.levels}")
-        for name, value, allowed in (("space", self.space, SPACES), ("schedule", self.schedule, SCHEDULES),
-                                     ("replacement", self.replacement, REPLACEMENTS),
-                                     ("mode", self.mode, ("zero", "periodization"))):
-            if value not in allowed:
-                raise ValueError(f"SuperResolutionConfig.{name}={value!r}; allowed: {list(allowed)}")
-        if not 0.0 < self.t_min < 0.5:
-            raise ValueError(f"SuperResolutionConfig.t_min must be in (0, 0.5), got {self.t_min}")
-        object.__setattr__(self, "channel_mults", tuple(int(m) for m in self.channel_mults))
-        if self.attention_levels is not None:
-            object.__setattr__(self, "attention_levels", tuple(int(a) for a in self.attention_levels))

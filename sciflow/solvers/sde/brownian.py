@@ -347,3 +347,22 @@ def check_brownian(brownian: BrownianPath, inc_shape: tuple[int, ...], noise: ob
             f"brownian has shape {tuple(brownian.shape)} but {noise!r} noise on a state of shape "
             f"{tuple(y_shape)} needs increments of shape {tuple(inc_shape)}")
     return brownian
+
+
+def grid_increments(brownian: BrownianPath | None, grid: list[float], noise: object, y0: Tensor, *,
+                    levy_area: bool, generator: torch.Generator | None) -> tuple[Tensor, Tensor | None]:
+    """``(dW, I10)`` stacked over the steps of ``grid`` for a fixed-grid solve from ``y0``.
+
+    ``brownian=None`` pre-samples :class:`BrownianIncrements` on ``grid`` with ``generator``;
+    a user object is checked with :func:`check_brownian`. ``I10`` (the space–time Lévy area) is
+    returned only when ``levy_area`` (solvers that need it), else ``None``.
+    """
+    inc_shape = noise.increment_shape(y0.shape)
+    if brownian is None:
+        brownian = BrownianIncrements(grid, inc_shape, generator=generator, dtype=y0.dtype, device=y0.device,
+                                      levy_area=levy_area)
+    else:
+        check_brownian(brownian, inc_shape, noise, y0.shape)
+    if levy_area:
+        return brownian.increments(grid, levy_area=True)
+    return brownian.increments(grid), None

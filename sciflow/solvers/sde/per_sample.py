@@ -36,7 +36,7 @@ import torch
 from torch import Tensor
 
 from sciflow.solvers.sde.base import SDESolver
-from sciflow.solvers.sde.brownian import BrownianIncrements, BrownianPath, _as_float_grid, check_brownian
+from sciflow.solvers.sde.brownian import BrownianPath, _as_float_grid, grid_increments
 from sciflow.solvers.sde.term import SDETerm
 
 __all__ = ["check_time_grid", "integrate_per_sample", "PerSampleBrownianTree"]
@@ -278,18 +278,9 @@ def integrate_per_sample(term: SDETerm, solver: SDESolver, y0: Tensor, t: Tensor
     for k, n in enumerate(n_sub):
         grid.extend(k + j / n for j in range(1, n))
         grid.append(float(k + 1))
-    inc_shape = term.noise.increment_shape(y0.shape)
-    if brownian is None:
-        brownian = BrownianIncrements(grid, inc_shape, generator=generator, dtype=y0.dtype, device=y0.device,
-                                      levy_area=solver.needs_levy_area)
-    else:
-        check_brownian(brownian, inc_shape, term.noise, y0.shape)
-    if solver.needs_levy_area:
-        dws, i10s = brownian.increments(grid, levy_area=True)
-        i10_steps = i10s.to(y0.dtype).unbind(0)
-    else:
-        dws = brownian.increments(grid)
-        i10_steps = [None] * (len(grid) - 1)
+    dws, i10s = grid_increments(brownian, grid, term.noise, y0, levy_area=solver.needs_levy_area,
+                                generator=generator)
+    i10_steps = i10s.to(y0.dtype).unbind(0) if i10s is not None else [None] * (len(grid) - 1)
     dw_steps = dws.to(y0.dtype).unbind(0)
     s_steps = torch.tensor(grid, dtype=y0.dtype, device=y0.device).unbind(0)
 

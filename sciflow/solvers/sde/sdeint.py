@@ -12,8 +12,8 @@ from sciflow.solvers._checks import check_term_kind
 from sciflow.solvers.ode.controller import PIController
 from sciflow.solvers.sde.adaptive import check_adaptive, integrate_adaptive_sde
 from sciflow.solvers.sde.base import SDESolver
-from sciflow.solvers.sde.brownian import (BrownianIncrements, BrownianPath, VirtualBrownianTree, _as_float_grid,
-                                         check_brownian)
+from sciflow.solvers.sde.brownian import (BrownianPath, VirtualBrownianTree, _as_float_grid, check_brownian,
+                                         grid_increments)
 from sciflow.solvers.sde.euler_maruyama import EulerMaruyama
 from sciflow.solvers.sde.noise import NoiseType
 from sciflow.solvers.sde.per_sample import integrate_per_sample
@@ -127,17 +127,8 @@ def sdeint(
         return (ys, stats) if return_stats else ys
     grid, where = step_grid(save, dt)
     n = len(grid) - 1
-    inc_shape = term.noise.increment_shape(y0.shape)
-
-    if brownian is None:
-        brownian = BrownianIncrements(grid, inc_shape, generator=generator, dtype=y0.dtype, device=y0.device,
-                                      levy_area=solver.needs_levy_area)
-    else:
-        check_brownian(brownian, inc_shape, term.noise, y0.shape)
-    if solver.needs_levy_area:
-        dws, i10s = brownian.increments(grid, levy_area=True)
-    else:
-        dws, i10s = brownian.increments(grid), None
+    dws, i10s = grid_increments(brownian, grid, term.noise, y0, levy_area=solver.needs_levy_area,
+                                generator=generator)
     dws = dws.to(y0.dtype)
     if i10s is not None:
         i10s = i10s.to(y0.dtype)
