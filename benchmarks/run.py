@@ -43,10 +43,10 @@ def default_out(scale: str) -> Path:
     return BENCH_DIR / "results" if scale == "cpu" else BENCH_DIR / "results" / scale
 
 
-def _mtimes(out: Path, stems: Sequence[str]) -> dict[str, int]:
-    """``stem -> st_mtime_ns`` of the result files present now (to tell stale files from fresh ones)."""
-    paths = {stem: Path(out) / f"{stem}.json" for stem in stems}
-    return {stem: p.stat().st_mtime_ns for stem, p in paths.items() if p.is_file()}
+def _mtimes(out: Path) -> dict[str, int]:
+    """``stem -> st_mtime_ns`` of every result file in ``out`` now (to tell stale files from fresh
+    ones, also for a second benchmark entry that reads the same run with other stems)."""
+    return {p.stem: p.stat().st_mtime_ns for p in Path(out).glob("*.json")}
 
 
 def load_results(out: Path, stems: Sequence[str], stale: Mapping[str, int] | None = None
@@ -135,9 +135,9 @@ def run_one(bench: Benchmark, scale: str, out: Path, *, seed: int | None = None,
         record.update(command=["python", f"benchmarks/{bench.script}", *args], seed=seed_used,
                       seed_source=bench.seed_flag or "fixed in the script")
         key = (bench.script, tuple(args))
-        started = _mtimes(out, bench.results[scale])
+        stale = _mtimes(out)
         if cache is not None and key in cache:  # two entries reading one run of the same command
-            rc, wall, rss, log, started = cache[key]
+            rc, wall, rss, log, stale = cache[key]
             record["shared_run_with"] = log.stem
         else:
             env = dict(os.environ, SCIFLOW_BENCH_OUT=str(out), PYTHONUNBUFFERED="1")
@@ -148,9 +148,9 @@ def run_one(bench: Benchmark, scale: str, out: Path, *, seed: int | None = None,
                 print(f"[benchmark] {bench.name} ({scale}): {' '.join(record['command'])}", flush=True)
             rc, wall, rss = _run_process(cmd, env, log, limit)
             if cache is not None:
-                cache[key] = (rc, wall, rss, log, started)
+                cache[key] = (rc, wall, rss, log, stale)
         record.update(returncode=rc, wall_s=wall, peak_rss_mib=rss, log=str(log.relative_to(out)))
-        doc, found = load_results(out, bench.results[scale], stale=started)
+        doc, found = load_results(out, bench.results[scale], stale=stale)
         record["result_files"] = [f"{s}.json" for s in found]
         record["status"] = ("timeout" if rc is None else "failed" if rc != 0
                             else "ok" if found else "no-result")

@@ -33,6 +33,7 @@ from sciflow.data.batches import TrajectoryBatch  # noqa: E402
 from sciflow.data.pdes.burgers import generate_control  # noqa: E402
 from sciflow.models.wavelet_diffusion import (WDNO, Config, ControlObjective, SuperResolutionConfig,  # noqa: E402
                                               WDNOSuperResolution, evaluate_burgers_control)
+from sciflow.models.neural_operator import relative_l2  # noqa: E402
 from sciflow.nn.fno import FNO2d  # noqa: E402
 from sciflow.nn.wavelets import dwtn  # noqa: E402
 from sciflow.uq.scores import crps_ensemble, interval_coverage, spread_skill_ratio  # noqa: E402
@@ -118,11 +119,6 @@ def train(loss_fn, params, steps: int, lr: float, n: int, batch: int, seed: int,
             "loss_first": sum(curve[:k]) / k, "loss_last": sum(curve[-k:]) / k}
 
 
-def rel_l2(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
-    """Per-trajectory relative L2 over all but the leading axis."""
-    return (pred - true).flatten(1).norm(dim=1) / true.flatten(1).norm(dim=1)
-
-
 def interpolate(coarse: torch.Tensor, shape: tuple[int, int], mode: str) -> torch.Tensor:
     """Endpoint-aligned interpolation of ``(B, T, X)`` onto ``shape``: bilinear, or nearest by rounding."""
     if mode == "bilinear":
@@ -174,17 +170,20 @@ def main() -> None:
     cfg_kw = {**model_yaml, **sc["model"]}
     results: dict = {}
     models: dict = {}
+    train_dev = train_b.to(dev)
+
+    def fit_wdno(space: str, task: str) -> tuple[WDNO, dict]:
+        """A WDNO of ``task`` in ``space`` with scaler fitted and ``steps`` Adam steps, in eval mode."""
+        m = WDNO(from_dict(Config, {**cfg_kw, "space": space, "task": task}, prefix="model"))
+        m.fit_scaler(train_b)
+        m.to(dev)
+        info = train(lambda idx, g: m.loss(train_dev.index(idx.to(dev))).total, list(m.parameters()), steps, lr,
+                     ntr, sc["batch"], args.seed, warmup)
+        return m.eval(), info
 
     # ------------------------------------------------------------------ simulation: WDNO / DDPM / FNO
     for name, space in (("wdno", "wavelet"), ("ddpm_physical", "physical")):
-        cfg = from_dict(Config, {**cfg_kw, "space": space, "task": "simulation"}, prefix="model")
-        m = WDNO(cfg)
-        m.fit_scaler(train_b)
-        m.to(dev)
-        tb = train_b.to(dev)
-        info = train(lambda idx, g: m.loss(tb.index(idx.to(dev))).total, list(m.parameters()), steps, lr, ntr,
-                     sc["batch"], args.seed, warmup)
-        m.eval()
+        m, info = fit_wdno(space, "simulation")
         t0 = time.perf_counter()
         gs = torch.Generator(device=dev).manual_seed(args.seed + 1)
         samples = m.sample(test_b, sc["n_samples"], nfe=sc["nfe"], generator=gs)  # (S, B, T, X)
@@ -195,14 +194,14 @@ def main() -> None:
         mean_pred = fut.mean(0)
         q_lo, q_hi = torch.quantile(fut, 0.05, dim=0), torch.quantile(fut, 0.95, dim=0)
         results[name] = {
-            "config": {k: getattr(cfg, k) for k in ("space", "wavelet", "mode", "prediction", "base_channels",
+            "config": {k: getattr(m.cfg, k) for k in ("space", "wavelet", "mode", "prediction", "base_channels",
                                                     "channel_mults",
                                                     "num_res_blocks", "schedule", "replacement", "clip_denoised")},
             "parameters": sum(p.numel() for p in m.parameters()), "training": info,
             "sim_mse_single_sample": float(per_sample_mse.mean()),
             "sim_mse_ensemble_mean": float((mean_pred - true).pow(2).mean()),
-            "sim_rel_l2_single_sample": float(rel_l2(fut.flatten(0, 1), true.repeat(sc["n_samples"], 1, 1)).mean()),
-            "sim_rel_l2_ensemble_mean": float(rel_l2(mean_pred, true).mean()),
+            "sim_rel_l2_single_sample": float(relative_l2(fut.flatten(0, 1), true.repeat(sc["n_samples"], 1, 1))),
+            "sim_rel_l2_ensemble_mean": float(relative_l2(mean_pred, true)),
             "crps": float(crps_ensemble(fut, true, fair=True)),
             "coverage_90": float(interval_coverage(q_lo, q_hi, true)),
             "spread_skill": float(spread_skill_ratio(fut, true)),
@@ -230,7 +229,7 @@ def main() -> None:
         fno_s = time.perf_counter() - t0
     results["fno2d"] = {"parameters": sum(p.numel() for p in fno.parameters()), "training": info,
                         "sim_mse": float((pred[:, 1:] - u_test[:, 1:]).pow(2).mean()),
-                        "sim_rel_l2": float(rel_l2(pred[:, 1:], u_test[:, 1:]).mean()), "predict_s": fno_s}
+                        "sim_rel_l2": float(relative_l2(pred[:, 1:], u_test[:, 1:])), "predict_s": fno_s}
     models["fno2d"] = pred
     print("fno2d", results["fno2d"]["sim_mse"], results["fno2d"]["sim_rel_l2"])
 
@@ -257,20 +256,13 @@ def main() -> None:
     for key, pred_f in (("wdno_superres", up), ("nearest", interpolate(coarse[:, :, 0], shape_f, "nearest")),
                         ("bilinear", interpolate(coarse[:, :, 0], shape_f, "bilinear"))):
         sr_res[key] = {"mse": float((pred_f - truth_fine).pow(2).mean()),
-                       "rel_l2": float(rel_l2(pred_f, truth_fine).mean())}
+                       "rel_l2": float(relative_l2(pred_f, truth_fine))}
     sr_res["ratio_mse_wdno_to_bilinear"] = sr_res["wdno_superres"]["mse"] / sr_res["bilinear"]["mse"]
     results["superres_x4"] = sr_res
     print("superres", {k: v for k, v in sr_res.items() if isinstance(v, dict) and "mse" in v})
 
     # ------------------------------------------------------------------ control
-    ccfg = from_dict(Config, {**cfg_kw, "space": "wavelet", "task": "control"}, prefix="model")
-    ctrl = WDNO(ccfg)
-    ctrl.fit_scaler(train_b)
-    ctrl.to(dev)
-    tb = train_b.to(dev)
-    c_info = train(lambda idx, g: ctrl.loss(tb.index(idx.to(dev))).total, list(ctrl.parameters()), steps, lr, ntr,
-                   sc["batch"], args.seed, warmup)
-    ctrl.eval()
+    ctrl, c_info = fit_wdno("wavelet", "control")
     lam = 0.01  # energy weight of J = mean|u(T) - u*|^2 + lam mean f^2
 
     def control_eval(idx_u, idx_f, uu, ff, scale):
