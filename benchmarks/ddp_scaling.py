@@ -55,7 +55,7 @@ def worker(args: argparse.Namespace) -> None:
     train, val = data(args.n_traj, args.n_time, args.window, seed=0)
     torch.manual_seed(0)  # benchmark script: the same initial weights in both runs (and on every rank)
     model = NeuralODE(Config(state_dim=3, width=args.width, depth=2))
-    model.set_normalization(train.values)
+    model.fit_scaler(train.values)
     # the global batch and the data order are the same in both runs (seeded loaders); the
     # trainer shards each global batch over the ranks
     cfg = TrainConfig(max_steps=args.steps, lr=3e-3, seed=0, log_every=1, eval_every=1,

@@ -28,6 +28,12 @@ import yaml
 
 from sciflow.config import ConfigError, ExperimentConfig, load_experiment, parse_overrides
 
+def _write_json(obj: Any, path: Path) -> None:
+    from sciflow.data.io import write_json  # strict JSON (non-finite → "inf"/"nan"), atomic
+
+    write_json(obj, path)
+
+
 # ------------------------------------------------------------------------------ registries
 
 
@@ -280,12 +286,7 @@ def build_model(exp: ExperimentConfig, seed: int):
 
 
 def _prepare_model_for_data(model, train_batch) -> None:
-    from sciflow.models.neural_ode import NeuralODE
-
-    if isinstance(model, NeuralODE):  # state normalisation from the training split
-        model.set_normalization(train_batch.values)
-    elif callable(getattr(model, "fit_scaler", None)):  # WDNO, neural operators: buffers, checkpointed
-        model.fit_scaler(train_batch)
+    model.fit_scaler(train_batch)  # normalisation buffers from the training split (no-op by default)
 
 
 def train_experiment(exp: ExperimentConfig, run_dir: Path, *, resume: bool = False, splits: Splits | None = None,
@@ -432,15 +433,14 @@ def evaluate_run(run_dir: Path, uq: str | None = None, overrides: Sequence[str] 
     if is_irregular(exp):
         metrics = evaluate_irregular(exp, Path(run_dir), kind, splits)
         stem = "classification" if metrics["task"] == "classification" else kind  # no UQ method for accuracy
-        (Path(run_dir) / f"eval_{stem}.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        _write_json(metrics, Path(run_dir) / f"eval_{stem}.json")
         return metrics
     predictor = _predictor(kind, exp, Path(run_dir), splits)
     test = forecast_batch(splits.test, exp.eval.horizon)
     pred = predictor.predict(test, generator=torch.Generator().manual_seed(exp.train.seed))
     metrics = {"uq": kind, "n_test_windows": len(test), "horizon": test.values.shape[1] - 1,
                **uq_metrics(pred, test.values, exp.eval.alpha)}
-    path = Path(run_dir) / f"eval_{kind}.json"
-    path.write_text(json.dumps(metrics, indent=2) + "\n")
+    _write_json(metrics, Path(run_dir) / f"eval_{kind}.json")
     return metrics
 
 
@@ -526,7 +526,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if _is_main_process():
             print(f"member {i}: {res.steps} steps, final val loss {res.final_val}, checkpoint {res.last_checkpoint}")
     if _is_main_process():
-        (run_dir / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        _write_json(summary, run_dir / "train_summary.json")
     return 0
 
 

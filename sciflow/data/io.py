@@ -103,6 +103,33 @@ def _atomic_target(path: Path) -> Iterator[Path]:
         shutil.rmtree(tmpdir, ignore_errors=True)
 
 
+def _strict_json(x: Any) -> Any:
+    """Non-finite floats → ``"inf"``/``"-inf"``/``"nan"`` strings; tensors/arrays → lists (recursively)."""
+    if isinstance(x, dict):
+        return {str(k): _strict_json(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_strict_json(v) for v in x]
+    if hasattr(x, "tolist") and not isinstance(x, (str, bytes)):  # numpy / torch scalars and arrays
+        return _strict_json(x.tolist())
+    if isinstance(x, float) and not np.isfinite(x):
+        return "nan" if np.isnan(x) else ("inf" if x > 0 else "-inf")
+    return x
+
+
+def write_json(obj: Any, path: str | os.PathLike) -> Path:
+    """Write ``obj`` as strict JSON (RFC 8259: no ``Infinity``/``NaN`` tokens), atomically.
+
+    Non-finite floats — e.g. an infinite split-conformal interval when there are too few
+    calibration points — become the strings ``"inf"``, ``"-inf"``, ``"nan"``, which every JSON
+    parser reads and ``float()`` converts back.
+    """
+    path = Path(path)
+    text = json.dumps(_strict_json(obj), indent=2, allow_nan=False) + "\n"
+    with _atomic_target(path) as tmp:
+        tmp.write_text(text)
+    return path
+
+
 def write(ds: xr.Dataset, path: str | os.PathLike, *, format: str | None = None,
           chunks: Mapping[str, int] | None = None) -> Path:
     """Validate ``ds``, store its checksum in attrs and write it atomically.

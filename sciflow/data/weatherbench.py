@@ -25,6 +25,7 @@ import xarray as xr
 from torch import Tensor
 
 from sciflow.data.era5 import area_weights
+from sciflow.data.latitude import latitude_weights
 
 _XR = xr.Dataset | xr.DataArray
 
@@ -118,6 +119,5 @@ def lat_weighted_rmse_tensor(forecast: Tensor, truth: Tensor, lat: Tensor) -> Te
     if forecast.ndim < 2 or lat.ndim != 1 or lat.shape[0] != forecast.shape[-2]:
         raise ValueError(f"need (..., lat, lon) fields and lat of length {forecast.shape[-2] if forecast.ndim > 1 else '?'}, "
                          f"got {tuple(forecast.shape)} and lat {tuple(lat.shape)}")
-    w = torch.cos(torch.deg2rad(lat.to(forecast))).clamp_min(0)
-    w = w / w.mean()
+    w = latitude_weights(lat.to(forecast))
     return ((forecast - truth) ** 2 * w[:, None]).mean(dim=(-2, -1)).sqrt()

@@ -61,6 +61,11 @@ class SciflowModel(nn.Module, abc.ABC):
     ) -> Tensor:
         """Predictions with a leading ``n_samples`` axis: ``(n_samples, *prediction_shape)``."""
 
+    def fit_scaler(self, batch: Any) -> None:
+        """Fit the data statistics the model stores as buffers (normalisation, coefficient scaling)
+        from the training split; they travel with checkpoints. Called once before training by the
+        CLI and the trainer's users. Default: the model has nothing to fit."""
+
     def check_batch(self, batch: Any) -> None:
         """Raise a clear ``TypeError`` if ``batch`` is not this model's batch type."""
         if self.batch_type is not object and not isinstance(batch, self.batch_type):

@@ -9,15 +9,13 @@ has not been calibrated is calibrated on ``calibration`` first.
 
 from __future__ import annotations
 
-import json
-import math
-import os
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import torch
 from torch import Tensor
 
+from sciflow.data.io import write_json
 from sciflow.uq import plots
 from sciflow.uq import scores as S
 from sciflow.uq.base import Predictor, target_for
@@ -125,13 +123,5 @@ def evaluate(predictor: Predictor, test: Iterable[Any], *, calibration: Iterable
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         metrics["plots"] = [str(p) for p in write_plots(pred, y, out)]
-        tmp = out / "metrics.json.tmp"
-        tmp.write_text(json.dumps(metrics, indent=2, default=_json_default) + "\n")
-        os.replace(tmp, out / "metrics.json")
+        write_json(metrics, out / "metrics.json")
     return metrics
-
-
-def _json_default(x: Any) -> Any:
-    if isinstance(x, float) and not math.isfinite(x):
-        return str(x)
-    return float(x)

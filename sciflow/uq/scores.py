@@ -24,6 +24,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
+from sciflow.data.latitude import latitude_weights  # re-exported: the grid owns its weights
 from sciflow.uq._reduce import Dim, check_same_shape, check_samples, resolve_dims, weighted_mean
 
 __all__ = [
@@ -33,20 +34,6 @@ __all__ = [
 ]
 
 _SQRT_PI = math.sqrt(math.pi)
-
-
-def latitude_weights(lat_degrees: Tensor) -> Tensor:
-    r"""Area weights :math:`w_i = \cos\phi_i / \overline{\cos\phi}` (WeatherBench, Rasp et al. 2020 eq. 1).
-
-    ``lat_degrees``: ``(lat,)``. Returns ``(lat,)`` with mean 1; reshape to ``(lat, 1)`` to weight a
-    ``(..., lat, lon)`` field.
-    """
-    if lat_degrees.ndim != 1:
-        raise ValueError(f"lat_degrees must be 1-D, got shape {tuple(lat_degrees.shape)}")
-    if bool(((lat_degrees < -90) | (lat_degrees > 90)).any()):
-        raise ValueError("latitudes must lie in [-90, 90] degrees")
-    w = torch.cos(torch.deg2rad(lat_degrees))
-    return w / w.mean()
 
 
 # ---------------------------------------------------------------- parametric (Gaussian) scores

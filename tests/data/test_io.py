@@ -158,3 +158,21 @@ def test_pdebench_layout_quirks_and_errors(tmp_path):
     trunc.write_bytes(path.read_bytes()[:300])
     with pytest.raises(DatasetError, match="tr.hdf5: cannot be opened as HDF5"):
         io.read_pdebench(trunc)
+
+
+def test_write_json_is_strict_and_atomic(tmp_path):
+    import json
+    import math
+
+    import torch
+
+    from sciflow.data.io import write_json
+
+    path = write_json({"q": math.inf, "lo": -math.inf, "x": float("nan"), "t": torch.tensor([1.5, math.inf]),
+                       "nested": [{"a": np.float32(2.0)}]}, tmp_path / "m.json")
+    text = path.read_text()
+    assert "Infinity" not in text and "NaN" not in text
+    back = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON token {c}"))
+    assert back == {"q": "inf", "lo": "-inf", "x": "nan", "t": [1.5, "inf"], "nested": [{"a": 2.0}]}
+    assert float(back["q"]) == math.inf
+    assert [p.name for p in tmp_path.iterdir()] == ["m.json"]  # no temporary left behind

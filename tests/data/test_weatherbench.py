@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 import xarray as xr
 
 from sciflow.data import era5, weatherbench as wb
@@ -115,3 +116,18 @@ def test_tensor_rmse_matches_xarray():
     assert float(got.mean()) == pytest.approx(float(wb.lat_weighted_rmse(f, truth)), rel=1e-12)
     with pytest.raises(ValueError, match="lat of length"):
         wb.lat_weighted_rmse_tensor(torch.zeros(2, 3, 4), torch.zeros(2, 3, 4), torch.zeros(4))
+
+
+def test_latitude_weights_single_definition_and_errors():
+    from sciflow.data.latitude import latitude_weights
+    from sciflow.uq import scores
+
+    assert scores.latitude_weights is latitude_weights
+    lat = torch.tensor([-90.0, -45.0, 0.0, 45.0, 90.0], dtype=torch.float64)
+    w = latitude_weights(lat)
+    assert torch.allclose(w.mean(), torch.tensor(1.0, dtype=torch.float64))
+    assert abs(w[0]) < 1e-12 and abs(w[-1]) < 1e-12 and torch.isclose(w[2] / w[1], torch.tensor(2 ** 0.5, dtype=torch.float64))
+    with pytest.raises(ValueError, match="NaN"):
+        latitude_weights(torch.tensor([0.0, float("nan")]))
+    with pytest.raises(ValueError, match="all zero"):
+        latitude_weights(torch.tensor([90.0, -90.0]))

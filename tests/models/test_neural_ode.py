@@ -47,10 +47,10 @@ def test_loss_is_invariant_to_rescaling_the_data() -> None:
     torch.manual_seed(0)
     batch = _spiral(8)
     m = NeuralODE(Config(state_dim=2, width=16))
-    m.set_normalization(batch.values)
+    m.fit_scaler(batch.values)
     loss = m.loss(batch).total
     scaled = TrajectoryBatch(values=batch.values * 100.0 + 5.0, times=batch.times)
-    m.set_normalization(scaled.values)
+    m.fit_scaler(scaled.values)
     torch.testing.assert_close(m.loss(scaled).total, loss, rtol=1e-4, atol=1e-6)
 
 
@@ -72,7 +72,7 @@ def test_learns_a_linear_system_and_every_parameter_gets_gradient() -> None:
     torch.manual_seed(0)
     train, val = _spiral(64, seed=0), _spiral(16, seed=1)
     m = NeuralODE(Config(state_dim=2, width=16, depth=2))
-    m.set_normalization(train.values)
+    m.fit_scaler(train.values)
     m.loss(train).total.backward()
     for name, p in m.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, f"{name} receives no gradient"
@@ -80,7 +80,7 @@ def test_learns_a_linear_system_and_every_parameter_gets_gradient() -> None:
     res = fit(m, BatchLoader(train, 32), BatchLoader(val, 16, shuffle=False),
               TrainConfig(max_steps=200, lr=2e-2, eval_every=200, log_every=100, progress=False, device="cpu"))
     first = m.__class__(m.cfg)
-    first.set_normalization(train.values)
+    first.fit_scaler(train.values)
     with torch.no_grad():
         untrained = first.loss(val).total.item()
     assert res.final_val < 0.1 * untrained, (res.final_val, untrained)
@@ -101,3 +101,14 @@ def test_sample_shapes_and_mc_dropout() -> None:
         m(torch.zeros(3, 3), batch.times)
     with pytest.raises(TypeError, match="takes TrajectoryBatch"):
         m.loss("not a batch")
+
+
+def test_fit_scaler_validates_and_base_default_is_noop():
+    from sciflow.models.base import SciflowModel
+
+    m = NeuralODE(Config(state_dim=3, width=8))
+    with pytest.raises(ValueError, match="state components"):
+        m.fit_scaler(torch.zeros(4, 5, 2))
+    with pytest.raises(ValueError, match="NaN"):
+        m.fit_scaler(torch.full((4, 5, 3), float("nan")))
+    assert SciflowModel.fit_scaler(m, object()) is None  # families without statistics: nothing to fit

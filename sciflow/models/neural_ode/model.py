@@ -8,7 +8,7 @@ minimises the trajectory mean squared error in normalised units
 
 which makes the loss comparable across state variables of different magnitude (Lorenz-63's
 ``z`` sits near 25, ``x`` near 0). ``loc``/``scale`` are buffers (saved in checkpoints), set from
-the training data with :meth:`NeuralODE.set_normalization`.
+the training data with :meth:`NeuralODE.fit_scaler`.
 
 Deviation from the paper: the paper fits latent ODEs with a VAE for irregular data; this is the
 plain "ODE-Net" regression of observed states, which is what a physical-dynamics user usually
@@ -73,9 +73,15 @@ class NeuralODE(SciflowModel):
 
     # ------------------------------------------------------------------ normalisation
     @torch.no_grad()
-    def set_normalization(self, values: Tensor) -> None:
-        """Per-component mean and standard deviation of ``values (..., *state)`` over all leading
-        axes (pass the training trajectories)."""
+    def fit_scaler(self, batch: TrajectoryBatch | Tensor) -> None:
+        """Per-component mean and standard deviation over all leading axes of the training
+        trajectories: a :class:`TrajectoryBatch` or its ``values (..., *state)``."""
+        values = batch.values if isinstance(batch, TrajectoryBatch) else batch
+        if values.shape[-1] != self.cfg.state_dim:
+            raise ValueError(f"fit_scaler: values have {values.shape[-1]} state components, "
+                             f"the model has state_dim={self.cfg.state_dim}")
+        if not bool(torch.isfinite(values).all()):
+            raise ValueError("fit_scaler: training values contain NaN or infinite entries")
         flat = values.reshape(-1, self.cfg.state_dim)
         self.loc.copy_(flat.mean(0).to(self.loc))
         self.scale.copy_(flat.std(0).clamp_min(1e-8).to(self.scale))
