@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import time_it, write_result  # noqa: E402
+from _common import RESULTS, time_it, write_result  # noqa: E402
 
 from sciflow.data.batches import TrajectoryBatch  # noqa: E402
 from sciflow.data.pdes.lorenz import generate_lorenz_spiking  # noqa: E402
@@ -188,7 +188,7 @@ def save_figures(model, test: TrajectoryBatch, true_rates, tag: str) -> list[str
 
     from sciflow.models.langevin_flow.plots import plot_latents_3d, plot_raster, plot_rates
 
-    out = Path(__file__).resolve().parent / "results" / "figures"
+    out = RESULTS / "figures"  # the suite's --out folder when run by benchmarks/run.py
     out.mkdir(parents=True, exist_ok=True)
     model.eval()
     gen = torch.Generator(device=test.values.device).manual_seed(0)
@@ -213,6 +213,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--task", choices=("spikes", "gaussian"), default="spikes")
+    ap.add_argument("--no-figures", action="store_true", help="skip the PNGs (smoke runs)")
+    ap.add_argument("--speed-repeats", type=int, default=3, help="timed epochs per variant (0: skip timing)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     device = torch.device(args.device)
@@ -236,16 +238,17 @@ def main() -> None:
             train_s[name].append(time.perf_counter() - t0)
             results[name].append(evaluate(model, te, true, cfg, seed))
             print(name, seed, results[name][-1], flush=True)
-            if seed == 0:
+            if seed == 0 and not args.no_figures:
                 figures += save_figures(model, te, true, f"langevin_flow_lorenz_{name}")
     summary = {name: {k: {"mean": statistics.mean(r[k] for r in rs),
                           "std": statistics.pstdev([r[k] for r in rs])} for k in rs[0]}
                for name, rs in results.items()}
 
     # speed: one epoch (every training trial once, batch 32) closed-form force vs autograd.grad per bin
-    tr, _, _ = make_data(args.scale, 0, device)
+    if args.speed_repeats > 0:
+        tr, _, _ = make_data(args.scale, 0, device)
     timings = {}
-    for label, closed in (("closed_form", True), ("autograd_naive", False)):
+    for label, closed in (("closed_form", True), ("autograd_naive", False)) if args.speed_repeats > 0 else ():
         torch.manual_seed(0)
         model = LangevinFlow(Config(**{**cfg.__dict__, "closed_form_force": closed})).to(device)
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -256,14 +259,14 @@ def main() -> None:
                 opt.zero_grad()
                 loss.total.backward()
                 opt.step()
-        timings[label] = time_it(epoch, repeats=3, warmup=1, device=device)
+        timings[label] = time_it(epoch, repeats=args.speed_repeats, warmup=1, device=device)
     payload = {
         "config": {**cfg.__dict__, "steps": steps, "scale": args.scale, "seeds": args.seeds,
                    "n_train_trials": len(tr)},
         "metrics": summary, "per_seed": results, "train_seconds": train_s,
         "epoch_timing": timings, "figures": figures,
         "ratios": {"autograd_naive_over_closed_form_epoch":
-                   timings["autograd_naive"]["median_s"] / timings["closed_form"]["median_s"]},
+                   timings["autograd_naive"]["median_s"] / timings["closed_form"]["median_s"]} if timings else {},
     }
     write_result("langevin_flow_lorenz", payload, device=device)
 

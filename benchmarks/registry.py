@@ -385,7 +385,8 @@ register(Benchmark(
     name="langevin_flow_lorenz", script="langevin_flow_lorenz.py", family="Langevin flow", owner="E",
     kind="accuracy", dataset="Lorenz-driven Poisson spiking, 30 neurons (held-out neurons)",
     description="co-smoothing bits/spike and rate R^2 vs a GRU sequential VAE and a latent ODE",
-    scales={"smoke": ["--steps", "4", "--seeds", "1"], "cpu": [], "gpu": ["--steps", "100", "--seeds", "1"]},
+    scales={"smoke": ["--steps", "4", "--seeds", "1", "--no-figures", "--speed-repeats", "0"], "cpu": [],
+            "gpu": ["--steps", "100", "--seeds", "1"]},
     results={"smoke": ["langevin_flow_lorenz"], "cpu": ["langevin_flow_lorenz"], "gpu": ["langevin_flow_lorenz"]},
     metrics=[Metric("co-smoothing bits/spike", "metrics/langevin_flow/co_bps/mean", unit="bits/spike",
                     better="higher",
@@ -419,20 +420,25 @@ register(Benchmark(
 for _name, _label in (("mfm_letters", "synthetic letters, held-out letter populations"),
                       ("mfm_aggregation", "particle aggregation, held-out initial populations")):
     register(Benchmark(
-        name=_name, script=f"{_name}.py", family="meta flow matching", owner="previous session", kind="accuracy",
+        name=_name, script=f"{_name}.py", family="meta flow matching", owner="A", kind="accuracy",
         dataset=_label, description="MFM vs flow matching (FM) and population-id conditioned FM (CGFM)",
-        scales={"smoke": ["--scale", "0.01", "--seeds", "0"], "cpu": []},
+        scales={"smoke": ["--smoke", "--scale", "0.01", "--seeds", "0"], "cpu": []},
         results={s: [_name] for s in ("smoke", "cpu")},
         metrics=[Metric("test W2", _mean_seeds("MFM", "W2"),
                         baselines={"FM": _mean_seeds("FM", "W2"), "CGFM": _mean_seeds("CGFM", "W2"),
-                                   "identity (no transport)": "results/identity_baseline/test/W2"}),
+                                   "identity (no transport)": "results/identity_baseline/test/W2",
+                                   "oracle (second true sample)": "results/oracle/test/W2"}),
+                 Metric("test W2: fraction of identity-to-oracle gap closed", "results/MFM/test_gap_closed/W2/mean",
+                        better="higher", baselines={"FM": "results/FM/test_gap_closed/W2/mean",
+                                                    "CGFM": "results/CGFM/test_gap_closed/W2/mean"}),
                  Metric("test energy distance", _mean_seeds("MFM", "energy"),
-                        baselines={"FM": _mean_seeds("FM", "energy"), "CGFM": _mean_seeds("CGFM", "energy")})],
+                        baselines={"FM": _mean_seeds("FM", "energy"), "CGFM": _mean_seeds("CGFM", "energy"),
+                                   "oracle (second true sample)": "results/oracle/test/energy"})],
     ))
 
 register(Benchmark(
-    name="mfm_speed", script="mfm_speed.py", family="meta flow matching", owner="previous session", kind="speed",
-    dataset="sampling 1000 points; GNN population embedding for 256..16384 points",
+    name="mfm_speed", script="mfm_speed.py", family="meta flow matching", owner="A", kind="speed",
+    dataset="sampling 1000 points; GNN population embedding for 256..50000 points",
     description="adaptive vs fixed-step sampling cost and the k-NN embedding's scaling",
     scales={"smoke": ["--scale", "0.0625"], "cpu": [], "gpu": ["--scale", "4", "--device", "cuda"]},
     results={s: ["mfm_speed"] for s in SCALES},
@@ -440,7 +446,11 @@ register(Benchmark(
                     baselines={"Euler, 100 steps": "sampling_1000_points/euler nfe=100/median_s",
                                "RK4, 20 steps": "sampling_1000_points/rk4 nfe=20/median_s"}),
              Metric("dopri5 (rtol 1e-4) sampling: max abs. error", "sampling_1000_points/dopri5 rtol=1e-4/max_abs_err_vs_ref",
-                    baselines={"Euler, 100 steps": "sampling_1000_points/euler nfe=100/max_abs_err_vs_ref"})],
+                    baselines={"Euler, 100 steps": "sampling_1000_points/euler nfe=100/max_abs_err_vs_ref"}),
+             Metric("embedding of the largest population: peak extra memory",
+                    lambda d: max(d["embedding_vs_population_size"].items(), key=lambda kv: int(kv[0]))[1]["peak_extra_mib"],
+                    unit="MiB", baselines={"dense float64 n x n distance matrix": lambda d: max(
+                        d["embedding_vs_population_size"].items(), key=lambda kv: int(kv[0]))[1]["dense_float64_n2_mib"]})],
 ))
 
 
