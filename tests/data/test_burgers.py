@@ -140,3 +140,16 @@ def test_bad_input_errors():
         burgers.solve_periodic(torch.zeros(1, 8), nu=0.1, length=1.0, t=[0, 1, 0.5], dt=0.1)
     with pytest.raises(ValueError, match="unknown initial_condition"):
         burgers.generate(1, 0, initial_condition="nope")
+
+
+def test_generate_grf_sigma_scales_the_initial_field():
+    """``grf_sigma`` multiplies the GRF's standard deviation; the default is ``tau^(alpha - 1/2)``."""
+    kw = dict(nx=64, nt=2, t_final=1e-3, dt=1e-3, initial_condition="grf", grf_alpha=2.0, grf_tau=5.0)
+    default = burgers.generate(3, seed=1, **kw)
+    fno = burgers.generate(3, seed=1, grf_sigma=25.0, **kw)
+    u0_d, u0_f = default["u"].values[:, 0], fno["u"].values[:, 0]
+    np.testing.assert_allclose(u0_f, u0_d * 25.0 / 5.0 ** 1.5, rtol=1e-12, atol=1e-12)
+    import json
+
+    assert json.loads(default.attrs["parameters"])["grf_sigma"] == pytest.approx(5.0 ** 1.5)
+    assert json.loads(fno.attrs["parameters"])["grf_sigma"] == 25.0

@@ -168,11 +168,13 @@ def cole_hopf_sine(x: Tensor, t: Tensor, *, nu: float = 0.01 / math.pi, n_quad: 
 
 def generate(n: int, seed: int, *, nx: int = 256, nt: int = 101, t_final: float = 1.0, nu: float = 0.01,
              length: float = 1.0, initial_condition: str = "grf", dt: float = 1e-3,
-             grf_alpha: float = 2.0, grf_tau: float = 5.0, device: str | torch.device = "cpu",
-             progress: Progress | None = None):
+             grf_alpha: float = 2.0, grf_tau: float = 5.0, grf_sigma: float | None = None,
+             device: str | torch.device = "cpu", progress: Progress | None = None):
     """Periodic Burgers trajectories on ``[0, length)``: ``xr.Dataset`` with ``u (sample, time, x)``.
 
-    ``initial_condition``: ``"grf"`` (``(-d_xx + tau^2)^(-alpha)``, FNO), ``"sines"`` (PDEBench) or
+    ``initial_condition``: ``"grf"`` (covariance ``sigma^2 (-d_xx + tau^2)^(-alpha)``; ``sigma``
+    defaults to ``tau^(alpha - 1/2)``; the FNO Burgers data of Li et al. 2021 use ``alpha=2,
+    tau=5, sigma=25``, i.e. ``625 (-Delta + 25 I)^-2``, with ``nu=0.1``), ``"sines"`` (PDEBench) or
     ``"bumps"``. Deterministic for a given ``seed``.
     """
     if n < 1:
@@ -180,7 +182,8 @@ def generate(n: int, seed: int, *, nx: int = 256, nt: int = 101, t_final: float 
     g = torch.Generator().manual_seed(int(seed))
     x = length * torch.arange(nx, dtype=torch.float64) / nx
     if initial_condition == "grf":
-        u0 = gaussian_random_field(n, nx, length=length, alpha=grf_alpha, tau=grf_tau, generator=g)
+        u0 = gaussian_random_field(n, nx, length=length, alpha=grf_alpha, tau=grf_tau, sigma=grf_sigma,
+                                   generator=g)
     elif initial_condition == "sines":
         u0 = sine_superposition(n, x, length=length, generator=g)
     elif initial_condition == "bumps":
@@ -194,7 +197,8 @@ def generate(n: int, seed: int, *, nx: int = 256, nt: int = 101, t_final: float 
         {"u": (("sample", "time", "x"), u)}, {"time": t, "x": x},
         equation="u_t + u u_x = nu u_xx, periodic on [0, L)",
         parameters={"nu": nu, "length": length, "initial_condition": initial_condition, "dt": dt,
-                    "grf_alpha": grf_alpha, "grf_tau": grf_tau},
+                    "grf_alpha": grf_alpha, "grf_tau": grf_tau,
+                    "grf_sigma": grf_tau ** (grf_alpha - 0.5) if grf_sigma is None else grf_sigma},
         generator="sciflow.data.pdes.burgers.generate", seed=seed)
 
 
