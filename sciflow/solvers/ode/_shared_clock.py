@@ -207,6 +207,7 @@ def integrate_shared_clock(f: FlatField, solver: ExplicitRungeKutta, y0: Tensor,
                 factor *= r_prev ** beta2
             factor = min(ctrl.factor_max, max(ctrl.factor_min, factor))
         if accept:
+            factor = max(factor, 1.0)   # an accepted step never shrinks the next one
             n_acc += 1
             if beta2:
                 r_prev = r

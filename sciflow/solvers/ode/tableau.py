@@ -103,7 +103,13 @@ BOSH3 = ButcherTableau(
 
 # Dormand & Prince (1980), "A family of embedded Runge–Kutta formulae", J. Comp. Appl. Math. 6.
 _dp_b = [Fr(35, 384), 0, Fr(500, 1113), Fr(125, 192), Fr(-2187, 6784), Fr(11, 84), 0]
-_dp_bhat = [Fr(5179, 57600), 0, Fr(7571, 16695), Fr(393, 640), Fr(-92097, 339200), Fr(187, 2100), Fr(1, 40)]
+# Embedded order-4 weights: the paper's (and Hairer's DOPRI5 code's) b_hat = (5179/57600, 0, 7571/16695,
+# 393/640, -92097/339200, 187/2100, 1/40) give the error estimate e = h Σ (b_i - b_hat_i) k_i. torchdiffeq
+# and diffrax use the other order-4 embedding below, b_hat' = b/3 + 2 b_hat/3 (weights sum to 1 and the
+# order-4 conditions are linear in the weights, so it is order 4 too), whose estimate is exactly 2/3 of the
+# paper's: at equal rtol/atol the paper's estimate takes (3/2)^(1/5) ≈ 1.08x the steps (measured on batched
+# Lorenz-63: 537 vs 497 attempts). We use b_hat' so that equal tolerances mean equal step sequences and NFE.
+_dp_bhat = [Fr(1951, 21600), 0, Fr(22642, 50085), Fr(451, 720), Fr(-12231, 42400), Fr(649, 6300), Fr(1, 60)]
 _dp_a = _lower([
     [Fr(1, 5)],
     [Fr(3, 40), Fr(9, 40)],
