@@ -71,7 +71,7 @@ SCALES = {
                   n_control_val=2, guidance_scales=(1.0,), lr=1e-3, fno_width=8),
     "cpu": dict(n_train=192, n_test=12, nt=33, nx=65, n_modes=128, dt=2e-3, steps=None, sr_steps=None, batch=16,
                 sr_batch=8, model={}, n_samples=8, nfe=20, n_control=12, n_control_val=4,
-                guidance_scales=(300.0, 3000.0, 30000.0), lr=None, fno_width=32),
+                guidance_scales=(300.0, 3000.0, 30000.0, 300000.0), lr=None, fno_width=32),
     "gpu": dict(n_train=6000, n_test=200, nt=65, nx=257, n_modes=512, dt=1e-3, steps=40000, sr_steps=40000,
                 batch=64, model=dict(base_channels=64, channel_mults=(1, 2, 4), num_res_blocks=2), n_samples=32,
                 nfe=50, n_control=64, n_control_val=32, guidance_scales=(30.0, 300.0, 3000.0, 30000.0),

@@ -70,7 +70,9 @@ class Config(_DiffusionOptions):
     Representation
         ``space="wavelet"``: one-level DWT over (time, *space) with ``wavelet`` / ``mode``
         (:mod:`sciflow.nn.wavelets`); ``"physical"``: the same model on the raw trajectory
-        (the physical-space DDPM baseline).
+        (the physical-space DDPM baseline). ``residual``: generate the departure ``W(u - c)`` from
+        the conditioning trajectory ``c`` (known frames, persistence / linear fill; see
+        :meth:`WDNO.filled`) instead of ``W u`` (a deviation from the paper, see the docs).
     Diffusion
         ``schedule``: ``cosine`` (Nichol & Dhariwal 2021), ``sigmoid`` (Chen 2023) or ``linear``
         (Ho et al. 2020) variance-preserving schedule. ``prediction``: the network predicts the
@@ -93,6 +95,7 @@ class Config(_DiffusionOptions):
     forcing_channels: int = 1
     task: Literal["simulation", "control"] = "simulation"
     n_initial: int = 1
+    residual: bool = True
 
     def __post_init__(self) -> None:
         self._check_diffusion("Config")
@@ -131,12 +134,15 @@ class SuperResolutionConfig(_DiffusionOptions):
     and is applied repeatedly for ×2, ×4, ×8. ``channels`` counts every field refined
     (state and forcing stacked on one channel axis). ``levels``: the training loss averages the
     pairs (``x[::2**l]``, ``x[::2**(l+1)]``) for ``l < levels`` (the subsampled copies of the
-    paper's multi-resolution training). Other fields as :class:`Config`.
+    paper's multi-resolution training). ``residual``: generate the departure from the multilinear
+    interpolant of the coarse trajectory, conditioned on its coefficients (default), instead of the
+    paper's fine coefficients next to the nearest-upsampled coarse ones. Other fields as :class:`Config`.
     """
 
     dim: int = 1
     channels: int = 2
     levels: int = 2
+    residual: bool = True
 
     def __post_init__(self) -> None:
         self._check_diffusion("SuperResolutionConfig")

@@ -3,24 +3,29 @@ r"""Multi-resolution WDNO: a diffusion model that refines a trajectory by ×2 pe
 
 With ``v`` a fine trajectory of ``2n - 1`` points per axis (time and space; a dyadic refinement
 keeping the coarse points, ``v[::2] = v_c``) and ``v_c`` its coarse copy of ``n`` points, the model
-generates the one-level coefficients :math:`W v` conditioned on the nearest-neighbour upsampled
-coarse coefficients :math:`\uparrow_2 W v_c` (cropped / edge-padded to the fine coefficient grid;
-:func:`~sciflow.models.wavelet_diffusion.transform.nearest_upsample`), stacked as channels:
+generates one-level coefficients conditioned on the coarse trajectory, stacked as channels:
 
 .. math::
 
-    z_0 = \mathrm{pad}\big(S\,[\,W v,\; \uparrow_2 W v_c\,]\big), \qquad
+    z_0 = \mathrm{pad}\big(S\,[\,W (v - I v_c),\; W I v_c\,]\big), \qquad
     \text{known} = \text{the second group and the padding},
 
+with ``I`` the multilinear endpoint-aligned interpolation onto the fine grid (:func:`interpolate`),
 trained with the same ε-prediction loss and replacement as :class:`~sciflow.models.wavelet_diffusion.WDNO`
 on subsampled copies of the training data (pairs ``(x[::2**l], x[::2**(l+1)])``, ``l < levels``),
-so one convolutional U-Net serves every resolution. Applied ``k`` times it gives ×``2**k`` output
-(:meth:`WDNOSuperResolution.upsample`). ``space="physical"``: the same model on the raw fields
-with the nearest-upsampled coarse field as the condition.
+so one convolutional U-Net serves every resolution. The output is ``W^{-1}`` of the sum of both
+groups with the coarse points written back exactly. Applied ``k`` times it gives ×``2**k``
+output (:meth:`WDNOSuperResolution.upsample`). ``space="physical"``: the same model on the raw fields.
 
-Deviations: the official code conditions on the coarse coefficients at one fixed padded grid
-(64 x 64) and repeats the last time step for odd lengths; here grids are any ``2n - 1`` and the
-coefficient grids are padded to the U-Net's multiple.
+Deviations: ``residual=False`` is the paper's layout — ``W v`` generated next to the
+nearest-neighbour upsampled coarse coefficients :math:`\uparrow_2 W v_c`
+(:func:`~sciflow.models.wavelet_diffusion.transform.nearest_upsample`); it has to learn the
+interpolation itself (and in ``zero`` mode the boundary coefficients shift ``↑_2 W v_c`` against
+``W v``): on 4 Burgers training pairs after 150 steps it scored MSE 8.4e-3 against bilinear
+1.7e-4, the residual model 4.2e-5. The residual target makes an untrained refiner already as good
+as the interpolant up to a detail of the data's own size. The official code conditions on one
+fixed padded grid (64 x 64) and repeats the last time step for odd lengths; here grids are any
+``2n - 1`` and the coefficient grids are padded to the U-Net's multiple.
 
 Batches: ``TrajectoryBatch.values`` ``(B, T, *S)`` (one channel) or ``(B, T, C, *S)`` with every
 field to refine on the channel axis (e.g. state and forcing). For :meth:`loss` these are fine
@@ -32,6 +37,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from sciflow.data.batches import TrajectoryBatch
@@ -51,6 +57,13 @@ def subsample(fields: Tensor, level: int, axes: int) -> Tensor:
     step = 2**level
     idx = (slice(None),) * (fields.ndim - axes) + (slice(None, None, step),) * axes
     return fields[idx]
+
+
+def interpolate(coarse: Tensor, shape: tuple[int, ...]) -> Tensor:
+    """Multilinear (endpoint-aligned) interpolation of ``coarse (B, C, *grid)`` onto ``shape`` (``2 n - 1``
+    per axis: the coarse points are kept, the new ones are averages of their neighbours)."""
+    mode = {1: "linear", 2: "bilinear", 3: "trilinear"}[len(shape)]
+    return F.interpolate(coarse, size=shape, mode=mode, align_corners=True)
 
 
 def refined_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -81,13 +94,17 @@ class WDNOSuperResolution(SciflowModel):
 
     # ------------------------------------------------------------------ representation
     def _condition(self, coarse: Tensor, shape: tuple[int, ...]) -> Tensor:
-        """Nearest-upsampled coefficients of ``coarse (B, C, *grid_c)`` on the coefficient grid of ``shape``."""
+        """The condition group from ``coarse (B, C, *grid_c)`` on the coefficient grid of ``shape``:
+        ``W I(v_c)`` (``residual``) or the nearest-upsampled ``↑_2 W v_c`` (the paper)."""
+        if self.cfg.residual:
+            return to_coefficients(interpolate(coarse, shape), self.axes, self.wavelet, self.cfg.mode)
         grid = coefficient_shape(shape, self.wavelet, self.cfg.mode)
         return nearest_upsample(to_coefficients(coarse, self.axes, self.wavelet, self.cfg.mode), grid)
 
     def _stack(self, fine: Tensor, coarse: Tensor) -> Tensor:
         shape = tuple(fine.shape[2:])
-        return torch.cat([to_coefficients(fine, self.axes, self.wavelet, self.cfg.mode),
+        target = fine - interpolate(coarse, shape) if self.cfg.residual else fine
+        return torch.cat([to_coefficients(target, self.axes, self.wavelet, self.cfg.mode),
                           self._condition(coarse, shape)], 1)
 
     def known_mask(self, shape: tuple[int, ...], device: torch.device | str | None = None) -> Tensor:
@@ -166,8 +183,13 @@ class WDNOSuperResolution(SciflowModel):
             eps_model = clipped(eps_model, self.schedule, self.cfg.clip_denoised * self.scaler.bound)
         z = replacement_sample(eps_model, self.schedule, known, z_known, replacement=self.cfg.replacement,
                                sampler=sampler, nfe=nfe, t_min=self.cfg.t_min, generator=generator)
-        z = self.scaler.inverse(crop(z, grid))[:, : self.n_fine]
-        return from_coefficients(z, self.cfg.channels, self.axes, self.wavelet, self.cfg.mode, shape)
+        z = self.scaler.inverse(crop(z, grid))
+        zf = z[:, : self.n_fine] + z[:, self.n_fine:] if self.cfg.residual else z[:, : self.n_fine]
+        fine = from_coefficients(zf, self.cfg.channels, self.axes, self.wavelet, self.cfg.mode, shape)
+        if self.cfg.residual:  # the refinement keeps the coarse points (fine[::2] = coarse) exactly
+            idx = (slice(None),) * 2 + (slice(None, None, 2),) * self.axes
+            fine[idx] = coarse.repeat(n_samples, *([1] * (coarse.ndim - 1)))
+        return fine
 
     @torch.no_grad()
     def upsample(self, batch: TrajectoryBatch, factor: int = 2, n_samples: int = 1, *,

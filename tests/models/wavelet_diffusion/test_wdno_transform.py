@@ -66,7 +66,7 @@ def test_two_dimensional_pde_with_channels_round_trip():
     m.fit_scaler(b)
     u = b.values.movedim(2, 1)
     z = m.encode(u, None)
-    assert z.shape[1] == 2 * 8 + 2 * 3 * 4 and z.ndim == 5
+    assert z.shape[1] == 2 * 8 + 2 * 8 and z.ndim == 5  # W(u - c) and the aligned condition W c
     u2, f2 = m.decode(z, (6, 10, 9))
     assert f2 is None and torch.allclose(u2, u, atol=1e-12)
 
@@ -110,3 +110,23 @@ def test_nearest_upsample_identity_on_even_indices():
     assert torch.equal(up[..., 1::2, 1::2], x[..., :4, :6])
     # edge padding when the target is longer than twice the input
     assert torch.equal(nearest_upsample(x, (11, 14))[..., -1, :], nearest_upsample(x, (11, 14))[..., -2, :])
+
+
+@pytest.mark.parametrize("mode", ["zero", "periodization"])
+def test_large_mean_fields_scale_like_their_anomalies(mode):
+    """A K-valued field (ERA5 t2m ~ 280 K): the per-field mean is removed before the DWT, so in
+    ``mode="zero"`` the jump to 0 at the edges no longer dominates the band statistics: the
+    channel scales equal those of the anomaly field, and encode/decode is still exact."""
+    g = torch.Generator().manual_seed(0)
+    anomaly = torch.randn(3, 8, 1, 10, 12, generator=g, dtype=torch.float64)
+    cfg = Config(dim=2, channels=1, forcing_channels=0, n_initial=3, mode=mode, **SMALL)
+    scales = []
+    for offset in (0.0, 280.0):
+        m = WDNO(cfg).double()
+        b = TrajectoryBatch(anomaly + offset, torch.arange(8.0, dtype=torch.float64))
+        m.fit_scaler(b)
+        u = b.values.movedim(2, 1)
+        u2, _ = m.decode(m.encode(u, None), (8, 10, 12))
+        assert torch.allclose(u2, u, atol=1e-10)
+        scales.append(m.scaler.scale.clone())
+    assert torch.allclose(scales[0], scales[1], rtol=1e-6)
