@@ -36,9 +36,9 @@ from sciflow.models.causal_pinn.problems import NS_MODES, kuramoto_sivashinsky, 
 
 CONFIGS = Path(__file__).resolve().parents[1] / "sciflow" / "configs"
 # horizon per scale: paper horizons; cpu = a few windows of the official window length
-T_FINAL = {"kuramoto_sivashinsky": {"smoke": 0.1, "cpu": 0.3, "paper": 1.0},
+T_FINAL = {"kuramoto_sivashinsky": {"smoke": 0.1, "cpu": 0.1, "paper": 1.0},
            "navier_stokes": {"smoke": 0.1, "cpu": 0.5, "paper": 1.0},
-           "lorenz63": {"smoke": 0.5, "cpu": 2.0, "paper": 20.0}}
+           "lorenz63": {"smoke": 0.5, "cpu": 1.0, "paper": 20.0}}
 PROBLEM = {
     "kuramoto_sivashinsky": lambda T: kuramoto_sivashinsky("regular", t_final=T),
     "navier_stokes": lambda T: navier_stokes(modes=NS_MODES, t_final=T),
@@ -47,15 +47,22 @@ PROBLEM = {
 SMOKE = dict(width=32, depth=2, steps=100, n_interior=512, n_chunks=32, n_initial=128,
              check_every=50, time_windows=1)
 # CPU scale: the official recipe (annealed eps, IC inside the weights for KS, hard IC for
-# Lorenz, windows of the official length) on networks one core trains in minutes
+# Lorenz) on networks one core trains in minutes, on shortened horizons. Measured (2026-11-27,
+# short pilots): with 2 CPU-min spread over 3 KS windows / 4 Lorenz windows of 0.5 no window
+# left the first eps stage (min w ~ 0). KS: one official window (t <= 0.1) and 3 instead of 5
+# harmonics (the k^4 factor of u_xxxx makes the 5th harmonic's random start residual ~1e5;
+# with 3 the residual fell 1677 -> 39 in 250 steps). Lorenz: windows of 0.1 instead of 0.5 (a
+# 0.5 window holds the whole first burst, |u'| ~ 300: the first chunk's residual stayed ~180
+# after 1000 steps; with 0.1 the stages advance after ~500 steps), time normalised to [0, 1]
+# per window and the output scaled by 50 (u = u0 + t * 50 N(t / dt); a sciflow addition).
 CPU = {
-    "kuramoto_sivashinsky": dict(width=64, depth=3, n_interior=1024, n_initial=256, steps=10 ** 6,
-                                 check_every=100, time_windows=3),
+    "kuramoto_sivashinsky": dict(width=64, depth=3, n_harmonics=3, n_interior=1024, n_initial=256,
+                                 steps=10 ** 6, check_every=100, time_windows=1),
     "navier_stokes": dict(width=64, depth=3, n_interior=1024, n_initial=512, steps=10 ** 6,
                           check_every=100, balance_every=200, time_windows=2,
                           derivative_engine="taylor"),  # one pass for 3 outputs x 5 derivatives
-    "lorenz63": dict(width=128, depth=3, n_interior=256, steps=10 ** 6, check_every=100,
-                     time_windows=4),
+    "lorenz63": dict(width=128, depth=3, n_interior=320, steps=10 ** 6, check_every=100,
+                     time_windows=10, normalize_time=True, output_scale=50.0),
 }
 
 
@@ -117,7 +124,7 @@ def main(argv=None) -> None:
                                    for h in sol.histories],
         "epsilon_reached_per_window": [h.epsilon[-1] for h in sol.histories],
         **metrics, "paper": PAPER[args.problem],
-        "conditions": "shared 2-core CPU (8 concurrent users, nice 19), torch threads = %d" % args.threads,
+        "conditions": "shared 2-core CPU (5 engineers, load average ~6), torch threads = %d" % args.threads,
     }, device=args.device)
     print({k: v for k, v in metrics.items()}, "cpu s", round(cpu, 1))
 

@@ -3,11 +3,15 @@
 Same network (4 x 128 tanh MLP on (t, x), Glorot), same points (``--n-domain`` interior +
 160 initial + 80 boundary, fixed), same optimiser (Adam, lr 1e-3):
 
-- ``sciflow_taylor``: :class:`CausalPINN` loss (causal weights on, ``derivative_engine="taylor"``)
-- ``sciflow_autograd``: the same model with the nested-autograd engine
-- ``sciflow_jvp``: the same model with nested ``torch.func.jvp``
+- ``sciflow_<engine>``: :class:`CausalPINN` loss (causal weights on) with the derivative
+  engine ``taylor`` (Taylor mode), ``autograd`` (nested double backward), ``hvp`` (batched
+  forward-over-reverse Hessian-vector products), ``vmap_hessian`` (per-point ``torch.func``
+  Hessians under ``vmap``), ``jvp`` (nested forward mode, ``--all``); Adam as in
+  :func:`~sciflow.models.causal_pinn.train` (``fused=True``, one kernel for all parameters)
+- ``sciflow_taylor_foreach``: Taylor engine with the multi-tensor (``foreach``) Adam instead
 - ``plain_autograd``: a textbook PINN step written here (double backward, no causal weights)
-- ``sciflow_taylor_compiled`` (``--compile``): the Taylor loss under ``torch.compile``
+- ``sciflow_<engine>_compiled`` (``--compile``): the loss (forward and, through AOTAutograd, its
+  backward) under ``torch.compile``, fused Adam (``Config.compile=True``)
 - ``deepxde``: DeepXDE (PyTorch backend) ``TimePDE`` Burgers example, if importable
 
 Ratios are against ``plain_autograd`` and ``deepxde`` measured in the same process; rounds are
@@ -49,11 +53,11 @@ def points(n_domain: int, seed: int = 0) -> CollocationBatch:
     return CollocationBatch(interior, initial, -torch.sin(math.pi * x0), boundary, torch.zeros(80, 1))
 
 
-def sciflow_step(engine: str, batch: CollocationBatch, compiled: bool = False):
+def sciflow_step(engine: str, batch: CollocationBatch, compiled: bool = False, fused: bool = True):
     cfg = Config(problem="burgers", width=128, depth=4, periodic_embedding=False, balance=False,
                  n_interior=batch.interior.shape[0], n_chunks=32, derivative_engine=engine)
     model = CausalPINN(cfg)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, **({"fused": True} if fused else {"foreach": True}))
     loss_fn = (lambda b: model.loss(b).total)
     if compiled:
         loss_fn = torch.compile(loss_fn)
@@ -132,6 +136,7 @@ def main(argv=None) -> None:
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--compile", action="store_true")
+    ap.add_argument("--all", action="store_true", help="also the slow engines (jvp, vmap_hessian)")
     ap.add_argument("--clock", choices=["cpu", "wall"], default="cpu",
                     help="cpu: steps per second of process CPU time (robust to other users' load "
                          "on a shared machine; torch threads = 1); wall: perf_counter")
@@ -146,8 +151,12 @@ def main(argv=None) -> None:
     s_taylor, m_taylor = sciflow_step("taylor", batch)
     s_auto, m_auto = sciflow_step("autograd", batch)
     methods["sciflow_taylor"] = s_taylor
+    methods["sciflow_taylor_foreach"] = sciflow_step("taylor", batch, fused=False)[0]
     methods["sciflow_autograd"] = s_auto
-    methods["sciflow_jvp"] = sciflow_step("jvp", batch)[0]
+    methods["sciflow_hvp"] = sciflow_step("hvp", batch)[0]
+    if args.all:
+        methods["sciflow_vmap_hessian"] = sciflow_step("vmap_hessian", batch)[0]
+        methods["sciflow_jvp"] = sciflow_step("jvp", batch)[0]
     methods["plain_autograd"] = plain_step(batch)
     notes = {}
     # equal numerics: the Taylor and autograd engines give the same loss on the same network
@@ -155,11 +164,12 @@ def main(argv=None) -> None:
     notes["max_abs_residual_taylor_minus_autograd"] = float((m_taylor.residual(batch.interior)
                                                              - m_auto.residual(batch.interior)).abs().max())
     if args.compile:
-        t0 = time.perf_counter()
-        sc, _ = sciflow_step("taylor", batch, compiled=True)
-        sc()
-        notes["compile_seconds"] = time.perf_counter() - t0
-        methods["sciflow_taylor_compiled"] = sc
+        for engine in ("taylor",):  # nested autograd: aot_autograd has no double backward
+            c0 = time.process_time()
+            sc, _ = sciflow_step(engine, batch, compiled=True)
+            sc()
+            notes[f"compile_cpu_seconds_{engine}"] = time.process_time() - c0
+            methods[f"sciflow_{engine}_compiled"] = sc
     dx, info = deepxde_step(args.n_domain)
     notes["deepxde"] = info
     if dx is not None:

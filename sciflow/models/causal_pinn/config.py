@@ -18,6 +18,9 @@ class Config:
         architecture: ``"mlp"`` or ``"modified_mlp"``; width, depth; tanh, Glorot.
         periodic_embedding, n_harmonics: exact periodic embedding of periodic axes.
         fourier_features (0 = off), fourier_scale, fourier_trainable; factorized (RWF).
+        normalize_time: the network sees ``t / (t1 - t0)`` (each window ``[0, 1]``);
+        output_scale: multiplies the network output (ODE states of size ~10-50). Both are
+        sciflow additions, off by default (the official code feeds raw ``t``, scale 1).
     Causal training:
         causal: use the causal weights (False: the plain PINN residual mean).
         n_chunks: N_t, temporal chunks of the sorted collocation times.
@@ -35,8 +38,10 @@ class Config:
         time_windows: time-marching windows (each initialised from the previous prediction).
     Numerics: derivative_engine (``auto``: Taylor mode for orders >= 3 or the modified MLP,
         nested autograd otherwise — the faster of the two as measured; or
-        ``taylor``/``autograd``/``jvp``/``vmap_hessian``),
-        dtype, seed.
+        ``taylor``/``autograd``/``jvp``/``vmap_hessian``/``hvp``; ``compile=True`` makes ``auto``
+        pick Taylor mode),
+        compile: ``torch.compile`` the loss (forward and backward; tens of CPU seconds to compile,
+        then faster steps — see ``benchmarks/pinn_throughput.py``), dtype, seed.
     """
 
     problem: str = "burgers"
@@ -49,6 +54,8 @@ class Config:
     fourier_scale: float = 1.0
     fourier_trainable: bool = False
     factorized: bool = False
+    normalize_time: bool = False
+    output_scale: float = 1.0
 
     causal: bool = True
     n_chunks: int = 32
@@ -78,6 +85,7 @@ class Config:
     warm_start: bool = True
 
     derivative_engine: str = "auto"
+    compile: bool = False
     dtype: str = "float32"
     seed: int = 0
 

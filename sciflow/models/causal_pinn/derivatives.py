@@ -14,6 +14,8 @@ numbers (tested to float64 round-off) and differ only in cost:
   ``create_graph=True`` (double backward for the parameter gradient). Works for any module.
 - :class:`ForwardJVP` — nested ``torch.func.jvp`` (forward-over-forward) along each axis.
 - :class:`VmapHessian` — ``torch.func.vmap`` of ``jacfwd``/``hessian`` per point (orders <= 2).
+- :class:`ForwardOverReverse` — batched Hessian-vector products, ``jvp`` of the input gradient
+  (orders <= 2).
 
 Per-point independence is what makes the batched forms exact: row ``i`` of the output depends on
 row ``i`` of the input only (no batch norm, no attention across points).
@@ -155,6 +157,41 @@ class VmapHessian(DerivativeEngine):
         return Derivatives(u, partials)
 
 
+class ForwardOverReverse(DerivativeEngine):
+    """Batched forward-over-reverse Hessian-vector products (orders <= 2).
+
+    ``g(x) = grad_x sum_n u_c(x_n)`` is the per-point gradient (points are independent), and
+    ``jvp(g, x, e_a)`` is the Hessian-vector product ``H e_a`` of every point at once, whose
+    ``a``-th entry is ``d^2 u_c / dx_a^2``: one reverse and one forward sweep per second-order
+    axis and channel, with no per-point ``vmap`` and no full Hessian.
+    """
+
+    name = "hvp"
+
+    def __call__(self, net: nn.Module, points: Tensor, spec: Spec) -> Derivatives:
+        _check(points, spec)
+        if any(o > 2 for _, o in spec):
+            raise ValueError("ForwardOverReverse supports derivative orders <= 2; use TaylorMode")
+        from torch.func import grad, jvp
+
+        u = net(points)
+        second = [a for a, o in spec if o == 2]
+        partials: dict[tuple[int, int], list[Tensor]] = {}
+        for c in range(u.shape[1]):
+            g_fn = grad(lambda p, c=c: net(p)[:, c].sum())
+            if second:
+                for a in second:
+                    e = torch.zeros_like(points)
+                    e[:, a] = 1.0
+                    g, hv = jvp(g_fn, (points,), (e,))
+                    partials.setdefault((a, 2), []).append(hv[:, a])
+            else:
+                g = g_fn(points)
+            for a, _ in spec:
+                partials.setdefault((a, 1), []).append(g[:, a])
+        return Derivatives(u, {k: torch.stack(v, dim=1) for k, v in partials.items()})
+
+
 ENGINES: dict[str, type[DerivativeEngine]] = {
-    e.name: e for e in (TaylorMode, NestedAutograd, ForwardJVP, VmapHessian)
+    e.name: e for e in (TaylorMode, NestedAutograd, ForwardJVP, VmapHessian, ForwardOverReverse)
 }

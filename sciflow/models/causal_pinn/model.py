@@ -61,7 +61,9 @@ class CausalPINN(SciflowModel):
             # large; Allen–Cahn, widths 64/128, 1024-2048 points) and on par or slower
             # (0.85-1.0x) with the plain MLP, where nested autograd is kept
             order = max(o for _, o in problem.derivatives)
-            engine = "taylor" if order >= 3 or cfg.architecture == "modified_mlp" else "autograd"
+            # (before fused Adam); with cfg.compile only Taylor mode compiles (no double backward)
+            engine = "taylor" if order >= 3 or cfg.architecture == "modified_mlp" or cfg.compile \
+                else "autograd"
         if engine not in ENGINES:
             raise ValueError(f"unknown derivative_engine {engine!r}; known: {sorted(ENGINES)} or 'auto'")
         self.engine = ENGINES[engine]()

@@ -53,6 +53,31 @@ def _dtype(cfg: Config) -> torch.dtype:
     return torch.float64 if cfg.dtype == "float64" else torch.float32
 
 
+def make_adam(model: torch.nn.Module, lr: float) -> torch.optim.Adam:
+    """Adam with the fused single-kernel update where PyTorch offers it (floating parameters on
+    CPU or CUDA; the same update rule as the default implementation), else the default one.
+    Measured in ``benchmarks/pinn_throughput.py``."""
+    params = list(model.parameters())
+    fusable = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
+    return torch.optim.Adam(params, lr=lr, fused=True) if fusable else torch.optim.Adam(params, lr=lr)
+
+
+def compiled_loss(model: CausalPINN) -> Callable:
+    """``model.loss`` under ``torch.compile`` (AOTAutograd compiles its backward as well).
+    Compilation costs tens of CPU seconds once per model (and per window when time-marching):
+    worth it for long runs only, hence ``Config.compile`` is off by default. Needs an engine
+    without double backward (``taylor``): AOTAutograd does not support double backward."""
+    if model.engine.name not in ("taylor",):
+        raise ValueError(f"Config.compile needs derivative_engine='taylor' (torch.compile's "
+                         f"AOTAutograd has no double backward), got {model.engine.name!r}")
+    fn = torch.compile(model.loss, dynamic=False)
+
+    def loss(batch):
+        return fn(batch)
+
+    return loss
+
+
 def train(model: CausalPINN, *, device: torch.device | str = "cpu",
           time_budget_s: float | None = None,
           callback: Callable[[int, CausalPINN, History], bool | None] | None = None) -> History:
@@ -70,7 +95,8 @@ def train(model: CausalPINN, *, device: torch.device | str = "cpu",
     dtype = _dtype(cfg)
     model.to(device=device, dtype=dtype)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    opt = make_adam(model, cfg.lr)
+    loss_fn = compiled_loss(model) if cfg.compile else model.loss
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cfg.decay_rate ** (s / cfg.decay_steps))
     schedule = AnnealedEpsilon(cfg.epsilon_schedule, cfg.delta) if (cfg.causal and cfg.anneal) \
         else FixedEpsilon(cfg.epsilon)
@@ -86,8 +112,11 @@ def train(model: CausalPINN, *, device: torch.device | str = "cpu",
 
     for step in range(cfg.steps):
         model.epsilon = schedule.epsilon
-        out = model.loss(batch())
-        if balancer is not None and step > 0 and balancer.due(step):
+        balance_now = balancer is not None and step > 0 and balancer.due(step)
+        # the balancer differentiates each loss term separately (retain_graph): eager loss on
+        # those steps, since compiled backward graphs run once
+        out = model.loss(batch()) if balance_now else loss_fn(batch())
+        if balance_now:
             balancer.update(model.loss_parts(), list(model.parameters()))
         opt.zero_grad(set_to_none=True)
         out.total.backward()
@@ -109,13 +138,17 @@ def train(model: CausalPINN, *, device: torch.device | str = "cpu",
             if time_budget_s is not None and time.process_time() - c0 > time_budget_s:
                 break
     if cfg.lbfgs_steps > 0 and (time_budget_s is None or time.process_time() - c0 < time_budget_s):
-        lbfgs(model, cfg.lbfgs_steps, batch(), schedule.epsilon, hist, t0, c0)
+        left = None if time_budget_s is None else time_budget_s - (time.process_time() - c0)
+        lbfgs(model, cfg.lbfgs_steps, batch(), schedule.epsilon, hist, t0, c0, time_budget_s=left)
     return hist
 
 
 def lbfgs(model: CausalPINN, max_iter: int, batch, epsilon: float, hist: History, t0: float,
-          c0: float = 0.0) -> None:
-    """L-BFGS (strong Wolfe) on a fixed batch with the current causal weights recomputed."""
+          c0: float = 0.0, time_budget_s: float | None = None, block: int = 100) -> None:
+    """L-BFGS (strong Wolfe) on a fixed batch with the current causal weights recomputed.
+
+    Runs in blocks of ``block`` iterations (the optimiser keeps its curvature history between
+    blocks) so that ``time_budget_s`` CPU seconds can end it between blocks."""
     model.epsilon = epsilon
     opt = torch.optim.LBFGS(model.parameters(), lr=1.0, max_iter=max_iter, history_size=50,
                             tolerance_grad=1e-9, tolerance_change=1e-12,
@@ -127,9 +160,17 @@ def lbfgs(model: CausalPINN, max_iter: int, batch, epsilon: float, hist: History
         out.total.backward()
         return out.total
 
-    opt.step(closure)
+    start, done = time.process_time(), 0
+    while done < max_iter:
+        n = min(block, max_iter - done)
+        opt.param_groups[0]["max_iter"] = n
+        opt.param_groups[0]["max_eval"] = n * 5 // 4
+        opt.step(closure)
+        done += n
+        if time_budget_s is not None and time.process_time() - start > time_budget_s:
+            break
     out = model.loss(batch)
-    hist.log(hist.step[-1] + max_iter if hist.step else max_iter, time.perf_counter() - t0, out,
+    hist.log(hist.step[-1] + done if hist.step else done, time.perf_counter() - t0, out,
              epsilon, model.last_weights, model.loss_weights, time.process_time() - c0)
 
 
