@@ -3,12 +3,19 @@ validation-based model selection, population metrics, side-by-side plots.
 
 Model selection uses the validation split only; the test split is evaluated once, with the
 selected state. Metrics per held-out population, then averaged over populations; seeds are
-reported as mean +- std.
+reported as mean +- std. Two references bracket every number: *identity* (the source
+population, no transport) and *oracle* (an independent second sample of the true target
+population, same size: the finite-sample floor of the metric). Each method is also reported as
+the fraction of the identity -> oracle gap it closes, ``(identity - method) / (identity - oracle)``
+(1 = as close as a fresh sample of the truth; 0 = no better than not moving; > 1 is possible
+where the target is a deterministic function of the source, as in the particle system).
+Budgets are process CPU seconds (``time.process_time``, one torch thread).
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import dataclasses
 import statistics
 import time
@@ -73,34 +80,64 @@ def subsample(batch: PopulationBatch, pops: torch.Tensor, n: int, g: torch.Gener
                            population_id=batch.population_id[pops])
 
 
+def random_rotation(batch: PopulationBatch, g: torch.Generator) -> PopulationBatch:
+    """Each 2-D population (source and target together) rotated by its own uniform angle about
+    the origin: for rotation-invariant families such as Letters, an unlimited supply of training
+    populations instead of a fixed set of rotations per letter."""
+    if batch.source.shape[-1] != 2:
+        raise ValueError(f"augment_rotation needs 2-D populations, got dim {batch.source.shape[-1]}")
+    theta = 2 * math.pi * torch.rand(batch.source.shape[0], generator=g)
+    c, s = torch.cos(theta), torch.sin(theta)
+    rot = torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], -2).to(batch.source.dtype)  # (B, 2, 2)
+    turn = lambda x: x @ rot.transpose(1, 2)  # noqa: E731
+    return PopulationBatch(source=turn(batch.source), target=turn(batch.target), population_id=batch.population_id)
+
+
 def train(cfg: Config, train_set: PopulationBatch, val_set: PopulationBatch, tcfg: dict[str, Any],
           seed: int, log=print) -> tuple[MetaFlowMatching, dict[str, Any]]:
-    """Adam on the joint loss (encoder + field); keep the state with the best validation W2."""
+    """Adam on the joint loss (encoder + field), validation W2 every ``eval_every`` steps.
+
+    ``tcfg["selection"]``: ``"last"`` (default, as the official code, which uses no early
+    stopping) keeps the final state and uses the validation history for monitoring only;
+    ``"best_val"`` keeps the state with the best validation W2. The test split is never seen.
+    """
+    selection = tcfg.get("selection", "last")
+    if selection not in ("last", "best_val"):
+        raise ValueError(f"selection must be 'last' or 'best_val', got {selection!r}")
     torch.manual_seed(seed)  # parameter initialisation of this run (benchmark script, not library)
     model = MetaFlowMatching(cfg)
     opt = torch.optim.Adam(model.parameters(), lr=float(tcfg["lr"]))
+    # cosine decay to lr_final_fraction x lr over the run (constant when the key is absent)
+    final = float(tcfg.get("lr_final_fraction", 1.0))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: final + (1 - final) * 0.5 * (
+        1 + math.cos(math.pi * min(s / max(int(tcfg["steps"]), 1), 1.0))))
     g = torch.Generator().manual_seed(seed)
     best, best_state, history = float("inf"), None, []
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     losses = []
     for step in range(1, int(tcfg["steps"]) + 1):
         model.train()
         pops = torch.randperm(len(train_set), generator=g)[: int(tcfg["populations_per_step"])]
         batch = subsample(train_set, pops, int(tcfg["points_per_population"]), g)
+        if tcfg.get("augment_rotation", False):
+            batch = random_rotation(batch, g)
         out = model.loss(batch, generator=g)
         opt.zero_grad(set_to_none=True)
         out.total.backward()
         opt.step()
+        sched.step()
         losses.append(out.total.item())
         if step % int(tcfg["eval_every"]) == 0 or step == int(tcfg["steps"]):
             val_w2 = mean_metrics(predict(model, val_set), val_set.target)["W2"]
             history.append({"step": step, "train_loss": statistics.fmean(losses[-50:]), "val_W2": val_w2})
             log(f"  [{cfg.conditioning} seed {seed}] step {step} loss {history[-1]['train_loss']:.4f} "
-                f"val W2 {val_w2:.4f} ({time.perf_counter() - t0:.0f}s)")
+                f"val W2 {val_w2:.4f} ({time.process_time() - c0:.0f} cpu-s)")
             if val_w2 < best:
                 best, best_state = val_w2, copy.deepcopy(model.state_dict())
-    model.load_state_dict(best_state)
-    return model, {"history": history, "best_val_W2": best, "train_s": time.perf_counter() - t0}
+    if selection == "best_val":
+        model.load_state_dict(best_state)
+    return model, {"history": history, "best_val_W2": best, "selection": selection, "train_wall_s": time.perf_counter() - t0,
+                   "train_cpu_s": time.process_time() - c0}
 
 
 def summarise(runs: list[dict[str, float]]) -> dict[str, dict[str, float]]:
@@ -113,7 +150,7 @@ def summarise(runs: list[dict[str, float]]) -> dict[str, dict[str, float]]:
 
 def plot_side_by_side(path: Path, source: torch.Tensor, preds: dict[str, torch.Tensor],
                       true: torch.Tensor, rows: int = 3, lim: float | None = 4.0,
-                      max_points: int = 400) -> None:
+                      max_points: int = 1000, row_labels: list[str] | None = None) -> None:
     """Rows = populations; columns = source | each method's prediction | true target."""
     import matplotlib
 
@@ -137,44 +174,180 @@ def plot_side_by_side(path: Path, source: torch.Tensor, preds: dict[str, torch.T
             ax.set_aspect("equal")
             if i == 0:
                 ax.set_title(name, fontsize=9)
+            if j == 0 and row_labels is not None:
+                ax.set_ylabel(row_labels[i], fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-def run_comparison(name: str, splits: dict[str, PopulationBatch], model_section: dict[str, Any],
-                   tcfg: dict[str, Any], num_populations: int, seeds: list[int],
-                   plot_lim: float | None) -> dict[str, Any]:
-    """Train MFM / FM / CGFM per seed, select on val, report test (and a train subset)."""
+def gap_closed(method: dict[str, float], identity: dict[str, float],
+               oracle: dict[str, float]) -> dict[str, float]:
+    """``(identity - method) / (identity - oracle)`` per metric (1 = oracle, 0 = identity)."""
+    return {k: (identity[k] - method[k]) / (identity[k] - oracle[k]) for k in METRICS}
+
+
+@torch.no_grad()
+def embedding_diagnostics(model: MetaFlowMatching, train_set: PopulationBatch,
+                          test: PopulationBatch) -> dict[str, float]:
+    """Is the population embedding informative? Mean pairwise cosine between the unit
+    embeddings of different populations (-> 1 = collapse: every population looks the same)."""
+    def mean_cos(z: torch.Tensor) -> float:
+        n = z.shape[0]
+        return float(((z @ z.T).sum() - n) / (n * (n - 1)))
+
+    model.eval()
+    probe = train_set.index(torch.linspace(0, len(train_set) - 1, min(48, len(train_set))).long())
+    return {"train_mean_pairwise_cos": mean_cos(model.condition(probe)),
+            "test_mean_pairwise_cos": mean_cos(model.condition(test))}
+
+
+def run_comparison(name: str, splits: dict[str, PopulationBatch], oracle: torch.Tensor,
+                   model_section: dict[str, Any], tcfg: dict[str, Any], num_populations: int,
+                   seeds: list[int], plot_lim: float | None, plot_rows: list[int],
+                   row_labels: list[str], extra: dict[str, tuple[PopulationBatch, torch.Tensor]] | None = None,
+                   log=print) -> dict[str, Any]:
+    """Train MFM / FM / CGFM per seed, select on val, report test against identity and oracle.
+
+    ``splits['test']`` holds the evaluation populations at full size; ``oracle`` is an
+    independent draw of each test target ``(batch, n, dim)``. The training loop subsamples the
+    train populations. A shuffled-embedding ablation (MFM transported with another test
+    population's embedding) checks that MFM uses what its embedding encodes. ``extra`` maps a
+    name to further ``(populations, oracle targets)`` evaluated for MFM and FM (not CGFM: they
+    carry no population ids), e.g. unseen rotations of training letters.
+    """
     tr, va, te = splits["train"], splits["val"], splits["test"]
-    train_probe = tr.index(torch.linspace(0, len(tr) - 1, min(10, len(tr))).long())
-    results: dict[str, Any] = {"identity_baseline": {
-        "test": mean_metrics(te.source, te.target)}}
+    c0 = time.process_time()
+    train_probe = tr.index(torch.linspace(0, len(tr) - 1, min(6, len(tr))).long())
+    probe_n = min(te.source.shape[1], tr.source.shape[1])
+    train_probe = subsample(train_probe, torch.arange(len(train_probe)), probe_n, torch.Generator().manual_seed(0))
+    identity, orc = mean_metrics(te.source, te.target), mean_metrics(oracle, te.target)
+    results: dict[str, Any] = {"identity_baseline": {"test": identity}, "oracle": {"test": orc},
+                               "n_test_populations": len(te), "n_eval_points": te.source.shape[1]}
+    log(f"identity W2 {identity['W2']:.4f}, oracle W2 {orc['W2']:.4f} ({time.process_time() - c0:.0f} cpu-s)")
+    extra = extra or {}
+    extra_ref = {k: (mean_metrics(b.source, b.target), mean_metrics(o, b.target)) for k, (b, o) in extra.items()}
+    for k, (i_, o_) in extra_ref.items():
+        results[k] = {"identity": i_, "oracle": o_, "n_populations": len(extra[k][0])}
     plot_preds: dict[str, torch.Tensor] = {}
+    perm = torch.roll(torch.arange(len(te)), 1)  # every test population gets another one's embedding
     for method, conditioning in METHODS.items():
         cfg = model_config(model_section, conditioning, num_populations)
-        per_seed_test, per_seed_train, logs = [], [], []
+        per_seed_test, per_seed_gap, per_seed_train, logs = [], [], [], []
         for seed in seeds:
-            model, log = train(cfg, tr, va, tcfg, seed)
-            t0 = time.perf_counter()
+            model, log_ = train(cfg, tr, va, tcfg, seed, log=log)
+            c1 = time.process_time()
             pred_te = predict(model, te)
-            log["test_predict_s"] = time.perf_counter() - t0
-            per_seed_test.append(mean_metrics(pred_te, te.target))
+            log_["test_predict_cpu_s"] = time.process_time() - c1
+            m = mean_metrics(pred_te, te.target)
+            per_seed_test.append(m)
+            per_seed_gap.append(gap_closed(m, identity, orc))
             per_seed_train.append(mean_metrics(predict(model, train_probe), train_probe.target))
-            logs.append(log)
+            if method != "CGFM":
+                for k, (b, _) in extra.items():
+                    mk = mean_metrics(predict(model, b), b.target)
+                    log_[k] = {"test": mk, "test_gap_closed": gap_closed(mk, *extra_ref[k])}
+            if method == "MFM":
+                log_["embedding"] = embedding_diagnostics(model, tr, te)
+                with torch.no_grad():
+                    c = model.condition(te)
+                    shuffled = torch.cat([model.transport(te.index(slice(i, i + 16)), condition=c[perm][i:i + 16])[0]
+                                          for i in range(0, len(te), 16)])
+                log_["shuffled_embedding_test"] = mean_metrics(shuffled, te.target)
+            logs.append(log_)
             if seed == seeds[0]:
                 plot_preds[method] = pred_te
-        results[method] = {"test": summarise(per_seed_test), "train_probe": summarise(per_seed_train),
-                           "per_seed_test": per_seed_test, "runs": logs,
-                           "config": dataclasses.asdict(cfg)}
-        print(f"{method}: test W2 {results[method]['test']['W2']['mean']:.4f} "
-              f"+- {results[method]['test']['W2']['std']:.4f}; train-probe W2 "
-              f"{results[method]['train_probe']['W2']['mean']:.4f}")
+        results[method] = {"test": summarise(per_seed_test), "test_gap_closed": summarise(per_seed_gap),
+                           "train_probe": summarise(per_seed_train), "per_seed_test": per_seed_test,
+                           "runs": logs, "config": dataclasses.asdict(cfg)}
+        for k in extra if method != "CGFM" else ():
+            results[k][method] = {"test": summarise([r[k]["test"] for r in logs]),
+                                  "test_gap_closed": summarise([r[k]["test_gap_closed"] for r in logs])}
+        if method == "MFM":
+            results[method]["shuffled_embedding_test"] = summarise([r["shuffled_embedding_test"] for r in logs])
+        log(f"{method}: test W2 {results[method]['test']['W2']['mean']:.4f} "
+            f"+- {results[method]['test']['W2']['std']:.4f} (gap closed "
+            f"{results[method]['test_gap_closed']['W2']['mean']:.2f}); train-probe W2 "
+            f"{results[method]['train_probe']['W2']['mean']:.4f}")
     from _common import RESULTS  # the suite's --out folder when run by benchmarks/run.py
 
-    fig = (RESULTS / f"{name}.png").resolve()
-    plot_side_by_side(fig, te.source, plot_preds, te.target, lim=plot_lim)
+    fig = (RESULTS / "figures" / f"{name}.png").resolve()
+    rows = torch.as_tensor(plot_rows)
+    plot_side_by_side(fig, te.source[rows], {k: v[rows] for k, v in plot_preds.items()}, te.target[rows],
+                      rows=len(plot_rows), lim=plot_lim, row_labels=row_labels)
     repo = Path(__file__).resolve().parents[1]
     results["plot"] = str(fig.relative_to(repo)) if fig.is_relative_to(repo) else str(fig)
+    results["total_cpu_s"] = time.process_time() - c0
     return results
+
+
+def markdown_tables(doc: dict[str, Any]) -> str:
+    """The results tables of the docs page, generated from a ``mfm_letters`` / ``mfm_aggregation``
+    JSON document: metrics (mean +- std over seeds) and the fraction of the identity -> oracle gap
+    closed. ``python benchmarks/_mfm.py benchmarks/results/mfm_letters.json`` prints them."""
+    res = doc["results"]
+
+    def cell(v: Any, digits: int = 3) -> str:
+        if isinstance(v, dict):
+            return f"{v['mean']:.{digits}f} ± {v['std']:.{digits}f}"
+        return f"{v:.{digits}f}"
+
+    rows = [("identity (source, no transport)", res["identity_baseline"]["test"], None)]
+    if "centre_of_mass_contraction" in res:
+        c = res["centre_of_mass_contraction"]
+        rows.append(("centre-of-mass contraction (physics reference)", c["test"], c["test_gap_closed"]))
+    for method in METHODS:
+        rows.append((method, res[method]["test"], res[method]["test_gap_closed"]))
+    if "shuffled_embedding_test" in res.get("MFM", {}):
+        rows.append(("MFM, another population's embedding", res["MFM"]["shuffled_embedding_test"], None))
+    rows.append(("oracle (second sample of the true target)", res["oracle"]["test"], None))
+    head = ("| method | W1 | W2 | MMD² (×10³) | energy | W2 gap closed | energy gap closed |\n"
+            "|---|---|---|---|---|---|---|")
+    lines = [head]
+    for name, m, gap in rows:
+        mmd = ({"mean": 1e3 * m["MMD"]["mean"], "std": 1e3 * m["MMD"]["std"]}
+               if isinstance(m["MMD"], dict) else 1e3 * m["MMD"])
+        g2 = "—" if gap is None else cell(gap["W2"], 2)
+        ge = "—" if gap is None else cell(gap["energy"], 2)
+        lines.append(f"| {name} | {cell(m['W1'])} | {cell(m['W2'])} | {cell(mmd, 2)} | "
+                     f"{cell(m['energy'])} | {g2} | {ge} |")
+    for k, v in res.items():
+        if isinstance(v, dict) and "identity" in v and "oracle" in v:  # an extra evaluation split
+            lines += ["", f"*{k.replace('_', ' ')}* ({v['n_populations']} populations):", "",
+                      "| method | W2 | energy | W2 gap closed | energy gap closed |", "|---|---|---|---|---|",
+                      f"| identity | {cell(v['identity']['W2'])} | {cell(v['identity']['energy'])} | — | — |"]
+            for method in METHODS:
+                if method in v:
+                    m, gap = v[method]["test"], v[method]["test_gap_closed"]
+                    lines.append(f"| {method} | {cell(m['W2'])} | {cell(m['energy'])} | "
+                                 f"{cell(gap['W2'], 2)} | {cell(gap['energy'], 2)} |")
+            lines.append(f"| oracle | {cell(v['oracle']['W2'])} | {cell(v['oracle']['energy'])} | — | — |")
+    return "\n".join(lines)
+
+
+def speed_tables(doc: dict[str, Any]) -> str:
+    """Sampling and embedding-cost tables from a ``mfm_speed`` JSON document."""
+    lines = ["| solver | NFE | median time (s) | time / dopri5(1e-4) | max abs. error vs dopri5(1e-8) |",
+             "|---|---|---|---|---|"]
+    for name, v in doc["sampling_1000_points"].items():
+        lines.append(f"| {name} | {v['nfe']} | {v['median_s']:.3g} | {v['time_ratio_vs_dopri5_1e-4']:.2f} | "
+                     f"{v['max_abs_err_vs_ref']:.1e} |")
+    lines += ["", "| points n | median time (s) | time / n=256 | largest tensor (entries) | largest / n² | "
+              "peak extra memory (MiB) | dense float64 n² matrix (MiB) |", "|---|---|---|---|---|---|---|"]
+    for n, v in doc["embedding_vs_population_size"].items():
+        peak = "—" if v.get("peak_extra_mib") is None else f"{v['peak_extra_mib']:.1f}"
+        lines.append(f"| {int(n):,} | {v['median_s']:.3g} | {v['time_ratio_vs_smallest']:.3g} | "
+                     f"{v['largest_tensor_numel']:,} | {v['largest_over_n2']:.3g} | {peak} | "
+                     f"{8 * int(n) ** 2 / 2**20:,.1f} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    for p in sys.argv[1:]:
+        doc = json.loads(Path(p).read_text())
+        print(f"<!-- generated from {Path(p).name} by `python benchmarks/_mfm.py {p}` -->")
+        print(speed_tables(doc) if doc.get("benchmark") == "mfm_speed" else markdown_tables(doc))

@@ -18,6 +18,10 @@ where ``source[b, i]`` goes):
   from many random Gaussian-mixture initial populations. Because each particle's velocity
   depends on all others, the map ``source -> target`` differs between populations — exactly
   the setting where conditioning on the population (MFM) should beat plain flow matching.
+
+Both accept ``draw = d >= 1``: an independent population of the same letter and rotation / the
+same initial Gaussian mixture (fresh points). Its target is a second sample of the true target
+distribution — the "oracle" prediction that sets the finite-sample floor of W1/W2/MMD/energy.
 """
 
 from __future__ import annotations
@@ -97,15 +101,24 @@ def _rotation(theta: float) -> np.ndarray:
 
 
 def letter_population(char: str, rotation_index: int, *, n_points: int, noise_scale: float,
-                      source_noise_scale: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+                      source_noise_scale: float, seed: int, draw: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """One (source, target) pair of ``(n_points, 2)`` arrays for ``char``.
 
     target = R(theta) (glyph sample + noise_scale * eps), theta ~ U[0, 2 pi);
     source = target + source_noise_scale * eps'. The random stream depends only on
     ``(seed, char, rotation_index)``, so a population does not change when the split changes.
+
+    ``draw = d >= 1`` gives an independent population of the *same* letter and rotation
+    (same theta, fresh points and noise from the stream ``(seed, char, rotation_index, d)``):
+    its target is a second sample of the true target distribution, the "oracle" prediction
+    whose distance to the target is the finite-sample floor of any metric.
     """
+    if draw < 0:
+        raise ValueError(f"draw must be >= 0, got {draw}")
     rng = np.random.default_rng([seed, ord(char), rotation_index])
     theta = 2 * np.pi * rng.random()
+    if draw:
+        rng = np.random.default_rng([seed, ord(char), rotation_index, draw])
     pts = sample_letter(char, n_points, rng)
     target = (pts + noise_scale * rng.standard_normal(pts.shape)) @ _rotation(theta).T
     source = target + source_noise_scale * rng.standard_normal(target.shape)
@@ -128,7 +141,7 @@ def letter_split(val_letters: tuple[str, ...] = ("X",),
 def letters(split: str = "train", *, n_points: int = 700, n_rotations: int = 10,
             noise_scale: float = 0.05, source_noise_scale: float = 0.5,
             val_letters: tuple[str, ...] = ("X",), test_letters: tuple[str, ...] = ("Y",),
-            seed: int = 0, dtype: torch.dtype = torch.float32) -> PopulationBatch:
+            seed: int = 0, draw: int = 0, dtype: torch.dtype = torch.float32) -> PopulationBatch:
     """The Letters populations of one split as a ``PopulationBatch``.
 
     Defaults follow the paper's official configuration (700 points, 10 rotations per letter,
@@ -137,7 +150,8 @@ def letters(split: str = "train", *, n_points: int = 700, n_rotations: int = 10,
     Returns: source, target ``(n_letters * n_rotations, n_points, 2)``; ``population_id``
     ``(batch,)`` a global id ``ALPHABET.index(char) * n_rotations + r``, unique across splits
     (the one-hot CGFM baseline indexes its table with it; held-out letters get ids it never
-    trained on); ``condition`` None.
+    trained on); ``condition`` None. ``draw >= 1``: independent populations of the same letters
+    and rotations (see :func:`letter_population`; ``letters(..., draw=1).target`` is the oracle).
     """
     if split not in _SPLITS:
         raise ValueError(f"split must be one of {_SPLITS}, got {split!r}")
@@ -148,7 +162,7 @@ def letters(split: str = "train", *, n_points: int = 700, n_rotations: int = 10,
     for c in chars:
         for r in range(n_rotations):
             s, t = letter_population(c, r, n_points=n_points, noise_scale=noise_scale,
-                                     source_noise_scale=source_noise_scale, seed=seed)
+                                     source_noise_scale=source_noise_scale, seed=seed, draw=draw)
             src.append(s)
             tgt.append(t)
             ids.append(ALPHABET.index(c) * n_rotations + r)
@@ -182,19 +196,22 @@ def aggregation_velocity(x: Tensor, softening: float = 0.05) -> Tensor:
     return repulsion - attraction
 
 
-def _gaussian_mixture_population(n: int, dim: int, rng: np.random.Generator) -> np.ndarray:
-    """1-3 anisotropic Gaussian blobs with random weights, centres in [-2, 2]^dim."""
+def _gaussian_mixture(dim: int, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    """Parameters of 1-3 anisotropic Gaussian blobs: weights, centres in [-2, 2]^dim, rotations,
+    standard deviations in [0.15, 0.7]."""
     m = int(rng.integers(1, 4))
     weights = rng.dirichlet(np.full(m, 2.0))
-    comp = rng.choice(m, size=n, p=weights)
     means = rng.uniform(-2.0, 2.0, size=(m, dim))
-    out = np.empty((n, dim))
-    for j in range(m):
-        q, _ = np.linalg.qr(rng.standard_normal((dim, dim)))
-        std = rng.uniform(0.15, 0.7, size=dim)
-        idx = comp == j
-        out[idx] = means[j] + (rng.standard_normal((int(idx.sum()), dim)) * std) @ q.T
-    return out
+    rots = np.stack([np.linalg.qr(rng.standard_normal((dim, dim)))[0] for _ in range(m)])
+    stds = rng.uniform(0.15, 0.7, size=(m, dim))
+    return weights, means, rots, stds
+
+
+def _sample_mixture(params: tuple[np.ndarray, ...], n: int, rng: np.random.Generator) -> np.ndarray:
+    weights, means, rots, stds = params
+    comp = rng.choice(len(weights), size=n, p=weights)
+    z = rng.standard_normal((n, means.shape[1])) * stds[comp]
+    return means[comp] + np.einsum("nij,nj->ni", rots[comp], z)
 
 
 def evolve_aggregation(x0: Tensor, horizon: float, *, softening: float = 0.05,
@@ -209,7 +226,7 @@ def evolve_aggregation(x0: Tensor, horizon: float, *, softening: float = 0.05,
 
 def aggregation_populations(split: str = "train", *, n_populations: int = 64, n_points: int = 256,
                             dim: int = 2, horizon: float = 1.0, softening: float = 0.05,
-                            steps: int = 100, seed: int = 0, id_offset: int = 0,
+                            steps: int = 100, seed: int = 0, id_offset: int = 0, draw: int = 0,
                             dtype: torch.dtype = torch.float32) -> PopulationBatch:
     """Initial populations (Gaussian mixtures) and their states after ``horizon`` time units.
 
@@ -221,6 +238,12 @@ def aggregation_populations(split: str = "train", *, n_populations: int = 64, n_
     Returns ``PopulationBatch(source (n_populations, n_points, dim), target (same),
     population_id)`` with ids ``id_offset + i``: give the splits disjoint offsets when ids must
     be unique across them (the one-hot CGFM baseline needs that).
+
+    ``draw = d >= 1``: the same Gaussian mixtures (population ``i`` of the split has the same
+    mixture parameters) with fresh particles from the stream ``(seed, split, i, d)``, evolved the
+    same way. Its target is an independent sample of what population ``i`` evolves into (in the
+    mean-field limit): the "oracle" prediction, whose distance to the target is the metric's
+    finite-sample floor.
     """
     if split not in _SPLITS:
         raise ValueError(f"split must be one of {_SPLITS}, got {split!r}")
@@ -228,12 +251,19 @@ def aggregation_populations(split: str = "train", *, n_populations: int = 64, n_
         raise ValueError(f"need n_populations >= 1 and n_points >= 2, got {n_populations}, {n_points}")
     if horizon <= 0 or steps < 1:
         raise ValueError(f"need horizon > 0 and steps >= 1, got {horizon}, {steps}")
+    if draw < 0:
+        raise ValueError(f"draw must be >= 0, got {draw}")
     s = _SPLITS.index(split)
-    x0 = np.stack([_gaussian_mixture_population(n_points, dim, np.random.default_rng([seed, s, i]))
-                   for i in range(n_populations)])
+    pops = []
+    for i in range(n_populations):
+        rng = np.random.default_rng([seed, s, i])
+        params = _gaussian_mixture(dim, rng)
+        pops.append(_sample_mixture(params, n_points, rng if not draw
+                                    else np.random.default_rng([seed, s, i, draw])))
+    x0 = np.stack(pops)
     x0t = torch.as_tensor(x0, dtype=torch.float64)
     chunks = [evolve_aggregation(c, horizon, softening=softening, steps=steps)
-              for c in x0t.split(16)]
+              for c in x0t.split(max(1, 2**22 // n_points**2))]  # (chunk, N, N) <= 4M entries
     x1 = torch.cat(chunks)
     ids = torch.arange(n_populations) + id_offset
     return PopulationBatch(source=x0t.to(dtype), target=x1.to(dtype), population_id=ids)

@@ -111,3 +111,36 @@ def test_aggregation_deterministic_and_splits_differ():
     assert torch.equal(a.target, b.target) and not torch.allclose(a.source, c.source)
     with pytest.raises(ValueError, match="horizon"):
         aggregation_populations(horizon=0.0)
+
+
+def test_letters_oracle_draw_is_the_same_distribution():
+    """draw=1: same letter and rotation, fresh points. Its target is closer to the draw-0 target
+    than the noisy source is, and covariances agree (same rotation) up to sampling error."""
+    from sciflow.uq.distances import wasserstein_exact
+
+    kw = dict(n_points=600, n_rotations=2, seed=3)
+    a, o = letters("test", **kw), letters("test", draw=1, **kw)
+    assert not torch.allclose(a.target, o.target) and torch.equal(a.population_id, o.population_id)
+    for i in range(2):
+        w_or = wasserstein_exact(a.target[i].double(), o.target[i].double(), p=2)
+        w_id = wasserstein_exact(a.source[i].double(), a.target[i].double(), p=2)
+        assert w_or < 0.75 * w_id  # 0.24 vs 0.39 at 600 points
+        ca, co = torch.cov(a.target[i].T), torch.cov(o.target[i].T)
+        assert (ca - co).abs().max() < 0.2 * ca.abs().max()  # sampling error of 600 points
+    # the two rotations of Y differ by more than the two draws of one rotation
+    c0, c1 = torch.cov(a.target[0].T), torch.cov(a.target[1].T)
+    assert (c0 - c1).abs().max() > 2 * (c0 - torch.cov(o.target[0].T)).abs().max()
+    with pytest.raises(ValueError, match="draw"):
+        letters("test", n_points=10, n_rotations=1, draw=-1)
+
+
+def test_aggregation_oracle_draw_shares_the_mixture():
+    kw = dict(n_populations=3, n_points=400, steps=10, seed=1)
+    a, o = aggregation_populations("val", **kw), aggregation_populations("val", draw=1, **kw)
+    assert not torch.allclose(a.source, o.source)
+    d_same = (a.source.mean(1) - o.source.mean(1)).norm(dim=-1)  # same mixture, fresh particles
+    d_other = (a.source.mean(1) - o.source.mean(1).roll(1, 0)).norm(dim=-1)
+    assert d_same.max() < 0.2 and d_same.max() < d_other.min()
+    torch.testing.assert_close(a.target.mean(1), a.source.mean(1), atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="draw"):
+        aggregation_populations(n_populations=1, n_points=4, draw=-1)

@@ -142,6 +142,21 @@ def test_fixed_step_and_adaptive_transport_agree():
     assert xs.shape == (3, 3, 40, 2) and torch.equal(xs[0], b.source)
 
 
+def test_transport_with_a_given_condition():
+    """``condition=`` replaces the embedding: its own embedding reproduces the default, another
+    population's changes the prediction (the shuffled-embedding ablation), a bad shape is named."""
+    torch.manual_seed(0)
+    model = MetaFlowMatching(Config(solver="rk4", nfe=8, **SMALL)).double()
+    b = _batch(dtype=torch.float64)
+    x, _ = model.transport(b)
+    c = model.condition(b)
+    torch.testing.assert_close(model.transport(b, condition=c)[0], x, rtol=0, atol=0)
+    x_sh, _ = model.transport(b, condition=c[[1, 2, 0]])
+    assert (x_sh - x).abs().max() > 1e-6
+    with pytest.raises(ValueError, match="condition must be"):
+        model.transport(b, condition=c[:, :3])
+
+
 def test_exact_ot_pairing_recovers_a_permutation():
     g = torch.Generator().manual_seed(0)
     x0 = torch.randn(2, 30, 2, generator=g, dtype=torch.float64)
@@ -221,3 +236,21 @@ def test_packaged_configs_build_all_three_methods(name):
         out = model.loss(_batch(B=2, n=24))
         assert torch.isfinite(out.total)
     assert MetaFlowMatching.config_class is Config
+
+
+def test_docs_results_tables_are_the_committed_json():
+    """The docs page quotes the tables that ``benchmarks/_mfm.py`` generates from the results."""
+    import json
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    sys.path.insert(0, str(repo / "benchmarks"))
+    try:
+        from _mfm import markdown_tables
+    finally:
+        sys.path.remove(str(repo / "benchmarks"))
+    page = (repo / "docs" / "models" / "meta_flow_matching.md").read_text()
+    for name in ("mfm_letters", "mfm_aggregation"):
+        doc = json.loads((repo / "benchmarks" / "results" / f"{name}.json").read_text())
+        assert markdown_tables(doc) in page, name

@@ -123,16 +123,21 @@ class MetaFlowMatching(SciflowModel):
     @torch.no_grad()
     def transport(self, batch: PopulationBatch, *, solver: str | None = None, nfe: int | None = None,
                   rtol: float | None = None, atol: float | None = None,
-                  times: Tensor | None = None) -> tuple[Tensor, dict]:
+                  times: Tensor | None = None, condition: Tensor | None = None) -> tuple[Tensor, dict]:
         """Push ``batch.source`` through the flow from t = 0 to 1.
 
         Returns ``(x, stats)``: ``x`` is ``(batch, n, dim)`` at t = 1, or ``(time, batch, n, dim)``
         at ``times`` when given; ``stats`` has the number of field evaluations ``nfe``.
         The condition is computed once (one GNN pass), then only the field is evaluated.
+        ``condition (batch, cond)`` replaces it when given: a cached embedding, one computed from
+        a subsample of a very large population, or (as a diagnostic) another population's.
         """
         self._check(batch, need_target=False)
         cfg = self.cfg
-        c = self.condition(batch)
+        c = self.condition(batch) if condition is None else condition
+        if c.shape != (batch.source.shape[0], self.field.cond_features):
+            raise ValueError(f"transport: condition must be ({batch.source.shape[0]}, "
+                             f"{self.field.cond_features}), got {tuple(c.shape)}")
         return integrate_flow(lambda t, x: self.velocity(t, x, c), batch.source,
                               solver=solver or cfg.solver, nfe=nfe or cfg.nfe,
                               rtol=rtol or cfg.rtol, atol=atol or cfg.atol, times=times)
