@@ -69,6 +69,16 @@ def eval_path(path, t: Tensor, n_rep: int, derivative: bool = False) -> Tensor:
     return x.repeat(n_rep, 1) if n_rep > 1 else x
 
 
+class ReadoutBatchNorm(nn.BatchNorm1d):
+    """``BatchNorm1d`` that uses its running statistics for a batch of one series (a training batch
+    of one cannot be normalised by its own statistics)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.training and x.shape[0] < 2:
+            return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
+        return super().forward(x)
+
+
 class _LatentSDE:
     """Drift ``f(t, z)`` and diffusion ``g(t, z)`` of one solve, bound to a batch's control path.
 
@@ -151,7 +161,8 @@ class StableSDE(SciflowModel):
         elif cfg.kind == "ode_rnn":
             self.odernn = ODERNNCell(d, cfg.input_channels, w, L)
         if cfg.task == "classification":
-            self.readout = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Dropout(cfg.dropout),
+            norm = [ReadoutBatchNorm(d)] if cfg.readout_norm == "batch" else []
+            self.readout = nn.Sequential(nn.Linear(d, d), *norm, nn.ReLU(), nn.Dropout(cfg.dropout),
                                          nn.Linear(d, cfg.n_classes))
         else:
             out = cfg.input_channels * (2 if cfg.likelihood == "gaussian" else 1)
@@ -237,10 +248,20 @@ class StableSDE(SciflowModel):
 
         def flow(t, z):
             return cell.flow(z)
+        # one explicit Runge–Kutta step per grid gap (the default, dt=None): call the solver's
+        # step directly with every gap precomputed ((time, batch) step sizes), so the loop has no
+        # per-interval odeint set-up or time-grid validation (host syncs); with dt, odeint sub-steps
+        direct = ctrl.dt is None and hasattr(solver, "step") and not getattr(solver, "adaptive", True)
+        if direct:
+            tt = (grid if grid.ndim == 2 else grid.expand(h.shape[0], -1)).transpose(0, 1).to(h.dtype)
+            steps = tt[1:] - tt[:-1]                                       # (time - 1, batch)
         out = []
         for k in range(grid.shape[-1]):
             if k > 0:
-                h = odeint(flow, h, grid[..., k - 1:k + 1], solver=solver, dt=ctrl.dt)[-1]
+                if direct:
+                    h = solver.step(flow, tt[k - 1], h, steps[k - 1], flow(tt[k - 1], h))[0]
+                else:
+                    h = odeint(flow, h, grid[..., k - 1:k + 1], solver=solver, dt=ctrl.dt)[-1]
             h = cell.jump(h, xs[:, k], ms[:, k])
             out.append(h)
         return torch.stack(out)
@@ -286,6 +307,30 @@ class StableSDE(SciflowModel):
         ti = ctrl.target_index.repeat(n_samples, 1)                  # (n * B, n_target)
         z = zs[ti, cols.unsqueeze(1)]                                # (n * B, n_target, d)
         return self.readout(z).reshape(n_samples, B, *ti.shape[1:], -1)
+
+    @torch.no_grad()
+    def calibrate(self, batches, *, generator: torch.Generator | None = None) -> None:
+        """Recompute the running statistics of the readout's batch normalisation on ``batches``
+        (an :class:`IrregularBatch` or an iterable of them, e.g. the training set) with the current
+        weights ("precise BatchNorm"): equal-weight averages over the batches, one sample path per
+        series. A no-op without ``readout_norm="batch"``. The training/eval mode is restored."""
+        bns = [m for m in self.modules() if isinstance(m, nn.BatchNorm1d)]
+        if not bns:
+            return
+        if isinstance(batches, IrregularBatch):
+            batches = [batches]
+        was = self.training
+        for bn in bns:
+            bn.reset_running_stats()
+            bn.momentum = None                      # cumulative average over the calibration batches
+        self.train()
+        try:
+            for b in batches:
+                self(b, generator=generator)
+        finally:
+            for bn in bns:
+                bn.momentum = 0.1
+            self.train(was)
 
     def _split(self, out: Tensor) -> tuple[Tensor, Tensor | None]:
         C = self.cfg.input_channels

@@ -288,7 +288,7 @@ def test_gradients_match_finite_differences(kind):
     grid = m.control(b).grid.tolist()
     bm = BrownianIncrements(grid, (3, 3), generator=torch.Generator().manual_seed(5), dtype=torch.float64)
     params = dict(m.named_parameters())
-    names = ["initial.weight", "readout.3.weight"]
+    names = ["initial.weight", "readout.4.weight"]
     names.append("drift.ctrl.weight" if kind != "neural_cde" else "cde.net.net.0.weight")
     if kind != "neural_cde":
         names.append("diffusion.theta")
@@ -314,6 +314,55 @@ def test_every_parameter_receives_a_finite_gradient(kind, variant):
         assert p.grad is not None, name
         assert torch.isfinite(p.grad).all(), name
     assert sum(float(p.grad.abs().sum()) for p in m.parameters()) > 0
+
+
+@pytest.mark.parametrize("irregular", [True, False])
+@pytest.mark.parametrize("solver", ["euler", "rk4"])
+def test_ode_rnn_direct_steps_equal_one_odeint_call_per_gap(irregular, solver):
+    from sciflow.solvers.ode import odeint
+    from sciflow.solvers.registry import SOLVERS
+
+    b = make_batch(B=4, irregular=irregular, dtype=torch.float64)
+    m = model("ode_rnn", ode_solver=solver).double()
+    ctrl = m.control(b)
+    z0 = m.initial(ctrl.x0)
+    got = m._ode_rnn(ctrl, z0, ctrl.grid, SOLVERS[solver](), 1)
+    h, ref = z0, []
+    for k in range(ctrl.grid.shape[-1]):
+        if k > 0:
+            h = odeint(lambda t, z: m.odernn.flow(z), h, ctrl.grid[..., k - 1:k + 1], solver=SOLVERS[solver]())[-1]
+        h = m.odernn.jump(h, ctrl.obs_values[:, k], ctrl.obs_mask[:, k].double())
+        ref.append(h)
+    torch.testing.assert_close(got, torch.stack(ref), rtol=1e-12, atol=1e-12)
+
+
+def test_calibrated_batchnorm_readout_is_the_training_set_statistics_and_batch_independent():
+    b = make_batch(B=6)
+    m = model("lnsde", diffusion_init=-80.0)                    # noise off: deterministic latent
+    m.calibrate(b)
+    assert m.training is False                                  # mode restored
+    bn = m.readout[1]
+    with torch.no_grad():
+        grid, z = m.latent(b)
+        zT = z[m.control(b).last_index, torch.arange(6)]
+        h = m.readout[0](zT)
+    torch.testing.assert_close(bn.running_mean, h.mean(0), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(bn.running_var, h.var(0), rtol=1e-4, atol=1e-6)   # unbiased, as BatchNorm
+    # in eval mode a series' prediction does not depend on the rest of its batch
+    torch.testing.assert_close(m.predict(b)[:2], m.predict(b.index(slice(0, 2))), rtol=1e-5, atol=1e-6)
+    # calibrating on two halves averages their statistics
+    m.calibrate([b.index(slice(0, 3)), b.index(slice(3, 6))])
+    halves = torch.stack([h[:3].mean(0), h[3:].mean(0)]).mean(0)
+    torch.testing.assert_close(bn.running_mean, halves, rtol=1e-5, atol=1e-6)
+    # a training batch of one series uses the running statistics instead of failing
+    m.train()
+    assert torch.isfinite(m.loss(b.index(slice(0, 1))).total)
+    # without the normalisation calibrate is a no-op
+    plain = model("lnsde", readout_norm="none")
+    assert not any(isinstance(x, torch.nn.BatchNorm1d) for x in plain.modules())
+    plain.calibrate(b)
+    with pytest.raises(ValueError, match="readout_norm"):
+        Config(n_classes=2, readout_norm="layer")
 
 
 # ---------------------------------------------------------------- backends and methods

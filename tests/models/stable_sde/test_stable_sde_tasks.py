@@ -56,6 +56,7 @@ def _classify(kind, steps, **kw):
     torch.manual_seed(0)
     m = StableSDE(Config(kind=kind, input_channels=2, hidden_dim=8, n_classes=2, dropout=0.0, **kw))
     first, last = fit(m, train, steps)
+    m.calibrate(train)
     m.eval()
     acc = (m.predict(test, generator=torch.Generator().manual_seed(0)).argmax(-1) == test.labels).float().mean()
     return first, last, float(acc)
