@@ -243,12 +243,23 @@ def evaluate_irregular(exp: ExperimentConfig, run_dir: Path, kind: str, splits: 
     e = exp.eval
     g = torch.Generator().manual_seed(exp.train.seed)
     dirs = member_dirs(run_dir)
+
+    def load_model(d, i):  # load_trained + precise BatchNorm statistics of the readout on the training split
+        from sciflow.models.stable_sde import StableSDE
+
+        model = load_trained(exp, d, i)
+        if isinstance(model, StableSDE):
+            n = len(splits.train)
+            model.calibrate([splits.train.index(torch.arange(k, min(k + 256, n))) for k in range(0, n, 256)],
+                            generator=torch.Generator().manual_seed(exp.train.seed))
+        return model
+
     base = {"n_test": len(splits.test), "dataset": splits.attrs.get("name"),
             "missing_rate": splits.attrs.get("missing_rate")}
     if splits.attrs.get("task") == "classification":
         out = {"task": "classification", **base}
         for name, batch in (("val", splits.val), ("test", splits.test)):
-            logits = torch.stack([load_trained(exp, d, i).predict(batch, generator=g)
+            logits = torch.stack([load_model(d, i).predict(batch, generator=g)
                                   for i, d in enumerate(dirs)]).log_softmax(-1).logsumexp(0) - math.log(len(dirs))
             out[f"{name}_accuracy"] = float((logits.argmax(-1) == batch.labels).float().mean())
             out[f"{name}_cross_entropy"] = float(F.nll_loss(logits, batch.labels))
@@ -257,9 +268,9 @@ def evaluate_irregular(exp: ExperimentConfig, run_dir: Path, kind: str, splits: 
     if kind == "ensemble":
         if len(dirs) < 2:
             raise ConfigError(f"{str(run_dir)!r} holds one model; train with eval.uq=ensemble first")
-        predictor = DeepEnsemble([load_trained(exp, d, i) for i, d in enumerate(dirs)], alpha=e.alpha)
+        predictor = DeepEnsemble([load_model(d, i) for i, d in enumerate(dirs)], alpha=e.alpha)
     elif kind in ("samples", "conformal"):
-        predictor = SamplingPredictor(load_trained(exp, dirs[0], 0), e.n_samples, e.alpha)
+        predictor = SamplingPredictor(load_model(dirs[0], 0), e.n_samples, e.alpha)
         if kind == "conformal":
             predictor = SplitConformal(predictor, e.alpha, AbsoluteResidual(), separate_dims=(1, 2))
             predictor.calibrate([splits.val], generator=g)

@@ -28,14 +28,15 @@ Steps (:data:`STEPS`; each runs alone with ``sciflow demo --step NAME``, all run
     reference solution ``burgers_shock.mat`` (relative L2). Writes ``causal_pinn_burgers/``
     (``metrics.json``, ``solution.png``, ``causal_weights.png``, ``losses.png``).
 
+``wdno_burgers``
+    A wavelet diffusion neural operator (Hu et al., ICLR 2025) as a generative surrogate of forced
+    Burgers, with the 5–95 % band of its samples; relative L2 of the ensemble mean vs persistence,
+    CRPS and band coverage. Writes ``wdno_burgers/``.
+
 ``stable_sde_irregular``
     An irregular, partly missing time series (Lorenz-63 at random times, 30 % of the values
     missing) forecast with a predictive distribution by a stable neural SDE (LNSDE, Oh, Lim &
     Kim, ICLR 2024); CRPS vs persistence and 90 % coverage. Writes ``stable_sde_irregular/``.
-
-``wdno_burgers`` (not in the default run: several CPU minutes)
-    A wavelet diffusion neural operator (Hu et al., ICLR 2025) as a generative surrogate of forced
-    Burgers, with the 5–95 % band of its samples. Writes ``wdno_burgers/``.
 
 Every step writes its own ``metrics.json``; the run folder gets ``report.md`` (metrics tables
 and plots of the steps run, newest run of each step) and ``metrics.json`` with a ``steps``
@@ -318,7 +319,7 @@ def run_wdno_burgers(out_dir: str | Path, *, quick: bool = False, seed: int = 0,
     ``x ∈ [0, 1]``, zero Dirichlet data, Gaussian-bump ``u0`` and space–time Gaussian forcing),
     17 x 33 (time x space). Model: WDNO (Hu et al., ICLR 2025) in the simulation task — given
     ``u(t=0)`` and the forcing ``f``, a DDPM over the one-level wavelet coefficients of the whole
-    trajectory generates ``u`` (ε-prediction loss, DDIM sampling). An ensemble of generated
+    trajectory generates ``u`` (v-prediction loss, the family default; DDIM sampling). An ensemble of generated
     trajectories per test condition gives the mean and the 5–95 % band; scored by relative L2
     of the mean, CRPS and the band's coverage. Small U-Net and budget (a CPU minute); the
     paper-sized run is ``benchmarks/wdno_burgers.py --scale gpu``.
@@ -543,7 +544,7 @@ STEPS: dict[str, Step] = {
     "wdno_burgers": Step(
         "wdno_burgers", "Forced Burgers: a WDNO surrogate with an uncertainty band", run_wdno_burgers,
         "wdno_burgers", ("rel_l2_ensemble_mean", "rel_l2_persistence", "crps", "coverage_90", "train_s"),
-        _importable("sciflow.models.wavelet_diffusion"), default=False),
+        _importable("sciflow.models.wavelet_diffusion")),
     "stable_sde_irregular": Step(
         "stable_sde_irregular", "An irregular, partly missing series forecast by a stable neural SDE",
         run_stable_sde_irregular, "stable_sde_irregular",

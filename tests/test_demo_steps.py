@@ -43,9 +43,9 @@ def test_unknown_step_is_a_clear_error(tmp_path: Path) -> None:
     assert main(["demo", "--step", "nope", "--out", str(tmp_path)]) == 2
 
 
-def test_default_steps_exclude_the_long_wdno_step() -> None:
+def test_default_steps_follow_the_issue_order() -> None:
     defaults = [k for k, s in STEPS.items() if s.default]
-    assert defaults[:2] == ["lorenz_ensemble", "causal_pinn_burgers"] and "wdno_burgers" not in defaults
+    assert defaults == ["lorenz_ensemble", "causal_pinn_burgers", "wdno_burgers", "stable_sde_irregular"]
 
 
 @pytest.mark.slow
