@@ -57,6 +57,12 @@ import torch
 from sciflow.config import ConfigError
 
 
+def _write_json(obj: Any, path: Path) -> None:
+    from sciflow.data.io import write_json  # strict JSON, atomic
+
+    write_json(obj, path)
+
+
 def demo_experiment(quick: bool = False, seed: int = 0):
     """The demo's :class:`~sciflow.config.ExperimentConfig` (also ``configs/lorenz_neural_ode``)."""
     from sciflow.config import load_experiment
@@ -226,7 +232,7 @@ def run_lorenz_ensemble(out_dir: str | Path = "runs/demo", *, quick: bool = Fals
     timings["evaluate_s"] = time.perf_counter() - t0
     timings["total_s"] = time.perf_counter() - t_start
     metrics["timings"] = timings
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    _write_json(metrics, out / "metrics.json")
     print(f"[demo] test RMSE {metrics['rmse']:.3f} (persistence {metrics['persistence_rmse']:.3f}); "
           f"{int(round(100 * (1 - alpha)))} % band coverage {metrics['coverage']:.3f} "
           f"(ensemble spread alone {metrics['ensemble_only_coverage']:.3f}); CRPS {metrics.get('crps', float('nan')):.3f}")
@@ -293,7 +299,7 @@ def run_causal_pinn_burgers(out_dir: str | Path, *, quick: bool = False, seed: i
                              "2e4 L-BFGS steps, 9 x 20 MLP)"},
         "config": asdict(cfg), "plots": [str(p) for p in plots],
     }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    _write_json(metrics, out / "metrics.json")
     print(f"[demo] causal PINN on Burgers: rel. L2 {metrics['rel_l2']:.3g} vs burgers_shock.mat "
           f"(untrained {metrics['rel_l2_untrained']:.3g}) after {train_s:.0f} s")
     return metrics
@@ -406,7 +412,7 @@ def run_wdno_burgers(out_dir: str | Path, *, quick: bool = False, seed: int = 0,
     fig.savefig(p2, dpi=110)
     plt.close(fig)
     metrics["plots"] = [str(p1), str(p2)]
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    _write_json(metrics, out / "metrics.json")
     print(f"[demo] WDNO on forced Burgers: rel. L2 of the ensemble mean {metrics['rel_l2_ensemble_mean']:.3g} "
           f"(persistence {metrics['rel_l2_persistence']:.3g}), 90 % band coverage {metrics['coverage_90']:.2f}")
     return metrics
@@ -500,7 +506,7 @@ def run_stable_sde_irregular(out_dir: str | Path, *, quick: bool = False, seed: 
     fig.savefig(p, dpi=110)
     plt.close(fig)
     metrics["plots"] = [str(p)]
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    _write_json(metrics, out / "metrics.json")
     print(f"[demo] LNSDE on irregular Lorenz-63: CRPS {metrics['crps']:.3g} vs persistence MAE "
           f"{metrics['persistence_mae']:.3g}; 90 % coverage {metrics['coverage_90']:.2f}")
     return metrics

@@ -8,6 +8,7 @@ from sciflow.models.registry import MODELS
 from sciflow.models.wavelet_diffusion import WDNO, Config, ControlObjective
 from sciflow.models.wavelet_diffusion._common import replacement_sample
 from sciflow.solvers.generative import DDIM
+from tests.models.wavelet_diffusion._fit import fit
 
 SMALL = dict(base_channels=8, channel_mults=(1, 2), num_res_blocks=1, groups=4, num_heads=2)
 
@@ -235,13 +236,7 @@ def test_trained_tiny_wdno_reproduces_its_training_trajectories(prediction):
     b = _smooth_batch(B=8)
     m = WDNO(Config(prediction=prediction, **SMALL))
     m.fit_scaler(b)
-    opt = torch.optim.Adam(m.parameters(), lr=3e-3)
-    g = torch.Generator().manual_seed(0)
-    for _ in range(150):
-        loss = m.loss(b, generator=g).total
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    fit(m, b, 150)
     s = m.sample(b, 4, nfe=20, generator=torch.Generator().manual_seed(1))
     mse = float((s - b.values)[:, :, 1:].pow(2).mean())
     assert mse < 0.15 * float(b.values.var()), (mse, float(b.values.var()))

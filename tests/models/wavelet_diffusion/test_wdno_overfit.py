@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from sciflow.data.batches import TrajectoryBatch
 from sciflow.data.pdes.burgers import generate_control
 from sciflow.models.wavelet_diffusion import WDNO, Config, SuperResolutionConfig, WDNOSuperResolution
+from tests.models.wavelet_diffusion._fit import fit
 
 TINY = dict(base_channels=8, channel_mults=(1, 2), num_res_blocks=1)
 
@@ -21,14 +22,7 @@ def _burgers(nt, nx, n=4):
 
 
 def _fit(model, batch, steps, lr=3e-3):
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    g = torch.Generator().manual_seed(0)
-    for _ in range(steps):
-        loss = model.loss(batch, generator=g).total
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return model.eval()
+    return fit(model, batch, steps, lr).eval()
 
 
 def test_wdno_reproduces_its_training_trajectories():

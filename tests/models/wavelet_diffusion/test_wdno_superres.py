@@ -7,6 +7,7 @@ from sciflow.data.batches import TrajectoryBatch
 from sciflow.models.wavelet_diffusion import SuperResolutionConfig, WDNOSuperResolution, refined_shape, subsample
 from sciflow.models.wavelet_diffusion._common import replacement_sample
 from sciflow.models.wavelet_diffusion.transform import coefficient_shape, crop, nearest_upsample, to_coefficients
+from tests.models.wavelet_diffusion._fit import fit
 
 SMALL = dict(base_channels=8, channel_mults=(1, 2), num_res_blocks=1, groups=4, num_heads=2)
 
@@ -78,13 +79,7 @@ def test_superres_loss_decreases_over_levels():
             return sum(float(m.loss(b, generator=gg).total) for _ in range(4)) / 4
 
     first = held_out()
-    opt = torch.optim.Adam(m.parameters(), lr=3e-3)
-    g = torch.Generator().manual_seed(0)
-    for _ in range(60):
-        loss = m.loss(b, generator=g).total
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    fit(m, b, 60)
     assert held_out() < first / 1.5
 
 
