@@ -27,6 +27,9 @@ _T_START = time.perf_counter()
 
 
 def git_sha() -> str:
+    """``git rev-parse HEAD``, or ``$SCIFLOW_GIT_SHA`` where the tree is a copy without ``.git``."""
+    if os.environ.get("SCIFLOW_GIT_SHA"):
+        return os.environ["SCIFLOW_GIT_SHA"]
     try:
         return subprocess.check_output(
             ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, text=True,

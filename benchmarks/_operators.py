@@ -17,11 +17,14 @@ FIGURES = RESULTS / "figures"
 
 
 def train(model, data: TrajectoryBatch, *, steps: int, batch_size: int, lr: float, seed: int, device: str,
-          weight_decay: float = 0.0, halve_every: int | None = None, grad_clip: float | None = None) -> dict[str, Any]:
+          weight_decay: float = 0.0, halve_every: int | None = None, grad_clip: float | None = None,
+          max_time_s: float | None = None) -> dict[str, Any]:
     """Adam (optionally with the FNO papers' weight decay 1e-4) for ``steps`` steps through
     :func:`sciflow.training.fit`; ``halve_every``: the papers' StepLR(gamma=0.5) as the continuous
-    exponential decay ``0.5 ** (step / halve_every)``. Returns wall time and the final loss."""
-    cfg = TrainConfig(max_steps=steps, lr=lr, weight_decay=weight_decay, seed=seed, device=device,
+    exponential decay ``0.5 ** (step / halve_every)``; ``max_time_s``: stop earlier by wall clock
+    (the GPU check's short runs). Returns wall time, steps run and the final loss."""
+    cfg = TrainConfig(max_steps=steps, max_time_s=max_time_s, lr=lr, weight_decay=weight_decay, seed=seed,
+                      device=device,
                       schedule="exponential" if halve_every else "constant", decay_rate=0.5,
                       decay_steps=max(1, halve_every or 1), grad_clip=grad_clip, eval_every=0,
                       log_every=max(1, steps // 10),
@@ -32,8 +35,9 @@ def train(model, data: TrajectoryBatch, *, steps: int, batch_size: int, lr: floa
     wall = time.perf_counter() - t0
     curve = [(h["step"], h["train/loss"]) for h in result.history if "train/loss" in h]
     final = curve[-1][1] if curve else None
-    return {"steps": steps, "batch_size": min(batch_size, len(data)), "lr": lr, "weight_decay": weight_decay,
-            "train_wall_s": wall, "steps_per_s": steps / wall, "final_train_loss": final,
+    return {"steps": result.steps, "max_steps": steps, "stop_reason": result.stop_reason,
+            "batch_size": min(batch_size, len(data)), "lr": lr, "weight_decay": weight_decay,
+            "train_wall_s": wall, "steps_per_s": result.steps / wall, "final_train_loss": final,
             "loss_curve": curve}
 
 

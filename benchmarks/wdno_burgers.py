@@ -4,7 +4,8 @@ bilinear interpolation), control (solver-evaluated J, guided vs unguided), ensem
 
     python benchmarks/wdno_burgers.py                 # --scale cpu: CPU-sized, one thread
     python benchmarks/wdno_burgers.py --scale smoke   # seconds; plumbing only
-    python benchmarks/wdno_burgers.py --scale gpu     # paper-sized grid and budgets, on CUDA
+    python benchmarks/wdno_burgers.py --scale gpu     # the GPU check: paper-sized grid, ~22 s of training per model
+    python benchmarks/wdno_burgers.py --scale paper   # paper-sized grid and budgets (hours on one GPU)
 
 Data: ``sciflow.data.pdes.burgers.generate_control`` (nu = 0.01, x in [0, 1], zero Dirichlet data,
 Gaussian-bump u0, space-time Gaussian forcing) on a fine (T, X) = (2^k + 1, 2^m + 1) grid; the
@@ -26,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, write_result  # noqa: E402
+from _common import RESULTS, synchronize, write_result  # noqa: E402
 
 from sciflow.config import from_dict, packaged_config, read_yaml  # noqa: E402
 from sciflow.data.batches import TrajectoryBatch  # noqa: E402
@@ -62,7 +63,7 @@ BENCHMARK = {
          "baselines": {"unguided": "results/control/wdno_unguided/J", "zero forcing": "results/control/zero_forcing/J",
                        "data forcing": "results/control/data_forcing/J"}},
     ],
-    "timeout_s": {"cpu": 5400, "gpu": 14400},
+    "timeout_s": {"cpu": 5400, "gpu": 900},
 }
 
 SCALES = {
@@ -72,7 +73,13 @@ SCALES = {
     "cpu": dict(n_train=192, n_test=12, nt=33, nx=65, n_modes=128, dt=2e-3, steps=None, sr_steps=None, batch=16,
                 sr_batch=8, model={}, n_samples=8, nfe=20, n_control=12, n_control_val=4,
                 guidance_scales=(300.0, 3000.0, 30000.0, 300000.0), lr=None, fno_width=32),
-    "gpu": dict(n_train=6000, n_test=200, nt=65, nx=257, n_modes=512, dt=1e-3, steps=40000, sr_steps=40000,
+    # the GPU check: the paper-size grid and network, every model's training sized to ``train_s``
+    # seconds of wall clock from its measured step rate (a complete cosine schedule, fewer steps)
+    "gpu": dict(n_train=1000, n_test=100, nt=65, nx=257, n_modes=512, dt=1e-3, steps=40000, sr_steps=40000,
+                batch=64, model=dict(base_channels=64, channel_mults=(1, 2, 4), num_res_blocks=2), n_samples=16,
+                nfe=50, n_control=32, n_control_val=16, guidance_scales=(30.0, 300.0, 3000.0, 30000.0),
+                lr=2e-4, fno_width=64, train_s=22.0),
+    "paper": dict(n_train=6000, n_test=200, nt=65, nx=257, n_modes=512, dt=1e-3, steps=40000, sr_steps=40000,
                 batch=64, model=dict(base_channels=64, channel_mults=(1, 2, 4), num_res_blocks=2), n_samples=32,
                 nfe=50, n_control=64, n_control_val=32, guidance_scales=(30.0, 300.0, 3000.0, 30000.0),
                 lr=2e-4, fno_width=64),
@@ -92,13 +99,28 @@ def lr_at(step: int, steps: int, lr: float, warmup: int) -> float:
     return lr * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(steps - warmup, 1)))
 
 
-def train(loss_fn, params, steps: int, lr: float, n: int, batch: int, seed: int, warmup: int = 20) -> dict:
-    """Adam + warm-up + cosine decay over ``steps`` mini-batches of indices ``0..n-1``."""
+def train(loss_fn, params, steps: int, lr: float, n: int, batch: int, seed: int, warmup: int = 20,
+          max_time_s: float | None = None) -> dict:
+    """Adam + warm-up + cosine decay over ``steps`` mini-batches of indices ``0..n-1``.
+
+    ``max_time_s``: from the rate of steps 10-30, cut ``steps`` to what fits in that
+    many wall-clock seconds (the schedule then decays completely over the shorter run). Losses stay
+    on the device until the end (no host synchronisation per step)."""
     opt = torch.optim.Adam(params, lr=lr)
     g = torch.Generator().manual_seed(seed)
     curve, t0 = [], time.perf_counter()
+    requested = steps
+    probe, window = (10, 20) if max_time_s is not None else (-1, 0)
     perm, pos = torch.randperm(n, generator=g), 0
-    for step in range(steps):
+    step = 0
+    while step < steps:
+        if step == probe:  # the first steps include compilation/warm-up: time the next ones
+            synchronize(params[0].device)
+            t_probe = time.perf_counter()
+        if step == probe + window and probe >= 0:
+            synchronize(params[0].device)
+            rate = window / max(time.perf_counter() - t_probe, 1e-9)
+            steps = max(step + 1, min(steps, int(rate * (max_time_s - (t_probe - t0)))))
         if pos + batch > n:
             perm, pos = torch.randperm(n, generator=g), 0
         idx = perm[pos: pos + batch]
@@ -110,12 +132,15 @@ def train(loss_fn, params, steps: int, lr: float, n: int, batch: int, seed: int,
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
-        curve.append(float(loss.detach()))
-        if (step + 1) % max(steps // 5, 1) == 0:
-            print(f"  step {step + 1}/{steps} loss {curve[-1]:.4f} ({time.perf_counter() - t0:.0f} s)", flush=True)
+        curve.append(loss.detach())
+        step += 1
+        if step % max(steps // 5, 1) == 0:
+            print(f"  step {step}/{steps} loss {float(curve[-1]):.4f} ({time.perf_counter() - t0:.0f} s)", flush=True)
+    curve = torch.stack(curve).cpu().tolist()
     wall = time.perf_counter() - t0
     k = max(len(curve) // 10, 1)
-    return {"steps": steps, "batch_size": batch, "lr": lr, "train_wall_s": wall, "steps_per_s": steps / wall,
+    return {"steps": steps, "requested_steps": requested, "max_time_s": max_time_s, "batch_size": batch, "lr": lr,
+            "train_wall_s": wall, "steps_per_s": steps / wall,
             "loss_first": sum(curve[:k]) / k, "loss_last": sum(curve[-k:]) / k}
 
 
@@ -178,7 +203,7 @@ def main() -> None:
         m.fit_scaler(train_b)
         m.to(dev)
         info = train(lambda idx, g: m.loss(train_dev.index(idx.to(dev))).total, list(m.parameters()), steps, lr,
-                     ntr, sc["batch"], args.seed, warmup)
+                     ntr, sc["batch"], args.seed, warmup, max_time_s=sc.get("train_s"))
         return m.eval(), info
 
     # ------------------------------------------------------------------ simulation: WDNO / DDPM / FNO
@@ -222,7 +247,7 @@ def main() -> None:
     u_tr, f_tr = u[:ntr].to(dev), f[:ntr].to(dev)
     info = train(lambda idx, g: F.mse_loss(fno(fno_in(u_tr[idx.to(dev)], f_tr[idx.to(dev)]))[:, 0],
                                            u_tr[idx.to(dev)] / su),
-                 list(fno.parameters()), steps, lr, ntr, sc["batch"], args.seed, warmup)
+                 list(fno.parameters()), steps, lr, ntr, sc["batch"], args.seed, warmup, max_time_s=sc.get("train_s"))
     with torch.no_grad():
         t0 = time.perf_counter()
         pred = fno(fno_in(u_test, test_b.condition))[:, 0] * su
@@ -242,7 +267,7 @@ def main() -> None:
     sr.to(dev)
     srb = sr_train.to(dev)
     sr_info = train(lambda idx, g: sr.loss(srb.index(idx.to(dev))).total, list(sr.parameters()), sr_steps, lr, ntr,
-                    sc.get("sr_batch", sc["batch"]), args.seed, warmup)
+                    sc.get("sr_batch", sc["batch"]), args.seed, warmup, max_time_s=sc.get("train_s"))
     sr.eval()
     truth_fine = u_fine[ntr:].to(dev)
     coarse = fine_fields[ntr:, ::4, :, ::4].to(dev)  # (B, T_f/4 + 1, 2, X_f/4 + 1)

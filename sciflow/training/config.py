@@ -30,10 +30,14 @@ class TrainConfig:
     Bookkeeping
         ``eval_every``/``log_every``/``checkpoint_every`` in optimizer steps (0: never);
         ``keep_last`` checkpoints are kept; ``seed`` seeds torch/numpy/python at the start;
+        ``max_time_s``: also stop after this many wall-clock seconds of training in this call
+        (``None``: off; the schedule still runs on ``max_steps``, so a time-capped run ends
+        before its decay is complete: size ``max_steps`` to the budget where that matters);
         ``device``: ``auto`` picks CUDA (the local rank's GPU under torchrun) when available.
     """
 
     max_steps: int = 1000
+    max_time_s: float | None = None
     optimizer: Literal["adam", "adamw", "sgd", "lbfgs"] = "adam"
     lr: float = 1e-3
     weight_decay: float = 0.0
@@ -63,6 +67,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         checks = {
             "max_steps": self.max_steps >= 0,
+            "max_time_s": self.max_time_s is None or self.max_time_s > 0,
             "lr": self.lr > 0,
             "weight_decay": self.weight_decay >= 0,
             "lbfgs_max_iter": self.lbfgs_max_iter >= 1,

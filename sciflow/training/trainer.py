@@ -388,6 +388,7 @@ class _Trainer:
         step_fn = self._lbfgs_step if cfg.optimizer == "lbfgs" else self._first_order_step
         loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
         n_logged, samples, t0 = 0, 0, time.perf_counter()
+        t_fit = t0
         batches = self._batches()
         self.model.train()
         try:
@@ -437,6 +438,9 @@ class _Trainer:
                     self.save_checkpoint()
                 for cb in self.callbacks:
                     cb.on_step_end(s, logs)
+                if cfg.max_time_s is not None and time.perf_counter() - t_fit > cfg.max_time_s:
+                    s.should_stop = True
+                    s.stop_reason = s.stop_reason or f"max_time_s={cfg.max_time_s:g} reached"
         finally:
             bar.close()
         if self.val is not None and (not s.val_history or s.val_history[-1]["step"] != s.step):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 
 import pytest
@@ -155,6 +156,19 @@ def test_early_stopping_and_callbacks_can_stop() -> None:
     res = fit(model, BatchLoader(toy_data(64), 16), val, _cfg(lr=0.0 + 1e-12, max_steps=100, eval_every=1),
               [EarlyStopping(patience=2, min_delta=1e-3)])
     assert res.steps == 3 and "early stopping" in res.stop_reason
+
+
+def test_max_time_s_stops_by_wall_clock_and_says_so() -> None:
+    class Slow(Callback):
+        def on_step_end(self, state, logs):
+            time.sleep(0.02)
+
+    torch.manual_seed(0)
+    res = fit(ToyRegressor(dropout=0.0), BatchLoader(toy_data(64), 16), None,
+              _cfg(max_steps=10_000, max_time_s=0.1), [Slow()])
+    assert 1 <= res.steps <= 10 and res.stop_reason == "max_time_s=0.1 reached"
+    with pytest.raises(ValueError, match="max_time_s"):
+        _cfg(max_time_s=0.0)
 
 
 def test_bf16_on_cpu_warns_and_runs_fp32() -> None:

@@ -1,0 +1,156 @@
+"""Every family on a CUDA device: losses and samples stay on the device, gradients are finite,
+deterministic computations agree with the CPU in float64. Run by ``benchmarks/gpu_check.sh``
+(``pytest -m gpu``); skipped where torch sees no CUDA device (tests/conftest.py).
+
+They catch device mismatches (a tensor created on the CPU inside a model, a CPU generator fed
+to CUDA sampling) that only a GPU shows. ``SCIFLOW_TEST_DEVICE`` picks another device for checking
+this module itself (the tests stay marked ``gpu``; call the functions directly).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import pytest
+import torch
+
+pytestmark = pytest.mark.gpu
+DEV = torch.device(os.environ.get("SCIFLOW_TEST_DEVICE", "cuda"))
+
+
+def _on_device(*tensors: torch.Tensor) -> None:
+    for t in tensors:
+        assert t.device.type == DEV.type, f"tensor on {t.device}, expected {DEV}"
+
+
+def _grads_finite(model: torch.nn.Module) -> None:
+    grads = [p.grad for p in model.parameters() if p.requires_grad and p.grad is not None]
+    assert grads, "no parameter received a gradient"
+    for g in grads:
+        _on_device(g)
+        assert torch.isfinite(g).all()
+
+
+def test_odeint_dopri5_matches_cpu_and_adjoint_gradients_on_device() -> None:
+    from sciflow.solvers import BacksolveAdjoint, Dopri5, odeint
+
+    def f(t, y):
+        return torch.stack([10 * (y[..., 1] - y[..., 0]), y[..., 0] * (28 - y[..., 2]) - y[..., 1],
+                            y[..., 0] * y[..., 1] - 8 / 3 * y[..., 2]], -1)
+
+    y0 = torch.tensor([[1.0, 1.0, 1.0], [-2.0, 0.5, 20.0]], dtype=torch.float64)
+    t = torch.linspace(0, 1, 11, dtype=torch.float64)
+    ref = odeint(f, y0, t, solver=Dopri5(), rtol=1e-9, atol=1e-9)
+    got = odeint(f, y0.to(DEV), t.to(DEV), solver=Dopri5(), rtol=1e-9, atol=1e-9)
+    _on_device(got)
+    torch.testing.assert_close(got.cpu(), ref, rtol=1e-7, atol=1e-7)
+    # adjoint gradient w.r.t. y0 agrees with backpropagation through the solver
+    y = y0.to(DEV).requires_grad_()
+    (g_direct,) = torch.autograd.grad(odeint(f, y, t.to(DEV), solver=Dopri5(), rtol=1e-9, atol=1e-9)[-1].sum(), y)
+    y = y0.to(DEV).requires_grad_()
+    (g_adj,) = torch.autograd.grad(odeint(f, y, t.to(DEV), solver=Dopri5(), rtol=1e-9, atol=1e-9,
+                                          adjoint=BacksolveAdjoint())[-1].sum(), y)
+    _on_device(g_adj)
+    torch.testing.assert_close(g_adj, g_direct, rtol=1e-4, atol=1e-4)
+
+
+def test_sdeint_euler_maruyama_on_device_with_a_device_generator() -> None:
+    from sciflow.solvers import EulerMaruyama, sdeint
+
+    # Ornstein-Uhlenbeck dX = -X dt + 0.5 dW: E X(1) = x0 e^-1, Var X(1) = 0.125 (1 - e^-2)
+    n = 20000
+    x0 = torch.ones(n, 1, dtype=torch.float64, device=DEV)
+    t = torch.linspace(0, 1, 2, dtype=torch.float64, device=DEV)
+    g = torch.Generator(device=DEV).manual_seed(0)
+    xs = sdeint(lambda t, x: -x, lambda t, x: 0.5 * torch.ones_like(x), x0, t, solver=EulerMaruyama(), dt=1e-2,
+                generator=g)
+    _on_device(xs)
+    x1 = xs[-1, :, 0]
+    assert abs(float(x1.mean()) - math.exp(-1)) < 0.01
+    assert abs(float(x1.var()) - 0.125 * (1 - math.exp(-2))) < 0.01
+
+
+def test_causal_pinn_loss_matches_cpu() -> None:
+    from sciflow.models.causal_pinn import CausalPINN, Config
+
+    torch.manual_seed(0)
+    cfg = Config(problem="allen_cahn", architecture="modified_mlp", width=16, depth=2, n_interior=128,
+                 n_chunks=8, n_initial=32, fourier_features=8)
+    model = CausalPINN(cfg).double()
+    batch = model.problem.sample(128, 32, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    ref = model.loss(batch).total
+    model.to(DEV)
+    out = model.loss(batch.to(DEV) if hasattr(batch, "to") else batch)
+    _on_device(out.total)
+    torch.testing.assert_close(out.total.cpu(), ref, rtol=1e-9, atol=1e-12)
+    out.total.backward()
+    _grads_finite(model)
+
+
+def test_stable_sde_classification_step_on_device() -> None:
+    from sciflow.data.batches import IrregularBatch
+    from sciflow.models.stable_sde import Config, StableSDE
+
+    g = torch.Generator().manual_seed(0)
+    n, T = 8, 12
+    t = torch.sort(torch.rand(n, T, generator=g), 1).values * 4 + torch.arange(T) * 1e-3
+    x = torch.randn(n, T, 2, generator=g)
+    m = torch.rand(n, T, 2, generator=g) > 0.3
+    m[:, 0] = True
+    batch = IrregularBatch(torch.where(m, x, torch.zeros(())), t, m, labels=torch.arange(n) % 2).to(DEV)
+    for kind in ("lsde", "lnsde", "gsde"):
+        model = StableSDE(Config(kind=kind, input_channels=2, hidden_dim=8, n_classes=2)).to(DEV)
+        out = model.loss(batch)
+        _on_device(out.total)
+        out.total.backward()
+        _grads_finite(model)
+
+
+def test_wdno_loss_and_sampling_stay_on_device() -> None:
+    from sciflow.data.batches import TrajectoryBatch
+    from sciflow.models.wavelet_diffusion import WDNO, Config
+
+    g = torch.Generator().manual_seed(0)
+    u, f = torch.randn(4, 9, 17, generator=g), torch.randn(4, 9, 17, generator=g)
+    b = TrajectoryBatch(u, torch.linspace(0, 1, 9), f)
+    m = WDNO(Config(base_channels=8, channel_mults=(1, 2), num_res_blocks=1, groups=4, num_heads=2))
+    m.fit_scaler(b)
+    m.to(DEV)
+    bd = b.to(DEV)
+    out = m.loss(bd)
+    _on_device(out.total)
+    out.total.backward()
+    _grads_finite(m)
+    with torch.no_grad():
+        s = m.eval().sample(bd, 2, nfe=4, generator=torch.Generator(device=DEV).manual_seed(1))
+    _on_device(s)
+    assert s.shape == (2, 4, 9, 17) and torch.isfinite(s).all()
+    torch.testing.assert_close(s[:, :, 0], bd.values[None, :, 0].expand(2, -1, -1))  # replaced initial state
+
+
+def test_neural_operators_match_cpu() -> None:
+    from sciflow.nn.fno import FNO1d
+
+    torch.manual_seed(0)
+    net = FNO1d(in_channels=2, out_channels=1, modes=8, width=16).double()
+    x = torch.randn(3, 2, 64, dtype=torch.float64)
+    ref = net(x)
+    got = net.to(DEV)(x.to(DEV))
+    _on_device(got)
+    torch.testing.assert_close(got.cpu(), ref, rtol=1e-9, atol=1e-10)
+
+
+def test_cli_train_and_evaluate_on_device(tmp_path) -> None:
+    import json
+
+    from sciflow.cli import main
+
+    tiny = ["data.params.n=8", "data.params.n_time=40", "data.window=5", "data.stride=5", "data.batch_size=8",
+            "train.max_steps=4", "train.eval_every=2", "train.log_every=2", "train.progress=false",
+            "train.warmup_steps=0", "eval.horizon=10", "model.width=8", f"train.device={DEV.type}"]
+    run = tmp_path / "run"
+    assert main(["train", "lorenz_neural_ode", "--run-dir", str(run), *tiny]) == 0
+    assert main(["evaluate", str(run)]) == 0
+    metrics = json.loads(next(run.rglob("eval*.json")).read_text())
+    assert metrics
