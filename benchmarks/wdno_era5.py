@@ -170,8 +170,11 @@ def main() -> None:
                    "history": H, "test_start": args.test_start, "grid": [n_lat, n_lon],
                    "n_train_windows": len(data.train), "n_test_windows": len(data.test), "load_s": load_s},
         "results": results, "ratios": ratios, "best_baseline": best,
-        "note": ("train 1-24 March 2019, test 25-31 March; CPU scale coarsened 2x with a few hundred steps: far "
-                 "below the data and compute of WeatherBench-scale models"),
+        "note": ("train 1-24 March 2019, test 25-31 March; " + (
+            "CPU scale coarsened 2x with a few hundred steps" if args.scale == "cpu" else
+            f"grid coarsened {sc['coarsen']}x, training capped at {sc['train_s']:g} s (WDNO {sc['wdno_train_s']:g} s) "
+            "of wall clock" if sc.get("train_s") else f"grid coarsened {sc['coarsen']}x")
+            + ": far below the data and compute of WeatherBench-scale models"),
     }
     rows = {"truth": truth[0, H:, 0], "hourly climatology": hourly[0, H:, 0]}
     rows.update({k: v[0, H:, 0] for k, v in preds.items()})

@@ -150,6 +150,8 @@ def main() -> None:
             "anchors": {**ANCHORS, "source": "Li et al. 2021, Table 3 (nu = 1e-3, 64^2, T = 50, N = 1000)"},
             "note": (f"our scale: {sc['n_train']} train / {sc['n_test']} test trajectories at {n}^2, {sc['t_out']} "
                      f"predicted steps, {sc['steps']} optimiser steps (WDNO {sc['wdno_steps']})"
+                     + (f", each model's training capped at {sc['train_s']:g} s (WDNO {sc['wdno_train_s']:g} s) of "
+                        "wall clock: see results/<model>/training/steps" if sc.get("train_s") else "")
                      + ("" if args.scale == "paper" else "; the anchors use 1000 training trajectories at 64^2, T = 40")),
         }
 
