@@ -56,7 +56,7 @@ SCALES = {
     # n_train, n_test, epochs, batch
     "smoke": dict(n_train=40, n_test=20, epochs=5, batch=20),
     "cpu": dict(n_train=200, n_test=100, epochs=60, batch=20),
-    "gpu": dict(n_train=1000, n_test=100, epochs=500, batch=20, train_s=45.0),  # the GPU check: capped
+    "gpu": dict(n_train=1000, n_test=100, epochs=500, batch=20, train_s=30.0),  # the GPU check: capped
     "paper": dict(n_train=1000, n_test=100, epochs=500, batch=20),
 }
 NU = 0.1

@@ -4,7 +4,7 @@ bilinear interpolation), control (solver-evaluated J, guided vs unguided), ensem
 
     python benchmarks/wdno_burgers.py                 # --scale cpu: CPU-sized, one thread
     python benchmarks/wdno_burgers.py --scale smoke   # seconds; plumbing only
-    python benchmarks/wdno_burgers.py --scale gpu     # the GPU check: paper-sized grid, ~22 s of training per model
+    python benchmarks/wdno_burgers.py --scale gpu     # the GPU check: paper-sized grid, ~12 s of training per model
     python benchmarks/wdno_burgers.py --scale paper   # paper-sized grid and budgets (hours on one GPU)
 
 Data: ``sciflow.data.pdes.burgers.generate_control`` (nu = 0.01, x in [0, 1], zero Dirichlet data,
@@ -32,8 +32,9 @@ from _common import RESULTS, synchronize, write_result  # noqa: E402
 from sciflow.config import from_dict, packaged_config, read_yaml  # noqa: E402
 from sciflow.data.batches import TrajectoryBatch  # noqa: E402
 from sciflow.data.pdes.burgers import generate_control  # noqa: E402
-from sciflow.models.wavelet_diffusion import (WDNO, Config, ControlObjective, SuperResolutionConfig,  # noqa: E402
-                                              WDNOSuperResolution, evaluate_burgers_control)
+from sciflow.models.wavelet_diffusion import (WDNO, Config, ControlObjective, ResimulatedObjective,  # noqa: E402
+                                              SuperResolutionConfig, WDNOSuperResolution, burgers_simulator,
+                                              evaluate_burgers_control)
 from sciflow.models.neural_operator import relative_l2  # noqa: E402
 from sciflow.nn.fno import FNO2d  # noqa: E402
 from sciflow.nn.wavelets import dwtn  # noqa: E402
@@ -78,7 +79,7 @@ SCALES = {
     "gpu": dict(n_train=1000, n_test=100, nt=65, nx=257, n_modes=512, dt=1e-3, steps=40000, sr_steps=40000,
                 batch=64, model=dict(base_channels=64, channel_mults=(1, 2, 4), num_res_blocks=2), n_samples=16,
                 nfe=50, n_control=32, n_control_val=16, guidance_scales=(30.0, 300.0, 3000.0, 30000.0),
-                lr=2e-4, fno_width=64, train_s=22.0),
+                lr=2e-4, fno_width=64, train_s=12.0),
     "paper": dict(n_train=6000, n_test=200, nt=65, nx=257, n_modes=512, dt=1e-3, steps=40000, sr_steps=40000,
                 batch=64, model=dict(base_channels=64, channel_mults=(1, 2, 4), num_res_blocks=2), n_samples=32,
                 nfe=50, n_control=64, n_control_val=32, guidance_scales=(30.0, 300.0, 3000.0, 30000.0),
@@ -160,7 +161,12 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--no-figures", action="store_true")
+    ap.add_argument("--only", choices=["control"], default=None,
+                    help="run only the control part (data, control model, guidance comparison); writes "
+                         "wdno_burgers_control[_<scale>].json")
     args = ap.parse_args()
+    if args.only == "control":
+        return control_only(args)
     torch.set_num_threads(args.threads)
     sc = SCALES[args.scale]
     dev = torch.device(args.device)
@@ -288,42 +294,7 @@ def main() -> None:
 
     # ------------------------------------------------------------------ control
     ctrl, c_info = fit_wdno("wavelet", "control")
-    lam = 0.01  # energy weight of J = mean|u(T) - u*|^2 + lam mean f^2
-
-    def control_eval(idx_u, idx_f, uu, ff, scale):
-        """Generate f for conditions (u0, u_T) and evaluate J with the solver at the data resolution."""
-        cond = TrajectoryBatch(uu.to(dev), times.to(dev))
-        target = uu[:, -1].unsqueeze(1).to(dev)
-        out = ctrl.generate(cond, 1, nfe=sc["nfe"], guidance=ControlObjective(target, lam), guidance_scale=scale,
-                            generator=torch.Generator(device=dev).manual_seed(args.seed + 3))
-        fc = out.forcing[0].double().cpu()
-        r = evaluate_burgers_control(fc, uu[:, 0].double(), uu[:, -1].double(), t_grid, x_grid, nu=0.01,
-                                     weight=lam, n_modes=sc["n_modes"], dt=sc["dt"])
-        return r, fc
-
-    nval, nct = sc["n_control_val"], sc["n_control"]
-    val_u = u[:nval]  # selection of the guidance scale on training conditions, never on the test ones
-    sweep = {}
-    for s in sc["guidance_scales"]:
-        r, _ = control_eval(None, None, val_u, None, s)
-        sweep[str(s)] = float(r.J.mean())
-    best = min(sweep, key=sweep.get)
-    ctest_u = u[ntr: ntr + nct]
-    ctest_f = f[ntr: ntr + nct].double()
-    r_ung, f_ung = control_eval(None, None, ctest_u, None, 0.0)
-    r_gui, f_gui = control_eval(None, None, ctest_u, None, float(best))
-    kw = dict(nu=0.01, weight=lam, n_modes=sc["n_modes"], dt=sc["dt"])
-    r_true = evaluate_burgers_control(ctest_f, ctest_u[:, 0].double(), ctest_u[:, -1].double(), t_grid, x_grid, **kw)
-    r_zero = evaluate_burgers_control(torch.zeros_like(ctest_f), ctest_u[:, 0].double(), ctest_u[:, -1].double(),
-                                      t_grid, x_grid, **kw)
-    summ = lambda r: {"J": float(r.J.mean()), "state_cost": float(r.state_cost.mean()),  # noqa: E731
-                      "energy": float(r.energy.mean())}
-    results["control"] = {"training": c_info, "lambda": lam, "n_conditions": nct,
-                          "guidance_sweep_on_train_conditions": sweep, "guidance_scale": float(best),
-                          "wdno_unguided": summ(r_ung), "wdno_guided": summ(r_gui),
-                          "data_forcing": summ(r_true), "zero_forcing": summ(r_zero),
-                          "ratio_J_guided_to_unguided": float(r_gui.J.mean() / r_ung.J.mean())}
-    print("control", results["control"])
+    results["control"], (ctest_f, f_ung, f_gui) = run_control(ctrl, c_info, sc, args, dev, u, f, t_grid, x_grid, ntr)
 
     config = {"scale": args.scale, "n_train": ntr, "n_test": sc["n_test"], "grid": [T, X],
               "fine_grid": list(u_fine.shape[1:]), "steps": steps, "sr_steps": sr_steps, "batch": sc["batch"],
@@ -336,6 +307,150 @@ def main() -> None:
         results["figures"] = figures(name, u_test.cpu(), test_b.condition.cpu(), models, coarse.cpu(), up.cpu(),
                                      truth_fine.cpu(), ctest_f, f_ung, f_gui)
     write_result(name, {"config": config, "results": results}, device=dev)
+
+
+# ---------------------------------------------------------------------- control
+# J = mean|u(T) - u*|^2 + LAMBDA mean f^2, always scored by re-running the solver on the forcing. Compared
+# on the same trained control model, conditions and seed:
+#   unguided;  guided with the paper's objective (ControlObjective: J on the generated u, f of x0-hat);
+#   guided with the re-simulated objective (ResimulatedObjective: the state term on a differentiable
+#   Burgers solve of x0-hat's forcing, a coarser solver than the one that scores);
+#   and the model-free baseline: ``nfe`` steps of gradient descent on f from zero on the same
+#   re-simulated J (the same number of solver gradients as guidance), f <- f - eta (T X) dJ/df.
+# Guidance scales and eta are chosen on training conditions, never on the test ones.
+LAMBDA = 0.01
+CONTROL = {
+    "smoke": dict(resim_scales=(1000.0,), adjoint_etas=(0.1,), solver_modes=16, solver_dt=0.1),
+    "cpu": dict(resim_scales=(3e3, 1e4, 3e4, 6e4), adjoint_etas=(0.1, 0.2, 0.4, 0.8), solver_modes=64,
+                solver_dt=1e-2),
+    # untested on a GPU: coefficient gradients shrink with the grid (33 x 129 vs 17 x 33), hence larger w
+    "gpu": dict(resim_scales=(3e4, 3e5), adjoint_etas=(0.2, 0.4), solver_modes=128, solver_dt=4e-3),
+    "paper": dict(resim_scales=(1e4, 3e4, 1e5, 3e5), adjoint_etas=(0.1, 0.2, 0.4, 0.8), solver_modes=256,
+                  solver_dt=2e-3),
+}
+
+
+def run_control(ctrl: WDNO, c_info: dict, sc: dict, args, dev: torch.device, u: torch.Tensor, f: torch.Tensor,
+                t_grid: torch.Tensor, x_grid: torch.Tensor, ntr: int) -> tuple[dict, tuple]:
+    """The control comparison (see the comment above) -> (results, (data, unguided, guided test forcings))."""
+    cfg = CONTROL[args.scale]
+    times = t_grid.float().to(dev)
+    kw = dict(nu=0.01, weight=LAMBDA, n_modes=sc["n_modes"], dt=sc["dt"])
+
+    def score(fc: torch.Tensor, uu: torch.Tensor):
+        if not torch.isfinite(fc).all():  # a diverged step size: ranked last in the sweep
+            return None
+        return evaluate_burgers_control(fc, uu[:, 0].double(), uu[:, -1].double(), t_grid, x_grid, **kw)
+
+    def resimulated(uu: torch.Tensor) -> ResimulatedObjective:
+        sim = burgers_simulator(uu[:, 0].double().to(dev), t_grid, x_grid, nu=0.01, n_modes=cfg["solver_modes"],
+                                dt=cfg["solver_dt"])
+        return ResimulatedObjective(sim, uu[:, -1].unsqueeze(1).to(dev), LAMBDA)
+
+    def guided(uu: torch.Tensor, kind: str, scale: float):
+        target = uu[:, -1].unsqueeze(1).to(dev)
+        objective = ControlObjective(target, LAMBDA) if kind == "paper" else resimulated(uu)
+        c0, t0 = time.process_time(), time.perf_counter()
+        out = ctrl.generate(TrajectoryBatch(uu.to(dev), times), 1, nfe=sc["nfe"], guidance=objective,
+                            guidance_scale=scale, exact_known=False,  # the model's own u(T), for its own J
+                            generator=torch.Generator(device=dev).manual_seed(args.seed + 3))
+        cost = {"process_cpu_s": time.process_time() - c0, "wall_s": time.perf_counter() - t0}
+        fc = out.forcing[0].double().cpu()
+        own = ControlObjective(target, LAMBDA)(out.state[0].unsqueeze(1), out.forcing[0].unsqueeze(1))
+        return score(fc, uu), fc, float(own.mean()), cost
+
+    def adjoint(uu: torch.Tensor, eta: float):
+        objective = resimulated(uu)
+        fv = torch.zeros(uu.shape[0], 1, *uu.shape[1:], dtype=torch.float64, device=dev)
+        c0, t0 = time.process_time(), time.perf_counter()
+        for _ in range(sc["nfe"]):
+            fv.requires_grad_(True)
+            (g,) = torch.autograd.grad(objective(None, fv).sum(), fv)
+            fv = (fv - eta * uu.shape[1] * uu.shape[2] * g).detach()
+        cost = {"process_cpu_s": time.process_time() - c0, "wall_s": time.perf_counter() - t0}
+        fc = fv[:, 0].cpu()
+        return score(fc, uu), fc, cost
+
+    def mean_j(r) -> float:
+        return float("inf") if r is None else float(r.J.mean())
+
+    nval, nct = sc["n_control_val"], sc["n_control"]
+    val_u = u[:nval]  # selection on training conditions, never on the test ones
+    sweeps = {"paper_objective": {str(s): mean_j(guided(val_u, "paper", s)[0]) for s in sc["guidance_scales"]},
+              "resimulated": {str(s): mean_j(guided(val_u, "resimulated", s)[0]) for s in cfg["resim_scales"]},
+              "adjoint_descent_eta": {str(e): mean_j(adjoint(val_u, e)[0]) for e in cfg["adjoint_etas"]}}
+    best = {k: float(min(v, key=v.get)) for k, v in sweeps.items()}
+    ctest_u = u[ntr: ntr + nct]
+    ctest_f = f[ntr: ntr + nct].double()
+    r_ung, f_ung, own_ung, cost_ung = guided(ctest_u, "paper", 0.0)
+    r_pap, _, own_pap, cost_pap = guided(ctest_u, "paper", best["paper_objective"])
+    r_gui, f_gui, own_gui, cost_gui = guided(ctest_u, "resimulated", best["resimulated"])
+    r_adj, _, cost_adj = adjoint(ctest_u, best["adjoint_descent_eta"])
+    r_true, r_zero = score(ctest_f, ctest_u), score(torch.zeros_like(ctest_f), ctest_u)
+    # for information only, never used for selection: the test cost at every swept setting (step-size sensitivity)
+    on_test = {"resimulated": {str(s): mean_j(r_gui) if s == best["resimulated"] else
+                               mean_j(guided(ctest_u, "resimulated", s)[0]) for s in cfg["resim_scales"]},
+               "adjoint_descent_eta": {str(e): mean_j(r_adj) if e == best["adjoint_descent_eta"] else
+                                       mean_j(adjoint(ctest_u, e)[0]) for e in cfg["adjoint_etas"]}}
+
+    def summ(r, **extra) -> dict:
+        if r is None:
+            return {"J": float("inf"), **extra}
+        return {"J": float(r.J.mean()), "state_cost": float(r.state_cost.mean()), "energy": float(r.energy.mean()),
+                **extra}
+
+    res = {"training": c_info, "lambda": LAMBDA, "n_conditions": nct, "nfe": sc["nfe"],
+           "guidance_solver": {"n_modes": cfg["solver_modes"], "dt": cfg["solver_dt"]},
+           "sweeps_on_train_conditions": sweeps, "sweeps_on_test_conditions_not_for_selection": on_test,
+           "guidance_scale": best["resimulated"],
+           "guidance_scale_paper_objective": best["paper_objective"], "adjoint_eta": best["adjoint_descent_eta"],
+           "wdno_unguided": summ(r_ung, model_own_J=own_ung, cost=cost_ung),
+           "wdno_guided": summ(r_gui, model_own_J=own_gui, cost=cost_gui, objective="resimulated"),
+           "wdno_guided_paper_objective": summ(r_pap, model_own_J=own_pap, cost=cost_pap),
+           "adjoint_descent": summ(r_adj, cost=cost_adj),
+           "data_forcing": summ(r_true), "zero_forcing": summ(r_zero),
+           "ratio_J_guided_to_unguided": mean_j(r_gui) / mean_j(r_ung),
+           "ratio_J_paper_objective_guided_to_unguided": mean_j(r_pap) / mean_j(r_ung),
+           "ratio_J_guided_to_adjoint_descent": mean_j(r_gui) / mean_j(r_adj)}
+    print("control", res, flush=True)
+    return res, (ctest_f, f_ung, f_gui)
+
+
+def control_only(args) -> None:
+    """``--only control``: the data and the control model of the full run (same sizes, budgets and
+    seeds; the network's initial weights differ, as the full run draws them after the other models)
+    and :func:`run_control`; writes ``wdno_burgers_control[_<scale>].json``."""
+    torch.set_num_threads(args.threads)
+    sc = SCALES[args.scale]
+    dev = torch.device(args.device)
+    torch.manual_seed(args.seed)
+    t_start, c_start = time.perf_counter(), time.process_time()
+    model_yaml, train_yaml = model_section("wdno_burgers")
+    steps = sc["steps"] or int(train_yaml["max_steps"])
+    lr = sc["lr"] or float(train_yaml["lr"])
+    warmup = min(int(train_yaml.get("warmup_steps", 20)), max(steps // 5, 1))
+    ds = generate_control(sc["n_train"] + sc["n_test"], args.seed, nx=sc["nx"], nt=sc["nt"], n_modes=sc["n_modes"],
+                          dt=sc["dt"])
+    u = torch.tensor(ds.u.values, dtype=torch.float32)[:, ::2, ::2].contiguous()
+    f = torch.tensor(ds.forcing.values, dtype=torch.float32)[:, ::2, ::2].contiguous()
+    t_grid, x_grid = torch.tensor(ds.time.values)[::2], torch.tensor(ds.x.values)[::2]
+    ntr = sc["n_train"]
+    train_b = TrajectoryBatch(u[:ntr], t_grid.float(), f[:ntr])
+    cfg_kw = {**model_yaml, **sc["model"], "space": "wavelet", "task": "control"}
+    ctrl = WDNO(from_dict(Config, cfg_kw, prefix="model"))
+    ctrl.fit_scaler(train_b)
+    ctrl.to(dev)
+    train_dev = train_b.to(dev)
+    info = train(lambda idx, g: ctrl.loss(train_dev.index(idx.to(dev))).total, list(ctrl.parameters()), steps, lr,
+                 ntr, sc["batch"], args.seed, warmup, max_time_s=sc.get("train_s"))
+    res, _ = run_control(ctrl.eval(), info, sc, args, dev, u, f, t_grid, x_grid, ntr)
+    config = {"scale": args.scale, "only": "control", "n_train": ntr, "grid": list(u.shape[1:]), "steps": steps,
+              "batch": sc["batch"], "lr": lr,
+              "model": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg_kw.items()},
+              "nu": 0.01, "n_modes": sc["n_modes"], "dt": sc["dt"], "total_wall_s": time.perf_counter() - t_start,
+              "total_process_cpu_s": time.process_time() - c_start}
+    name = "wdno_burgers_control" if args.scale == "cpu" else f"wdno_burgers_control_{args.scale}"
+    write_result(name, {"config": config, "results": {"control": res}}, device=dev)
 
 
 def figures(name, u_test, f_test, models, coarse, up, truth_fine, f_true, f_ung, f_gui) -> list[str]:

@@ -62,7 +62,7 @@ SCALES = {
     "cpu": dict(coarsen=2, train_stride=3, steps=100, wdno_steps=400, batch=8, n_samples=8, nfe=20, base=8,
                 test_stride=6),
     "gpu": dict(coarsen=1, train_stride=1, steps=5000, wdno_steps=20000, batch=32, n_samples=16, nfe=50, base=32,
-                test_stride=3, train_s=25.0, wdno_train_s=70.0),
+                test_stride=3, train_s=15.0, wdno_train_s=40.0),
     "paper": dict(coarsen=1, train_stride=1, steps=5000, wdno_steps=20000, batch=32, n_samples=16, nfe=50, base=32,
                   test_stride=3),
 }

@@ -77,7 +77,7 @@ SCALES = {
     "cpu": dict(n_train=48, n_test=8, stride=4, t_out=10, steps=250, wdno_steps=800, batch=8, n_samples=8, nfe=20,
                 dt=1e-2, wdno_base=8),
     "gpu": dict(n_train=1000, n_test=100, stride=1, t_out=40, steps=10000, wdno_steps=20000, batch=20, n_samples=8,
-                nfe=50, dt=1e-3, wdno_base=32, train_s=25.0, wdno_train_s=60.0),
+                nfe=50, dt=1e-3, wdno_base=32, train_s=15.0, wdno_train_s=40.0),
     "paper": dict(n_train=1000, n_test=200, stride=1, t_out=40, steps=10000, wdno_steps=20000, batch=20,
                   n_samples=8, nfe=50, dt=1e-3, wdno_base=32),
 }

@@ -53,7 +53,7 @@ def init_distributed(device: str = "auto") -> tuple[DistInfo, torch.device]:
         dev = torch.device(device)
         if dev.type == "cuda" and dev.index is None and info.enabled:
             dev = torch.device(f"cuda:{info.local_rank}")
-    if dev.type == "cuda":
+    if dev.type == "cuda" and dev.index is not None:  # torch >= 2.11 rejects an index-less device here
         torch.cuda.set_device(dev)
     return info, dev
 

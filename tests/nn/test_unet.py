@@ -83,7 +83,7 @@ def test_clear_errors():
 def test_cuda_matches_cpu():
     torch.manual_seed(0)
     net = _small(3).double()
-    x, t = torch.randn(2, 3, 4, 8, 8, dtype=torch.float64), torch.tensor([1.0, 400.0])
+    x, t = torch.randn(2, 3, 4, 8, 8, dtype=torch.float64), torch.tensor([1.0, 400.0], dtype=torch.float64)
     ref = net(x, t)
     got = net.cuda()(x.cuda(), t.cuda())
     torch.testing.assert_close(got.cpu(), ref, atol=1e-8, rtol=1e-8)
