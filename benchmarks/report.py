@@ -144,7 +144,9 @@ def render(results: Path = RESULTS, benchmarks: Mapping[str, Benchmark] | None =
         head.append("")
     tail = []
     if gpu_body:
-        tail = ["## GPU", "", "Written by `benchmarks/gpu_check.sh` into `benchmarks/results/gpu/`.", "", *gpu_body]
+        notes = gpu_dir / "CONDITIONS.md"  # how the GPU run went (prose, no measured numbers)
+        tail = ["## GPU", "", "Written by `benchmarks/gpu_check.sh` into `benchmarks/results/gpu/`.", "",
+                *([notes.read_text().rstrip(), ""] if notes.is_file() else []), *gpu_body]
     return "\n".join(head + body + tail).rstrip() + "\n"
 
 

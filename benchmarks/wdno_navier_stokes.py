@@ -26,7 +26,7 @@ t, x, y), averaged over the test set (the quantity of the paper's tables).
 ``--scale cpu`` is far smaller than the paper (48 trajectories, 16 x 16, 10 predicted steps,
 a few hundred optimiser steps): its numbers say whether the pipeline works and how the models
 rank at that budget, not what they reach at 1000 samples. ``--scale paper`` is the paper's
-setting (hours on one GPU); ``--scale gpu`` is the GPU check's short version of it (1000
+setting (hours on one GPU); ``--scale gpu`` is the GPU check's short version of it (200
 trajectories at 64^2, T = 40, every model's training capped by wall clock, ``train_s``).
 Writes ``benchmarks/results/wdno_navier_stokes[_<scale>].json`` and figures under
 ``benchmarks/results/figures/``.
@@ -76,7 +76,7 @@ SCALES = {
                   dt=1e-2, wdno_base=8),
     "cpu": dict(n_train=48, n_test=8, stride=4, t_out=10, steps=250, wdno_steps=800, batch=8, n_samples=8, nfe=20,
                 dt=1e-2, wdno_base=8),
-    "gpu": dict(n_train=1000, n_test=100, stride=1, t_out=40, steps=10000, wdno_steps=20000, batch=20, n_samples=8,
+    "gpu": dict(n_train=200, n_test=50, stride=1, t_out=40, steps=10000, wdno_steps=20000, batch=20, n_samples=8,
                 nfe=50, dt=1e-3, wdno_base=32, train_s=15.0, wdno_train_s=40.0),
     "paper": dict(n_train=1000, n_test=200, stride=1, t_out=40, steps=10000, wdno_steps=20000, batch=20,
                   n_samples=8, nfe=50, dt=1e-3, wdno_base=32),

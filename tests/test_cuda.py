@@ -154,3 +154,14 @@ def test_cli_train_and_evaluate_on_device(tmp_path) -> None:
     assert main(["evaluate", str(run)]) == 0
     metrics = json.loads(next(run.rglob("eval*.json")).read_text())
     assert metrics
+
+
+def test_burgers_control_data_on_device_match_cpu() -> None:
+    from sciflow.data.pdes.burgers import generate_control
+
+    kw = dict(nx=33, nt=9, n_modes=64, dt=2e-3)
+    ref = generate_control(3, 0, **kw)
+    got = generate_control(3, 0, device=DEV, **kw)
+    for var in ("u", "forcing"):
+        torch.testing.assert_close(torch.as_tensor(got[var].values), torch.as_tensor(ref[var].values),
+                                   rtol=1e-9, atol=1e-10)

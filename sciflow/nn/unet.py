@@ -42,14 +42,17 @@ def sinusoidal_embedding(t: Tensor, dim: int, max_period: float = 10_000.0) -> T
     """Transformer positional encoding of (possibly fractional) times: ``(batch,) -> (batch, dim)``.
 
     First half sines, second half cosines of ``t * max_period ** (-k / (dim/2))``; ``dim`` even.
+    Computed in float32, or float64 for float64 times (never in half precision: ``t`` up to
+    ``1e3`` times ``sin`` needs the mantissa).
     """
     if dim % 2:
         raise ValueError(f"sinusoidal embedding dimension must be even, got {dim}")
     if t.ndim != 1:
         raise ValueError(f"times must have shape (batch,), got {tuple(t.shape)}")
     half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
-    args = t.float()[:, None] * freqs[None, :]
+    dtype = torch.float64 if t.dtype == torch.float64 else torch.float32
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=dtype) / half)
+    args = t.to(dtype)[:, None] * freqs[None, :]
     return torch.cat([torch.sin(args), torch.cos(args)], dim=-1)
 
 

@@ -152,3 +152,17 @@ def test_cuda_matches_cpu(mode):
     assert got.device.type == "cuda"
     torch.testing.assert_close(got.cpu(), ref, atol=1e-12, rtol=1e-12)
     torch.testing.assert_close(idwtn(got, "bior2.4", mode, dim=3).cpu(), idwtn(ref, "bior2.4", mode, dim=3))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("mode", MODES)
+def test_cuda_float32_is_exact_float32_not_tf32(mode):
+    """cuDNN convolutions default to TF32 on Ampere+ (relative error ~3e-4, seen on an H200):
+    the transforms must stay float32-exact there too."""
+    x = torch.randn(4, 2, 17, 32, 30, dtype=torch.float64)
+    ref = dwtn(x, "bior2.4", mode, dim=3)
+    got = dwtn(x.float().cuda(), "bior2.4", mode, dim=3)
+    err = (got.double().cpu() - ref).abs().max() / ref.abs().max()
+    assert err < 1e-5, f"relative error {err:.2e}: TF32 convolutions?"
+    back = idwtn(got, "bior2.4", mode, dim=3).double().cpu()
+    assert (back - x).abs().max() / x.abs().max() < 1e-5

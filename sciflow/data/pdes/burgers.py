@@ -216,20 +216,24 @@ def gaussian_forcing(n: int, *, n_terms: int = 2, generator: torch.Generator | N
          "s": (a1 - a0) * (0.03 + 0.05 * r(n, n_terms)), "tau": t0 + (t1 - t0) * r(n, n_terms),
          "r": (t1 - t0) * (0.1 + 0.2 * r(n, n_terms))}
 
+    on: dict[torch.device, dict[str, Tensor]] = {}  # the parameters on each device asked for
+
     def f(tt: float, x: Tensor) -> Tensor:
-        space = torch.exp(-((x[None, None, :] - p["c"][..., None]) ** 2) / (2 * p["s"][..., None] ** 2))
-        time = torch.exp(-((tt - p["tau"]) ** 2) / (2 * p["r"] ** 2))
-        return (p["a"][..., None] * time[..., None] * space).sum(1)
+        q = on.get(x.device) or on.setdefault(x.device, {k: v.to(x.device) for k, v in p.items()})
+        space = torch.exp(-((x[None, None, :] - q["c"][..., None]) ** 2) / (2 * q["s"][..., None] ** 2))
+        time = torch.exp(-((tt - q["tau"]) ** 2) / (2 * q["r"] ** 2))
+        return (q["a"][..., None] * time[..., None] * space).sum(1)
 
     return f, p
 
 
 def generate_control(n: int, seed: int, *, nx: int = 128, nt: int = 11, t_final: float = 1.0, nu: float = 0.01,
                      n_modes: int = 256, dt: float = 1e-3, forcing_amplitude: float = 1.0,
-                     progress: Progress | None = None):
+                     progress: Progress | None = None, device: str | torch.device | None = None):
     """WDNO control setting: ``x in [0, 1]``, zero Dirichlet data, ``nu = 0.01``, Gaussian-bump
     initial states and space–time Gaussian forcing. Dataset variables ``u`` and ``forcing``, both
-    ``(sample, time, x)``; forcing parameters are stored per sample."""
+    ``(sample, time, x)``; forcing parameters are stored per sample. ``device``: where the solver
+    runs (random draws stay on the CPU generator, so the data do not depend on it)."""
     g = torch.Generator().manual_seed(int(seed))
     x = torch.linspace(0.0, 1.0, nx, dtype=torch.float64)
     xf = torch.linspace(0.0, 1.0, n_modes + 1, dtype=torch.float64)
@@ -238,7 +242,7 @@ def generate_control(n: int, seed: int, *, nx: int = 128, nt: int = 11, t_final:
     f, fp = gaussian_forcing(n, generator=g, amplitude=forcing_amplitude, t_span=(0.0, t_final))
     t = torch.linspace(0.0, t_final, nt, dtype=torch.float64)
     u = solve_dirichlet(lambda _x: u0_fine, nu=nu, domain=(0.0, 1.0), t=t, dt=dt, x_out=x, n_modes=n_modes,
-                        forcing=f, progress=progress)
+                        forcing=f, progress=progress, device=device).cpu()
     forcing_values = torch.stack([f(float(tt), x) for tt in t], 1)
     return trajectory_dataset(
         {"u": (("sample", "time", "x"), u), "forcing": (("sample", "time", "x"), forcing_values)},
