@@ -183,7 +183,7 @@ def main() -> None:
     # ------------------------------------------------------------------ data
     t0 = time.perf_counter()
     n = sc["n_train"] + sc["n_test"]
-    ds = generate_control(n, args.seed, nx=sc["nx"], nt=sc["nt"], n_modes=sc["n_modes"], dt=sc["dt"])
+    ds = generate_control(n, args.seed, nx=sc["nx"], nt=sc["nt"], n_modes=sc["n_modes"], dt=sc["dt"], device=dev)
     gen_s = time.perf_counter() - t0
     u_fine = torch.tensor(ds.u.values, dtype=torch.float32)
     f_fine = torch.tensor(ds.forcing.values, dtype=torch.float32)
@@ -430,7 +430,7 @@ def control_only(args) -> None:
     lr = sc["lr"] or float(train_yaml["lr"])
     warmup = min(int(train_yaml.get("warmup_steps", 20)), max(steps // 5, 1))
     ds = generate_control(sc["n_train"] + sc["n_test"], args.seed, nx=sc["nx"], nt=sc["nt"], n_modes=sc["n_modes"],
-                          dt=sc["dt"])
+                          dt=sc["dt"], device=dev)
     u = torch.tensor(ds.u.values, dtype=torch.float32)[:, ::2, ::2].contiguous()
     f = torch.tensor(ds.forcing.values, dtype=torch.float32)[:, ::2, ::2].contiguous()
     t_grid, x_grid = torch.tensor(ds.time.values)[::2], torch.tensor(ds.x.values)[::2]

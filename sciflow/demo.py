@@ -615,7 +615,7 @@ def run_demo(out_dir: str | Path = "runs/demo", *, quick: bool = False, seed: in
         metrics = step.run(out / step.folder, **kwargs)
         results[name] = metrics
         summary[name] = {"seconds": time.perf_counter() - t0, "metrics": metrics}
-    summary_path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    _write_json(json.loads(json.dumps(summary, default=str)), summary_path)  # paths as strings
     report = write_report(out, {k: summary[k] for k in STEPS if k in summary})
     print(f"[demo] report: {report}")
     return results

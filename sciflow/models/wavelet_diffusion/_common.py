@@ -164,17 +164,33 @@ def replacement_sample(denoiser: Callable[[Tensor, Tensor], Tensor], schedule: N
 
 
 def guided(denoiser: Callable[[Tensor, Tensor], Tensor], schedule: NoiseSchedule, objective: Callable[[Tensor], Tensor],
-           scale: float, unknown: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
-    """Gradient guidance on the denoised estimate (WDNO Sec. 3.3, after DiffPhyCon; official
-    ``model_predictions``): with ``x̂_0 = (x_t - σ_t ε̂)/α_t`` the guided estimate is one gradient
-    step ``x̂_0 ← x̂_0 - w ∇_{x̂_0} J(x̂_0)`` on the unknown entries, i.e.
-    ``ε̃ = ε̂ + w (α_t/σ_t) ∇_{x̂_0} J``, and the sampler continues from ``(x̂_0, ε̃)``.
-    ``objective`` maps a batch of coefficient tensors to per-sample costs ``(batch,)``.
+           scale: float, known: Tensor, z_known: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
+    r"""Gradient guidance on the denoised estimate (WDNO, Hu et al. 2025, Sec. 3.3, after DiffPhyCon,
+    Wei et al. 2024; official ``model_predictions`` / ``get_nablaJ``).
 
-    Deviation: the official code adds ``w ∇J`` to ``ε̂`` itself, a step ``w σ_t/α_t`` on ``x̂_0``
-    that grows without bound at high noise unless a schedule damps it; the step here is ``w``
-    at every noise level.
+    With the denoised estimate :math:`\hat x_0 = (x_t - σ_t \hat ε)/α_t`, its known entries set to
+    their clean values ``z_known`` (the same replacement the sampler applies to ``x_t``), the guided
+    estimate is one gradient step on the unknown entries ``1 - known``,
+
+    .. math::
+
+        \tilde x_0 = \hat x_0 - w\,(1 - m_{known}) \odot \nabla_{\hat x_0} J(\hat x_0)
+        \quad\Longleftrightarrow\quad
+        \tilde ε = \hat ε + w\,\frac{α_t}{σ_t}\,(1 - m_{known}) \odot \nabla_{\hat x_0} J(\hat x_0),
+
+    and the sampler continues from :math:`\tilde ε`. ``objective`` maps a batch of coefficient
+    tensors to per-sample costs ``(batch,)`` (the WDNO decodes them to physical fields first);
+    the gradient is taken w.r.t. :math:`\hat x_0`, detached from the network, as in the official code.
+    ``known``: bool, broadcastable to ``z_known``.
+
+    Deviations: the official code adds :math:`w \nabla J` to :math:`\hat ε` itself, a step
+    :math:`w σ_t/α_t` on :math:`\hat x_0` that grows without bound at high noise unless a schedule
+    damps it; the step here is ``w`` at every noise level. The official code evaluates ``J`` on
+    :math:`\hat x_0` as it is; here the known entries are replaced first, which matters for the
+    residual layout (``W u = W(u - c) + W c``: the raw :math:`\hat x_0` of the condition channels is
+    :math:`(W c - σ_t \hat ε)/α_t`, noise amplified by :math:`1/α_t`).
     """
+    unknown = (~known).to(z_known.dtype)
 
     def eps(x: Tensor, t: Tensor) -> Tensor:
         e = denoiser(x, t)
@@ -183,7 +199,7 @@ def guided(denoiser: Callable[[Tensor, Tensor], Tensor], schedule: NoiseSchedule
         a = schedule.alpha(tt).to(x.dtype).reshape(shape)
         s = schedule.sigma(tt).to(x.dtype).reshape(shape)
         with torch.enable_grad():
-            x0 = ((x - s * e) / a).detach().requires_grad_(True)
+            x0 = torch.where(known, z_known, (x - s * e) / a).detach().requires_grad_(True)
             (g,) = torch.autograd.grad(objective(x0).sum(), x0)
         return e + scale * (a / s) * g * unknown
 

@@ -260,9 +260,14 @@ class WDNO(SciflowModel):
                  generator: torch.Generator | None = None) -> WDNOSample:
         """Draw ``n_samples`` trajectories per condition.
 
-        ``guidance(u, f) -> (B,)``: a differentiable cost on physical fields ``(B, C, T, *S)``
-        (e.g. :class:`ControlObjective`); with ``guidance_scale = w > 0`` the sampler follows
-        ``ε̃ = ε̂ + w ∇_{x̂_0} J`` (see :func:`guided`). ``nfe``: network-evaluation budget.
+        ``guidance(u, f) -> (N,)``: a differentiable cost on the decoded denoised estimate, physical
+        fields ``(N, C, T, *S)`` with ``N = n_samples * B`` sample-major; with ``guidance_scale = w > 0``
+        the sampler follows ``ε̃ = ε̂ + w (α_t/σ_t) ∇_{x̂_0} J`` on the generated entries (see
+        :func:`~sciflow.models.wavelet_diffusion._common.guided`). For control, the paper's
+        :class:`ControlObjective` reads ``u(T)`` off the generated state, so its state term's
+        gradient reaches the generated ``u`` but never the forcing; :class:`ResimulatedObjective`
+        re-simulates the forcing with a differentiable solver, and its gradient does reach it (see
+        ``docs/models/wavelet_diffusion.md``). ``nfe``: network-evaluation budget.
         ``exact_known``: write the given frames (and the given forcing) into the result; ``False``
         returns the decoded generated trajectory as it is (in wavelet space the known frames are
         then reproduced only approximately, since they enter as conditioning channels).
@@ -285,7 +290,7 @@ class WDNO(SciflowModel):
             eps_model = clipped(eps_model, self.schedule, self.cfg.clip_denoised * self.scaler.bound)
         if guidance is not None and guidance_scale > 0:
             eps_model = guided(eps_model, self.schedule, lambda z: guidance(*self.decode(z, shape)),
-                               float(guidance_scale), (~known).to(u.dtype))
+                               float(guidance_scale), known, z_known)
         z = replacement_sample(eps_model, self.schedule, known, z_known, replacement=self.cfg.replacement,
                                sampler=sampler, nfe=nfe, t_min=self.cfg.t_min, generator=generator,
                                log_snr_spacing=log_snr_spacing)
