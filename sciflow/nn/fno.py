@@ -93,13 +93,15 @@ class SpectralConv(nn.Module):
                     f"spatial axis {j} has {n} points, fewer than 2 * modes = {2 * m}; refine the grid or reduce modes"
                 )
         dims = tuple(range(-d, 0))
-        x_ft = torch.fft.rfftn(x, dim=dims)
+        low = x.dtype in (torch.float16, torch.bfloat16)  # autocast: cuFFT has no bf16; modes want float32
+        x_ft = torch.fft.rfftn(x.float() if low else x, dim=dims)
         w = torch.view_as_complex(self.weight.to(x_ft.real.dtype))
         out_ft = x_ft.new_zeros(x.shape[0], self.out_channels, *x_ft.shape[2:])
         for c, idx in enumerate(self._corners()):
             sel = (slice(None), slice(None), *idx)
             out_ft[sel] = torch.einsum("bi...,io...->bo...", x_ft[sel], w[c])
-        return torch.fft.irfftn(out_ft, s=spatial, dim=dims)
+        out = torch.fft.irfftn(out_ft, s=spatial, dim=dims)
+        return out.to(x.dtype) if low else out
 
 
 class FNO(nn.Module):
