@@ -77,17 +77,22 @@ def test_objective_sees_the_known_entries_clean(burgers, residual):
     assert not torch.equal(seen[0][~k], z_known[~k])  # the generated entries are the model's estimate
 
 
+def _guidance_shift(m, eps, known, z_known, *, t: float, seed: int) -> torch.Tensor:
+    """Guided minus unguided noise prediction at a random ``x_t`` (known entries in place)."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.where(known, z_known, torch.randn(z_known.shape, generator=g))
+    tt = torch.full((z_known.shape[0],), t)
+    with torch.no_grad():
+        return eps(x, tt) - m.denoiser(x, tt)
+
+
 def test_paper_objective_never_reaches_the_forcing_without_energy_term(burgers):
     """The root cause of 'guidance has no effect': with the paper's J on the generated u, the state
     term's gradient is zero on every forcing channel; only lambda * energy reaches the forcing."""
     u, f, t, _ = burgers
     m = _control_model(u[:4], f[:4], t, residual=False)
     eps, known, z_known = _guidance_eps(m, u[:4], ControlObjective(u[:4, -1].unsqueeze(1) * 0.5, weight=0.0), 100.0)
-    g = torch.Generator().manual_seed(1)
-    x = torch.where(known, z_known, torch.randn(z_known.shape, generator=g))
-    tt = torch.full((4,), 0.5)
-    with torch.no_grad():
-        d = eps(x, tt) - m.denoiser(x, tt)
+    d = _guidance_shift(m, eps, known, z_known, t=0.5, seed=1)
     n_u, n_f = m.n_u, m.n_f
     assert d[:, :n_u].abs().max() > 0
     assert d[:, n_u: n_u + n_f].abs().max() == 0
@@ -100,11 +105,7 @@ def test_resimulated_guidance_gradient_is_on_generated_forcing_only(burgers):
     sim = burgers_simulator(u[:4, 0].double(), t, x, n_modes=16, dt=2e-2)
     J = ResimulatedObjective(sim, u[:4, -1].unsqueeze(1), weight=0.01)
     eps, known, z_known = _guidance_eps(m, u[:4], J, 100.0)
-    g = torch.Generator().manual_seed(2)
-    x_t = torch.where(known, z_known, torch.randn(z_known.shape, generator=g))
-    tt = torch.full((4,), 0.3)
-    with torch.no_grad():
-        d = eps(x_t, tt) - m.denoiser(x_t, tt)
+    d = _guidance_shift(m, eps, known, z_known, t=0.3, seed=2)
     n_u, n_f = m.n_u, m.n_f
     inside = ~known.expand_as(d)
     assert d[:, :n_u].abs().max() == 0  # the generated u is ignored
