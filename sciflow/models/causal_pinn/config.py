@@ -17,6 +17,10 @@ class Config:
         problem: key of :data:`~sciflow.models.causal_pinn.problems.PROBLEMS`.
         architecture: ``"mlp"`` or ``"modified_mlp"``; width, depth; tanh, Glorot.
         periodic_embedding, n_harmonics: exact periodic embedding of periodic axes.
+        periodic_bc_loss: with ``periodic_embedding=False``, impose periodicity of periodic axes
+            as soft loss terms instead (the original PINN formulation of Raissi et al. 2019):
+            ``L_bc = mean (u(lo) - u(hi))^2 + mean (u_x(lo) - u_x(hi))^2`` at ``n_boundary``
+            random times per axis, weighted by ``lambda_bc``.
         fourier_features (0 = off), fourier_scale, fourier_trainable; factorized (RWF).
         normalize_time: the network sees ``t / (t1 - t0)`` (each window ``[0, 1]``);
         output_scale: multiplies the network output (ODE states of size ~10-50). Both are
@@ -49,6 +53,7 @@ class Config:
     width: int = 128
     depth: int = 4
     periodic_embedding: bool = True
+    periodic_bc_loss: bool = False
     n_harmonics: int = 1
     fourier_features: int = 0
     fourier_scale: float = 1.0
@@ -98,6 +103,9 @@ class Config:
             raise ValueError(f"Config.dtype must be 'float32' or 'float64', got {self.dtype!r}")
         if not 0 < self.delta < 1:
             raise ValueError(f"Config.delta must be in (0, 1), got {self.delta}")
+        if self.periodic_bc_loss and self.periodic_embedding:
+            raise ValueError("Config.periodic_bc_loss needs periodic_embedding=False (the embedding "
+                             "already makes the network exactly periodic)")
         if self.time_windows < 1 or self.steps < 0:
             raise ValueError("Config: time_windows >= 1 and steps >= 0 required")
 

@@ -46,12 +46,18 @@ class CausalPINN(SciflowModel):
             raise ValueError(f"unknown problem {cfg.problem!r}; known: {sorted(PROBLEMS)}")
         self.cfg = cfg
         problem = problem if problem is not None else PROBLEMS[cfg.problem]()
+        # (input axis, lo, hi) of the periodic axes imposed by soft loss terms (Raissi et al.)
+        self.periodic_loss_axes: tuple[tuple[int, float, float], ...] = ()
         if not cfg.periodic_embedding and any(problem.periodic):
-            if problem.boundary_value is None:
-                raise ValueError(f"{problem.name} is periodic: use periodic_embedding=True "
-                                 f"(periodic boundary losses are not implemented)")
-            # e.g. Burgers: the same solution posed with its Dirichlet data on every boundary
-            problem = replace(problem, periodic=tuple(False for _ in problem.periodic))
+            if cfg.periodic_bc_loss:
+                self.periodic_loss_axes = tuple((1 + i, float(lo), float(hi)) for i, ((lo, hi), p)
+                                                in enumerate(zip(problem.space_bounds, problem.periodic)) if p)
+            elif problem.boundary_value is None:
+                raise ValueError(f"{problem.name} is periodic: use periodic_embedding=True or "
+                                 f"periodic_bc_loss=True (periodicity as soft loss terms)")
+            else:
+                # e.g. Burgers: the same solution posed with its Dirichlet data on every boundary
+                problem = replace(problem, periodic=tuple(False for _ in problem.periodic))
         self.problem = problem
         engine = cfg.derivative_engine
         if engine == "auto":
@@ -93,8 +99,12 @@ class CausalPINN(SciflowModel):
         if batch.initial is not None and batch.initial_values is not None:
             l_ic = (self.net(batch.initial) - batch.initial_values).pow(2).mean()
         l_bc = zero
-        if batch.boundary is not None and batch.boundary_values is not None:
+        has_bc = batch.boundary is not None and batch.boundary_values is not None
+        if has_bc:
             l_bc = (self.net(batch.boundary) - batch.boundary_values).pow(2).mean()
+        if self.periodic_loss_axes:
+            l_bc = l_bc + self.periodic_bc_loss(batch.interior)
+            has_bc = True
         r2 = self.residual(sort_by_time(batch.interior)).pow(2).sum(dim=1)  # (N,)
         l_res = r2.mean()
         terms = {"ic": l_ic.detach(), "bc": l_bc.detach(), "residual": l_res.detach()}
@@ -110,8 +120,27 @@ class CausalPINN(SciflowModel):
             l_r = l_res
         total = lam[0] * l_ic + lam[1] * l_bc + lam[2] * l_r
         self._parts = (l_ic if batch.initial is not None else None,
-                       l_bc if batch.boundary is not None else None, l_r)
+                       l_bc if has_bc else None, l_r)
         return LossOutput(total, terms)
+
+    def periodic_bc_loss(self, interior: Tensor) -> Tensor:
+        """Periodicity as soft constraints (Raissi, Perdikaris & Karniadakis 2019, the continuous
+        Allen–Cahn/Schrödinger setups): for each periodic axis ``a`` on ``[lo, hi]``,
+        ``mean (u|_{x_a=lo} - u|_{x_a=hi})^2 + mean (d_a u|_{x_a=lo} - d_a u|_{x_a=hi})^2`` at
+        ``cfg.n_boundary`` of the interior points (an even stride through them, so the times stay
+        spread over the window whether or not the batch is sorted) moved onto both faces."""
+        n = interior.shape[0]
+        stride = max(1, n // max(1, self.cfg.n_boundary))
+        base = interior[::stride][: self.cfg.n_boundary]
+        out = interior.new_zeros(())
+        for axis, lo, hi in self.periodic_loss_axes:
+            faces = base.repeat(2, 1)
+            faces[: base.shape[0], axis] = lo
+            faces[base.shape[0]:, axis] = hi
+            d = self.engine(self.net, faces, ((axis, 1),))
+            u, du = d.value.chunk(2), d.d(axis, 1).chunk(2)
+            out = out + (u[0] - u[1]).pow(2).mean() + (du[0] - du[1]).pow(2).mean()
+        return out
 
     def loss_parts(self) -> tuple[Tensor | None, Tensor | None, Tensor]:
         """The unweighted ``(ic, bc, residual)`` terms of the last :meth:`loss` call (with graph),
