@@ -367,16 +367,17 @@ _UEA_SMOKE = ["--datasets", "BasicMotions", "--models", "lnsde", "--rates", "0.5
               "--no-speed", "--name", "stable_sde_uea_smoke"]
 register(Benchmark(
     name="stable_sde_uea", script="stable_sde_uea.py", family="stable neural SDE", owner="B", kind="accuracy",
-    dataset="UEA BasicMotions (6 channels, 100 steps) and UCR GunPoint, 0/30/50/70 % of the values missing "
+    dataset="UEA BasicMotions, JapaneseVowels, UCR GunPoint, ArrowHead; 0/30/50/70 % of the values missing "
             "(Kidger et al. 2020 protocol); metrics at 50 %",
     description="test accuracy of LSDE / LNSDE / GSDE vs neural CDE and a naive neural SDE "
-                "(BasicMotions 5 seeds, GunPoint 3; up to 30 epochs, early stopping on validation)",
-    scales={"smoke": _UEA_SMOKE, "cpu": ["--scale", "trained", "--datasets", "BasicMotions", "GunPoint"]},
+                "(BasicMotions, JapaneseVowels 5 seeds; GunPoint 3; ArrowHead 2; up to 30 epochs, early stopping)",
+    scales={"smoke": _UEA_SMOKE,
+            "cpu": ["--scale", "trained", "--datasets", "BasicMotions", "GunPoint", "JapaneseVowels", "ArrowHead"]},
     results={"smoke": ["stable_sde_uea_smoke"], "cpu": ["stable_sde_uea"]},
     metrics=[Metric(f"{ds}: {k.upper()} accuracy", f"table/{ds}/{k}/0.5/mean", better="higher",
                     baselines={"neural CDE": f"table/{ds}/neural_cde/0.5/mean",
                                "naive neural SDE": f"table/{ds}/neural_sde/0.5/mean"})
-             for ds in ("BasicMotions", "GunPoint") for k in ("lsde", "lnsde", "gsde")],
+             for ds in ("BasicMotions", "JapaneseVowels", "GunPoint") for k in ("lsde", "lnsde", "gsde")],
 ))
 
 register(Benchmark(
