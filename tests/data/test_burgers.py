@@ -153,3 +153,13 @@ def test_generate_grf_sigma_scales_the_initial_field():
 
     assert json.loads(default.attrs["parameters"])["grf_sigma"] == pytest.approx(5.0 ** 1.5)
     assert json.loads(fno.attrs["parameters"])["grf_sigma"] == 25.0
+
+
+@pytest.mark.gpu
+def test_burgers_control_data_on_device_match_cpu() -> None:
+    kw = dict(nx=33, nt=9, n_modes=64, dt=2e-3)
+    ref = burgers.generate_control(3, 0, **kw)
+    got = burgers.generate_control(3, 0, device="cuda", **kw)
+    for var in ("u", "forcing"):
+        torch.testing.assert_close(torch.as_tensor(got[var].values), torch.as_tensor(ref[var].values),
+                                   rtol=1e-9, atol=1e-10)

@@ -95,3 +95,18 @@ def test_cuda_matches_cpu():
     x = torch.randn(2, 1, 16, 12, dtype=torch.float64)
     ref = net(x)
     torch.testing.assert_close(net.cuda()(x.cuda()).cpu(), ref, atol=1e-10, rtol=1e-10)
+
+
+@pytest.mark.gpu
+def test_fno_trains_under_bf16_autocast() -> None:
+    """``train.precision=bf16``: the spectral convolution runs its FFTs in float32 (cuFFT has no bf16)."""
+    torch.manual_seed(0)
+    net = FNO(1, 2, 1, modes=8, width=16).cuda()
+    x = torch.randn(3, 2, 64, device="cuda")
+    ref = net(x)
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        y = net(x)
+    assert torch.isfinite(y).all()
+    assert (y.float() - ref).norm() / ref.norm() < 5e-2  # bf16 matmuls, float32 spectra
+    y.float().pow(2).mean().backward()
+    assert all(torch.isfinite(q.grad).all() for q in net.parameters() if q.grad is not None)
