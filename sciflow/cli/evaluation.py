@@ -1,0 +1,173 @@
+"""``sciflow evaluate``: forecasts of a trained run scored with the UQ toolkit (intervals, samples,
+ensembles, MC dropout, HMC, conformal), or accuracy / CRPS for irregular time series."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from sciflow.cli.pipeline import (Splits, is_irregular, load_run, load_trained, member_dirs, prepare_splits,
+                                  windows)
+from sciflow.cli.registries import _write_json
+from sciflow.config import ConfigError, ExperimentConfig
+
+
+def evaluate_irregular(exp: ExperimentConfig, run_dir: Path, kind: str, splits: Splits) -> dict[str, Any]:
+    """Test-split scores of an irregular-series run: accuracy / cross-entropy (classification) or
+    CRPS, interval coverage and width, RMSE (forecasting; ``kind`` = samples | conformal | ensemble)."""
+    import torch.nn.functional as F
+
+    from sciflow.uq import scores
+    from sciflow.uq.conformal import AbsoluteResidual, SplitConformal
+    from sciflow.uq.ensemble import DeepEnsemble
+    from sciflow.uq.sampling import SamplingPredictor
+
+    e = exp.eval
+    g = torch.Generator().manual_seed(exp.train.seed)
+    dirs = member_dirs(run_dir)
+
+    def load_model(d, i):  # load_trained + precise BatchNorm statistics of the readout on the training split
+        from sciflow.models.stable_sde import StableSDE
+
+        model = load_trained(exp, d, i)
+        if isinstance(model, StableSDE):
+            n = len(splits.train)
+            model.calibrate([splits.train.index(torch.arange(k, min(k + 256, n))) for k in range(0, n, 256)],
+                            generator=torch.Generator().manual_seed(exp.train.seed))
+        return model
+
+    base = {"n_test": len(splits.test), "dataset": splits.attrs.get("name"),
+            "missing_rate": splits.attrs.get("missing_rate")}
+    if splits.attrs.get("task") == "classification":
+        out = {"task": "classification", **base}
+        for name, batch in (("val", splits.val), ("test", splits.test)):
+            logits = torch.stack([load_model(d, i).predict(batch, generator=g)
+                                  for i, d in enumerate(dirs)]).log_softmax(-1).logsumexp(0) - math.log(len(dirs))
+            out[f"{name}_accuracy"] = float((logits.argmax(-1) == batch.labels).float().mean())
+            out[f"{name}_cross_entropy"] = float(F.nll_loss(logits, batch.labels))
+            out[f"{name}_nonfinite"] = int((~torch.isfinite(logits)).any(-1).sum())
+        return out
+    if kind == "ensemble":
+        if len(dirs) < 2:
+            raise ConfigError(f"{str(run_dir)!r} holds one model; train with eval.uq=ensemble first")
+        predictor = DeepEnsemble([load_model(d, i) for i, d in enumerate(dirs)], alpha=e.alpha)
+    elif kind in ("samples", "conformal"):
+        predictor = SamplingPredictor(load_model(dirs[0], 0), e.n_samples, e.alpha)
+        if kind == "conformal":
+            predictor = SplitConformal(predictor, e.alpha, AbsoluteResidual(), separate_dims=(1, 2))
+            predictor.calibrate([splits.val], generator=g)
+    else:
+        raise ConfigError(f"--uq {kind!r} for irregular forecasting: allowed values: samples, conformal, ensemble")
+    pred = predictor.predict(splits.test, generator=g)
+    y, m = splits.test.targets, splits.test.target_mask
+    m = torch.ones_like(y, dtype=torch.bool) if m is None else m
+    out = {"task": "forecasting", "uq": kind, **base, "alpha": e.alpha,
+           "rmse": float((pred.mean - y)[m].pow(2).mean().sqrt()),
+           "coverage": float(scores.interval_coverage(pred.lower[m], pred.upper[m], y[m])),
+           "mean_interval_width": float(scores.interval_width(pred.lower[m], pred.upper[m])),
+           "interval_score": float(scores.interval_score(pred.lower[m], pred.upper[m], y[m], e.alpha))}
+    if pred.samples is not None and pred.samples.shape[0] > 1:
+        out["crps"] = float(scores.crps_ensemble(pred.samples[:, m], y[m]))
+    return out
+
+
+
+
+# ------------------------------------------------------------------------------ evaluation
+
+
+def forecast_batch(batch, horizon: int | None, stride: int | None = None):
+    """Forecast windows of ``horizon + 1`` steps (the first is the initial condition)."""
+    T = batch.values.shape[1]
+    h = T - 1 if horizon is None else min(horizon, T - 1)
+    return windows(batch, h + 1, stride or max(1, (h + 1) // 2))
+
+
+def uq_metrics(pred, truth: torch.Tensor, alpha: float) -> dict[str, Any]:
+    """Scores of a predictive ``pred`` (``Prediction`` of shape ``(batch, time, *state)``)."""
+    from sciflow.uq import scores
+
+    err = (pred.mean - truth)[:, 1:]
+    out: dict[str, Any] = {
+        "rmse": float(err.pow(2).mean().sqrt()),
+        "rmse_per_lead": err.pow(2).flatten(2).mean(dim=(0, 2)).sqrt().tolist(),
+    }
+    if pred.lower is not None:
+        lo, hi, y = pred.lower[:, 1:], pred.upper[:, 1:], truth[:, 1:]
+        inside = ((y >= lo) & (y <= hi)).float()
+        out.update({
+            "nominal_coverage": 1 - alpha,
+            "coverage": float(inside.mean()),
+            "coverage_per_lead": inside.flatten(2).mean(dim=(0, 2)).tolist(),
+            "mean_interval_width": float((hi - lo).mean()),
+            "interval_score": float(scores.interval_score(lo, hi, y, alpha).mean()),
+        })
+    if pred.samples is not None and pred.samples.shape[0] > 1:
+        out["crps"] = float(scores.crps_ensemble(pred.samples[:, :, 1:], truth[:, 1:]).mean())
+    return out
+
+
+def _predictor(kind: str, exp: ExperimentConfig, run_dir: Path, splits: Splits):
+    """The UQ predictor ``kind`` around the trained model(s) of ``run_dir``."""
+    from sciflow.uq.base import target_for
+    from sciflow.uq.conformal import AbsoluteResidual, SplitConformal
+    from sciflow.uq.ensemble import DeepEnsemble
+    from sciflow.uq.mc_dropout import MCDropout
+    from sciflow.uq.sampling import SamplingPredictor
+
+    e = exp.eval
+    dirs = member_dirs(run_dir)
+    if kind == "ensemble":
+        if len(dirs) < 2:
+            raise ConfigError(f"{str(run_dir)!r} holds one model; train an ensemble with eval.uq=ensemble "
+                              "(eval.ensemble_size members) before `evaluate --uq ensemble`")
+        return DeepEnsemble([load_trained(exp, d, i) for i, d in enumerate(dirs)], alpha=e.alpha)
+    model = load_trained(exp, dirs[0], 0)
+    if kind == "samples":
+        return SamplingPredictor(model, e.n_samples, e.alpha)
+    if kind == "mc-dropout":
+        return MCDropout(model, max(2, e.n_samples), e.alpha)
+    if kind == "conformal":
+        base = DeepEnsemble([load_trained(exp, d, i) for i, d in enumerate(dirs)], alpha=e.alpha) \
+            if len(dirs) > 1 else SamplingPredictor(model, 1, e.alpha)
+        cal = forecast_batch(splits.val, e.horizon)
+        # one quantile per lead time and component (separate_dims = time, state axes)
+        conf = SplitConformal(base, e.alpha, AbsoluteResidual(), separate_dims=tuple(range(1, cal.values.ndim)))
+        return conf.calibrate([cal], target=target_for)
+    if kind == "hmc":
+        from sciflow.uq.bayes import GaussianLikelihood, GaussianPrior
+        from sciflow.uq.hmc import HMC
+
+        data = forecast_batch(splits.train, e.horizon)
+        with torch.no_grad():
+            resid = model.sample(data, 1)[0] - data.values
+        noise = float(resid.flatten(2).std(dim=(0, 1)).mean().clamp_min(1e-3))
+        hmc = HMC(model, GaussianPrior(1.0), GaussianLikelihood(noise), [data], alpha=e.alpha)
+        hmc.run(n_samples=max(4, e.n_samples), n_warmup=max(4, e.n_samples), n_chains=2, n_leapfrog=10,
+                generator=torch.Generator().manual_seed(exp.train.seed))
+        return hmc
+    raise ConfigError(f"--uq {kind!r}: allowed values: samples, ensemble, mc-dropout, conformal, hmc")
+
+
+def evaluate_run(run_dir: Path, uq: str | None = None, overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """Evaluate a trained run on its test split with uncertainty; writes ``eval_<uq>.json``."""
+    exp = load_run(run_dir, overrides)
+    kind = uq or exp.eval.uq
+    splits = prepare_splits(exp)
+    if is_irregular(exp):
+        metrics = evaluate_irregular(exp, Path(run_dir), kind, splits)
+        stem = "classification" if metrics["task"] == "classification" else kind  # no UQ method for accuracy
+        _write_json(metrics, Path(run_dir) / f"eval_{stem}.json")
+        return metrics
+    predictor = _predictor(kind, exp, Path(run_dir), splits)
+    test = forecast_batch(splits.test, exp.eval.horizon)
+    pred = predictor.predict(test, generator=torch.Generator().manual_seed(exp.train.seed))
+    metrics = {"uq": kind, "n_test_windows": len(test), "horizon": test.values.shape[1] - 1,
+               **uq_metrics(pred, test.values, exp.eval.alpha)}
+    _write_json(metrics, Path(run_dir) / f"eval_{kind}.json")
+    return metrics
+
+
