@@ -71,6 +71,11 @@ _Loader.add_implicit_resolver(
 )
 
 
+# dates stay strings (``test_start: 2019-03-25``): the library parses them where it needs times
+_Loader.yaml_implicit_resolvers = {k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:timestamp"]
+                                   for k, v in _Loader.yaml_implicit_resolvers.items()}
+
+
 def _yaml_load(text: str) -> Any:
     return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
 
@@ -274,6 +279,16 @@ class DataConfig:
     removed per channel and the union of TRAIN and TEST is split stratified by class
     (``sciflow.data.timeseries``). With ``generator`` (Lorenz) instead, the last ``n_target``
     observations of each irregular trajectory are the forecast targets.
+
+    Reanalysis (ERA5 / WeatherBench 2): with ``test_start`` set, ``path`` is an ERA5 source (GRIB,
+    NetCDF or a WeatherBench-2 zarr store, :func:`sciflow.data.era5.open_era5`) split **by time
+    before windowing**: training windows end before ``val_start`` (or ``test_start``), validation
+    windows lie in ``[val_start, test_start)``, test windows from ``test_start`` on
+    (:func:`sciflow.models.neural_operator.weather.era5_forecast_data`). ``channels`` names the
+    variables (``2m_temperature``, ``geopotential@500``), ``window`` the time steps per sample, of
+    which the first ``history`` are given (default: the model's ``n_initial``, else 1); training
+    windows start every ``stride`` steps, validation and test windows do not overlap; ``coarsen``
+    block-averages the grid.
     """
 
     generator: str | None = None
@@ -290,8 +305,28 @@ class DataConfig:
     test_fraction: float = 0.2
     batch_size: int = 32
     seed: int = 0
+    channels: tuple[str, ...] | None = None
+    val_start: str | None = None
+    test_start: str | None = None
+    history: int | None = None
+    coarsen: int = 1
 
     def __post_init__(self) -> None:
+        if self.test_start is not None:
+            if self.path is None:
+                raise ValueError("data.test_start (a split by time) needs data.path: an ERA5 GRIB/NetCDF file or a "
+                                 "WeatherBench-2 zarr store")
+            if not self.channels:
+                raise ValueError("data.test_start needs data.channels, e.g. [2m_temperature] or "
+                                 "[geopotential@500, temperature@850]")
+            if self.window is None:
+                raise ValueError("data.test_start needs data.window (time steps per sample)")
+        elif self.val_start is not None or self.channels is not None:
+            raise ValueError("data.val_start and data.channels apply to a split by time: set data.test_start too")
+        if self.history is not None and self.history < 1:
+            raise ValueError(f"data.history must be >= 1, got {self.history}")
+        if self.coarsen < 1:
+            raise ValueError(f"data.coarsen must be >= 1, got {self.coarsen}")
         if self.generator is not None and self.path is not None:
             raise ValueError("give either data.generator or data.path, not both")
         if self.name is not None and (self.generator is not None or self.path is not None):

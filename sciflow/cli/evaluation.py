@@ -86,17 +86,33 @@ def forecast_batch(batch, horizon: int | None, stride: int | None = None):
     return windows(batch, h + 1, stride or max(1, (h + 1) // 2))
 
 
-def uq_metrics(pred, truth: torch.Tensor, alpha: float) -> dict[str, Any]:
-    """Scores of a predictive ``pred`` (``Prediction`` of shape ``(batch, time, *state)``)."""
+def uq_metrics(pred, truth: torch.Tensor, alpha: float, *, given: int = 1,
+               lat: torch.Tensor | None = None) -> dict[str, Any]:
+    """Scores of a predictive ``pred`` (``Prediction`` of shape ``(batch, time, *state)``) on the
+    forecast steps (the first ``given`` steps of each window are the condition, not scored).
+
+    With ``lat`` (fields ``(batch, time, channel, lat, lon)``) also the WeatherBench scores:
+    latitude-weighted RMSE per lead and channel (Rasp et al. 2020, eq. 1) and, from samples,
+    the latitude-weighted CRPS.
+    """
     from sciflow.uq import scores
 
-    err = (pred.mean - truth)[:, 1:]
+    g = given
+    err = (pred.mean - truth)[:, g:]
     out: dict[str, Any] = {
         "rmse": float(err.pow(2).mean().sqrt()),
         "rmse_per_lead": err.pow(2).flatten(2).mean(dim=(0, 2)).sqrt().tolist(),
     }
+    if lat is not None:
+        from sciflow.models.neural_operator.weather import lat_weighted_crps, lat_weighted_rmse_per_lead
+
+        per_lead = lat_weighted_rmse_per_lead(pred.mean[:, g:], truth[:, g:], lat)  # (lead, channel)
+        out["lat_weighted_rmse"] = per_lead.mean(0).tolist()
+        out["lat_weighted_rmse_per_lead"] = per_lead.tolist()
+        if pred.samples is not None and pred.samples.shape[0] > 1:
+            out["lat_weighted_crps"] = lat_weighted_crps(pred.samples[:, :, g:], truth[:, g:], lat).mean(0).tolist()
     if pred.lower is not None:
-        lo, hi, y = pred.lower[:, 1:], pred.upper[:, 1:], truth[:, 1:]
+        lo, hi, y = pred.lower[:, g:], pred.upper[:, g:], truth[:, g:]
         inside = ((y >= lo) & (y <= hi)).float()
         out.update({
             "nominal_coverage": 1 - alpha,
@@ -106,7 +122,7 @@ def uq_metrics(pred, truth: torch.Tensor, alpha: float) -> dict[str, Any]:
             "interval_score": float(scores.interval_score(lo, hi, y, alpha).mean()),
         })
     if pred.samples is not None and pred.samples.shape[0] > 1:
-        out["crps"] = float(scores.crps_ensemble(pred.samples[:, :, 1:], truth[:, 1:]).mean())
+        out["crps"] = float(scores.crps_ensemble(pred.samples[:, :, g:], truth[:, g:]).mean())
     return out
 
 
@@ -162,11 +178,17 @@ def evaluate_run(run_dir: Path, uq: str | None = None, overrides: Sequence[str] 
         stem = "classification" if metrics["task"] == "classification" else kind  # no UQ method for accuracy
         _write_json(metrics, Path(run_dir) / f"eval_{stem}.json")
         return metrics
+    if splits.attrs.get("split") == "time" and exp.eval.horizon is not None:
+        raise ConfigError("eval.horizon does not apply to a split by time: every window has data.window steps, "
+                          "the first data.history given")
     predictor = _predictor(kind, exp, Path(run_dir), splits)
     test = forecast_batch(splits.test, exp.eval.horizon)
     pred = predictor.predict(test, generator=torch.Generator().manual_seed(exp.train.seed))
-    metrics = {"uq": kind, "n_test_windows": len(test), "horizon": test.values.shape[1] - 1,
-               **uq_metrics(pred, test.values, exp.eval.alpha)}
+    given = int(splits.attrs.get("history", 1))
+    lat = torch.tensor(splits.attrs["lat"], dtype=test.values.dtype) if splits.attrs.get("split") == "time" else None
+    metrics = {"uq": kind, "n_test_windows": len(test), "horizon": test.values.shape[1] - given, "given": given,
+               **({"channels": splits.attrs["channels"]} if lat is not None else {}),
+               **uq_metrics(pred, test.values, exp.eval.alpha, given=given, lat=lat)}
     _write_json(metrics, Path(run_dir) / f"eval_{kind}.json")
     return metrics
 

@@ -99,10 +99,48 @@ def windows(batch, window: int | None, stride: int):
 def prepare_splits(exp: ExperimentConfig) -> Splits:
     if is_irregular(exp):
         return prepare_irregular_splits(exp)
+    if exp.data.test_start is not None:
+        return prepare_time_splits(exp)
     ds = load_dataset(exp)
     full = dataset_to_batch(ds, exp.data.variable)
     train, val, test = split_samples(full, exp.data.val_fraction, exp.data.test_fraction, exp.data.seed)
     return Splits(train, val, test, dict(ds.attrs))
+
+
+def history_steps(exp: ExperimentConfig) -> int:
+    """Time steps given at the start of each window of a split by time: ``data.history``, else the
+    model's ``n_initial`` (WDNO), else 1; the two must agree when both are set."""
+    from sciflow.data.batches import TrajectoryBatch
+
+    cls = _models().get(exp.model.name)
+    n_initial = getattr(exp.model.config, "n_initial", None) \
+        if cls is not None and cls.batch_type is TrajectoryBatch else None
+    h = exp.data.history
+    if h is not None and n_initial is not None and h != n_initial:
+        raise ConfigError(f"data.history = {h} differs from model.n_initial = {n_initial} (the frames the model is "
+                          "given); set one of them")
+    return int(h or n_initial or 1)
+
+
+def prepare_time_splits(exp: ExperimentConfig) -> Splits:
+    """Windows of an ERA5 / WeatherBench-2 source split by time before windowing (no test time step
+    in training; :func:`sciflow.models.neural_operator.weather.era5_forecast_data`); ``attrs``
+    carry the channel names, latitudes (for area-weighted scores) and the given ``history``."""
+    from sciflow.models.neural_operator.weather import era5_forecast_data
+
+    d = exp.data
+    history = history_steps(exp)
+    try:
+        fd = era5_forecast_data(d.path, list(d.channels), test_start=d.test_start, val_start=d.val_start,
+                                window=d.window, history=history, train_stride=d.stride, coarsen=d.coarsen)
+    except ValueError as e:  # ERA5FormatError included: the message names the file and the problem
+        raise ConfigError(f"data: {e}") from e
+    val = fd.val if fd.val is not None else fd.train.index(torch.zeros(0, dtype=torch.long))
+    attrs = {"split": "time", "source": str(d.path), "channels": fd.channels, "history": history,
+             "lat": fd.lat.tolist(), "lon": fd.lon.tolist(), "time_step_hours": fd.time_step_hours,
+             "test_start": d.test_start, "val_start": d.val_start,
+             "n_windows": {"train": len(fd.train), "val": len(val), "test": len(fd.test)}}
+    return Splits(fd.train, val, fd.test, attrs)
 
 
 # --- irregular time series (models whose batch_type is IrregularBatch; sciflow.data.timeseries)

@@ -46,7 +46,8 @@ class ForecastData:
     ``train``/``test``: :class:`TrajectoryBatch` with ``values (batch, window, channel, lat, lon)``
     in physical units and ``times`` the hour offsets from the last history step;
     ``train_init``/``test_init``: ``(batch,)`` ``datetime64`` of each window's last history step;
-    ``train_period``: the training-period dataset (for climatologies); ``channels``: channel names
+    ``val``/``val_init``: validation windows in ``[val_start, test_start)`` (``None`` without
+    ``val_start``); ``train_period``: the training-period dataset (for climatologies); ``channels``: channel names
     (``"2m_temperature"``, ``"geopotential@500"``); ``lat``/``lon``: degrees; ``history``: steps given.
     """
 
@@ -60,6 +61,8 @@ class ForecastData:
     lon: Tensor
     history: int
     time_step_hours: float
+    val: TrajectoryBatch | None = None
+    val_init: np.ndarray | None = None
 
     @property
     def window(self) -> int:
@@ -83,10 +86,11 @@ def _select_channels(batch: TrajectoryBatch, names: list[str], wanted: Sequence[
 
 def era5_forecast_data(source: str | os.PathLike | Any, channels: Sequence[str], *, test_start: Any,
                        window: int = 24, history: int = 6, train_stride: int = 1, test_stride: int | None = None,
-                       region: Any = None, time: Any = None, coarsen: int = 1,
+                       region: Any = None, time: Any = None, coarsen: int = 1, val_start: Any = None,
                        dtype: torch.dtype = torch.float32) -> ForecastData:
     """Open an ERA5 source (GRIB / NetCDF / WeatherBench-2 zarr, via :func:`open_era5`) and cut it
-    into train windows before ``test_start`` and test windows from ``test_start`` on.
+    into train windows before ``test_start`` and test windows from ``test_start`` on; with
+    ``val_start``, training ends there and validation windows fill ``[val_start, test_start)``.
 
     ``channels``: variable names, with ``@level`` for pressure-level variables
     (``["2m_temperature"]``, ``["geopotential@500", "temperature@850"]``). ``test_stride``
@@ -103,26 +107,33 @@ def era5_forecast_data(source: str | os.PathLike | Any, channels: Sequence[str],
 
         ds = _coarsen(ds, coarsen)
     t0 = np.datetime64(test_start, "ns")
+    v0 = t0 if val_start is None else np.datetime64(val_start, "ns")
+    if v0 > t0:
+        raise ValueError(f"val_start {v0} is after test_start {t0}")
     t = ds["time"].values
-    train_ds, test_ds = ds.isel(time=np.nonzero(t < t0)[0]), ds.isel(time=np.nonzero(t >= t0)[0])
-    for nm, part in (("train", train_ds), ("test", test_ds)):
+    periods = {"train": ds.isel(time=np.nonzero(t < v0)[0]), "test": ds.isel(time=np.nonzero(t >= t0)[0])}
+    strides = {"train": train_stride, "test": test_stride or window}
+    if val_start is not None:
+        periods["val"], strides["val"] = ds.isel(time=np.nonzero((t >= v0) & (t < t0))[0]), test_stride or window
+    for nm, part in periods.items():
         if part.sizes["time"] < window:
             raise ValueError(f"the {nm} period has {part.sizes['time']} time steps, fewer than one window of {window} "
-                             f"(data covers {t[0]} … {t[-1]}, test_start {t0})")
+                             f"(data covers {t[0]} … {t[-1]}, test_start {t0}"
+                             + (f", val_start {v0})" if val_start is not None else ")"))
     leads = np.arange(1, window - history + 1)
-    out = []
-    for part, stride in ((train_ds, train_stride), (test_ds, test_stride or window)):
-        w = forecast_windows(part.load(), history, leads, stride=stride)
+    out = {}
+    for nm, part in periods.items():
+        w = forecast_windows(part.load(), history, leads, stride=strides[nm])
         batch, chans = windows_to_batch(w, dtype=dtype)
         batch, chans = _select_channels(batch, chans, None if chans == list(channels) else list(channels))
-        out.append((batch, w["init_time"].values, chans))
-    (train, train_init, chans), (test, test_init, _) = out
+        out[nm] = (batch, w["init_time"].values, chans)
     step = float((t[1] - t[0]) / np.timedelta64(1, "h"))
-    return ForecastData(train=train, test=test, train_init=train_init, test_init=test_init,
-                        train_period=train_ds, channels=chans,
+    val = out.get("val", (None, None, None))
+    return ForecastData(train=out["train"][0], test=out["test"][0], train_init=out["train"][1],
+                        test_init=out["test"][1], train_period=periods["train"], channels=out["train"][2],
                         lat=torch.as_tensor(np.array(ds["lat"].values), dtype=dtype),
                         lon=torch.as_tensor(np.array(ds["lon"].values), dtype=dtype), history=history,
-                        time_step_hours=step)
+                        time_step_hours=step, val=val[0], val_init=val[1])
 
 
 # ----------------------------------------------------------------------------- baselines
