@@ -114,3 +114,17 @@ def test_every_uq_method_through_the_cli(tmp_path: Path) -> None:
         assert m["uq"] == uq and math.isfinite(m["rmse"])
         if uq != "samples":
             assert 0 <= m["coverage"] <= 1 and m["mean_interval_width"] > 0
+
+
+def test_module_entry_point_runs_the_command() -> None:
+    """``python -m sciflow.cli`` (what ``torchrun -m sciflow.cli`` launches) is the ``sciflow`` command."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "sciflow.cli", "list", "configs"], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "wdno_era5" in out.stdout and "lorenz_neural_ode" in out.stdout
+    bad = subprocess.run([sys.executable, "-m", "sciflow.cli", "train", "lorenz_neural_ode", "train.max_step=3"],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "train.max_step" in bad.stderr
