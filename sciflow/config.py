@@ -288,7 +288,9 @@ class DataConfig:
     variables (``2m_temperature``, ``geopotential@500``), ``window`` the time steps per sample, of
     which the first ``history`` are given (default: the model's ``n_initial``, else 1); training
     windows start every ``stride`` steps, validation and test windows do not overlap; ``coarsen``
-    block-averages the grid.
+    block-averages the grid. ``anomalies``: the windows hold departures from the training period's
+    hour-of-day climatology (the model then learns the weather, not the diurnal cycle; scores are
+    unchanged by the shift, since forecast and truth move together).
     """
 
     generator: str | None = None
@@ -310,6 +312,7 @@ class DataConfig:
     test_start: str | None = None
     history: int | None = None
     coarsen: int = 1
+    anomalies: bool = False
 
     def __post_init__(self) -> None:
         if self.test_start is not None:
@@ -321,8 +324,9 @@ class DataConfig:
                                  "[geopotential@500, temperature@850]")
             if self.window is None:
                 raise ValueError("data.test_start needs data.window (time steps per sample)")
-        elif self.val_start is not None or self.channels is not None:
-            raise ValueError("data.val_start and data.channels apply to a split by time: set data.test_start too")
+        elif self.val_start is not None or self.channels is not None or self.anomalies:
+            raise ValueError("data.val_start, data.channels and data.anomalies apply to a split by time: "
+                             "set data.test_start too")
         if self.history is not None and self.history < 1:
             raise ValueError(f"data.history must be >= 1, got {self.history}")
         if self.coarsen < 1:

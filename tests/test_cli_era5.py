@@ -19,7 +19,7 @@ from sciflow.uq.prediction import Prediction
 
 T0 = np.datetime64("2019-03-01T00:00", "ns")
 DATA = ["data.channels=[2m_temperature]", "data.val_start=2019-03-05", "data.test_start=2019-03-06",
-        "data.window=12", "data.stride=6", "data.coarsen=1"]
+        "data.window=12", "data.stride=6", "data.coarsen=1", "data.anomalies=false"]
 
 
 def _era5_nc(path: Path, days: int = 7) -> Path:
@@ -77,7 +77,7 @@ def test_scores_skip_the_given_frames_and_weight_by_latitude() -> None:
 def test_train_and_evaluate_wdno_on_era5(tmp_path: Path) -> None:
     src = _era5_nc(tmp_path / "t2m.nc")
     run = tmp_path / "run"
-    tiny = [f"data.path={src}", *DATA, "train.max_steps=3", "train.log_every=1", "data.batch_size=4",
+    tiny = [f"data.path={src}", *DATA, "data.anomalies=true", "train.max_steps=3", "train.log_every=1", "data.batch_size=4",
             "model.channel_mults=[1,2]", "eval.n_samples=2"]
     assert main(["train", "wdno_era5", *tiny, "--run-dir", str(run)]) == 0
     assert main(["evaluate", str(run), "--uq", "samples", "eval.n_samples=2"]) == 0
@@ -85,7 +85,7 @@ def test_train_and_evaluate_wdno_on_era5(tmp_path: Path) -> None:
     assert m["given"] == 6 and m["horizon"] == 6 and m["n_test_windows"] == 4
     assert m["channels"] == ["2m_temperature"] and len(m["lat_weighted_rmse_per_lead"]) == 6
     assert all(math.isfinite(v) for v in m["lat_weighted_rmse"] + m["lat_weighted_crps"])
-    # an untrained surrogate is still anchored to the data scale: within the 12 K span of the week
+    # an untrained surrogate of the departures (8.4-10.8 K over the test days) stays within their span
     assert 0 < m["lat_weighted_rmse"][0] < 12
 
 
@@ -101,3 +101,19 @@ def test_bad_split_configs_name_the_problem(tmp_path: Path, capsys) -> None:
         prepare_splits(load_experiment("wdno_era5", [f"data.path={src}", *DATA[1:], "data.channels=[geopotential]"]))
     with pytest.raises(ConfigError, match="set data.test_start too"):
         load_experiment("lorenz_neural_ode", ["data.channels=[2m_temperature]"])
+    with pytest.raises(ConfigError, match="set data.test_start too"):
+        load_experiment("lorenz_neural_ode", ["data.anomalies=true"])
+
+
+def test_anomalies_are_departures_from_the_training_hourly_climatology(tmp_path: Path) -> None:
+    """t2m = 280 + hours/10 + lat/100: the climatology of hour-of-day h over the 4 training days is
+    280 + (h + 36)/10 + lat/100, so a window on day k holds the constant departure (24 k - 36)/10."""
+    src = _era5_nc(tmp_path / "t2m.nc")
+    fields = prepare_splits(load_experiment("wdno_era5", [f"data.path={src}", *DATA]))
+    s = prepare_splits(load_experiment("wdno_era5", [f"data.path={src}", *DATA, "data.anomalies=true"]))
+    assert s.attrs["anomalies"] and not fields.attrs["anomalies"]
+    lat = torch.tensor(s.attrs["lat"])
+    for k in ("train", "val", "test"):
+        day = torch.div(_hours(getattr(fields, k).values, lat), 24, rounding_mode="floor")
+        expected = (24 * day - 36) / 10
+        torch.testing.assert_close(getattr(s, k).values[:, :, 0], expected, atol=2e-4, rtol=0)
