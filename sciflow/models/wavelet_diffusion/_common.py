@@ -42,6 +42,12 @@ def make_unet(cfg, channels: int) -> UNet:
                 dropout=cfg.dropout)
 
 
+def scale_groups(cfg, n_total: int, bands: int) -> tuple[int, ...] | None:
+    """Channel groups sharing one scale for :meth:`ChannelScaler.fit`: ``scaling="field"`` groups
+    the ``bands`` consecutive sub-band channels of every field, ``"channel"`` scales each alone."""
+    return (bands,) * (n_total // bands) if cfg.scaling == "field" else None
+
+
 def to_fields(x: Tensor, channels: int, dim: int, what: str, check_finite: bool = True) -> tuple[Tensor, bool]:
     """``(B, T, *S)`` (one channel) or ``(B, T, C, *S)`` -> ``(B, C, T, *S)`` and whether a channel axis was given.
 

@@ -44,8 +44,9 @@ forcing) are read.
 Deviations from the paper / official code, all deliberate: v-prediction by default (the
 ε-estimate's ``x̂_0`` divides the network error by ``α_t ≈ 0.01`` at high noise, which ruins
 samples after short training; ``prediction="eps"`` is the paper's loss); continuous-time schedules and the
-shared samplers instead of 1000 discrete steps; per-channel standardisation instead of one
-global ``rescaler``; the ``zero`` (or ``periodization``) boundary mode instead of pywt's
+shared samplers instead of 1000 discrete steps; per-channel standardisation (or one scale per field
+shared by its sub-bands, ``Config.scaling="field"``, closer to the paper and better on Burgers)
+instead of one global ``rescaler``; the ``zero`` (or ``periodization``) boundary mode instead of pywt's
 ``symmetric`` default; the aligned conditioning trajectory and the residual target instead of
 the official code's time-broadcast ``W_condition`` channels (an overfitting study on 2
 Navier-Stokes trajectories: rel. L2 0.38 broadcast, 0.11 aligned + residual, persistence 0.35);
@@ -65,7 +66,8 @@ from torch import Tensor
 from sciflow.data.batches import TrajectoryBatch
 from sciflow.models.base import LossOutput, SciflowModel
 from sciflow.models.wavelet_diffusion._common import (Denoiser, clipped, from_fields, guided, make_schedule,
-                                                      make_unet, replacement_loss, replacement_sample, to_fields)
+                                                      make_unet, replacement_loss, replacement_sample, scale_groups,
+                                                      to_fields)
 from sciflow.models.wavelet_diffusion.config import Config
 from sciflow.models.wavelet_diffusion.transform import (ChannelScaler, coefficient_shape, crop, from_coefficients,
                                                         pad_to_multiple, to_coefficients)
@@ -101,7 +103,7 @@ class WDNO(SciflowModel):
         self.cfg = cfg = cfg or Config()
         self.axes = cfg.dim + 1
         self.wavelet = cfg.wavelet if cfg.space == "wavelet" else None
-        bands = 2**self.axes if self.wavelet else 1
+        self.bands = bands = 2**self.axes if self.wavelet else 1
         self.n_frames = cfg.n_initial + int(cfg.known_final)
         self.n_u = cfg.channels * bands
         self.n_f = cfg.forcing_channels * bands
@@ -220,7 +222,8 @@ class WDNO(SciflowModel):
     # ------------------------------------------------------------------ statistics
     @torch.no_grad()
     def fit_scaler(self, batch: TrajectoryBatch) -> None:
-        """Per-channel mean / std of the stacked coefficients of the training trajectories (buffers)."""
+        """Per-channel means and per-channel (``scaling="channel"``) or per-field (``"field"``) scales of
+        the stacked coefficients of the training trajectories (buffers)."""
         u, f, _ = self._fields(batch, need_forcing=True)
         u = u.to(self.scaler.loc)
         f = None if f is None else f.to(self.scaler.loc)
@@ -232,7 +235,7 @@ class WDNO(SciflowModel):
         elif self.cfg.forcing_channels:
             means.append(torch.zeros(self.cfg.forcing_channels, dtype=u.dtype, device=u.device))
         self.field_loc.copy_(torch.cat(means))
-        self.scaler.fit(self._stack(u, f))
+        self.scaler.fit(self._stack(u, f), scale_groups(self.cfg, self.n_total, self.bands))
         self._fitted = True
 
     def _check_fitted(self) -> None:

@@ -43,7 +43,8 @@ from torch import Tensor
 from sciflow.data.batches import TrajectoryBatch
 from sciflow.models.base import LossOutput, SciflowModel
 from sciflow.models.wavelet_diffusion._common import (Denoiser, clipped, from_fields, make_schedule,
-                                                      make_unet, replacement_loss, replacement_sample, to_fields)
+                                                      make_unet, replacement_loss, replacement_sample, scale_groups,
+                                                      to_fields)
 from sciflow.models.wavelet_diffusion.config import SuperResolutionConfig
 from sciflow.models.wavelet_diffusion.transform import (ChannelScaler, coefficient_shape, crop, from_coefficients,
                                                         nearest_upsample, pad_to_multiple, to_coefficients)
@@ -140,9 +141,10 @@ class WDNOSuperResolution(SciflowModel):
 
     @torch.no_grad()
     def fit_scaler(self, batch: TrajectoryBatch) -> None:
-        """Per-channel statistics pooled over the training levels (buffers)."""
+        """Per-channel (or per-field, ``scaling="field"``) statistics pooled over the training levels (buffers)."""
         fields, _ = self._fine_fields(batch)
-        self.scaler.fit([self._stack(f, c) for f, c in self._pairs(fields)])
+        self.scaler.fit([self._stack(f, c) for f, c in self._pairs(fields)],
+                        scale_groups(self.cfg, self.n_total, 2**self.axes if self.wavelet else 1))
         self._fitted = True
 
     def _check_fitted(self) -> None:

@@ -171,6 +171,8 @@ def test_bad_inputs_raise_clear_errors():
         Config(task="control", forcing_channels=0)
     with pytest.raises(ValueError, match="dim"):
         Config(dim=3)
+    with pytest.raises(ValueError, match="scaling"):
+        Config(scaling="band")
 
 
 def test_registered_and_protocol_attributes():

@@ -1,0 +1,211 @@
+"""Why WDNO trails the physical-space DDPM on forced Burgers (issue 9): ablations on one dataset.
+
+Every variant trains on the same data (the ``--scale cpu`` set of ``wdno_burgers.py``: 192
+forced-Burgers trajectories on the 17 x 33 (time x space) grid, 12 test conditions), from the
+same seed, with the same optimiser (Adam, warm-up + cosine decay, batch 16, gradient clipping 1)
+and the same number of steps, and is scored by the *physical-space* test error of its samples
+(frames 1..T; the wavelet models' loss lives on scaled sub-bands and is not comparable across
+representations). Reported per variant: single-sample and ensemble-mean MSE, the error per time
+index and per space index (single samples), process CPU time (one torch thread), and with
+``--eval-at`` the learning curve of the test MSE within one run.
+
+    python benchmarks/wdno_burgers_ablation.py                       # --scale cpu, every variant
+    python benchmarks/wdno_burgers_ablation.py --only wdno,ddpm      # some variants, merged into the JSON
+    python benchmarks/wdno_burgers_ablation.py --scale smoke         # seconds; plumbing only
+
+Variants are ``Config`` overrides of the benchmark's model (``sciflow/configs/wdno_burgers.yaml``
+with the cpu-scale network). Writes ``benchmarks/results/wdno_burgers_ablation[_<scale>].json``;
+running a subset updates those variants in an existing file and keeps the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import RESULTS, write_result  # noqa: E402
+from wdno_burgers import lr_at, model_section  # noqa: E402
+
+from sciflow.config import from_dict  # noqa: E402
+from sciflow.data.batches import TrajectoryBatch  # noqa: E402
+from sciflow.data.pdes.burgers import generate_control  # noqa: E402
+from sciflow.models.neural_operator import relative_l2  # noqa: E402
+from sciflow.models.wavelet_diffusion import WDNO, Config  # noqa: E402
+from sciflow.nn.wavelets import dwtn  # noqa: E402
+
+SCALES = {
+    "smoke": dict(n_train=16, n_test=4, nt=9, nx=17, n_modes=32, dt=5e-3, steps=4, batch=8, n_samples=2, nfe=4,
+                  model=dict(base_channels=8, channel_mults=(1, 2)), eval_at=()),
+    "cpu": dict(n_train=192, n_test=12, nt=33, nx=65, n_modes=128, dt=2e-3, steps=150, batch=16, n_samples=4,
+                nfe=20, model={}, eval_at=()),
+}
+
+#: name -> (Config overrides, options). ``nfe``: sampler budget; ``full_grid``: train on the generator's
+#: 33 x 65 grid instead of its [::2, ::2] copy.
+VARIANTS: dict[str, tuple[dict, dict]] = {
+    "ddpm_physical": ({"space": "physical"}, {}),
+    "wdno": ({}, {}),
+    "wdno_nfe50": ({}, {"nfe": 50}),
+    "wdno_noclip": ({"clip_denoised": None}, {}),
+    "wdno_eps": ({"prediction": "eps"}, {}),
+    "wdno_residual": ({"residual": True}, {}),
+    "wdno_periodization": ({"mode": "periodization"}, {}),
+    "wdno_haar": ({"wavelet": "haar"}, {}),
+    "wdno_bior1.3": ({"wavelet": "bior1.3"}, {}),
+    "wdno_field_scaling": ({"scaling": "field"}, {}),
+    "wdno_field_scaling_haar": ({"scaling": "field", "wavelet": "haar"}, {}),
+    "wdno_field_scaling_periodization": ({"scaling": "field", "mode": "periodization"}, {}),
+    "wdno_width64": ({"base_channels": 64}, {}),
+    "wdno_field_scaling_width64": ({"scaling": "field", "base_channels": 64}, {}),
+    "ddpm_physical_width64": ({"space": "physical", "base_channels": 64}, {}),
+    # the physical U-Net with its first level replaced by the DWT: widths (64, 64) from the coefficient grid
+    "wdno_width64_1level": ({"base_channels": 64, "channel_mults": (1, 1)}, {}),
+    "wdno_field_scaling_width64_1level": ({"scaling": "field", "base_channels": 64, "channel_mults": (1, 1)}, {}),
+    "wdno_full_grid": ({}, {"full_grid": True}),
+    "ddpm_physical_full_grid": ({"space": "physical"}, {"full_grid": True}),
+    "wdno_field_scaling_full_grid": ({"scaling": "field"}, {"full_grid": True}),
+}
+
+
+def evaluate(m: WDNO, test: TrajectoryBatch, n_samples: int, nfe: int, seed: int) -> dict:
+    """Physical-space errors of ``n_samples`` DDIM samples per test condition (frames 1..T)."""
+    m.eval()
+    c0 = time.process_time()
+    s = m.sample(test, n_samples, nfe=nfe, generator=torch.Generator().manual_seed(seed))  # (S, B, T, X)
+    m.train()
+    fut, true = s[:, :, 1:], test.values[:, 1:]
+    err2 = (fut - true).pow(2)  # (S, B, T-1, X)
+    mean_pred = fut.mean(0)
+    per_t = err2.mean((0, 1, 3))
+    per_x = err2.mean((0, 1, 2))
+    X = per_x.numel()
+    edge = max(X // 8, 1)  # the outer eighth at each side of the domain
+    # where the error sits in the wavelet domain: one-level bior2.4 (zero mode) DWT over (time, x) of the
+    # single-sample error and of the truth, band energies (aa, ad, da, dd; first letter time)
+    e_bands = dwtn((fut - true).flatten(0, 1).double(), "bior2.4", "zero", dim=2).pow(2).sum((0, 2, 3))
+    s_bands = dwtn(true.double(), "bior2.4", "zero", dim=2).pow(2).sum((0, 2, 3)) * n_samples
+    return {"mse_single_sample": float(err2.mean()),
+            "error_energy_fraction_per_band": (e_bands / e_bands.sum()).tolist(),
+            "relative_error_per_band": (e_bands / s_bands).sqrt().tolist(),
+            "mse_ensemble_mean": float((mean_pred - true).pow(2).mean()),
+            "rel_l2_single_sample": float(relative_l2(fut.flatten(0, 1), true.repeat(n_samples, 1, 1))),
+            "rel_l2_ensemble_mean": float(relative_l2(mean_pred, true)),
+            "mse_per_time": per_t.tolist(), "mse_per_x": per_x.tolist(),
+            "mse_first_quarter_of_time": float(per_t[: max(len(per_t) // 4, 1)].mean()),
+            "mse_last_quarter_of_time": float(per_t[-max(len(per_t) // 4, 1):].mean()),
+            "mse_boundary_eighths_in_x": float(torch.cat([per_x[:edge], per_x[-edge:]]).mean()),
+            "mse_interior_in_x": float(per_x[edge:-edge].mean()),
+            "sample_process_cpu_s": time.process_time() - c0}
+
+
+def run_variant(name: str, sc: dict, data: dict, args) -> dict:
+    overrides, opts = VARIANTS[name]
+    train_b, test_b = data["full" if opts.get("full_grid") else "half"]
+    model_yaml, train_yaml = model_section("wdno_burgers")
+    lr = float(train_yaml["lr"]) if args.scale == "cpu" else 1e-3
+    steps = args.steps or sc["steps"]
+    warmup = min(int(train_yaml.get("warmup_steps", 20)), max(steps // 5, 1))
+    nfe = opts.get("nfe", sc["nfe"])
+    eval_at = sorted({int(e) for e in (args.eval_at or sc["eval_at"]) if 0 < int(e) < steps} | {steps})
+    torch.manual_seed(args.seed)  # identical network initialisation for variants of the same shape
+    m = WDNO(from_dict(Config, {**model_yaml, **sc["model"], **overrides}, prefix="model"))
+    m.fit_scaler(train_b)
+    opt = torch.optim.Adam(m.parameters(), lr=lr)
+    g = torch.Generator().manual_seed(args.seed)
+    n = train_b.values.shape[0]
+    perm, pos, losses, curve = torch.randperm(n, generator=g), 0, [], {}
+    c0, train_cpu = time.process_time(), 0.0
+    for step in range(steps):
+        if pos + sc["batch"] > n:
+            perm, pos = torch.randperm(n, generator=g), 0
+        idx = perm[pos: pos + sc["batch"]]
+        pos += sc["batch"]
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, steps, lr, warmup)
+        loss = m.loss(train_b.index(idx), generator=g).total
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
+        opt.step()
+        losses.append(loss.detach())
+        if step + 1 in eval_at:
+            train_cpu += time.process_time() - c0
+            curve[step + 1] = evaluate(m, test_b, sc["n_samples"], nfe, args.seed + 1)
+            print(f"  {name} step {step + 1}: test MSE single {curve[step + 1]['mse_single_sample']:.3e} "
+                  f"ensemble-mean {curve[step + 1]['mse_ensemble_mean']:.3e} ({train_cpu:.0f} CPU-s)", flush=True)
+            c0 = time.process_time()
+    k = max(steps // 10, 1)
+    final = curve[steps]
+    return {"overrides": {k_: (list(v) if isinstance(v, tuple) else v) for k_, v in overrides.items()},
+            "options": opts, "steps": steps, "nfe": nfe, "grid": list(train_b.values.shape[1:]),
+            "parameters": sum(p.numel() for p in m.parameters()),
+            "train_process_cpu_s": train_cpu, "loss_last": float(torch.stack(losses[-k:]).mean()),
+            **{k_: v for k_, v in final.items()}, "curve": {str(s): {k_: v for k_, v in e.items()
+                                                                     if not k_.startswith("mse_per")}
+                                                            for s, e in curve.items()}}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scale", choices=sorted(SCALES), default="cpu")
+    ap.add_argument("--only", default=None, help=f"comma-separated variants of {sorted(VARIANTS)}")
+    ap.add_argument("--steps", type=int, default=None, help="Adam steps per variant (default: the scale's)")
+    ap.add_argument("--eval-at", default=None, help="comma-separated steps at which to also score the test set")
+    ap.add_argument("--tag", default="", help="suffix of the result name (e.g. a longer-budget run)")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    args.eval_at = [int(e) for e in args.eval_at.split(",")] if args.eval_at else None
+    torch.set_num_threads(1)
+    sc = SCALES[args.scale]
+    names = args.only.split(",") if args.only else list(VARIANTS)
+    unknown = [v for v in names if v not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"unknown variants {unknown}; known: {sorted(VARIANTS)}")
+    c_start = time.process_time()
+    n = sc["n_train"] + sc["n_test"]
+    ds = generate_control(n, args.seed, nx=sc["nx"], nt=sc["nt"], n_modes=sc["n_modes"], dt=sc["dt"])
+    u_full = torch.tensor(ds.u.values, dtype=torch.float32)
+    f_full = torch.tensor(ds.forcing.values, dtype=torch.float32)
+    t_full = torch.tensor(ds.time.values, dtype=torch.float32)
+    ntr = sc["n_train"]
+    data = {}
+    for key, (u, f, t) in {"half": (u_full[:, ::2, ::2], f_full[:, ::2, ::2], t_full[::2]),
+                           "full": (u_full, f_full, t_full)}.items():
+        u, f = u.contiguous(), f.contiguous()
+        data[key] = (TrajectoryBatch(u[:ntr], t, f[:ntr]), TrajectoryBatch(u[ntr:], t, f[ntr:]))
+    name = "wdno_burgers_ablation" + ("" if args.scale == "cpu" else f"_{args.scale}") + \
+        (f"_{args.tag}" if args.tag else "")
+    path = RESULTS / f"{name}.json"
+    previous = json.loads(path.read_text())["results"] if path.exists() and args.only else {}
+    results = dict(previous)
+    for v in names:
+        print(f"variant {v}", flush=True)
+        results[v] = run_variant(v, sc, data, args)
+        results[v]["ratio_mse_single_to_ddpm_physical"] = None
+    for v, r in results.items():  # ratios against the physical-space model of the same file, where present
+        ref = results.get("ddpm_physical_full_grid" if r.get("options", {}).get("full_grid") else "ddpm_physical")
+        r["ratio_mse_single_to_ddpm_physical"] = r["mse_single_sample"] / ref["mse_single_sample"] if ref else None
+        r["ratio_mse_ensemble_mean_to_ddpm_physical"] = \
+            r["mse_ensemble_mean"] / ref["mse_ensemble_mean"] if ref else None
+    data_info = {"n_train": ntr, "n_test": sc["n_test"], "nu": 0.01, "generator": "burgers-control",
+                 "fine_grid": list(u_full.shape[1:]), "grid": list(u_full[:, ::2, ::2].shape[1:]),
+                 "zero_prediction_mse": float(data["half"][1].values[:, 1:].pow(2).mean()),
+                 "persistence_mse": float((data["half"][1].values[:, 1:]
+                                           - data["half"][1].values[:, :1]).pow(2).mean())}
+    config = {"scale": args.scale, "steps": args.steps or sc["steps"], "batch": sc["batch"],
+              "n_samples": sc["n_samples"], "nfe_default": sc["nfe"], "sampler": "ddim", "seed": args.seed,
+              "model": {k: (list(v) if isinstance(v, tuple) else v)
+                        for k, v in {**model_section("wdno_burgers")[0], **sc["model"]}.items()},
+              "data": data_info, "last_run_process_cpu_s": time.process_time() - c_start,
+              "last_run_variants": names}
+    write_result(name, {"config": config, "results": results})
+
+
+if __name__ == "__main__":
+    main()
