@@ -111,6 +111,8 @@ def main() -> None:
                     help="wall-clock cap on each model's training in seconds (default: the scale's, if any)")
     ap.add_argument("--target", choices=["field", "anomaly"], default="anomaly",
                     help="what the learned models forecast: the fields, or departures from the hourly climatology")
+    ap.add_argument("--scaling", choices=["channel", "field"], default="channel",
+                    help="WDNO coefficient scaling: per sub-band channel, or one scale per field (Config.scaling)")
     ap.add_argument("--tag", default="", help="suffix of the result file (runs of a subset of --models)")
     ap.add_argument("--wavelet-mode", default="periodization", choices=["periodization", "zero"],
                     help="WDNO boundary mode (zero: the jump to 0 at the edges of a K-valued field dominates "
@@ -170,7 +172,8 @@ def main() -> None:
 
         torch.manual_seed(args.seed)
         wcfg = WDNOConfig(dim=2, channels=C, forcing_channels=0, n_initial=H, base_channels=sc["base"],
-                          channel_mults=(1, 2, 2), num_res_blocks=1, wavelet="bior2.4", mode=args.wavelet_mode)
+                          channel_mults=(1, 2, 2), num_res_blocks=1, wavelet="bior2.4", mode=args.wavelet_mode,
+                          scaling=args.scaling)
         model = WDNO(wcfg)
         model.fit_scaler(train_b)
         training = train(model, train_b, steps=sc["wdno_steps"], batch_size=sc["batch"], lr=1e-3, seed=args.seed,
