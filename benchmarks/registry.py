@@ -381,21 +381,30 @@ register(Benchmark(
              for k in ("lsde", "lnsde", "gsde")],
 ))
 
-register(Benchmark(
-    name="stable_sde_lorenz", script="stable_sde_lorenz.py", family="stable neural SDE", owner="B", kind="accuracy",
-    dataset="irregular Lorenz-63 forecasting, 50 % missing",
-    description="CRPS and 90 % coverage of the SDE predictive distribution vs neural ODE / CDE + split conformal",
-    scales={"smoke": ["--models", "lnsde", "neural_ode", "--rates", "0.5", "--seeds", "1", "--epochs", "1",
-                      "--name", "stable_sde_lorenz_smoke"], "cpu": ["--scale", "default"]},
-    results={"smoke": ["stable_sde_lorenz_smoke"], "cpu": ["stable_sde_lorenz"]},
-    metrics=[Metric("LNSDE CRPS", "table/0.5/lnsde/sampled/crps/mean",
-                    baselines={"LSDE": "table/0.5/lsde/sampled/crps/mean", "GSDE": "table/0.5/gsde/sampled/crps/mean",
-                               "neural ODE + conformal": "table/0.5/neural_ode/conformal/crps/mean",
-                               "neural CDE + conformal": "table/0.5/neural_cde/conformal/crps/mean"}),
-             Metric("LNSDE 90 % coverage", "table/0.5/lnsde/sampled/coverage/mean", better="higher", note="nominal 0.9",
-                    baselines={"neural ODE + conformal": "table/0.5/neural_ode/conformal/coverage/mean",
-                               "neural CDE + conformal": "table/0.5/neural_cde/conformal/coverage/mean"})],
-))
+for _task in ("forecasting", "interpolation"):
+    _name = "stable_sde_lorenz" + ("" if _task == "forecasting" else "_interpolation")
+    register(Benchmark(
+        name=_name, script="stable_sde_lorenz.py", family="stable neural SDE", owner="B", kind="accuracy",
+        dataset=f"irregular Lorenz-63 {_task}, 50 % missing",
+        description="CRPS, 90 % coverage and Gaussian NLL of the SDE predictive distribution vs neural ODE / CDE "
+                    "+ split conformal (0/30/50/70 % missing, 5 seeds)",
+        scales={"smoke": ["--task", _task, "--models", "lnsde", "neural_ode", "--rates", "0.5", "--seeds", "1",
+                          "--epochs", "1", "--name", f"{_name}_smoke"],
+                "cpu": ["--scale", "default", "--task", _task]},
+        results={"smoke": [f"{_name}_smoke"], "cpu": [_name]},
+        metrics=[Metric("LNSDE CRPS", "table/0.5/lnsde/sampled/crps/mean",
+                        baselines={"LSDE": "table/0.5/lsde/sampled/crps/mean",
+                                   "GSDE": "table/0.5/gsde/sampled/crps/mean",
+                                   "neural ODE + conformal": "table/0.5/neural_ode/conformal/crps/mean",
+                                   "neural CDE + conformal": "table/0.5/neural_cde/conformal/crps/mean"}),
+                 Metric("LNSDE 90 % coverage", "table/0.5/lnsde/sampled/coverage/mean", better="higher",
+                        note="nominal 0.9",
+                        baselines={"neural ODE + conformal": "table/0.5/neural_ode/conformal/coverage/mean",
+                                   "neural CDE + conformal": "table/0.5/neural_cde/conformal/coverage/mean"}),
+                 Metric("LNSDE Gaussian NLL", "table/0.5/lnsde/sampled/nll/mean",
+                        baselines={"neural ODE + conformal": "table/0.5/neural_ode/conformal/nll/mean",
+                                   "neural CDE + conformal": "table/0.5/neural_cde/conformal/nll/mean"})],
+    ))
 
 # -- Langevin latent flows -------------------------------------------------------------------
 register(Benchmark(

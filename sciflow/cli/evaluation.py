@@ -17,7 +17,9 @@ from sciflow.config import ConfigError, ExperimentConfig
 
 def evaluate_irregular(exp: ExperimentConfig, run_dir: Path, kind: str, splits: Splits) -> dict[str, Any]:
     """Test-split scores of an irregular-series run: accuracy / cross-entropy (classification) or
-    CRPS, interval coverage and width, RMSE (forecasting; ``kind`` = samples | conformal | ensemble)."""
+    CRPS, interval coverage and width, RMSE and Gaussian NLL (forecasting or interpolation; ``kind`` =
+    samples | conformal | ensemble). The NLL is that of the Gaussian moment-matched to the draws, or for
+    conformal intervals of the Gaussian whose central ``1 - alpha`` interval they are."""
     import torch.nn.functional as F
 
     from sciflow.uq import scores
@@ -64,7 +66,13 @@ def evaluate_irregular(exp: ExperimentConfig, run_dir: Path, kind: str, splits: 
     pred = predictor.predict(splits.test, generator=g)
     y, m = splits.test.targets, splits.test.target_mask
     m = torch.ones_like(y, dtype=torch.bool) if m is None else m
-    out = {"task": "forecasting", "uq": kind, **base, "alpha": e.alpha,
+    if kind != "conformal" and pred.samples is not None and pred.samples.shape[0] > 1:
+        var = pred.samples.var(0)
+    else:
+        z = torch.distributions.Normal(0.0, 1.0).icdf(torch.tensor(1 - e.alpha / 2))
+        var = ((pred.upper - pred.lower) / (2 * z)).pow(2)
+    out = {"task": splits.attrs.get("task", "forecasting"), "uq": kind, **base, "alpha": e.alpha,
+           "nll": float(scores.gaussian_nll(pred.mean[m], var[m].clamp_min(1e-6), y[m])),
            "rmse": float((pred.mean - y)[m].pow(2).mean().sqrt()),
            "coverage": float(scores.interval_coverage(pred.lower[m], pred.upper[m], y[m])),
            "mean_interval_width": float(scores.interval_width(pred.lower[m], pred.upper[m])),

@@ -163,7 +163,8 @@ def is_irregular(exp: ExperimentConfig) -> bool:
 def prepare_irregular_splits(exp: ExperimentConfig) -> Splits:
     """Train/val/test ``IrregularBatch`` splits: a UEA/UCR problem by ``data.name`` (classification,
     ``data.missing_rate`` removed per channel, stratified split) or an irregular Lorenz dataset by
-    ``data.generator`` (forecasting of the last ``data.n_target`` observations)."""
+    ``data.generator`` (forecasting of the last ``data.n_target`` observations, or with
+    ``model.task=interpolation`` of ``data.n_target`` observations spread over the window's interior)."""
     from sciflow.data.timeseries import classification_splits, forecasting_splits, load_uea
 
     d = exp.data
@@ -184,7 +185,10 @@ def prepare_irregular_splits(exp: ExperimentConfig) -> Splits:
 
                 exp = replace(exp, data=replace(d, params={**d.params, "missing_rate": d.missing_rate}))
             ds = load_dataset(exp)
-            s = forecasting_splits(to_irregular_batch(ds, n_target=d.n_target), seed=d.seed, fractions=fractions,
+            task = "interpolation" if getattr(exp.model.config, "task", None) == "interpolation" else "forecasting"
+            batch = to_irregular_batch(ds, n_target=d.n_target,
+                                       hold_out="interior" if task == "interpolation" else "last")
+            s = forecasting_splits(batch, seed=d.seed, fractions=fractions, task=task,
                                    info={"name": d.generator or d.path, "missing_rate": d.missing_rate})
         else:
             raise ConfigError("set data.name (a UEA/UCR problem, e.g. BasicMotions) or data.generator "

@@ -240,8 +240,9 @@ def classification_splits(
 
 
 def forecasting_splits(batch: IrregularBatch, *, seed: int = 0, fractions: Sequence[float] = (0.7, 0.15, 0.15),
-                       info: dict[str, Any] | None = None) -> IrregularSplits:
-    """Random (unstratified) split of a forecasting batch, normalised by training statistics.
+                       info: dict[str, Any] | None = None, task: str = "forecasting") -> IrregularSplits:
+    """Random (unstratified) split of a forecasting (or interpolation, ``task``) batch, normalised by
+    training statistics.
 
     Inputs and targets (channel axis last) are normalised with the mean/std of the observed
     training inputs, so scores are in units of the training standard deviation per channel.
@@ -257,7 +258,7 @@ def forecasting_splits(batch: IrregularBatch, *, seed: int = 0, fractions: Seque
     te, va, tr = perm[:n_test].sort().values, perm[n_test:n_test + n_val].sort().values, perm[n_test + n_val:].sort().values
     train = batch.index(tr)
     mean, std = observed_statistics(train.values, train.mask)
-    meta = {"task": "forecasting", "seed": int(seed), "fractions": [float(x) for x in f],
+    meta = {"task": task, "seed": int(seed), "fractions": [float(x) for x in f],
             "n_train": len(tr), "n_val": len(va), "n_test": len(te), **(info or {})}
     return IrregularSplits(normalize(train, mean, std), normalize(batch.index(va), mean, std),
                            normalize(batch.index(te), mean, std), mean, std, (), meta)
@@ -277,19 +278,32 @@ def lorenz_forecasting_splits(
     rtol: float = 1e-8,
     atol: float = 1e-8,
     dtype: torch.dtype = torch.float32,
+    task: str = "forecasting",
 ) -> IrregularSplits:
     """Irregular Lorenz-63 forecasting: ``n_obs`` random grid times per trajectory (per-channel
     missingness and noise from :func:`sciflow.data.pdes.lorenz.generate_lorenz63`); the last
     ``n_target`` observation times are forecast targets (noiseless state, all channels).
+    ``task="interpolation"``: the targets are ``n_target`` observation times spread over the
+    interior of the window instead (:func:`lorenz_interpolation_splits`).
     ``rtol``/``atol``: tolerances of the reference integration (1e-8 is far below the noise)."""
     from sciflow.data.pdes.lorenz import generate_lorenz63, to_irregular_batch
 
-    if not 0 < n_target < n_obs:
-        raise ValueError(f"n_target must be in [1, n_obs - 1] = [1, {n_obs - 1}], got {n_target}")
+    if task not in ("forecasting", "interpolation"):
+        raise ValueError(f"task must be 'forecasting' or 'interpolation', got {task!r}")
+    limit = n_obs - 1 if task == "forecasting" else n_obs - 2
+    if not 0 < n_target <= limit:
+        raise ValueError(f"n_target must be in [1, {limit}] for {task} with n_obs={n_obs}, got {n_target}")
     ds = generate_lorenz63(n, n_time=n_time, dt=dt, n_obs=n_obs, missing_rate=missing_rate,
                            noise_std=noise_std, seed=seed, rtol=rtol, atol=atol)
-    batch = to_irregular_batch(ds, n_target=n_target, dtype=dtype)
+    batch = to_irregular_batch(ds, n_target=n_target, hold_out="last" if task == "forecasting" else "interior",
+                               dtype=dtype)
     info = {"name": "lorenz63", "missing_rate": float(missing_rate), "noise_std": float(noise_std),
             "n": int(n), "n_time": int(n_time), "dt": float(dt), "n_obs": int(n_obs), "n_target": int(n_target),
             "time": "real"}
-    return forecasting_splits(batch, seed=seed, fractions=fractions, info=info)
+    return forecasting_splits(batch, seed=seed, fractions=fractions, info=info, task=task)
+
+
+def lorenz_interpolation_splits(n: int = 128, **kwargs: Any) -> IrregularSplits:
+    """Irregular Lorenz-63 interpolation: as :func:`lorenz_forecasting_splits`, with the targets
+    (noiseless state) at ``n_target`` observation times spread over the interior of each window."""
+    return lorenz_forecasting_splits(n, task="interpolation", **kwargs)

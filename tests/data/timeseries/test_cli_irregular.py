@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -75,6 +76,9 @@ def test_irregular_forecasting_with_lorenz_and_errors(tmp_path: Path) -> None:
     y = splits.test.targets
     crps = (samples - y).abs().mean(0) - 0.5 * (samples[:, None] - samples[None]).abs().mean((0, 1))
     assert r["crps"] == pytest.approx(float(crps.mean()), rel=1e-4)
+    var = samples.var(0).clamp_min(1e-6)  # the NLL of the Gaussian moment-matched to the same draws
+    nll = 0.5 * (torch.log(2 * math.pi * var) + (y - samples.mean(0)) ** 2 / var)
+    assert r["nll"] == pytest.approx(float(nll.mean()), rel=1e-4)
     assert float(splits.train.mask.float().mean()) == pytest.approx(0.75, abs=0.1)  # missing_rate reached the generator
     with pytest.raises(ConfigError, match="data.n_target"):
         cli.prepare_splits(cli.load_experiment(cfg, ["data.n_target=null"]))
@@ -84,3 +88,20 @@ def test_irregular_forecasting_with_lorenz_and_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not fit the data"):
         exp = cli.load_experiment(cfg, ["data.generator=null", "data.name=Equal", "data.root=" + str(_archive(tmp_path))])
         cli.resolve_model_for_data(exp, cli.prepare_splits(exp))
+
+
+def test_irregular_interpolation_holds_out_interior_observations(tmp_path: Path) -> None:
+    cfg = tmp_path / "lorenz.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "model": {"name": "stable_sde", "kind": "lnsde", "hidden_dim": 4, "task": "interpolation"},
+        "data": {"generator": "lorenz63", "params": {"n": 12, "n_time": 40, "dt": 0.02, "n_obs": 12,
+                                                       "rtol": 1e-6, "atol": 1e-6},
+                 "n_target": 3, "val_fraction": 0.25, "test_fraction": 0.25, "batch_size": 4},
+        "train": TRAIN, "eval": {"uq": "samples", "n_samples": 6}, "run_dir": str(tmp_path / "run")}))
+    assert cli.main(["train", str(cfg)]) == 0
+    assert cli.main(["evaluate", str(tmp_path / "run")]) == 0
+    r = json.loads((tmp_path / "run" / "eval_samples.json").read_text())
+    assert r["task"] == "interpolation" and math.isfinite(r["nll"]) and 0.0 <= r["coverage"] <= 1.0
+    s = cli.prepare_splits(cli.load_run(tmp_path / "run"))
+    b = s.test
+    assert (b.target_times > b.times[:, :1]).all() and (b.target_times < b.times[:, -1:]).all()

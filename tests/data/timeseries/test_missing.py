@@ -14,6 +14,7 @@ from sciflow.data.timeseries import (
     drop_values,
     load_uea,
     lorenz_forecasting_splits,
+    lorenz_interpolation_splits,
     observed_statistics,
     read_ts,
     stratified_split,
@@ -121,6 +122,24 @@ def test_lorenz_forecasting_split_targets_follow_inputs() -> None:
     assert abs(frac - 0.7) < 0.1
     # targets are the noiseless state in the training units: mean over train targets is O(1)
     assert float(s.train.targets.abs().mean()) < 3.0
+
+
+def test_lorenz_interpolation_targets_lie_inside_the_window_and_interleave() -> None:
+    s = lorenz_interpolation_splits(20, n_time=60, dt=0.02, n_obs=20, n_target=4, seed=0, rtol=1e-6, atol=1e-6)
+    f = lorenz_forecasting_splits(20, n_time=60, dt=0.02, n_obs=20, n_target=4, seed=0, rtol=1e-6, atol=1e-6)
+    assert s.info["task"] == "interpolation" and f.info["task"] == "forecasting"
+    b = s.train
+    assert b.values.shape[1:] == (16, 3) and b.targets.shape[1:] == (4, 3)
+    # every target time is strictly inside the observation window and between two kept observations
+    assert (b.target_times > b.times[:, :1]).all() and (b.target_times < b.times[:, -1:]).all()
+    all_t = torch.cat([b.times, b.target_times], 1).sort(dim=1).values
+    assert (all_t.diff(dim=1) > 0).all()  # no time is both input and target
+    # the same trajectories as the forecasting split: its inputs and targets, rearranged (held-out
+    # positions 3, 7, 12, 16 of 20 observations); the noiseless state is normalised the same way
+    torch.testing.assert_close(all_t, torch.cat([f.train.times, f.train.target_times], 1))
+    assert torch.equal(b.target_times, all_t[:, [3, 7, 12, 16]])
+    with pytest.raises(ValueError, match="n_target must be in"):
+        lorenz_interpolation_splits(8, n_time=30, n_obs=10, n_target=9)
 
 
 def test_real_time_stamps_are_kept_and_index_time_needs_no_stamps() -> None:
