@@ -315,10 +315,10 @@ class DataConfig:
     anomalies: bool = False
 
     def __post_init__(self) -> None:
-        if self.test_start is not None:
-            if self.path is None:
-                raise ValueError("data.test_start (a split by time) needs data.path: an ERA5 GRIB/NetCDF file or a "
-                                 "WeatherBench-2 zarr store")
+        if self.test_start is not None:  # data.path is checked when the data are read (configs ship without it)
+            if self.generator is not None or self.name is not None:
+                raise ValueError("data.test_start (a split by time) reads an ERA5 source at data.path, "
+                                 "not data.generator / data.name")
             if not self.channels:
                 raise ValueError("data.test_start needs data.channels, e.g. [2m_temperature] or "
                                  "[geopotential@500, temperature@850]")

@@ -130,6 +130,9 @@ def prepare_time_splits(exp: ExperimentConfig) -> Splits:
     from sciflow.models.neural_operator.weather import climatology_trajectory, era5_forecast_data
 
     d = exp.data
+    if d.path is None:
+        raise ConfigError("data.test_start (a split by time) needs data.path: an ERA5 GRIB/NetCDF file or a "
+                          "WeatherBench-2 zarr store")
     history = history_steps(exp)
     try:
         fd = era5_forecast_data(d.path, list(d.channels), test_start=d.test_start, val_start=d.val_start,
