@@ -55,14 +55,21 @@ def test_train_and_evaluate_classification_by_dataset_name(tmp_path: Path, capsy
     assert 0.5 - 2 / 48 - 1e-9 <= splits.attrs["observed_fraction"] <= 0.5
 
 
-def test_irregular_forecasting_with_lorenz_and_errors(tmp_path: Path) -> None:
+def _lorenz_config(tmp_path: Path, kind: str, task: str, missing_rate: float) -> Path:
+    """A tiny irregular-Lorenz experiment (12 trajectories of 12 observations, 3 targets)."""
     cfg = tmp_path / "lorenz.yaml"
     cfg.write_text(yaml.safe_dump({
-        "model": {"name": "stable_sde", "kind": "lsde", "hidden_dim": 4, "task": "forecasting"},
+        "model": {"name": "stable_sde", "kind": kind, "hidden_dim": 4, "task": task},
         "data": {"generator": "lorenz63", "params": {"n": 12, "n_time": 40, "dt": 0.02, "n_obs": 12,
                                                        "rtol": 1e-6, "atol": 1e-6},
-                 "n_target": 3, "missing_rate": 0.25, "val_fraction": 0.25, "test_fraction": 0.25, "batch_size": 4},
+                 "n_target": 3, "missing_rate": missing_rate, "val_fraction": 0.25, "test_fraction": 0.25,
+                 "batch_size": 4},
         "train": TRAIN, "eval": {"uq": "samples", "n_samples": 6}, "run_dir": str(tmp_path / "run")}))
+    return cfg
+
+
+def test_irregular_forecasting_with_lorenz_and_errors(tmp_path: Path) -> None:
+    cfg = _lorenz_config(tmp_path, "lsde", "forecasting", 0.25)
     assert cli.main(["train", str(cfg)]) == 0
     assert cli.main(["evaluate", str(tmp_path / "run")]) == 0
     r = json.loads((tmp_path / "run" / "eval_samples.json").read_text())
@@ -91,13 +98,7 @@ def test_irregular_forecasting_with_lorenz_and_errors(tmp_path: Path) -> None:
 
 
 def test_irregular_interpolation_holds_out_interior_observations(tmp_path: Path) -> None:
-    cfg = tmp_path / "lorenz.yaml"
-    cfg.write_text(yaml.safe_dump({
-        "model": {"name": "stable_sde", "kind": "lnsde", "hidden_dim": 4, "task": "interpolation"},
-        "data": {"generator": "lorenz63", "params": {"n": 12, "n_time": 40, "dt": 0.02, "n_obs": 12,
-                                                       "rtol": 1e-6, "atol": 1e-6},
-                 "n_target": 3, "val_fraction": 0.25, "test_fraction": 0.25, "batch_size": 4},
-        "train": TRAIN, "eval": {"uq": "samples", "n_samples": 6}, "run_dir": str(tmp_path / "run")}))
+    cfg = _lorenz_config(tmp_path, "lnsde", "interpolation", 0.0)
     assert cli.main(["train", str(cfg)]) == 0
     assert cli.main(["evaluate", str(tmp_path / "run")]) == 0
     r = json.loads((tmp_path / "run" / "eval_samples.json").read_text())
