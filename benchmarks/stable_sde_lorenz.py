@@ -63,12 +63,9 @@ ALPHA = 0.1
 
 
 def _scores(pred, y: torch.Tensor, interval_nll: bool = False) -> dict[str, float]:
-    if not interval_nll and pred.samples is not None and pred.samples.shape[0] > 1:  # moment-matched predictive
-        var = pred.samples.var(0).clamp_min(1e-6)
-    else:  # the Gaussian whose central (1 - ALPHA) interval is [lower, upper]
-        z = torch.distributions.Normal(0.0, 1.0).icdf(torch.tensor(1 - ALPHA / 2))
-        var = ((pred.upper - pred.lower) / (2 * z)).pow(2).clamp_min(1e-6)
-    out = {"nll": float(scores.gaussian_nll(pred.mean, var, y)),"rmse": float((pred.mean - y).pow(2).mean().sqrt()),
+    # Gaussian NLL: moment-matched to the draws, or matched to the central (1 - ALPHA) interval
+    std = pred.interval_std if interval_nll else pred.std
+    out = {"nll": float(scores.gaussian_nll(pred.mean, std.pow(2).clamp_min(1e-6), y)),"rmse": float((pred.mean - y).pow(2).mean().sqrt()),
            "coverage": float(scores.interval_coverage(pred.lower, pred.upper, y)),
            "width": float(scores.interval_width(pred.lower, pred.upper)),
            "interval_score": float(scores.interval_score(pred.lower, pred.upper, y, ALPHA).mean())}

@@ -3,7 +3,8 @@ simulation (WDNO vs physical-space DDPM vs FNO-2D over (t, x)), super-resolution
 bilinear interpolation), control (solver-evaluated J, guided vs unguided), ensemble UQ. The
 simulation table has two WDNO rows: ``wdno``, the physical-space DDPM's U-Net on the coefficients,
 and ``wdno_matched``, the U-Net with its first level replaced by the DWT (:func:`matched_levels`);
-both use one scale per field (``scaling="field"``; why: ``wdno_burgers_ablation.py``, issue 9).
+both use one scale per field (``scaling: field`` in ``sciflow/configs/wdno_burgers.yaml``, which the
+simulation and control models read; why: ``wdno_burgers_ablation.py``, issue 9).
 
     python benchmarks/wdno_burgers.py                 # --scale cpu: CPU-sized, one thread
     python benchmarks/wdno_burgers.py --scale smoke   # seconds; plumbing only
@@ -25,6 +26,7 @@ import math
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -73,31 +75,23 @@ BENCHMARK = {
     "timeout_s": {"cpu": 5400, "gpu": 900},
 }
 
-# Options of the simulation / control models (WDNO and the physical-space DDPM, where they are no-ops),
-# not of the super-resolution model. ``scaling="field"``: one scale per field shared by its sub-bands, so
-# the denoising loss weights the bands as the physical-space loss weights pixels (Parseval); the default
-# per-channel standardisation blows the small detail bands of these smooth fields up to unit variance
-# and trails by 1.7x at 600 steps (ensemble mean better in every ablation; single sample within the
-# noise at 150 steps; benchmarks/wdno_burgers_ablation.py, issue 9).
-WDNO_OPTIONS = {"scaling": "field"}
-
 SCALES = {
     "smoke": dict(n_train=16, n_test=4, nt=9, nx=17, n_modes=32, dt=5e-3, steps=4, sr_steps=4, batch=8,
                   model=dict(base_channels=8, channel_mults=(1, 2)), n_samples=2, nfe=4, n_control=4,
-                  n_control_val=2, guidance_scales=(1.0,), lr=1e-3, fno_width=8, wdno=WDNO_OPTIONS),
+                  n_control_val=2, guidance_scales=(1.0,), lr=1e-3, fno_width=8),
     "cpu": dict(n_train=192, n_test=12, nt=33, nx=65, n_modes=128, dt=2e-3, steps=None, sr_steps=None, batch=16,
                 sr_batch=8, model={}, n_samples=8, nfe=20, n_control=12, n_control_val=4,
-                guidance_scales=(300.0, 3000.0, 30000.0, 300000.0), lr=None, fno_width=32, wdno=WDNO_OPTIONS),
+                guidance_scales=(300.0, 3000.0, 30000.0, 300000.0), lr=None, fno_width=32),
     # the GPU check: the paper-size grid and network, every model's training sized to ``train_s``
     # seconds of wall clock from its measured step rate (a complete cosine schedule, fewer steps)
     "gpu": dict(n_train=1000, n_test=100, nt=65, nx=257, n_modes=512, dt=1e-3, steps=40000, sr_steps=40000,
                 batch=64, model=dict(base_channels=64, channel_mults=(1, 2, 4), num_res_blocks=2), n_samples=16,
                 nfe=50, n_control=32, n_control_val=16, guidance_scales=(30.0, 300.0, 3000.0, 30000.0),
-                lr=2e-4, fno_width=64, train_s=12.0, wdno=WDNO_OPTIONS),
+                lr=2e-4, fno_width=64, train_s=12.0),
     "paper": dict(n_train=6000, n_test=200, nt=65, nx=257, n_modes=512, dt=1e-3, steps=40000, sr_steps=40000,
                 batch=64, model=dict(base_channels=64, channel_mults=(1, 2, 4), num_res_blocks=2), n_samples=32,
                 nfe=50, n_control=64, n_control_val=32, guidance_scales=(30.0, 300.0, 3000.0, 30000.0),
-                lr=2e-4, fno_width=64, wdno=WDNO_OPTIONS),
+                lr=2e-4, fno_width=64),
 }
 
 
@@ -129,12 +123,13 @@ def lr_at(step: int, steps: int, lr: float, warmup: int) -> float:
 
 
 def train(loss_fn, params, steps: int, lr: float, n: int, batch: int, seed: int, warmup: int = 20,
-          max_time_s: float | None = None) -> dict:
+          max_time_s: float | None = None, on_step: Callable[[int], None] | None = None) -> dict:
     """Adam + warm-up + cosine decay over ``steps`` mini-batches of indices ``0..n-1``.
 
     ``max_time_s``: from the rate of steps 10-30, cut ``steps`` to what fits in that
     many wall-clock seconds (the schedule then decays completely over the shorter run). Losses stay
-    on the device until the end (no host synchronisation per step)."""
+    on the device until the end (no host synchronisation per step). ``on_step(k)`` runs after the
+    ``k``-th optimiser step (e.g. a learning curve)."""
     opt = torch.optim.Adam(params, lr=lr)
     g = torch.Generator().manual_seed(seed)
     curve, t0 = [], time.perf_counter()
@@ -163,6 +158,8 @@ def train(loss_fn, params, steps: int, lr: float, n: int, batch: int, seed: int,
         opt.step()
         curve.append(loss.detach())
         step += 1
+        if on_step is not None:
+            on_step(step)
         if step % max(steps // 5, 1) == 0:
             print(f"  step {step}/{steps} loss {float(curve[-1]):.4f} ({time.perf_counter() - t0:.0f} s)", flush=True)
     curve = torch.stack(curve).cpu().tolist()
@@ -226,7 +223,7 @@ def main() -> None:
     test_b = TrajectoryBatch(u[ntr:], times, f[ntr:]).to(dev)
     u_test = u[ntr:].to(dev)
 
-    cfg_kw = {**model_yaml, **sc["model"], **sc.get("wdno", {})}
+    cfg_kw = {**model_yaml, **sc["model"]}
     results: dict = {}
     models: dict = {}
     train_dev = train_b.to(dev)
@@ -466,7 +463,7 @@ def control_only(args) -> None:
     t_grid, x_grid = torch.tensor(ds.time.values)[::2], torch.tensor(ds.x.values)[::2]
     ntr = sc["n_train"]
     train_b = TrajectoryBatch(u[:ntr], t_grid.float(), f[:ntr])
-    cfg_kw = {**model_yaml, **sc["model"], **sc.get("wdno", {}), "space": "wavelet", "task": "control"}
+    cfg_kw = {**model_yaml, **sc["model"], "space": "wavelet", "task": "control"}
     ctrl = WDNO(from_dict(Config, cfg_kw, prefix="model"))
     ctrl.fit_scaler(train_b)
     ctrl.to(dev)

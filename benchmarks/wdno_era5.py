@@ -41,9 +41,9 @@ import torch
 
 from _common import write_result
 from _operators import figure_path, plot_fields, predict, train
-from sciflow.data.batches import TrajectoryBatch
 from sciflow.models.neural_operator import Config, NeuralOperator
-from sciflow.models.neural_operator.weather import (climatology_trajectory, era5_forecast_data, lat_weighted_crps,
+from sciflow.models.neural_operator.weather import (channel_climatologies, climatology_trajectory, departures,
+                                                    era5_forecast_data, lat_weighted_crps,
                                                     lat_weighted_rmse_per_lead, persistence_forecast)
 from sciflow.uq.scores import latitude_weights, spread_skill_ratio
 
@@ -135,17 +135,15 @@ def main() -> None:
     preds: dict[str, torch.Tensor] = {}
     results["persistence"] = scores(persistence_forecast(data.test, H), truth, lat, H)
     results["climatology"] = scores(climatology_trajectory(data, data.test_init, by=None, like=data.test), truth, lat, H)
-    hourly = climatology_trajectory(data, data.test_init, by="hour", like=data.test)
+    clims = channel_climatologies(data, "hour")  # the training period's hour-of-day climatology, once
+    hourly = climatology_trajectory(data, data.test_init, by="hour", like=data.test, clims=clims)
     results["climatology_hourly"] = scores(hourly, truth, lat, H)
-    # departures from the training period's hourly climatology, history steps included
-    clim_test = climatology_trajectory(data, data.test_init, by="hour")
-    anom_pers = clim_test + persistence_forecast(TrajectoryBatch(values=truth - clim_test, times=data.test.times), H)
-    results["anomaly_persistence"] = scores(anom_pers, truth, lat, H)
+    # departures from the hourly climatology, history steps included
+    clim_test = climatology_trajectory(data, data.test_init, by="hour", clims=clims)
+    test_anom = departures(data, data.test, data.test_init, clims)
+    results["anomaly_persistence"] = scores(clim_test + persistence_forecast(test_anom, H), truth, lat, H)
     if args.target == "anomaly":
-        clim_train = climatology_trajectory(data, data.train_init, by="hour")
-        train_b = TrajectoryBatch(values=data.train.values - clim_train, times=data.train.times)
-        test_b = TrajectoryBatch(values=truth - clim_test, times=data.test.times)
-        offset = clim_test
+        train_b, test_b, offset = departures(data, data.train, data.train_init, clims), test_anom, clim_test
     else:
         train_b, test_b, offset = data.train, data.test, torch.zeros(())
     C = len(channels)

@@ -18,8 +18,9 @@ from sciflow.config import ConfigError, ExperimentConfig
 def evaluate_irregular(exp: ExperimentConfig, run_dir: Path, kind: str, splits: Splits) -> dict[str, Any]:
     """Test-split scores of an irregular-series run: accuracy / cross-entropy (classification) or
     CRPS, interval coverage and width, RMSE and Gaussian NLL (forecasting or interpolation; ``kind`` =
-    samples | conformal | ensemble). The NLL is that of the Gaussian moment-matched to the draws, or for
-    conformal intervals of the Gaussian whose central ``1 - alpha`` interval they are."""
+    samples | conformal | ensemble). The NLL is that of the Gaussian moment-matched to the predictive
+    (closed-form variance or the draws), or for conformal intervals that of the Gaussian whose
+    central ``1 - alpha`` interval they are (:attr:`Prediction.interval_std`)."""
     import torch.nn.functional as F
 
     from sciflow.uq import scores
@@ -66,11 +67,8 @@ def evaluate_irregular(exp: ExperimentConfig, run_dir: Path, kind: str, splits: 
     pred = predictor.predict(splits.test, generator=g)
     y, m = splits.test.targets, splits.test.target_mask
     m = torch.ones_like(y, dtype=torch.bool) if m is None else m
-    if kind != "conformal" and pred.samples is not None and pred.samples.shape[0] > 1:
-        var = pred.samples.var(0)
-    else:
-        z = torch.distributions.Normal(0.0, 1.0).icdf(torch.tensor(1 - e.alpha / 2))
-        var = ((pred.upper - pred.lower) / (2 * z)).pow(2)
+    moments = pred.variance is not None or (pred.samples is not None and pred.samples.shape[0] > 1)
+    var = (pred.std if kind != "conformal" and moments else pred.interval_std).pow(2)
     out = {"task": splits.attrs.get("task", "forecasting"), "uq": kind, **base, "alpha": e.alpha,
            "nll": float(scores.gaussian_nll(pred.mean[m], var[m].clamp_min(1e-6), y[m])),
            "rmse": float((pred.mean - y)[m].pow(2).mean().sqrt()),

@@ -126,8 +126,7 @@ def prepare_time_splits(exp: ExperimentConfig) -> Splits:
     """Windows of an ERA5 / WeatherBench-2 source split by time before windowing (no test time step
     in training; :func:`sciflow.models.neural_operator.weather.era5_forecast_data`); ``attrs``
     carry the channel names, latitudes (for area-weighted scores) and the given ``history``."""
-    from sciflow.data.batches import TrajectoryBatch
-    from sciflow.models.neural_operator.weather import climatology_trajectory, era5_forecast_data
+    from sciflow.models.neural_operator.weather import channel_climatologies, departures, era5_forecast_data
 
     d = exp.data
     if d.path is None:
@@ -142,9 +141,8 @@ def prepare_time_splits(exp: ExperimentConfig) -> Splits:
     val = fd.val if fd.val is not None else fd.train.index(torch.zeros(0, dtype=torch.long))
     parts = {"train": (fd.train, fd.train_init), "val": (val, fd.val_init), "test": (fd.test, fd.test_init)}
     if d.anomalies:  # departures from the training period's hour-of-day climatology, every step
-        parts = {k: (b if not len(b) else TrajectoryBatch(
-            values=b.values - climatology_trajectory(fd, init, by="hour"), times=b.times), init)
-            for k, (b, init) in parts.items()}
+        clims = channel_climatologies(fd, "hour")
+        parts = {k: (departures(fd, b, init, clims) if len(b) else b, init) for k, (b, init) in parts.items()}
     attrs = {"split": "time", "source": str(d.path), "channels": fd.channels, "history": history,
              "lat": fd.lat.tolist(), "lon": fd.lon.tolist(), "time_step_hours": fd.time_step_hours,
              "test_start": d.test_start, "val_start": d.val_start, "anomalies": d.anomalies,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass
 
 import torch
@@ -57,6 +58,16 @@ class Prediction:
         if self.samples is not None and self.samples.shape[0] > 1:
             return self.samples.std(dim=0)
         raise ValueError("Prediction has neither a variance nor >= 2 samples: std undefined")
+
+    @property
+    def interval_std(self) -> Tensor:
+        """Standard deviation of the Gaussian whose central ``1 - alpha`` interval is
+        ``[lower, upper]``: ``(upper - lower) / (2 z_{1 - alpha/2})`` — a density for predictors
+        that give only intervals (split conformal around a point forecast), e.g. for a Gaussian NLL."""
+        if self.lower is None or self.alpha is None:
+            raise ValueError("Prediction.interval_std needs lower/upper and the alpha they were built for")
+        z = statistics.NormalDist().inv_cdf(1.0 - self.alpha / 2)
+        return (self.upper - self.lower) / (2.0 * z)
 
     @property
     def has_interval(self) -> bool:

@@ -22,6 +22,10 @@ def test_from_gaussian_interval_is_exact():
     p = Prediction.from_gaussian(m, v, alpha=0.05)
     torch.testing.assert_close(p.upper, torch.full((4,), 2 * st.norm.ppf(0.975), dtype=torch.float64))
     torch.testing.assert_close(p.std, torch.full((4,), 2.0, dtype=torch.float64))
+    # the Gaussian matched to a central interval recovers sigma exactly (the interval's only density)
+    torch.testing.assert_close(p.interval_std, torch.full((4,), 2.0, dtype=torch.float64))
+    with pytest.raises(ValueError, match="interval_std needs lower/upper"):
+        Prediction(m).interval_std
 
 
 def test_validation_errors():

@@ -35,7 +35,8 @@ from sciflow.data.era5 import forecast_windows, open_era5, windows_to_batch
 from sciflow.data.weatherbench import climatology, climatology_forecast, lat_weighted_rmse_tensor
 from sciflow.uq.scores import crps_ensemble, latitude_weights
 
-__all__ = ["ForecastData", "era5_forecast_data", "persistence_forecast", "climatology_trajectory",
+__all__ = ["ForecastData", "era5_forecast_data", "persistence_forecast", "channel_climatologies",
+           "climatology_trajectory", "departures",
            "lat_weighted_rmse_per_lead", "lat_weighted_crps"]
 
 
@@ -149,28 +150,48 @@ def persistence_forecast(batch: TrajectoryBatch, history: int) -> Tensor:
     return torch.cat([v[:, :history], last], dim=1)
 
 
-def climatology_trajectory(data: ForecastData, init: np.ndarray, by: str | None = "hour",
-                           like: TrajectoryBatch | None = None) -> Tensor:
-    """Climatology of the training period at the valid times of windows with last history step
-    ``init``: ``(batch, window, channel, lat, lon)``, history steps copied from ``like`` if given.
-
-    ``by=None``: the training-period mean (WeatherBench's climatology); ``"hour"``: the mean per
-    hour of day (diurnal cycle).
-    """
-    valid = data.valid_times(init)
-    fields = []
+def channel_climatologies(data: ForecastData, by: str | None = "hour") -> list[xr.DataArray]:
+    """The training period's climatology of every channel, computed once and held in memory
+    (lazy zarr sources are read here, not again at every use). ``by``: as in
+    :func:`climatology_trajectory`."""
+    out = []
     for name in data.channels:
         var, _, level = name.partition("@")
         da = data.train_period[var]
         if level:
             da = da.sel(level=float(level))
-        clim = climatology(da, by=by)
+        out.append(climatology(da, by=by).load())
+    return out
+
+
+def climatology_trajectory(data: ForecastData, init: np.ndarray, by: str | None = "hour",
+                           like: TrajectoryBatch | None = None,
+                           clims: Sequence[xr.DataArray] | None = None) -> Tensor:
+    """Climatology of the training period at the valid times of windows with last history step
+    ``init``: ``(batch, window, channel, lat, lon)``, history steps copied from ``like`` if given.
+
+    ``by=None``: the training-period mean (WeatherBench's climatology); ``"hour"``: the mean per
+    hour of day (diurnal cycle). ``clims``: :func:`channel_climatologies` of the same ``by``, to
+    reuse (computed here otherwise).
+    """
+    valid = data.valid_times(init)
+    fields = []
+    for clim in channel_climatologies(data, by) if clims is None else clims:
         fc = climatology_forecast(clim, valid.reshape(-1), by=by)  # (batch*window, lat, lon)
         fields.append(np.asarray(fc.transpose("time", "lat", "lon").values).reshape(*valid.shape, *fc.shape[-2:]))
     out = torch.as_tensor(np.stack(fields, axis=2), dtype=data.train.values.dtype)
     if like is not None:
         out = torch.cat([like.values[:, :data.history], out[:, data.history:]], dim=1)
     return out
+
+
+def departures(data: ForecastData, batch: TrajectoryBatch, init: np.ndarray,
+               clims: Sequence[xr.DataArray] | None = None) -> TrajectoryBatch:
+    """``batch`` (windows with last history step ``init``) minus the training period's hour-of-day
+    climatology at every step, history included: the anomalies a model learns when the diurnal
+    cycle is given. ``clims``: ``channel_climatologies(data, "hour")`` to reuse."""
+    clim = climatology_trajectory(data, init, by="hour", clims=clims)
+    return TrajectoryBatch(values=batch.values - clim, times=batch.times)
 
 
 # ----------------------------------------------------------------------------- scores
