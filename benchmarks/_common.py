@@ -75,6 +75,32 @@ def resources(device: torch.device | str = "cpu") -> dict[str, Any]:
     return out
 
 
+#: Set by ``benchmarks/run.py``: the ``time.time()`` by which this process must have written its
+#: results (its timeout less a margin). Unset when a script is run by hand.
+DEADLINE_ENV = "SCIFLOW_BENCH_DEADLINE"
+
+
+def time_left() -> float:
+    """Seconds until the runner's deadline (``$SCIFLOW_BENCH_DEADLINE``); ``inf`` when there is none."""
+    stamp = os.environ.get(DEADLINE_ENV)
+    return float("inf") if not stamp else float(stamp) - time.time()
+
+
+def training_budget(cap_s: float | None, phases_left: int, share: float = 0.5) -> float | None:
+    """Wall-clock seconds for the next of ``phases_left`` training phases of a time-budgeted scale.
+
+    ``cap_s``: the scale's own cap (``None``: the scale trains for its step count, untouched). Under
+    the runner's deadline the cap shrinks so that the training still to run takes at most ``share``
+    of the time left, the rest being for sampling, scoring and writing the results.
+    """
+    if cap_s is None:
+        return None
+    left = time_left()
+    if left == float("inf"):
+        return cap_s
+    return max(min(cap_s, share * left / max(phases_left, 1)), 1.0)
+
+
 def synchronize(device: torch.device | str) -> None:
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize()

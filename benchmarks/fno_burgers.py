@@ -28,7 +28,7 @@ import argparse
 
 import torch
 
-from _common import write_result
+from _common import training_budget, write_result
 from _operators import figure_path, predict, train
 from sciflow.data.batches import TrajectoryBatch
 from sciflow.data.initial_conditions import gaussian_random_field
@@ -100,7 +100,7 @@ def main() -> None:
     steps = sc["epochs"] * steps_per_epoch
     training = train(model, train_data[256], steps=steps, batch_size=sc["batch"], lr=1e-3, weight_decay=1e-4,
                      halve_every=max(1, steps // 5), seed=args.seed, device=args.device,
-                     max_time_s=sc.get("train_s"))
+                     max_time_s=training_budget(sc.get("train_s"), 1))
     dev = torch.device(args.device)
     model = model.to(dev).eval()
     results = {}

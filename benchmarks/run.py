@@ -5,7 +5,9 @@
 
 Each benchmark script runs in its own process (``python benchmarks/<script> <scale args>``) with
 ``SCIFLOW_BENCH_OUT=<out>`` so that its JSON (``_common.write_result``) and figures land in
-``--out``; the runner then writes ``<out>/suite/<name>.json``:
+``--out``, and ``SCIFLOW_BENCH_DEADLINE`` (its timeout less a margin) so that a scale whose
+training is capped by wall clock fits its phases before the kill (``_common.training_budget``);
+the runner then writes ``<out>/suite/<name>.json``:
 
 * ``environment``: device, torch / sciflow / numpy versions, git SHA (from the script's JSON);
 * ``seed``, ``command``, ``status``, ``wall_s`` (the whole process), ``peak_rss_mib`` (the
@@ -31,7 +33,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import environment  # noqa: E402
+from _common import DEADLINE_ENV, environment  # noqa: E402
 from registry import SCALES, Benchmark, discover, lookup, unregistered_scripts  # noqa: E402
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -144,6 +146,8 @@ def run_one(bench: Benchmark, scale: str, out: Path, *, seed: int | None = None,
             env.setdefault("OMP_NUM_THREADS", "1")
             log = suite / f"{bench.name}.log"
             limit = timeout_s or bench.timeout_s.get(scale) or DEFAULT_TIMEOUT_S[scale]
+            # the script sizes its time-budgeted phases to finish (and write its JSON) before the kill
+            env[DEADLINE_ENV] = f"{time.time() + limit - min(30.0, 0.1 * limit):.3f}"
             if verbose:
                 print(f"[benchmark] {bench.name} ({scale}): {' '.join(record['command'])}", flush=True)
             rc, wall, rss = _run_process(cmd, env, log, limit)

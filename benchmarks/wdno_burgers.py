@@ -2,7 +2,7 @@
 simulation (WDNO vs physical-space DDPM vs FNO-2D over (t, x)), super-resolution x4 (vs nearest /
 bilinear interpolation), control (solver-evaluated J, guided vs unguided), ensemble UQ. The
 simulation table has two WDNO rows: ``wdno``, the physical-space DDPM's U-Net on the coefficients,
-and ``wdno_matched``, the U-Net with its first level replaced by the DWT (:func:`matched_levels`);
+and ``wdno_matched``, the U-Net with its first level replaced by the DWT (``_operators.matched_levels``);
 both use one scale per field (``scaling: field`` in ``sciflow/configs/wdno_burgers.yaml``, which the
 simulation and control models read; why: ``wdno_burgers_ablation.py``, issue 9).
 
@@ -32,7 +32,8 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, synchronize, write_result  # noqa: E402
+from _common import RESULTS, synchronize, time_left, training_budget, write_result  # noqa: E402
+from _operators import matched_levels  # noqa: E402
 
 from sciflow.config import from_dict, packaged_config, read_yaml  # noqa: E402
 from sciflow.data.batches import TrajectoryBatch  # noqa: E402
@@ -43,6 +44,7 @@ from sciflow.models.wavelet_diffusion import (WDNO, Config, ControlObjective, Re
 from sciflow.models.neural_operator import relative_l2  # noqa: E402
 from sciflow.nn.fno import FNO2d  # noqa: E402
 from sciflow.nn.wavelets import dwtn  # noqa: E402
+from sciflow.training import steps_within  # noqa: E402
 from sciflow.uq.scores import crps_ensemble, interval_coverage, spread_skill_ratio  # noqa: E402
 
 BENCHMARK = {
@@ -84,29 +86,17 @@ SCALES = {
                 guidance_scales=(300.0, 3000.0, 30000.0, 300000.0), lr=None, fno_width=32),
     # the GPU check: the paper-size grid and network, every model's training sized to ``train_s``
     # seconds of wall clock from its measured step rate (a complete cosine schedule, fewer steps)
-    "gpu": dict(n_train=1000, n_test=100, nt=65, nx=257, n_modes=512, dt=1e-3, steps=40000, sr_steps=40000,
-                batch=64, model=dict(base_channels=64, channel_mults=(1, 2, 4), num_res_blocks=2), n_samples=16,
-                nfe=50, n_control=32, n_control_val=16, guidance_scales=(30.0, 300.0, 3000.0, 30000.0),
+    # (shortened further under the suite runner's deadline: ``_common.training_budget``; the super-resolution
+    # and control parts run only while the time left allows, see ``main``)
+    "gpu": dict(n_train=1000, n_test=50, nt=65, nx=257, n_modes=512, dt=1e-3, steps=40000, sr_steps=40000,
+                batch=64, model=dict(base_channels=64, channel_mults=(1, 2, 4), num_res_blocks=2), n_samples=8,
+                nfe=50, n_control=16, n_control_val=8, guidance_scales=(30.0, 300.0, 3000.0, 30000.0),
                 lr=2e-4, fno_width=64, train_s=12.0),
     "paper": dict(n_train=6000, n_test=200, nt=65, nx=257, n_modes=512, dt=1e-3, steps=40000, sr_steps=40000,
                 batch=64, model=dict(base_channels=64, channel_mults=(1, 2, 4), num_res_blocks=2), n_samples=32,
                 nfe=50, n_control=64, n_control_val=32, guidance_scales=(30.0, 300.0, 3000.0, 30000.0),
                 lr=2e-4, fno_width=64),
 }
-
-
-def matched_levels(cfg_kw: dict) -> dict:
-    """U-Net options of the *matched* WDNO: the physical-space U-Net with its first level replaced by
-    the DWT. A one-level DWT halves every axis, as the U-Net's first down-sampling does, so the
-    coefficient grid gets the physical U-Net's levels 1..L-1 (widths ``base * mults[1:]``); with the
-    same U-Net (``wdno``), 4 sub-bands of 3 fields share the ``base`` channels of level 0 on half as
-    many feature-map entries (issue 9: at 150 steps on the cpu grid, MSE x0.52-0.54 on two seeds, for
-    the CPU cost x1.4)."""
-    mults = tuple(cfg_kw.get("channel_mults", Config.channel_mults))
-    base = int(cfg_kw.get("base_channels", Config.base_channels))
-    if len(mults) < 2 or any(m % mults[1] for m in mults[1:]):
-        return {}
-    return {"base_channels": base * mults[1], "channel_mults": tuple(m // mults[1] for m in mults[1:])}
 
 
 def model_section(name: str) -> tuple[dict, dict]:
@@ -127,7 +117,8 @@ def train(loss_fn, params, steps: int, lr: float, n: int, batch: int, seed: int,
     """Adam + warm-up + cosine decay over ``steps`` mini-batches of indices ``0..n-1``.
 
     ``max_time_s``: from the rate of steps 10-30, cut ``steps`` to what fits in that
-    many wall-clock seconds (the schedule then decays completely over the shorter run). Losses stay
+    many wall-clock seconds (``sciflow.training.steps_within``, as ``fit(time_schedule="fit")``;
+    the schedule then decays completely over the shorter run). Losses stay
     on the device until the end (no host synchronisation per step). ``on_step(k)`` runs after the
     ``k``-th optimiser step (e.g. a learning curve)."""
     opt = torch.optim.Adam(params, lr=lr)
@@ -143,8 +134,8 @@ def train(loss_fn, params, steps: int, lr: float, n: int, batch: int, seed: int,
             t_probe = time.perf_counter()
         if step == probe + window and probe >= 0:
             synchronize(params[0].device)
-            rate = window / max(time.perf_counter() - t_probe, 1e-9)
-            steps = max(step + 1, min(steps, int(rate * (max_time_s - (t_probe - t0)))))
+            now = time.perf_counter()
+            steps = steps_within(max_time_s, now - t0, step, window / max(now - t_probe, 1e-9), steps)
         if pos + batch > n:
             perm, pos = torch.randperm(n, generator=g), 0
         idx = perm[pos: pos + batch]
@@ -186,6 +177,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--no-figures", action="store_true")
+    ap.add_argument("--train-s", type=float, default=None,
+                    help="wall-clock cap on each model's training in seconds (default: the scale's, if any)")
     ap.add_argument("--only", choices=["control"], default=None,
                     help="run only the control part (data, control model, guidance comparison); writes "
                          "wdno_burgers_control[_<scale>].json")
@@ -193,7 +186,7 @@ def main() -> None:
     if args.only == "control":
         return control_only(args)
     torch.set_num_threads(args.threads)
-    sc = SCALES[args.scale]
+    sc = dict(SCALES[args.scale], **({} if args.train_s is None else {"train_s": args.train_s}))
     dev = torch.device(args.device)
     torch.manual_seed(args.seed)
     t_start = time.perf_counter()
@@ -227,6 +220,36 @@ def main() -> None:
     results: dict = {}
     models: dict = {}
     train_dev = train_b.to(dev)
+    name = "wdno_burgers" if args.scale == "cpu" else f"wdno_burgers_{args.scale}"
+    # six training phases (three diffusion models, FNO, super-resolution, control); a time-budgeted scale
+    # (train_s) shares the runner's deadline among those left, and runs the super-resolution and control
+    # parts only while the time left exceeds twice the longest simulation phase (else: recorded as skipped)
+    phases = {"left": 6, "longest_s": 0.0}
+    skipped: dict[str, str] = {}
+
+    def budget() -> float | None:
+        phases["left"] -= 1
+        return training_budget(sc.get("train_s"), phases["left"] + 1)
+
+    def time_allows(part: str) -> bool:
+        need = 2 * phases["longest_s"]
+        if sc.get("train_s") is None or time_left() > need:
+            return True
+        skipped[part] = f"{time_left():.0f} s left before the runner's deadline, about {need:.0f} s needed"
+        phases["left"] -= 1
+        return False
+
+    def config() -> dict:
+        return {"scale": args.scale, "n_train": ntr, "n_test": sc["n_test"], "grid": [T, X],
+                "fine_grid": list(u_fine.shape[1:]), "steps": steps, "sr_steps": sr_steps, "batch": sc["batch"],
+                "sr_batch": sc.get("sr_batch", sc["batch"]),
+                "lr": lr, "model": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg_kw.items()},
+                "data_generation_s": gen_s, "total_wall_s": time.perf_counter() - t_start,
+                "nu": 0.01, "n_modes": sc["n_modes"], "dt": sc["dt"]}
+
+    def save(complete: bool) -> None:  # partial results survive an interrupted run
+        write_result(name, {"complete": complete, "skipped": skipped, "config": config(), "results": results},
+                     device=dev)
 
     def fit_wdno(space: str, task: str, extra: dict | None = None) -> tuple[WDNO, dict]:
         """A WDNO of ``task`` in ``space`` with scaler fitted and ``steps`` Adam steps, in eval mode."""
@@ -234,12 +257,13 @@ def main() -> None:
         m.fit_scaler(train_b)
         m.to(dev)
         info = train(lambda idx, g: m.loss(train_dev.index(idx.to(dev))).total, list(m.parameters()), steps, lr,
-                     ntr, sc["batch"], args.seed, warmup, max_time_s=sc.get("train_s"))
+                     ntr, sc["batch"], args.seed, warmup, max_time_s=budget())
         return m.eval(), info
 
     # ------------------------------------------------------------------ simulation: WDNO / DDPM / FNO
-    for name, space, extra in (("wdno", "wavelet", None), ("ddpm_physical", "physical", None),
-                               ("wdno_matched", "wavelet", matched_levels(cfg_kw))):
+    for model_name, space, extra in (("wdno", "wavelet", None), ("ddpm_physical", "physical", None),
+                                     ("wdno_matched", "wavelet", matched_levels(cfg_kw))):
+        t_phase = time.perf_counter()
         m, info = fit_wdno(space, "simulation", extra)
         t0 = time.perf_counter()
         gs = torch.Generator(device=dev).manual_seed(args.seed + 1)
@@ -250,7 +274,7 @@ def main() -> None:
         per_sample_mse = (fut - true).pow(2).mean((2, 3))  # (S, B)
         mean_pred = fut.mean(0)
         q_lo, q_hi = torch.quantile(fut, 0.05, dim=0), torch.quantile(fut, 0.95, dim=0)
-        results[name] = {
+        results[model_name] = {
             "config": {k: getattr(m.cfg, k) for k in ("space", "wavelet", "mode", "scaling", "prediction",
                                                     "base_channels",
                                                     "channel_mults",
@@ -266,8 +290,11 @@ def main() -> None:
             "n_samples": sc["n_samples"], "nfe": sc["nfe"], "sampler": "ddim",
             "sample_s": sample_s, "trajectories_per_s": samples.shape[0] * samples.shape[1] / sample_s,
         }
-        models[name] = (m, samples)
-        print(name, {k: v for k, v in results[name].items() if k.startswith(("sim_", "crps", "cov", "spread"))})
+        models[model_name] = (m, samples)
+        print(model_name, {k: v for k, v in results[model_name].items()
+                           if k.startswith(("sim_", "crps", "cov", "spread"))}, flush=True)
+        phases["longest_s"] = max(phases["longest_s"], time.perf_counter() - t_phase)
+        save(False)
 
     # FNO-2D over (t, x): input (u0 broadcast in time, f), output u; the same budget
     su, sf = float(u[:ntr].std()), float(f[:ntr].std())
@@ -280,7 +307,7 @@ def main() -> None:
     u_tr, f_tr = u[:ntr].to(dev), f[:ntr].to(dev)
     info = train(lambda idx, g: F.mse_loss(fno(fno_in(u_tr[idx.to(dev)], f_tr[idx.to(dev)]))[:, 0],
                                            u_tr[idx.to(dev)] / su),
-                 list(fno.parameters()), steps, lr, ntr, sc["batch"], args.seed, warmup, max_time_s=sc.get("train_s"))
+                 list(fno.parameters()), steps, lr, ntr, sc["batch"], args.seed, warmup, max_time_s=budget())
     with torch.no_grad():
         t0 = time.perf_counter()
         pred = fno(fno_in(u_test, test_b.condition))[:, 0] * su
@@ -289,9 +316,27 @@ def main() -> None:
                         "sim_mse": float((pred[:, 1:] - u_test[:, 1:]).pow(2).mean()),
                         "sim_rel_l2": float(relative_l2(pred[:, 1:], u_test[:, 1:])), "predict_s": fno_s}
     models["fno2d"] = pred
-    print("fno2d", results["fno2d"]["sim_mse"], results["fno2d"]["sim_rel_l2"])
+    print("fno2d", results["fno2d"]["sim_mse"], results["fno2d"]["sim_rel_l2"], flush=True)
+    save(False)
+    if time_allows("superres_x4"):
+        coarse, up, truth_fine = super_resolution(sc, args, dev, u_fine, f_fine, t_fine, sr_yaml, sr_steps, lr, warmup,
+                                                  ntr, results, budget())
+        save(False)
+    if time_allows("control"):
+        ctrl, c_info = fit_wdno("wavelet", "control")
+        results["control"], (ctest_f, f_ung, f_gui) = run_control(ctrl, c_info, sc, args, dev, u, f, t_grid, x_grid,
+                                                                  ntr)
+    if not args.no_figures and not skipped:
+        results["figures"] = figures(name, u_test.cpu(), test_b.condition.cpu(), models, coarse.cpu(), up.cpu(),
+                                     truth_fine.cpu(), ctest_f, f_ung, f_gui)
+    save(True)
 
-    # ------------------------------------------------------------------ super-resolution x4
+
+def super_resolution(sc: dict, args, dev: torch.device, u_fine, f_fine, t_fine, sr_yaml: dict, sr_steps: int,
+                     lr: float, warmup: int, ntr: int, results: dict, max_time_s: float | None):
+    """Train the x4 super-resolution WDNO on the fine trajectories and score it against nearest and
+    bilinear interpolation of the coarse copy; adds ``results["superres_x4"]``, returns
+    ``(coarse, upsampled, truth_fine)`` for the figures."""
     fine_fields = torch.stack([u_fine, f_fine], 2)  # (N, T_f, 2, X_f)
     sr_cfg = from_dict(SuperResolutionConfig, {**sr_yaml, **sc["model"]}, prefix="model")
     sr = WDNOSuperResolution(sr_cfg)
@@ -300,7 +345,7 @@ def main() -> None:
     sr.to(dev)
     srb = sr_train.to(dev)
     sr_info = train(lambda idx, g: sr.loss(srb.index(idx.to(dev))).total, list(sr.parameters()), sr_steps, lr, ntr,
-                    sc.get("sr_batch", sc["batch"]), args.seed, warmup, max_time_s=sc.get("train_s"))
+                    sc.get("sr_batch", sc["batch"]), args.seed, warmup, max_time_s=max_time_s)
     sr.eval()
     truth_fine = u_fine[ntr:].to(dev)
     coarse = fine_fields[ntr:, ::4, :, ::4].to(dev)  # (B, T_f/4 + 1, 2, X_f/4 + 1)
@@ -318,22 +363,7 @@ def main() -> None:
     sr_res["ratio_mse_wdno_to_bilinear"] = sr_res["wdno_superres"]["mse"] / sr_res["bilinear"]["mse"]
     results["superres_x4"] = sr_res
     print("superres", {k: v for k, v in sr_res.items() if isinstance(v, dict) and "mse" in v})
-
-    # ------------------------------------------------------------------ control
-    ctrl, c_info = fit_wdno("wavelet", "control")
-    results["control"], (ctest_f, f_ung, f_gui) = run_control(ctrl, c_info, sc, args, dev, u, f, t_grid, x_grid, ntr)
-
-    config = {"scale": args.scale, "n_train": ntr, "n_test": sc["n_test"], "grid": [T, X],
-              "fine_grid": list(u_fine.shape[1:]), "steps": steps, "sr_steps": sr_steps, "batch": sc["batch"],
-              "sr_batch": sc.get("sr_batch", sc["batch"]),
-              "lr": lr, "model": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg_kw.items()},
-              "data_generation_s": gen_s, "total_wall_s": time.perf_counter() - t_start,
-              "nu": 0.01, "n_modes": sc["n_modes"], "dt": sc["dt"]}
-    name = "wdno_burgers" if args.scale == "cpu" else f"wdno_burgers_{args.scale}"
-    if not args.no_figures:
-        results["figures"] = figures(name, u_test.cpu(), test_b.condition.cpu(), models, coarse.cpu(), up.cpu(),
-                                     truth_fine.cpu(), ctest_f, f_ung, f_gui)
-    write_result(name, {"config": config, "results": results}, device=dev)
+    return coarse, up, truth_fine
 
 
 # ---------------------------------------------------------------------- control

@@ -34,12 +34,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import time
 from pathlib import Path
 
 import torch
 
-from _common import write_result
+from _common import training_budget, write_result
 from _operators import figure_path, plot_fields, predict, train
 from sciflow.models.neural_operator import Config, NeuralOperator
 from sciflow.models.neural_operator.weather import (channel_climatologies, climatology_trajectory, departures,
@@ -98,7 +99,8 @@ def scores(pred: torch.Tensor, truth: torch.Tensor, lat: torch.Tensor, history: 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--scale", choices=sorted(SCALES), default="cpu")
-    ap.add_argument("--source", default=str(GRIB))
+    ap.add_argument("--source", default=os.environ.get("SCIFLOW_ERA5_SOURCE", str(GRIB)),
+                    help="ERA5 GRIB / NetCDF / zarr source (default: $SCIFLOW_ERA5_SOURCE, else the reference GRIB)")
     ap.add_argument("--channels", default="2m_temperature")
     ap.add_argument("--test-start", default="2019-03-25")
     ap.add_argument("--window", type=int, default=24)
@@ -157,7 +159,7 @@ def main() -> None:
         model.fit_scaler(train_b.values)
         training = train(model, train_b, steps=sc["steps"], batch_size=sc["batch"], lr=1e-3, weight_decay=1e-4,
                          halve_every=max(1, sc["steps"] // 4), seed=args.seed, device=args.device,
-                         max_time_s=sc.get("train_s"))
+                         max_time_s=training_budget(sc.get("train_s"), 2 if "wdno" in args.models.split(",") else 1))
         model = model.to(dev).eval()
         pred = predict(lambda b: model.predict(b.to(dev)).cpu(), test_b) + offset
         preds["FNO-3D"] = pred
@@ -175,7 +177,7 @@ def main() -> None:
         model = WDNO(wcfg)
         model.fit_scaler(train_b)
         training = train(model, train_b, steps=sc["wdno_steps"], batch_size=sc["batch"], lr=1e-3, seed=args.seed,
-                         device=args.device, grad_clip=1.0, max_time_s=sc.get("wdno_train_s"))
+                         device=args.device, grad_clip=1.0, max_time_s=training_budget(sc.get("wdno_train_s"), 1))
         model = model.to(dev).eval()
         g = torch.Generator(device=dev).manual_seed(args.seed)
         t1 = time.perf_counter()

@@ -15,7 +15,7 @@ from sciflow.training.distributed import DistInfo, init_distributed
 from sciflow.training.ema import EMA
 from sciflow.training.loader import BatchLoader, Resumable
 from sciflow.training.runlog import JSONLLogger, read_jsonl
-from sciflow.training.schedules import WarmupDecay
+from sciflow.training.schedules import WarmupDecay, steps_within
 from sciflow.training.seeding import rng_state, seed_everything, set_rng_state
 from sciflow.training.trainer import FitResult, NonFiniteLossError, fit, make_optimizer
 
@@ -23,5 +23,5 @@ __all__ = [
     "BatchLoader", "Callback", "CheckpointError", "CheckpointManager", "CorruptCheckpointWarning",
     "DistInfo", "EMA", "EarlyStopping", "FitResult", "JSONLLogger", "NonFiniteLossError", "Resumable",
     "TrainConfig", "TrainState", "WarmupDecay", "fit", "init_distributed", "make_optimizer",
-    "read_jsonl", "rng_state", "save_atomic", "seed_everything", "set_rng_state",
+    "read_jsonl", "rng_state", "save_atomic", "seed_everything", "set_rng_state", "steps_within",
 ]

@@ -31,13 +31,18 @@ class TrainConfig:
         ``eval_every``/``log_every``/``checkpoint_every`` in optimizer steps (0: never);
         ``keep_last`` checkpoints are kept; ``seed`` seeds torch/numpy/python at the start;
         ``max_time_s``: also stop after this many wall-clock seconds of training in this call
-        (``None``: off; the schedule still runs on ``max_steps``, so a time-capped run ends
-        before its decay is complete: size ``max_steps`` to the budget where that matters);
+        (``None``: off). ``time_schedule`` says what the budget does to the schedule: ``stop``
+        only stops (the schedule runs on ``max_steps``, so a capped run ends before its decay is
+        complete); ``fit`` times the steps after a short warm-up and shortens ``max_steps`` to
+        the steps that fit in ``max_time_s``, with the decay over them (cosine ends there,
+        exponential keeps its number of e-foldings), so a time-budgeted run completes its
+        schedule (the stop stays as a backstop);
         ``device``: ``auto`` picks CUDA (the local rank's GPU under torchrun) when available.
     """
 
     max_steps: int = 1000
     max_time_s: float | None = None
+    time_schedule: Literal["stop", "fit"] = "stop"
     optimizer: Literal["adam", "adamw", "sgd", "lbfgs"] = "adam"
     lr: float = 1e-3
     weight_decay: float = 0.0
@@ -87,5 +92,9 @@ class TrainConfig:
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             raise ValueError(f"TrainConfig: invalid value for {bad[0]!r}: {getattr(self, bad[0])!r}")
+        if self.time_schedule not in ("stop", "fit"):
+            raise ValueError(f"TrainConfig: time_schedule must be 'stop' or 'fit', got {self.time_schedule!r}")
+        if self.time_schedule == "fit" and self.max_time_s is None:
+            raise ValueError("TrainConfig: time_schedule='fit' sizes the run to max_time_s: set max_time_s")
         if not all(0 <= b < 1 for b in self.betas):
             raise ValueError(f"TrainConfig: betas must lie in [0, 1), got {self.betas}")

@@ -48,3 +48,15 @@ class WarmupDecay:
 def schedule_from_config(cfg: TrainConfig) -> WarmupDecay:
     return WarmupDecay(kind=cfg.schedule, total_steps=cfg.max_steps, warmup_steps=cfg.warmup_steps,
                        min_ratio=cfg.min_lr_ratio, rate=cfg.decay_rate, decay_steps=cfg.decay_steps)
+
+
+def steps_within(budget_s: float, elapsed_s: float, step: int, steps_per_s: float, max_steps: int,
+                 margin: float = 0.95) -> int:
+    """Total steps of a run that is at ``step`` after ``elapsed_s`` of its ``budget_s`` seconds and
+    goes on at ``steps_per_s``: ``step + margin * rate * (budget - elapsed)``, at least ``step + 1``
+    and at most ``max_steps`` (the margin absorbs the rate's noise and the final bookkeeping)."""
+    if budget_s <= 0 or steps_per_s <= 0 or not 0 < margin <= 1:
+        raise ValueError(f"steps_within: need budget_s > 0, steps_per_s > 0 and 0 < margin <= 1, got "
+                         f"{budget_s}, {steps_per_s}, {margin}")
+    more = int(margin * steps_per_s * max(budget_s - elapsed_s, 0.0))
+    return max(min(max_steps, step + more), min(step + 1, max_steps))

@@ -17,7 +17,13 @@ deterministic.
 
 Host synchronisation. One scalar per step is read on the host (the finiteness flag of the loss
 and gradient norm, all-reduced under DDP so every rank takes the same branch); logging reads the
-accumulated loss every ``log_every`` steps.
+accumulated loss every ``log_every`` steps. A wall-clock budget (``max_time_s``) is decided
+collectively under DDP (one more all-reduced flag per step), so ranks never stop apart.
+
+Time-budgeted schedules. With ``time_schedule="fit"`` the steps ``[PROBE_FROM, PROBE_TO)`` are
+timed (the first ones include compilation and allocator warm-up) and ``max_steps`` becomes the
+steps that fit in ``max_time_s`` (the slowest rank's count under DDP); the decay is rebuilt to end
+there (an exponential decay keeps its number of e-foldings). The fitted length is part of the checkpoint: a resumed run finishes the same schedule.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import contextlib
 import math
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -41,8 +47,11 @@ from sciflow.training.distributed import all_reduce_, init_distributed
 from sciflow.training.ema import EMA
 from sciflow.training.loader import Resumable
 from sciflow.training.runlog import JSONLLogger
-from sciflow.training.schedules import WarmupDecay, schedule_from_config
+from sciflow.training.schedules import WarmupDecay, schedule_from_config, steps_within
 from sciflow.training.seeding import rng_state, seed_everything, set_rng_state
+
+
+PROBE_FROM, PROBE_TO = 5, 25  # steps timed by ``time_schedule="fit"``
 
 
 class NonFiniteLossError(RuntimeError):
@@ -148,6 +157,8 @@ class _Trainer:
             raise ValueError(f"{type(model).__name__} has no trainable parameters")
         self.optimizer = make_optimizer(self.params, cfg)
         self.schedule: WarmupDecay = schedule_from_config(cfg)
+        self.max_steps = cfg.max_steps  # shortened by time_schedule="fit"
+        self.time_fitted = False
         self.ema = EMA(model, cfg.ema_decay) if cfg.ema_decay is not None else None
         self.ckpt = CheckpointManager(self.run_dir / "checkpoints", cfg.keep_last) if self.run_dir else None
         self.logger = JSONLLogger(self.run_dir, enabled=self.dist.is_main, tensorboard=cfg.tensorboard)
@@ -182,6 +193,8 @@ class _Trainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": {**asdict(self.schedule), "step": s.step},
+            "max_steps": self.max_steps,
+            "time_fitted": self.time_fitted,
             "ema": self.ema.state_dict() if self.ema is not None else None,
             "rng": rng_state(),
             "data": data,
@@ -209,6 +222,12 @@ class _Trainer:
         s.best_val = float(c["best_val"])
         data = ckpt["data"]
         self.data_epoch, self.data_position = int(data["epoch"]), int(data["position"])
+        if ckpt.get("time_fitted"):  # finish the schedule that was fitted to the first call's budget
+            self.time_fitted = True
+            self.max_steps = min(int(ckpt["max_steps"]), self.cfg.max_steps)
+            sched = ckpt["scheduler"]
+            self.schedule = replace(self.schedule, total_steps=int(sched["total_steps"]),
+                                    decay_steps=int(sched["decay_steps"]))
         if isinstance(self.train, Resumable):
             self.train.load_state_dict(data["loader"])
 
@@ -314,6 +333,27 @@ class _Trainer:
             self.optimizer.state.clear()
         return last["out"], last["gnorm"], ok
 
+    def _time_is_up(self, t_fit: float) -> bool:
+        """Wall clock past ``max_time_s``: decided together under DDP (any rank out of time stops all)."""
+        up = time.perf_counter() - t_fit > self.cfg.max_time_s
+        if not self.dist.enabled:
+            return up
+        flag = torch.tensor(int(up), device=self.device, dtype=torch.int32)
+        return bool(all_reduce_(flag, "max").item())
+
+    def _fit_to_time(self, t_fit: float, t_probe: float, probe_steps: int) -> None:
+        """``time_schedule="fit"``: shorten ``max_steps`` and the decay to the steps that fit."""
+        now = time.perf_counter()
+        total = steps_within(self.cfg.max_time_s, now - t_fit, self.state.step,
+                             probe_steps / max(now - t_probe, 1e-9), self.cfg.max_steps)
+        if self.dist.enabled:  # every rank runs the slowest rank's count
+            total = int(all_reduce_(torch.tensor(total, device=self.device, dtype=torch.int64), "min").item())
+        self.max_steps, self.time_fitted = total, True
+        # the same decay over fewer steps: cosine ends at ``total``, exponential keeps its number of halvings
+        self.schedule = replace(self.schedule, total_steps=total,
+                                decay_steps=max(1, round(self.cfg.decay_steps * total / max(self.cfg.max_steps, 1))))
+        self.logger.log(self.state.step, {"time_schedule/max_steps": total})
+
     def _finite(self, *scalars: Tensor) -> bool:
         flag = torch.stack([torch.isfinite(s.detach().float()).all() for s in scalars]).all().to(torch.int32)
         all_reduce_(flag, "min")
@@ -383,16 +423,25 @@ class _Trainer:
             cb.on_fit_start(s, self.model)
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=cfg.max_steps, initial=s.step, disable=not (cfg.progress and self.dist.is_main),
+        bar = tqdm(total=self.max_steps, initial=s.step, disable=not (cfg.progress and self.dist.is_main),
                    desc="train", dynamic_ncols=True, leave=False)
         step_fn = self._lbfgs_step if cfg.optimizer == "lbfgs" else self._first_order_step
         loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
         n_logged, samples, t0 = 0, 0, time.perf_counter()
-        t_fit = t0
+        t_fit, t_probe = t0, None
+        probe_from = s.step + PROBE_FROM  # a resumed call warms up again before it is timed
         batches = self._batches()
         self.model.train()
         try:
-            while s.step < cfg.max_steps and not s.should_stop:
+            while s.step < self.max_steps and not s.should_stop:
+                if cfg.time_schedule == "fit" and not self.time_fitted:
+                    if s.step == probe_from:
+                        t_probe = time.perf_counter()
+                    elif s.step == probe_from + PROBE_TO - PROBE_FROM and t_probe is not None:
+                        self._fit_to_time(t_fit, t_probe, PROBE_TO - PROBE_FROM)
+                        bar.total = self.max_steps
+                        if s.step >= self.max_steps:
+                            break
                 batch = _to_device(next(batches), self.device)
                 lr = self._set_lr()
                 out, gnorm, ok = step_fn(batch)
@@ -419,7 +468,7 @@ class _Trainer:
                             f"last loss={info['nonfinite/loss']}, grad_norm={info['nonfinite/grad_norm']}, "
                             f"terms={terms}" + (f"; non-finite terms: {bad}" if bad else ""))
                 logs: dict[str, Any] = {}
-                if cfg.log_every and (s.step % cfg.log_every == 0 or s.step == cfg.max_steps):
+                if cfg.log_every and (s.step % cfg.log_every == 0 or s.step == self.max_steps):
                     dt = max(time.perf_counter() - t0, 1e-9)
                     mean_loss = (loss_sum / max(n_logged, 1)).item() if n_logged else float("nan")
                     logs = {"train/loss": mean_loss, "lr": lr, "grad_norm": float(gnorm),
@@ -438,7 +487,7 @@ class _Trainer:
                     self.save_checkpoint()
                 for cb in self.callbacks:
                     cb.on_step_end(s, logs)
-                if cfg.max_time_s is not None and time.perf_counter() - t_fit > cfg.max_time_s:
+                if cfg.max_time_s is not None and self._time_is_up(t_fit):
                     s.should_stop = True
                     s.stop_reason = s.stop_reason or f"max_time_s={cfg.max_time_s:g} reached"
         finally:

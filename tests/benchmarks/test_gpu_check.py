@@ -46,7 +46,7 @@ def test_rejects_unknown_options() -> None:
 
 @pytest.mark.slow
 def test_full_dry_run_with_test_collection(tmp_path: Path) -> None:
-    proc = run("--dry-run", "--out", str(tmp_path / "gpu"), "--budget", "1200")
+    proc = run("--dry-run", "--out", str(tmp_path / "gpu"), "--speed-budget", "1200", "--accuracy-budget", "1200")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = json.loads((tmp_path / "gpu" / "gpu_check.json").read_text())
     assert summary["pytest_gpu"] == "passed"

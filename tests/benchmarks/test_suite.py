@@ -19,7 +19,7 @@ import run  # noqa: E402
 from registry import Anchor, Benchmark, Metric, lookup  # noqa: E402
 
 FAKE = textwrap.dedent('''
-    import sys, time
+    import os, sys, time
     from pathlib import Path
     sys.path.insert(0, {bench!r})
     from _common import write_result
@@ -30,7 +30,7 @@ FAKE = textwrap.dedent('''
         time.sleep(60)
     x = [0.0] * 2_000_000  # ~16 MB, visible in the peak RSS
     write_result("fake_bench", {{"err": {{"ours": 0.02, "theirs": 0.08}}, "rows": [{{"t": 1.0}}, {{"t": 3.0}}],
-                                 "n": float(len(x))}})
+                                 "n": float(len(x)), "deadline": float(os.environ.get("SCIFLOW_BENCH_DEADLINE", 0))}})
 ''')
 
 
@@ -126,6 +126,49 @@ def test_run_one_reports_failures_timeouts_and_stale_files(tmp_path: Path) -> No
     assert missing["status"] == "missing-script"
     noscale = run.run_one(fake_benchmark(tmp_path, scales={"smoke": ["ok"]}), "gpu", out)
     assert noscale["status"] == "no-scale" and noscale["offered"] == ["smoke"]
+
+
+def test_runner_tells_the_script_its_deadline(tmp_path: Path) -> None:
+    import time
+
+    t0 = time.time()
+    rec = run.run_one(fake_benchmark(tmp_path), "smoke", tmp_path / "out", timeout_s=100.0)
+    assert rec["status"] == "ok"
+    deadline = json.loads((tmp_path / "out" / "fake_bench.json").read_text())["deadline"]
+    assert t0 + 90 - 1 < deadline < time.time() + 90  # the timeout less a 10 % margin
+
+
+def test_training_budget_shares_the_time_left(monkeypatch) -> None:
+    import time
+
+    from _common import DEADLINE_ENV, time_left, training_budget
+
+    monkeypatch.delenv(DEADLINE_ENV, raising=False)
+    assert time_left() == math.inf and training_budget(12.0, 3) == 12.0 and training_budget(None, 3) is None
+    monkeypatch.setenv(DEADLINE_ENV, str(time.time() + 60))
+    assert training_budget(None, 3) is None  # a scale without a cap trains for its steps
+    assert training_budget(100.0, 3) == pytest.approx(0.5 * 60 / 3, abs=0.1)  # half of the time left, shared
+    assert training_budget(5.0, 3) == 5.0
+    monkeypatch.setenv(DEADLINE_ENV, str(time.time() - 5))
+    assert training_budget(5.0, 2) == 1.0  # past the deadline: the floor (the runner's kill is the backstop)
+
+
+def test_a_time_budgeted_run_skips_the_parts_the_deadline_leaves_no_time_for(tmp_path: Path) -> None:
+    """wdno_burgers with a wall-clock cap and a deadline a few seconds away: the simulation rows are
+    scored, the super-resolution and control parts are recorded as skipped, the JSON is complete."""
+    import os
+    import subprocess
+    import time
+
+    env = {**os.environ, "SCIFLOW_BENCH_OUT": str(tmp_path), "OMP_NUM_THREADS": "1",
+           "SCIFLOW_BENCH_DEADLINE": str(time.time() + 1.0)}
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "wdno_burgers.py"), "--scale", "smoke",
+                           "--train-s", "1", "--no-figures"], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    doc = json.loads((tmp_path / "wdno_burgers_smoke.json").read_text())
+    assert doc["complete"] and set(doc["skipped"]) == {"superres_x4", "control"}
+    assert {"wdno", "ddpm_physical", "wdno_matched", "fno2d"} <= set(doc["results"])
+    assert all(math.isfinite(doc["results"][k]["sim_mse_single_sample"]) for k in ("wdno", "ddpm_physical"))
 
 
 def test_smoke_scale_of_a_real_benchmark(tmp_path: Path) -> None:

@@ -43,7 +43,7 @@ def toy_data(n: int = 64, dim: int = 3, seed: int = 0) -> TrajectoryBatch:
 
 
 def train_toy(run_dir, *, kill_at: int = -1, resume: bool = False, dropout: float = 0.1, steps: int = 30,
-              optimizer: str = "adam", batch_size: int = 16, callbacks=()):
+              optimizer: str = "adam", batch_size: int = 16, callbacks=(), **cfg_overrides):
     """The toy run shared by the resume and DDP tests; returns the FitResult."""
     import os
     import signal
@@ -59,7 +59,8 @@ def train_toy(run_dir, *, kill_at: int = -1, resume: bool = False, dropout: floa
     model = ToyRegressor(dropout=dropout)
     cfg = TrainConfig(max_steps=steps, optimizer=optimizer, lr=1e-2 if optimizer != "lbfgs" else 0.5,
                       checkpoint_every=5, keep_last=2, eval_every=10, log_every=5, progress=False,
-                      ema_decay=0.9, schedule="cosine", warmup_steps=3, device="cpu", lbfgs_max_iter=5)
+                      ema_decay=0.9, schedule="cosine", warmup_steps=3, device="cpu", lbfgs_max_iter=5,
+                      **cfg_overrides)
     # 40 samples / batch 16 -> 2 batches per epoch (drop_last): epoch ends fall on checkpoints too
     train = BatchLoader(toy_data(40), batch_size, seed=3)
     val = BatchLoader(toy_data(16, seed=9), 8, shuffle=False)

@@ -54,3 +54,18 @@ def test_loader_shards_partition_the_global_batch() -> None:
     assert isinstance(full, Resumable)
     with pytest.raises(ValueError, match="not divisible"):
         BatchLoader(data, 15).set_shard(0, 2)
+
+
+@pytest.mark.distributed
+def test_ddp_ranks_agree_on_a_time_fitted_schedule(tmp_path: Path) -> None:
+    """Rank 1 is 20 ms/step slower: both ranks run the slower rank's fitted step count and stop
+    together (a per-rank decision would leave one rank waiting in an all-reduce forever)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           str(SCRIPT), str(tmp_path / "ddp"), str(tmp_path / "ddp.pt"), "--dropout", "0", "--steps", "100000",
+           "--fit-to-s", "2.0", "--slow-rank", "1"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    steps = [int((tmp_path / f"ddp.pt.steps{r}").read_text()) for r in (0, 1)]
+    assert steps[0] == steps[1]
+    assert 5 < steps[0] < 1000  # about 2 s / (20 ms + DDP + checkpoints): far below the 100000 planned

@@ -211,3 +211,82 @@ def test_cuda_bf16_training_moves_and_keeps_parameters_on_device() -> None:
     assert model.net[0].weight.is_cuda and res.skipped_steps == 0
     assert not torch.equal(model.net[0].weight.cpu(), before)
     assert res.val_history and math.isfinite(res.val_history[-1]["val/loss"])
+
+
+class _FakeClock:
+    """``time.perf_counter`` of the trainer, advanced by ``tick`` seconds per optimizer step."""
+
+    def __init__(self, tick: float) -> None:
+        self.now, self.tick = 0.0, tick
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class _Tick(Callback):
+    def __init__(self, clock: _FakeClock, stop_at: int | None = None) -> None:
+        self.clock, self.stop_at = clock, stop_at
+
+    def on_step_end(self, state, logs):
+        self.clock.now += self.clock.tick
+        if state.step == self.stop_at:
+            state.should_stop = True
+
+
+def test_time_schedule_fit_sizes_the_cosine_to_the_budget(monkeypatch) -> None:
+    from sciflow.training import trainer
+
+    clock = _FakeClock(0.01)  # 100 steps/s
+    monkeypatch.setattr(trainer.time, "perf_counter", clock)
+    torch.manual_seed(0)
+    cfg = _cfg(max_steps=10_000, max_time_s=1.0, time_schedule="fit", schedule="cosine", log_every=1)
+    res = fit(ToyRegressor(dropout=0.0), BatchLoader(toy_data(64), 16), None, cfg, [_Tick(clock)])
+    # timed over steps 5-25 (0.2 s for 20 steps) at 0.25 s: 25 + int(0.95 * 100 * 0.75) = 96 steps
+    assert res.steps == 96 and res.stop_reason == "max_steps reached"
+    lrs = [h["lr"] for h in res.history]
+    assert lrs[-1] < 1e-3 * cfg.lr  # the cosine reached its end at the fitted length
+    assert lrs[24] > 0.99 * cfg.lr  # and was barely started when the length was fitted
+    # the same budget with time_schedule="stop" stops mid-decay
+    clock.now = 0.0
+    stop = fit(ToyRegressor(dropout=0.0), BatchLoader(toy_data(64), 16), None,
+               _cfg(max_steps=10_000, max_time_s=1.0, schedule="cosine", log_every=1), [_Tick(clock)])
+    assert stop.stop_reason == "max_time_s=1 reached" and stop.history[-1]["lr"] > 0.99 * cfg.lr
+    with pytest.raises(ValueError, match="time_schedule='fit'.*max_time_s"):
+        _cfg(time_schedule="fit")
+    with pytest.raises(ValueError, match="time_schedule must be"):
+        _cfg(max_time_s=1.0, time_schedule="shrink")
+
+
+def test_time_schedule_fit_scales_an_exponential_decay(monkeypatch) -> None:
+    from sciflow.training import trainer
+
+    clock = _FakeClock(0.01)
+    monkeypatch.setattr(trainer.time, "perf_counter", clock)
+    cfg = _cfg(max_steps=1000, max_time_s=1.0, time_schedule="fit", schedule="exponential", decay_rate=0.5,
+               decay_steps=200, log_every=1)
+    res = fit(ToyRegressor(dropout=0.0), BatchLoader(toy_data(64), 16), None, cfg, [_Tick(clock)])
+    assert res.steps == 96
+    # five halvings over the planned 1000 steps are five halvings over the 96 that fit: decay_steps 19 (96/1000*200)
+    assert res.history[-1]["lr"] == pytest.approx(cfg.lr * 0.5 ** (95 / 19), rel=1e-6)
+
+
+def test_time_fitted_schedule_survives_resume(monkeypatch, tmp_path: Path) -> None:
+    from sciflow.training import trainer
+
+    clock = _FakeClock(0.01)
+    monkeypatch.setattr(trainer.time, "perf_counter", clock)
+    cfg = _cfg(max_steps=10_000, max_time_s=1.0, time_schedule="fit", schedule="cosine", checkpoint_every=10)
+
+    def run(run_dir, stop_at=None, resume=False):
+        clock.now = 0.0
+        torch.manual_seed(0)
+        return fit(ToyRegressor(dropout=0.0), BatchLoader(toy_data(64), 16, seed=1), None, cfg,
+                   [_Tick(clock, stop_at)], run_dir=run_dir, resume=resume)
+
+    ref = run(tmp_path / "ref")
+    part = run(tmp_path / "run", stop_at=60)
+    assert part.steps == 60
+    res = run(tmp_path / "run", resume=True)  # no new timing: the fitted 96 steps are finished
+    assert ref.steps == res.steps == 96
+    for k, v in ref.model.state_dict().items():
+        assert torch.equal(v, res.model.state_dict()[k]), k
