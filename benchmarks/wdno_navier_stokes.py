@@ -92,7 +92,7 @@ T_IN = 10
 #: matched levels cut the ensemble-mean rel. L2 by 19-25 %, the single-sample one by 27-31 % and the CRPS
 #: by 22-28 %; one scale per field (the forced-Burgers fix) is not better here (ensemble mean +13 % / +15 % /
 #: -5 % with matched levels, +15 % / +4 % / +13 % without); db2 instead of bior2.4 changes it by <= 5 %.
-WDNO_DEFAULTS = dict(wavelet="bior2.4", scaling="channel", matched=True)
+WDNO_DEFAULTS = dict(wavelet="bior2.4", scaling="channel", matched=True, residual=True)
 WDNO_CHANNEL_MULTS = (1, 2, 2)
 
 
@@ -132,6 +132,9 @@ def main() -> None:
                     help="WDNO's PyWavelets filter bank (periodization mode), e.g. bior2.4, db2, haar")
     ap.add_argument("--wdno-scaling", choices=("channel", "field"), default=WDNO_DEFAULTS["scaling"],
                     help="WDNO sub-band scaling: one scale per sub-band channel, or one per field (Config.scaling)")
+    ap.add_argument("--wdno-residual", action=argparse.BooleanOptionalAction, default=WDNO_DEFAULTS["residual"],
+                    help="WDNO generates the departure W(u - c) from the persistence of the known frames "
+                         "(Config.residual) rather than W u")
     ap.add_argument("--wdno-matched", action=argparse.BooleanOptionalAction, default=WDNO_DEFAULTS["matched"],
                     help="WDNO's U-Net = the physical-space U-Net of width wdno_base with its first level "
                          "dropped (the DWT does that down-sampling): base x mults[1], one level fewer "
@@ -195,7 +198,8 @@ def main() -> None:
         if args.wdno_matched:
             unet_kw.update(matched_levels(unet_kw))
         wcfg = WDNOConfig(dim=2, channels=1, forcing_channels=0, n_initial=T_IN, num_res_blocks=1,
-                          wavelet=args.wdno_wavelet, mode="periodization", scaling=args.wdno_scaling, **unet_kw)
+                          wavelet=args.wdno_wavelet, mode="periodization", scaling=args.wdno_scaling,
+                          residual=args.wdno_residual, **unet_kw)
         model = WDNO(wcfg)
         model.fit_scaler(train_data)
         cpu0 = time.process_time()
@@ -222,7 +226,8 @@ def main() -> None:
             "spread_skill": float(spread_skill_ratio(ens, truth)) if sc["n_samples"] > 1 else None,
             "config": {"base_channels": wcfg.base_channels, "channel_mults": list(wcfg.channel_mults),
                        "wavelet": wcfg.wavelet, "mode": wcfg.mode, "scaling": wcfg.scaling,
-                       "matched_levels": bool(args.wdno_matched), "num_res_blocks": wcfg.num_res_blocks},
+                       "matched_levels": bool(args.wdno_matched), "residual": wcfg.residual,
+                       "num_res_blocks": wcfg.num_res_blocks},
             "parameters": sum(p.numel() for p in model.parameters()), "training": training,
             "sample_s": pred_s, "trajectories_per_s": len(test_data) * sc["n_samples"] / pred_s}
         write_result(out_name, payload(False), device=args.device)
