@@ -12,10 +12,21 @@ index and per space index (single samples), process CPU time (one torch thread),
     python benchmarks/wdno_burgers_ablation.py                       # --scale cpu, every variant
     python benchmarks/wdno_burgers_ablation.py --only wdno,ddpm      # some variants, merged into the JSON
     python benchmarks/wdno_burgers_ablation.py --scale smoke         # seconds; plumbing only
+    python benchmarks/wdno_burgers_ablation.py --grid coarse,full,fine   # does the gap close with resolution?
 
 Variants are ``Config`` overrides of the benchmark's model (``sciflow/configs/wdno_burgers.yaml``
-with the cpu-scale network). Writes ``benchmarks/results/wdno_burgers_ablation[_<scale>].json``;
+with the cpu-scale network). Writes ``benchmarks/results/wdno_burgers_ablation[_<scale>][_<tag>].json``;
 running a subset updates those variants in an existing file and keeps the others.
+
+Resolution (``--grid``): the same variants (by default the physical-space DDPM and the matched,
+field-scaled WDNO, ``wdno_matched_field``) on each named grid, every other setting unchanged:
+``coarse`` = the [::2, ::2] copy of the generator's grid (17 x 33 at the cpu scale, the benchmark's),
+``full`` = the generator's grid (33 x 65), ``fine`` = a second generation with every axis refined 2x
+(65 x 129; ``n_modes`` doubled and ``dt`` halved, as the benchmark's scales do; the same random
+initial states and forcings, so the three grids sample the same trajectories, ``fine[::2, ::2]``
+agreeing with ``full`` to ~2e-5). Results keyed by grid in
+``benchmarks/results/wdno_burgers_resolution[_<scale>][_<tag>].json``, with the WDNO / DDPM ratios
+of each grid; a grid / variant pair that is run again replaces its entry, the others are kept.
 """
 
 from __future__ import annotations
@@ -30,6 +41,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, write_result  # noqa: E402
+from _operators import matched_levels  # noqa: E402
 from wdno_burgers import model_section, train  # noqa: E402
 
 from sciflow.config import from_dict  # noqa: E402
@@ -40,8 +52,9 @@ from sciflow.models.wavelet_diffusion import WDNO, Config  # noqa: E402
 from sciflow.nn.wavelets import dwtn  # noqa: E402
 
 SCALES = {
-    "smoke": dict(n_train=16, n_test=4, nt=9, nx=17, n_modes=32, dt=5e-3, steps=4, batch=8, n_samples=2, nfe=4,
-                  model=dict(base_channels=8, channel_mults=(1, 2)), eval_at=()),
+    # width_ratio: the variants' ``base_channels`` overrides are cpu-scale widths, scaled by this (smoke: 8 / 32)
+    "smoke": dict(n_train=8, n_test=2, nt=9, nx=17, n_modes=32, dt=5e-3, steps=2, batch=4, n_samples=2, nfe=2,
+                  model=dict(base_channels=8, channel_mults=(1, 2)), eval_at=(), width_ratio=0.25),
     "cpu": dict(n_train=192, n_test=12, nt=33, nx=65, n_modes=128, dt=2e-3, steps=150, batch=16, n_samples=4,
                 nfe=20, model={}, eval_at=()),
 }
@@ -51,7 +64,9 @@ SCALES = {
 BASELINE = {"scaling": "channel"}
 
 #: name -> (Config overrides, options). ``nfe``: sampler budget; ``full_grid``: train on the generator's
-#: 33 x 65 grid instead of its [::2, ::2] copy.
+#: 33 x 65 grid instead of its [::2, ::2] copy (only without ``--grid``); ``matched_levels``: add
+#: ``_operators.matched_levels`` of the scale's network (the physical U-Net with its first level
+#: replaced by the DWT; at the cpu scale width 64, levels (1, 1)).
 VARIANTS: dict[str, tuple[dict, dict]] = {
     "ddpm_physical": ({"space": "physical"}, {}),
     "wdno": ({}, {}),
@@ -74,7 +89,51 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
     "wdno_full_grid": ({}, {"full_grid": True}),
     "ddpm_physical_full_grid": ({"space": "physical"}, {"full_grid": True}),
     "wdno_field_scaling_full_grid": ({"scaling": "field"}, {"full_grid": True}),
+    # the benchmark's ``wdno_matched`` (at the cpu scale the same model as wdno_field_scaling_width64_1level)
+    "wdno_matched_field": ({"scaling": "field"}, {"matched_levels": True}),
 }
+
+#: ``--grid`` choices: the trajectories of the scale's generation on its [::2, ::2] copy, on its own grid,
+#: and regenerated with every axis refined 2x
+GRIDS = ("coarse", "full", "fine")
+#: the variants ``--grid`` runs when ``--only`` is not given
+RESOLUTION_VARIANTS = ("ddpm_physical", "wdno_matched_field")
+
+
+def make_data(sc: dict, seed: int, grids: list[str]) -> tuple[dict, dict]:
+    """``grid -> (train, test)`` TrajectoryBatches for ``grids`` and ``grid -> description``.
+    ``coarse`` and ``full`` come from one generation on the scale's ``(nt, nx)`` grid; ``fine``
+    from one with ``2 (nt - 1) + 1`` times, ``2 (nx - 1) + 1`` points, ``2 n_modes`` and ``dt / 2``."""
+    n, ntr = sc["n_train"] + sc["n_test"], sc["n_train"]
+    gens = {}
+    if {"coarse", "full"} & set(grids):
+        gens["full"] = dict(nx=sc["nx"], nt=sc["nt"], n_modes=sc["n_modes"], dt=sc["dt"])
+    if "fine" in grids:
+        gens["fine"] = dict(nx=2 * (sc["nx"] - 1) + 1, nt=2 * (sc["nt"] - 1) + 1, n_modes=2 * sc["n_modes"],
+                            dt=sc["dt"] / 2)
+    data, info = {}, {}
+    for key, kw in gens.items():
+        c0 = time.process_time()
+        ds = generate_control(n, seed, **kw)
+        gen_cpu = time.process_time() - c0
+        u = torch.tensor(ds.u.values, dtype=torch.float32)
+        f = torch.tensor(ds.forcing.values, dtype=torch.float32)
+        t = torch.tensor(ds.time.values, dtype=torch.float32)
+        if key == "full":
+            views = {"coarse": (u[:, ::2, ::2], f[:, ::2, ::2], t[::2]), "full": (u, f, t)}
+        else:
+            views = {"fine": (u, f, t)}
+        for g, (uu, ff, tt) in views.items():
+            if g not in grids:
+                continue
+            uu, ff = uu.contiguous(), ff.contiguous()
+            test_u = uu[ntr:, 1:]
+            data[g] = (TrajectoryBatch(uu[:ntr], tt, ff[:ntr]), TrajectoryBatch(uu[ntr:], tt, ff[ntr:]))
+            info[g] = {"grid": list(uu.shape[1:]), "generated_on": list(u.shape[1:]),
+                       "generation": {**kw, "process_cpu_s": gen_cpu},
+                       "zero_prediction_mse": float(test_u.pow(2).mean()),
+                       "persistence_mse": float((test_u - uu[ntr:, :1]).pow(2).mean())}
+    return data, info
 
 
 def evaluate(m: WDNO, test: TrajectoryBatch, n_samples: int, nfe: int, seed: int) -> dict:
@@ -108,10 +167,14 @@ def evaluate(m: WDNO, test: TrajectoryBatch, n_samples: int, nfe: int, seed: int
             "sample_process_cpu_s": time.process_time() - c0}
 
 
-def run_variant(name: str, sc: dict, data: dict, args) -> dict:
+def run_variant(name: str, sc: dict, data: dict, args, grid: str = "coarse") -> dict:
     overrides, opts = VARIANTS[name]
-    train_b, test_b = data["full" if opts.get("full_grid") else "half"]
+    train_b, test_b = data["full" if opts.get("full_grid") else grid]
     model_yaml, train_yaml = model_section("wdno_burgers")
+    if "base_channels" in overrides and sc.get("width_ratio", 1) != 1:
+        overrides = {**overrides, "base_channels": max(round(overrides["base_channels"] * sc["width_ratio"]), 1)}
+    if opts.get("matched_levels"):
+        overrides = {**overrides, **matched_levels({**model_yaml, **sc["model"]})}
     lr = float(train_yaml["lr"]) if args.scale == "cpu" else 1e-3
     steps = args.steps or sc["steps"]
     warmup = min(int(train_yaml.get("warmup_steps", 20)), max(steps // 5, 1))
@@ -150,26 +213,22 @@ def main() -> None:
     ap.add_argument("--eval-at", default=None, help="comma-separated steps at which to also score the test set")
     ap.add_argument("--tag", default="", help="suffix of the result name (e.g. a longer-budget run)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--grid", default=None,
+                    help=f"comma-separated grids of {list(GRIDS)}: run the variants (default "
+                         f"{','.join(RESOLUTION_VARIANTS)}) on each, into wdno_burgers_resolution[...].json")
     args = ap.parse_args()
     args.eval_at = [int(e) for e in args.eval_at.split(",")] if args.eval_at else None
     torch.set_num_threads(1)
     sc = SCALES[args.scale]
+    if args.grid is not None:
+        return resolution(args, sc)
     names = args.only.split(",") if args.only else list(VARIANTS)
     unknown = [v for v in names if v not in VARIANTS]
     if unknown:
         raise SystemExit(f"unknown variants {unknown}; known: {sorted(VARIANTS)}")
     c_start = time.process_time()
-    n = sc["n_train"] + sc["n_test"]
-    ds = generate_control(n, args.seed, nx=sc["nx"], nt=sc["nt"], n_modes=sc["n_modes"], dt=sc["dt"])
-    u_full = torch.tensor(ds.u.values, dtype=torch.float32)
-    f_full = torch.tensor(ds.forcing.values, dtype=torch.float32)
-    t_full = torch.tensor(ds.time.values, dtype=torch.float32)
     ntr = sc["n_train"]
-    data = {}
-    for key, (u, f, t) in {"half": (u_full[:, ::2, ::2], f_full[:, ::2, ::2], t_full[::2]),
-                           "full": (u_full, f_full, t_full)}.items():
-        u, f = u.contiguous(), f.contiguous()
-        data[key] = (TrajectoryBatch(u[:ntr], t, f[:ntr]), TrajectoryBatch(u[ntr:], t, f[ntr:]))
+    data, grid_info = make_data(sc, args.seed, ["coarse", "full"])
     name = "wdno_burgers_ablation" + ("" if args.scale == "cpu" else f"_{args.scale}") + \
         (f"_{args.tag}" if args.tag else "")
     path = RESULTS / f"{name}.json"
@@ -184,10 +243,9 @@ def main() -> None:
         r["ratio_mse_ensemble_mean_to_ddpm_physical"] = \
             r["mse_ensemble_mean"] / ref["mse_ensemble_mean"] if ref else None
     data_info = {"n_train": ntr, "n_test": sc["n_test"], "nu": 0.01, "generator": "burgers-control",
-                 "fine_grid": list(u_full.shape[1:]), "grid": list(u_full[:, ::2, ::2].shape[1:]),
-                 "zero_prediction_mse": float(data["half"][1].values[:, 1:].pow(2).mean()),
-                 "persistence_mse": float((data["half"][1].values[:, 1:]
-                                           - data["half"][1].values[:, :1]).pow(2).mean())}
+                 "fine_grid": grid_info["full"]["grid"], "grid": grid_info["coarse"]["grid"],
+                 "zero_prediction_mse": grid_info["coarse"]["zero_prediction_mse"],
+                 "persistence_mse": grid_info["coarse"]["persistence_mse"]}
     config = {"scale": args.scale, "steps": args.steps or sc["steps"], "batch": sc["batch"],
               "n_samples": sc["n_samples"], "nfe_default": sc["nfe"], "sampler": "ddim", "seed": args.seed,
               "model": {k: (list(v) if isinstance(v, tuple) else v)
@@ -195,6 +253,69 @@ def main() -> None:
               "data": data_info, "last_run_process_cpu_s": time.process_time() - c_start,
               "last_run_variants": names}
     write_result(name, {"config": config, "results": results})
+
+
+#: the per-grid summary of ``--grid`` (keys of :func:`run_variant`'s result)
+SUMMARY_KEYS = ("mse_single_sample", "mse_ensemble_mean", "rel_l2_single_sample", "rel_l2_ensemble_mean",
+                "train_process_cpu_s", "sample_process_cpu_s", "parameters")
+
+
+def resolution(args, sc: dict) -> None:
+    """``--grid``: the variants on each grid, results keyed by grid; ratios against the grid's
+    ``ddpm_physical``. Saves after every variant (a long run's finished rows survive)."""
+    grids = args.grid.split(",")
+    bad = [g for g in grids if g not in GRIDS]
+    if bad:
+        raise SystemExit(f"unknown grids {bad}; known: {list(GRIDS)}")
+    names = args.only.split(",") if args.only else list(RESOLUTION_VARIANTS)
+    unknown = [v for v in names if v not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"unknown variants {unknown}; known: {sorted(VARIANTS)}")
+    pinned = [v for v in names if VARIANTS[v][1].get("full_grid")]
+    if pinned:
+        raise SystemExit(f"variants {pinned} pin the full grid; with --grid use their base variants")
+    c_start = time.process_time()
+    data, grid_info = make_data(sc, args.seed, grids)
+    name = "wdno_burgers_resolution" + ("" if args.scale == "cpu" else f"_{args.scale}") + \
+        (f"_{args.tag}" if args.tag else "")
+    path = RESULTS / f"{name}.json"
+    doc = json.loads(path.read_text()) if path.exists() else {}
+    results: dict = doc.get("results", {})
+    data_doc: dict = doc.get("config", {}).get("data", {})
+    summary: dict = doc.get("summary", {})
+    model_yaml = {**model_section("wdno_burgers")[0], **sc["model"], **BASELINE}
+
+    def save(done: list[str], complete: bool) -> None:
+        for g, rows in results.items():  # ratios against the physical-space model of the same grid
+            ref = rows.get("ddpm_physical")
+            for r in rows.values():
+                for key in ("mse_single_sample", "mse_ensemble_mean", "rel_l2_single_sample", "rel_l2_ensemble_mean",
+                            "train_process_cpu_s"):
+                    r[f"ratio_{key}_to_ddpm_physical"] = r[key] / ref[key] if ref else None
+            summary[g] = {v: {k: r[k] for k in SUMMARY_KEYS} | {"ratio_mse_single_to_ddpm_physical":
+                                                               r["ratio_mse_single_sample_to_ddpm_physical"],
+                                                               "ratio_mse_ensemble_mean_to_ddpm_physical":
+                                                               r["ratio_mse_ensemble_mean_to_ddpm_physical"]}
+                          for v, r in rows.items()}
+        config = {"scale": args.scale, "steps": args.steps or sc["steps"], "batch": sc["batch"],
+                  "n_samples": sc["n_samples"], "nfe_default": sc["nfe"], "sampler": "ddim", "seed": args.seed,
+                  "model": {k: (list(v) if isinstance(v, tuple) else v) for k, v in model_yaml.items()},
+                  "matched_levels": {k: (list(v) if isinstance(v, tuple) else v) for k, v in
+                                     matched_levels(model_yaml).items()},
+                  "data": data_doc, "last_run_process_cpu_s": time.process_time() - c_start,
+                  "last_run": {"grids": grids, "variants": names, "done": done, "complete": complete}}
+        write_result(name, {"config": config, "summary": summary, "results": results})
+
+    data_doc.update({"n_train": sc["n_train"], "n_test": sc["n_test"], "nu": 0.01, "generator": "burgers-control",
+                     **{f"grid_{g}": grid_info[g] for g in grids}})
+    done: list[str] = []
+    for g in grids:
+        for v in names:
+            print(f"grid {g} {grid_info[g]['grid']}: variant {v}", flush=True)
+            results.setdefault(g, {})[v] = {"grid_name": g, **run_variant(v, sc, data, args, g)}
+            done.append(f"{g}/{v}")
+            save(done, False)
+    save(done, True)
 
 
 if __name__ == "__main__":
