@@ -35,7 +35,7 @@ class TrainConfig:
         only stops (the schedule runs on ``max_steps``, so a capped run ends before its decay is
         complete); ``fit`` times the steps after a short warm-up and shortens ``max_steps`` to
         the steps that fit in ``max_time_s``, with the decay over them (cosine ends there,
-        exponential keeps its number of e-foldings), so a time-budgeted run completes its
+        exponential keeps its total decay), so a time-budgeted run completes its
         schedule (the stop stays as a backstop);
         ``device``: ``auto`` picks CUDA (the local rank's GPU under torchrun) when available.
     """

@@ -21,9 +21,11 @@ accumulated loss every ``log_every`` steps. A wall-clock budget (``max_time_s``)
 collectively under DDP (one more all-reduced flag per step), so ranks never stop apart.
 
 Time-budgeted schedules. With ``time_schedule="fit"`` the steps ``[PROBE_FROM, PROBE_TO)`` are
-timed (the first ones include compilation and allocator warm-up) and ``max_steps`` becomes the
-steps that fit in ``max_time_s`` (the slowest rank's count under DDP); the decay is rebuilt to end
-there (an exponential decay keeps its number of e-foldings). The fitted length is part of the checkpoint: a resumed run finishes the same schedule.
+timed (the first ones include compilation and allocator warm-up; the per-step finiteness read
+keeps the host in step with the device) and ``max_steps`` becomes the steps that fit in
+``max_time_s`` (the slowest rank's count under DDP); the decay is rebuilt over them (cosine ends
+there, an exponential decay keeps its total decay). The fitted length is part of the checkpoint:
+a resumed run finishes the same schedule.
 """
 
 from __future__ import annotations
@@ -349,7 +351,7 @@ class _Trainer:
         if self.dist.enabled:  # every rank runs the slowest rank's count
             total = int(all_reduce_(torch.tensor(total, device=self.device, dtype=torch.int64), "min").item())
         self.max_steps, self.time_fitted = total, True
-        # the same decay over fewer steps: cosine ends at ``total``, exponential keeps its number of halvings
+        # the same decay over fewer steps: cosine ends at ``total``, exponential keeps its total decay
         self.schedule = replace(self.schedule, total_steps=total,
                                 decay_steps=max(1, round(self.cfg.decay_steps * total / max(self.cfg.max_steps, 1))))
         self.logger.log(self.state.step, {"time_schedule/max_steps": total})
