@@ -326,9 +326,10 @@ def main() -> None:
         ctrl, c_info = fit_wdno("wavelet", "control")
         results["control"], (ctest_f, f_ung, f_gui) = run_control(ctrl, c_info, sc, args, dev, u, f, t_grid, x_grid,
                                                                   ntr)
-    if not args.no_figures and not skipped:
-        results["figures"] = figures(name, u_test.cpu(), test_b.condition.cpu(), models, coarse.cpu(), up.cpu(),
-                                     truth_fine.cpu(), ctest_f, f_ung, f_gui)
+    if not args.no_figures:  # the panels of the parts that ran
+        sr_fig = None if "superres_x4" in skipped else (coarse.cpu(), up.cpu(), truth_fine.cpu())
+        ctrl_fig = None if "control" in skipped else (ctest_f, f_ung, f_gui)
+        results["figures"] = figures(name, u_test.cpu(), test_b.condition.cpu(), models, sr_fig, ctrl_fig)
     save(True)
 
 
@@ -510,7 +511,9 @@ def control_only(args) -> None:
     write_result(name, {"config": config, "results": {"control": res}}, device=dev)
 
 
-def figures(name, u_test, f_test, models, coarse, up, truth_fine, f_true, f_ung, f_gui) -> list[str]:
+def figures(name, u_test, f_test, models, superres=None, control=None) -> list[str]:
+    """Trajectories vs truth, sub-bands, ensemble spread; with ``superres`` = (coarse, upsampled, truth)
+    the super-resolved field, with ``control`` = (data, unguided, guided forcings) the control signals."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -556,6 +559,9 @@ def figures(name, u_test, f_test, models, coarse, up, truth_fine, f_true, f_ung,
     ax[0].legend(fontsize=8)
     fig.tight_layout()
     paths.append(_save(fig, out / f"{name}_ensemble.png"))
+    if superres is None:
+        return paths
+    coarse, up, truth_fine = superres
     # 4. super-resolved field
     fig, ax = plt.subplots(1, 4, figsize=(15, 3.2), sharey=True)
     shape = tuple(truth_fine.shape[1:])
@@ -567,6 +573,9 @@ def figures(name, u_test, f_test, models, coarse, up, truth_fine, f_true, f_ung,
         fig.colorbar(im, ax=a)
     fig.tight_layout()
     paths.append(_save(fig, out / f"{name}_superres.png"))
+    if control is None:
+        return paths
+    f_true, f_ung, f_gui = control
     # 5. control signals
     fig, ax = plt.subplots(1, 3, figsize=(13, 3.2), sharey=True)
     for a, (title, fld) in zip(ax, [("data forcing", f_true[0]), ("WDNO unguided", f_ung[0]),
