@@ -27,6 +27,15 @@ initial states and forcings, so the three grids sample the same trajectories, ``
 agreeing with ``full`` to ~2e-5). Results keyed by grid in
 ``benchmarks/results/wdno_burgers_resolution[_<scale>][_<tag>].json``, with the WDNO / DDPM ratios
 of each grid; a grid / variant pair that is run again replaces its entry, the others are kept.
+
+Viscosity (``--nu``, default 0.01, the WDNO setting): the generator's ``nu`` for every grid. Smaller
+values give steep fronts (over the 204 cpu-scale trajectories at ``nu = 0.002``, the per-trajectory
+largest |u_x| on the 33 x 65 grid has median 20 and maximum 91, against 9 and 29 at 0.01: fronts
+over 2-3 grid points); a non-default ``nu`` is added to the result name (``..._nu<nu>``, unless the
+tag already holds it) and recorded in the JSON config. ``--n-modes`` overrides the scale's sine
+modes of the spectral solver (``fine`` uses twice as many): at ``nu = 0.002`` use 256 (128 vs 256
+modes differ by 2.5e-3 relative L2 on the output grid, 256 vs 512 by 6e-4, 1e-2 at worst at the
+steepest front); the default 128 resolves ``nu = 0.01`` to 2e-8.
 """
 
 from __future__ import annotations
@@ -93,6 +102,9 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
     "wdno_matched_field": ({"scaling": "field"}, {"matched_levels": True}),
 }
 
+#: the generator's viscosity without ``--nu`` (the WDNO setting); result names and keys are unchanged for it
+DEFAULT_NU = 0.01
+
 #: ``--grid`` choices: the trajectories of the scale's generation on its [::2, ::2] copy, on its own grid,
 #: and regenerated with every axis refined 2x
 GRIDS = ("coarse", "full", "fine")
@@ -114,7 +126,7 @@ def make_data(sc: dict, seed: int, grids: list[str]) -> tuple[dict, dict]:
     data, info = {}, {}
     for key, kw in gens.items():
         c0 = time.process_time()
-        ds = generate_control(n, seed, **kw)
+        ds = generate_control(n, seed, nu=sc.get("nu", DEFAULT_NU), **kw)
         gen_cpu = time.process_time() - c0
         u = torch.tensor(ds.u.values, dtype=torch.float32)
         f = torch.tensor(ds.forcing.values, dtype=torch.float32)
@@ -213,13 +225,23 @@ def main() -> None:
     ap.add_argument("--eval-at", default=None, help="comma-separated steps at which to also score the test set")
     ap.add_argument("--tag", default="", help="suffix of the result name (e.g. a longer-budget run)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--nu", type=float, default=DEFAULT_NU,
+                    help="viscosity of the generated Burgers data (default 0.01; smaller = sharper fronts)")
+    ap.add_argument("--n-modes", type=int, default=None,
+                    help="sine modes of the data's spectral solver (default: the scale's; 'fine' uses twice)")
     ap.add_argument("--grid", default=None,
                     help=f"comma-separated grids of {list(GRIDS)}: run the variants (default "
                          f"{','.join(RESOLUTION_VARIANTS)}) on each, into wdno_burgers_resolution[...].json")
     args = ap.parse_args()
     args.eval_at = [int(e) for e in args.eval_at.split(",")] if args.eval_at else None
     torch.set_num_threads(1)
-    sc = SCALES[args.scale]
+    if not args.nu > 0:
+        raise SystemExit(f"--nu must be positive, got {args.nu}")
+    if args.n_modes is not None and args.n_modes < 2:
+        raise SystemExit(f"--n-modes must be >= 2, got {args.n_modes}")
+    sc = {**SCALES[args.scale], "nu": args.nu}
+    if args.n_modes is not None:
+        sc["n_modes"] = args.n_modes
     if args.grid is not None:
         return resolution(args, sc)
     names = args.only.split(",") if args.only else list(VARIANTS)
@@ -229,8 +251,7 @@ def main() -> None:
     c_start = time.process_time()
     ntr = sc["n_train"]
     data, grid_info = make_data(sc, args.seed, ["coarse", "full"])
-    name = "wdno_burgers_ablation" + ("" if args.scale == "cpu" else f"_{args.scale}") + \
-        (f"_{args.tag}" if args.tag else "")
+    name = "wdno_burgers_ablation" + ("" if args.scale == "cpu" else f"_{args.scale}") + _suffix(args)
     path = RESULTS / f"{name}.json"
     previous = json.loads(path.read_text())["results"] if path.exists() and args.only else {}
     results = dict(previous)
@@ -242,7 +263,7 @@ def main() -> None:
         r["ratio_mse_single_to_ddpm_physical"] = r["mse_single_sample"] / ref["mse_single_sample"] if ref else None
         r["ratio_mse_ensemble_mean_to_ddpm_physical"] = \
             r["mse_ensemble_mean"] / ref["mse_ensemble_mean"] if ref else None
-    data_info = {"n_train": ntr, "n_test": sc["n_test"], "nu": 0.01, "generator": "burgers-control",
+    data_info = {"n_train": ntr, "n_test": sc["n_test"], "nu": args.nu, **_modes(args), "generator": "burgers-control",
                  "fine_grid": grid_info["full"]["grid"], "grid": grid_info["coarse"]["grid"],
                  "zero_prediction_mse": grid_info["coarse"]["zero_prediction_mse"],
                  "persistence_mse": grid_info["coarse"]["persistence_mse"]}
@@ -253,6 +274,18 @@ def main() -> None:
               "data": data_info, "last_run_process_cpu_s": time.process_time() - c_start,
               "last_run_variants": names}
     write_result(name, {"config": config, "results": results})
+
+
+def _suffix(args) -> str:
+    """The result-name suffix: ``_<tag>``, preceded by ``_nu<nu>`` for a non-default viscosity
+    unless the tag already names it."""
+    parts = [f"nu{args.nu:g}"] if args.nu != DEFAULT_NU and f"nu{args.nu:g}" not in args.tag else []
+    return "".join(f"_{p}" for p in parts + ([args.tag] if args.tag else []))
+
+
+def _modes(args) -> dict:
+    """``{"n_modes": ...}`` in the data config when ``--n-modes`` is given (default runs keep their keys)."""
+    return {} if args.n_modes is None else {"n_modes": args.n_modes}
 
 
 #: the per-grid summary of ``--grid`` (keys of :func:`run_variant`'s result)
@@ -276,8 +309,7 @@ def resolution(args, sc: dict) -> None:
         raise SystemExit(f"variants {pinned} pin the full grid; with --grid use their base variants")
     c_start = time.process_time()
     data, grid_info = make_data(sc, args.seed, grids)
-    name = "wdno_burgers_resolution" + ("" if args.scale == "cpu" else f"_{args.scale}") + \
-        (f"_{args.tag}" if args.tag else "")
+    name = "wdno_burgers_resolution" + ("" if args.scale == "cpu" else f"_{args.scale}") + _suffix(args)
     path = RESULTS / f"{name}.json"
     doc = json.loads(path.read_text()) if path.exists() else {}
     results: dict = doc.get("results", {})
@@ -306,7 +338,8 @@ def resolution(args, sc: dict) -> None:
                   "last_run": {"grids": grids, "variants": names, "done": done, "complete": complete}}
         write_result(name, {"config": config, "summary": summary, "results": results})
 
-    data_doc.update({"n_train": sc["n_train"], "n_test": sc["n_test"], "nu": 0.01, "generator": "burgers-control",
+    data_doc.update({"n_train": sc["n_train"], "n_test": sc["n_test"], "nu": args.nu, **_modes(args),
+                     "generator": "burgers-control",
                      **{f"grid_{g}": grid_info[g] for g in grids}})
     done: list[str] = []
     for g in grids:
