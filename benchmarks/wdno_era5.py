@@ -151,7 +151,8 @@ def main() -> None:
     C = len(channels)
     out_name = ("wdno_era5" if args.scale == "cpu" else f"wdno_era5_{args.scale}") + (f"_{args.tag}" if args.tag else "")
     n_lat, n_lon = truth.shape[-2:]
-    if "fno3d" in args.models.split(","):
+    models = args.models.split(",")
+    if "fno3d" in models:
         torch.manual_seed(args.seed)
         cfg = Config(dim=2, channels=C, history=H, modes=(8, min(8, (n_lat + 4) // 2), min(8, (n_lon + 4) // 2)),
                      width=20, time_padding=6, space_padding=4, loss="mse")  # K-valued fields: see Config.loss
@@ -159,14 +160,14 @@ def main() -> None:
         model.fit_scaler(train_b.values)
         training = train(model, train_b, steps=sc["steps"], batch_size=sc["batch"], lr=1e-3, weight_decay=1e-4,
                          halve_every=max(1, sc["steps"] // 4), seed=args.seed, device=args.device,
-                         max_time_s=training_budget(sc.get("train_s"), 2 if "wdno" in args.models.split(",") else 1))
+                         max_time_s=training_budget(sc.get("train_s"), 2 if "wdno" in models else 1))
         model = model.to(dev).eval()
         pred = predict(lambda b: model.predict(b.to(dev)).cpu(), test_b) + offset
         preds["FNO-3D"] = pred
         results["fno3d"] = {**scores(pred, truth, lat, H), "training": training,
                             "parameters": sum(p.numel() for p in model.parameters())}
         write_result(out_name, {"complete": False, "results": results}, device=args.device)  # survives interruption
-    if "wdno" in args.models.split(","):
+    if "wdno" in models:
         from sciflow.models.wavelet_diffusion import Config as WDNOConfig
         from sciflow.models.wavelet_diffusion import WDNO
 

@@ -17,8 +17,8 @@ deterministic.
 
 Host synchronisation. One scalar per step is read on the host (the finiteness flag of the loss
 and gradient norm, all-reduced under DDP so every rank takes the same branch); logging reads the
-accumulated loss every ``log_every`` steps. A wall-clock budget (``max_time_s``) is decided
-collectively under DDP (one more all-reduced flag per step), so ranks never stop apart.
+accumulated loss every ``log_every`` steps. Under DDP that all-reduce also carries each rank's
+wall-clock flag (``max_time_s``), so the ranks stop together at no extra synchronisation.
 
 Time-budgeted schedules. With ``time_schedule="fit"`` the steps ``[PROBE_FROM, PROBE_TO)`` are
 timed (the first ones include compilation and allocator warm-up; the per-step finiteness read
@@ -161,6 +161,8 @@ class _Trainer:
         self.schedule: WarmupDecay = schedule_from_config(cfg)
         self.max_steps = cfg.max_steps  # shortened by time_schedule="fit"
         self.time_fitted = False
+        self._t_fit = time.perf_counter()  # start of this call's training (``max_time_s``)
+        self._out_of_time = False  # under DDP: some rank was out of time at this step's all-reduce
         self.ema = EMA(model, cfg.ema_decay) if cfg.ema_decay is not None else None
         self.ckpt = CheckpointManager(self.run_dir / "checkpoints", cfg.keep_last) if self.run_dir else None
         self.logger = JSONLLogger(self.run_dir, enabled=self.dist.is_main, tensorboard=cfg.tensorboard)
@@ -335,18 +337,19 @@ class _Trainer:
             self.optimizer.state.clear()
         return last["out"], last["gnorm"], ok
 
-    def _time_is_up(self, t_fit: float) -> bool:
-        """Wall clock past ``max_time_s``: decided together under DDP (any rank out of time stops all)."""
-        up = time.perf_counter() - t_fit > self.cfg.max_time_s
-        if not self.dist.enabled:
-            return up
-        flag = torch.tensor(int(up), device=self.device, dtype=torch.int32)
-        return bool(all_reduce_(flag, "max").item())
+    def _late(self) -> bool:
+        """This rank's wall clock is past ``max_time_s``."""
+        return time.perf_counter() - self._t_fit > self.cfg.max_time_s
 
-    def _fit_to_time(self, t_fit: float, t_probe: float, probe_steps: int) -> None:
+    def _time_is_up(self) -> bool:
+        """Stop for ``max_time_s``: under DDP the flag all-reduced with this step's finiteness
+        (any rank out of time stops all), else this process's clock."""
+        return self._out_of_time if self.dist.enabled else self._late()
+
+    def _fit_to_time(self, t_probe: float, probe_steps: int) -> None:
         """``time_schedule="fit"``: shorten ``max_steps`` and the decay to the steps that fit."""
         now = time.perf_counter()
-        total = steps_within(self.cfg.max_time_s, now - t_fit, self.state.step,
+        total = steps_within(self.cfg.max_time_s, now - self._t_fit, self.state.step,
                              probe_steps / max(now - t_probe, 1e-9), self.cfg.max_steps)
         if self.dist.enabled:  # every rank runs the slowest rank's count
             total = int(all_reduce_(torch.tensor(total, device=self.device, dtype=torch.int64), "min").item())
@@ -357,9 +360,15 @@ class _Trainer:
         self.logger.log(self.state.step, {"time_schedule/max_steps": total})
 
     def _finite(self, *scalars: Tensor) -> bool:
-        flag = torch.stack([torch.isfinite(s.detach().float()).all() for s in scalars]).all().to(torch.int32)
-        all_reduce_(flag, "min")
-        return bool(flag.item())
+        """All ``scalars`` finite on every rank (one all-reduce, which under DDP with ``max_time_s``
+        also sets ``_out_of_time`` from every rank's clock)."""
+        bad = (~torch.stack([torch.isfinite(s.detach().float()).all() for s in scalars]).all()).to(torch.int32)
+        if self.dist.enabled and self.cfg.max_time_s is not None:
+            flags = torch.stack([bad, torch.tensor(int(self._late()), device=bad.device, dtype=torch.int32)])
+            bad_any, late_any = all_reduce_(flags, "max").tolist()
+            self._out_of_time = bool(late_any)
+            return not bad_any
+        return not bool(all_reduce_(bad, "max").item())
 
     # ---------------------------------------------------------------- evaluation
     def _eval_batches(self, batches: Iterable[Any]) -> dict[str, float]:
@@ -430,7 +439,7 @@ class _Trainer:
         step_fn = self._lbfgs_step if cfg.optimizer == "lbfgs" else self._first_order_step
         loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
         n_logged, samples, t0 = 0, 0, time.perf_counter()
-        t_fit, t_probe = t0, None
+        self._t_fit, t_probe = t0, None
         probe_from = s.step + PROBE_FROM  # a resumed call warms up again before it is timed
         batches = self._batches()
         self.model.train()
@@ -440,7 +449,7 @@ class _Trainer:
                     if s.step == probe_from:
                         t_probe = time.perf_counter()
                     elif s.step == probe_from + PROBE_TO - PROBE_FROM and t_probe is not None:
-                        self._fit_to_time(t_fit, t_probe, PROBE_TO - PROBE_FROM)
+                        self._fit_to_time(t_probe, PROBE_TO - PROBE_FROM)
                         bar.total = self.max_steps
                         if s.step >= self.max_steps:
                             break
@@ -489,7 +498,7 @@ class _Trainer:
                     self.save_checkpoint()
                 for cb in self.callbacks:
                     cb.on_step_end(s, logs)
-                if cfg.max_time_s is not None and self._time_is_up(t_fit):
+                if cfg.max_time_s is not None and self._time_is_up():
                     s.should_stop = True
                     s.stop_reason = s.stop_reason or f"max_time_s={cfg.max_time_s:g} reached"
         finally:
