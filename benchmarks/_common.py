@@ -18,6 +18,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+import torch._dynamo  # noqa: F401  (see below)
+
+# The first torch.optim optimiser imports torch._dynamo (~2 CPU-s on this machine): importing it
+# here keeps that one-off cost out of the training time of whichever model a benchmark fits first.
 
 #: Where results go. ``benchmarks/run.py`` points ``SCIFLOW_BENCH_OUT`` at its ``--out`` folder so a
 #: script run by the suite (smoke scale in CI, GPU check) never overwrites the committed results.
@@ -70,9 +74,17 @@ def resources(device: torch.device | str = "cpu") -> dict[str, Any]:
         out["peak_rss_mib"] = rss / (1024 * 1024 if sys.platform == "darwin" else 1024)
     except Exception:  # no resource module (Windows)
         pass
-    if torch.device(device).type == "cuda" and torch.cuda.is_available():
-        out["cuda_max_memory_allocated_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
+    if _is_cuda(device):
+        out["cuda_max_memory_allocated_mib"] = max(_CUDA_PEAK["bytes"], torch.cuda.max_memory_allocated(device)) / 2**20
     return out
+
+
+#: the process's CUDA peak before :func:`time_it` last reset the counter (``resources`` reports the larger)
+_CUDA_PEAK = {"bytes": 0}
+
+
+def _is_cuda(device: torch.device | str) -> bool:
+    return torch.device(device).type == "cuda" and torch.cuda.is_available()
 
 
 #: Set by ``benchmarks/run.py``: the ``time.time()`` by which this process must have written its
@@ -108,7 +120,15 @@ def synchronize(device: torch.device | str) -> None:
 
 def time_it(fn: Callable[[], Any], *, repeats: int = 5, warmup: int = 1,
             device: torch.device | str = "cpu") -> dict[str, float]:
-    """Median/min/max wall time of ``fn()`` over ``repeats`` after ``warmup`` calls."""
+    """Median/min/max wall time of ``fn()`` over ``repeats`` after ``warmup`` calls; on CUDA also
+    ``cuda_peak_extra_mib``, the most memory ``fn`` allocated above what was allocated before it
+    (the process-wide peak stays in :func:`resources`)."""
+    cuda = _is_cuda(device)
+    if cuda:
+        synchronize(device)
+        _CUDA_PEAK["bytes"] = max(_CUDA_PEAK["bytes"], torch.cuda.max_memory_allocated(device))
+        base = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
     for _ in range(warmup):
         fn()
     synchronize(device)
@@ -118,8 +138,10 @@ def time_it(fn: Callable[[], Any], *, repeats: int = 5, warmup: int = 1,
         fn()
         synchronize(device)
         times.append(time.perf_counter() - t0)
-    return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times),
-            "repeats": repeats}
+    out = {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times), "repeats": repeats}
+    if cuda:
+        out["cuda_peak_extra_mib"] = (torch.cuda.max_memory_allocated(device) - base) / 2**20
+    return out
 
 
 def write_result(name: str, payload: dict[str, Any], device: torch.device | str = "cpu",

@@ -1,10 +1,11 @@
 """WDNO on forced Burgers (Hu et al., "Wavelet Diffusion Neural Operator", ICLR 2025, Sec. 4.1):
 simulation (WDNO vs physical-space DDPM vs FNO-2D over (t, x)), super-resolution x4 (vs nearest /
 bilinear interpolation), control (solver-evaluated J, guided vs unguided), ensemble UQ. The
-simulation table has two WDNO rows: ``wdno``, the physical-space DDPM's U-Net on the coefficients,
-and ``wdno_matched``, the U-Net with its first level replaced by the DWT (``_operators.matched_levels``);
-both use one scale per field (``scaling: field`` in ``sciflow/configs/wdno_burgers.yaml``, which the
-simulation and control models read; why: ``wdno_burgers_ablation.py``, issue 9).
+simulation table has two WDNO rows: ``wdno``, the packaged model (``sciflow/configs/wdno_burgers.yaml``:
+the physical-space DDPM's U-Net with its first level replaced by the DWT, ``_operators.matched_levels``,
+and one scale per field), and ``wdno_same_unet``, the DDPM's U-Net itself on the coefficients (why the
+first is the default: ``wdno_burgers_ablation.py``, issue 9). Each scale names the physical-space U-Net
+(``unet``); the WDNO rows and the control model derive theirs from it.
 
     python benchmarks/wdno_burgers.py                 # --scale cpu: CPU-sized, one thread
     python benchmarks/wdno_burgers.py --scale smoke   # seconds; plumbing only
@@ -52,7 +53,7 @@ BENCHMARK = {
     "kind": "accuracy",
     "dataset": "forced Burgers, nu = 0.01, x in [0, 1], zero boundary (generate_control); cpu: 17 x 33 "
                "(super-resolution 9 x 17 -> 33 x 65), 192 train / 12 test; gpu: 33 x 129 (-> 65 x 257)",
-    "description": "WDNO (same U-Net, and with the U-Net levels matched to the DWT) vs physical-space DDPM vs "
+    "description": "WDNO (U-Net levels matched to the DWT, and the DDPM's own U-Net) vs physical-space DDPM vs "
                    "FNO-2D simulation MSE; super-resolution x4 vs interpolation; "
                    "solver-evaluated control J guided vs unguided; ensemble CRPS",
     "scales": {"smoke": ["--scale", "smoke"], "cpu": ["--scale", "cpu"], "gpu": ["--scale", "gpu", "--device", "cuda"]},
@@ -61,11 +62,11 @@ BENCHMARK = {
     "metrics": [
         {"label": "WDNO simulation MSE (ensemble mean)", "path": "results/wdno/sim_mse_ensemble_mean",
          "baselines": {"DDPM (physical space)": "results/ddpm_physical/sim_mse_ensemble_mean",
-                       "WDNO, matched U-Net levels": "results/wdno_matched/sim_mse_ensemble_mean",
+                       "WDNO on the DDPM's U-Net": "results/wdno_same_unet/sim_mse_ensemble_mean",
                        "FNO-2D over (t, x)": "results/fno2d/sim_mse"}},
         {"label": "WDNO simulation MSE (single sample)", "path": "results/wdno/sim_mse_single_sample",
          "baselines": {"DDPM (physical space)": "results/ddpm_physical/sim_mse_single_sample",
-                       "WDNO, matched U-Net levels": "results/wdno_matched/sim_mse_single_sample"}},
+                       "WDNO on the DDPM's U-Net": "results/wdno_same_unet/sim_mse_single_sample"}},
         {"label": "WDNO ensemble CRPS", "path": "results/wdno/crps",
          "baselines": {"DDPM (physical space)": "results/ddpm_physical/crps"}},
         {"label": "super-resolution x4 MSE", "path": "results/superres_x4/wdno_superres/mse",
@@ -77,22 +78,28 @@ BENCHMARK = {
     "timeout_s": {"cpu": 5400, "gpu": 900},
 }
 
+#: ``unet``: the physical-space DDPM's U-Net (the WDNO's is derived from it: ``matched_levels``);
+#: ``model``: overrides of the super-resolution model's config.
 SCALES = {
-    "smoke": dict(n_train=16, n_test=4, nt=9, nx=17, n_modes=32, dt=5e-3, steps=4, sr_steps=4, batch=8,
+    "smoke": dict(unet=dict(base_channels=8, channel_mults=(1, 2)),
+                  n_train=16, n_test=4, nt=9, nx=17, n_modes=32, dt=5e-3, steps=4, sr_steps=4, batch=8,
                   model=dict(base_channels=8, channel_mults=(1, 2)), n_samples=2, nfe=4, n_control=4,
                   n_control_val=2, guidance_scales=(1.0,), lr=1e-3, fno_width=8),
-    "cpu": dict(n_train=192, n_test=12, nt=33, nx=65, n_modes=128, dt=2e-3, steps=None, sr_steps=None, batch=16,
+    "cpu": dict(unet=dict(base_channels=32, channel_mults=(1, 2, 2), num_res_blocks=1),
+                n_train=192, n_test=12, nt=33, nx=65, n_modes=128, dt=2e-3, steps=None, sr_steps=None, batch=16,
                 sr_batch=8, model={}, n_samples=8, nfe=20, n_control=12, n_control_val=4,
                 guidance_scales=(300.0, 3000.0, 30000.0, 300000.0), lr=None, fno_width=32),
     # the GPU check: the paper-size grid and network, every model's training sized to ``train_s``
     # seconds of wall clock from its measured step rate (a complete cosine schedule, fewer steps)
     # (shortened further under the suite runner's deadline: ``_common.training_budget``; the super-resolution
     # and control parts run only while the time left allows, see ``main``)
-    "gpu": dict(n_train=1000, n_test=50, nt=65, nx=257, n_modes=512, dt=1e-3, steps=40000, sr_steps=40000,
+    "gpu": dict(unet=dict(base_channels=64, channel_mults=(1, 2, 4), num_res_blocks=2),
+                n_train=1000, n_test=50, nt=65, nx=257, n_modes=512, dt=1e-3, steps=40000, sr_steps=40000,
                 batch=64, model=dict(base_channels=64, channel_mults=(1, 2, 4), num_res_blocks=2), n_samples=8,
                 nfe=50, n_control=16, n_control_val=8, guidance_scales=(30.0, 300.0, 3000.0, 30000.0),
                 lr=2e-4, fno_width=64, train_s=12.0),
-    "paper": dict(n_train=6000, n_test=200, nt=65, nx=257, n_modes=512, dt=1e-3, steps=40000, sr_steps=40000,
+    "paper": dict(unet=dict(base_channels=64, channel_mults=(1, 2, 4), num_res_blocks=2),
+                  n_train=6000, n_test=200, nt=65, nx=257, n_modes=512, dt=1e-3, steps=40000, sr_steps=40000,
                 batch=64, model=dict(base_channels=64, channel_mults=(1, 2, 4), num_res_blocks=2), n_samples=32,
                 nfe=50, n_control=64, n_control_val=32, guidance_scales=(30.0, 300.0, 3000.0, 30000.0),
                 lr=2e-4, fno_width=64),
@@ -104,6 +111,16 @@ def model_section(name: str) -> tuple[dict, dict]:
     model = dict(doc["model"])
     model.pop("name")
     return model, dict(doc.get("train", {}))
+
+
+def simulation_configs(model_yaml: dict, unet: dict) -> dict[str, dict]:
+    """``Config`` keywords of the simulation models: the packaged WDNO options with the physical-space
+    ``unet`` (``ddpm_physical``, ``wdno_same_unet``) or its matched levels (``wdno``, also the control
+    model's). At the cpu scale ``wdno`` is the packaged config itself (checked by a test)."""
+    same = {**model_yaml, **unet}
+    return {"wdno": {**same, **matched_levels(unet), "space": "wavelet"},
+            "ddpm_physical": {**same, "space": "physical"},
+            "wdno_same_unet": {**same, "space": "wavelet"}}
 
 
 def lr_at(step: int, steps: int, lr: float, warmup: int) -> float:
@@ -216,7 +233,7 @@ def main() -> None:
     test_b = TrajectoryBatch(u[ntr:], times, f[ntr:]).to(dev)
     u_test = u[ntr:].to(dev)
 
-    cfg_kw = {**model_yaml, **sc["model"]}
+    sim_cfgs = simulation_configs(model_yaml, sc["unet"])
     results: dict = {}
     models: dict = {}
     train_dev = train_b.to(dev)
@@ -243,7 +260,8 @@ def main() -> None:
         return {"scale": args.scale, "n_train": ntr, "n_test": sc["n_test"], "grid": [T, X],
                 "fine_grid": list(u_fine.shape[1:]), "steps": steps, "sr_steps": sr_steps, "batch": sc["batch"],
                 "sr_batch": sc.get("sr_batch", sc["batch"]),
-                "lr": lr, "model": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg_kw.items()},
+                "lr": lr, "models": {name: {k: (list(v) if isinstance(v, tuple) else v) for k, v in kw.items()}
+                                     for name, kw in sim_cfgs.items()},
                 "data_generation_s": gen_s, "total_wall_s": time.perf_counter() - t_start,
                 "nu": 0.01, "n_modes": sc["n_modes"], "dt": sc["dt"]}
 
@@ -251,9 +269,9 @@ def main() -> None:
         write_result(name, {"complete": complete, "skipped": skipped, "config": config(), "results": results},
                      device=dev)
 
-    def fit_wdno(space: str, task: str, extra: dict | None = None) -> tuple[WDNO, dict]:
-        """A WDNO of ``task`` in ``space`` with scaler fitted and ``steps`` Adam steps, in eval mode."""
-        m = WDNO(from_dict(Config, {**cfg_kw, "space": space, "task": task, **(extra or {})}, prefix="model"))
+    def fit_wdno(kw: dict, task: str) -> tuple[WDNO, dict]:
+        """A WDNO of ``task`` from ``Config`` keywords ``kw``, scaler fitted, ``steps`` Adam steps, eval mode."""
+        m = WDNO(from_dict(Config, {**kw, "task": task}, prefix="model"))
         m.fit_scaler(train_b)
         m.to(dev)
         info = train(lambda idx, g: m.loss(train_dev.index(idx.to(dev))).total, list(m.parameters()), steps, lr,
@@ -261,10 +279,9 @@ def main() -> None:
         return m.eval(), info
 
     # ------------------------------------------------------------------ simulation: WDNO / DDPM / FNO
-    for model_name, space, extra in (("wdno", "wavelet", None), ("ddpm_physical", "physical", None),
-                                     ("wdno_matched", "wavelet", matched_levels(cfg_kw))):
+    for model_name, kw in sim_cfgs.items():
         t_phase = time.perf_counter()
-        m, info = fit_wdno(space, "simulation", extra)
+        m, info = fit_wdno(kw, "simulation")
         t0 = time.perf_counter()
         gs = torch.Generator(device=dev).manual_seed(args.seed + 1)
         samples = m.sample(test_b, sc["n_samples"], nfe=sc["nfe"], generator=gs)  # (S, B, T, X)
@@ -323,7 +340,7 @@ def main() -> None:
                                                   ntr, results, budget())
         save(False)
     if time_allows("control"):
-        ctrl, c_info = fit_wdno("wavelet", "control")
+        ctrl, c_info = fit_wdno(sim_cfgs["wdno"], "control")
         results["control"], (ctest_f, f_ung, f_gui) = run_control(ctrl, c_info, sc, args, dev, u, f, t_grid, x_grid,
                                                                   ntr)
     if not args.no_figures:  # the panels of the parts that ran
@@ -494,7 +511,7 @@ def control_only(args) -> None:
     t_grid, x_grid = torch.tensor(ds.time.values)[::2], torch.tensor(ds.x.values)[::2]
     ntr = sc["n_train"]
     train_b = TrajectoryBatch(u[:ntr], t_grid.float(), f[:ntr])
-    cfg_kw = {**model_yaml, **sc["model"], "space": "wavelet", "task": "control"}
+    cfg_kw = {**simulation_configs(model_yaml, sc["unet"])["wdno"], "task": "control"}
     ctrl = WDNO(from_dict(Config, cfg_kw, prefix="model"))
     ctrl.fit_scaler(train_b)
     ctrl.to(dev)

@@ -68,9 +68,9 @@ SCALES = {
                 nfe=20, model={}, eval_at=()),
 }
 
-#: The reference every variant departs from: WDNO as it was before issue 9 (per-channel scaling), whatever
-#: the packaged config now says.
-BASELINE = {"scaling": "channel"}
+#: The reference every variant departs from: WDNO as it was before issue 9 (per-channel scaling, the
+#: physical-space DDPM's U-Net), whatever the packaged config now says; a scale's ``model`` overrides it.
+BASELINE = {"scaling": "channel", "base_channels": 32, "channel_mults": (1, 2, 2)}
 
 #: name -> (Config overrides, options). ``nfe``: sampler budget; ``full_grid``: train on the generator's
 #: 33 x 65 grid instead of its [::2, ::2] copy (only without ``--grid``); ``matched_levels``: add
@@ -186,14 +186,14 @@ def run_variant(name: str, sc: dict, data: dict, args, grid: str = "coarse") -> 
     if "base_channels" in overrides and sc.get("width_ratio", 1) != 1:
         overrides = {**overrides, "base_channels": max(round(overrides["base_channels"] * sc["width_ratio"]), 1)}
     if opts.get("matched_levels"):
-        overrides = {**overrides, **matched_levels({**model_yaml, **sc["model"]})}
+        overrides = {**overrides, **matched_levels({**model_yaml, **BASELINE, **sc["model"]})}
     lr = float(train_yaml["lr"]) if args.scale == "cpu" else 1e-3
     steps = args.steps or sc["steps"]
     warmup = min(int(train_yaml.get("warmup_steps", 20)), max(steps // 5, 1))
     nfe = opts.get("nfe", sc["nfe"])
     eval_at = sorted({int(e) for e in (args.eval_at or sc["eval_at"]) if 0 < int(e) < steps} | {steps})
     torch.manual_seed(args.seed)  # identical network initialisation for variants of the same shape
-    m = WDNO(from_dict(Config, {**model_yaml, **sc["model"], **BASELINE, **overrides}, prefix="model"))
+    m = WDNO(from_dict(Config, {**model_yaml, **BASELINE, **sc["model"], **overrides}, prefix="model"))
     m.fit_scaler(train_b)
     curve, clock = {}, {"train_cpu": 0.0, "since": time.process_time()}
 
@@ -270,7 +270,7 @@ def main() -> None:
     config = {"scale": args.scale, "steps": args.steps or sc["steps"], "batch": sc["batch"],
               "n_samples": sc["n_samples"], "nfe_default": sc["nfe"], "sampler": "ddim", "seed": args.seed,
               "model": {k: (list(v) if isinstance(v, tuple) else v)
-                        for k, v in {**model_section("wdno_burgers")[0], **sc["model"], **BASELINE}.items()},
+                        for k, v in {**model_section("wdno_burgers")[0], **BASELINE, **sc["model"]}.items()},
               "data": data_info, "last_run_process_cpu_s": time.process_time() - c_start,
               "last_run_variants": names}
     write_result(name, {"config": config, "results": results})
@@ -315,7 +315,7 @@ def resolution(args, sc: dict) -> None:
     results: dict = doc.get("results", {})
     data_doc: dict = doc.get("config", {}).get("data", {})
     summary: dict = doc.get("summary", {})
-    model_yaml = {**model_section("wdno_burgers")[0], **sc["model"], **BASELINE}
+    model_yaml = {**model_section("wdno_burgers")[0], **BASELINE, **sc["model"]}
 
     def save(done: list[str], complete: bool) -> None:
         for g, rows in results.items():  # ratios against the physical-space model of the same grid

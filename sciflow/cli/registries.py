@@ -12,8 +12,6 @@ def _write_json(obj: Any, path: Path) -> None:
     write_json(obj, path)
 
 
-
-
 def _models() -> Mapping[str, type]:
     from sciflow.models.registry import MODELS
 

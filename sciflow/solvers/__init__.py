@@ -44,5 +44,6 @@ __all__ += [
     "NoiseSchedule", "LinearVP", "CosineVP", "SigmoidVP", "VE", "DiffusionSampler", "DDPM", "DDIM",
     "DPMSolverPP2M", "ProbabilityFlow", "sample_diffusion", "FlowSampler", "FlowEuler", "FlowMidpoint",
     "FlowHeun", "FlowAdaptive", "sample_flow", "DiffusionReplacement", "FlowReplacement", "NFEBudgetExceeded",
+    "generative",
 ]
 # --- end SDE / Langevin / generative section ---

@@ -167,8 +167,26 @@ def test_a_time_budgeted_run_skips_the_parts_the_deadline_leaves_no_time_for(tmp
     assert proc.returncode == 0, proc.stderr[-2000:]
     doc = json.loads((tmp_path / "wdno_burgers_smoke.json").read_text())
     assert doc["complete"] and set(doc["skipped"]) == {"superres_x4", "control"}
-    assert {"wdno", "ddpm_physical", "wdno_matched", "fno2d"} <= set(doc["results"])
+    assert {"wdno", "ddpm_physical", "wdno_same_unet", "fno2d"} <= set(doc["results"])
     assert all(math.isfinite(doc["results"][k]["sim_mse_single_sample"]) for k in ("wdno", "ddpm_physical"))
+
+
+def test_the_burgers_benchmark_scores_the_packaged_wdno() -> None:
+    """At the cpu scale the benchmark's ``wdno`` row is the model ``sciflow train wdno_burgers`` builds:
+    the packaged config, whose U-Net is the physical-space DDPM's with its first level dropped."""
+    import wdno_burgers as bench
+
+    from sciflow.config import from_dict
+    from sciflow.models.wavelet_diffusion import Config
+
+    model_yaml, _ = bench.model_section("wdno_burgers")
+    cfgs = bench.simulation_configs(model_yaml, bench.SCALES["cpu"]["unet"])
+    build = lambda kw: from_dict(Config, {**kw, "task": "simulation"}, prefix="model")  # noqa: E731
+    assert build(cfgs["wdno"]) == build({**model_yaml, "space": "wavelet"})
+    ddpm, same = build(cfgs["ddpm_physical"]), build(cfgs["wdno_same_unet"])
+    assert (ddpm.base_channels, tuple(ddpm.channel_mults)) == (32, (1, 2, 2)) and ddpm.space == "physical"
+    assert (same.base_channels, tuple(same.channel_mults), same.space) == (32, (1, 2, 2), "wavelet")
+    assert (build(cfgs["wdno"]).base_channels, tuple(build(cfgs["wdno"]).channel_mults)) == (64, (1, 1))
 
 
 def test_smoke_scale_of_a_real_benchmark(tmp_path: Path) -> None:
@@ -214,3 +232,26 @@ def test_results_page_shows_the_measured_numbers(tmp_path: Path) -> None:
     assert "| last row ↑ | 7 |" in page
     empty = report.render(tmp_path / "none", {"fake": b})
     assert "Not measured yet" in empty
+
+
+def test_time_it_reports_the_extra_cuda_memory_of_the_timed_call(monkeypatch) -> None:
+    """On CUDA ``time_it`` records the peak allocated above the memory held before the call, and the
+    process-wide peak of ``resources`` survives the counter reset (a fake allocator stands in for CUDA)."""
+    import _common
+    import torch
+
+    state = {"allocated": 100 << 20, "peak": 900 << 20}  # 900 MiB peak from earlier work
+    monkeypatch.setattr(_common, "_is_cuda", lambda device: True)
+    monkeypatch.setattr(_common, "synchronize", lambda device: None)
+    monkeypatch.setattr(_common, "_CUDA_PEAK", {"bytes": 0})
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: state["allocated"])
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device=None: state["peak"])
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats",
+                        lambda device=None: state.update(peak=state["allocated"]))
+
+    def fn():  # allocates 50 MiB transiently
+        state["peak"] = max(state["peak"], state["allocated"] + (50 << 20))
+
+    out = _common.time_it(fn, repeats=3, device="cuda")
+    assert out["cuda_peak_extra_mib"] == pytest.approx(50.0)
+    assert _common.resources("cuda")["cuda_max_memory_allocated_mib"] == pytest.approx(900.0)
