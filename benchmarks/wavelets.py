@@ -1,9 +1,10 @@
 """One-level DWT + inverse throughput: sciflow.nn.wavelets vs PyWavelets (anchor) and ptwt (if installed).
 
-Measures forward ``dwtn`` and inverse ``idwtn`` over the last 2 axes (a WDNO-style (time, x)
-trajectory batch) and the last 3 axes ((time, x, y)), in ``zero`` mode (the one mode the three
+Measures forward ``dwtn`` + inverse ``idwtn`` (and each alone) over the last 2 axes (a WDNO-style
+(time, x) trajectory batch) and the last 3 axes ((time, x, y)), in ``zero`` mode (the one mode the three
 libraries share: ptwt's ``periodic`` is pywt's padding mode, not ``periodization``) and, for
-sciflow and pywt, ``periodization``. Records max abs deviation from pywt next to every timing.
+sciflow and pywt, ``periodization``. Records max abs deviation from pywt (coefficients and
+reconstruction) next to every timing.
 
     python benchmarks/wavelets.py [--scale 4] [--device cuda] [--repeats 5]
 """
@@ -80,10 +81,22 @@ def main() -> None:
                 row["sciflow_s"] = time_it(
                     lambda: idwtn(dwtn(x, wavelet, mode, dim), wavelet, mode, dim), repeats=args.repeats, device=device
                 )["median_s"]
+                # the two halves apart (the inverse used to dominate: transposed convolutions on CPU)
+                row["pywt_fwd_s"] = time_it(lambda: pywt.dwtn(x_np, wavelet, mode=mode, axes=axes),
+                                            repeats=args.repeats)["median_s"]
+                row["pywt_inv_s"] = time_it(lambda: pywt.idwtn(ref, wavelet, mode=mode, axes=axes),
+                                            repeats=args.repeats)["median_s"]
+                row["sciflow_fwd_s"] = time_it(lambda: dwtn(x, wavelet, mode, dim), repeats=args.repeats,
+                                               device=device)["median_s"]
+                row["sciflow_inv_s"] = time_it(lambda: idwtn(c, wavelet, mode, dim), repeats=args.repeats,
+                                               device=device)["median_s"]
                 row["sciflow_max_err_vs_pywt"] = max(
                     float(np.abs(c.select(-dim - 1, i).cpu().numpy() - ref[k]).max())
                     for i, k in enumerate(subband_keys(dim))
                 )
+                rec_ref = pywt.idwtn(ref, wavelet, mode=mode, axes=axes)
+                rec = idwtn(c, wavelet, mode, dim).cpu().numpy()
+                row["sciflow_inv_max_err_vs_pywt"] = float(np.abs(rec - rec_ref).max())
                 row["speedup_sciflow_vs_pywt"] = row["pywt_s"] / row["sciflow_s"]
                 if ptwt is not None and mode == "zero":
                     pc = _ptwt_fwd(ptwt, x, wavelet, dim)

@@ -19,18 +19,49 @@ One level of the DWT along an axis of length :math:`N` with a two-channel filter
   each band has :math:`M/2` coefficients (orthogonal wavelets give an orthogonal transform).
 
 The inverse is the transposed (upsampling) convolution with the reconstruction filters
-:math:`\tilde h, \tilde g`, :math:`x_i = \sum_k \tilde h_{i + c - 2k} a_k + \tilde g_{i + c - 2k} d_k`,
-cropped by :math:`c = L - 2` (``zero``) or folded periodically with :math:`c = L/2 - 1`
-(``periodization``). These index conventions are PyWavelets' (``pywt.dwt``/``idwt``/``dwtn``/
-``idwtn``), which the tests reproduce to round-off for haar, db*, sym*, coif*, bior*, rbio*.
+:math:`\tilde h, \tilde g`,
+
+.. math::
+
+    x_i = \sum_k \tilde h_{i + c - 2k}\, a_k + \tilde g_{i + c - 2k}\, d_k,
+
+with :math:`c = L - 2`, :math:`i = 0 \ldots 2n - L + 1` (``zero``: the full upsampled signal
+cropped) or :math:`c = L/2 - 1`, :math:`i = 0 \ldots 2n - 1` and :math:`k` taken modulo :math:`n`
+(``periodization``: folded periodically). These index conventions are PyWavelets' (``pywt.dwt``/
+``idwt``/``dwtn``/``idwtn``), which the tests reproduce to round-off for haar, db*, sym*, coif*,
+bior*, rbio*. It is evaluated in **polyphase form** (Vaidyanathan, *Multirate Systems and Filter
+Banks*, 1993, ch. 4; Strang & Nguyen, ch. 4): with :math:`i = 2p + r` and the filter index
+:math:`i + c - 2k = 2t + \sigma_r`, :math:`\sigma_r = (r + c) \bmod 2`,
+:math:`e_r = \lfloor (r + c)/2 \rfloor`,
+
+.. math::
+
+    x_{2p + r} = \sum_{t=0}^{L/2 - 1} \tilde h_{2t + \sigma_r}\, a_{p + e_r - t}
+                 + \tilde g_{2t + \sigma_r}\, d_{p + e_r - t}, \qquad r = 0, 1,
+
+so each output phase is an ordinary stride-1 correlation of the pair :math:`(a, d)` with
+:math:`L/2` taps: one convolution with 2 input channels (the bands) and 2 output channels (the
+phases), whose outputs are then interleaved. ``zero``: :math:`\sigma_r = r`,
+:math:`e_r = L/2 - 1`, a 'valid' correlation (:math:`p = 0 \ldots n - L/2`), no padding.
+``periodization``: the coefficients are first wrapped periodically (filters longer than the
+signal included), :math:`P = L/2 - 1 - e_0` of them in front and :math:`e_1` behind; phase :math:`r` then
+starts at window :math:`p + o_r`, :math:`o_r = e_r - e_0` (:math:`o_1 = 1` when :math:`L/2` is
+even, else 0), with no fold of the output. This replaces the transposed convolution, whose CPU
+(oneDNN) kernel was several times slower than the forward; on CUDA it is likewise one
+convolution and one copy per axis.
 
 The n-dimensional transform is separable: the 1-D transform is applied along each of the last
 ``dim`` axes in turn. The :math:`2^{dim}` sub-bands are stacked on a new axis just before the
 transformed axes, in ``pywt.dwtn`` key order (``'aa', 'ad', 'da', 'dd'`` for ``dim = 2``: the
 first letter is the first transformed axis, ``a`` before ``d``). Each axis is transformed by one
-strided ``conv{dim}d`` whose kernel is the filter along that axis and 1 along the others, with both
-filters as output channels and every other axis batched, so no axis is transposed and the cost is
-:math:`O(L \cdot \text{numel})` per axis on any device, with no host synchronisation.
+``conv{dim}d`` (strided for the analysis; stride 1 plus the phase interleave for the synthesis)
+whose kernel is the filter along that axis and 1 along the others, with the two bands (phases) as
+channels and every other axis batched, so no axis is transposed and the cost is
+:math:`O(L \cdot \text{numel})` per axis on any device, with no host synchronisation. For
+:math:`L = 2` (haar) the polyphase filters are :math:`2 \times 2` matrices acting on sample
+pairs; they are applied as one broadcast product and one fused multiply-add (two elementwise
+kernels, exact on every device), because oneDNN's 1x1 and length-2 stride-2 CPU convolutions take
+slow paths (measured up to ~30x slower for some batch shapes).
 
 Used by the wavelet diffusion neural operator (Hu et al., "Wavelet Diffusion Neural Operator",
 ICLR 2025, Sec. 3.1), which transforms whole space-time trajectories and stacks the sub-bands as
@@ -126,7 +157,8 @@ def _weights(bank: FilterBank, kind: str, device: torch.device, dtype: torch.dty
         rows = [bank.dec_lo[::-1], bank.dec_hi[::-1]]
     else:
         rows = [bank.rec_lo, bank.rec_hi]
-    return torch.tensor(rows, dtype=dtype, device=device).unsqueeze(1)
+    with torch.inference_mode(False):  # cached: must also serve autograd outside inference mode
+        return torch.tensor(rows, dtype=dtype, device=device).unsqueeze(1)
 
 
 def _bank(wavelet: str | FilterBank) -> FilterBank:
@@ -169,7 +201,6 @@ def dwt_max_level(length: int, wavelet: str | FilterBank) -> int:
 # is 1 except along the transformed axis, so no axis is ever transposed or copied for the transform
 
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
-_CONV_T = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
 
 
 def _axis_kernel(w: Tensor, d: int, k: int) -> Tensor:
@@ -197,49 +228,111 @@ def _exact(conv, x: Tensor, weight: Tensor, **kw) -> Tensor:
     return conv(x, weight, **kw)
 
 
+def _on_axis(w: Tensor, ndim: int, at: int) -> Tensor:
+    """A length-2 vector ``w`` as a broadcastable ``(1, .., 2, .., 1)`` with ``ndim`` axes, the 2 on axis ``at``."""
+    shape = [1] * ndim
+    shape[at] = 2
+    return w.reshape(shape)
+
+
+def _wrap(x: Tensor, axis: int, left: int, right: int) -> Tensor:
+    """Periodic extension along ``axis``: ``out[j] = x[(j - left) mod n]`` for ``0 <= j < left + n + right``.
+
+    One concatenation of slices when ``left, right <= n`` (CPU ``index_select`` along the last
+    axis is 5-8x slower); an index map when a filter is longer than the signal.
+    """
+    n = x.shape[axis]
+    if not (left or right):
+        return x
+    if left <= n and right <= n:
+        parts = [x.narrow(axis, n - left, left), x, x.narrow(axis, 0, right)]
+        return torch.cat([p for p in parts if p.shape[axis]], axis)
+    idx = torch.arange(-left, n + right, device=x.device) % n
+    return x.index_select(axis, idx)
+
+
+@functools.lru_cache(maxsize=None)
+def _synthesis_plan(length: int, mode: str) -> tuple[tuple[int, int], tuple[int, int], int]:
+    r"""Polyphase indices of the inverse for filter length ``L`` (module docstring): the tap parity
+    :math:`\sigma_r` and window offset :math:`o_r` of output phase ``r = 0, 1``, and the number
+    :math:`P` of coefficients wrapped in front (``periodization``)."""
+    c = length - 2 if mode == "zero" else length // 2 - 1
+    sigma = (c % 2, (c + 1) % 2)
+    e = (c // 2, (c + 1) // 2)
+    return sigma, (0, e[1] - e[0]), length // 2 - 1 - e[0]
+
+
+@functools.lru_cache(maxsize=256)
+def _synthesis_weight(bank: FilterBank, mode: str, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """``(2, 2, L/2)`` conv weight of the polyphase inverse: ``[r, b, j] = f_b[L - 2 - 2j + sigma_r]``
+    (output phase ``r``, band ``b`` (low, high), cross-correlation tap ``j``)."""
+    sigma, _, _ = _synthesis_plan(bank.length, mode)
+    with torch.inference_mode(False):  # cached: must also serve autograd outside inference mode
+        rec = torch.tensor([bank.rec_lo, bank.rec_hi], dtype=dtype, device=device)
+        return torch.stack([rec[:, s::2].flip(-1) for s in sigma])
+
+
 def _analysis_axis(x: Tensor, bank: FilterBank, mode: str, k: int) -> Tensor:
     """``(rows, 1, *N) -> (rows, 2, *n)``: low and high band along spatial axis ``k``."""
     d = x.ndim - 2
+    axis = 2 + k
     filt = bank.length
-    n_in = x.shape[2 + k]
+    n_in = x.shape[axis]
+    # the extended signal x_hat, of length 2 (n + L/2 - 1): a_k = sum_m w_m x_hat[2k + m], w = reversed h
     if mode == "zero":
+        n = (n_in + filt - 1) // 2
         pad = [0] * (2 * d)
         pad[2 * (d - 1 - k)] = filt - 2  # F.pad lists the last axis first
-        pad[2 * (d - 1 - k) + 1] = filt - 1
-        x = F.pad(x, pad)
+        pad[2 * (d - 1 - k) + 1] = 2 * n - n_in
+        if any(pad):
+            x = F.pad(x, pad)
     else:
-        m = n_in + (n_in % 2)
-        # periodic extension of the (even-ised) signal; an index map handles filters longer than N
-        idx = torch.arange(-(filt // 2 - 1), m + filt // 2 - 1, device=x.device) % m
-        idx = idx.clamp(max=n_in - 1)  # index n_in (odd N) repeats the last sample
-        x = x.index_select(2 + k, idx)
+        n = (n_in + 1) // 2
+        if n_in % 2:  # an odd N is made even by repeating the last sample
+            x = torch.cat([x, x.narrow(axis, n_in - 1, 1)], axis)
+        x = _wrap(x, axis, filt // 2 - 1, filt // 2 - 1)  # the periodic extension
+    if filt == 2:
+        # one polyphase tap: the filter bank is a 2 x 2 matrix on (even, odd) sample pairs, applied
+        # as two broadcast products (CPU 1x1 and length-2 stride-2 convolutions take slow oneDNN paths)
+        w = bank.decomposition(x).squeeze(1)  # (band, phase)
+        pairs = x.unflatten(axis, (n, 2))
+        even, odd = pairs.select(axis + 1, 0), pairs.select(axis + 1, 1)  # (rows, 1, ..., n, ...)
+        return torch.addcmul(even * _on_axis(w[:, 0], d + 2, 1), odd, _on_axis(w[:, 1], d + 2, 1))
     weight = _axis_kernel(bank.decomposition(x), d, k)
     return _exact(_CONV[d], x, weight, stride=_axis_tuple(d, k, 2, 1))
 
 
 def _synthesis_axis(c: Tensor, bank: FilterBank, mode: str, k: int) -> Tensor:
-    """``(rows, 2, *n) -> (rows, 1, *N)``: inverse of :func:`_analysis_axis` along spatial axis ``k``."""
+    """``(rows, 2, *n) -> (rows, 1, *N)``: inverse of :func:`_analysis_axis` along spatial axis ``k``
+    in polyphase form (module docstring): one stride-1 convolution from the two bands to the two
+    output phases, which are then interleaved."""
     d = c.ndim - 2
-    n = c.shape[2 + k]
-    filt = bank.length
-    weight = _axis_kernel(bank.reconstruction(c), d, k)
-    full = _exact(_CONV_T[d], c, weight, stride=_axis_tuple(d, k, 2, 1))  # length 2n + L - 2 along axis k
     axis = 2 + k
+    n = c.shape[axis]
+    filt = bank.length
+    half = filt // 2
+    _, offset, lead = _synthesis_plan(filt, mode)
     if mode == "zero":
-        out_len = 2 * n - filt + 2
-        if out_len < 1:
+        m = n - half + 1  # samples per phase
+        if m < 1:
             raise ValueError(
                 f"idwt ('zero' mode): {n} coefficients are too few for wavelet {bank.name!r} "
-                f"of filter length {filt} (need >= {filt // 2})"
+                f"of filter length {filt} (need >= {half})"
             )
-        return full.narrow(axis, filt - 2, out_len)
-    period = 2 * n
-    total = full.shape[axis]
-    reps = -(-total // period)
-    pad = [0] * (2 * d)
-    pad[2 * (d - 1 - k) + 1] = reps * period - total
-    folded = F.pad(full, pad).unflatten(axis, (reps, period)).sum(axis)
-    return torch.roll(folded, shifts=-(filt // 2 - 1), dims=axis)
+    else:
+        m = n
+        c = _wrap(c, axis, lead, offset[1] + half - 1 - lead)  # periodic wrap: P in front, e_1 behind
+    if half == 1:
+        # x[2p + r] = f_lo[r] a[p] + f_hi[r] d[p]: a 2 x 2 matrix written straight into the
+        # interleaved layout (rows, 1, ..., n, 2, ...); no oneDNN 1x1 convolution (see analysis)
+        f = _weights(bank, "rec", c.device, c.dtype).squeeze(1)  # (band, phase)
+        lo, hi = c.narrow(1, 0, 1).unsqueeze(axis + 1), c.narrow(1, 1, 1).unsqueeze(axis + 1)
+        y = torch.addcmul(lo * _on_axis(f[0], d + 3, axis + 1), hi, _on_axis(f[1], d + 3, axis + 1))
+        return y.flatten(axis, axis + 1)
+    weight = _axis_kernel(_synthesis_weight(bank, mode, c.device, c.dtype), d, k)
+    y = _exact(_CONV[d], c, weight)  # (rows, 2 phases, ..., m + offset[1], ...)
+    phases = [y.narrow(1, r, 1).narrow(axis, offset[r], m) for r in (0, 1)]
+    return torch.stack(phases, dim=axis + 1).flatten(axis, axis + 1)
 
 
 # ---------------------------------------------------------------------------------------------

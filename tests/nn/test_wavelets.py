@@ -68,6 +68,47 @@ def test_dwt_idwt_1d_match_pywt(mode, n):
         _close(idwt(ca, cd, wavelet, mode), pywt.idwt(ca_ref, cd_ref, wavelet, mode=mode), torch.float64)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("dim", [1, 2, 3])
+def test_length_two_filters_match_pywt(dim, mode, dtype):
+    # L = 2 (haar, bior1.1) runs as a 2 x 2 matrix on sample pairs, not a convolution: odd axes
+    # (zero padding / repeated last sample) and every axis position, forward and inverse
+    rng = np.random.default_rng(10 + dim)
+    x = rng.standard_normal(SHAPES[dim])
+    axes = tuple(range(-dim, 0))
+    for wavelet in ("haar", "bior1.1"):
+        ref = pywt.dwtn(x, wavelet, mode=mode, axes=axes)
+        coeffs = dwtn(torch.tensor(x, dtype=dtype), wavelet, mode, dim=dim)
+        assert coeffs.shape == (x.shape[0], 2**dim, *ref["a" * dim].shape[1:])
+        for i, key in enumerate(subband_keys(dim)):
+            _close(coeffs[:, i], ref[key], dtype)
+        _close(idwtn(coeffs, wavelet, mode, dim=dim), pywt.idwtn(ref, wavelet, mode=mode, axes=axes), dtype)
+
+
+def test_length_two_filters_gradcheck():
+    x = torch.randn(2, 5, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(1), requires_grad=True)
+    for mode in MODES:
+        assert torch.autograd.gradcheck(lambda t: dwtn(t, "haar", mode, dim=2), (x,))
+        c = dwtn(x.detach(), "haar", mode, dim=2).requires_grad_(True)
+        assert torch.autograd.gradcheck(lambda t: idwtn(t, "haar", mode, dim=2), (c,))
+
+
+def test_first_call_in_inference_mode_does_not_poison_the_filter_cache():
+    # the filters are cached per (bank, device, dtype): built inside inference mode they would be
+    # inference tensors, which autograd refuses to save for backward in a later training step
+    bank = FilterBank.from_pywt("sym5")
+    bank = FilterBank("sym5-copy", bank.dec_lo, bank.dec_hi, bank.rec_lo, bank.rec_hi)  # fresh cache keys
+    gen = torch.Generator().manual_seed(2)
+    with torch.inference_mode():
+        x0 = torch.randn(2, 12, 10, dtype=torch.float64, generator=gen)
+        idwtn(dwtn(x0, bank, "zero", dim=2), bank, "zero", dim=2)
+    x = torch.randn(2, 12, 10, dtype=torch.float64, generator=gen, requires_grad=True)
+    idwtn(dwtn(x, bank, "zero", dim=2), bank, "zero", dim=2).pow(2).sum().backward()
+    # perfect reconstruction: d/dx sum(x^2) = 2x
+    torch.testing.assert_close(x.grad, 2 * x.detach(), atol=1e-9, rtol=0)
+
+
 def test_periodization_of_orthogonal_wavelet_is_orthogonal():
     # Parseval: periodized orthogonal DWT preserves the l2 norm (even lengths)
     x = torch.randn(3, 16, 32, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
