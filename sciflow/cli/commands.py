@@ -15,6 +15,7 @@ from sciflow.cli.pipeline import (_is_main_process, prepare_splits, resolve_mode
                                   write_config)
 from sciflow.cli.registries import _first_line, _generators, _models, _solvers, _write_json
 from sciflow.config import ConfigError, load_experiment, parse_overrides
+from sciflow.data.schema import DatasetError
 
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
@@ -57,8 +58,21 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.name not in gens:
         raise ConfigError(f"unknown dataset {args.name!r}; allowed values: {sorted(gens)}")
     params = parse_overrides(args.params)
+    from sciflow.data.io import _format, write
+
+    try:  # the output format is known from --out: fail before generating, not after
+        _format(Path(args.out), None)
+    except ValueError as err:
+        raise ConfigError(f"--out: {err}") from err
     t0 = time.perf_counter()
     gen = gens[args.name]
+    sig = inspect.signature(gen).parameters
+    allowed = sorted(k for k in sig if k not in ("n", "seed", "progress"))
+    open_kwargs = any(v.kind is v.VAR_KEYWORD for v in sig.values())
+    for k in params:
+        if (k not in sig and not open_kwargs) or k in ("n", "seed", "progress"):
+            raise ConfigError(f"unknown parameter {k!r} for dataset {args.name!r}; allowed: {allowed} "
+                              f"(n and seed are --n / --seed)")
     bar = None
     if "progress" in inspect.signature(gen).parameters and not args.no_progress:
         from tqdm.auto import tqdm
@@ -73,11 +87,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
         params["progress"] = _progress
     try:
         ds = gen(n=args.n, seed=args.seed, **params)
+    except ValueError as err:  # the generator's own parameter checks: a usage error, not a crash
+        raise ConfigError(f"{args.name}: {err}") from err
     finally:
         if bar is not None:
             bar.close()
-    from sciflow.data.io import write
-
     path = write(ds, args.out)
     print(f"wrote {args.name} (n={args.n}, seed={args.seed}) to {path} in {time.perf_counter() - t0:.1f} s")
     return 0
@@ -217,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         setattr(args, listed, [*getattr(args, listed), *extra])
     try:
         return int(args.fn(args) or 0)
-    except ConfigError as e:
+    except (ConfigError, DatasetError, FileNotFoundError) as e:  # bad input: a message, not a traceback
         print(f"sciflow {args.command}: error: {e}", file=sys.stderr)
         return 2
 

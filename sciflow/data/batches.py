@@ -23,6 +23,18 @@ def _check(cond: bool, cls: str, msg: str) -> None:
         raise ValueError(f"{cls}: {msg}")
 
 
+def _check_values(x: object, cls: str, name: str, *, nan: bool = True) -> None:
+    """A floating tensor with a non-empty batch axis and, with ``nan``, no NaN (one host sync, on
+    construction only: ``to``/``index`` of a valid batch skip it)."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{cls}: {name} must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"{cls}: {name} must be a floating tensor, got dtype {x.dtype}")
+    _check(x.ndim >= 1 and x.shape[0] >= 1, cls, f"{name} has an empty batch axis, shape {tuple(x.shape)}")
+    if nan:
+        _check(not bool(torch.isnan(x).any()), cls, f"{name} contains NaN")
+
+
 @dataclass(frozen=True)
 class _Batch:
     """Shared mechanics. Tensor fields whose first axis is ``batch`` are listed in
@@ -98,6 +110,11 @@ class TrajectoryBatch(_Batch):
 
     def __post_init__(self) -> None:
         n = type(self).__name__
+        _check(isinstance(self.times, Tensor), n,
+               f"times must be a torch.Tensor, got {type(self.times).__name__}")
+        # NaN values are not rejected here: the models catch them where it costs no per-step sync
+        # (odeint's y0 check, WDNO.fit_scaler / sample) and the trainer skips non-finite losses
+        _check_values(self.values, n, "values", nan=False)
         _check(self.values.ndim >= 3, n, f"values must be (batch, time, *state), got {tuple(self.values.shape)}")
         T = self.values.shape[1]
         _check(self.times.shape[-1] == T, n, f"times has {self.times.shape[-1]} points but values has {T} time steps")
@@ -198,6 +215,9 @@ class PopulationBatch(_Batch):
 
     def __post_init__(self) -> None:
         n = type(self).__name__
+        _check_values(self.source, n, "source")
+        if self.target is not None:
+            _check_values(self.target, n, "target")
         _check(self.source.ndim == 3, n, f"source must be (batch, n_points, dim), got {tuple(self.source.shape)}")
         if self.target is not None:
             _check(self.target.ndim == 3 and self.target.shape[0] == self.source.shape[0]

@@ -43,13 +43,13 @@ def validate(ds: xr.Dataset, *, path: str | None = None, check_values: bool = Tr
 
     ``check_values=False`` skips the finiteness scan (which reads all data of a lazy dataset).
     """
+    if not isinstance(ds, xr.Dataset):
+        raise DatasetError(f"expected an xarray.Dataset, got {type(ds).__name__}", path)
     src = _source(ds, path)
 
     def fail(msg: str) -> None:
         raise DatasetError(msg, src)
 
-    if not isinstance(ds, xr.Dataset):
-        fail(f"expected an xarray.Dataset, got {type(ds).__name__}")
     traj = trajectory_variables(ds)
     if not traj:
         fail("no trajectory variable with dims ('sample', 'time', *space); found "

@@ -20,7 +20,6 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-import torch
 import xarray as xr
 from torch import Tensor
 

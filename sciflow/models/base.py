@@ -7,8 +7,10 @@ The trainer, the UQ wrappers and the benchmarks call only :meth:`SciflowModel.lo
 from __future__ import annotations
 
 import abc
+import dataclasses
+import typing
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar, Literal, Mapping
 
 import torch
 from torch import Tensor, nn
@@ -73,3 +75,21 @@ class SciflowModel(nn.Module, abc.ABC):
                 f"{type(self).__name__} takes {self.batch_type.__name__}, "
                 f"got {type(batch).__name__}"
             )
+
+
+def check_choices(cfg: Any) -> None:
+    """Check every ``Literal[...]``-annotated field of the frozen config dataclass ``cfg``.
+
+    YAML configs are checked by :mod:`sciflow.config`; this is the same check for a ``Config`` built
+    in Python (call it from ``__post_init__``), so a misspelt solver or activation fails where it
+    is written, not as a ``KeyError`` when the model is built.
+    """
+    hints = typing.get_type_hints(type(cfg))
+    for f in dataclasses.fields(cfg):
+        tp = hints.get(f.name)
+        if typing.get_origin(tp) is Literal:
+            value = getattr(cfg, f.name)
+            allowed = typing.get_args(tp)
+            if value not in allowed:
+                raise ValueError(f"{type(cfg).__name__}.{f.name}={value!r} is not allowed; choose one of "
+                                 f"{list(allowed)}")

@@ -43,6 +43,11 @@ class MLP(nn.Module):
         super().__init__()
         if depth < 1:
             raise ValueError(f"MLP depth must be >= 1, got {depth}")
+        if min(in_features, out_features, width) < 1:
+            raise ValueError(f"MLP sizes must be >= 1, got in_features={in_features}, out_features={out_features}, "
+                             f"width={width}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"MLP dropout must be in [0, 1), got {dropout}")
         layers: list[nn.Module] = []
         d = in_features
         for _ in range(depth):

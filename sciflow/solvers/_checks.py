@@ -11,7 +11,19 @@ import torch
 from torch import Tensor
 
 __all__ = ["check_times", "check_state", "check_vector_field_output", "check_finite_trajectory",
-           "check_term_kind"]
+           "check_term_kind", "all_finite"]
+
+
+def all_finite(x: Tensor) -> bool:
+    """``bool(isfinite(x).all())`` (one host sync); ``True`` under ``torch.func.vmap``, where a
+    data-dependent check cannot run (HMC vectorises chains that way) — the check is then skipped,
+    not failed."""
+    try:
+        return bool(torch.isfinite(x).all())
+    except RuntimeError as err:
+        if "vmap" in str(err):
+            return True
+        raise
 
 
 def check_times(t: Tensor, name: str = "t", *, min_len: int = 2) -> int:
@@ -53,17 +65,31 @@ def check_state(y0: Tensor, name: str = "y0") -> None:
         raise TypeError(f"{name} must be a torch.Tensor, got {type(y0).__name__}")
     if not (y0.is_floating_point() or y0.is_complex()):
         raise ValueError(f"{name} must be a floating tensor, got dtype {y0.dtype}")
+    if y0.numel() == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(y0.shape)}); pass at least one state")
     if not bool(torch.isfinite(y0).all()):
         raise ValueError(f"{name} contains non-finite values")
 
 
-def check_vector_field_output(out: object, y: Tensor, what: str = "vector field") -> None:
-    """The vector field must return a tensor of the state's shape (checked on the first call)."""
+def check_vector_field_output(out: object, y: Tensor, what: str = "vector field", *,
+                              t: Tensor | None = None) -> None:
+    """The vector field must return a tensor of the state's shape (checked on the first call).
+
+    With ``t`` (the time of that first call) the output must also be finite: one host sync, once
+    per solve. A field that is NaN/inf at the initial state makes the adaptive solvers' first
+    step size NaN, which no step-size control recovers from.
+    """
     if not isinstance(out, Tensor):
         raise TypeError(f"the {what} must return a torch.Tensor, got {type(out).__name__}")
     if out.shape != y.shape:
         raise ValueError(f"shape mismatch: the {what} returned shape {tuple(out.shape)} for a state of "
                          f"shape {tuple(y.shape)}; f(t, y) must return dy/dt with y's shape")
+    if t is not None and not all_finite(out):
+        lo, hi = t.min().item(), t.max().item()
+        when = (f"t = {lo:.6g}" if t.numel() == 1 else f"t = {lo:.6g} (every sample's initial time)" if lo == hi
+                else f"t in [{lo:.6g}, {hi:.6g}] (per-sample initial times)")
+        raise FloatingPointError(f"the {what} returned non-finite values (nan/inf) at the initial state, {when}; "
+                                 f"check f and its parameters")
 
 
 def check_finite_trajectory(ys: Tensor, ts: Tensor) -> None:

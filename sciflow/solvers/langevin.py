@@ -224,6 +224,11 @@ def simulate_langevin(
         raise TypeError(f"scheme must be a LangevinScheme (BAOAB(), OBABO(), LangevinFlowEuler()), got {scheme!r}")
     if z0.shape != v0.shape:
         raise ValueError(f"z0 and v0 must have the same shape, got {tuple(z0.shape)} and {tuple(v0.shape)}")
+    for name, x in (("z0", z0), ("v0", v0)):  # once at entry (one host sync each), never per step
+        if not x.is_floating_point():
+            raise TypeError(f"{name} must be a floating tensor, got dtype {x.dtype}")
+        if not bool(torch.isfinite(x).all()):
+            raise ValueError(f"{name} contains NaN or inf")
     if not (isinstance(dt, (int, float)) and math.isfinite(dt) and dt > 0):
         raise ValueError(f"dt must be a positive finite number, got {dt!r}")
     if n_steps < 0 or save_every < 1:

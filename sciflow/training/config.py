@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from sciflow.models.base import check_choices
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -70,6 +72,7 @@ class TrainConfig:
     tensorboard: bool = False
 
     def __post_init__(self) -> None:
+        check_choices(self)  # a misspelt schedule/optimizer built in Python fails here, as in YAML
         checks = {
             "max_steps": self.max_steps >= 0,
             "max_time_s": self.max_time_s is None or self.max_time_s > 0,
@@ -92,8 +95,6 @@ class TrainConfig:
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             raise ValueError(f"TrainConfig: invalid value for {bad[0]!r}: {getattr(self, bad[0])!r}")
-        if self.time_schedule not in ("stop", "fit"):
-            raise ValueError(f"TrainConfig: time_schedule must be 'stop' or 'fit', got {self.time_schedule!r}")
         if self.time_schedule == "fit" and self.max_time_s is None:
             raise ValueError("TrainConfig: time_schedule='fit' sizes the run to max_time_s: set max_time_s")
         if not all(0 <= b < 1 for b in self.betas):

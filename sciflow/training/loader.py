@@ -52,6 +52,10 @@ class BatchLoader(Resumable, Generic[B]):
 
     def __init__(self, data: B, batch_size: int, *, shuffle: bool = True, seed: int = 0,
                  drop_last: bool | None = None) -> None:
+        if isinstance(data, (list, tuple, str)) or not (callable(getattr(data, "index", None))
+                                                         and hasattr(data, "__len__")):
+            raise TypeError(f"BatchLoader takes a batch dataclass with len() and index(idx) (e.g. "
+                            f"TrajectoryBatch), got {type(data).__name__}")
         n = len(data)  # type: ignore[arg-type]
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")

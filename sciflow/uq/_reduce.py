@@ -50,6 +50,8 @@ def weighted_mean(x: Tensor, weights: Tensor | None, dim: Dim, names: Sequence[s
         w = torch.broadcast_to(weights.to(x.dtype), x.shape)
     except RuntimeError:
         raise ValueError(f"weights of shape {tuple(weights.shape)} do not broadcast to {tuple(x.shape)}") from None
+    if not bool(((weights >= 0) & torch.isfinite(weights)).all()):
+        raise ValueError("weights must be finite and non-negative (area weights, not log-weights)")
     if not dims:
         return x
     return (w * x).sum(dim=dims) / w.sum(dim=dims)
@@ -60,10 +62,26 @@ def check_same_shape(a: Tensor, b: Tensor, what_a: str, what_b: str) -> None:
         raise ValueError(f"{what_a} has shape {tuple(a.shape)} but {what_b} has {tuple(b.shape)}")
 
 
+def check_not_nan(**tensors: Tensor) -> None:
+    """No NaN in any of the named tensors (a NaN input would make the score NaN silently)."""
+    for name, x in tensors.items():
+        if bool(torch.isnan(x).any()):
+            raise ValueError(f"{name} contains NaN")
+
+
+def check_scale(x: Tensor, name: str) -> None:
+    """A Gaussian scale (std or variance): strictly positive and not NaN."""
+    if not bool((x > 0).all()):
+        raise ValueError(f"{name} must be > 0 everywhere (min {x.min().item():.3g}); a zero or negative "
+                         f"{name} has no Gaussian density")
+
+
 def check_samples(samples: Tensor, y: Tensor) -> None:
-    """``samples`` must be ``(n_samples, *y.shape)`` with no NaN."""
+    """``samples`` must be ``(n_samples, *y.shape)`` with ``n_samples >= 1`` and no NaN."""
     if samples.ndim != y.ndim + 1 or tuple(samples.shape[1:]) != tuple(y.shape):
         raise ValueError(f"samples must be (n_samples, *{tuple(y.shape)}), got {tuple(samples.shape)}")
+    if samples.shape[0] == 0:
+        raise ValueError(f"samples is empty (n_samples = 0, shape {tuple(samples.shape)})")
     if torch.isnan(samples).any():
         raise ValueError("samples contain NaN")
     if torch.isnan(y).any():

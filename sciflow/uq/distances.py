@@ -95,6 +95,10 @@ def wasserstein_1d(u: Tensor, v: Tensor, p: float = 1.0) -> Tensor:
     ``u``: ``(..., n)``, ``v``: ``(..., m)``; returns ``(...)``."""
     _check_p(p)
     n, m = u.shape[-1], v.shape[-1]
+    if n == 0 or m == 0:
+        raise ValueError(f"u and v need at least one point each along the last axis, got {n} and {m}")
+    if bool(torch.isnan(u).any()) or bool(torch.isnan(v).any()):
+        raise ValueError("u or v contains NaN")
     us, _ = torch.sort(u, dim=-1)
     vs, _ = torch.sort(v, dim=-1)
     if n == m:
@@ -119,6 +123,8 @@ def sliced_wasserstein(x: Tensor, y: Tensor, p: float = 2.0, *, n_projections: i
     x, y = _as_points(x, "x"), _as_points(y, "y")
     if x.shape[1] != y.shape[1]:
         raise ValueError(f"x has dim {x.shape[1]} but y has dim {y.shape[1]}")
+    if int(n_projections) < 1:
+        raise ValueError(f"n_projections must be >= 1, got {n_projections}")
     d = x.shape[1]
     if d == 1:
         return wasserstein_1d(x[:, 0], y[:, 0], p)

@@ -26,8 +26,18 @@ from sciflow.data.batches import TrajectoryBatch
 from sciflow.models.base import LossOutput, SciflowModel
 
 
+def _check_shapes(mean: Tensor, var: Tensor, y: Tensor) -> None:
+    if not (mean.shape == var.shape == y.shape):
+        raise ValueError(f"mean, var and y must share one shape, got {tuple(mean.shape)}, {tuple(var.shape)} and "
+                         f"{tuple(y.shape)}")
+
+
 def gaussian_nll_loss(mean: Tensor, var: Tensor, y: Tensor) -> Tensor:
-    r"""Mean Gaussian NLL :math:`\tfrac12[\log\sigma^2 + (y-\mu)^2/\sigma^2]` (constant dropped)."""
+    r"""Mean Gaussian NLL :math:`\tfrac12[\log\sigma^2 + (y-\mu)^2/\sigma^2]` (constant dropped).
+
+    A training loss: shapes are checked (free), the sign of ``var`` is not (a host sync per step);
+    the heads produce ``var`` through a softplus."""
+    _check_shapes(mean, var, y)
     return 0.5 * (torch.log(var) + (y - mean) ** 2 / var).mean()
 
 
@@ -36,6 +46,7 @@ def beta_nll_loss(mean: Tensor, var: Tensor, y: Tensor, beta: float = 0.5) -> Te
     \cdot \tfrac12[\log\sigma^2 + (y-\mu)^2/\sigma^2]\big)`; ``beta=0`` is the plain NLL."""
     if not 0.0 <= beta <= 1.0:
         raise ValueError(f"beta must be in [0, 1], got {beta}")
+    _check_shapes(mean, var, y)
     nll = 0.5 * (torch.log(var) + (y - mean) ** 2 / var)
     if beta > 0:
         nll = nll * var.detach() ** beta

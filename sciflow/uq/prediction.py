@@ -49,6 +49,19 @@ class Prediction:
             raise ValueError("Prediction: give both lower and upper, or neither")
         if self.alpha is not None and not 0.0 < self.alpha < 1.0:
             raise ValueError(f"Prediction.alpha must be in (0, 1), got {self.alpha}")
+        # the documented contract (never NaN, variance >= 0), in one host sync. lower > upper is
+        # allowed: conformalised quantile regression yields empty intervals when its quantile is < 0
+        parts = [(n, getattr(self, n)) for n in ("mean", "lower", "upper", "samples", "variance")]
+        parts = [(n, v) for n, v in parts if v is not None]
+        checks = [torch.isnan(v).any() for _, v in parts]
+        if self.variance is not None:
+            checks.append((self.variance < 0).any())
+        flags = torch.stack(checks).tolist()
+        if any(flags):
+            for (name, _), b in zip(parts, flags):
+                if b:
+                    raise ValueError(f"Prediction.{name} contains NaN (the model produced NaN predictions)")
+            raise ValueError("Prediction.variance is negative somewhere")
 
     @property
     def std(self) -> Tensor:

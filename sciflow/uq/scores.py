@@ -25,7 +25,8 @@ import torch
 from torch import Tensor
 
 from sciflow.data.latitude import latitude_weights  # re-exported: the grid owns its weights
-from sciflow.uq._reduce import Dim, check_same_shape, check_samples, resolve_dims, weighted_mean
+from sciflow.uq._reduce import (Dim, check_not_nan, check_same_shape, check_samples, check_scale, resolve_dims,
+                                weighted_mean)
 
 __all__ = [
     "latitude_weights", "gaussian_nll", "crps_gaussian", "crps_ensemble", "energy_score",
@@ -44,6 +45,8 @@ def gaussian_nll(mean: Tensor, var: Tensor, y: Tensor, *, weights: Tensor | None
     :math:`\tfrac12\left[\log(2\pi\sigma^2) + (y-\mu)^2/\sigma^2\right]`."""
     check_same_shape(mean, y, "mean", "y")
     check_same_shape(var, y, "var", "y")
+    check_not_nan(mean=mean, y=y)
+    check_scale(var, "var")
     nll = 0.5 * (torch.log(2 * math.pi * var) + (y - mean) ** 2 / var)
     return weighted_mean(nll, weights, dim, names)
 
@@ -54,6 +57,8 @@ def crps_gaussian(mean: Tensor, std: Tensor, y: Tensor, *, weights: Tensor | Non
     :math:`\sigma\,[z(2\Phi(z)-1) + 2\varphi(z) - 1/\sqrt\pi]`, :math:`z=(y-\mu)/\sigma`."""
     check_same_shape(mean, y, "mean", "y")
     check_same_shape(std, y, "std", "y")
+    check_not_nan(mean=mean, y=y)
+    check_scale(std, "std")
     z = (y - mean) / std
     cdf = 0.5 * (1 + torch.erf(z / math.sqrt(2)))
     pdf = torch.exp(-0.5 * z**2) / math.sqrt(2 * math.pi)
@@ -149,6 +154,8 @@ def variogram_score(samples: Tensor, y: Tensor, *, p: float = 0.5, event_dims: D
     ``event_dims``. ``pair_weights``: ``(d, d)`` (default all ones). Cost :math:`O(m d^2)`.
     """
     check_samples(samples, y)
+    if not p > 0:
+        raise ValueError(f"variogram order p must be > 0, got {p}")
     sp, yp, rest = _event_flatten(samples, y, event_dims, names)
     d = yp.shape[-1]
     vy = (yp.unsqueeze(-1) - yp.unsqueeze(-2)).abs().pow(p)
@@ -165,11 +172,13 @@ def variogram_score(samples: Tensor, y: Tensor, *, p: float = 0.5, event_dims: D
 
 # ---------------------------------------------------------------- intervals
 
+
 def interval_coverage(lower: Tensor, upper: Tensor, y: Tensor, *, weights: Tensor | None = None,
                       dim: Dim = None, names: Sequence[str] | None = None) -> Tensor:
     """Fraction of ``y`` inside ``[lower, upper]`` (weighted). Not differentiable (an indicator)."""
     check_same_shape(lower, y, "lower", "y")
     check_same_shape(upper, y, "upper", "y")
+    check_not_nan(lower=lower, upper=upper, y=y)
     inside = ((y >= lower) & (y <= upper)).to(y.dtype if y.is_floating_point() else torch.float32)
     return weighted_mean(inside, weights, dim, names)
 
@@ -190,6 +199,7 @@ def interval_score(lower: Tensor, upper: Tensor, y: Tensor, alpha: float, *,
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
     check_same_shape(lower, y, "lower", "y")
     check_same_shape(upper, y, "upper", "y")
+    check_not_nan(lower=lower, upper=upper, y=y)
     s = (upper - lower) + 2 / alpha * (lower - y).clamp_min(0) + 2 / alpha * (y - upper).clamp_min(0)
     return weighted_mean(s, weights, dim, names)
 
@@ -217,6 +227,9 @@ def pit(samples: Tensor, y: Tensor, *, generator: torch.Generator | None = None)
 def pit_gaussian(mean: Tensor, std: Tensor, y: Tensor) -> Tensor:
     r"""PIT of ``y`` under :math:`\mathcal N(\mu,\sigma^2)`: :math:`\Phi((y-\mu)/\sigma)`."""
     check_same_shape(mean, y, "mean", "y")
+    check_same_shape(std, y, "std", "y")
+    check_not_nan(mean=mean, y=y)
+    check_scale(std, "std")
     return 0.5 * (1 + torch.erf((y - mean) / (std * math.sqrt(2))))
 
 
@@ -235,8 +248,14 @@ def reliability(pit_values: Tensor, levels: Tensor | int = 19) -> tuple[Tensor, 
     r"""Reliability curve from PIT values: for each nominal level :math:`p_j` the observed frequency
     :math:`\hat p_j = \frac1N\#\{\mathrm{PIT} \le p_j\}` (Kuleshov et al. 2018, eq. 8).
     ``levels``: tensor of levels in (0, 1) or a count of equispaced levels. Returns ``(levels, observed)``."""
+    if not bool(((pit_values >= 0) & (pit_values <= 1)).all()):
+        raise ValueError("pit_values must lie in [0, 1] (and not be NaN); pass the output of pit() / pit_gaussian()")
     if isinstance(levels, int):
+        if levels < 1:
+            raise ValueError(f"levels must be >= 1 (a count of equispaced levels), got {levels}")
         levels = torch.linspace(0, 1, levels + 2, dtype=pit_values.dtype, device=pit_values.device)[1:-1]
+    elif levels.numel() == 0 or not bool(((levels > 0) & (levels < 1)).all()):
+        raise ValueError(f"levels must be a non-empty tensor of levels in (0, 1), got {levels.tolist()}")
     obs = (pit_values.reshape(-1, 1) <= levels.reshape(1, -1)).to(pit_values.dtype).mean(0)
     return levels, obs
 
@@ -272,6 +291,7 @@ def rmse(prediction: Tensor, y: Tensor, *, weights: Tensor | None = None, dim: D
          names: Sequence[str] | None = None) -> Tensor:
     """Root (weighted) mean squared error over ``dim`` (WeatherBench, Rasp et al. 2020 eq. 1)."""
     check_same_shape(prediction, y, "prediction", "y")
+    check_not_nan(prediction=prediction, y=y)
     return weighted_mean((prediction - y) ** 2, weights, dim, names).sqrt()
 
 
@@ -283,6 +303,7 @@ def acc(prediction: Tensor, y: Tensor, climatology: Tensor | None = None, *,
     ``climatology`` (broadcastable to ``y``; zero if None). ``centered=True`` subtracts the
     weighted mean anomaly first (a Pearson correlation)."""
     check_same_shape(prediction, y, "prediction", "y")
+    check_not_nan(prediction=prediction, y=y)
     clim = torch.zeros_like(y) if climatology is None else climatology
     f, o = prediction - clim, y - clim
     if centered:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, Mapping
 
 import numpy as np
@@ -22,6 +23,22 @@ def _np(a: Any) -> np.ndarray:
     if isinstance(a, torch.Tensor):
         return a.detach().cpu().numpy()
     return np.asarray(a)
+
+
+def check_positive_int(name: str, value: int, minimum: int = 1) -> int:
+    """``value`` as an int, or a ``ValueError`` naming ``name`` if it is not an integer ``>= minimum``
+    (sizes of generators: ``n``, ``nx``, ``nt``, ...; checked before any tensor is allocated)."""
+    if isinstance(value, bool) or int(value) != value or int(value) < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_positive(name: str, value: float, *, allow_zero: bool = False) -> float:
+    """A finite physical parameter ``> 0`` (``>= 0`` with ``allow_zero``), else a ``ValueError``."""
+    v = float(value)
+    if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
+        raise ValueError(f"{name} must be finite and {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+    return v
 
 
 def trajectory_dataset(variables: Mapping[str, tuple[tuple[str, ...], Any]], coords: Mapping[str, Any], *,

@@ -99,15 +99,16 @@ class ETDRK4:
 def steps_per_interval(t_save: Tensor, dt: float) -> list[int]:
     """Number of equal sub-steps (each ``<= dt``) for every interval of the save grid."""
     t = torch.as_tensor(t_save, dtype=torch.float64).cpu()
-    if t.ndim != 1 or t.numel() < 1:
-        raise ValueError(f"save times must be a 1-D grid, got shape {tuple(t.shape)}")
+    if t.ndim != 1 or t.numel() < 2:
+        raise ValueError(f"save times must be a 1-D grid of >= 2 points (the initial time and at least one "
+                         f"more; nt >= 2), got shape {tuple(t.shape)}")
     if not torch.isfinite(t).all():
         raise ValueError("save times contain NaN/inf")
     d = torch.diff(t)
     if (d <= 0).any():
         raise ValueError("save times must be strictly increasing")
-    if dt <= 0:
-        raise ValueError(f"dt must be positive, got {dt}")
+    if not dt > 0 or not math.isfinite(dt):
+        raise ValueError(f"dt must be positive and finite, got {dt}")
     return [max(1, math.ceil(float(di) / dt - 1e-9)) for di in d]
 
 

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from sciflow.data.initial_conditions import gaussian_random_field
-from sciflow.data.pdes._dataset import trajectory_dataset
+from sciflow.data.pdes._dataset import check_positive, trajectory_dataset
 from sciflow.data.pdes._spectral import integrate_etdrk4, wavenumbers
 
 
@@ -28,6 +28,8 @@ def solve(u0: Tensor, *, t: Sequence[float] | Tensor, eps: float = 1e-4, a: floa
         raise ValueError(f"allen_cahn.solve: u0 must be (batch, nx), got shape {tuple(u0.shape)}")
     if not torch.isfinite(u0).all():
         raise ValueError("allen_cahn.solve: u0 contains NaN/inf")
+    check_positive("allen_cahn.solve: eps (diffusivity; eps < 0 is ill-posed)", eps, allow_zero=True)
+    check_positive("allen_cahn.solve: length", length)
     nx = u0.shape[-1]
     k = wavenumbers(nx, length, real=True, device=u0.device)
     lin = -eps * k**2 + a

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from sciflow.data.initial_conditions import gaussian_bumps, gaussian_random_field, sine_superposition
-from sciflow.data.pdes._dataset import trajectory_dataset
+from sciflow.data.pdes._dataset import check_positive, check_positive_int, trajectory_dataset
 from sciflow.data.pdes._spectral import dealias_mask, integrate_etdrk4, wavenumbers
 
 Forcing = Callable[[float, Tensor], Tensor]  # f(t, x) -> (batch, nx) or (nx,)
@@ -51,12 +51,15 @@ def solve_periodic(u0: Tensor, *, nu: float, length: float, t: Sequence[float] |
     ``u0``: ``(batch, nx)``; returns ``(batch, time, nx)`` at the times ``t`` (``t[0]`` is the
     initial time). Fourier–Galerkin with 2/3-rule dealiasing of ``u^2``; ETDRK4 with step ``<= dt``.
     """
-    if u0.ndim != 2:
-        raise ValueError(f"solve_periodic: u0 must be (batch, nx), got shape {tuple(u0.shape)}")
+    if not isinstance(u0, Tensor):
+        raise TypeError(f"solve_periodic: u0 must be a torch.Tensor (batch, nx), got {type(u0).__name__}")
+    if u0.ndim != 2 or u0.shape[0] < 1:
+        raise ValueError(f"solve_periodic: u0 must be (batch, nx) with batch >= 1, got shape {tuple(u0.shape)}")
     if not torch.isfinite(u0).all():
         raise ValueError("solve_periodic: u0 contains NaN/inf")
     if nu < 0:
         raise ValueError(f"solve_periodic: viscosity must be >= 0, got {nu}")
+    check_positive("solve_periodic: length", length)
     t = _times(t)
     nx = u0.shape[-1]
     dev = u0.device
@@ -149,6 +152,7 @@ def cole_hopf_sine(x: Tensor, t: Tensor, *, nu: float = 0.01 / math.pi, n_quad: 
     t = torch.as_tensor(t, dtype=torch.float64).reshape(-1)
     if (t < 0).any():
         raise ValueError("cole_hopf_sine: times must be >= 0")
+    check_positive("cole_hopf_sine: nu (the heat-kernel width needs viscosity)", nu)
     z, w = np.polynomial.hermite.hermgauss(n_quad)
     z = torch.as_tensor(z, dtype=torch.float64)
     logw = torch.log(torch.as_tensor(w, dtype=torch.float64))
@@ -179,6 +183,9 @@ def generate(n: int, seed: int, *, nx: int = 256, nt: int = 101, t_final: float 
     """
     if n < 1:
         raise ValueError(f"burgers.generate: n must be >= 1, got {n}")
+    n, nx, nt = (check_positive_int(f"burgers.generate: {k}", v, lo) for k, v, lo in (("n", n, 1), ("nx", nx, 2),
+                                                                                       ("nt", nt, 2)))
+    check_positive("burgers.generate: length", length)
     g = torch.Generator().manual_seed(int(seed))
     x = length * torch.arange(nx, dtype=torch.float64) / nx
     if initial_condition == "grf":
@@ -234,6 +241,8 @@ def generate_control(n: int, seed: int, *, nx: int = 128, nt: int = 11, t_final:
     initial states and space–time Gaussian forcing. Dataset variables ``u`` and ``forcing``, both
     ``(sample, time, x)``; forcing parameters are stored per sample. ``device``: where the solver
     runs (random draws stay on the CPU generator, so the data do not depend on it)."""
+    n, nx, nt, n_modes = (check_positive_int(f"burgers.generate_control: {k}", v, lo) for k, v, lo in
+                          (("n", n, 1), ("nx", nx, 2), ("nt", nt, 2), ("n_modes", n_modes, 2)))
     g = torch.Generator().manual_seed(int(seed))
     x = torch.linspace(0.0, 1.0, nx, dtype=torch.float64)
     xf = torch.linspace(0.0, 1.0, n_modes + 1, dtype=torch.float64)
@@ -259,6 +268,8 @@ def generate_shock(n: int = 1, seed: int = 0, *, nu: float = 0.01 / math.pi, nx:
     """The PINN Burgers shock benchmark on the ``burgers_shock.mat`` grid (``x = linspace(-1, 1, 256)``,
     ``t = 0, 0.01, ..., 0.99``): ``u0 = -sin(pi x)``, ``u(±1, t) = 0``. Deterministic; ``n`` copies.
     ``method``: ``"spectral"`` (sine-Galerkin ETDRK4) or ``"cole_hopf"`` (exact quadrature)."""
+    n, nx, nt = (check_positive_int(f"burgers.generate_shock: {k}", v, lo) for k, v, lo in
+                 (("n", n, 1), ("nx", nx, 2), ("nt", nt, 2)))
     x = torch.linspace(-1.0, 1.0, nx, dtype=torch.float64)
     t = torch.arange(nt, dtype=torch.float64) * 0.01
     if method == "spectral":

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from sciflow.data.initial_conditions import gaussian_random_field
-from sciflow.data.pdes._dataset import trajectory_dataset
+from sciflow.data.pdes._dataset import check_positive, trajectory_dataset
 from sciflow.data.pdes._spectral import dealias_mask, integrate_etdrk4, wavenumbers
 
 REGIMES: dict[str, dict[str, float]] = {
@@ -42,6 +42,9 @@ def solve(u0: Tensor, *, t: Sequence[float] | Tensor, alpha: float, beta: float,
         raise ValueError(f"kuramoto_sivashinsky.solve: u0 must be (batch, nx), got shape {tuple(u0.shape)}")
     if not torch.isfinite(u0).all():
         raise ValueError("kuramoto_sivashinsky.solve: u0 contains NaN/inf")
+    # gamma u_xxxx is the dissipation that makes KS well posed (gamma < 0: exponential blow-up)
+    check_positive("kuramoto_sivashinsky.solve: gamma", gamma)
+    check_positive("kuramoto_sivashinsky.solve: length", length)
     nx = u0.shape[-1]
     k = wavenumbers(nx, length, real=True, device=u0.device)
     lin = beta * k**2 - gamma * k**4

@@ -46,7 +46,7 @@ from torch import Tensor
 
 from sciflow.data.batches import IrregularBatch, TrajectoryBatch
 from sciflow.data.pdes._dataset import GENERATED_LICENCE as _LICENCE
-from sciflow.data.pdes._dataset import _version
+from sciflow.data.pdes._dataset import _version, check_positive_int
 from sciflow.data.schema import validate
 from sciflow.solvers.ode import Tsit5, odeint
 
@@ -82,10 +82,7 @@ def _generator(seed: int | None, generator: torch.Generator | None) -> torch.Gen
     return torch.Generator().manual_seed(int(seed))
 
 
-def _check_positive_int(name: str, value: int, minimum: int = 1) -> int:
-    if int(value) != value or int(value) < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
+_check_positive_int = check_positive_int  # shared with the PDE generators (sciflow.data.pdes._dataset)
 
 
 def _per_channel(name: str, value: float | Sequence[float], n_channel: int, lo: float, hi: float) -> Tensor:

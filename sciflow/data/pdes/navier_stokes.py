@@ -223,6 +223,9 @@ def generate(n: int, seed: int, *, setting: str = "fno", nu: float = 1e-3, resol
     """
     if n < 1:
         raise ValueError(f"navier_stokes.generate: n must be >= 1, got {n}")
+    if not (int(stride) == stride >= 1 and int(batch_size) == batch_size >= 1):
+        raise ValueError(f"navier_stokes.generate: stride and batch_size must be integers >= 1, got "
+                         f"stride={stride!r}, batch_size={batch_size!r}")
     if resolution % stride:
         raise ValueError(f"navier_stokes.generate: stride {stride} must divide resolution {resolution}")
     g = torch.Generator().manual_seed(int(seed))

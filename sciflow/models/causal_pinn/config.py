@@ -95,6 +95,15 @@ class Config:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        from sciflow.models.causal_pinn.problems import PROBLEMS  # (problems imports nothing of Config)
+
+        if self.problem not in PROBLEMS:
+            raise ValueError(f"Config.problem={self.problem!r}: unknown problem; choose one of {sorted(PROBLEMS)}")
+        for name in ("width", "depth", "n_chunks", "n_interior"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"Config.{name} must be >= 1, got {getattr(self, name)}")
+        if not self.epsilon >= 0:
+            raise ValueError(f"Config.epsilon (causality parameter) must be >= 0, got {self.epsilon}")
         if self.n_interior % self.n_chunks:
             raise ValueError(f"Config: n_interior={self.n_interior} must be a multiple of n_chunks={self.n_chunks}")
         if self.architecture not in ("mlp", "modified_mlp"):

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from sciflow.models.base import check_choices
+
 
 @dataclass(frozen=True)
 class Config:
@@ -38,3 +40,6 @@ class Config:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.steps_per_interval < 1:
             raise ValueError(f"steps_per_interval must be >= 1, got {self.steps_per_interval}")
+        if not (self.rtol > 0 and self.atol > 0):
+            raise ValueError(f"rtol and atol must be > 0, got rtol={self.rtol}, atol={self.atol}")
+        check_choices(self)

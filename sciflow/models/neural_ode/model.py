@@ -112,6 +112,10 @@ class NeuralODE(SciflowModel):
             raise ValueError(f"NeuralODE(state_dim={self.cfg.state_dim}) got states of shape {tuple(state_shape)}")
         if times.ndim not in (1, 2) or times.shape[-1] < 1:
             raise ValueError(f"times must be (time,) or (batch, time), got {tuple(times.shape)}")
+        p_dtype = next(self.field.parameters()).dtype
+        if y0.dtype != p_dtype:
+            raise TypeError(f"NeuralODE: the batch is {y0.dtype} but the model's parameters are {p_dtype}; "
+                            f"use batch.to(device, dtype={p_dtype}) or model.to({y0.dtype})")
         z0 = self._normalise(y0.reshape(y0.shape[0], -1))
         t = times.to(z0)
         zs = odeint(self.field, z0, t, solver=self.solver, rtol=self.cfg.rtol, atol=self.cfg.atol,
@@ -121,6 +125,9 @@ class NeuralODE(SciflowModel):
 
     def loss(self, batch: TrajectoryBatch) -> LossOutput:
         self.check_batch(batch)
+        if batch.values.shape[1] < 2:
+            raise ValueError(f"NeuralODE.loss needs trajectories of >= 2 time steps (the first is the initial "
+                             f"state), got values of shape {tuple(batch.values.shape)}")
         pred = self.forward(batch.values[:, 0], batch.times)
         err = (self._normalise(pred.flatten(2)) - self._normalise(batch.values.flatten(2)))[:, 1:]
         mse = err.pow(2).mean()

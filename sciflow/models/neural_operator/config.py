@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from sciflow.models.base import check_choices
+
 
 @dataclass(frozen=True)
 class Config:
@@ -68,6 +70,7 @@ class Config:
     unroll: int | None = None
 
     def __post_init__(self) -> None:
+        check_choices(self)
         if self.dim not in (1, 2):
             raise ValueError(f"dim (spatial axes of the PDE state) must be 1 or 2, got {self.dim}")
         if self.channels < 1 or self.condition_channels < 0:

@@ -180,6 +180,11 @@ class StableSDE(SciflowModel):
         if self.cfg.task == "classification":
             if batch.labels is None:
                 raise ValueError("task='classification' needs IrregularBatch.labels")
+            lab = batch.labels
+            # range check only where it costs no device sync (CPU); on CUDA cross_entropy asserts
+            if lab.device.type == "cpu" and lab.numel() and not bool(((lab >= 0) & (lab < self.cfg.n_classes)).all()):
+                raise ValueError(f"labels must be class indices in [0, n_classes={self.cfg.n_classes}), got min "
+                                 f"{int(lab.min())}, max {int(lab.max())}")
         else:
             if batch.targets is None or batch.target_times is None:
                 raise ValueError(f"task={self.cfg.task!r} needs IrregularBatch.targets and target_times")

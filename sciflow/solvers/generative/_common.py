@@ -8,6 +8,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from sciflow.solvers._checks import all_finite
 from sciflow.solvers.generative.schedules import NoiseSchedule
 
 Model = Callable[[Tensor, Tensor], Tensor]
@@ -59,6 +60,14 @@ def check_x(x: Tensor, name: str) -> None:
         raise ValueError(f"{name} needs a leading batch axis, got shape {tuple(x.shape)}")
     if not torch.isfinite(x).all():
         raise ValueError(f"{name} contains NaN or inf")
+
+
+def check_finite_output(x: Tensor, what: str) -> Tensor:
+    """Once, after sampling (one host sync): a NaN/inf sample means the model returned NaN/inf."""
+    if not all_finite(x):
+        raise FloatingPointError(f"{what} produced non-finite samples (nan/inf): the model returned nan/inf "
+                                 f"or the steps are too large for it")
+    return x
 
 
 def uniform_time_grid(n_steps: int, t_max: float, t_min: float) -> list[float]:

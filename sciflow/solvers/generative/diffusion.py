@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from sciflow.solvers.generative._common import CountedModel, check_nfe, check_x, log_snr_time_grid, \
-    uniform_time_grid, check_grid, Condition, Model
+    uniform_time_grid, check_grid, Condition, Model, check_finite_output
 from sciflow.solvers.generative.schedules import NoiseSchedule
 
 
@@ -191,4 +191,5 @@ def sample_diffusion(
         x = sampler.run(model, schedule, x_init, grid, nfe, condition)
     else:
         x = sampler.run(model, schedule, x_init, grid, generator, condition)
+    check_finite_output(x, f"sample_diffusion ({sampler!r})")
     return (x, model.calls) if return_nfe else x

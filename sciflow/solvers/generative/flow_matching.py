@@ -14,7 +14,7 @@ import math
 import torch
 from torch import Tensor
 
-from sciflow.solvers.generative._common import Condition, CountedModel, Model, check_nfe, check_x
+from sciflow.solvers.generative._common import Condition, CountedModel, Model, check_finite_output, check_nfe, check_x
 
 
 class FlowSampler:
@@ -149,5 +149,6 @@ def sample_flow(
         raise ValueError(f"need finite t0 != t1, got t0={t0}, t1={t1}")
     model = CountedModel(velocity, budget=nfe, what="velocity")
     x = sampler.run(model, x_init, t0, t1, nfe, condition)
+    check_finite_output(x, f"sample_flow ({sampler!r})")
     return (x, model.calls) if return_nfe else x
 

@@ -84,7 +84,7 @@ def solve_grid(term, solver: ExplicitRungeKutta, y0: Tensor, ts: Tensor,
     if direction < 0:
         ts_flat = -ts_flat
     field = FlatField(term.vector_field, tuple(y0.shape), batch_shape, shared_clock=batch_ndim == 0,
-                      direction=direction)
+                      direction=direction, finite_start=not isinstance(controller, ConstantStepSize))
     y0f = y0.reshape(B, S)
     h_last = None
     if T == 1:

@@ -56,7 +56,9 @@ class FlatField:
 
     ``shared_clock``: one time for the whole batch (``t`` passed as a 0-d tensor); otherwise ``t``
     is passed as ``(*batch, 1, ..., 1)``. ``direction = -1`` integrates ``s = -t`` forwards:
-    ``dy/ds = -f(-s, y)``.
+    ``dy/ds = -f(-s, y)``. ``finite_start``: also check that the first evaluation is finite (one
+    host sync; adaptive solves, whose first step size a NaN there would poison; a fixed-step solve
+    is checked once at its end instead).
     """
 
     f: Callable[[Tensor, Tensor], Tensor]
@@ -64,6 +66,7 @@ class FlatField:
     batch_shape: tuple[int, ...]
     shared_clock: bool
     direction: int = 1
+    finite_start: bool = False
     stats: Stats = field(default_factory=Stats)
     _checked: bool = False
 
@@ -75,7 +78,7 @@ class FlatField:
             tt = -tt
         out = self.f(tt, yy)
         if not self._checked:
-            check_vector_field_output(out, yy)
+            check_vector_field_output(out, yy, t=tt if self.finite_start else None)
             self._checked = True
         self.stats.nfe += 1
         out = out.reshape(y.shape)
@@ -193,7 +196,8 @@ def _make_attempt(f: Callable, solver: ExplicitRungeKutta, ctrl: PIController, T
         y = torch.where(acc_c, y1, y)
         k1 = torch.where(acc_c, f1, k1)
         done = t >= t_end
-        underflow = ~done & (h <= ctrl.dtmin * torch.clamp(t.abs(), min=1.0))
+        # ~(h > ...) is also True for a NaN step (the error ratio was NaN before any step shrank it)
+        underflow = ~done & ~(h > ctrl.dtmin * torch.clamp(t.abs(), min=1.0))
         flags = torch.stack([done.all(), underflow.any()])
         return t, y, h, k1, r_prev, idx, done, accept, where_to, vals, flags
 
@@ -401,7 +405,7 @@ def integrate_adaptive(f: FlatField, solver: ExplicitRungeKutta, y0: Tensor, ts:
             if all_done:
                 break
             if any_underflow:
-                underflow = ~done & (h <= ctrl.dtmin * torch.clamp(t.abs(), min=1.0))
+                underflow = ~done & ~(h > ctrl.dtmin * torch.clamp(t.abs(), min=1.0))
                 i = int(torch.nonzero(underflow)[0])
                 raise RuntimeError(
                     f"step size underflow: h = {h[i].item():.3g} at t = {f.direction * t[i].item():.6g} "

@@ -238,7 +238,7 @@ def integrate_shared_clock(f: FlatField, solver: ExplicitRungeKutta, y0: Tensor,
         else:
             factor = min(factor, 1.0)
         h = hh * factor
-        if t < t_end and h <= ctrl.dtmin * max(abs(t), 1.0):
+        if t < t_end and not h > ctrl.dtmin * max(abs(t), 1.0):   # also a NaN step
             raise RuntimeError(
                 f"step size underflow: h = {h:.3g} at t = {f.direction * t:.6g} (trajectory 0); the "
                 f"problem may be stiff or the vector field non-finite there")

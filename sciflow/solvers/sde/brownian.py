@@ -116,6 +116,8 @@ class BrownianIncrements(BrownianPath):
         self.grid = _as_float_grid(grid)
         self.t0, self.t1 = self.grid[0], self.grid[-1]
         self.shape = torch.Size(shape)
+        if any(d < 0 for d in self.shape):
+            raise ValueError(f"shape must have non-negative sizes, got {tuple(self.shape)}")
         self.dtype = torch.get_default_dtype() if dtype is None else dtype
         self.device = torch.device(device) if device is not None else (
             generator.device if generator is not None else torch.device("cpu"))
