@@ -248,8 +248,8 @@ def main() -> None:
         phases["left"] -= 1
         return training_budget(sc.get("train_s"), phases["left"] + 1)
 
-    def time_allows(part: str) -> bool:
-        need = 2 * phases["longest_s"]
+    def time_allows(part: str, extra_s: float = 0.0) -> bool:
+        need = 2 * phases["longest_s"] + extra_s
         if sc.get("train_s") is None or time_left() > need:
             return True
         skipped[part] = f"{time_left():.0f} s left before the runner's deadline, about {need:.0f} s needed"
@@ -285,6 +285,7 @@ def main() -> None:
         t0 = time.perf_counter()
         gs = torch.Generator(device=dev).manual_seed(args.seed + 1)
         samples = m.sample(test_b, sc["n_samples"], nfe=sc["nfe"], generator=gs)  # (S, B, T, X)
+        synchronize(dev)
         sample_s = time.perf_counter() - t0
         fut = samples[:, :, 1:]
         true = u_test[:, 1:]
@@ -328,6 +329,7 @@ def main() -> None:
     with torch.no_grad():
         t0 = time.perf_counter()
         pred = fno(fno_in(u_test, test_b.condition))[:, 0] * su
+        synchronize(dev)
         fno_s = time.perf_counter() - t0
     results["fno2d"] = {"parameters": sum(p.numel() for p in fno.parameters()), "training": info,
                         "sim_mse": float((pred[:, 1:] - u_test[:, 1:]).pow(2).mean()),
@@ -339,7 +341,8 @@ def main() -> None:
         coarse, up, truth_fine = super_resolution(sc, args, dev, u_fine, f_fine, t_fine, sr_yaml, sr_steps, lr, warmup,
                                                   ntr, results, budget())
         save(False)
-    if time_allows("control"):
+    # the control part's own sweeps (hundreds of differentiable-solver gradients at the gpu scale)
+    if time_allows("control", 0.0 if sc.get("train_s") is None else control_cost_s(sc, args, dev, u, t_grid, x_grid)):
         ctrl, c_info = fit_wdno(sim_cfgs["wdno"], "control")
         results["control"], (ctest_f, f_ung, f_gui) = run_control(ctrl, c_info, sc, args, dev, u, f, t_grid, x_grid,
                                                                   ntr)
@@ -370,6 +373,7 @@ def super_resolution(sc: dict, args, dev: torch.device, u_fine, f_fine, t_fine, 
     t0 = time.perf_counter()
     up = sr.upsample(TrajectoryBatch(coarse, t_fine[::4].float().to(dev)), 4, 1, nfe=sc["nfe"],
                      generator=torch.Generator(device=dev).manual_seed(args.seed + 2))[0, :, :, 0]
+    synchronize(dev)
     sr_s = time.perf_counter() - t0
     shape_f = tuple(truth_fine.shape[1:])
     sr_res = {"training": sr_info, "parameters": sum(p.numel() for p in sr.parameters()), "sample_s": sr_s,
@@ -405,6 +409,29 @@ CONTROL = {
 }
 
 
+def control_cost_s(sc: dict, args, dev: torch.device, u: torch.Tensor, t_grid: torch.Tensor,
+                   x_grid: torch.Tensor) -> float:
+    """Seconds :func:`run_control` spends beyond training its model: 2 (R + E) guided (re-simulated) and
+    adjoint-descent runs of ``nfe`` guidance-solver gradients each (R, E: the swept scales / step sizes,
+    on the validation conditions, then on the test ones) and ``len(guidance_scales) + 2 (R + E) + 4``
+    solver scorings, from one of each timed here on the test conditions."""
+    cfg = CONTROL[args.scale]
+    runs = 2 * (len(cfg["resim_scales"]) + len(cfg["adjoint_etas"]))
+    uu = u[: sc["n_control"]].double()
+    sim = burgers_simulator(uu[:, 0].to(dev), t_grid, x_grid, nu=0.01, n_modes=cfg["solver_modes"],
+                            dt=cfg["solver_dt"])
+    fv = torch.zeros(uu.shape[0], 1, *uu.shape[1:], dtype=torch.float64, device=dev, requires_grad=True)
+    synchronize(dev)
+    t0 = time.perf_counter()
+    torch.autograd.grad(sim(fv).sum(), fv)
+    synchronize(dev)
+    t1 = time.perf_counter()
+    evaluate_burgers_control(fv.detach()[:, 0], uu[:, 0], uu[:, -1], t_grid, x_grid, nu=0.01, weight=LAMBDA,
+                             n_modes=sc["n_modes"], dt=sc["dt"])
+    t2 = time.perf_counter()
+    return runs * sc["nfe"] * (t1 - t0) + (len(sc["guidance_scales"]) + runs + 4) * (t2 - t1)
+
+
 def run_control(ctrl: WDNO, c_info: dict, sc: dict, args, dev: torch.device, u: torch.Tensor, f: torch.Tensor,
                 t_grid: torch.Tensor, x_grid: torch.Tensor, ntr: int) -> tuple[dict, tuple]:
     """The control comparison (see the comment above) -> (results, (data, unguided, guided test forcings))."""
@@ -426,9 +453,14 @@ def run_control(ctrl: WDNO, c_info: dict, sc: dict, args, dev: torch.device, u: 
         target = uu[:, -1].unsqueeze(1).to(dev)
         objective = ControlObjective(target, LAMBDA) if kind == "paper" else resimulated(uu)
         c0, t0 = time.process_time(), time.perf_counter()
-        out = ctrl.generate(TrajectoryBatch(uu.to(dev), times), 1, nfe=sc["nfe"], guidance=objective,
-                            guidance_scale=scale, exact_known=False,  # the model's own u(T), for its own J
-                            generator=torch.Generator(device=dev).manual_seed(args.seed + 3))
+        try:
+            out = ctrl.generate(TrajectoryBatch(uu.to(dev), times), 1, nfe=sc["nfe"], guidance=objective,
+                                guidance_scale=scale, exact_known=False,  # the model's own u(T), for its own J
+                                generator=torch.Generator(device=dev).manual_seed(args.seed + 3))
+        except FloatingPointError:  # a scale too large for the sampler: ranked last in the sweep
+            cost = {"process_cpu_s": time.process_time() - c0, "wall_s": time.perf_counter() - t0}
+            return None, torch.full(uu.shape, float("nan"), dtype=torch.float64), float("inf"), cost
+        synchronize(dev)
         cost = {"process_cpu_s": time.process_time() - c0, "wall_s": time.perf_counter() - t0}
         fc = out.forcing[0].double().cpu()
         own = ControlObjective(target, LAMBDA)(out.state[0].unsqueeze(1), out.forcing[0].unsqueeze(1))
@@ -442,6 +474,7 @@ def run_control(ctrl: WDNO, c_info: dict, sc: dict, args, dev: torch.device, u: 
             fv.requires_grad_(True)
             (g,) = torch.autograd.grad(objective(None, fv).sum(), fv)
             fv = (fv - eta * uu.shape[1] * uu.shape[2] * g).detach()
+        synchronize(dev)
         cost = {"process_cpu_s": time.process_time() - c0, "wall_s": time.perf_counter() - t0}
         fc = fv[:, 0].cpu()
         return score(fc, uu), fc, cost
