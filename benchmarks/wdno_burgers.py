@@ -135,7 +135,8 @@ def train(loss_fn, params, steps: int, lr: float, n: int, batch: int, seed: int,
 
     ``max_time_s``: from the rate of steps 10-30, cut ``steps`` to what fits in that
     many wall-clock seconds (``sciflow.training.steps_within``, as ``fit(time_schedule="fit")``;
-    the schedule then decays completely over the shorter run). Losses stay
+    the schedule then decays completely over the shorter run; should the device slow down after the
+    probe, the run stops at the progress print past 1.5x the budget, ``stopped_early``). Losses stay
     on the device until the end (no host synchronisation per step). ``on_step(k)`` runs after the
     ``k``-th optimiser step (e.g. a learning curve)."""
     opt = torch.optim.Adam(params, lr=lr)
@@ -144,7 +145,7 @@ def train(loss_fn, params, steps: int, lr: float, n: int, batch: int, seed: int,
     requested = steps
     probe, window = (10, 20) if max_time_s is not None else (-1, 0)
     perm, pos = torch.randperm(n, generator=g), 0
-    step = 0
+    step, stopped_early = 0, False
     while step < steps:
         if step == probe:  # the first steps include compilation/warm-up: time the next ones
             synchronize(params[0].device)
@@ -170,11 +171,16 @@ def train(loss_fn, params, steps: int, lr: float, n: int, batch: int, seed: int,
             on_step(step)
         if step % max(steps // 5, 1) == 0:
             print(f"  step {step}/{steps} loss {float(curve[-1]):.4f} ({time.perf_counter() - t0:.0f} s)", flush=True)
+            # the print has synchronised already: a free look at the clock
+            if max_time_s is not None and step < steps and time.perf_counter() - t0 > 1.5 * max_time_s:
+                stopped_early = True
+                break
     curve = torch.stack(curve).cpu().tolist()
     wall = time.perf_counter() - t0
     k = max(len(curve) // 10, 1)
-    return {"steps": steps, "requested_steps": requested, "max_time_s": max_time_s, "batch_size": batch, "lr": lr,
-            "train_wall_s": wall, "steps_per_s": steps / wall,
+    return {"steps": step, "planned_steps": steps, "requested_steps": requested, "max_time_s": max_time_s,
+            "stopped_early": stopped_early, "batch_size": batch, "lr": lr,
+            "train_wall_s": wall, "steps_per_s": step / wall,
             "loss_first": sum(curve[:k]) / k, "loss_last": sum(curve[-k:]) / k}
 
 

@@ -255,3 +255,25 @@ def test_time_it_reports_the_extra_cuda_memory_of_the_timed_call(monkeypatch) ->
     out = _common.time_it(fn, repeats=3, device="cuda")
     assert out["cuda_peak_extra_mib"] == pytest.approx(50.0)
     assert _common.resources("cuda")["cuda_max_memory_allocated_mib"] == pytest.approx(900.0)
+
+
+def test_wdno_burgers_training_stops_when_the_device_slows_after_the_rate_probe() -> None:
+    """``wdno_burgers.train`` sizes its schedule from the step rate of steps 10-30; if the steps then
+    get 50x slower, it stops at the first progress print past 1.5x the budget instead of overrunning."""
+    import time
+
+    import torch
+    import wdno_burgers as bench
+
+    w = torch.zeros(3, requires_grad=True)
+    calls = {"n": 0}
+
+    def loss_fn(idx, g):
+        calls["n"] += 1
+        time.sleep(0.1 if calls["n"] > 30 else 0.002)  # a step rate of at most 500/s while probed
+        return (w - 1.0).pow(2).sum()
+
+    info = bench.train(loss_fn, [w], 100_000, 1e-2, 64, 8, seed=0, warmup=5, max_time_s=0.3)
+    assert info["stopped_early"] and 30 < info["steps"] < info["planned_steps"] < 100_000
+    # planned: ~0.3 s at the probed rate (<= 150 steps), i.e. >= 12 s at 0.1 s per step
+    assert info["train_wall_s"] < 8.0
