@@ -82,9 +82,6 @@ def _generator(seed: int | None, generator: torch.Generator | None) -> torch.Gen
     return torch.Generator().manual_seed(int(seed))
 
 
-_check_positive_int = check_positive_int  # shared with the PDE generators (sciflow.data.pdes._dataset)
-
-
 def _per_channel(name: str, value: float | Sequence[float], n_channel: int, lo: float, hi: float) -> Tensor:
     v = torch.as_tensor(value, dtype=torch.float64).reshape(-1)
     if v.numel() == 1:
@@ -131,7 +128,7 @@ def _trajectories(
     per-sample times ``t_k ~ U(t_0, t_end]`` (sorted), returned with those times ``(n, n_obs)``."""
     if n_obs is None or on_grid:
         return integrate(rhs, y0, grid.to(y0.device), rtol=rtol, atol=atol), None
-    n_obs = _check_positive_int("n_obs", n_obs, 2)
+    n_obs = check_positive_int("n_obs", n_obs, 2)
     n = y0.shape[0]
     u = 1.0 - torch.rand(n, n_obs, generator=generator, dtype=torch.float64)  # (0, 1]
     obs = grid[0] + (grid[-1] - grid[0]) * u.sort(dim=1).values
@@ -183,7 +180,7 @@ def observe_irregular(
     if n_obs is None:
         index = torch.arange(T, device=states.device).expand(n, T)
     else:
-        n_obs = _check_positive_int("n_obs", n_obs, 2)
+        n_obs = check_positive_int("n_obs", n_obs, 2)
         if n_obs > T:
             raise ValueError(f"n_obs={n_obs} exceeds the {T} points of the regular grid")
         pick = torch.rand(n, T, generator=generator).argsort(dim=1)[:, :n_obs]
@@ -264,7 +261,7 @@ def _dataset(
 
 
 def _regular_grid(n_time: int, dt: float, dtype: torch.dtype) -> Tensor:
-    n_time = _check_positive_int("n_time", n_time, 2)
+    n_time = check_positive_int("n_time", n_time, 2)
     if not dt > 0:
         raise ValueError(f"dt must be > 0, got {dt}")
     return torch.arange(n_time, dtype=dtype) * dt
@@ -305,7 +302,7 @@ def generate_lorenz63(
     Returns an ``xr.Dataset`` with ``state`` / ``observed`` / ``mask`` of dims
     ``(sample, time, channel)``, channels ``x, y, z``.
     """
-    n = _check_positive_int("n", n)
+    n = check_positive_int("n", n)
     g = _generator(seed, generator)
     grid = _regular_grid(n_time, dt, torch.float64)
     rhs = lambda y: lorenz63_rhs(y, sigma, rho, beta)  # noqa: E731
@@ -347,8 +344,8 @@ def generate_lorenz96(
     Initial conditions: ``F + 0.01 ξ``, ξ ~ N(0, I) (a perturbed fixed point, the customary start),
     spun up for ``spinup`` time units. Returns the same layout as :func:`generate_lorenz63`.
     """
-    n = _check_positive_int("n", n)
-    K = _check_positive_int("n_sites", n_sites, 4)
+    n = check_positive_int("n", n)
+    K = check_positive_int("n_sites", n_sites, 4)
     g = _generator(seed, generator)
     grid = _regular_grid(n_time, dt, torch.float64)
     rhs = lambda y: lorenz96_rhs(y, forcing)  # noqa: E731
@@ -404,10 +401,10 @@ def generate_lorenz_spiking(
     selection: ``latents (sample, time, latent)`` (ẑ), ``readout_weight (neuron, latent)``,
     ``readout_bias (neuron,)``, and ``condition``/``trial`` per sample.
     """
-    n = _check_positive_int("n", n)
-    n_trials = _check_positive_int("n_trials", n_trials)
-    n_neurons = _check_positive_int("n_neurons", n_neurons)
-    n_bins = _check_positive_int("n_bins", n_bins, 2)
+    n = check_positive_int("n", n)
+    n_trials = check_positive_int("n_trials", n_trials)
+    n_neurons = check_positive_int("n_neurons", n_neurons)
+    n_bins = check_positive_int("n_bins", n_bins, 2)
     for name, v in (("bin_width", bin_width), ("latent_dt", latent_dt), ("base_rate", base_rate)):
         if not v > 0:
             raise ValueError(f"{name} must be > 0, got {v}")
