@@ -224,6 +224,8 @@ class UNet(nn.Module):
             t = t.expand(x.shape[0])
         if t.shape != (x.shape[0],):
             raise ValueError(f"times must be a scalar or shape ({x.shape[0]},), got {tuple(t.shape)}")
+        if x.dtype == torch.float64:  # integer / float32 times: the embedding in float64 too
+            t = t.to(torch.float64)
         emb = self.time_mlp(sinusoidal_embedding(t, self.time_dim).to(x.dtype))
         h = self.stem(x)
         hs = [h]

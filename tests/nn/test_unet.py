@@ -57,6 +57,16 @@ def test_translation_equivariance_with_circular_padding():
     torch.testing.assert_close(ys, torch.roll(y, shifts=(2, 4), dims=(-2, -1)))
 
 
+def test_float64_net_embeds_integer_and_float32_times_in_float64():
+    # diffusion steps up to ~1e3 times float32 sin lose ~1e-4 absolute: a float64 model must not
+    torch.manual_seed(0)
+    net = _small(2).double()
+    x = torch.randn(1, 3, 8, 8, dtype=torch.float64)
+    ref = net(x, torch.tensor([999.0], dtype=torch.float64))
+    for t in (torch.tensor([999]), torch.tensor([999.0]), 999):
+        torch.testing.assert_close(net(x, t), ref, rtol=1e-13, atol=1e-13)
+
+
 def test_sinusoidal_embedding_values():
     t = torch.tensor([0.0, 1.0, 7.5])
     e = sinusoidal_embedding(t, 6)
