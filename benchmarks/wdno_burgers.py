@@ -78,16 +78,16 @@ BENCHMARK = {
     "timeout_s": {"cpu": 5400, "gpu": 900},
 }
 
-#: ``unet``: the physical-space DDPM's U-Net (the WDNO's is derived from it: ``matched_levels``);
-#: ``model``: overrides of the super-resolution model's config.
+#: ``unet``: the physical-space DDPM's U-Net (the WDNO's is derived from it: ``matched_levels``), also the
+#: super-resolution model's (at the cpu scale the same as its packaged config)
 SCALES = {
     "smoke": dict(unet=dict(base_channels=8, channel_mults=(1, 2)),
                   n_train=16, n_test=4, nt=9, nx=17, n_modes=32, dt=5e-3, steps=4, sr_steps=4, batch=8,
-                  model=dict(base_channels=8, channel_mults=(1, 2)), n_samples=2, nfe=4, n_control=4,
+                  n_samples=2, nfe=4, n_control=4,
                   n_control_val=2, guidance_scales=(1.0,), lr=1e-3, fno_width=8),
     "cpu": dict(unet=dict(base_channels=32, channel_mults=(1, 2, 2), num_res_blocks=1),
                 n_train=192, n_test=12, nt=33, nx=65, n_modes=128, dt=2e-3, steps=None, sr_steps=None, batch=16,
-                sr_batch=8, model={}, n_samples=8, nfe=20, n_control=12, n_control_val=4,
+                sr_batch=8, n_samples=8, nfe=20, n_control=12, n_control_val=4,
                 guidance_scales=(300.0, 3000.0, 30000.0, 300000.0), lr=None, fno_width=32),
     # the GPU check: the paper-size grid and network, every model's training sized to ``train_s``
     # seconds of wall clock from its measured step rate (a complete cosine schedule, fewer steps)
@@ -95,14 +95,14 @@ SCALES = {
     # and control parts run only while the time left allows, see ``main``)
     "gpu": dict(unet=dict(base_channels=64, channel_mults=(1, 2, 4), num_res_blocks=2),
                 n_train=1000, n_test=50, nt=65, nx=257, n_modes=512, dt=1e-3, steps=40000, sr_steps=40000,
-                batch=64, model=dict(base_channels=64, channel_mults=(1, 2, 4), num_res_blocks=2), n_samples=8,
+                batch=64, n_samples=8,
                 nfe=50, n_control=16, n_control_val=8, guidance_scales=(30.0, 300.0, 3000.0, 30000.0),
                 lr=2e-4, fno_width=64, train_s=12.0),
     "paper": dict(unet=dict(base_channels=64, channel_mults=(1, 2, 4), num_res_blocks=2),
                   n_train=6000, n_test=200, nt=65, nx=257, n_modes=512, dt=1e-3, steps=40000, sr_steps=40000,
-                batch=64, model=dict(base_channels=64, channel_mults=(1, 2, 4), num_res_blocks=2), n_samples=32,
-                nfe=50, n_control=64, n_control_val=32, guidance_scales=(30.0, 300.0, 3000.0, 30000.0),
-                lr=2e-4, fno_width=64),
+                  batch=64, n_samples=32,
+                  nfe=50, n_control=64, n_control_val=32, guidance_scales=(30.0, 300.0, 3000.0, 30000.0),
+                  lr=2e-4, fno_width=64),
 }
 
 
@@ -365,7 +365,7 @@ def super_resolution(sc: dict, args, dev: torch.device, u_fine, f_fine, t_fine, 
     bilinear interpolation of the coarse copy; adds ``results["superres_x4"]``, returns
     ``(coarse, upsampled, truth_fine)`` for the figures."""
     fine_fields = torch.stack([u_fine, f_fine], 2)  # (N, T_f, 2, X_f)
-    sr_cfg = from_dict(SuperResolutionConfig, {**sr_yaml, **sc["model"]}, prefix="model")
+    sr_cfg = from_dict(SuperResolutionConfig, {**sr_yaml, **sc["unet"]}, prefix="model")
     sr = WDNOSuperResolution(sr_cfg)
     sr_train = TrajectoryBatch(fine_fields[:ntr], t_fine.float())
     sr.fit_scaler(sr_train)
@@ -424,8 +424,7 @@ def control_cost_s(sc: dict, args, dev: torch.device, u: torch.Tensor, t_grid: t
     cfg = CONTROL[args.scale]
     runs = 2 * (len(cfg["resim_scales"]) + len(cfg["adjoint_etas"]))
     uu = u[: sc["n_control"]].double()
-    sim = burgers_simulator(uu[:, 0].to(dev), t_grid, x_grid, nu=0.01, n_modes=cfg["solver_modes"],
-                            dt=cfg["solver_dt"])
+    sim = guidance_simulator(uu, t_grid, x_grid, cfg, dev)
     fv = torch.zeros(uu.shape[0], 1, *uu.shape[1:], dtype=torch.float64, device=dev, requires_grad=True)
     synchronize(dev)
     t0 = time.perf_counter()
@@ -436,6 +435,14 @@ def control_cost_s(sc: dict, args, dev: torch.device, u: torch.Tensor, t_grid: t
                              n_modes=sc["n_modes"], dt=sc["dt"])
     t2 = time.perf_counter()
     return runs * sc["nfe"] * (t1 - t0) + (len(sc["guidance_scales"]) + runs + 4) * (t2 - t1)
+
+
+def guidance_simulator(uu: torch.Tensor, t_grid: torch.Tensor, x_grid: torch.Tensor, cfg: dict,
+                       dev: torch.device):
+    """The differentiable solver guidance and adjoint descent run from the initial states ``uu[:, 0]``
+    (the scale's coarser ``solver_modes`` / ``solver_dt``; scoring uses the data's solver)."""
+    return burgers_simulator(uu[:, 0].double().to(dev), t_grid, x_grid, nu=0.01, n_modes=cfg["solver_modes"],
+                             dt=cfg["solver_dt"])
 
 
 def run_control(ctrl: WDNO, c_info: dict, sc: dict, args, dev: torch.device, u: torch.Tensor, f: torch.Tensor,
@@ -451,9 +458,8 @@ def run_control(ctrl: WDNO, c_info: dict, sc: dict, args, dev: torch.device, u: 
         return evaluate_burgers_control(fc, uu[:, 0].double(), uu[:, -1].double(), t_grid, x_grid, **kw)
 
     def resimulated(uu: torch.Tensor) -> ResimulatedObjective:
-        sim = burgers_simulator(uu[:, 0].double().to(dev), t_grid, x_grid, nu=0.01, n_modes=cfg["solver_modes"],
-                                dt=cfg["solver_dt"])
-        return ResimulatedObjective(sim, uu[:, -1].unsqueeze(1).to(dev), LAMBDA)
+        return ResimulatedObjective(guidance_simulator(uu, t_grid, x_grid, cfg, dev), uu[:, -1].unsqueeze(1).to(dev),
+                                    LAMBDA)
 
     def guided(uu: torch.Tensor, kind: str, scale: float):
         target = uu[:, -1].unsqueeze(1).to(dev)
@@ -464,10 +470,11 @@ def run_control(ctrl: WDNO, c_info: dict, sc: dict, args, dev: torch.device, u: 
                                 guidance_scale=scale, exact_known=False,  # the model's own u(T), for its own J
                                 generator=torch.Generator(device=dev).manual_seed(args.seed + 3))
         except FloatingPointError:  # a scale too large for the sampler: ranked last in the sweep
-            cost = {"process_cpu_s": time.process_time() - c0, "wall_s": time.perf_counter() - t0}
-            return None, torch.full(uu.shape, float("nan"), dtype=torch.float64), float("inf"), cost
+            out = None
         synchronize(dev)
         cost = {"process_cpu_s": time.process_time() - c0, "wall_s": time.perf_counter() - t0}
+        if out is None:
+            return None, torch.full(uu.shape, float("nan"), dtype=torch.float64), float("inf"), cost
         fc = out.forcing[0].double().cpu()
         own = ControlObjective(target, LAMBDA)(out.state[0].unsqueeze(1), out.forcing[0].unsqueeze(1))
         return score(fc, uu), fc, float(own.mean()), cost

@@ -187,6 +187,11 @@ def test_the_burgers_benchmark_scores_the_packaged_wdno() -> None:
     assert (ddpm.base_channels, tuple(ddpm.channel_mults)) == (32, (1, 2, 2)) and ddpm.space == "physical"
     assert (same.base_channels, tuple(same.channel_mults), same.space) == (32, (1, 2, 2), "wavelet")
     assert (build(cfgs["wdno"]).base_channels, tuple(build(cfgs["wdno"]).channel_mults)) == (64, (1, 1))
+    from sciflow.models.wavelet_diffusion import SuperResolutionConfig  # its U-Net is the scale's too
+
+    sr_yaml, _ = bench.model_section("wdno_burgers_superres")
+    assert (from_dict(SuperResolutionConfig, {**sr_yaml, **bench.SCALES["cpu"]["unet"]}, prefix="model")
+            == from_dict(SuperResolutionConfig, sr_yaml, prefix="model"))
 
 
 def test_smoke_scale_of_a_real_benchmark(tmp_path: Path) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from sciflow.nn.wavelets import FilterBank
+
 TASKS = ("simulation", "control")
 SPACES = ("wavelet", "physical")
 SCHEDULES = ("cosine", "sigmoid", "linear")
@@ -44,12 +46,10 @@ class _DiffusionOptions:
             if value not in allowed:
                 raise ValueError(f"{who}.{name}={value!r}; allowed: {list(allowed)}")
         if self.space == "wavelet":
-            import pywt
-
-            if self.wavelet not in pywt.wavelist(kind="discrete"):
-                hint = [w for w in pywt.wavelist(kind="discrete") if w.startswith(str(self.wavelet)[:2])][:8]
-                raise ValueError(f"{who}.wavelet={self.wavelet!r} is not a discrete PyWavelets wavelet"
-                                 + (f" (similar: {hint})" if hint else "") + "; e.g. 'haar', 'db2', 'bior2.4'")
+            try:  # the transform's own (cached) lookup, which names the families
+                FilterBank.from_pywt(self.wavelet)
+            except ValueError as err:
+                raise ValueError(f"{who}.wavelet={self.wavelet!r} is not a discrete PyWavelets wavelet: {err}") from None
         if self.clip_denoised is not None and not self.clip_denoised > 0:
             raise ValueError(f"{who}.clip_denoised must be > 0 or None, got {self.clip_denoised}")
         if not 0.0 < self.t_min < 0.5:
