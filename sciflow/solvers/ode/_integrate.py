@@ -1,122 +1,35 @@
-"""The batched stepping loops behind :func:`sciflow.solvers.ode.solve`.
-
-Internal layout: ``y: (B, S)`` — ``B`` trajectories that each carry their own clock ``t: (B,)``
-and step ``h: (B,)`` (``B = 1`` when the whole batch shares one clock, torchdiffeq-style), ``S``
-state entries each; save times ``ts: (B, T)``, increasing (decreasing grids are mapped to
-increasing ones by the caller with ``s = -t``).
+"""The batched adaptive stepping loop behind :func:`sciflow.solvers.ode.solve`.
 
 Adaptive loop (masked batched stepping): every iteration attempts one step on every unfinished
 trajectory, accepts or rejects it per trajectory with ``torch.where`` (no data-dependent Python
 control flow), writes dense output for the save times that fall inside accepted steps, and does
 a single host sync — the "all done / step underflow?" flags (compiled: once per chunk of
-attempts, see :func:`_make_chunk`). Dense output looks at a window of
-the next ``window`` save times per trajectory; a step is shortened only if it would contain more
-than ``window`` of them, so saving never costs evaluations in the usual case.
+attempts, see :func:`_make_chunk`). Dense output looks at a window of the next ``window`` save
+times per trajectory; a step is shortened only if it would contain more than ``window`` of them,
+so saving never costs evaluations in the usual case.
 
 This loop serves per-trajectory clocks and every ``compile=True`` solve; an eager solve with one
 shared clock uses the host-controlled loop of :mod:`._shared_clock` (same steps).
+
+The flat layout (``y: (B, S)``, clocks ``t: (B,)``, save times ``ts: (B, T)``) and
+:class:`FlatField` are in :mod:`._flat_field`; the fixed-step loop is in :mod:`._fixed_step`
+(both re-exported here).
 """
 
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
 from torch import Tensor
 
-from .._checks import check_vector_field_output
-from .controller import ConstantStepSize, PIController
+from ._fixed_step import integrate_fixed
+from ._flat_field import FlatField, Stats
+from .controller import PIController
 from .runge_kutta import ExplicitRungeKutta
 
 __all__ = ["FlatField", "Stats", "integrate_fixed", "integrate_adaptive"]
-
-
-@dataclass
-class Stats:
-    """Work counters of one solve: vector-field evaluations (batched calls), loop iterations
-    (attempted steps), accepted steps per trajectory ``(B,)`` (adaptive only)."""
-
-    nfe: int = 0
-    n_steps: int = 0
-    n_accepted: Tensor | None = None
-
-    def as_dict(self) -> dict:
-        d = {"nfe": self.nfe, "n_steps": self.n_steps}
-        if self.n_accepted is not None:
-            d["n_accepted"] = self.n_accepted
-            d["n_rejected"] = self.n_steps - self.n_accepted
-        return d
-
-
-@dataclass
-class FlatField:
-    """Adapts the user's ``f(t, y)`` on ``(*batch, *state)`` to the flat ``(B,), (B, S)`` layout.
-
-    ``shared_clock``: one time for the whole batch (``t`` passed as a 0-d tensor); otherwise ``t``
-    is passed as ``(*batch, 1, ..., 1)``. ``direction = -1`` integrates ``s = -t`` forwards:
-    ``dy/ds = -f(-s, y)``. ``finite_start``: also check that the first evaluation is finite (one
-    host sync; adaptive solves, whose first step size a NaN there would poison; a fixed-step solve
-    is checked once at its end instead).
-    """
-
-    f: Callable[[Tensor, Tensor], Tensor]
-    y_shape: tuple[int, ...]
-    batch_shape: tuple[int, ...]
-    shared_clock: bool
-    direction: int = 1
-    finite_start: bool = False
-    stats: Stats = field(default_factory=Stats)
-    _checked: bool = False
-
-    def __call__(self, t: Tensor, y: Tensor) -> Tensor:
-        tt = t.reshape(()) if self.shared_clock else t.reshape(
-            self.batch_shape + (1,) * (len(self.y_shape) - len(self.batch_shape)))
-        yy = y.reshape(self.y_shape)
-        if self.direction < 0:
-            tt = -tt
-        out = self.f(tt, yy)
-        if not self._checked:
-            check_vector_field_output(out, yy, t=tt if self.finite_start else None)
-            self._checked = True
-        self.stats.nfe += 1
-        out = out.reshape(y.shape)
-        return -out if self.direction < 0 else out
-
-    def raw(self, t: Tensor, y: Tensor) -> Tensor:
-        """Same map without counting or checks (pure, for compiled loops; the caller counts)."""
-        tt = t.reshape(()) if self.shared_clock else t.reshape(
-            self.batch_shape + (1,) * (len(self.y_shape) - len(self.batch_shape)))
-        if self.direction < 0:
-            out = self.f(-tt, y.reshape(self.y_shape))
-            return -out.reshape(y.shape)
-        return self.f(tt, y.reshape(self.y_shape)).reshape(y.shape)
-
-
-def integrate_fixed(f: FlatField, solver: ExplicitRungeKutta, y0: Tensor, ts: Tensor,
-                    controller: ConstantStepSize) -> Tensor:
-    """Fixed steps along the grid ``ts (B, T)``; returns ``(T, B, S)``."""
-    T = ts.shape[1]
-    dts = ts[:, 1:] - ts[:, :-1]
-    if controller.dt is None:
-        n_sub = [1] * (T - 1)
-    else:  # one host sync at set-up: the number of sub-steps of each interval
-        n_sub = torch.ceil(dts.amax(0) / controller.dt - 1e-9).clamp(min=1).long().tolist()
-    ys = [y0]
-    y = y0
-    k1 = None
-    for i in range(T - 1):
-        h = dts[:, i] / n_sub[i]
-        for j in range(n_sub[i]):
-            t = ts[:, i] + j * h if j else ts[:, i]
-            if k1 is None:
-                k1 = f(t, y)
-            y, ks, _ = solver.step(f, t, y, h, k1)
-            k1 = ks[-1] if solver.fsal else None
-            f.stats.n_steps += 1
-        ys.append(y)
-    return torch.stack(ys)
 
 
 def _rms(x: Tensor) -> Tensor:
