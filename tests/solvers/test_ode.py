@@ -289,7 +289,8 @@ def test_error_max_steps():
 def test_shared_clock_paths_agree_with_masked_loop(solver, direction):
     """One clock (batch_ndim = 0): the host-controlled loop — buffered stages without autograd,
     the solver's own differentiable step with autograd — takes the masked loop's steps."""
-    from sciflow.solvers.ode._integrate import FlatField, integrate_adaptive
+    from sciflow.solvers.ode._flat_field import FlatField
+    from sciflow.solvers.ode._integrate import integrate_adaptive
     from sciflow.solvers.ode._shared_clock import integrate_shared_clock
 
     g = torch.Generator().manual_seed(7)

@@ -13,7 +13,9 @@ import math
 from torch import Tensor
 
 from .._checks import check_finite_trajectory, check_state, check_term_kind, check_times
-from ._integrate import FlatField, Stats, integrate_adaptive, integrate_fixed
+from ._fixed_step import integrate_fixed
+from ._flat_field import FlatField, Stats
+from ._integrate import integrate_adaptive
 from ._shared_clock import integrate_shared_clock
 from .controller import ConstantStepSize, PIController
 from .runge_kutta import ExplicitRungeKutta

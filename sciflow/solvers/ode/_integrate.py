@@ -12,8 +12,7 @@ This loop serves per-trajectory clocks and every ``compile=True`` solve; an eage
 shared clock uses the host-controlled loop of :mod:`._shared_clock` (same steps).
 
 The flat layout (``y: (B, S)``, clocks ``t: (B,)``, save times ``ts: (B, T)``) and
-:class:`FlatField` are in :mod:`._flat_field`; the fixed-step loop is in :mod:`._fixed_step`
-(both re-exported here).
+:class:`FlatField` are in :mod:`._flat_field`; the fixed-step loop is in :mod:`._fixed_step`.
 """
 
 from __future__ import annotations
@@ -24,12 +23,11 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from ._fixed_step import integrate_fixed
-from ._flat_field import FlatField, Stats
+from ._flat_field import FlatField
 from .controller import PIController
 from .runge_kutta import ExplicitRungeKutta
 
-__all__ = ["FlatField", "Stats", "integrate_fixed", "integrate_adaptive"]
+__all__ = ["initial_step", "integrate_adaptive"]
 
 
 def _rms(x: Tensor) -> Tensor:

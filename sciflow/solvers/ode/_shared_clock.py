@@ -28,7 +28,8 @@ import math
 import torch
 from torch import Tensor
 
-from ._integrate import FlatField, initial_step
+from ._flat_field import FlatField
+from ._integrate import initial_step
 from .controller import PIController
 from .runge_kutta import ExplicitRungeKutta
 

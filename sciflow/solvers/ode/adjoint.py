@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from ._core import solve_grid
-from ._integrate import Stats
+from ._flat_field import Stats
 from .controller import ConstantStepSize, PIController
 from .term import ODETerm
 
