@@ -17,7 +17,10 @@ distributions on held-out initial states:
 
 Reports coverage / width of 90 % intervals, CRPS, Gaussian NLL, RMSE, PIT calibration error,
 spread–skill, HMC diagnostics and training times (vectorised vs sequential ensemble ratio) in
-``benchmarks/results/uq_comparison.json``. ``--scale`` multiplies data size and training steps.
+``benchmarks/results/uq_comparison.json``. HMC diagnostics come twice: ``diagnostics`` in weight
+space (uninformative for a network: hidden-unit permutations) and ``function_diagnostics``, the
+rank-normalised split-R-hat / ESS of the network's predictions at every test output (the ones to
+read; Izmailov et al. 2021, see ``sciflow.uq.hmc``). ``--scale`` multiplies data size and training steps.
 ``--navier-stokes`` adds the same comparison on a coarse 2-D vorticity map.
 """
 
@@ -31,7 +34,7 @@ import torch
 from _common import write_result
 from sciflow.data.batches import TrajectoryBatch
 from sciflow.nn.mlp import MLP
-from sciflow.uq import (HMC, AbsoluteResidual, DeepEnsemble, GaussianForecaster, GaussianLikelihood,
+from sciflow.uq import (HMC, NUTS, AbsoluteResidual, DeepEnsemble, GaussianForecaster, GaussianLikelihood,
                         GaussianPrior, MCDropout, NormalizedResidual, PointForecaster, Prediction,
                         SamplingPredictor, SplitConformal, score_prediction)
 
@@ -143,15 +146,27 @@ def compare(train_b, val_b, test_b, d, noise, args) -> dict:
     with torch.no_grad():
         fitted = float(((small(val_b) - val_b.values[:, 1:]) ** 2).mean().sqrt())
     out["_hmc_noise_std"] = {"validation_fit": fitted, "measurement": float(noise)}
+    diag_b = test_b.index(slice(0, args.hmc_diag_inputs))  # function-space R-hat/ESS at these test inputs
     for key, sigma in (("hmc", fitted), ("hmc_known_noise", float(noise))):
         t0 = time.perf_counter()
-        hmc = HMC(small, GaussianPrior(1.0), GaussianLikelihood(sigma), [train_b], alpha=ALPHA)
-        res = hmc.run(n_samples=int(args.hmc_samples * args.scale), n_warmup=int(args.hmc_warmup * args.scale),
+        sampler, extra = HMC, {}
+        if args.hmc_sampler == "nuts":
+            sampler, extra = NUTS, {"max_tree_depth": args.hmc_max_tree_depth}
+        hmc = sampler(small, GaussianPrior(1.0), GaussianLikelihood(sigma), [train_b], alpha=ALPHA)
+        n_warmup = int(args.hmc_warmup * args.scale)
+        res = hmc.run(n_samples=int(args.hmc_samples * args.scale), n_warmup=n_warmup,
                       n_chains=4, n_leapfrog=args.hmc_leapfrog, init_jitter=0.0,
-                      generator=torch.Generator().manual_seed(0))
+                      generator=torch.Generator().manual_seed(0), **extra)
         times[key] = time.perf_counter() - t0
         out[key] = score_prediction(hmc.predict(test_b, generator=g, max_draws=400), y_test)
         out[key]["diagnostics"] = res.summary()
+        out[key]["function_diagnostics"] = hmc.function_diagnostics(diag_b).summary()
+        if args.hmc_sampler == "nuts":  # a tree of depth j takes 2^j - 1 leapfrog steps
+            depths = torch.tensor(hmc.tree_depths, dtype=torch.float64)
+            out[key]["gradient_evals_per_chain"] = float((2**depths - 1).sum()) / 4
+            out[key]["mean_tree_depth"] = float(depths.mean())
+        else:
+            out[key]["gradient_evals_per_chain"] = (res.samples.shape[1] + n_warmup) * args.hmc_leapfrog
 
     # split conformal around the anchor (absolute residual) and the ensemble (normalised)
     cp_point = SplitConformal(SamplingPredictor(point), ALPHA, AbsoluteResidual())
@@ -181,23 +196,30 @@ def main() -> None:
     ap.add_argument("--hmc-width", type=int, default=16)
     ap.add_argument("--hmc-samples", type=int, default=200)
     ap.add_argument("--hmc-warmup", type=int, default=200)
-    ap.add_argument("--hmc-leapfrog", type=int, default=10)
+    ap.add_argument("--hmc-leapfrog", type=int, default=10, help="leapfrog steps per HMC transition")
+    ap.add_argument("--hmc-sampler", choices=("hmc", "nuts"), default="hmc",
+                    help="fixed-length HMC, or NUTS (chains one after another, --hmc-leapfrog ignored)")
+    ap.add_argument("--hmc-max-tree-depth", type=int, default=6, help="NUTS only")
+    ap.add_argument("--hmc-diag-inputs", type=int, default=64,
+                    help="test inputs whose every output gets a function-space R-hat / ESS")
     ap.add_argument("--navier-stokes", action="store_true")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     n_tr = int(args.n_train * args.scale)
-    data, scale = burgers_data(n_tr + 64 + 256, args.nx, args.noise, seed=0)
-    tr, va, te = data.index(slice(0, n_tr)), data.index(slice(n_tr, n_tr + 64)), data.index(slice(n_tr + 64, None))
-    payload = {"task": {"burgers": {"n_train": n_tr, "n_val": 64, "n_test": 256, "nx": args.nx, "nu": 0.05,
+    # 64 validation / 256 test states; fewer below scale 1 (smoke runs: generation and scoring)
+    n_va, n_te = (64, 256) if args.scale >= 1 else (max(16, int(64 * args.scale)), max(32, int(256 * args.scale)))
+    data, scale = burgers_data(n_tr + n_va + n_te, args.nx, args.noise, seed=0)
+    tr, va, te = data.index(slice(0, n_tr)), data.index(slice(n_tr, n_tr + n_va)), data.index(slice(n_tr + n_va, None))
+    payload = {"task": {"burgers": {"n_train": n_tr, "n_val": n_va, "n_test": n_te, "nx": args.nx, "nu": 0.05,
                                     "T": 0.5, "noise_std_normalised": args.noise, "u0_std": scale}},
                "alpha": ALPHA, "args": vars(args),
                "burgers": compare(tr, va, te, args.nx, args.noise, args)}
     if args.navier_stokes:
         res = 16
-        data, scale = ns_data(n_tr + 64 + 256, res, args.noise, seed=0)
+        data, scale = ns_data(n_tr + n_va + n_te, res, args.noise, seed=0)
         data = TrajectoryBatch(data.values.reshape(data.values.shape[0], 2, -1), data.times)
-        tr, va, te = data.index(slice(0, n_tr)), data.index(slice(n_tr, n_tr + 64)), data.index(slice(n_tr + 64, None))
+        tr, va, te = data.index(slice(0, n_tr)), data.index(slice(n_tr, n_tr + n_va)), data.index(slice(n_tr + n_va, None))
         payload["task"]["navier_stokes"] = {"resolution": res, "nu": 1e-3, "T": 1.0, "vorticity_std": scale}
         payload["navier_stokes"] = compare(tr, va, te, res * res, args.noise, args)
     write_result("uq_comparison", payload)

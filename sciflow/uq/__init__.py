@@ -12,7 +12,8 @@ from sciflow.uq.base import Predictor, target_for
 from sciflow.uq.bayes import GaussianLikelihood, GaussianPrior, Likelihood, LossLikelihood, Prior
 from sciflow.uq.conformal import (AbsoluteResidual, ConformalScore, NormalizedResidual, QuantileScore,
                                   SplitConformal)
-from sciflow.uq.diagnostics import ess_bulk, ess_tail, rhat, split_rhat
+from sciflow.uq.diagnostics import (ConvergenceDiagnostics, convergence_diagnostics, ess_bulk, ess_tail, rhat,
+                                    split_rhat)
 from sciflow.uq.ensemble import DeepEnsemble
 from sciflow.uq.evaluate import evaluate, score_prediction
 from sciflow.uq.heads import (GaussianForecaster, GaussianHead, GaussianPredictive, PointForecaster,
@@ -29,6 +30,7 @@ __all__ = [
     "HMCResult", "SplitConformal", "ConformalScore", "AbsoluteResidual", "NormalizedResidual",
     "QuantileScore", "Prior", "GaussianPrior", "Likelihood", "GaussianLikelihood", "LossLikelihood",
     "GaussianHead", "GaussianPredictive", "GaussianForecaster", "PointForecaster", "beta_nll_loss",
-    "gaussian_nll_loss", "rhat", "split_rhat", "ess_bulk", "ess_tail", "evaluate", "score_prediction",
+    "gaussian_nll_loss", "rhat", "split_rhat", "ess_bulk", "ess_tail", "convergence_diagnostics",
+    "ConvergenceDiagnostics", "evaluate", "score_prediction",
     "UQ_METHODS",
 ]

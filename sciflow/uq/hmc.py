@@ -21,9 +21,31 @@ synchronisation inside a transition):
   scaled down proportionally for short warm-ups); dual averaging restarts after each update.
 - Initial step size: Hoffman & Gelman 2014 Alg. 4 heuristic (per chain).
 - Diagnostics after sampling: rank-normalised split-:math:`\widehat R`, bulk and tail ESS (Vehtari
-  et al. 2021), acceptance rate, divergences.
+  et al. 2021) of every weight and of the log posterior, acceptance rate, divergences.
 
-NUTS is not implemented; the fixed-length HMC here adapts everything else.
+Which :math:`\widehat R` to read: **function space**, :meth:`HMC.function_diagnostics`. A network's
+likelihood is exactly invariant under permuting hidden units (and, for odd activations such as
+tanh, flipping their signs), so the posterior has many weight-space copies of every mode that
+predict identically. Chains that settle in different copies give a large weight-space
+:math:`\widehat R` (``HMCResult.rhat``) even if they sample the same distribution of functions,
+which is all the posterior predictive uses; a small weight-space :math:`\widehat R` is
+informative, a large one is not. Izmailov, Vikram, Hoffman & Wilson (2021), "What Are Bayesian
+Neural Network Posteriors Really Like?" (ICML, Sec. 5), therefore judge HMC convergence in
+function space: :math:`\widehat R` of the softmax predictions at each test input across their 3
+chains, with 1.1 as the threshold, shown beside the (much larger) weight-space values.
+:meth:`HMC.function_diagnostics` does the same for any model output: the network's noise-free
+prediction :math:`f_\theta(x)` under every kept draw, chain by chain, at the inputs of a
+(held-out) batch, with the rank-normalised split-:math:`\widehat R` and bulk/tail ESS of Vehtari
+et al. (2021) per output value (deviation from Izmailov et al.: their :math:`\widehat R` is the
+classic Gelman–Rubin one; the rank-normalised version is stricter, and the usual thresholds
+1.01/1.05 apply). ``HMCResult.summary()`` also reports the :math:`\widehat R` of the log
+posterior, another symmetry-invariant scalar. A large function-space :math:`\widehat R` means
+that the chains predict differently: genuinely distinct modes, or chains that have not
+forgotten their start; then more chains and longer runs, not a better weight-space statistic,
+are the remedy. (A large weight-space :math:`\widehat R` need not come from symmetries either:
+chains started at the same weights drift apart along directions the data barely constrain.)
+
+:class:`~sciflow.uq.nuts.NUTS` subclasses :class:`HMC` with adaptive trajectory lengths.
 Chains are evaluated with ``torch.func.vmap`` over ``functional_call`` where the model allows,
 else one by one.
 """
@@ -42,11 +64,14 @@ from torch.func import functional_call, vmap
 from sciflow.models.base import SciflowModel
 from sciflow.uq.base import Predictor, check_alpha, target_for
 from sciflow.uq.bayes import Likelihood, LossLikelihood, Prior
-from sciflow.uq.diagnostics import ess_bulk, ess_tail, rhat
+from sciflow.uq.diagnostics import ConvergenceDiagnostics, convergence_diagnostics, rhat
 from sciflow.uq.prediction import Prediction
 
 
 class _Call(nn.Module):
+    """The model as one function of its parameters: its loss (``use_loss``) or one draw of its
+    (deterministic) prediction."""
+
     def __init__(self, model: SciflowModel, use_loss: bool) -> None:
         super().__init__()
         self.m, self.use_loss = model, use_loss
@@ -62,8 +87,10 @@ class HMCResult:
     """Posterior draws and diagnostics.
 
     ``samples``: ``(chains, n_samples, D)`` flat weights; ``rhat``, ``ess_bulk``, ``ess_tail``:
-    ``(D,)``; ``accept_rate``, ``step_size``: ``(chains,)``; ``inv_mass``: ``(chains, D)``;
-    ``divergences``: ``(chains,)`` counts after warm-up; ``log_prob``: ``(chains, n_samples)``.
+    ``(D,)`` weight-space diagnostics (large for a network even when its predictions have mixed:
+    read :meth:`HMC.function_diagnostics`, see the module docstring); ``accept_rate``,
+    ``step_size``: ``(chains,)``; ``inv_mass``: ``(chains, D)``; ``divergences``: ``(chains,)``
+    counts after warm-up; ``log_prob``: ``(chains, n_samples)``.
     """
 
     samples: Tensor
@@ -81,8 +108,11 @@ class HMCResult:
             x = x[~torch.isnan(x)]
             return float(x.min()) if x.numel() else math.nan
 
+        r = self.rhat[~torch.isnan(self.rhat)]
         return {"max_rhat": float(torch.nan_to_num(self.rhat, nan=math.inf).max()),
+                "median_rhat": float(r.median()) if r.numel() else math.nan,
                 "min_ess_bulk": nanmin(self.ess_bulk), "min_ess_tail": nanmin(self.ess_tail),
+                "rhat_log_prob": float(rhat(self.log_prob.to(torch.float64))),
                 "accept_rate": float(self.accept_rate.mean()),
                 "divergences": int(self.divergences.sum()),
                 "n_chains": int(self.samples.shape[0]), "n_samples": int(self.samples.shape[1])}
@@ -139,6 +169,7 @@ class HMC(Predictor):
         self.fixed = {f"m.{k}": v.detach() for k, v in named.items() if k in set(frozen)}
         self.fixed |= {f"m.{k}": v for k, v in model.named_buffers()}
         self._call = _Call(model, isinstance(likelihood, LossLikelihood))
+        self._predict_call = _Call(model, False)
         self._targets = None
         self._vectorise = True
         self.result: HMCResult | None = None
@@ -156,10 +187,13 @@ class HMC(Predictor):
         parts = theta.split(self.sizes, dim=-1)
         return {f"m.{k}": p.reshape(*theta.shape[:-1], *s) for k, p, s in zip(self.names, parts, self.shapes)}
 
-    def _forward_chains(self, theta: Tensor, batch: Any) -> Tensor:
-        """Model output (prediction or loss) for every chain: ``(chains, ...)``."""
+    def _forward_chains(self, theta: Tensor, batch: Any, *, predict: bool = False) -> Tensor:
+        """Model output for every row of ``theta``: ``(rows, ...)``; the likelihood's quantity
+        (prediction, or loss for a :class:`LossLikelihood`), or the prediction if ``predict``."""
+        call = self._predict_call if predict else self._call
+
         def one(params: dict[str, Tensor]) -> Tensor:
-            return functional_call(self._call, params | self.fixed, (batch,))
+            return functional_call(call, params | self.fixed, (batch,))
 
         params = self._unflatten(theta)
         if self._vectorise:
@@ -322,12 +356,31 @@ class HMC(Predictor):
                 draws.append(theta)
                 lps.append(lp)
         samples = torch.stack(draws, 1)
+        weights = convergence_diagnostics(samples)  # split chains: defined for one chain too
         self.result = HMCResult(
             samples=samples, log_prob=torch.stack(lps, 1), accept_rate=n_acc / (n_samples * thin),
             step_size=eps, inv_mass=inv_mass, divergences=n_div,
-            rhat=rhat(samples),  # split chains: defined for one chain too
-            ess_bulk=ess_bulk(samples), ess_tail=ess_tail(samples))
+            rhat=weights.rhat, ess_bulk=weights.ess_bulk, ess_tail=weights.ess_tail)
         return self.result
+
+    # -------------------------------------------------------------- function-space diagnostics
+    @torch.no_grad()
+    def function_draws(self, batch: Any) -> Tensor:
+        """The network's prediction (``model.sample(batch, 1)[0]``, noise-free for the
+        deterministic networks HMC is meant for) under every kept draw, chain structure kept:
+        ``(chains, n_samples, *event)`` (one chain's draws evaluated at a time)."""
+        if self.result is None:
+            raise RuntimeError("HMC.run(...) must be called before function_draws / function_diagnostics")
+        self.model.eval()
+        return torch.stack([self._forward_chains(chain, batch, predict=True) for chain in self.result.samples])
+
+    def function_diagnostics(self, batch: Any) -> ConvergenceDiagnostics:
+        r"""Function-space convergence: rank-normalised split-:math:`\widehat R` and bulk/tail ESS
+        of every output value :math:`f_\theta(x)_j` at ``batch``'s inputs (use held-out inputs),
+        shaped like one prediction; ``.summary()`` gives the median and max :math:`\widehat R`
+        and the min ESS. These, not the weight-space ``HMCResult.rhat``, say whether the chains
+        agree on the posterior predictive (module docstring; Izmailov et al. 2021)."""
+        return convergence_diagnostics(self.function_draws(batch))
 
     # -------------------------------------------------------------- the posterior predictive
     @torch.no_grad()
@@ -344,6 +397,6 @@ class HMC(Predictor):
             idx = torch.linspace(0, theta.shape[0] - 1, max_draws, device=theta.device).round().long()
             theta = theta[idx]
         self.model.eval()
-        f = self._forward_chains(theta, batch)
+        f = self._forward_chains(theta, batch, predict=True)
         samples = self.likelihood.sample(f, generator) if self.include_noise else f
         return Prediction.from_samples(samples, self.alpha)

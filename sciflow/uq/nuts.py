@@ -1,6 +1,8 @@
 r"""The No-U-Turn Sampler (Hoffman & Gelman 2014, Alg. 3 with the dual-averaging statistics of
 Alg. 6) over network weights, reusing :class:`~sciflow.uq.hmc.HMC`'s target, warm-up (dual
-averaging + windowed diagonal mass adaptation), diagnostics and posterior predictive.
+averaging + windowed diagonal mass adaptation), diagnostics (weight space in the result,
+function space with :meth:`~sciflow.uq.hmc.HMC.function_diagnostics`, the ones to read for a
+network) and posterior predictive.
 
 NUTS removes the trajectory-length parameter: each transition doubles a leapfrog trajectory
 forwards or backwards at random until the ends start to turn back,
