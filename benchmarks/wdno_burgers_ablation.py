@@ -69,8 +69,9 @@ SCALES = {
 }
 
 #: The reference every variant departs from: WDNO as it was before issue 9 (per-channel scaling, the
-#: physical-space DDPM's U-Net), whatever the packaged config now says; a scale's ``model`` overrides it.
-BASELINE = {"scaling": "channel", "base_channels": 32, "channel_mults": (1, 2, 2)}
+#: physical-space DDPM's U-Net, unconstrained edges), whatever the packaged config now says; a scale's
+#: ``model`` overrides it.
+BASELINE = {"scaling": "channel", "base_channels": 32, "channel_mults": (1, 2, 2), "zero_boundary": False}
 
 #: name -> (Config overrides, options). ``nfe``: sampler budget; ``full_grid``: train on the generator's
 #: 33 x 65 grid instead of its [::2, ::2] copy (only without ``--grid``); ``matched_levels``: add
@@ -100,6 +101,10 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
     "wdno_field_scaling_full_grid": ({"scaling": "field"}, {"full_grid": True}),
     # the benchmark's ``wdno_matched`` (at the cpu scale the same model as wdno_field_scaling_width64_1level)
     "wdno_matched_field": ({"scaling": "field"}, {"matched_levels": True}),
+    # the zero Dirichlet data imposed on the samples (the packaged model): in physical space the edges are known
+    # entries (training changes too), in wavelet space the same network's denoised estimates are projected
+    "ddpm_physical_zero_boundary": ({"space": "physical", "zero_boundary": True}, {}),
+    "wdno_matched_field_zero_boundary": ({"scaling": "field", "zero_boundary": True}, {"matched_levels": True}),
 }
 
 #: the generator's viscosity without ``--nu`` (the WDNO setting); result names and keys are unchanged for it

@@ -107,11 +107,11 @@ class Denoiser(nn.Module):
         return s * x + a * out
 
 
-def clipped(denoiser: Callable[[Tensor, Tensor], Tensor], schedule: NoiseSchedule,
-            bound: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
-    """Clip the denoised estimate ``x̂_0 = (x_t - σ_t ε̂)/α_t`` to ``[-bound, bound]`` per channel and
-    re-derive ``ε̂ = (x_t - α_t x̂_0)/σ_t`` (the official code's ``clip_x_start`` with
-    ``rederive_pred_noise``; there the bound is 1 for data rescaled into ``[-1, 1]``)."""
+def on_denoised(denoiser: Callable[[Tensor, Tensor], Tensor], schedule: NoiseSchedule,
+                fn: Callable[[Tensor], Tensor]) -> Callable[[Tensor, Tensor], Tensor]:
+    """Apply ``fn`` to the denoised estimate ``x̂_0 = (x_t - σ_t ε̂)/α_t`` and re-derive
+    ``ε̂ = (x_t - α_t fn(x̂_0))/σ_t`` (the official code's ``rederive_pred_noise``), so every shared
+    sampler steps towards ``fn(x̂_0)``."""
 
     def eps(x: Tensor, t: Tensor) -> Tensor:
         e = denoiser(x, t)
@@ -119,11 +119,21 @@ def clipped(denoiser: Callable[[Tensor, Tensor], Tensor], schedule: NoiseSchedul
         tt = t.to(torch.float64)
         a = schedule.alpha(tt).to(x.dtype).reshape(shape)
         s = schedule.sigma(tt).to(x.dtype).reshape(shape)
-        b = bound.to(x.dtype).reshape(1, -1, *([1] * (x.ndim - 2)))
-        x0 = torch.maximum(torch.minimum((x - s * e) / a, b), -b)
-        return (x - a * x0) / s
+        return (x - a * fn((x - s * e) / a)) / s
 
     return eps
+
+
+def clipped(denoiser: Callable[[Tensor, Tensor], Tensor], schedule: NoiseSchedule,
+            bound: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
+    """Clip the denoised estimate ``x̂_0`` to ``[-bound, bound]`` per channel (:func:`on_denoised`; the
+    official code's ``clip_x_start``; there the bound is 1 for data rescaled into ``[-1, 1]``)."""
+
+    def clip(x0: Tensor) -> Tensor:
+        b = bound.to(x0.dtype).reshape(1, -1, *([1] * (x0.ndim - 2)))
+        return torch.maximum(torch.minimum(x0, b), -b)
+
+    return on_denoised(denoiser, schedule, clip)
 
 
 def replacement_loss(denoiser: Denoiser, schedule: NoiseSchedule, z0: Tensor, known: Tensor, replacement: str,

@@ -105,6 +105,15 @@ class Config(_DiffusionOptions):
     Denoiser
         ``base_channels`` / ``channel_mults`` / ``num_res_blocks`` / ``attention_levels`` /
         ``num_heads`` / ``groups`` / ``dropout`` of :class:`sciflow.nn.UNet`.
+    Boundary data
+        ``zero_boundary``: the state vanishes at both ends of every spatial axis of the grid
+        (homogeneous Dirichlet data on a grid that contains the boundary points, e.g. forced
+        Burgers on ``linspace(0, 1, n)``). Generated states then satisfy it exactly: in physical
+        space the edge values of ``u`` are known entries (replaced at every step, left out of the
+        loss); in wavelet space, where no coefficient is an edge value, the denoised estimate is
+        projected onto the constraint at every sampling step (:meth:`WDNO.project_boundary`). Not
+        in the paper or the official code, whose samples carry whatever the network puts at the
+        edges (on forced Burgers an RMS of 20 % of the field's; see the docs).
     """
 
     dim: int = 1
@@ -113,6 +122,7 @@ class Config(_DiffusionOptions):
     task: Literal["simulation", "control"] = "simulation"
     n_initial: int = 1
     residual: bool = True
+    zero_boundary: bool = False
 
     def __post_init__(self) -> None:
         self._check_diffusion("Config")

@@ -66,8 +66,8 @@ from torch import Tensor
 from sciflow.data.batches import TrajectoryBatch
 from sciflow.models.base import LossOutput, SciflowModel
 from sciflow.models.wavelet_diffusion._common import (Denoiser, clipped, from_fields, guided, make_schedule,
-                                                      make_unet, replacement_loss, replacement_sample, scale_groups,
-                                                      to_fields)
+                                                      make_unet, on_denoised, replacement_loss, replacement_sample,
+                                                      scale_groups, to_fields)
 from sciflow.models.wavelet_diffusion.config import Config
 from sciflow.models.wavelet_diffusion.transform import (ChannelScaler, coefficient_shape, crop, from_coefficients,
                                                         pad_to_multiple, to_coefficients)
@@ -206,7 +206,8 @@ class WDNO(SciflowModel):
 
     def known_mask(self, shape: tuple[int, ...], device: torch.device | str | None = None) -> Tensor:
         """Bool ``(1, n_total, *padded_grid)``: True where the entry is given (conditioning channels,
-        the forcing in simulation, padding; in physical space also the known frames of ``u``)."""
+        the forcing in simulation, padding; in physical space also the known frames of ``u`` and,
+        with ``zero_boundary``, its spatial edges)."""
         grid = coefficient_shape(shape, self.wavelet, self.cfg.mode)
         padded = tuple(n + (-n) % self.multiple for n in grid)
         inside = torch.zeros(padded, dtype=torch.bool, device=device)
@@ -217,7 +218,32 @@ class WDNO(SciflowModel):
             known[self.n_u: self.n_u + self.n_f] = True
         if self.wavelet is None:
             known[: self.n_u, self._known_frames(shape[0])] = True
+            if self.cfg.zero_boundary:
+                known[(slice(0, self.n_u), *(slice(0, n) for n in grid))] |= ~self._interior(shape, device)
         return known.unsqueeze(0)
+
+    @staticmethod
+    def _interior(shape: tuple[int, ...], device: torch.device | str | None = None) -> Tensor:
+        """Bool ``shape = (T, *S)``: False on both ends of every spatial axis (the ``zero_boundary`` edges)."""
+        mask = torch.ones(shape, dtype=torch.bool, device=device)
+        for axis in range(1, len(shape)):
+            mask.index_fill_(axis, torch.tensor([0, shape[axis] - 1], device=device), False)
+        return mask
+
+    def project_boundary(self, z: Tensor, shape: tuple[int, ...]) -> Tensor:
+        """``z`` (scaled, padded coefficients) moved onto ``u = 0`` at the spatial edges of the grid ``shape``.
+
+        With ``δu = -u`` on the edges of the decoded state (0 inside), the state group becomes
+        ``z_u + S_u^{-1} W δu``: exact reconstruction ``W^{-1} W = I`` makes the decoded state
+        ``u + δu``, zero on the edges and unchanged inside; the other groups are untouched. Linear
+        in ``z`` up to the field mean, differentiable."""
+        cfg = self.cfg
+        u, _ = self.decode(z, shape)
+        du = torch.where(self._interior(shape, u.device), 0.0, -u)
+        dz = to_coefficients(du, self.axes, self.wavelet, cfg.mode) / self.scaler.scale[: self.n_u].to(
+            z.dtype).reshape(1, -1, *([1] * self.axes))
+        dz = pad_to_multiple(dz, self.multiple, self.axes)
+        return torch.cat([z[:, : self.n_u] + dz, z[:, self.n_u:]], 1)
 
     # ------------------------------------------------------------------ statistics
     @torch.no_grad()
@@ -285,12 +311,17 @@ class WDNO(SciflowModel):
         frames = self._known_frames(shape[0])
         u_known = torch.zeros_like(u)
         u_known[:, :, frames] = u[:, :, frames]
+        interior = self._interior(shape, u.device) if self.cfg.zero_boundary else None
+        if interior is not None:
+            u_known = torch.where(interior, u_known, 0.0)
         f_known = f if self.cfg.forcing_known else None
         z_known = self.encode(u_known, f_known).repeat(n_samples, *([1] * (self.axes + 1)))
         known = self.known_mask(shape, u.device)
         eps_model = self.denoiser
         if self.cfg.clip_denoised is not None:
             eps_model = clipped(eps_model, self.schedule, self.cfg.clip_denoised * self.scaler.bound)
+        if interior is not None and self.wavelet is not None:  # physical space: known entries instead
+            eps_model = on_denoised(eps_model, self.schedule, lambda z0: self.project_boundary(z0, shape))
         if guidance is not None and guidance_scale > 0:
             eps_model = guided(eps_model, self.schedule, lambda z: guidance(*self.decode(z, shape)),
                                float(guidance_scale), known, z_known)
@@ -300,6 +331,8 @@ class WDNO(SciflowModel):
         u_s, f_s = self.decode(z, shape)
         b = u.shape[0]
         u_s = u_s.unflatten(0, (n_samples, b))
+        if interior is not None:
+            u_s = torch.where(interior, u_s, 0.0)
         if exact_known:
             u_s[:, :, :, frames] = u[None, :, :, frames]
         if f_s is not None:

@@ -6,7 +6,7 @@ import torch
 from sciflow.data.batches import TrajectoryBatch
 from sciflow.models.registry import MODELS
 from sciflow.models.wavelet_diffusion import WDNO, Config, ControlObjective
-from sciflow.models.wavelet_diffusion._common import replacement_sample
+from sciflow.models.wavelet_diffusion._common import on_denoised, replacement_sample
 from sciflow.solvers.generative import DDIM
 from tests.models.wavelet_diffusion._fit import fit
 
@@ -242,3 +242,64 @@ def test_trained_tiny_wdno_reproduces_its_training_trajectories(prediction):
     s = m.sample(b, 4, nfe=20, generator=torch.Generator().manual_seed(1))
     mse = float((s - b.values)[:, :, 1:].pow(2).mean())
     assert mse < 0.15 * float(b.values.var()), (mse, float(b.values.var()))
+
+
+def test_on_denoised_rederives_the_noise_of_the_mapped_estimate():
+    """ε̃ = (x - α fn(x̂_0))/σ: the identity map changes nothing; the estimate implied by ε̃ is fn(x̂_0)."""
+    m = WDNO(Config(**SMALL))
+    x = torch.randn(3, m.n_total, 6, 10, dtype=torch.float64)
+    t = torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64)
+
+    def den(x, t):
+        return torch.tanh(x) * t.reshape(-1, 1, 1, 1)
+
+    a, s = (v(t).reshape(-1, 1, 1, 1) for v in (m.schedule.alpha, m.schedule.sigma))
+    assert torch.allclose(on_denoised(den, m.schedule, lambda z: z)(x, t), den(x, t), atol=1e-12)
+    e = on_denoised(den, m.schedule, lambda z: 2 * z + 1)(x, t)
+    assert torch.allclose((x - s * e) / a, 2 * (x - s * den(x, t)) / a + 1, atol=1e-10)
+
+
+@pytest.mark.parametrize("dim", [1, 2])
+def test_project_boundary_zeroes_the_edges_and_keeps_the_interior(dim):
+    torch.manual_seed(0)
+    m = WDNO(Config(dim=dim, zero_boundary=True, forcing_channels=1 if dim == 1 else 0, **SMALL))
+    T, S = 9, (17,) * dim
+    u = torch.randn(3, T, *S)
+    b = TrajectoryBatch(u, torch.linspace(0, 1, T), torch.randn(3, T, *S) if dim == 1 else None)
+    m.fit_scaler(b)
+    z = m.encode(torch.randn(3, 1, T, *S), None if dim == 2 else torch.randn(3, 1, T, *S))
+    z = z + 0.1 * torch.randn_like(z)  # off the range of the transform too
+    shape = (T, *S)
+    before, f_before = m.decode(z, shape)
+    zp = m.project_boundary(z, shape)
+    after, f_after = m.decode(zp, shape)
+    inner = (slice(None), slice(None), slice(None)) + (slice(1, -1),) * dim
+    for axis in range(3, 3 + dim):
+        assert after.narrow(axis, 0, 1).abs().max() < 1e-5 and after.narrow(axis, S[0] - 1, 1).abs().max() < 1e-5
+    assert torch.allclose(after[inner], before[inner], atol=1e-5)
+    assert torch.equal(zp[:, m.n_u:], z[:, m.n_u:])  # forcing and condition groups untouched
+    assert (f_before is None) or torch.equal(f_after, f_before)
+    assert torch.allclose(m.project_boundary(zp, shape), zp, atol=1e-5)  # a projection
+
+
+@pytest.mark.parametrize("space", ["wavelet", "physical"])
+def test_zero_boundary_samples_vanish_on_the_edges(space):
+    torch.manual_seed(0)
+    m = WDNO(Config(space=space, zero_boundary=True, **SMALL))
+    b = _smooth_batch()
+    m.fit_scaler(b)
+    shape = tuple(b.values.shape[1:])
+    known = m.known_mask(shape)[0, 0]
+    if space == "physical":  # the edges are known entries: replaced when sampling, out of the loss
+        assert known[: shape[0], 0].all() and known[: shape[0], shape[1] - 1].all()
+        assert not known[1: shape[0], 1: shape[1] - 1].any()
+    else:
+        assert not known[: 5, : 9].any()
+    out = m.generate(b, 2, nfe=4, generator=torch.Generator().manual_seed(0))
+    edges = out.state[:, :, 1:][..., [0, -1]]  # generated frames; the given first one is carried as it is
+    assert torch.equal(edges, torch.zeros_like(edges))
+    assert torch.equal(out.state[:, :, 0], b.values[None, :, 0].expand(2, -1, -1))
+    free = WDNO(Config(space=space, **SMALL))
+    free.load_state_dict(m.state_dict())
+    loose = free.generate(b, 2, nfe=4, generator=torch.Generator().manual_seed(0)).state
+    assert loose[:, :, 1:][..., [0, -1]].abs().max() > 1e-2  # the untrained net does not vanish there itself
