@@ -163,7 +163,7 @@ def compare(train_b, val_b, test_b, d, noise, args) -> dict:
         out[key]["function_diagnostics"] = hmc.function_diagnostics(diag_b).summary()
         if args.hmc_sampler == "nuts":  # a tree of depth j takes 2^j - 1 leapfrog steps
             depths = torch.tensor(hmc.tree_depths, dtype=torch.float64)
-            out[key]["gradient_evals_per_chain"] = float((2**depths - 1).sum()) / 4
+            out[key]["gradient_evals_per_chain"] = float((2**depths - 1).sum()) / res.samples.shape[0]
             out[key]["mean_tree_depth"] = float(depths.mean())
         else:
             out[key]["gradient_evals_per_chain"] = (res.samples.shape[1] + n_warmup) * args.hmc_leapfrog

@@ -236,7 +236,9 @@ class WDNO(SciflowModel):
         With ``δu = -u`` on the edges of the decoded state (0 inside), the state group becomes
         ``z_u + S_u^{-1} W δu``: exact reconstruction ``W^{-1} W = I`` makes the decoded state
         ``u + δu``, zero on the edges and unchanged inside; the other groups are untouched. Linear
-        in ``z`` up to the field mean, differentiable."""
+        in ``z`` up to the field mean, differentiable. In the residual layout the decoded state
+        reads the conditioning group too: pass ``z`` with its known entries in place (as
+        :meth:`generate` does), or the correction is computed against another ``W c``."""
         cfg = self.cfg
         u, _ = self.decode(z, shape)
         du = torch.where(self._interior(shape, u.device), 0.0, -u)
@@ -320,11 +322,17 @@ class WDNO(SciflowModel):
         eps_model = self.denoiser
         if self.cfg.clip_denoised is not None:
             eps_model = clipped(eps_model, self.schedule, self.cfg.clip_denoised * self.scaler.bound)
-        if interior is not None and self.wavelet is not None:  # physical space: known entries instead
-            eps_model = on_denoised(eps_model, self.schedule, lambda z0: self.project_boundary(z0, shape))
+        def on_boundary(z0: Tensor) -> Tensor:  # with the known entries the sampler holds (residual: W c)
+            return self.project_boundary(torch.where(known, z_known, z0), shape)
+
+        # physical space: the edges are known entries instead
+        project = on_boundary if interior is not None and self.wavelet is not None else None
         if guidance is not None and guidance_scale > 0:
-            eps_model = guided(eps_model, self.schedule, lambda z: guidance(*self.decode(z, shape)),
-                               float(guidance_scale), known, z_known)
+            def cost(z: Tensor) -> Tensor:
+                return guidance(*self.decode(z if project is None else project(z), shape))
+            eps_model = guided(eps_model, self.schedule, cost, float(guidance_scale), known, z_known)
+        if project is not None:  # outermost: the guidance step would move the edges again
+            eps_model = on_denoised(eps_model, self.schedule, project)
         z = replacement_sample(eps_model, self.schedule, known, z_known, replacement=self.cfg.replacement,
                                sampler=sampler, nfe=nfe, t_min=self.cfg.t_min, generator=generator,
                                log_snr_spacing=log_snr_spacing)
