@@ -351,7 +351,11 @@ for _ds, _label in (("burgers", "Burgers (nu = 0.05, 32 points, u0 -> u(0.5)) wi
                         baselines={k: f"{_ds}/{v}/crps" for k, v in _UQ_METHODS.items() if "conformal" not in k}),
                  Metric("conformal ensemble: 90 % coverage", f"{_ds}/conformal_ensemble/coverage", better="higher",
                         baselines={k: f"{_ds}/{v}/coverage" for k, v in _UQ_METHODS.items()},
-                        note="nominal 0.9; closer to 0.9 from above is better")],
+                        note="nominal 0.9; closer to 0.9 from above is better"),
+                 Metric("HMC: function-space split-R-hat (median over test outputs)",
+                        f"{_ds}/hmc/function_diagnostics/median_rhat",
+                        baselines={"weight space (median)": f"{_ds}/hmc/diagnostics/median_rhat"},
+                        note="Vehtari et al. 2021, rank-normalised; below 1.05 = the chains agree on the predictions")],
     ))
 
 # -- stable neural SDEs ----------------------------------------------------------------------
