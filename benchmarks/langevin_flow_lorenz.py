@@ -201,7 +201,8 @@ def save_figures(model, test: TrajectoryBatch, true_rates, tag: str) -> list[str
     for key, fig in figs.items():
         path = out / f"{tag}_{key}.png"
         fig.savefig(path, dpi=90, bbox_inches="tight")
-        paths.append(str(path.relative_to(Path(__file__).resolve().parent)))
+        here = Path(__file__).resolve().parent  # relative to benchmarks/ unless written elsewhere (--out)
+        paths.append(str(path.relative_to(here)) if path.resolve().is_relative_to(here) else str(path))
     plt.close("all")
     return paths
 

@@ -71,6 +71,23 @@ def test_sdeint_euler_maruyama_on_device_with_a_device_generator() -> None:
     assert abs(float(x1.var()) - 0.125 * (1 - math.exp(-2))) < 0.01
 
 
+def test_torchsde_backend_with_a_device_generator() -> None:
+    """The torchsde path (the stable-SDE speed benchmark's baseline) seeds its Brownian interval from
+    a generator on the device (an H200 run failed with "Expected a 'cpu' device type for generator")."""
+    from sciflow.solvers import TorchSDE, sdeint
+
+    n = 20000
+    x0 = torch.ones(n, 1, dtype=torch.float64, device=DEV)
+    t = torch.linspace(0, 1, 2, dtype=torch.float64, device=DEV)
+    g = torch.Generator(device=DEV).manual_seed(0)
+    xs = sdeint(lambda t, x: -x, lambda t, x: 0.5 * torch.ones_like(x), x0, t, solver=TorchSDE("euler"), dt=1e-2,
+                generator=g)
+    _on_device(xs)
+    x1 = xs[-1, :, 0]
+    assert abs(float(x1.mean()) - math.exp(-1)) < 0.01
+    assert abs(float(x1.var()) - 0.125 * (1 - math.exp(-2))) < 0.01
+
+
 def test_causal_pinn_loss_matches_cpu() -> None:
     from sciflow.models.causal_pinn import CausalPINN, Config
 

@@ -92,8 +92,13 @@ def test_clear_errors():
 def _module_outputs(net: torch.nn.Module, x: torch.Tensor, t: torch.Tensor) -> dict[str, torch.Tensor]:
     """Every leaf module's output of one forward pass, by name (to localise a CPU/CUDA difference)."""
     outs: dict[str, torch.Tensor] = {}
-    hooks = [m.register_forward_hook(lambda mod, inp, out, name=name: outs.setdefault(name, out.detach().cpu()))
-             for name, m in net.named_modules() if not list(m.children())]
+
+    def keep(name: str):
+        def hook(mod, inp, out) -> None:  # returns None: a forward hook's return value replaces the output
+            outs.setdefault(name, out.detach().cpu())
+        return hook
+
+    hooks = [m.register_forward_hook(keep(name)) for name, m in net.named_modules() if not list(m.children())]
     try:
         net(x, t)
     finally:

@@ -206,4 +206,5 @@ def test_cuda_float32_is_exact_float32_not_tf32(mode):
     err = (got.double().cpu() - ref).abs().max() / ref.abs().max()
     assert err < 1e-5, f"relative error {err:.2e}: TF32 convolutions?"
     back = idwtn(got, "bior2.4", mode, dim=3).double().cpu()
+    back = back[tuple(slice(0, n) for n in x.shape)]  # one extra sample on the odd axis, as pywt
     assert (back - x).abs().max() / x.abs().max() < 1e-5

@@ -80,7 +80,9 @@ class TorchSDE:
         sde = _Wrapped(term, shape, kind, self.calculus)
         ts = torch.tensor(save, dtype=y0.dtype, device=y0.device)
         if brownian is None:
-            entropy = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+            # drawn where the generator lives (a CUDA generator cannot draw on the CPU); one read per solve
+            entropy = int(torch.randint(0, 2**31 - 1, (1,), generator=generator,
+                                        device=None if generator is None else generator.device))
             bm = torchsde.BrownianInterval(
                 t0=save[0], t1=save[-1], size=bm_size, dtype=y0.dtype, device=y0.device, entropy=entropy,
                 levy_area_approximation="space-time" if self.method == "srk" else "none",
