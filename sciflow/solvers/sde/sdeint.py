@@ -163,7 +163,9 @@ def _sdeint_adaptive(term: SDETerm, solver: SDESolver, y0: Tensor, save: list[fl
     check_adaptive(solver, term, brownian)
     inc_shape = term.noise.increment_shape(y0.shape)
     if brownian is None:
-        seed = int(torch.randint(0, 2**62, (), generator=generator))
+        # drawn where the generator lives (a CUDA generator cannot draw on the CPU); one read per solve
+        seed = int(torch.randint(0, 2**62, (), generator=generator,
+                                 device=None if generator is None else generator.device))
         brownian = VirtualBrownianTree(save[0], save[-1], inc_shape, seed=seed, dtype=y0.dtype, device=y0.device)
     check_brownian(brownian, inc_shape, term.noise, y0.shape)
     with torch.no_grad():
