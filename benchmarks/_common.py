@@ -113,6 +113,13 @@ def training_budget(cap_s: float | None, phases_left: int, share: float = 0.5) -
     return max(min(cap_s, share * left / max(phases_left, 1)), 1.0)
 
 
+def shown_path(path: Path) -> str:
+    """How a written file is recorded in a result: relative to the repository when inside it (the
+    committed results), else absolute (a suite run's ``--out`` folder elsewhere)."""
+    repo, path = Path(__file__).resolve().parents[1], Path(path).resolve()
+    return str(path.relative_to(repo)) if path.is_relative_to(repo) else str(path)
+
+
 def synchronize(device: torch.device | str) -> None:
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize()

@@ -270,14 +270,13 @@ def run_comparison(name: str, splits: dict[str, PopulationBatch], oracle: torch.
             f"+- {results[method]['test']['W2']['std']:.4f} (gap closed "
             f"{results[method]['test_gap_closed']['W2']['mean']:.2f}); train-probe W2 "
             f"{results[method]['train_probe']['W2']['mean']:.4f}")
-    from _common import RESULTS  # the suite's --out folder when run by benchmarks/run.py
+    from _common import RESULTS, shown_path  # the suite's --out folder when run by benchmarks/run.py
 
     fig = (RESULTS / "figures" / f"{name}.png").resolve()
     rows = torch.as_tensor(plot_rows)
     plot_side_by_side(fig, te.source[rows], {k: v[rows] for k, v in plot_preds.items()}, te.target[rows],
                       rows=len(plot_rows), lim=plot_lim, row_labels=row_labels)
-    repo = Path(__file__).resolve().parents[1]
-    results["plot"] = str(fig.relative_to(repo)) if fig.is_relative_to(repo) else str(fig)
+    results["plot"] = shown_path(fig)
     results["total_cpu_s"] = time.process_time() - c0
     return results
 

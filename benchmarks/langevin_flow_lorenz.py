@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, time_it, write_result  # noqa: E402
+from _common import RESULTS, shown_path, time_it, write_result  # noqa: E402
 
 from sciflow.data.batches import TrajectoryBatch  # noqa: E402
 from sciflow.data.pdes.lorenz import generate_lorenz_spiking  # noqa: E402
@@ -201,8 +201,7 @@ def save_figures(model, test: TrajectoryBatch, true_rates, tag: str) -> list[str
     for key, fig in figs.items():
         path = out / f"{tag}_{key}.png"
         fig.savefig(path, dpi=90, bbox_inches="tight")
-        here = Path(__file__).resolve().parent  # relative to benchmarks/ unless written elsewhere (--out)
-        paths.append(str(path.relative_to(here)) if path.resolve().is_relative_to(here) else str(path))
+        paths.append(shown_path(path))
     plt.close("all")
     return paths
 

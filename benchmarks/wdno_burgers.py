@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, synchronize, time_left, training_budget, write_result  # noqa: E402
+from _common import RESULTS, shown_path, synchronize, time_left, training_budget, write_result  # noqa: E402
 from _operators import matched_levels  # noqa: E402
 
 from sciflow.config import from_dict, packaged_config, read_yaml  # noqa: E402
@@ -656,7 +656,7 @@ def _save(fig, path: Path) -> str:
     import matplotlib.pyplot as plt
 
     plt.close(fig)
-    return str(path.relative_to(RESULTS.parent.parent)) if RESULTS.parent.parent in path.parents else str(path)
+    return shown_path(path)
 
 
 if __name__ == "__main__":

@@ -55,33 +55,19 @@ def test_odeint_dopri5_matches_cpu_and_adjoint_gradients_on_device() -> None:
     torch.testing.assert_close(g_adj, g_direct, rtol=1e-4, atol=1e-4)
 
 
-def test_sdeint_euler_maruyama_on_device_with_a_device_generator() -> None:
-    from sciflow.solvers import EulerMaruyama, sdeint
+@pytest.mark.parametrize("method", ["euler_maruyama", "torchsde"])
+def test_sdeint_on_device_with_a_device_generator(method: str) -> None:
+    """Both fixed-step paths draw from a generator on the device (the torchsde one seeds its Brownian
+    interval there: an H200 run failed with "Expected a 'cpu' device type for generator")."""
+    from sciflow.solvers import EulerMaruyama, TorchSDE, sdeint
 
     # Ornstein-Uhlenbeck dX = -X dt + 0.5 dW: E X(1) = x0 e^-1, Var X(1) = 0.125 (1 - e^-2)
     n = 20000
     x0 = torch.ones(n, 1, dtype=torch.float64, device=DEV)
     t = torch.linspace(0, 1, 2, dtype=torch.float64, device=DEV)
     g = torch.Generator(device=DEV).manual_seed(0)
-    xs = sdeint(lambda t, x: -x, lambda t, x: 0.5 * torch.ones_like(x), x0, t, solver=EulerMaruyama(), dt=1e-2,
-                generator=g)
-    _on_device(xs)
-    x1 = xs[-1, :, 0]
-    assert abs(float(x1.mean()) - math.exp(-1)) < 0.01
-    assert abs(float(x1.var()) - 0.125 * (1 - math.exp(-2))) < 0.01
-
-
-def test_torchsde_backend_with_a_device_generator() -> None:
-    """The torchsde path (the stable-SDE speed benchmark's baseline) seeds its Brownian interval from
-    a generator on the device (an H200 run failed with "Expected a 'cpu' device type for generator")."""
-    from sciflow.solvers import TorchSDE, sdeint
-
-    n = 20000
-    x0 = torch.ones(n, 1, dtype=torch.float64, device=DEV)
-    t = torch.linspace(0, 1, 2, dtype=torch.float64, device=DEV)
-    g = torch.Generator(device=DEV).manual_seed(0)
-    xs = sdeint(lambda t, x: -x, lambda t, x: 0.5 * torch.ones_like(x), x0, t, solver=TorchSDE("euler"), dt=1e-2,
-                generator=g)
+    solver = EulerMaruyama() if method == "euler_maruyama" else TorchSDE("euler")
+    xs = sdeint(lambda t, x: -x, lambda t, x: 0.5 * torch.ones_like(x), x0, t, solver=solver, dt=1e-2, generator=g)
     _on_device(xs)
     x1 = xs[-1, :, 0]
     assert abs(float(x1.mean()) - math.exp(-1)) < 0.01

@@ -217,6 +217,7 @@ def guided(denoiser: Callable[[Tensor, Tensor], Tensor], schedule: NoiseSchedule
         with torch.enable_grad():
             x0 = torch.where(known, z_known, (x - s * e) / a).detach().requires_grad_(True)
             (g,) = torch.autograd.grad(objective(x0).sum(), x0)
+        # added to ε̂ itself (not re-derived through x̂_0): entries with no gradient keep ε̂ bit for bit
         return e + scale * (a / s) * g * unknown
 
     return eps

@@ -5,15 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from sciflow.models.base import check_choices
 from sciflow.nn.wavelets import FilterBank
-
-TASKS = ("simulation", "control")
-SPACES = ("wavelet", "physical")
-SCHEDULES = ("cosine", "sigmoid", "linear")
-REPLACEMENTS = ("clean", "noised")
-PREDICTIONS = ("eps", "v")
-MODES = ("zero", "periodization")
-SCALINGS = ("channel", "field")
 
 
 @dataclass(frozen=True)
@@ -39,12 +32,7 @@ class _DiffusionOptions:
     t_min: float = 1e-3
 
     def _check_diffusion(self, who: str) -> None:
-        for name, value, allowed in (("space", self.space, SPACES), ("schedule", self.schedule, SCHEDULES),
-                                     ("prediction", self.prediction, PREDICTIONS),
-                                     ("replacement", self.replacement, REPLACEMENTS),
-                                     ("mode", self.mode, MODES), ("scaling", self.scaling, SCALINGS)):
-            if value not in allowed:
-                raise ValueError(f"{who}.{name}={value!r}; allowed: {list(allowed)}")
+        check_choices(self)  # every Literal field (space, schedule, prediction, replacement, mode, scaling, task)
         if self.space == "wavelet":
             try:  # the transform's own (cached) lookup, which names the families
                 FilterBank.from_pywt(self.wavelet)
@@ -132,8 +120,6 @@ class Config(_DiffusionOptions):
             raise ValueError(f"Config.channels (state channels) must be >= 1, got {self.channels}")
         if self.forcing_channels < 0:
             raise ValueError(f"Config.forcing_channels must be >= 0, got {self.forcing_channels}")
-        if self.task not in TASKS:
-            raise ValueError(f"Config.task={self.task!r}; allowed: {list(TASKS)}")
         if self.task == "control" and self.forcing_channels < 1:
             raise ValueError("Config.task='control' generates the forcing: set forcing_channels >= 1")
         if self.n_initial < 0:

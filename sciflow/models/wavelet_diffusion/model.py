@@ -183,9 +183,9 @@ class WDNO(SciflowModel):
         """Fields ``u (B, C, T, *S)``, ``f (B, C_f, T, *S)`` -> the scaled, padded ``z_0``."""
         return pad_to_multiple(self.scaler(self._stack(u, f)), self.multiple, self.axes)
 
-    def decode(self, z: Tensor, shape: tuple[int, ...]) -> tuple[Tensor, Tensor | None]:
-        """Inverse of :meth:`encode` for the generated groups: ``z`` -> ``u (B, C, *shape)``, ``f`` or ``None``.
-        Differentiable (used by guidance)."""
+    def decode(self, z: Tensor, shape: tuple[int, ...], forcing: bool = True) -> tuple[Tensor, Tensor | None]:
+        """Inverse of :meth:`encode` for the generated groups: ``z`` -> ``u (B, C, *shape)``, ``f`` or ``None``
+        (also ``None`` when ``forcing`` is False: the state alone). Differentiable (used by guidance)."""
         cfg = self.cfg
         grid = coefficient_shape(shape, self.wavelet, cfg.mode)
         z = self.scaler.inverse(crop(z, grid))
@@ -195,7 +195,7 @@ class WDNO(SciflowModel):
         u = from_coefficients(zu, cfg.channels, self.axes, self.wavelet, cfg.mode, shape)
         u = u + self._loc(u, 0, cfg.channels)
         f = None
-        if cfg.forcing_channels:
+        if cfg.forcing_channels and forcing:
             f = from_coefficients(z[:, self.n_u: self.n_u + self.n_f], cfg.forcing_channels, self.axes,
                                   self.wavelet, cfg.mode, shape)
             f = f + self._loc(f, cfg.channels, cfg.forcing_channels)
@@ -240,7 +240,7 @@ class WDNO(SciflowModel):
         reads the conditioning group too: pass ``z`` with its known entries in place (as
         :meth:`generate` does), or the correction is computed against another ``W c``."""
         cfg = self.cfg
-        u, _ = self.decode(z, shape)
+        u, _ = self.decode(z, shape, forcing=False)  # every sampling step: the state alone
         du = torch.where(self._interior(shape, u.device), 0.0, -u)
         dz = to_coefficients(du, self.axes, self.wavelet, cfg.mode) / self.scaler.scale[: self.n_u].to(
             z.dtype).reshape(1, -1, *([1] * self.axes))

@@ -41,6 +41,13 @@ def _splitmix64(x: int) -> int:
     return x ^ (x >> 31)
 
 
+def seed_from(generator: torch.Generator | None, high: int) -> int:
+    """An integer seed in ``[0, high)`` drawn from ``generator`` (the global one if ``None``), on the
+    generator's own device: a CUDA generator cannot draw on the CPU. One host read per call."""
+    device = None if generator is None else generator.device
+    return int(torch.randint(0, high, (), generator=generator, device=device))
+
+
 def _as_float_grid(grid: Sequence[float] | Tensor, what: str = "grid") -> list[float]:
     if isinstance(grid, Tensor):
         if grid.ndim != 1:

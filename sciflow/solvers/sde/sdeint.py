@@ -13,7 +13,7 @@ from sciflow.solvers.ode.controller import PIController
 from sciflow.solvers.sde.adaptive import check_adaptive, integrate_adaptive_sde
 from sciflow.solvers.sde.base import SDESolver
 from sciflow.solvers.sde.brownian import (BrownianPath, VirtualBrownianTree, _as_float_grid, check_brownian,
-                                         grid_increments)
+                                         grid_increments, seed_from)
 from sciflow.solvers.sde.euler_maruyama import EulerMaruyama
 from sciflow.solvers.sde.noise import NoiseType
 from sciflow.solvers.sde.per_sample import integrate_per_sample
@@ -163,9 +163,7 @@ def _sdeint_adaptive(term: SDETerm, solver: SDESolver, y0: Tensor, save: list[fl
     check_adaptive(solver, term, brownian)
     inc_shape = term.noise.increment_shape(y0.shape)
     if brownian is None:
-        # drawn where the generator lives (a CUDA generator cannot draw on the CPU); one read per solve
-        seed = int(torch.randint(0, 2**62, (), generator=generator,
-                                 device=None if generator is None else generator.device))
+        seed = seed_from(generator, 2**62)
         brownian = VirtualBrownianTree(save[0], save[-1], inc_shape, seed=seed, dtype=y0.dtype, device=y0.device)
     check_brownian(brownian, inc_shape, term.noise, y0.shape)
     with torch.no_grad():

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from sciflow.solvers.sde.brownian import BrownianIncrements, BrownianPath
+from sciflow.solvers.sde.brownian import BrownianIncrements, BrownianPath, seed_from
 from sciflow.solvers.sde.noise import Additive, Diagonal, General, Scalar
 from sciflow.solvers.sde.term import SDETerm
 
@@ -80,9 +80,7 @@ class TorchSDE:
         sde = _Wrapped(term, shape, kind, self.calculus)
         ts = torch.tensor(save, dtype=y0.dtype, device=y0.device)
         if brownian is None:
-            # drawn where the generator lives (a CUDA generator cannot draw on the CPU); one read per solve
-            entropy = int(torch.randint(0, 2**31 - 1, (1,), generator=generator,
-                                        device=None if generator is None else generator.device))
+            entropy = seed_from(generator, 2**31 - 1)
             bm = torchsde.BrownianInterval(
                 t0=save[0], t1=save[-1], size=bm_size, dtype=y0.dtype, device=y0.device, entropy=entropy,
                 levy_area_approximation="space-time" if self.method == "srk" else "none",
