@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
+
+from sciflow.models.base import check_choices
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,7 @@ class Config:
     """
 
     problem: str = "burgers"
-    architecture: str = "mlp"
+    architecture: Literal["mlp", "modified_mlp"] = "mlp"
     width: int = 128
     depth: int = 4
     periodic_embedding: bool = True
@@ -91,10 +94,11 @@ class Config:
 
     derivative_engine: str = "auto"
     compile: bool = False
-    dtype: str = "float32"
+    dtype: Literal["float32", "float64"] = "float32"
     seed: int = 0
 
     def __post_init__(self) -> None:
+        check_choices(self)  # architecture, dtype
         from sciflow.models.causal_pinn.problems import PROBLEMS  # (problems imports nothing of Config)
 
         if self.problem not in PROBLEMS:
@@ -106,10 +110,6 @@ class Config:
             raise ValueError(f"Config.epsilon (causality parameter) must be >= 0, got {self.epsilon}")
         if self.n_interior % self.n_chunks:
             raise ValueError(f"Config: n_interior={self.n_interior} must be a multiple of n_chunks={self.n_chunks}")
-        if self.architecture not in ("mlp", "modified_mlp"):
-            raise ValueError(f"Config.architecture must be 'mlp' or 'modified_mlp', got {self.architecture!r}")
-        if self.dtype not in ("float32", "float64"):
-            raise ValueError(f"Config.dtype must be 'float32' or 'float64', got {self.dtype!r}")
         if not 0 < self.delta < 1:
             raise ValueError(f"Config.delta must be in (0, 1), got {self.delta}")
         if self.periodic_bc_loss and self.periodic_embedding:

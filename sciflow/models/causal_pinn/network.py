@@ -122,8 +122,6 @@ def make_network(cfg, problem, *, generator: torch.Generator | None = None,
         periodic = {1 + i: hi - lo for i, ((lo, hi), p) in
                     enumerate(zip(problem.space_bounds, problem.periodic)) if p}
     arch = ModifiedMLP if cfg.architecture == "modified_mlp" else MLP
-    if cfg.architecture not in ("mlp", "modified_mlp"):
-        raise ValueError(f"Config.architecture must be 'mlp' or 'modified_mlp', got {cfg.architecture!r}")
     return PINNNetwork(problem.dim, problem.channels, width=cfg.width, depth=cfg.depth,
                        architecture=arch, periodic=periodic or None, n_harmonics=cfg.n_harmonics,
                        fourier_features=cfg.fourier_features, fourier_scale=cfg.fourier_scale,

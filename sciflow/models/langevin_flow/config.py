@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from sciflow.models.base import check_choices
+
 
 @dataclass(frozen=True)
 class Config:
@@ -75,6 +77,7 @@ class Config:
     n_eval_samples: int = 8
 
     def __post_init__(self) -> None:
+        check_choices(self)  # likelihood, observation_std, potential, scheme
         ints = {"obs_dim": self.obs_dim, "latent_dim": self.latent_dim, "n_channels": self.n_channels,
                 "kernel_size": self.kernel_size, "potential_width": self.potential_width,
                 "encoder_hidden": self.encoder_hidden, "d_model": self.d_model, "n_heads": self.n_heads,
@@ -87,14 +90,6 @@ class Config:
             raise ValueError(f"Config.input_dim must be in [1, obs_dim={self.obs_dim}], got {self.input_dim}")
         if self.n_forward < 0:
             raise ValueError(f"Config.n_forward must be >= 0, got {self.n_forward}")
-        if self.likelihood not in ("poisson", "gaussian"):
-            raise ValueError(f"Config.likelihood must be 'poisson' or 'gaussian', got {self.likelihood!r}")
-        if self.observation_std not in ("decoded", "channel"):
-            raise ValueError(f"Config.observation_std must be 'decoded' or 'channel', got {self.observation_std!r}")
-        if self.potential not in ("coupled_oscillators", "mlp"):
-            raise ValueError(f"Config.potential must be 'coupled_oscillators' or 'mlp', got {self.potential!r}")
-        if self.scheme not in ("official", "baoab", "obabo"):
-            raise ValueError(f"Config.scheme must be 'official', 'baoab' or 'obabo', got {self.scheme!r}")
         if self.potential == "coupled_oscillators":
             if self.latent_dim % self.n_channels:
                 raise ValueError(f"Config.latent_dim={self.latent_dim} must be divisible by "

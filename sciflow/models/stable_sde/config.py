@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
-#: the stable classes of Oh, Lim & Kim (ICLR 2024)
-STABLE_KINDS = ("lsde", "lnsde", "gsde")
-#: baselines on the same pipeline
-SDE_BASELINES = ("neural_sde",)
-ODE_KINDS = ("neural_ode", "neural_cde", "ode_rnn")
-KINDS = STABLE_KINDS + SDE_BASELINES + ODE_KINDS
-SDE_KINDS = STABLE_KINDS + SDE_BASELINES
-TASKS = ("classification", "forecasting", "interpolation")
-SDE_METHODS = ("euler", "milstein", "sri", "heun")
-ODE_SOLVERS = ("euler", "midpoint", "heun", "rk4")
+from sciflow.models.base import check_choices
+
+#: the stable classes of Oh, Lim & Kim (ICLR 2024), then the baselines on the same pipeline
+Kind = Literal["lsde", "lnsde", "gsde", "neural_sde", "neural_ode", "neural_cde", "ode_rnn"]
+KINDS: tuple[str, ...] = get_args(Kind)
+#: the kinds that are SDEs (the others are ODE/CDE/RNN baselines)
+SDE_KINDS = ("lsde", "lnsde", "gsde", "neural_sde")
 
 
 @dataclass(frozen=True)
@@ -86,7 +83,7 @@ class Config:
     ``dropout`` is the dropout rate of the classification readout.
     """
 
-    kind: Literal["lsde", "lnsde", "gsde", "neural_sde", "neural_ode", "neural_cde", "ode_rnn"] = "lnsde"
+    kind: Kind = "lnsde"
     input_channels: int = 1
     hidden_dim: int = 16
     hidden_hidden_dim: int | None = None
@@ -109,31 +106,7 @@ class Config:
     readout_norm: Literal["batch", "none"] = "batch"
 
     def __post_init__(self) -> None:
-        def bad(name: str, allowed) -> None:
-            raise ValueError(f"Config.{name}={getattr(self, name)!r} is not one of {tuple(allowed)}")
-
-        if self.kind not in KINDS:
-            bad("kind", KINDS)
-        if self.task not in TASKS:
-            bad("task", TASKS)
-        if self.variant not in ("paper", "official"):
-            bad("variant", ("paper", "official"))
-        if self.likelihood not in ("gaussian", "mse"):
-            bad("likelihood", ("gaussian", "mse"))
-        if self.interpolation not in ("hermite", "natural", "linear"):
-            bad("interpolation", ("hermite", "natural", "linear"))
-        if self.method not in SDE_METHODS:
-            bad("method", SDE_METHODS)
-        if self.ode_solver not in ODE_SOLVERS:
-            bad("ode_solver", ODE_SOLVERS)
-        if self.time_grid not in ("auto", "union", "per_sample"):
-            bad("time_grid", ("auto", "union", "per_sample"))
-        if self.readout_norm not in ("batch", "none"):
-            bad("readout_norm", ("batch", "none"))
-        if self.nonfinite not in ("nan", "raise"):
-            bad("nonfinite", ("nan", "raise"))
-        if self.solver_backend not in ("sciflow", "torchsde"):
-            bad("solver_backend", ("sciflow", "torchsde"))
+        check_choices(self)  # every Literal field (kind, task, variant, solver, ...)
         for name in ("input_channels", "hidden_dim", "num_layers", "n_eval_samples"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"Config.{name} must be an integer >= 1, got {getattr(self, name)!r}")
