@@ -91,7 +91,7 @@ def observe_irregular(
     return index, clean, observed, mask
 
 
-def _dataset(
+def observed_dataset(
     *,
     equation: str,
     states: Tensor,
@@ -105,6 +105,9 @@ def _dataset(
     parameter_names: Sequence[str],
     obs_time: Tensor | None = None,
 ) -> xr.Dataset:
+    """Observe ``states`` (``(n, time, C)`` on ``grid``) with :func:`observe_irregular` and assemble
+    the schema-conforming dataset (``state``/``observed``/``mask``, provenance and ``attrs`` in
+    its attributes) that every Lorenz generator returns."""
     index, clean, observed, mask = observe_irregular(
         states, n_obs=None if obs_time is not None else n_obs, missing_rate=missing_rate,
         noise_std=noise_std, generator=generator,

@@ -26,7 +26,7 @@ import xarray as xr
 from torch import Tensor
 
 from sciflow.data.pdes._dataset import check_positive_int
-from sciflow.data.pdes.lorenz.observation import _dataset
+from sciflow.data.pdes.lorenz.observation import observed_dataset
 from sciflow.solvers.ode import Tsit5, odeint
 
 # Lorenz & Emanuel (1998), K = 40, F = 8: climatological statistics of one site
@@ -160,7 +160,7 @@ def generate_lorenz63(
     y0 = torch.tensor([0.0, 0.0, 25.0], dtype=torch.float64) + 8.0 * torch.randn(n, 3, generator=g, dtype=torch.float64)
     y0 = _spin_up(rhs, y0.to(device), spinup, rtol=1e-6, atol=1e-6)
     states, obs_time = _trajectories(rhs, y0, grid, n_obs=n_obs, on_grid=on_grid, generator=g, rtol=rtol, atol=atol)
-    return _dataset(
+    return observed_dataset(
         equation="Lorenz-63: dx/dt = sigma (y - x), dy/dt = x (rho - z) - y, dz/dt = x y - beta z",
         states=states, grid=grid, channel_names=("x", "y", "z"), n_obs=n_obs, missing_rate=missing_rate,
         noise_std=noise_std, generator=g,
@@ -203,7 +203,7 @@ def generate_lorenz96(
     y0 = forcing + 0.01 * torch.randn(n, K, generator=g, dtype=torch.float64)
     y0 = _spin_up(rhs, y0.to(device), spinup, rtol=1e-6, atol=1e-6)
     states, obs_time = _trajectories(rhs, y0, grid, n_obs=n_obs, on_grid=on_grid, generator=g, rtol=rtol, atol=atol)
-    return _dataset(
+    return observed_dataset(
         equation="Lorenz-96: dx_k/dt = (x_{k+1} - x_{k-2}) x_{k-1} - x_k + F, k mod K",
         states=states, grid=grid, channel_names=[f"x{k}" for k in range(K)], n_obs=n_obs,
         missing_rate=missing_rate, noise_std=noise_std, generator=g,
