@@ -14,6 +14,7 @@ Budgets are process CPU seconds (``time.process_time``, one torch thread).
 
 from __future__ import annotations
 
+import argparse
 import copy
 import math
 import dataclasses
@@ -36,6 +37,29 @@ METRICS = ("W1", "W2", "MMD", "energy")
 
 def load_yaml(name: str) -> dict[str, Any]:
     return yaml.safe_load((CONFIGS / name).read_text())
+
+
+def cli(description: str) -> argparse.ArgumentParser:
+    """The options every MFM benchmark takes (a script adds its own before parsing)."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--scale", type=float, default=1.0, help="multiplies training steps; "
+                    "scale > 1 also widens the field by sqrt(scale)")
+    ap.add_argument("--seeds", type=int, nargs="*", default=None)
+    ap.add_argument("--smoke", action="store_true", help="tiny populations and splits (suite smoke test)")
+    ap.add_argument("--threads", type=int, default=1)
+    return ap
+
+
+def scaled_config(name: str, scale: float) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """``(data, train, model)`` sections of ``configs/<name>``, training steps (and evaluation
+    interval) times ``scale``, the field widened by ``sqrt(scale)`` when ``scale > 1``."""
+    cfg = load_yaml(name)
+    data, tcfg, model = dict(cfg["data"]), dict(cfg["train"]), dict(cfg["model"])
+    tcfg["steps"] = max(int(tcfg["steps"] * scale), 1)
+    tcfg["eval_every"] = max(int(tcfg["eval_every"] * scale), 1)
+    if scale > 1:
+        model["field_width"] = int(model["field_width"] * scale**0.5)
+    return data, tcfg, model
 
 
 def model_config(section: dict[str, Any], conditioning: str, num_populations: int) -> Config:

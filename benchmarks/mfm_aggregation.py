@@ -16,7 +16,6 @@ how much of the evolution is the part an embedding has to supply.
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 import time
@@ -26,27 +25,18 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_result  # noqa: E402
-from _mfm import gap_closed, load_yaml, mean_metrics, run_comparison  # noqa: E402
+from _mfm import cli, gap_closed, mean_metrics, run_comparison, scaled_config  # noqa: E402
 
 from sciflow.data.populations import aggregation_populations  # noqa: E402
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--scale", type=float, default=1.0)
-    ap.add_argument("--seeds", type=int, nargs="*", default=None)
-    ap.add_argument("--smoke", action="store_true", help="tiny populations and splits (suite smoke test)")
-    ap.add_argument("--threads", type=int, default=1)
+    ap = cli(__doc__.splitlines()[0])
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     c0 = time.process_time()
 
-    cfg = load_yaml("mfm_aggregation.yaml")
-    data, tcfg, model = dict(cfg["data"]), dict(cfg["train"]), dict(cfg["model"])
-    tcfg["steps"] = max(int(tcfg["steps"] * args.scale), 1)
-    tcfg["eval_every"] = max(int(tcfg["eval_every"] * args.scale), 1)
-    if args.scale > 1:
-        model["field_width"] = int(model["field_width"] * args.scale**0.5)
+    data, tcfg, model = scaled_config("mfm_aggregation.yaml", args.scale)
     if args.smoke:
         data.update(n_points=48, n_eval_points=64, val_points=48, n_train=16, n_val=2, n_test=2, steps=10)
         tcfg.update(points_per_population=32)

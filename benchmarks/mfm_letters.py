@@ -15,7 +15,6 @@ for one population of each test letter). Validation letters select the state; th
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -25,7 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_result  # noqa: E402
-from _mfm import load_yaml, run_comparison  # noqa: E402
+from _mfm import cli, run_comparison, scaled_config  # noqa: E402
 
 from sciflow.data.batches import PopulationBatch  # noqa: E402
 from sciflow.data.populations import letter_population, letter_split, letters, num_letter_populations  # noqa: E402
@@ -41,22 +40,12 @@ def new_rotations(chars: tuple[str, ...], rotations: range, n: int, data: dict) 
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--scale", type=float, default=1.0, help="multiplies training steps; "
-                    "scale > 1 also widens the field by sqrt(scale)")
-    ap.add_argument("--seeds", type=int, nargs="*", default=None)
-    ap.add_argument("--smoke", action="store_true", help="tiny populations and splits (suite smoke test)")
-    ap.add_argument("--threads", type=int, default=1)
+    ap = cli(__doc__.splitlines()[0])
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     c0 = time.process_time()
 
-    cfg = load_yaml("mfm_letters.yaml")
-    data, tcfg, model = dict(cfg["data"]), dict(cfg["train"]), dict(cfg["model"])
-    tcfg["steps"] = max(int(tcfg["steps"] * args.scale), 1)
-    tcfg["eval_every"] = max(int(tcfg["eval_every"] * args.scale), 1)
-    if args.scale > 1:
-        model["field_width"] = int(model["field_width"] * args.scale**0.5)
+    data, tcfg, model = scaled_config("mfm_letters.yaml", args.scale)
     if args.smoke:
         data.update(n_points=64, n_eval_points=64, val_rotations=1, test_rotations=1, n_rotations=2,
                     seen_letters=1, seen_rotations=1)
