@@ -75,6 +75,12 @@ def test_schedule_coefficients_consistent(schedule):
     dsig2 = (schedule.sigma(t + h) ** 2 - schedule.sigma(t - h) ** 2) / (2 * h)
     torch.testing.assert_close(schedule.f(t), dlog_a, rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(schedule.g2(t), dsig2 - 2 * schedule.f(t) * s**2, rtol=1e-6, atol=1e-6)
+    # coefficients(): float64 evaluation, cast to the state's dtype, broadcast over its trailing axes
+    x = torch.zeros(50, 3, 4, dtype=torch.float32)
+    ab, sb = schedule.coefficients(t.float(), x)
+    assert ab.shape == sb.shape == (50, 1, 1) and ab.dtype == sb.dtype == torch.float32
+    torch.testing.assert_close(ab.flatten(), a.float())
+    torch.testing.assert_close(sb.flatten(), s.float())
 
 
 def _endpoint_error(sampler, schedule, nfe, n=256, **kw):

@@ -100,10 +100,7 @@ class Denoiser(nn.Module):
         out = self.raw(x, t)
         if self.prediction == "eps":
             return out
-        shape = (-1,) + (1,) * (x.ndim - 1)
-        tt = t.to(torch.float64)
-        a = self.schedule.alpha(tt).to(x.dtype).reshape(shape)
-        s = self.schedule.sigma(tt).to(x.dtype).reshape(shape)
+        a, s = self.schedule.coefficients(t, x)
         return s * x + a * out
 
 
@@ -115,10 +112,7 @@ def on_denoised(denoiser: Callable[[Tensor, Tensor], Tensor], schedule: NoiseSch
 
     def eps(x: Tensor, t: Tensor) -> Tensor:
         e = denoiser(x, t)
-        shape = (-1,) + (1,) * (x.ndim - 1)
-        tt = t.to(torch.float64)
-        a = schedule.alpha(tt).to(x.dtype).reshape(shape)
-        s = schedule.sigma(tt).to(x.dtype).reshape(shape)
+        a, s = schedule.coefficients(t, x)
         return (x - a * fn((x - s * e) / a)) / s
 
     return eps
@@ -147,9 +141,7 @@ def replacement_loss(denoiser: Denoiser, schedule: NoiseSchedule, z0: Tensor, kn
     """
     b = z0.shape[0]
     t = t_min + (schedule.t_max - t_min) * torch.rand(b, generator=generator, device=z0.device, dtype=torch.float64)
-    shape = (-1,) + (1,) * (z0.ndim - 1)
-    a = schedule.alpha(t).to(z0.dtype).reshape(shape)
-    s = schedule.sigma(t).to(z0.dtype).reshape(shape)
+    a, s = schedule.coefficients(t, z0)
     eps = torch.randn(z0.shape, generator=generator, device=z0.device, dtype=z0.dtype)
     zt = a * z0 + s * eps
     if replacement == "clean":
@@ -210,10 +202,7 @@ def guided(denoiser: Callable[[Tensor, Tensor], Tensor], schedule: NoiseSchedule
 
     def eps(x: Tensor, t: Tensor) -> Tensor:
         e = denoiser(x, t)
-        shape = (-1,) + (1,) * (x.ndim - 1)
-        tt = t.to(torch.float64)
-        a = schedule.alpha(tt).to(x.dtype).reshape(shape)
-        s = schedule.sigma(tt).to(x.dtype).reshape(shape)
+        a, s = schedule.coefficients(t, x)
         with torch.enable_grad():
             x0 = torch.where(known, z_known, (x - s * e) / a).detach().requires_grad_(True)
             (g,) = torch.autograd.grad(objective(x0).sum(), x0)

@@ -31,10 +31,7 @@ class DiffusionReplacement:
         self.generator, self.fixed_noise = generator, fixed_noise
 
     def __call__(self, x: Tensor, t: Tensor) -> Tensor:
-        shape = (-1,) + (1,) * (x.ndim - 1)
-        tt = t.to(torch.float64)
-        a = self.schedule.alpha(tt).to(x.dtype).reshape(shape)
-        s = self.schedule.sigma(tt).to(x.dtype).reshape(shape)
+        a, s = self.schedule.coefficients(t, x)
         noise = self.fixed_noise if self.fixed_noise is not None else torch.randn(
             x.shape, generator=self.generator, dtype=x.dtype, device=x.device)
         return torch.where(self.mask, a * self.known + s * noise, x)

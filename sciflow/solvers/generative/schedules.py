@@ -49,6 +49,13 @@ class NoiseSchedule:
         """Squared diffusion ``g(t)² = dσ²/dt - 2 f σ²`` of the forward SDE."""
         raise NotImplementedError
 
+    def coefficients(self, t: Tensor, like: Tensor) -> tuple[Tensor, Tensor]:
+        """``(α_t, σ_t)`` for ``t`` of shape ``(batch,)``, evaluated in float64 and returned in
+        ``like``'s dtype, shaped ``(batch, 1, …)`` to broadcast over ``like``'s trailing axes."""
+        shape = (-1,) + (1,) * (like.ndim - 1)
+        tt = t.to(torch.float64)
+        return (self.alpha(tt).to(like.dtype).reshape(shape), self.sigma(tt).to(like.dtype).reshape(shape))
+
     def marginal(self, x0: Tensor, t: Tensor, noise: Tensor) -> Tensor:
         """``x_t = α_t x_0 + σ_t ε`` with ``t`` of shape ``(batch,)`` broadcast over ``x0``'s trailing axes."""
         shape = (-1,) + (1,) * (x0.ndim - 1)
