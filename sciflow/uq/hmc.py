@@ -18,7 +18,8 @@ synchronisation inside a transition):
   Alg. 5, eq. 6, :math:`\gamma=0.05, t_0=10, \kappa=0.75`) towards ``target_accept``; the
   diagonal of :math:`M^{-1}` set to the regularised per-chain sample variance of the draws at the
   end of each doubling slow window (first window 25 draws, initial/terminal fast buffers 75/50,
-  scaled down proportionally for short warm-ups); dual averaging restarts after each update.
+  scaled down proportionally for short warm-ups); dual averaging restarts after each update
+  (:mod:`sciflow.uq._adaptation`).
 - Initial step size: Hoffman & Gelman 2014 Alg. 4 heuristic (per chain).
 - Diagnostics after sampling: rank-normalised split-:math:`\widehat R`, bulk and tail ESS (Vehtari
   et al. 2021) of every weight and of the log posterior, acceptance rate, divergences.
@@ -62,6 +63,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
 from sciflow.models.base import SciflowModel
+from sciflow.uq._adaptation import DualAveraging, regularised_inverse_mass, warmup_windows
 from sciflow.uq.base import Predictor, check_alpha, target_for
 from sciflow.uq.bayes import Likelihood, LossLikelihood, Prior
 from sciflow.uq.diagnostics import ConvergenceDiagnostics, convergence_diagnostics, rhat
@@ -116,24 +118,6 @@ class HMCResult:
                 "accept_rate": float(self.accept_rate.mean()),
                 "divergences": int(self.divergences.sum()),
                 "n_chains": int(self.samples.shape[0]), "n_samples": int(self.samples.shape[1])}
-
-
-def _windows(n_warmup: int) -> tuple[int, int, list[int]]:
-    """(init buffer, term buffer, ends of slow windows) of Stan's adaptation schedule."""
-    if n_warmup < 20:
-        return n_warmup, 0, []
-    init, term, base = 75, 50, 25
-    if n_warmup < init + term + base:
-        init, term = int(0.15 * n_warmup), int(0.1 * n_warmup)
-        base = n_warmup - init - term
-    ends, start, w = [], init, base
-    while start < n_warmup - term:
-        end = start + w
-        if end + 2 * w > n_warmup - term:  # last window absorbs the remainder
-            end = n_warmup - term
-        ends.append(end)
-        start, w = end, 2 * w
-    return init, term, ends
 
 
 class HMC(Predictor):
@@ -315,36 +299,22 @@ class HMC(Predictor):
             raise ValueError("log posterior is not finite at the initial weights")
         eps = self._initial_step_size(theta, lp, g, inv_mass, generator)
 
-        # dual averaging state (Hoffman & Gelman 2014, Alg. 5)
-        gamma, t0, kappa = 0.05, 10.0, 0.75
-        mu = torch.log(10 * eps)
-        hbar = torch.zeros_like(eps)
-        log_eps_bar = torch.zeros_like(eps)
-        t = 0
-        init_buf, term_buf, ends = _windows(n_warmup)
+        adapt = DualAveraging(eps, target_accept)
+        start, _, ends = warmup_windows(n_warmup)
         window: list[Tensor] = []
-        start = init_buf
         for it in range(n_warmup):
             theta, lp, g, acc_prob, _, _ = self._transition(theta, lp, g, eps, inv_mass, n_leapfrog, generator)
-            t += 1
-            hbar = (1 - 1 / (t + t0)) * hbar + (target_accept - acc_prob) / (t + t0)
-            log_eps = mu - math.sqrt(t) / gamma * hbar
-            w = t ** (-kappa)
-            log_eps_bar = w * log_eps + (1 - w) * log_eps_bar
-            eps = log_eps.exp()
+            eps = adapt.update(acc_prob)
             if start <= it < (ends[-1] if ends else -1):
                 window.append(theta)
-            if ends and it + 1 == ends[0]:
+            if ends and it + 1 == ends[0]:  # end of a slow window: new mass matrix, restart the step size
                 ends.pop(0)
-                x = torch.stack(window, 1)           # (chains, n, D)
-                n = x.shape[1]
-                var = x.var(1) if n > 1 else torch.ones_like(theta)
-                inv_mass = (n / (n + 5.0)) * var + 1e-3 * (5.0 / (n + 5.0))
+                inv_mass = regularised_inverse_mass(torch.stack(window, 1))
                 window = []
                 eps = self._initial_step_size(theta, lp, g, inv_mass, generator)
-                mu, hbar, log_eps_bar, t = torch.log(10 * eps), torch.zeros_like(eps), torch.zeros_like(eps), 0
+                adapt = DualAveraging(eps, target_accept)
         if n_warmup > 0:
-            eps = log_eps_bar.exp()
+            eps = adapt.final
 
         draws, lps, n_acc, n_div = [], [], torch.zeros_like(eps), torch.zeros_like(eps)
         for it in range(n_samples * thin):

@@ -12,7 +12,8 @@ from sciflow.data.batches import TrajectoryBatch
 from sciflow.models.base import LossOutput, SciflowModel
 from sciflow.uq.bayes import GaussianLikelihood, GaussianPrior, LossLikelihood
 from sciflow.uq.diagnostics import ess_basic, ess_bulk, ess_tail, rhat, split_rhat
-from sciflow.uq.hmc import HMC, _windows
+from sciflow.uq._adaptation import warmup_windows
+from sciflow.uq.hmc import HMC
 
 
 class _LinReg(SciflowModel):
@@ -122,10 +123,10 @@ def test_rhat_and_ess_on_known_chains():
 
 
 def test_warmup_windows_follow_stan():
-    init, term, ends = _windows(1000)
+    init, term, ends = warmup_windows(1000)
     assert (init, term) == (75, 50)
     assert ends == [100, 150, 250, 450, 950]
-    init, term, ends = _windows(100)
+    init, term, ends = warmup_windows(100)
     assert init == 15 and term == 10 and ends[-1] == 90
 
 
