@@ -26,6 +26,24 @@ def test_list_shows_every_registry(capsys) -> None:
         assert needle in out
 
 
+def test_list_descriptions_are_first_sentences_in_plain_text() -> None:
+    from sciflow.cli.registries import _first_line
+
+    class A:
+        """Solver of :class:`~sciflow.data.batches.TrajectoryBatch` (Rößler 2010, SIAM J. Numer.
+        Anal. 48(3), eq. 5.1) with ``h`` fixed. Second sentence.
+
+        Details."""
+
+    assert _first_line(A) == ("Solver of TrajectoryBatch (Rößler 2010, SIAM J. Numer. Anal. 48(3), eq. 5.1) "
+                              "with h fixed.")
+    assert _first_line(A, width=20) == "Solver of Trajector…"
+    A.__doc__ = "Trajectories on x = 2 pi j / nx. initial_condition: more."
+    assert _first_line(A) == "Trajectories on x = 2 pi j / nx."
+    A.__doc__ = None
+    assert _first_line(A) == ""
+
+
 @pytest.mark.parametrize("command", ["list", "generate", "train", "evaluate", "demo"])
 def test_help_is_useful(command: str, capsys) -> None:
     with pytest.raises(SystemExit) as e:
