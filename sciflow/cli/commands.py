@@ -77,9 +77,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if "progress" in inspect.signature(gen).parameters and not args.no_progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(desc=f"generate {args.name}", unit="step", dynamic_ncols=True)
-
-        def _progress(done: int, total: int) -> None:
+        def _progress(done: int, total: int) -> None:  # the bar opens with the first step, after the checks
+            nonlocal bar
+            if bar is None:
+                bar = tqdm(total=total, desc=f"generate {args.name}", unit="step", dynamic_ncols=True)
             bar.total = total
             bar.n = done
             bar.refresh()
