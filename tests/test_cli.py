@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 
 import pytest
@@ -127,11 +128,19 @@ def test_every_uq_method_through_the_cli(tmp_path: Path) -> None:
     assert main(["train", "lorenz_neural_ode", *TINY, *extra, "--run-dir", str(run)]) == 0
     assert (run / "member_0" / "checkpoints").is_dir() and (run / "member_1" / "checkpoints").is_dir()
     for uq in ("ensemble", "mc-dropout", "conformal", "hmc", "samples"):
-        assert main(["evaluate", str(run), "--uq", uq]) == 0
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert main(["evaluate", str(run), "--uq", uq]) == 0
         m = json.loads((run / f"eval_{uq}.json").read_text())
         assert m["uq"] == uq and math.isfinite(m["rmse"])
         if uq != "samples":
             assert 0 <= m["coverage"] <= 1 and m["mean_interval_width"] > 0
+        if uq == "hmc":  # chains vectorised with vmap through the ODE solve, and their diagnostics reported
+            assert not [w for w in caught if "vmap over chains failed" in str(w.message)]
+            d = m["hmc_diagnostics"]
+            assert d["function_space"]["n_chains"] == d["weight_space"]["n_chains"] == 2
+            assert d["converged"] == (d["function_space"]["max_rhat"] < 1.05)
+            assert d["converged"] or any("chains disagree" in str(w.message) for w in caught)
 
 
 def test_module_entry_point_runs_the_command() -> None:

@@ -4,6 +4,7 @@ ensembles, MC dropout, HMC, conformal), or accuracy / CRPS for irregular time se
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -133,45 +134,56 @@ def uq_metrics(pred, truth: torch.Tensor, alpha: float, *, given: int = 1,
 
 
 def _predictor(kind: str, exp: ExperimentConfig, run_dir: Path, splits: Splits):
-    """The UQ predictor ``kind`` around the trained model(s) of ``run_dir``."""
+    """The UQ predictor ``kind`` around the trained model(s) of ``run_dir``, built by
+    :data:`sciflow.uq.UQ_METHODS` (conformal here: calibrated per lead time and component)."""
+    from sciflow.uq import UQ_METHODS
     from sciflow.uq.base import target_for
     from sciflow.uq.conformal import AbsoluteResidual, SplitConformal
-    from sciflow.uq.ensemble import DeepEnsemble
-    from sciflow.uq.mc_dropout import MCDropout
-    from sciflow.uq.sampling import SamplingPredictor
 
+    if kind not in UQ_METHODS:
+        raise ConfigError(f"--uq {kind!r}: allowed values: {', '.join(UQ_METHODS)}")
     e = exp.eval
     dirs = member_dirs(run_dir)
+    if kind == "ensemble" and len(dirs) < 2:
+        raise ConfigError(f"{str(run_dir)!r} holds one model; train an ensemble with eval.uq=ensemble "
+                          "(eval.ensemble_size members) before `evaluate --uq ensemble`")
+    models = [load_trained(exp, d, i) for i, d in enumerate(dirs)] if kind in ("ensemble", "conformal") \
+        else [load_trained(exp, dirs[0], 0)]
     if kind == "ensemble":
-        if len(dirs) < 2:
-            raise ConfigError(f"{str(run_dir)!r} holds one model; train an ensemble with eval.uq=ensemble "
-                              "(eval.ensemble_size members) before `evaluate --uq ensemble`")
-        return DeepEnsemble([load_trained(exp, d, i) for i, d in enumerate(dirs)], alpha=e.alpha)
-    model = load_trained(exp, dirs[0], 0)
+        return UQ_METHODS["ensemble"](models=models, alpha=e.alpha)
     if kind == "samples":
-        return SamplingPredictor(model, e.n_samples, e.alpha)
+        return UQ_METHODS["samples"](models[0], n_samples=e.n_samples, alpha=e.alpha)
     if kind == "mc-dropout":
-        return MCDropout(model, max(2, e.n_samples), e.alpha)
+        return UQ_METHODS["mc-dropout"](models[0], n_samples=max(2, e.n_samples), alpha=e.alpha)
     if kind == "conformal":
-        base = DeepEnsemble([load_trained(exp, d, i) for i, d in enumerate(dirs)], alpha=e.alpha) \
-            if len(dirs) > 1 else SamplingPredictor(model, 1, e.alpha)
+        base = UQ_METHODS["ensemble"](models=models, alpha=e.alpha) if len(models) > 1 \
+            else UQ_METHODS["samples"](models[0], n_samples=1, alpha=e.alpha)
         cal = forecast_batch(splits.val, e.horizon)
         # one quantile per lead time and component (separate_dims = time, state axes)
         conf = SplitConformal(base, e.alpha, AbsoluteResidual(), separate_dims=tuple(range(1, cal.values.ndim)))
         return conf.calibrate([cal], target=target_for)
-    if kind == "hmc":
-        from sciflow.uq.bayes import GaussianLikelihood, GaussianPrior
-        from sciflow.uq.hmc import HMC
+    # hmc: Gaussian prior N(0, 1) on the weights; likelihood noise = the trained model's residual std
+    data = forecast_batch(splits.train, e.horizon)
+    with torch.no_grad():
+        resid = models[0].sample(data, 1)[0] - data.values
+    noise = float(resid.flatten(2).std(dim=(0, 1)).mean().clamp_min(1e-3))
+    n = max(4, e.n_samples)
+    return UQ_METHODS["hmc"](models[0], train=[data], noise_std=noise, n_samples=n, n_warmup=n, n_chains=2,
+                             n_leapfrog=10, seed=exp.train.seed, alpha=e.alpha)
 
-        data = forecast_batch(splits.train, e.horizon)
-        with torch.no_grad():
-            resid = model.sample(data, 1)[0] - data.values
-        noise = float(resid.flatten(2).std(dim=(0, 1)).mean().clamp_min(1e-3))
-        hmc = HMC(model, GaussianPrior(1.0), GaussianLikelihood(noise), [data], alpha=e.alpha)
-        hmc.run(n_samples=max(4, e.n_samples), n_warmup=max(4, e.n_samples), n_chains=2, n_leapfrog=10,
-                generator=torch.Generator().manual_seed(exp.train.seed))
-        return hmc
-    raise ConfigError(f"--uq {kind!r}: allowed values: samples, ensemble, mc-dropout, conformal, hmc")
+
+def _hmc_diagnostics(hmc: Any, test: Any) -> dict[str, Any]:
+    """What says whether the HMC chains can be trusted: the function-space split-R̂ / ESS of the
+    predictions at the test inputs (the one to read for a network, Izmailov et al. 2021) and the
+    weight-space summary with acceptance rate and divergences."""
+    fn = hmc.function_diagnostics(test).summary()
+    converged = bool(fn["max_rhat"] < 1.05)
+    if not converged:
+        warnings.warn(f"HMC: the chains disagree on the test predictions (function-space max R-hat "
+                      f"{fn['max_rhat']:.3g} >= 1.05, min bulk ESS {fn['min_ess_bulk']:.3g}); the intervals are not "
+                      "yet a posterior's: run longer chains (eval.n_samples, or sciflow.uq.HMC.run)",
+                      RuntimeWarning, stacklevel=2)
+    return {"function_space": fn, "weight_space": hmc.result.summary(), "converged": converged}
 
 
 def evaluate_run(run_dir: Path, uq: str | None = None, overrides: Sequence[str] = ()) -> dict[str, Any]:
@@ -195,6 +207,8 @@ def evaluate_run(run_dir: Path, uq: str | None = None, overrides: Sequence[str] 
     metrics = {"uq": kind, "n_test_windows": len(test), "horizon": test.values.shape[1] - given, "given": given,
                **({"channels": splits.attrs["channels"]} if lat is not None else {}),
                **uq_metrics(pred, test.values, exp.eval.alpha, given=given, lat=lat)}
+    if kind == "hmc":
+        metrics["hmc_diagnostics"] = _hmc_diagnostics(predictor, test)
     _write_json(metrics, Path(run_dir) / f"eval_{kind}.json")
     return metrics
 

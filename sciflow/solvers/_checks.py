@@ -95,11 +95,12 @@ def check_vector_field_output(out: object, y: Tensor, what: str = "vector field"
 def check_finite_trajectory(ys: Tensor, ts: Tensor) -> None:
     """Raise naming the first save time at which ``ys (time, *batch, *state)`` is non-finite.
 
-    ``ts`` is ``(time,)`` or ``(*batch, time)``. One host sync, called once after a solve.
+    ``ts`` is ``(time,)`` or ``(*batch, time)``. One host sync, called once after a solve; skipped
+    under ``torch.func.vmap`` (see :func:`all_finite`).
     """
-    finite = torch.isfinite(ys.reshape(ys.shape[0], -1)).all(dim=1)
-    if bool(finite.all()):
+    if all_finite(ys):
         return
+    finite = torch.isfinite(ys.reshape(ys.shape[0], -1)).all(dim=1)
     i = int(torch.nonzero(~finite)[0])
     t_bad = ts[..., i]
     when = f"t = {t_bad.item():.6g}" if t_bad.numel() == 1 else (
