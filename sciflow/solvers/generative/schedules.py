@@ -119,7 +119,9 @@ class CosineVP(_VP):
         return 0.5 * math.pi * (t + self.s) / (1 + self.s)
 
     def log_alpha_bar(self, t):
-        return 2 * torch.log(torch.cos(self._u(t))) - self._log_c0
+        # <= 0 exactly: at t = 0 the two logs cancel only to rounding (+2.7e-20), and sigma(0) =
+        # sqrt(-expm1(+2.7e-20)) would be NaN
+        return (2 * torch.log(torch.cos(self._u(t))) - self._log_c0).clamp(max=0.0)
 
     def d_log_alpha_bar(self, t):
         return -torch.tan(self._u(t)) * (math.pi / (1 + self.s))
