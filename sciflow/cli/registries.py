@@ -44,7 +44,7 @@ def _first_sentence(text: str) -> str:
     one of a citation abbreviation ("et al.", "J. Comput. Phys.", "eq.")."""
     for m in re.finditer(r"\.\s+(?=[A-Za-z])", text):
         head = text[: m.start()]
-        if head.count("(") == head.count(")") and head.rsplit(None, 1)[-1].lstrip("(\"'") not in _ABBREVIATIONS:
+        if head.count("(") == head.count(")") and (head.split() or [""])[-1].lstrip("(\"'") not in _ABBREVIATIONS:
             return head + "."
     return text
 

@@ -58,8 +58,8 @@ class NoiseSchedule:
 
     def marginal(self, x0: Tensor, t: Tensor, noise: Tensor) -> Tensor:
         """``x_t = α_t x_0 + σ_t ε`` with ``t`` of shape ``(batch,)`` broadcast over ``x0``'s trailing axes."""
-        shape = (-1,) + (1,) * (x0.ndim - 1)
-        return self.alpha(t).reshape(shape) * x0 + self.sigma(t).reshape(shape) * noise
+        a, s = self.coefficients(t, x0)
+        return a * x0 + s * noise
 
     def prior_std(self) -> float:
         """Standard deviation of the (approximate) prior ``x_{t_max} ~ N(0, σ² I)`` samplers start from."""
