@@ -36,7 +36,8 @@ def _solvers() -> Mapping[str, type]:
 
 
 _ROLE = re.compile(r":[a-z]+:`~?([^`]+)`")  # :class:`~a.b.C` -> C (the last dotted part)
-_ABBREVIATIONS = {"al", "eq", "Eq", "Sec", "Alg", "J", "Numer", "Anal", "Comput", "Phys", "Math", "Stat", "e.g", "i.e", "cf"}
+_ABBREVIATIONS = {"al", "eq", "Eq", "Sec", "Alg", "J", "Numer", "Anal", "Comput", "Phys", "Math", "Stat",
+                  "e.g", "i.e", "cf"}
 
 
 def _first_sentence(text: str) -> str:
