@@ -216,7 +216,9 @@ def generate(n: int, seed: int, *, setting: str = "fno", nu: float = 1e-3, resol
 
     ``setting="fno"``: unit torus, FNO forcing, GRF(alpha=2.5, tau=7) initial vorticity
     (``nu`` in {1e-3, 1e-4, 1e-5} in the paper; their ``T = 50, 30, 20``). ``setting="kolmogorov"``:
-    ``[0, 2pi)^2``, ``f = -k_f cos(k_f y)``, drag 0.1 by default, GRF initial vorticity.
+    ``[0, 2pi)^2``, ``f = -k_f cos(k_f y)``, drag 0.1 by default, and the same initial vorticity
+    per integer wavenumber as ``"fno"`` (the unit-torus GRF, ``length=1``, laid on the larger box:
+    a deliberate choice that keeps the two settings' initial spectra comparable mode by mode).
     ``stride`` subsamples the output grid (solve at ``resolution``, store ``resolution // stride``).
     Samples are produced in chunks of ``batch_size`` on ``device``. ``progress(done, total)`` is
     called after every save interval of every chunk (for the CLI's progress bar).
@@ -239,6 +241,7 @@ def generate(n: int, seed: int, *, setting: str = "fno", nu: float = 1e-3, resol
         mu = 0.1 if drag is None else drag
     else:
         raise ValueError(f"navier_stokes.generate: unknown setting {setting!r} (expected 'fno' or 'kolmogorov')")
+    # the unit-torus GRF in both settings (docstring): its Fourier coefficients per integer mode
     w0 = sample_grf(n, (resolution, resolution), alpha=2.5, tau=7.0, length=1.0, generator=g)
     t = torch.linspace(0.0, t_final, nt, dtype=torch.float64)
     chunks = []
