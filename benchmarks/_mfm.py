@@ -47,6 +47,8 @@ def cli(description: str) -> argparse.ArgumentParser:
     ap.add_argument("--seeds", type=int, nargs="*", default=None)
     ap.add_argument("--smoke", action="store_true", help="tiny populations and splits (suite smoke test)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--name", default=None, help="result/figure name (default: the benchmark's own), "
+                    "so that a run at another scale does not overwrite the default result")
     return ap
 
 
@@ -308,12 +310,14 @@ def run_comparison(name: str, splits: dict[str, PopulationBatch], oracle: torch.
 def markdown_tables(doc: dict[str, Any]) -> str:
     """The results tables of the docs page, generated from a ``mfm_letters`` / ``mfm_aggregation``
     JSON document: metrics (mean +- std over seeds) and the fraction of the identity -> oracle gap
-    closed. ``python benchmarks/_mfm.py benchmarks/results/mfm_letters.json`` prints them."""
+    closed (no "±" for a one-seed run). ``python benchmarks/_mfm.py benchmarks/results/mfm_letters.json``
+    prints them."""
     res = doc["results"]
+    one_seed = len(doc.get("config", {}).get("seeds", ())) == 1
 
     def cell(v: Any, digits: int = 3) -> str:
         if isinstance(v, dict):
-            return f"{v['mean']:.{digits}f} ± {v['std']:.{digits}f}"
+            return f"{v['mean']:.{digits}f}" + ("" if one_seed else f" ± {v['std']:.{digits}f}")
         return f"{v:.{digits}f}"
 
     rows = [("identity (source, no transport)", res["identity_baseline"]["test"], None)]

@@ -55,7 +55,7 @@ def main() -> None:
     data_cpu_s = time.process_time() - c0
     te = splits["test"]
     rows = list(range(min(3, len(te))))
-    res = run_comparison("mfm_aggregation", splits, oracle, model, tcfg, sum(sizes.values()), seeds,
+    res = run_comparison(args.name or "mfm_aggregation", splits, oracle, model, tcfg, sum(sizes.values()), seeds,
                          plot_lim=4.0, plot_rows=rows, row_labels=[f"test {i}" for i in rows])
     # physics reference: the attraction-only solution, which needs the population mean
     m = te.source.mean(1, keepdim=True)
@@ -64,7 +64,7 @@ def main() -> None:
         com, res["identity_baseline"]["test"], res["oracle"]["test"])}
     res["data_cpu_s"] = data_cpu_s
     res["script_cpu_s"] = time.process_time() - c0
-    write_result("mfm_aggregation", {"config": {"data": data, "train": tcfg, "model": model,
+    write_result(args.name or "mfm_aggregation", {"config": {"data": data, "train": tcfg, "model": model,
                                                 "seeds": seeds, "scale": args.scale, "smoke": args.smoke},
                                      "results": res})
 

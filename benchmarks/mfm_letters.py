@@ -3,10 +3,11 @@ Sec. 5.1 / Table 1, CPU-sized), bracketed by identity (no transport) and an orac
 independent sample of each true target letter).
 
     python benchmarks/mfm_letters.py            # defaults of sciflow/configs/mfm_letters.yaml
-    python benchmarks/mfm_letters.py --scale 4  # 4x training steps, 2x field width
+    python benchmarks/mfm_letters.py --scale 4 --seeds 0 --name mfm_letters_scale4
+                                                # 4x training steps, 2x field width, one seed
     python benchmarks/mfm_letters.py --smoke    # seconds: tiny populations, for the suite
 
-Writes benchmarks/results/mfm_letters.json (test metrics mean +- std over seeds, fraction of the
+Writes benchmarks/results/mfm_letters.json (or ``--name``.json; test metrics mean +- std over seeds, fraction of the
 identity -> oracle gap closed, a train-probe for contrast, validation histories, embedding
 diagnostics) and benchmarks/results/figures/mfm_letters.png (source / MFM / FM / CGFM / true
 for one population of each test letter). Validation letters select the state; the test letters
@@ -72,11 +73,12 @@ def main() -> None:
     seen = new_rotations(train_chars[::max(1, len(train_chars) // data["seen_letters"])][:data["seen_letters"]],
                          range(data["n_rotations"], data["n_rotations"] + data["seen_rotations"]),
                          data["n_eval_points"], data)
-    res = run_comparison("mfm_letters", splits, oracle, model, tcfg, num_letter_populations(data["n_rotations"]),
+    res = run_comparison(args.name or "mfm_letters", splits, oracle, model, tcfg,
+                         num_letter_populations(data["n_rotations"]),
                          seeds, plot_lim=4.0, plot_rows=rows, row_labels=list(data["test_letters"]),
                          extra={"seen_letters_new_rotations": seen})
     res["script_cpu_s"] = time.process_time() - c0
-    write_result("mfm_letters", {"config": {"data": data, "train": tcfg, "model": model, "seeds": seeds,
+    write_result(args.name or "mfm_letters", {"config": {"data": data, "train": tcfg, "model": model, "seeds": seeds,
                                             "scale": args.scale, "smoke": args.smoke},
                                  "results": res})
 

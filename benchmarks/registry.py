@@ -451,12 +451,18 @@ register(Benchmark(
                                "climatology": "metrics/climatology/obs_coverage90/mean"}, note="nominal 0.9")]))
 
 # -- meta flow matching ----------------------------------------------------------------------
-for _name, _label in (("mfm_letters", "synthetic letters, held-out letter populations"),
-                      ("mfm_aggregation", "particle aggregation, held-out initial populations")):
+# (name, script, what it runs, extra arguments of its cpu scale)
+for _name, _script, _label, _cpu in (
+        ("mfm_letters", "mfm_letters.py", "synthetic letters, held-out letter populations", []),
+        ("mfm_letters_scale4", "mfm_letters.py", "synthetic letters, held-out letter populations: "
+         "4x training steps, 2x field width, one seed (does the gap to FM grow with compute?)",
+         ["--scale", "4", "--seeds", "0"]),
+        ("mfm_aggregation", "mfm_aggregation.py", "particle aggregation, held-out initial populations", [])):
     register(Benchmark(
-        name=_name, script=f"{_name}.py", family="meta flow matching", owner="A", kind="accuracy",
+        name=_name, script=_script, family="meta flow matching", owner="A", kind="accuracy",
         dataset=_label, description="MFM vs flow matching (FM) and population-id conditioned FM (CGFM)",
-        scales={"smoke": ["--smoke", "--scale", "0.01", "--seeds", "0"], "cpu": []},
+        scales={"smoke": ["--smoke", "--scale", "0.01", "--seeds", "0", "--name", _name],
+                "cpu": _cpu + ["--name", _name]},
         results={s: [_name] for s in ("smoke", "cpu")},
         metrics=[Metric("test W2", _mean_seeds("MFM", "W2"),
                         baselines={"FM": _mean_seeds("FM", "W2"), "CGFM": _mean_seeds("CGFM", "W2"),
