@@ -7,11 +7,11 @@ independent sample of each true target letter).
                                                 # 4x training steps, 2x field width, one seed
     python benchmarks/mfm_letters.py --smoke    # seconds: tiny populations, for the suite
 
-Writes benchmarks/results/mfm_letters.json (or ``--name``.json; test metrics mean +- std over seeds, fraction of the
-identity -> oracle gap closed, a train-probe for contrast, validation histories, embedding
-diagnostics) and benchmarks/results/figures/mfm_letters.png (source / MFM / FM / CGFM / true
-for one population of each test letter). Validation letters select the state; the test letters
-(disjoint) are evaluated once.
+Writes benchmarks/results/<name>.json (name: ``--name``, default mfm_letters; test metrics
+mean +- std over seeds, fraction of the identity -> oracle gap closed, a train-probe for
+contrast, validation histories, embedding diagnostics) and benchmarks/results/figures/<name>.png
+(source / MFM / FM / CGFM / true for one population of each test letter). Validation letters
+select the state; the test letters (disjoint) are evaluated once.
 """
 
 from __future__ import annotations
