@@ -155,3 +155,17 @@ def test_module_entry_point_runs_the_command() -> None:
     bad = subprocess.run([sys.executable, "-m", "sciflow.cli", "train", "lorenz_neural_ode", "train.max_step=3"],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "train.max_step" in bad.stderr
+
+
+def test_closed_pipe_stops_quietly() -> None:
+    """``sciflow list | head -1``: when the reader leaves, the command stops with the shell's SIGPIPE
+    status (141) and no ``BrokenPipeError`` traceback."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "sciflow.cli", "list"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()  # before the (slow) import finishes: its first print meets a closed pipe
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141, err
+    assert "Traceback" not in err and "BrokenPipe" not in err, err

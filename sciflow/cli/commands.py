@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -237,6 +238,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, DatasetError, FileNotFoundError) as e:  # bad input: a message, not a traceback
         print(f"sciflow {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader left (`sciflow list | head`): stop quietly, like other tools
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        return 141  # 128 + SIGPIPE, what a shell reports for a process killed by the signal
 
 
 if __name__ == "__main__":
