@@ -66,14 +66,19 @@ def test_train_then_evaluate_with_conformal_and_samples(tmp_path: Path, capsys) 
     assert 0.0 <= m["coverage"] <= 1.0 and m["mean_interval_width"] > 0
     # conformal half-widths grow with lead time (chaos): the last lead is wider than the first
     assert m["rmse_per_lead"][-1] > m["rmse_per_lead"][0]
-    assert main(["evaluate", str(run), "--uq", "samples"]) == 0
+    with pytest.warns(RuntimeWarning, match="deterministic, so only its point forecast"):
+        assert main(["evaluate", str(run), "--uq", "samples"]) == 0
     s = json.loads((run / "eval_samples.json").read_text())
     assert s["rmse"] == pytest.approx(m["rmse"], rel=1e-5)  # same point forecast
+    assert "coverage" not in s and "mean_interval_width" not in s  # no zero-width "intervals" scored
     # resume after the run finished is a no-op continuation
     assert main(["train", "lorenz_neural_ode", *TINY, "--run-dir", str(run), "--resume"]) == 0
     # an ensemble is refused for a single-model run, with the way out in the message
     assert main(["evaluate", str(run), "--uq", "ensemble"]) == 2
     assert "eval.uq=ensemble" in capsys.readouterr().err
+    # MC dropout of a model trained without dropout: refused, naming the key to set
+    assert main(["evaluate", str(run), "--uq", "mc-dropout"]) == 2
+    assert "has no dropout layers" in (err := capsys.readouterr().err) and "model.dropout" in err
 
 
 def test_config_errors_exit_2_naming_the_key(capsys) -> None:
@@ -135,6 +140,8 @@ def test_every_uq_method_through_the_cli(tmp_path: Path) -> None:
         assert m["uq"] == uq and math.isfinite(m["rmse"])
         if uq != "samples":
             assert 0 <= m["coverage"] <= 1 and m["mean_interval_width"] > 0
+        else:  # the neural ODE is deterministic (dropout off at prediction): its point forecast only
+            assert "coverage" not in m and any("point forecast" in str(w.message) for w in caught)
         if uq == "hmc":  # chains vectorised with vmap through the ODE solve, and their diagnostics reported
             assert not [w for w in caught if "vmap over chains failed" in str(w.message)]
             d = m["hmc_diagnostics"]

@@ -3,6 +3,7 @@ ensembles, MC dropout, HMC, conformal), or accuracy / CRPS for irregular time se
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from pathlib import Path
@@ -66,16 +67,19 @@ def evaluate_irregular(exp: ExperimentConfig, run_dir: Path, kind: str, splits: 
     else:
         raise ConfigError(f"--uq {kind!r} for irregular forecasting: allowed values: samples, conformal, ensemble")
     pred = predictor.predict(splits.test, generator=g)
+    if kind == "samples":
+        pred = _point_forecast(pred, predictor.model, exp)
     y, m = splits.test.targets, splits.test.target_mask
     m = torch.ones_like(y, dtype=torch.bool) if m is None else m
-    moments = pred.variance is not None or (pred.samples is not None and pred.samples.shape[0] > 1)
-    var = (pred.std if kind != "conformal" and moments else pred.interval_std).pow(2)
     out = {"task": splits.attrs.get("task", "forecasting"), "uq": kind, **base, "alpha": e.alpha,
-           "nll": float(scores.gaussian_nll(pred.mean[m], var[m].clamp_min(1e-6), y[m])),
-           "rmse": float((pred.mean - y)[m].pow(2).mean().sqrt()),
-           "coverage": float(scores.interval_coverage(pred.lower[m], pred.upper[m], y[m])),
-           "mean_interval_width": float(scores.interval_width(pred.lower[m], pred.upper[m])),
-           "interval_score": float(scores.interval_score(pred.lower[m], pred.upper[m], y[m], e.alpha))}
+           "rmse": float((pred.mean - y)[m].pow(2).mean().sqrt())}
+    if pred.lower is not None:
+        moments = pred.variance is not None or (pred.samples is not None and pred.samples.shape[0] > 1)
+        var = (pred.std if kind != "conformal" and moments else pred.interval_std).pow(2)
+        out.update(nll=float(scores.gaussian_nll(pred.mean[m], var[m].clamp_min(1e-6), y[m])),
+                   coverage=float(scores.interval_coverage(pred.lower[m], pred.upper[m], y[m])),
+                   mean_interval_width=float(scores.interval_width(pred.lower[m], pred.upper[m])),
+                   interval_score=float(scores.interval_score(pred.lower[m], pred.upper[m], y[m], e.alpha)))
     if pred.samples is not None and pred.samples.shape[0] > 1:
         out["crps"] = float(scores.crps_ensemble(pred.samples[:, m], y[m]))
     return out
@@ -84,6 +88,18 @@ def evaluate_irregular(exp: ExperimentConfig, run_dir: Path, kind: str, splits: 
 
 
 # ------------------------------------------------------------------------------ evaluation
+
+
+def _point_forecast(pred: Any, model: Any, exp: ExperimentConfig) -> Any:
+    """``--uq samples`` of a deterministic model: its draws coincide, so the "interval" has zero width
+    and a coverage of 0 would be a silent non-answer. Score the point forecast alone (no interval
+    metrics) and say which methods give intervals."""
+    if getattr(model, "stochastic", False):
+        return pred
+    warnings.warn(f"--uq samples: model {exp.model.name!r} is deterministic, so only its point forecast is "
+                  "scored; for intervals use --uq conformal, ensemble, hmc, or mc-dropout (a model trained "
+                  "with model.dropout > 0)", RuntimeWarning, stacklevel=2)
+    return dataclasses.replace(pred, lower=None, upper=None)
 
 
 def forecast_batch(batch, horizon: int | None, stride: int | None = None):
@@ -154,6 +170,11 @@ def _predictor(kind: str, exp: ExperimentConfig, run_dir: Path, splits: Splits):
     if kind == "samples":
         return UQ_METHODS["samples"](models[0], n_samples=e.n_samples, alpha=e.alpha)
     if kind == "mc-dropout":
+        from sciflow.uq.mc_dropout import dropout_modules
+
+        if not dropout_modules(models[0]):
+            raise ConfigError(f"--uq mc-dropout: the trained {exp.model.name!r} has no dropout layers; train it "
+                              "with model.dropout > 0 (e.g. model.dropout=0.1)")
         return UQ_METHODS["mc-dropout"](models[0], n_samples=max(2, e.n_samples), alpha=e.alpha)
     if kind == "conformal":
         base = UQ_METHODS["ensemble"](models=models, alpha=e.alpha) if len(models) > 1 \
@@ -202,6 +223,8 @@ def evaluate_run(run_dir: Path, uq: str | None = None, overrides: Sequence[str] 
     predictor = _predictor(kind, exp, Path(run_dir), splits)
     test = forecast_batch(splits.test, exp.eval.horizon)
     pred = predictor.predict(test, generator=torch.Generator().manual_seed(exp.train.seed))
+    if kind == "samples":
+        pred = _point_forecast(pred, predictor.model, exp)
     given = int(splits.attrs.get("history", 1))
     lat = torch.tensor(splits.attrs["lat"], dtype=test.values.dtype) if splits.attrs.get("split") == "time" else None
     metrics = {"uq": kind, "n_test_windows": len(test), "horizon": test.values.shape[1] - given, "given": given,
