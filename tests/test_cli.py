@@ -25,6 +25,8 @@ def test_list_shows_every_registry(capsys) -> None:
     for needle in ("models:", "neural_ode", "stable_sde", "datasets:", "lorenz63", "BasicMotions", "solvers:",
                    "rk4", "configs:", "lorenz_neural_ode", "uea_lnsde"):
         assert needle in out
+    # a second name for the same generator is listed as its alias, not as a second dataset
+    assert [ln.split()[1:] for ln in out.splitlines() if ln.split()[:1] == ["lorenz63"]] == [["alias", "of", "lorenz"]]
 
 
 def test_list_descriptions_are_first_sentences_in_plain_text() -> None:

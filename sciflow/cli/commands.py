@@ -36,12 +36,22 @@ def _uea_datasets() -> dict[str, str]:
     return out
 
 
+def _described(registry: dict) -> dict[str, str]:
+    """``name -> first sentence`` of each entry; a second name for the same object is listed as an alias."""
+    out: dict[str, str] = {}
+    first: dict[int, str] = {}
+    for k, v in registry.items():
+        out[k] = f"alias of {first[id(v)]}" if id(v) in first else _first_line(v)
+        first.setdefault(id(v), k)
+    return out
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     what = args.what
     sections = {
-        "models": lambda: {k: _first_line(v) for k, v in _models().items()},
-        "datasets": lambda: {k: _first_line(v) for k, v in _generators().items()} | _uea_datasets(),
-        "solvers": lambda: {k: _first_line(v) for k, v in _solvers().items()},
+        "models": lambda: _described(_models()),
+        "datasets": lambda: _described(_generators()) | _uea_datasets(),
+        "solvers": lambda: _described(_solvers()),
         "configs": lambda: {p.stem: str(p) for p in sorted(CONFIG_DIR.glob("*.yaml"))},
     }
     for name in ([what] if what != "all" else list(sections)):
