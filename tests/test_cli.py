@@ -104,6 +104,48 @@ def test_generate_writes_a_valid_dataset(tmp_path: Path) -> None:
     assert ds["state"].shape == (2, 20, 3) and int(ds.attrs["seed"]) == 3
 
 
+def test_windows_cut_the_condition_like_the_state() -> None:
+    """A condition with the time axis (a forcing) is cut into the same windows as the state; one without
+    (parameters) is repeated once per window of its trajectory."""
+    v = torch.arange(2 * 7 * 3, dtype=torch.float32).reshape(2, 7, 3)
+    t = torch.arange(7.0)
+    b = windows(TrajectoryBatch(values=v, times=t, condition=-2 * v), 3, 2)
+    assert torch.equal(b.condition, -2 * b.values) and b.values.shape == (6, 3, 3)
+    p = windows(TrajectoryBatch(values=v, times=t, condition=torch.tensor([[1.0, 2.0], [3.0, 4.0]])), 3, 2)
+    assert torch.equal(p.condition, torch.tensor([[1.0, 2.0]] * 3 + [[3.0, 4.0]] * 3))
+
+
+def test_wdno_trains_and_evaluates_with_its_forcing_as_condition(tmp_path: Path, capsys) -> None:
+    """``data.condition: forcing`` hands the forcing of ``burgers-control`` to WDNO through the CLI
+    (it needs it: without, a clear error names the key)."""
+    torch.set_num_threads(1)
+    tiny = ["data.params.n=10", "data.params.nx=17", "data.params.nt=9", "data.params.n_modes=32",
+            "data.params.dt=0.005", "model.base_channels=8", "train.max_steps=2", "train.warmup_steps=0",
+            "eval.n_samples=2", "data.batch_size=4"]
+    run = tmp_path / "wdno"
+    assert main(["train", "wdno_burgers", *tiny, "--run-dir", str(run)]) == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["evaluate", str(run)]) == 0
+    m = json.loads((run / "eval_samples.json").read_text())
+    assert m["horizon"] == 8 and math.isfinite(m["crps"]) and 0 <= m["coverage"] <= 1
+    assert main(["train", "wdno_burgers", *tiny, "data.condition=u_0", "--run-dir", str(tmp_path / "x")]) == 2
+    assert "data.condition = 'u_0' is not a per-sample variable" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name, what", [("pinn_burgers", "causal-PINN config"),
+                                        ("mfm_letters", "meta-flow-matching config"),
+                                        ("wdno_burgers_superres", "super-resolution WDNO config")])
+def test_family_configs_are_refused_by_train_with_the_way_to_run_them(name: str, what: str, capsys) -> None:
+    assert main(["train", name]) == 2
+    err = capsys.readouterr().err
+    assert what in err and ("not an experiment" in err or "trained and scored by" in err)
+    assert "sciflow benchmark" in err
+    assert main(["list", "configs"]) == 0
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.split()[:1] == [name])
+    assert what.split(" config")[0] in line and "not `train`" in line
+
+
 def test_windows_cut_trajectories() -> None:
     v = torch.arange(2 * 7 * 1, dtype=torch.float32).reshape(2, 7, 1)
     b = windows(TrajectoryBatch(values=v, times=torch.arange(7.0) * 0.5), 3, 2)

@@ -16,6 +16,8 @@ from sciflow.cli.pipeline import (_is_main_process, prepare_splits, resolve_mode
                                   write_config)
 from sciflow.cli.registries import _first_line, _generators, _models, _solvers, _write_json
 from sciflow.config import ConfigError, load_experiment, parse_overrides
+from sciflow.config.experiment import family_config
+from sciflow.config.schema import read_yaml
 from sciflow.data.schema import DatasetError
 
 
@@ -46,13 +48,19 @@ def _described(registry: dict) -> dict[str, str]:
     return out
 
 
+def _config_line(path: Path) -> str:
+    """A packaged config's path; a model family's own config (not for ``sciflow train``) says so."""
+    what = family_config(read_yaml(path))
+    return str(path) if what is None else f"{path} ({what.split(' (')[0]}: `sciflow benchmark`, not `train`)"
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     what = args.what
     sections = {
         "models": lambda: _described(_models()),
         "datasets": lambda: _described(_generators()) | _uea_datasets(),
         "solvers": lambda: _described(_solvers()),
-        "configs": lambda: {p.stem: str(p) for p in sorted(CONFIG_DIR.glob("*.yaml"))},
+        "configs": lambda: {p.stem: _config_line(p) for p in sorted(CONFIG_DIR.glob("*.yaml"))},
     }
     for name in ([what] if what != "all" else list(sections)):
         entries = sections[name]()

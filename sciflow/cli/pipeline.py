@@ -42,8 +42,10 @@ def load_dataset(exp: ExperimentConfig):
     return gens[d.generator](**dict(d.params), seed=d.seed)
 
 
-def dataset_to_batch(ds, variable: str | None = None, dtype: torch.dtype = torch.float32):
-    """``(sample, time, *space)`` variable of a schema dataset -> ``TrajectoryBatch``."""
+def dataset_to_batch(ds, variable: str | None = None, dtype: torch.dtype = torch.float32,
+                     condition: str | None = None):
+    """``(sample, time, *space)`` variable of a schema dataset -> ``TrajectoryBatch``; ``condition``:
+    another variable of the dataset (``(sample, ...)``) as the batch's ``condition``."""
     import numpy as np
 
     from sciflow.data.batches import TrajectoryBatch
@@ -57,7 +59,15 @@ def dataset_to_batch(ds, variable: str | None = None, dtype: torch.dtype = torch
     t = np.asarray(ds["time"].values)
     if not np.issubdtype(t.dtype, np.number):  # datetimes -> hours since the first time
         t = (t - t[0]) / np.timedelta64(1, "h")
-    return TrajectoryBatch(values=values, times=torch.as_tensor(np.array(t, dtype=np.float64), dtype=dtype))
+    cond = None
+    if condition is not None:
+        if condition not in ds.data_vars or ds[condition].dims[:1] != ("sample",):
+            per_sample = [k for k in ds.data_vars if ds[k].dims[:1] == ("sample",) and k != name]
+            raise ConfigError(f"data.condition = {condition!r} is not a per-sample variable of the dataset; "
+                              f"available: {per_sample}")
+        cond = torch.as_tensor(np.array(ds[condition].values), dtype=dtype)
+    return TrajectoryBatch(values=values, times=torch.as_tensor(np.array(t, dtype=np.float64), dtype=dtype),
+                           condition=cond)
 
 
 def split_samples(batch, val_fraction: float, test_fraction: float, seed: int):
@@ -87,13 +97,18 @@ def windows(batch, window: int | None, stride: int):
     if window > T:
         raise ConfigError(f"data.window = {window} exceeds the {T} time steps of the trajectories")
     v = batch.values.unfold(1, window, stride)  # (B, nW, *state, window)
+    n_windows = v.shape[1]
     v = v.movedim(-1, 2).reshape(-1, window, *batch.values.shape[2:])
+    c = batch.condition
+    if c is not None:  # with a time axis: the same windows; else one copy per window
+        c = c.unfold(1, window, stride).movedim(-1, 2).reshape(-1, window, *c.shape[2:]) \
+            if c.ndim >= 2 and c.shape[1] == T else c.repeat_interleave(n_windows, dim=0)
     t = batch.times
     dt = t.diff(dim=-1)
     if t.ndim == 1 and bool(torch.allclose(dt, dt[0].expand_as(dt), rtol=1e-4, atol=0)):
-        return TrajectoryBatch(values=v, times=t[:window] - t[0])
+        return TrajectoryBatch(values=v, times=t[:window] - t[0], condition=c)
     tw = (t if t.ndim == 2 else t.expand(batch.values.shape[0], -1)).unfold(1, window, stride)
-    return TrajectoryBatch(values=v, times=tw.reshape(-1, window))
+    return TrajectoryBatch(values=v, times=tw.reshape(-1, window), condition=c)
 
 
 def prepare_splits(exp: ExperimentConfig) -> Splits:
@@ -102,7 +117,7 @@ def prepare_splits(exp: ExperimentConfig) -> Splits:
     if exp.data.test_start is not None:
         return prepare_time_splits(exp)
     ds = load_dataset(exp)
-    full = dataset_to_batch(ds, exp.data.variable)
+    full = dataset_to_batch(ds, exp.data.variable, condition=exp.data.condition)
     train, val, test = split_samples(full, exp.data.val_fraction, exp.data.test_fraction, exp.data.seed)
     return Splits(train, val, test, dict(ds.attrs))
 

@@ -45,7 +45,9 @@ class DataConfig:
     (plus ``seed``); alternatively ``path`` loads a stored dataset (NetCDF/HDF5/zarr).
     Trajectories are cut into windows of ``window`` time steps every ``stride`` steps (``None``:
     whole trajectories). Samples (whole trajectories, before windowing) are split into
-    train/val/test by ``val_fraction``/``test_fraction``.
+    train/val/test by ``val_fraction``/``test_fraction``. ``variable`` is the state; ``condition``
+    names a second variable handed to the model as ``TrajectoryBatch.condition`` (the forcing ``f``
+    of ``burgers-control`` for WDNO), cut into the same windows when it has the time axis.
 
     Irregular time series (models whose ``batch_type`` is ``IrregularBatch``): ``name`` is a
     UEA/UCR problem (``BasicMotions``, ...) found in ``root`` (an archive folder), the
@@ -75,6 +77,7 @@ class DataConfig:
     params: Mapping[str, Any] = field(default_factory=dict)
     path: str | None = None
     variable: str | None = None
+    condition: str | None = None
     window: int | None = None
     stride: int = 1
     val_fraction: float = 0.2
@@ -221,6 +224,10 @@ def _check_generator_params(cfg: DataConfig, generators: Mapping[str, Callable[.
     for k in cfg.params:
         if k not in allowed:
             raise _unknown_key(k, "data.params", allowed)
+    missing = [n for n in allowed if sig.parameters[n].default is inspect.Parameter.empty and n not in cfg.params]
+    if missing:
+        raise ConfigError(f"data.params lacks {missing}, required by generator {cfg.generator!r} "
+                          f"(e.g. data.params.{missing[0]}=...); its parameters: {allowed}")
 
 
 def experiment_from_dict(
@@ -267,6 +274,28 @@ def packaged_config(name: str) -> Path:
     return p
 
 
+def family_config(raw: Mapping[str, Any]) -> str | None:
+    """What a YAML configures when it is not an experiment but a model family's own config (the
+    packaged ``pinn_*``, ``mfm_*`` and ``wdno_burgers_superres`` files), with how to run it;
+    ``None`` for an experiment."""
+    model = raw.get("model")
+    if "problem" in raw and "model" not in raw:
+        return ("a causal-PINN config (sciflow.models.causal_pinn.Config.from_yaml: CausalPINN(cfg) trained by "
+                "causal_pinn.train, or causal_pinn.march for time marching), not an experiment for `sciflow train`; "
+                "the packaged ones train and score through `sciflow benchmark pinn_<problem>` "
+                "(see docs/models/causal_pinn.md)")
+    if isinstance(model, Mapping) and "name" not in model and "knn_k" in model:
+        return ("a meta-flow-matching config (read by benchmarks/mfm_letters.py and mfm_aggregation.py through "
+                "sciflow.models.meta_flow_matching), not an experiment for `sciflow train`; run "
+                "`sciflow benchmark mfm_letters` or `sciflow benchmark mfm_aggregation` "
+                "(see docs/models/meta_flow_matching.md)")
+    if isinstance(model, Mapping) and model.get("name") == "wdno_superres":
+        return ("a super-resolution WDNO config (its model refines coarse trajectories, which the forecast "
+                "scoring of `sciflow evaluate` does not do), trained and scored by benchmarks/wdno_burgers.py: run "
+                "`sciflow benchmark wdno_burgers` (see docs/models/wavelet_diffusion.md)")
+    return None
+
+
 def load_experiment(
     path: str | Path | None,
     overrides: Sequence[str] | Mapping[str, Any] = (),
@@ -281,5 +310,7 @@ def load_experiment(
         if not p.exists() and p.parent == Path("."):
             p = packaged_config(str(path))
         raw = read_yaml(p)
+        if (what := family_config(raw)) is not None:
+            raise ConfigError(f"{str(path)!r} is {what}")
     ov = parse_overrides(list(overrides)) if not isinstance(overrides, Mapping) else dict(overrides)
     return experiment_from_dict(apply_overrides(raw, ov), models=models, generators=generators)
