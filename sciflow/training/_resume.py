@@ -1,8 +1,10 @@
 """What a checkpoint of ``fit`` holds, and how a run is restored from it.
 
 Exact resume. A checkpoint holds the model, optimizer, EMA, schedule, the RNG states (python,
-numpy, torch CPU and CUDA), the step, the training counters and the data position (the
-:class:`~sciflow.training.loader.Resumable` loader's epoch and position). Restarting with
+numpy, torch CPU and CUDA), the step, the training counters, the logged training and validation
+history, the callbacks' own state (e.g. :class:`~sciflow.training.callbacks.EarlyStopping`'s
+patience count) and the data position (the :class:`~sciflow.training.loader.Resumable` loader's
+epoch and position). Restarting with
 ``resume=True`` from the checkpoint of step ``k`` replays steps ``k+1 ...`` with identical
 inputs, so the final parameters equal those of an uninterrupted run bit for bit (same
 device and thread count). For a plain iterable (e.g. a ``DataLoader``) the trainer skips the
@@ -15,6 +17,7 @@ atomically by :class:`~sciflow.training.checkpoint.CheckpointManager` (rank 0 on
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, replace
 from typing import TYPE_CHECKING, Any, Mapping
 
@@ -56,6 +59,8 @@ def trainer_state_dict(tr: _Trainer) -> dict[str, Any]:
         "data": data,
         "counters": {"skipped_steps": s.skipped_steps, "consecutive_nonfinite": s.consecutive_nonfinite,
                      "best_val": s.best_val},
+        "history": {"train": list(s.history), "val": list(s.val_history)},
+        "callbacks": [{"type": type(cb).__qualname__, "state": cb.state_dict()} for cb in tr.callbacks],
         "train_config": asdict(tr.cfg),
         "config": tr.config,
         "sciflow_version": _sciflow_version(),
@@ -78,6 +83,15 @@ def load_trainer_state_dict(tr: _Trainer, ckpt: Mapping[str, Any]) -> None:
     c = ckpt["counters"]
     s.skipped_steps, s.consecutive_nonfinite = int(c["skipped_steps"]), int(c["consecutive_nonfinite"])
     s.best_val = float(c["best_val"])
+    hist = ckpt.get("history") or {}  # absent in checkpoints written before it was saved
+    s.history, s.val_history = list(hist.get("train", [])), list(hist.get("val", []))
+    saved = ckpt.get("callbacks") or []
+    for i, cb in enumerate(tr.callbacks):
+        if i < len(saved) and saved[i]["type"] == type(cb).__qualname__:
+            cb.load_state_dict(saved[i]["state"])
+        elif cb.state_dict():
+            warnings.warn(f"resume: no saved state for callback {i} ({type(cb).__qualname__}) in the checkpoint "
+                          "(callbacks changed since it was written); it starts afresh", RuntimeWarning, stacklevel=3)
     data = ckpt["data"]
     tr.data.epoch, tr.data.position = int(data["epoch"]), int(data["position"])
     if ckpt.get("time_fitted"):  # finish the schedule that was fitted to the first call's budget

@@ -14,7 +14,8 @@ from torch import nn
 
 @dataclass
 class TrainState:
-    """Mutable progress of one ``fit`` call (part of every checkpoint)."""
+    """Mutable progress of one ``fit`` call; every checkpoint holds the step, the counters and both
+    histories (``should_stop``/``stop_reason`` belong to the call that set them)."""
 
     step: int = 0
     skipped_steps: int = 0
@@ -28,7 +29,16 @@ class TrainState:
 
 
 class Callback:
-    """No-op hooks, called on every rank (guard side effects with ``is_main``)."""
+    """No-op hooks, called on every rank (guard side effects with ``is_main``).
+
+    A callback with progress of its own (counters, a best value) returns it from
+    :meth:`state_dict`: it is saved in every checkpoint and handed back to :meth:`load_state_dict`
+    on resume, so that a resumed run decides as the uninterrupted one would."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None: ...
 
     def on_fit_start(self, state: TrainState, model: nn.Module) -> None: ...
 
@@ -51,6 +61,12 @@ class EarlyStopping(Callback):
         self.patience, self.min_delta = patience, min_delta
         self.best = float("inf")
         self.bad = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "bad": self.bad}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.best, self.bad = float(state["best"]), int(state["bad"])
 
     def on_eval_end(self, state: TrainState, metrics: Mapping[str, float]) -> None:
         loss = metrics["val/loss"]

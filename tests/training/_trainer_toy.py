@@ -57,10 +57,10 @@ def train_toy(run_dir, *, kill_at: int = -1, resume: bool = False, dropout: floa
 
     torch.manual_seed(0)
     model = ToyRegressor(dropout=dropout)
-    cfg = TrainConfig(max_steps=steps, optimizer=optimizer, lr=1e-2 if optimizer != "lbfgs" else 0.5,
-                      checkpoint_every=5, keep_last=2, eval_every=10, log_every=5, progress=False,
-                      ema_decay=0.9, schedule="cosine", warmup_steps=3, device="cpu", lbfgs_max_iter=5,
-                      **cfg_overrides)
+    cfg = TrainConfig(**{**dict(max_steps=steps, optimizer=optimizer, lr=1e-2 if optimizer != "lbfgs" else 0.5,
+                                checkpoint_every=5, keep_last=2, eval_every=10, log_every=5, progress=False,
+                                ema_decay=0.9, schedule="cosine", warmup_steps=3, device="cpu", lbfgs_max_iter=5),
+                         **cfg_overrides})
     # 40 samples / batch 16 -> 2 batches per epoch (drop_last): epoch ends fall on checkpoints too
     train = BatchLoader(toy_data(40), batch_size, seed=3)
     val = BatchLoader(toy_data(16, seed=9), 8, shuffle=False)

@@ -1,17 +1,18 @@
 """Mutation guards for ``sciflow.training``: exact resume of the counters the loop keeps
-(best validation loss, skipped and consecutive non-finite steps), checkpoint ordering,
-validation and rank-0-only writing, the EMA/validation/logging arithmetic of ``fit``, the
-learning-rate schedule as ``fit`` applies it, gradient clipping below the threshold, the
-L-BFGS reset after a non-finite step, and RNG capture/restore and seeding.
+(best validation loss, skipped and consecutive non-finite steps), checkpoint files (ordering,
+validation, leftover temp files, the final checkpoint, rank-0-only writing), the
+EMA/validation/logging arithmetic of ``fit``, the learning-rate schedule as ``fit`` applies it,
+gradient clipping below the threshold, the L-BFGS reset after a non-finite step and its loss
+under DDP, the wall-clock budget, and RNG capture/restore and seeding.
 
-Each test kills at least one mutant that survived the rest of ``tests/training``
-(see ``/work/briefs/s12/mutT_table.md``).
-"""
+Each test kills at least one plausible bug (a mutant) that the rest of ``tests/training`` let
+through."""
 
 from __future__ import annotations
 
 import math
 import random
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -150,6 +151,38 @@ def test_checkpoint_without_step_is_rejected_by_name(tmp_path: Path) -> None:
     assert ckpt["step"] == 3
 
 
+def test_leftover_temp_file_of_a_killed_write_is_not_a_checkpoint(tmp_path: Path) -> None:
+    """Kills: the checkpoint-name pattern not anchored at the end (``ckpt-*.pt.tmp.<pid>`` of a
+    write killed before its rename would count as the newest checkpoint)."""
+    m = CheckpointManager(tmp_path, keep_last=1)
+    m.save({"step": 5})
+    (tmp_path / "ckpt-00000010.pt.tmp.4242").write_bytes(b"half a zip")
+    assert [p.name for p in m.paths()] == ["ckpt-00000005.pt"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ckpt, path = m.load_latest()
+    assert ckpt["step"] == 5
+
+
+def test_fit_ends_with_a_checkpoint_of_its_last_step(tmp_path: Path) -> None:
+    """Kills: no final checkpoint when ``max_steps`` is not a multiple of ``checkpoint_every``
+    (resuming a finished run would then repeat its last steps)."""
+    class Count(Callback):
+        def __init__(self):
+            self.steps = 0
+
+        def on_step_end(self, state, logs):
+            self.steps += 1
+
+    res = fit(Shift(), [_const(1.0)], None, _cfg(max_steps=7, checkpoint_every=5), run_dir=tmp_path)
+    names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert names == ["ckpt-00000005.pt", "ckpt-00000007.pt"] and res.last_checkpoint.endswith(names[-1])
+    count = Count()
+    again = fit(Shift(), [_const(1.0)], None, _cfg(max_steps=7, checkpoint_every=5), [count],
+                run_dir=tmp_path, resume=True)
+    assert again.steps == 7 and count.steps == 0 and torch.equal(again.model.w, res.model.w)
+
+
 # ------------------------------------------------------------------ the arithmetic of fit
 def test_cosine_warmup_floor_as_applied_by_fit() -> None:
     """Kills: ``min_lr_ratio`` not passed from TrainConfig to the schedule (and warm-up/cosine
@@ -243,6 +276,25 @@ def test_logged_train_loss_is_the_window_mean() -> None:
         [sum(per_step[:5]) / 5, sum(per_step[5:]) / 5], rel=1e-12)
 
 
+def test_time_budget_counts_from_the_first_step(monkeypatch) -> None:
+    """Kills: ``max_time_s`` counted from the trainer's construction (so set-up, resume and
+    ``on_fit_start`` work eat the training budget) instead of from the start of the loop."""
+    import time
+
+    clock = SimpleNamespace(now=0.0)
+    monkeypatch.setattr(time, "perf_counter", lambda: clock.now)
+
+    class Clock(Callback):
+        def on_fit_start(self, state, model):
+            clock.now += 0.5  # slow set-up before the first step
+
+        def on_step_end(self, state, logs):
+            clock.now += 0.25  # each step takes 0.25 s
+
+    res = fit(Shift(), [_const(1.0)], None, _cfg(max_steps=100, max_time_s=1.0), [Clock()])
+    assert res.steps == 5 and res.stop_reason == "max_time_s=1 reached"  # 5 * 0.25 s > 1 s
+
+
 # ------------------------------------------------------------------ data, RNG and seeding
 def test_loader_state_from_another_batch_size_is_rejected() -> None:
     """Kills: a changed ``batch_size`` not detected when restoring a loader position."""
@@ -283,3 +335,28 @@ def test_fit_seeds_torch_from_the_config() -> None:
 
     assert torch.equal(run(1, 0), run(2, 0))
     assert not torch.equal(run(1, 0), run(1, 5))
+
+
+# ------------------------------------------------------------------ DDP
+@pytest.mark.distributed
+def test_two_process_lbfgs_equals_single_process(tmp_path: Path) -> None:
+    """Kills: the L-BFGS closure under DDP returning the rank-summed loss instead of the mean
+    (the strong-Wolfe line search then compares a doubled loss with the averaged gradient)."""
+    import os
+    import subprocess
+    import sys
+
+    from _trainer_toy import train_toy
+
+    script = Path(__file__).resolve().parent / "_train_script.py"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
+           str(tmp_path / "ddp"), str(tmp_path / "ddp.pt"), "--dropout", "0", "--steps", "3", "--optimizer", "lbfgs"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ddp = torch.load(tmp_path / "ddp.pt", weights_only=True)
+    torch.set_num_threads(1)
+    single = train_toy(tmp_path / "single", dropout=0.0, steps=3, optimizer="lbfgs")
+    assert ddp["steps"] == 3 and single.skipped_steps == 0
+    for k, v in single.model.state_dict().items():
+        torch.testing.assert_close(ddp["params"][k], v, rtol=1e-5, atol=1e-6, msg=f"parameter {k}")

@@ -59,3 +59,30 @@ def test_resume_without_checkpoints_starts_fresh(tmp_path: Path) -> None:
     a = train_toy(tmp_path / "a", resume=True, steps=10)  # nothing to resume: fresh start
     b = train_toy(tmp_path / "b", steps=10)
     assert torch.equal(a.model.net[0].weight, b.model.net[0].weight)
+
+
+def test_resume_restores_early_stopping_and_the_histories(tmp_path: Path) -> None:
+    """EarlyStopping's patience count and the train/val histories are in the checkpoint: a run that
+    crashed after the checkpoint of step 4 (one evaluation without improvement counted) stops at step
+    6 like the uninterrupted run. A fresh count would stop at step 10, and ``val_history`` would
+    lack the evaluations before the crash."""
+    import pytest
+
+    from sciflow.training import Callback, EarlyStopping
+
+    class Crash(Callback):
+        def on_step_end(self, state, logs):
+            if state.step == 5:
+                raise RuntimeError("crash")
+
+    torch.set_num_threads(1)
+    # min_delta huge: only the first evaluation improves, so the stop falls at the third (step 6)
+    kw = dict(steps=20, eval_every=2, checkpoint_every=2, log_every=2, keep_last=5)
+    ref = train_toy(tmp_path / "ref", callbacks=[EarlyStopping(patience=2, min_delta=1e9)], **kw)
+    assert ref.steps == 6 and ref.stop_reason.startswith("early stopping")
+    with pytest.raises(RuntimeError, match="crash"):
+        train_toy(tmp_path / "run", callbacks=[EarlyStopping(patience=2, min_delta=1e9), Crash()], **kw)
+    res = train_toy(tmp_path / "run", resume=True, callbacks=[EarlyStopping(patience=2, min_delta=1e9)], **kw)
+    assert res.steps == 6 and res.stop_reason == ref.stop_reason
+    assert [r["step"] for r in res.val_history] == [2, 4, 6] and res.val_history == ref.val_history
+    assert [r["step"] for r in res.history] == [r["step"] for r in ref.history] == [2, 4, 6]
