@@ -95,7 +95,10 @@ class SpectralConv(nn.Module):
         dims = tuple(range(-d, 0))
         low = x.dtype in (torch.float16, torch.bfloat16)  # autocast: cuFFT has no bf16; modes want float32
         x_ft = torch.fft.rfftn(x.float() if low else x, dim=dims)
-        w = torch.view_as_complex(self.weight.to(x_ft.real.dtype))
+        wr = self.weight.to(x_ft.real.dtype)
+        # torch.complex, not view_as_complex: the weight may be a view into a flat parameter vector
+        # (HMC's functional_call, vmap over chains) whose offset or strides a complex view cannot take
+        w = torch.complex(wr[..., 0], wr[..., 1])
         out_ft = x_ft.new_zeros(x.shape[0], self.out_channels, *x_ft.shape[2:])
         for c, idx in enumerate(self._corners()):
             sel = (slice(None), slice(None), *idx)

@@ -110,3 +110,25 @@ def test_fno_trains_under_bf16_autocast() -> None:
     assert (y.float() - ref).norm() / ref.norm() < 5e-2  # bf16 matmuls, float32 spectra
     y.float().pow(2).mean().backward()
     assert all(torch.isfinite(q.grad).all() for q in net.parameters() if q.grad is not None)
+
+
+def test_spectral_conv_takes_weights_from_a_flat_vector() -> None:
+    """HMC evaluates the network with ``functional_call`` on views into one flat parameter vector,
+    at odd offsets that ``torch.view_as_complex`` refuses: the spectral weights must work as such
+    views. (``vmap`` over chains is not supported: the modes are written into the output spectrum
+    in place; HMC then evaluates the chains one by one.)"""
+    from torch.func import functional_call
+
+    torch.manual_seed(0)
+    conv = SpectralConv(2, 3, (4,)).double()
+    x = torch.randn(5, 2, 16, dtype=torch.float64)
+    ref = conv(x)
+    flat = torch.cat([torch.zeros(1, dtype=torch.float64), *(p.detach().reshape(-1) for p in conv.parameters())])
+    views, k = {}, 1  # offset 1: odd
+    for n, p in conv.named_parameters():
+        views[n] = flat[k:k + p.numel()].view_as(p)
+        k += p.numel()
+    assert views["weight"].storage_offset() % 2 == 1
+    torch.testing.assert_close(functional_call(conv, views, (x,)), ref, rtol=0, atol=0)
+    # the layer is linear in its weights: doubled weights, doubled output (the views are really read)
+    torch.testing.assert_close(functional_call(conv, {"weight": 2 * views["weight"]}, (x,)), 2 * ref)
