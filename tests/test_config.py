@@ -123,3 +123,12 @@ def test_every_packaged_config_is_an_experiment_or_says_what_runs_it() -> None:
                 load_experiment(p.stem)
         kinds[p.stem] = what is None
     assert sum(kinds.values()) >= 14 and not kinds["pinn_burgers"] and kinds["wdno_burgers"]
+
+
+@pytest.mark.parametrize("params, message", [(5, "'data.params' must be a mapping, got 5"),
+                                             ([1, 2], r"'data.params' must be a mapping, got \[1, 2\]")])
+def test_mapping_fields_are_checked(params, message) -> None:
+    """``Mapping[...]``-typed fields are validated (their origin is ``collections.abc.Mapping``, not
+    ``typing.Mapping``: compared with the latter they slipped through to a ``TypeError`` deep inside)."""
+    with pytest.raises(ConfigError, match=message):
+        experiment_from_dict({"model": {"name": "neural_ode"}, "data": {"generator": "lorenz63", "params": params}})

@@ -10,6 +10,7 @@ a "did you mean" hint) or the expected type.
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import difflib
 import re
@@ -130,7 +131,7 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
         if isinstance(value, str):
             return value
         raise ConfigError(f"{key!r} must be a string, got {value!r}")
-    if origin in (tuple, Sequence, list) or tp in (tuple, list):
+    if origin in (tuple, list, collections.abc.Sequence) or tp in (tuple, list):
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{key!r} must be a list, got {value!r}")
         if origin is tuple and args and not (len(args) == 2 and args[1] is Ellipsis):
@@ -139,7 +140,7 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
             return tuple(coerce(v, a, f"{key}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
         inner = args[0] if args else Any
         return tuple(coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value))
-    if origin in (dict, Mapping) or tp in (dict, Mapping):
+    if origin in (dict, collections.abc.Mapping) or tp in (dict, Mapping):
         if not isinstance(value, Mapping):
             raise ConfigError(f"{key!r} must be a mapping, got {value!r}")
         vt = args[1] if len(args) == 2 else Any
