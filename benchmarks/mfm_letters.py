@@ -3,8 +3,8 @@ Sec. 5.1 / Table 1, CPU-sized), bracketed by identity (no transport) and an orac
 independent sample of each true target letter).
 
     python benchmarks/mfm_letters.py            # defaults of sciflow/configs/mfm_letters.yaml
-    python benchmarks/mfm_letters.py --scale 4 --seeds 0 --name mfm_letters_scale4
-                                                # 4x training steps, 2x field width, one seed
+    python benchmarks/mfm_letters.py --scale 4 --seeds 0 1 --name mfm_letters_scale4
+                                                # 4x training steps, 2x field width, two seeds
     python benchmarks/mfm_letters.py --smoke    # seconds: tiny populations, for the suite
 
 Writes benchmarks/results/<name>.json (name: ``--name``, default mfm_letters; test metrics

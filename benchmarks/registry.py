@@ -455,8 +455,8 @@ register(Benchmark(
 for _name, _script, _label, _cpu in (
         ("mfm_letters", "mfm_letters.py", "synthetic letters, held-out letter populations", []),
         ("mfm_letters_scale4", "mfm_letters.py", "synthetic letters, held-out letter populations: "
-         "4x training steps, 2x field width, one seed (does the gap to FM grow with compute?)",
-         ["--scale", "4", "--seeds", "0"]),
+         "4x training steps, 2x field width, two seeds (does the gap to FM grow with compute?)",
+         ["--scale", "4", "--seeds", "0", "1"]),
         ("mfm_aggregation", "mfm_aggregation.py", "particle aggregation, held-out initial populations", [])):
     register(Benchmark(
         name=_name, script=_script, family="meta flow matching", owner="A", kind="accuracy",

@@ -62,8 +62,14 @@ def test_hmc_matches_conjugate_posterior():
     ess_sq = ess_basic((res.samples - res.samples.mean((0, 1))) ** 2).clamp(max=draws.shape[0])
     rel = (draws.var(0) / cov.diagonal() - 1).abs()
     assert (rel / (2 / ess_sq).sqrt()).max() < 4
-    # full covariance too (correlations of the design)
-    torch.testing.assert_close(torch.cov(draws.T), cov, atol=0.25 * cov.diagonal().max().item(), rtol=0)
+    # the full covariance (correlations of the design) within 4 MC standard errors, each from the
+    # ESS of its centred products (a fixed tolerance was at the mercy of the CPU's floating-point
+    # path: one machine's chain drew the bias variance 31 % off, 2.1 MC errors)
+    dev = res.samples - res.samples.mean((0, 1))
+    prod = dev[..., :, None] * dev[..., None, :]  # (chain, draw, 4, 4)
+    ess_prod = ess_basic(prod.flatten(-2)).reshape(4, 4).clamp(max=draws.shape[0])
+    se = prod.flatten(0, 1).std(0) / ess_prod.sqrt()
+    assert ((prod.flatten(0, 1).mean(0) - cov).abs() / se).max() < 4
     assert res.rhat.max() < 1.05
     assert res.ess_bulk.min() > 200 and res.ess_tail.min() > 100
     s = res.summary()
