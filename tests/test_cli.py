@@ -220,3 +220,21 @@ def test_closed_pipe_stops_quietly() -> None:
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 141, err
     assert "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+def test_evaluate_uses_the_ema_weights_that_training_validated(tmp_path: Path) -> None:
+    """A run trained with ``train.ema_decay`` is evaluated with its averaged weights (those its
+    validation losses were measured with), not the raw last iterate."""
+    from sciflow.cli.pipeline import load_run, load_trained
+    from sciflow.training import CheckpointManager
+
+    torch.set_num_threads(1)
+    run = tmp_path / "ema"
+    assert main(["train", "lorenz_neural_ode", *TINY, "train.ema_decay=0.9", "--run-dir", str(run)]) == 0
+    ckpt, _ = CheckpointManager(run / "checkpoints").load_latest()
+    model = load_trained(load_run(run), run)
+    shadow, raw = ckpt["ema"]["shadow"], ckpt["model"]
+    for name, p in model.named_parameters():
+        assert torch.equal(p.detach(), shadow[name]), name
+    assert any(not torch.equal(shadow[n], raw[n]) for n in shadow)  # the average is not the last iterate
+    assert main(["evaluate", str(run), "--uq", "conformal"]) == 0

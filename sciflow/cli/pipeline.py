@@ -306,13 +306,20 @@ def member_dirs(run_dir: Path) -> list[Path]:
 
 
 def load_trained(exp: ExperimentConfig, run_dir: Path, member: int = 0):
-    from sciflow.training import CheckpointManager
+    """The newest checkpoint's model, in eval mode; with its EMA weights when it was trained with
+    ``train.ema_decay`` (the weights the validation losses of training were measured with)."""
+    from sciflow.training import EMA, CheckpointManager
 
     model = build_model(exp, exp.train.seed + member)
     found = CheckpointManager(Path(run_dir) / "checkpoints").load_latest()
     if found is None:
         raise ConfigError(f"no checkpoint in {str(run_dir)!r}/checkpoints")
-    model.load_state_dict(found[0]["model"])
+    ckpt = found[0]
+    model.load_state_dict(ckpt["model"])
+    if ckpt.get("ema") is not None:
+        ema = EMA(model, 0.5)  # decay and shadow come from the checkpoint
+        ema.load_state_dict(ckpt["ema"])
+        ema.copy_to(model)
     model.eval()
     return model
 
