@@ -238,3 +238,19 @@ def test_evaluate_uses_the_ema_weights_that_training_validated(tmp_path: Path) -
         assert torch.equal(p.detach(), shadow[name]), name
     assert any(not torch.equal(shadow[n], raw[n]) for n in shadow)  # the average is not the last iterate
     assert main(["evaluate", str(run), "--uq", "conformal"]) == 0
+
+
+def test_evaluate_the_best_checkpoint(tmp_path: Path, capsys) -> None:
+    """``train.keep_best`` + ``eval.checkpoint=best`` scores the lowest-validation-loss model;
+    asking for it from a run trained without ``keep_best`` names the key to set."""
+    torch.set_num_threads(1)
+    run = tmp_path / "best"
+    assert main(["train", "lorenz_neural_ode", *TINY, "train.eval_every=2", "train.keep_best=true",
+                 "--run-dir", str(run)]) == 0
+    assert (run / "checkpoints" / "best.pt").is_file()
+    assert main(["evaluate", str(run), "--uq", "conformal", "eval.checkpoint=best"]) == 0
+    assert main(["evaluate", str(tmp_path / "best"), "eval.checkpoint=last"]) == 0
+    plain = tmp_path / "plain"
+    assert main(["train", "lorenz_neural_ode", *TINY, "--run-dir", str(plain)]) == 0
+    assert main(["evaluate", str(plain), "eval.checkpoint=best"]) == 2
+    assert "train.keep_best=true" in capsys.readouterr().err

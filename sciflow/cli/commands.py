@@ -19,6 +19,7 @@ from sciflow.config import ConfigError, load_experiment, parse_overrides
 from sciflow.config.experiment import family_config
 from sciflow.config.schema import read_yaml
 from sciflow.data.schema import DatasetError
+from sciflow.training.checkpoint import CheckpointError
 
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
@@ -253,7 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         setattr(args, listed, [*getattr(args, listed), *extra])
     try:
         return int(args.fn(args) or 0)
-    except (ConfigError, DatasetError, FileNotFoundError) as e:  # bad input: a message, not a traceback
+    except (ConfigError, DatasetError, FileNotFoundError, CheckpointError) as e:  # bad input: a message
         print(f"sciflow {args.command}: error: {e}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # the reader left (`sciflow list | head`): stop quietly, like other tools

@@ -307,10 +307,18 @@ def member_dirs(run_dir: Path) -> list[Path]:
 
 def load_trained(exp: ExperimentConfig, run_dir: Path, member: int = 0):
     """The newest checkpoint's model, in eval mode; with its EMA weights when it was trained with
-    ``train.ema_decay`` (the weights the validation losses of training were measured with)."""
+    ``train.ema_decay`` (the weights the validation losses of training were measured with).
+    ``eval.checkpoint=best``: ``checkpoints/best.pt`` instead (``train.keep_best``)."""
     from sciflow.training import EMA, CheckpointManager
+    from sciflow.training.checkpoint import BEST, load
 
     model = build_model(exp, exp.train.seed + member)
+    if exp.eval.checkpoint == "best":
+        path = Path(run_dir) / "checkpoints" / BEST
+        if not path.is_file():
+            raise ConfigError(f"eval.checkpoint=best: no {str(path)!r}; train with train.keep_best=true")
+        model.load_state_dict(load(path)["model"])  # already the validated (EMA-averaged) weights
+        return model.eval()
     found = CheckpointManager(Path(run_dir) / "checkpoints").load_latest()
     if found is None:
         raise ConfigError(f"no checkpoint in {str(run_dir)!r}/checkpoints")

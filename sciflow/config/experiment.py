@@ -134,10 +134,13 @@ class EvalConfig:
     ``uq``: ``samples`` (the model's own ``sample``), ``ensemble`` (``ensemble_size`` models
     trained from different seeds), ``mc-dropout``, ``conformal`` (split conformal on the
     validation split around the point prediction), ``hmc``. ``alpha``: miscoverage of the
-    reported intervals (0.1 -> 90 % intervals).
+    reported intervals (0.1 -> 90 % intervals). ``checkpoint``: ``last`` (the newest checkpoint,
+    with its EMA average when trained with one) or ``best`` (``checkpoints/best.pt``, written with
+    ``train.keep_best``).
     """
 
     uq: Literal["samples", "ensemble", "mc-dropout", "conformal", "hmc"] = "conformal"
+    checkpoint: Literal["last", "best"] = "last"
     n_samples: int = 32
     ensemble_size: int = 3
     alpha: float = 0.1

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import torch
 
+from sciflow.training.checkpoint import BEST, save_atomic
 from sciflow.training.loader import Resumable
 from sciflow.training.seeding import rng_state, set_rng_state
 
@@ -112,6 +113,16 @@ def save_checkpoint(tr: _Trainer) -> None:
     tr.state.last_checkpoint = str(path)
     for cb in tr.callbacks:
         cb.on_checkpoint(tr.state, str(path))
+
+
+def save_best(tr: _Trainer, val_loss: float) -> None:
+    """Write ``checkpoints/best.pt`` (rank 0, with a ``run_dir``): the model as it is now — during
+    validation, so with the EMA average swapped in when EMA is on — with its step and validation loss."""
+    if tr.ckpt is None or not tr.dist.is_main:
+        return
+    save_atomic({"step": tr.state.step, "val_loss": float(val_loss), "model": tr.model.state_dict(),
+                 "train_config": asdict(tr.cfg), "config": tr.config, "sciflow_version": _sciflow_version(),
+                 "torch_version": str(torch.__version__)}, tr.ckpt.directory / BEST)
 
 
 def resume_latest(tr: _Trainer) -> bool:

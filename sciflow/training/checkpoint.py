@@ -22,6 +22,8 @@ from typing import Any
 import torch
 
 _NAME = re.compile(r"^ckpt-(\d{8,})\.pt$")
+#: The best-validation model (``TrainConfig.keep_best``), beside the numbered checkpoints.
+BEST = "best.pt"
 
 
 class CheckpointError(RuntimeError):

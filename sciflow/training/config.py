@@ -31,7 +31,9 @@ class TrainConfig:
         ``max_nonfinite``: consecutive skipped (NaN/Inf) steps that stop the run.
     Bookkeeping
         ``eval_every``/``log_every``/``checkpoint_every`` in optimizer steps (0: never);
-        ``keep_last`` checkpoints are kept; ``seed`` seeds torch/numpy/python at the start;
+        ``keep_last`` checkpoints are kept; ``keep_best`` also keeps ``checkpoints/best.pt``, the
+        model at the lowest validation loss so far (its EMA average when ``ema_decay`` is set: the
+        weights that were validated); ``seed`` seeds torch/numpy/python at the start;
         ``max_time_s``: also stop after this many wall-clock seconds of training in this call
         (``None``: off). ``time_schedule`` says what the budget does to the schedule: ``stop``
         only stops (the schedule runs on ``max_steps``, so a capped run ends before its decay is
@@ -66,6 +68,7 @@ class TrainConfig:
     log_every: int = 10
     checkpoint_every: int = 0
     keep_last: int = 3
+    keep_best: bool = False
     seed: int = 0
     device: str = "auto"
     progress: bool = True

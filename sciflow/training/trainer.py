@@ -34,7 +34,8 @@ from torch import Tensor, nn
 from sciflow.models.base import SciflowModel
 from sciflow.training._batch_stream import BatchStream, batch_size, to_device
 from sciflow.training._evaluation import evaluate_batches
-from sciflow.training._resume import load_trainer_state_dict, resume_latest, save_checkpoint, trainer_state_dict
+from sciflow.training._resume import (load_trainer_state_dict, resume_latest, save_best, save_checkpoint,
+                                      trainer_state_dict)
 from sciflow.training._step import GuardedStep, LossModule
 from sciflow.training._time_budget import PROBE_FROM, PROBE_TO, TimeBudget, fit_schedule
 from sciflow.training.callbacks import Callback, TrainState
@@ -167,6 +168,8 @@ class _Trainer:
             with ctx:
                 metrics, self._eval_needs_grad = evaluate_batches(self.model, self.val, self.device,
                                                                   self._eval_needs_grad)
+                if self.cfg.keep_best and metrics["val/loss"] < self.state.best_val:  # NaN: never
+                    save_best(self, metrics["val/loss"])
         finally:
             self.model.train(was_training)
         s = self.state

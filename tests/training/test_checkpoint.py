@@ -97,3 +97,33 @@ def test_training_resumes_from_previous_good_checkpoint(tmp_path: Path) -> None:
     assert steps.seen[0] == 16
     for k, v in ref.model.state_dict().items():
         assert torch.equal(v, res.model.state_dict()[k])
+
+
+def test_keep_best_writes_the_validated_weights_of_the_lowest_validation_loss(tmp_path) -> None:
+    """``keep_best``: ``checkpoints/best.pt`` holds the step of the lowest validation loss, that loss,
+    and weights (the EMA average: what was validated) that give exactly that loss again."""
+    import sys
+    from pathlib import Path
+
+    import torch
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _trainer_toy import ToyRegressor, toy_data, train_toy
+
+    from sciflow.training import BatchLoader
+    from sciflow.training._evaluation import evaluate_batches
+    from sciflow.training.checkpoint import BEST, load
+
+    torch.set_num_threads(1)
+    # a constant, too large step: the validation loss goes up and down, its minimum in between
+    res = train_toy(tmp_path, steps=30, eval_every=3, keep_best=True, lr=0.5, schedule="constant")
+    losses = [r["val/loss"] for r in res.val_history]
+    best = load(tmp_path / "checkpoints" / BEST)
+    k = min(range(len(losses)), key=losses.__getitem__)
+    assert 0 < k < len(losses) - 1  # the best is not simply the first or the last evaluation
+    assert best["step"] == res.val_history[k]["step"] and best["val_loss"] == losses[k] == res.best_val
+    model = ToyRegressor()
+    model.load_state_dict(best["model"])
+    model.eval()
+    again, _ = evaluate_batches(model, BatchLoader(toy_data(16, seed=9), 8, shuffle=False), torch.device("cpu"), False)
+    assert again["val/loss"] == pytest.approx(losses[k], rel=1e-12)
