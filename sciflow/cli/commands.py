@@ -51,8 +51,8 @@ def _described(registry: dict) -> dict[str, str]:
 
 def _config_line(path: Path) -> str:
     """A packaged config's path; a model family's own config (not for ``sciflow train``) says so."""
-    what = family_config(read_yaml(path))
-    return str(path) if what is None else f"{path} ({what.split(' (')[0]}: `sciflow benchmark`, not `train`)"
+    family = family_config(read_yaml(path))
+    return str(path) if family is None else f"{path} ({family[0]}: `sciflow benchmark`, not `train`)"
 
 
 def cmd_list(args: argparse.Namespace) -> int:

@@ -277,25 +277,25 @@ def packaged_config(name: str) -> Path:
     return p
 
 
-def family_config(raw: Mapping[str, Any]) -> str | None:
-    """What a YAML configures when it is not an experiment but a model family's own config (the
-    packaged ``pinn_*``, ``mfm_*`` and ``wdno_burgers_superres`` files), with how to run it;
-    ``None`` for an experiment."""
+def family_config(raw: Mapping[str, Any]) -> tuple[str, str] | None:
+    """``(what, how to run it)`` for a YAML that is not an experiment but a model family's own config
+    (the packaged ``pinn_*``, ``mfm_*`` and ``wdno_burgers_superres`` files); ``None`` for an experiment."""
     model = raw.get("model")
     if "problem" in raw and "model" not in raw:
-        return ("a causal-PINN config (sciflow.models.causal_pinn.Config.from_yaml: CausalPINN(cfg) trained by "
-                "causal_pinn.train, or causal_pinn.march for time marching), not an experiment for `sciflow train`; "
-                "the packaged ones train and score through `sciflow benchmark pinn_<problem>` "
-                "(see docs/models/causal_pinn.md)")
+        return ("a causal-PINN config",
+                "it configures sciflow.models.causal_pinn (CausalPINN(Config.from_yaml(path)), trained by "
+                "causal_pinn.train, or causal_pinn.march for time marching); the packaged ones train and score "
+                "through `sciflow benchmark pinn_<problem>` (see docs/models/causal_pinn.md)")
     if isinstance(model, Mapping) and "name" not in model and "knn_k" in model:
-        return ("a meta-flow-matching config (read by benchmarks/mfm_letters.py and mfm_aggregation.py through "
-                "sciflow.models.meta_flow_matching), not an experiment for `sciflow train`; run "
-                "`sciflow benchmark mfm_letters` or `sciflow benchmark mfm_aggregation` "
+        return ("a meta-flow-matching config",
+                "benchmarks/mfm_letters.py and mfm_aggregation.py read it through sciflow.models.meta_flow_matching; "
+                "run `sciflow benchmark mfm_letters` or `sciflow benchmark mfm_aggregation` "
                 "(see docs/models/meta_flow_matching.md)")
     if isinstance(model, Mapping) and model.get("name") == "wdno_superres":
-        return ("a super-resolution WDNO config (its model refines coarse trajectories, which the forecast "
-                "scoring of `sciflow evaluate` does not do), trained and scored by benchmarks/wdno_burgers.py: run "
-                "`sciflow benchmark wdno_burgers` (see docs/models/wavelet_diffusion.md)")
+        return ("a super-resolution WDNO config",
+                "its model refines coarse trajectories, which the forecast scoring of `sciflow evaluate` does not "
+                "do; benchmarks/wdno_burgers.py trains and scores it: run `sciflow benchmark wdno_burgers` "
+                "(see docs/models/wavelet_diffusion.md)")
     return None
 
 
@@ -313,7 +313,7 @@ def load_experiment(
         if not p.exists() and p.parent == Path("."):
             p = packaged_config(str(path))
         raw = read_yaml(p)
-        if (what := family_config(raw)) is not None:
-            raise ConfigError(f"{str(path)!r} is {what}")
+        if (family := family_config(raw)) is not None:
+            raise ConfigError(f"{str(path)!r} is {family[0]}, not an experiment for `sciflow train`: {family[1]}")
     ov = parse_overrides(list(overrides)) if not isinstance(overrides, Mapping) else dict(overrides)
     return experiment_from_dict(apply_overrides(raw, ov), models=models, generators=generators)

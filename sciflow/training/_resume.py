@@ -4,12 +4,11 @@ Exact resume. A checkpoint holds the model, optimizer, EMA, schedule, the RNG st
 numpy, torch CPU and CUDA), the step, the training counters, the logged training and validation
 history, the callbacks' own state (e.g. :class:`~sciflow.training.callbacks.EarlyStopping`'s
 patience count) and the data position (the :class:`~sciflow.training.loader.Resumable` loader's
-epoch and position). Restarting with
-``resume=True`` from the checkpoint of step ``k`` replays steps ``k+1 ...`` with identical
-inputs, so the final parameters equal those of an uninterrupted run bit for bit (same
-device and thread count). For a plain iterable (e.g. a ``DataLoader``) the trainer skips the
-batches of the current pass already consumed: exact only if that iterable's order is
-deterministic.
+epoch and position). Restarting with ``resume=True`` from the checkpoint of step ``k`` replays
+steps ``k+1 ...`` with identical inputs, so the final parameters equal those of an uninterrupted
+run bit for bit (same device and thread count). For a plain iterable (e.g. a ``DataLoader``) the
+trainer skips the batches of the current pass already consumed: exact only if that iterable's
+order is deterministic.
 
 The functions take the private trainer of :mod:`sciflow.training.trainer`; files are written
 atomically by :class:`~sciflow.training.checkpoint.CheckpointManager` (rank 0 only).
