@@ -8,6 +8,7 @@ variables everything degrades to one process and no collective is ever called.
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 
@@ -45,6 +46,10 @@ def init_distributed(device: str = "auto") -> tuple[DistInfo, torch.device]:
                         int(os.environ.get("LOCAL_RANK", 0)))
         use_cuda = torch.cuda.is_available() and device != "cpu"
         dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+        # the group this call created is torn down before interpreter shutdown: left to exit, gloo's
+        # worker threads can be destroyed while joinable ("terminate called without an active
+        # exception", SIGABRT, seen once in CI on a 2-process run that had finished its work)
+        atexit.register(_destroy_process_group)
     else:
         info = DistInfo()
     if device == "auto":
@@ -56,6 +61,11 @@ def init_distributed(device: str = "auto") -> tuple[DistInfo, torch.device]:
     if dev.type == "cuda" and dev.index is not None:  # torch >= 2.11 rejects an index-less device here
         torch.cuda.set_device(dev)
     return info, dev
+
+
+def _destroy_process_group() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def all_reduce_(t: torch.Tensor, op: str = "sum") -> torch.Tensor:
