@@ -309,7 +309,7 @@ def load_trained(exp: ExperimentConfig, run_dir: Path, member: int = 0):
     """The newest checkpoint's model, in eval mode; with its EMA weights when it was trained with
     ``train.ema_decay`` (the weights the validation losses of training were measured with).
     ``eval.checkpoint=best``: ``checkpoints/best.pt`` instead (``train.keep_best``)."""
-    from sciflow.training import EMA, CheckpointManager
+    from sciflow.training import CheckpointManager
     from sciflow.training.checkpoint import BEST, load
 
     model = build_model(exp, exp.train.seed + member)
@@ -323,12 +323,8 @@ def load_trained(exp: ExperimentConfig, run_dir: Path, member: int = 0):
     if found is None:
         raise ConfigError(f"no checkpoint in {str(run_dir)!r}/checkpoints")
     ckpt = found[0]
-    model.load_state_dict(ckpt["model"])
-    if ckpt.get("ema") is not None:
-        ema = EMA(model, 0.5)  # decay and shadow come from the checkpoint
-        ema.load_state_dict(ckpt["ema"])
-        ema.copy_to(model)
-    model.eval()
-    return model
+    ema = ckpt.get("ema")  # its shadow is keyed by parameter name, like the state dict
+    model.load_state_dict({**ckpt["model"], **(ema["shadow"] if ema is not None else {})})
+    return model.eval()
 
 

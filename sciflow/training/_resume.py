@@ -41,6 +41,12 @@ def _sciflow_version() -> str:
         return sciflow.__version__
 
 
+def _provenance(tr: _Trainer) -> dict[str, Any]:
+    """What every file the trainer writes says about how it was made."""
+    return {"train_config": asdict(tr.cfg), "config": tr.config, "sciflow_version": _sciflow_version(),
+            "torch_version": str(torch.__version__)}
+
+
 def trainer_state_dict(tr: _Trainer) -> dict[str, Any]:
     """Everything exact resume needs, as a ``torch.save``-able dict."""
     s = tr.state
@@ -61,10 +67,7 @@ def trainer_state_dict(tr: _Trainer) -> dict[str, Any]:
                      "best_val": s.best_val},
         "history": {"train": list(s.history), "val": list(s.val_history)},
         "callbacks": [{"type": type(cb).__qualname__, "state": cb.state_dict()} for cb in tr.callbacks],
-        "train_config": asdict(tr.cfg),
-        "config": tr.config,
-        "sciflow_version": _sciflow_version(),
-        "torch_version": str(torch.__version__),
+        **_provenance(tr),
         "world_size": tr.dist.world_size,
     }
 
@@ -120,8 +123,7 @@ def save_best(tr: _Trainer, val_loss: float) -> None:
     if tr.ckpt is None or not tr.dist.is_main:
         return
     save_atomic({"step": tr.state.step, "val_loss": float(val_loss), "model": tr.model.state_dict(),
-                 "train_config": asdict(tr.cfg), "config": tr.config, "sciflow_version": _sciflow_version(),
-                 "torch_version": str(torch.__version__)}, tr.ckpt.directory / BEST)
+                 **_provenance(tr)}, tr.ckpt.directory / BEST)
 
 
 def resume_latest(tr: _Trainer) -> bool:
