@@ -4,13 +4,12 @@ batch: each of 2 ranks takes half of every global batch of 16 and DDP averages g
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from _trainer_toy import train_toy
+from _trainer_toy import run_torchrun, train_toy
 
 from sciflow.training import BatchLoader
 from sciflow.training.loader import Resumable
@@ -24,7 +23,7 @@ def test_two_process_gloo_ddp_equals_single_process(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            str(SCRIPT), str(tmp_path / "ddp"), str(tmp_path / "ddp.pt"), "--dropout", "0", "--steps", "12"]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    proc = run_torchrun(cmd, env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ddp = torch.load(tmp_path / "ddp.pt", weights_only=True)
     torch.set_num_threads(1)
@@ -64,7 +63,7 @@ def test_ddp_ranks_agree_on_a_time_fitted_schedule(tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            str(SCRIPT), str(tmp_path / "ddp"), str(tmp_path / "ddp.pt"), "--dropout", "0", "--steps", "100000",
            "--fit-to-s", "2.0", "--slow-rank", "1"]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    proc = run_torchrun(cmd, env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     steps = [int((tmp_path / f"ddp.pt.steps{r}").read_text()) for r in (0, 1)]
     assert steps[0] == steps[1]

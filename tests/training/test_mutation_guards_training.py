@@ -343,16 +343,15 @@ def test_two_process_lbfgs_equals_single_process(tmp_path: Path) -> None:
     """Kills: the L-BFGS closure under DDP returning the rank-summed loss instead of the mean
     (the strong-Wolfe line search then compares a doubled loss with the averaged gradient)."""
     import os
-    import subprocess
     import sys
 
-    from _trainer_toy import train_toy
+    from _trainer_toy import run_torchrun, train_toy
 
     script = Path(__file__).resolve().parent / "_train_script.py"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
            str(tmp_path / "ddp"), str(tmp_path / "ddp.pt"), "--dropout", "0", "--steps", "3", "--optimizer", "lbfgs"]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    proc = run_torchrun(cmd, env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ddp = torch.load(tmp_path / "ddp.pt", weights_only=True)
     torch.set_num_threads(1)
