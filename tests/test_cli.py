@@ -146,6 +146,18 @@ def test_family_configs_are_refused_by_train_with_the_way_to_run_them(name: str,
     assert what.split(" config")[0] in line and "not `train`" in line
 
 
+def test_ensemble_members_in_numeric_order(tmp_path: Path) -> None:
+    """member_10 comes after member_9 (a lexicographic sort put it after member_1); strays are ignored."""
+    from sciflow.cli import member_dirs
+
+    assert member_dirs(tmp_path) == [tmp_path]
+    for i in (0, 1, 2, 9, 10, 11):
+        (tmp_path / f"member_{i}").mkdir()
+    (tmp_path / "member_notes").mkdir()
+    (tmp_path / "member_3.txt").write_text("")
+    assert [p.name for p in member_dirs(tmp_path)] == [f"member_{i}" for i in (0, 1, 2, 9, 10, 11)]
+
+
 def test_windows_cut_trajectories() -> None:
     v = torch.arange(2 * 7 * 1, dtype=torch.float32).reshape(2, 7, 1)
     b = windows(TrajectoryBatch(values=v, times=torch.arange(7.0) * 0.5), 3, 2)

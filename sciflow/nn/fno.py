@@ -79,6 +79,22 @@ class SpectralConv(nn.Module):
             corners.append((*idx, slice(None, last)))
         return corners
 
+    def _spectrum(self, blocks: list[Tensor], shape: Sequence[int]) -> Tensor:
+        """The output spectrum of ``shape`` (the rfft axes) with the corner ``blocks`` (ordered as
+        :meth:`_corners`) in place and zeros elsewhere, assembled out of place (``torch.cat``, no
+        writes into a zero tensor) so that ``vmap`` over batched weights (HMC's chains) works."""
+        *lead, last = self.modes
+        for j in reversed(range(len(lead))):  # fold lead axis j: [low corner, zeros, high corner]
+            axis, half = 2 + j, len(blocks) // 2
+            gap = list(blocks[0].shape)
+            gap[axis] = shape[j] - 2 * lead[j]
+            zeros = blocks[0].new_zeros(gap)
+            blocks = [torch.cat([blocks[s], zeros, blocks[s + half]], dim=axis) for s in range(half)]
+        (y,) = blocks
+        gap = list(y.shape)
+        gap[-1] = shape[-1] - last
+        return torch.cat([y, y.new_zeros(gap)], dim=-1)
+
     def forward(self, x: Tensor) -> Tensor:
         d = len(self.modes)
         if x.ndim != d + 2 or x.shape[1] != self.in_channels:
@@ -99,11 +115,9 @@ class SpectralConv(nn.Module):
         # torch.complex, not view_as_complex: the weight may be a view into a flat parameter vector
         # (HMC's functional_call, vmap over chains) whose offset or strides a complex view cannot take
         w = torch.complex(wr[..., 0], wr[..., 1])
-        out_ft = x_ft.new_zeros(x.shape[0], self.out_channels, *x_ft.shape[2:])
-        for c, idx in enumerate(self._corners()):
-            sel = (slice(None), slice(None), *idx)
-            out_ft[sel] = torch.einsum("bi...,io...->bo...", x_ft[sel], w[c])
-        out = torch.fft.irfftn(out_ft, s=spatial, dim=dims)
+        blocks = [torch.einsum("bi...,io...->bo...", x_ft[(slice(None), slice(None), *idx)], w[c])
+                  for c, idx in enumerate(self._corners())]
+        out = torch.fft.irfftn(self._spectrum(blocks, x_ft.shape[2:]), s=spatial, dim=dims)
         return out.to(x.dtype) if low else out
 
 

@@ -115,8 +115,7 @@ def test_fno_trains_under_bf16_autocast() -> None:
 def test_spectral_conv_takes_weights_from_a_flat_vector() -> None:
     """HMC evaluates the network with ``functional_call`` on views into one flat parameter vector,
     at odd offsets that ``torch.view_as_complex`` refuses: the spectral weights must work as such
-    views. (``vmap`` over chains is not supported: the modes are written into the output spectrum
-    in place; HMC then evaluates the chains one by one.)"""
+    views."""
     from torch.func import functional_call
 
     torch.manual_seed(0)
@@ -132,3 +131,39 @@ def test_spectral_conv_takes_weights_from_a_flat_vector() -> None:
     torch.testing.assert_close(functional_call(conv, views, (x,)), ref, rtol=0, atol=0)
     # the layer is linear in its weights: doubled weights, doubled output (the views are really read)
     torch.testing.assert_close(functional_call(conv, {"weight": 2 * views["weight"]}, (x,)), 2 * ref)
+
+
+def _spectral_conv_in_place(conv: SpectralConv, x: torch.Tensor) -> torch.Tensor:
+    """The textbook form: the corner modes written into a zero spectrum (Li et al. 2021, Fig. 2)."""
+    d = len(conv.modes)
+    x_ft = torch.fft.rfftn(x, dim=tuple(range(-d, 0)))
+    w = torch.view_as_complex(conv.weight.detach().contiguous())
+    out = x_ft.new_zeros(x.shape[0], conv.out_channels, *x_ft.shape[2:])
+    for c, idx in enumerate(conv._corners()):
+        sel = (slice(None), slice(None), *idx)
+        out[sel] = torch.einsum("bi...,io...->bo...", x_ft[sel], w[c])
+    return torch.fft.irfftn(out, s=x.shape[2:], dim=tuple(range(-d, 0)))
+
+
+@pytest.mark.parametrize("modes,spatial", [((5,), (16,)), ((3, 4), (6, 12)), ((2, 3, 2), (8, 7, 6))])
+def test_spectral_conv_places_every_corner(modes, spatial) -> None:
+    """The out-of-place assembly puts each sign corner of the kept modes where the in-place form
+    writes it (including an axis with exactly 2 * modes points, no gap, and an odd length)."""
+    torch.manual_seed(0)
+    conv = SpectralConv(2, 3, modes).double()
+    x = torch.randn(4, 2, *spatial, dtype=torch.float64)
+    torch.testing.assert_close(conv(x), _spectral_conv_in_place(conv, x), rtol=1e-12, atol=1e-12)
+
+
+def test_spectral_conv_vmaps_over_weights() -> None:
+    """HMC evaluates its chains with ``vmap`` over batched weights (``functional_call``): the layer
+    must take it (an in-place write of batched modes into an unbatched spectrum fails)."""
+    from torch.func import functional_call, vmap
+
+    torch.manual_seed(0)
+    conv = SpectralConv(2, 3, (3, 4)).double()
+    x = torch.randn(5, 2, 8, 10, dtype=torch.float64)
+    ws = torch.randn(4, *conv.weight.shape, dtype=torch.float64)
+    out = vmap(lambda w: functional_call(conv, {"weight": w}, (x,)))(ws)
+    ref = torch.stack([functional_call(conv, {"weight": w}, (x,)) for w in ws])
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
