@@ -39,7 +39,10 @@ class Config:
         every ``balance_every`` steps with EMA ``balance_momentum`` (Wang et al. 2023, jaxpi).
     Optimisation:
         steps: Adam steps (over all annealing stages), lr with exponential decay
-        ``lr * decay_rate ** (step / decay_steps)``; lbfgs_steps: optional L-BFGS finish.
+        ``lr * decay_rate ** (step / decay_steps)``; lbfgs_steps: optional L-BFGS finish (a
+        sciflow addition; the paper trains with Adam only), on one fixed set of collocation points,
+        or with ``lbfgs_resample`` > 0 on fresh points every that many iterations (a new L-BFGS
+        each time: its curvature pairs belong to the old points' loss).
         n_interior (multiple of n_chunks), n_initial, n_boundary: points per step (resampled).
         check_every: how often (steps) min w is read back for the stage test and logs.
         time_windows: time-marching windows (each initialised from the previous prediction).
@@ -85,6 +88,7 @@ class Config:
     decay_rate: float = 0.9
     decay_steps: int = 2000
     lbfgs_steps: int = 0
+    lbfgs_resample: int = 0
     n_interior: int = 2048
     n_initial: int = 256
     n_boundary: int = 256
@@ -115,6 +119,9 @@ class Config:
         if self.periodic_bc_loss and self.periodic_embedding:
             raise ValueError("Config.periodic_bc_loss needs periodic_embedding=False (the embedding "
                              "already makes the network exactly periodic)")
+        if self.lbfgs_steps < 0 or self.lbfgs_resample < 0:
+            raise ValueError(f"Config: lbfgs_steps and lbfgs_resample must be >= 0, got {self.lbfgs_steps} "
+                             f"and {self.lbfgs_resample}")
         if self.time_windows < 1 or self.steps < 0:
             raise ValueError("Config: time_windows >= 1 and steps >= 0 required")
 

@@ -86,9 +86,10 @@ def train(model: CausalPINN, *, device: torch.device | str = "cpu",
     Collocation points are redrawn every step from a generator seeded with ``cfg.seed``.
     With ``cfg.anneal`` the run walks through ``cfg.epsilon_schedule`` (Algorithm 1) and stops
     early once the last stage has ``min w > delta``; otherwise ``cfg.epsilon`` is fixed.
-    ``time_budget_s`` stops Adam (and skips L-BFGS) when that many seconds of process CPU time
-    (``time.process_time``, all threads; the fair measure on a shared machine) have been spent
-    in this call, including time spent in ``callback``. ``callback(step, model, history)`` runs
+    ``cfg.lbfgs_steps`` L-BFGS iterations follow, on one batch or a new one every
+    ``cfg.lbfgs_resample`` iterations. ``time_budget_s`` stops Adam (and L-BFGS) when that many
+    seconds of process CPU time (``time.process_time``, all threads; the fair measure on a shared
+    machine) have been spent in this call, including time spent in ``callback``. ``callback(step, model, history)`` runs
     after every log entry; returning True stops Adam there (L-BFGS, if configured, still runs).
     """
     cfg = model.cfg
@@ -137,9 +138,12 @@ def train(model: CausalPINN, *, device: torch.device | str = "cpu",
                     break
             if time_budget_s is not None and time.process_time() - c0 > time_budget_s:
                 break
-    if cfg.lbfgs_steps > 0 and (time_budget_s is None or time.process_time() - c0 < time_budget_s):
+    every, done = cfg.lbfgs_resample or cfg.lbfgs_steps, 0
+    while done < cfg.lbfgs_steps and (time_budget_s is None or time.process_time() - c0 < time_budget_s):
         left = None if time_budget_s is None else time_budget_s - (time.process_time() - c0)
-        lbfgs(model, cfg.lbfgs_steps, batch(), schedule.epsilon, hist, t0, c0, time_budget_s=left)
+        n = min(every, cfg.lbfgs_steps - done)
+        lbfgs(model, n, batch(), schedule.epsilon, hist, t0, c0, time_budget_s=left)
+        done += n
     return hist
 
 
