@@ -184,9 +184,12 @@ def _predictor(kind: str, exp: ExperimentConfig, run_dir: Path, splits: Splits):
         conf = SplitConformal(base, e.alpha, AbsoluteResidual(), separate_dims=tuple(range(1, cal.values.ndim)))
         return conf.calibrate([cal], target=target_for)
     # hmc: Gaussian prior N(0, 1) on the weights; likelihood noise = the trained model's residual std
+    # over the forecast steps (the given ones are copied: residual 0)
     data = forecast_batch(splits.train, e.horizon)
     with torch.no_grad():
-        resid = models[0].sample(data, 1)[0] - data.values
+        pred = models[0].sample(data, 1)[0]
+        g = int(splits.attrs.get("history", 1)) - (data.values.shape[1] - pred.shape[1])  # given steps in pred
+        resid = pred[:, g:] - target_for(data, pred)[:, g:]
     noise = float(resid.flatten(2).std(dim=(0, 1)).mean().clamp_min(1e-3))
     n = max(4, e.n_samples)
     return UQ_METHODS["hmc"](models[0], train=[data], noise_std=noise, n_samples=n, n_warmup=n, n_chains=2,

@@ -8,7 +8,7 @@ diagnostics: :mod:`sciflow.uq.diagnostics`; figures: :mod:`sciflow.uq.plots`; on
 :func:`evaluate`. See ``docs/uq.md`` for which method to use when.
 """
 
-from sciflow.uq.base import Predictor, target_for
+from sciflow.uq.base import Predictor, observed_for, target_for
 from sciflow.uq.bayes import GaussianLikelihood, GaussianPrior, Likelihood, LossLikelihood, Prior
 from sciflow.uq.conformal import (AbsoluteResidual, ConformalScore, NormalizedResidual, QuantileScore,
                                   SplitConformal)
@@ -26,7 +26,7 @@ from sciflow.uq.registry import UQ_METHODS
 from sciflow.uq.sampling import SamplingPredictor
 
 __all__ = [
-    "Predictor", "Prediction", "target_for", "SamplingPredictor", "DeepEnsemble", "MCDropout", "HMC", "NUTS",
+    "Predictor", "Prediction", "target_for", "observed_for", "SamplingPredictor", "DeepEnsemble", "MCDropout", "HMC", "NUTS",
     "HMCResult", "SplitConformal", "ConformalScore", "AbsoluteResidual", "NormalizedResidual",
     "QuantileScore", "Prior", "GaussianPrior", "Likelihood", "GaussianLikelihood", "LossLikelihood",
     "GaussianHead", "GaussianPredictive", "GaussianForecaster", "PointForecaster", "beta_nll_loss",

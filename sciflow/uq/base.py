@@ -54,6 +54,19 @@ def target_for(batch: Any, like: Tensor) -> Tensor:
     return y
 
 
+def observed_for(batch: Any, like: Tensor) -> Tensor | None:
+    """Which entries of the truth (:func:`target_for`, shape ``like.shape``) were observed: an
+    :class:`IrregularBatch`'s ``target_mask`` (partly missing targets), else ``None`` (all).
+    Scores, conformal calibration and likelihoods leave the unobserved entries out."""
+    m = getattr(batch, "target_mask", None) if isinstance(batch, IrregularBatch) else None
+    if m is None:
+        return None
+    if tuple(m.shape) != tuple(like.shape):
+        raise ValueError(f"{type(batch).__name__}.target_mask has shape {tuple(m.shape)}, the prediction "
+                         f"{tuple(like.shape)}; pass observed= explicitly (or None for all entries)")
+    return m.bool()
+
+
 def check_alpha(alpha: float) -> float:
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha (miscoverage) must be in (0, 1), got {alpha}")

@@ -44,8 +44,9 @@ class Likelihood(abc.ABC):
     """Observation model :math:`p(y\\mid f)`."""
 
     @abc.abstractmethod
-    def log_prob(self, prediction: Tensor, y: Tensor) -> Tensor:
-        """``prediction``: ``(..., *y.shape)``; summed over the ``y`` axes -> ``(...)``."""
+    def log_prob(self, prediction: Tensor, y: Tensor, observed: Tensor | None = None) -> Tensor:
+        """``prediction``: ``(..., *y.shape)``; summed over the ``y`` axes -> ``(...)``; only the
+        ``observed`` entries of ``y`` (bool, ``y``'s shape; ``None``: all) count."""
 
     def sample(self, prediction: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """A draw of ``y`` given ``prediction`` (the aleatoric part of the predictive)."""
@@ -62,13 +63,20 @@ class GaussianLikelihood(Likelihood):
             raise ValueError(f"noise_std must be positive, got {noise_std}")
         self.noise_std = s
 
-    def log_prob(self, prediction: Tensor, y: Tensor) -> Tensor:
+    def log_prob(self, prediction: Tensor, y: Tensor, observed: Tensor | None = None) -> Tensor:
         if tuple(prediction.shape[prediction.ndim - y.ndim:]) != tuple(y.shape):
             raise ValueError(f"prediction shape {tuple(prediction.shape)} does not end with y's {tuple(y.shape)}")
         s = self.noise_std.to(prediction.dtype).to(prediction.device)
+        event = tuple(range(prediction.ndim - y.ndim, prediction.ndim))
+        if observed is not None:  # a missing value (any fill, NaN too) adds nothing, nor its gradient
+            if tuple(observed.shape) != tuple(y.shape):
+                raise ValueError(f"observed has shape {tuple(observed.shape)}, y {tuple(y.shape)}")
+            y = torch.where(observed, y, prediction.detach())
         lp = -0.5 * ((y - prediction) / s) ** 2 - torch.log(s) - 0.5 * math.log(2 * math.pi)
         lp = torch.broadcast_to(lp, prediction.shape)
-        return lp.sum(dim=tuple(range(prediction.ndim - y.ndim, prediction.ndim))) if y.ndim else lp
+        if observed is not None:
+            lp = lp.masked_fill(~observed, 0.0)
+        return lp.sum(dim=event) if event else lp
 
     def sample(self, prediction: Tensor, generator: torch.Generator | None = None) -> Tensor:
         s = self.noise_std.to(prediction.dtype).to(prediction.device)

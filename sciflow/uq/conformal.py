@@ -34,7 +34,7 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 from torch import Tensor
 
-from sciflow.uq.base import Predictor, check_alpha, target_for
+from sciflow.uq.base import Predictor, check_alpha, observed_for, target_for
 from sciflow.uq.prediction import Prediction
 
 
@@ -95,16 +95,26 @@ class QuantileScore(ConformalScore):
         return prediction.lower - q, prediction.upper + q
 
 
-def conformal_quantile(scores: Tensor, alpha: float) -> Tensor:
+def conformal_quantile(scores: Tensor, alpha: float, observed: Tensor | None = None) -> Tensor:
     r"""The :math:`\lceil (n+1)(1-\alpha)\rceil`-th smallest of ``scores`` along axis 0 (``inf`` if
-    that exceeds :math:`n`); shape ``scores.shape[1:]``."""
+    that exceeds :math:`n`); shape ``scores.shape[1:]``. ``observed`` (bool, like ``scores``): only
+    those scores count, each column with its own :math:`n` (missing targets are not exchangeable
+    calibration points; they are left out, not filled)."""
     n = scores.shape[0]
     if n < 1:
         raise ValueError("no calibration scores")
-    k = math.ceil((n + 1) * (1 - alpha))
-    if k > n:
-        return torch.full(scores.shape[1:], math.inf, dtype=scores.dtype, device=scores.device)
-    return torch.kthvalue(scores, k, dim=0).values
+    if observed is None:
+        k = math.ceil((n + 1) * (1 - alpha))
+        if k > n:
+            return torch.full(scores.shape[1:], math.inf, dtype=scores.dtype, device=scores.device)
+        return torch.kthvalue(scores, k, dim=0).values
+    if observed.shape != scores.shape:
+        raise ValueError(f"observed has shape {tuple(observed.shape)}, scores {tuple(scores.shape)}")
+    n_obs = observed.sum(0)  # per column
+    k = torch.ceil((n_obs + 1) * (1 - alpha)).long()
+    ordered = scores.masked_fill(~observed, math.inf).sort(0).values
+    q = ordered.gather(0, (k - 1).clamp(0, n - 1).unsqueeze(0)).squeeze(0)
+    return q.masked_fill(k > n_obs, math.inf)
 
 
 class SplitConformal(Predictor):
@@ -133,30 +143,44 @@ class SplitConformal(Predictor):
         pooled = [d for d in range(1, ndim) if d not in sep]
         return sep, pooled
 
-    def calibrate_scores(self, scores: Tensor) -> Tensor:
-        """Set :math:`\\hat q` from nonconformity scores ``(n, *event)`` (batch axis first)."""
+    def calibrate_scores(self, scores: Tensor, observed: Tensor | None = None) -> Tensor:
+        """Set :math:`\\hat q` from nonconformity scores ``(n, *event)`` (batch axis first);
+        ``observed`` (bool, like ``scores``): only those count (:func:`conformal_quantile`)."""
+        if observed is not None:
+            scores = scores.masked_fill(~observed, 0.0)  # values there are ignored (may be NaN)
         if torch.isnan(scores).any():
             raise ValueError("calibration scores contain NaN")
         sep, pooled = self._layout(scores.ndim)
-        flat = scores.permute(0, *pooled, *sep).reshape(-1, *[scores.shape[d] for d in sep])
-        q = conformal_quantile(flat, self.alpha)
+
+        def flatten(t: Tensor) -> Tensor:
+            return t.permute(0, *pooled, *sep).reshape(-1, *[scores.shape[d] for d in sep])
+
+        flat = flatten(scores)
+        q = conformal_quantile(flat, self.alpha, None if observed is None else flatten(observed))
         shape = [1] + [scores.shape[d] if d in sep else 1 for d in range(1, scores.ndim)]
         self.q = q.reshape(shape[1:])
-        self.n_calibration = flat.shape[0]
+        # the fewest scores any quantile rests on
+        self.n_calibration = flat.shape[0] if observed is None else int(flatten(observed).sum(0).min())
         return self.q
 
     def calibrate(self, batches: Iterable[Any], target: Callable[[Any, Tensor], Tensor] = target_for, *,
+                  observed: Callable[[Any, Tensor], Tensor | None] | None = observed_for,
                   generator: torch.Generator | None = None) -> "SplitConformal":
         """Score the base predictor on held-out ``batches`` (never the training data) and set
-        :math:`\\hat q`. ``target(batch, mean)`` gives the truth (default :func:`target_for`)."""
-        scores = []
+        :math:`\\hat q`. ``target(batch, mean)`` gives the truth (default :func:`target_for`),
+        ``observed(batch, mean)`` which of its entries count (default :func:`observed_for`: an
+        irregular batch's ``target_mask``; ``None``: all)."""
+        scores, masks = [], []
         for batch in batches:
             pred = self.base.predict(batch, generator=generator)
             y = target(batch, pred.mean)
+            m = None if observed is None else observed(batch, pred.mean)
             scores.append(self.score.score(pred, y))
+            masks.append(torch.ones_like(y, dtype=torch.bool) if m is None else m)
         if not scores:
             raise ValueError("calibration batches are empty")
-        self.calibrate_scores(torch.cat(scores))
+        mask = torch.cat(masks)
+        self.calibrate_scores(torch.cat(scores), None if bool(mask.all()) else mask)
         return self
 
     def wrap(self, prediction: Prediction) -> Prediction:

@@ -18,7 +18,7 @@ from torch import Tensor
 from sciflow.data.io import write_json
 from sciflow.uq import plots
 from sciflow.uq import scores as S
-from sciflow.uq.base import Predictor, target_for
+from sciflow.uq.base import Predictor, observed_for, target_for
 from sciflow.uq.conformal import SplitConformal
 from sciflow.uq.prediction import Prediction
 
@@ -35,28 +35,60 @@ def _cat(preds: list[Prediction]) -> Prediction:
 def predict_all(predictor: Predictor, batches: Iterable[Any], target: Callable[[Any, Tensor], Tensor] = target_for,
                 *, generator: torch.Generator | None = None) -> tuple[Prediction, Tensor]:
     """Predictions and truths of every batch, concatenated along the batch axis."""
-    preds, ys = [], []
+    pred, y, _ = _predict_observed(predictor, batches, target, None, generator)
+    return pred, y
+
+
+def _predict_observed(predictor: Predictor, batches: Iterable[Any], target: Callable[[Any, Tensor], Tensor],
+                      observed: Callable[[Any, Tensor], Tensor | None] | None,
+                      generator: torch.Generator | None) -> tuple[Prediction, Tensor, Tensor | None]:
+    """:func:`predict_all` plus the concatenated ``observed`` masks (``None`` when all observed)."""
+    preds, ys, masks = [], [], []
     for b in batches:
         p = predictor.predict(b, generator=generator)
         preds.append(p)
         ys.append(target(b, p.mean))
+        m = None if observed is None else observed(b, p.mean)
+        masks.append(torch.ones_like(ys[-1], dtype=torch.bool) if m is None else m)
     if not preds:
         raise ValueError("no test batches")
-    return _cat(preds), torch.cat(ys)
+    mask = torch.cat(masks)
+    return _cat(preds), torch.cat(ys), None if bool(mask.all()) else mask
 
 
-def score_prediction(pred: Prediction, y: Tensor, *, weights: Tensor | None = None) -> dict[str, float]:
-    """Every applicable score of ``pred`` against ``y`` (all averaged over every axis).
+def _select(pred: Prediction, y: Tensor, observed: Tensor,
+            weights: Tensor | None) -> tuple[Prediction, Tensor, Tensor | None]:
+    """The observed entries only, flattened: ``(n_observed,)`` (samples ``(m, n_observed)``)."""
+    def pick(t: Tensor | None) -> Tensor | None:
+        return None if t is None else t[observed]
+
+    samples = None if pred.samples is None else pred.samples[:, observed]
+    w = None if weights is None else torch.broadcast_to(weights.to(y.dtype), y.shape)[observed]
+    return (Prediction(pred.mean[observed], pick(pred.lower), pick(pred.upper), samples, pick(pred.variance),
+                       pred.alpha), y[observed], w)
+
+
+def score_prediction(pred: Prediction, y: Tensor, *, weights: Tensor | None = None,
+                     observed: Tensor | None = None) -> dict[str, float]:
+    """Every applicable score of ``pred`` against ``y`` (all averaged over every axis; with
+    ``observed``, a bool mask like ``y``, over its observed entries only).
 
     Always: RMSE of the mean. With an interval: coverage, mean width, interval score. With a
     spread (variance or >= 2 samples): Gaussian NLL of the moment-matched predictive, PIT
     calibration error, spread–skill. CRPS: ensemble form (fair) from >= 2 samples, else the
     Gaussian closed form from the variance.
     """
+    n = int(y.shape[0])
+    if observed is not None:
+        if tuple(observed.shape) != tuple(y.shape):
+            raise ValueError(f"observed has shape {tuple(observed.shape)}, the truth {tuple(y.shape)}")
+        pred, y, weights = _select(pred, y, observed.bool(), weights)
+        if y.numel() == 0:
+            raise ValueError("no observed truth to score")
     if torch.isnan(y).any():
         raise ValueError("truth contains NaN")
     y = y.to(pred.mean.dtype)
-    out: dict[str, float] = {"rmse": float(S.rmse(pred.mean, y, weights=weights)), "n": int(y.shape[0])}
+    out: dict[str, float] = {"rmse": float(S.rmse(pred.mean, y, weights=weights)), "n": n}
     if pred.has_interval:
         a = pred.alpha if pred.alpha is not None else 0.1
         out |= {"alpha": a, "coverage": float(S.interval_coverage(pred.lower, pred.upper, y, weights=weights)),
@@ -78,6 +110,14 @@ def score_prediction(pred: Prediction, y: Tensor, *, weights: Tensor | None = No
     elif pred.variance is not None:
         out["crps"] = float(S.crps_gaussian(pred.mean, pred.variance.clamp_min(1e-12).sqrt(), y, weights=weights))
     return out
+
+
+def _unsqueeze(pred: Prediction) -> Prediction:
+    def one(t: Tensor | None, axis: int = 0) -> Tensor | None:
+        return None if t is None else t.unsqueeze(axis)
+
+    return Prediction(one(pred.mean), one(pred.lower), one(pred.upper), one(pred.samples, 1), one(pred.variance),
+                      pred.alpha)
 
 
 def write_plots(pred: Prediction, y: Tensor, out_dir: str | Path, prefix: str = "") -> list[Path]:
@@ -103,25 +143,32 @@ def write_plots(pred: Prediction, y: Tensor, out_dir: str | Path, prefix: str = 
 
 
 def evaluate(predictor: Predictor, test: Iterable[Any], *, calibration: Iterable[Any] | None = None,
-             target: Callable[[Any, Tensor], Tensor] = target_for, weights: Tensor | None = None,
-             out_dir: str | Path | None = None, generator: torch.Generator | None = None,
-             name: str | None = None) -> dict[str, Any]:
+             target: Callable[[Any, Tensor], Tensor] = target_for,
+             observed: Callable[[Any, Tensor], Tensor | None] | None = observed_for,
+             weights: Tensor | None = None, out_dir: str | Path | None = None,
+             generator: torch.Generator | None = None, name: str | None = None) -> dict[str, Any]:
     """Score ``predictor`` on ``test`` batches; returns the metrics dict (see :func:`score_prediction`).
 
-    ``calibration``: held-out batches for an uncalibrated :class:`SplitConformal`. ``out_dir``:
-    write ``metrics.json`` (atomically) and the PNGs there. ``name`` labels the method in the dict.
+    ``calibration``: held-out batches for an uncalibrated :class:`SplitConformal`. ``observed``:
+    which truth entries count (default :func:`~sciflow.uq.base.observed_for`: the ``target_mask``
+    of irregular batches). ``out_dir``: write ``metrics.json`` (atomically) and the PNGs there.
+    ``name`` labels the method in the dict.
     """
     if not isinstance(predictor, Predictor):
         raise TypeError(f"evaluate takes a sciflow.uq Predictor, got {type(predictor).__name__}")
     if isinstance(predictor, SplitConformal) and predictor.q is None:
         if calibration is None:
             raise ValueError("SplitConformal is not calibrated: pass calibration= batches")
-        predictor.calibrate(calibration, target, generator=generator)
-    pred, y = predict_all(predictor, test, target, generator=generator)
-    metrics: dict[str, Any] = {"method": name or type(predictor).__name__, **score_prediction(pred, y, weights=weights)}
+        predictor.calibrate(calibration, target, observed=observed, generator=generator)
+    pred, y, mask = _predict_observed(predictor, test, target, observed, generator)
+    metrics: dict[str, Any] = {"method": name or type(predictor).__name__,
+                               **score_prediction(pred, y, weights=weights, observed=mask)}
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
+        if mask is not None:  # the plots of the observed entries (one flattened row)
+            pred, y, _ = _select(pred, y, mask, None)
+            pred, y = _unsqueeze(pred), y.unsqueeze(0)
         metrics["plots"] = [str(p) for p in write_plots(pred, y, out)]
         write_json(metrics, out / "metrics.json")
     return metrics

@@ -64,7 +64,7 @@ from torch.func import functional_call, vmap
 
 from sciflow.models.base import SciflowModel
 from sciflow.uq._adaptation import DualAveraging, regularised_inverse_mass, warmup_windows
-from sciflow.uq.base import Predictor, check_alpha, target_for
+from sciflow.uq.base import Predictor, check_alpha, observed_for, target_for
 from sciflow.uq.bayes import Likelihood, LossLikelihood, Prior
 from sciflow.uq.diagnostics import ConvergenceDiagnostics, convergence_diagnostics, rhat
 from sciflow.uq.prediction import Prediction
@@ -125,12 +125,14 @@ class HMC(Predictor):
     posterior predictive (with the likelihood's noise if ``include_noise``).
 
     ``data``: the batches of the (full) training set; ``target(batch, prediction)`` the truth
-    (default :func:`~sciflow.uq.base.target_for`). Parameters listed in ``frozen`` (names) are
-    held at their current values.
+    (default :func:`~sciflow.uq.base.target_for`), ``observed(batch, prediction)`` which of its
+    entries the likelihood counts (default :func:`~sciflow.uq.base.observed_for`). Parameters
+    listed in ``frozen`` (names) are held at their current values.
     """
 
     def __init__(self, model: SciflowModel, prior: Prior, likelihood: Likelihood | LossLikelihood,
                  data: Iterable[Any], *, target: Callable[[Any, Tensor], Tensor] = target_for,
+                 observed: Callable[[Any, Tensor], Tensor | None] | None = observed_for,
                  alpha: float = 0.1, include_noise: bool = True, frozen: Sequence[str] = ()) -> None:
         if not isinstance(model, SciflowModel):
             raise TypeError(f"HMC samples the weights of a SciflowModel, got {type(model).__name__}")
@@ -142,7 +144,8 @@ class HMC(Predictor):
         self.data = list(data)
         if not self.data:
             raise ValueError("HMC needs at least one data batch")
-        self.target, self.alpha, self.include_noise = target, check_alpha(alpha), include_noise
+        self.target, self.observed = target, observed
+        self.alpha, self.include_noise = check_alpha(alpha), include_noise
         named = dict(model.named_parameters())
         unknown = set(frozen) - set(named)
         if unknown:
@@ -199,7 +202,8 @@ class HMC(Predictor):
                 lp = lp - self.likelihood.scale(batch) * out
             else:
                 y = self.target(batch, out[0])
-                lp = lp + self.likelihood.log_prob(out, y.to(out.dtype))
+                m = None if self.observed is None else self.observed(batch, out[0])
+                lp = lp + self.likelihood.log_prob(out, y.to(out.dtype), m)
         return lp
 
     def _grad(self, theta: Tensor) -> tuple[Tensor, Tensor]:
