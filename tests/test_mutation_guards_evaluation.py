@@ -158,6 +158,19 @@ def test_hmc_noise_is_the_forecast_residual_std(tmp_path, monkeypatch):
     assert seen["noise_std"] == pytest.approx(float(expected), rel=1e-6)
 
 
+def test_hmc_over_a_large_network_warns(tmp_path, monkeypatch):
+    """HMC over more weights than it can mix (docs/uq.md: about 1e4) says so before the long run."""
+    from sciflow.uq import registry
+
+    big = _Constant(0.0)
+    big.w = torch.nn.Parameter(torch.zeros(evaluation.HMC_MAX_WEIGHTS + 1))
+    _members(tmp_path, [big], monkeypatch)
+    monkeypatch.setitem(registry.UQ_METHODS, "hmc", lambda model, **kw: None)
+    train = TrajectoryBatch(values=torch.randn(8, 3, 2), times=torch.arange(3.0))
+    with pytest.warns(RuntimeWarning, match="samples all 10,001 weights"):
+        _predictor("hmc", _exp("eval.horizon=2"), tmp_path, Splits(train, train, train, {"history": 1}))
+
+
 def test_classification_ensemble_averages_probabilities_of_its_members(tmp_path, monkeypatch):
     """Kills: ``- log(M)`` dropped from the log-mean-exp / mean of member log-probabilities
     (geometric mean) / mean of member logits / test metrics computed on the validation split."""

@@ -149,6 +149,9 @@ def uq_metrics(pred, truth: torch.Tensor, alpha: float, *, given: int = 1,
     return out
 
 
+HMC_MAX_WEIGHTS = 10_000  # beyond this, warn: HMC over a large network's weights neither mixes nor is quick
+
+
 def _predictor(kind: str, exp: ExperimentConfig, run_dir: Path, splits: Splits):
     """The UQ predictor ``kind`` around the trained model(s) of ``run_dir``, built by
     :data:`sciflow.uq.UQ_METHODS` (conformal here: calibrated per lead time and component)."""
@@ -192,6 +195,11 @@ def _predictor(kind: str, exp: ExperimentConfig, run_dir: Path, splits: Splits):
         resid = pred[:, g:] - target_for(data, pred)[:, g:]
     noise = float(resid.flatten(2).std(dim=(0, 1)).mean().clamp_min(1e-3))
     n = max(4, e.n_samples)
+    n_weights = sum(p.numel() for p in models[0].parameters() if p.requires_grad)
+    if n_weights > HMC_MAX_WEIGHTS:
+        warnings.warn(f"--uq hmc samples all {n_weights:,} weights of {exp.model.name!r}; HMC is meant for "
+                      f"small networks (up to about {HMC_MAX_WEIGHTS:,} weights, docs/uq.md): expect a slow "
+                      "run and chains that do not mix (read hmc_diagnostics)", RuntimeWarning, stacklevel=2)
     return UQ_METHODS["hmc"](models[0], train=[data], noise_std=noise, n_samples=n, n_warmup=n, n_chains=2,
                              n_leapfrog=10, seed=exp.train.seed, alpha=e.alpha)
 
