@@ -214,3 +214,15 @@ def test_cli_train_and_evaluate_on_device(tmp_path) -> None:
     assert main(["evaluate", str(run)]) == 0
     metrics = json.loads(next(run.rglob("eval*.json")).read_text())
     assert metrics
+
+
+def test_batch_round_trip_to_the_host_is_complete() -> None:
+    """``batch.to("cpu")`` of a device batch holds the values once it returns (a non-blocking
+    device-to-host copy into pageable memory may still be in flight when read)."""
+    from sciflow.data.batches import TrajectoryBatch
+
+    g = torch.Generator(device=DEV).manual_seed(0)
+    for _ in range(3):
+        b = TrajectoryBatch(torch.randn(2048, 64, 256, device=DEV, generator=g), torch.arange(64.0, device=DEV))
+        host = b.to("cpu")
+        torch.testing.assert_close(host.values, b.values.cpu(), rtol=0, atol=0)

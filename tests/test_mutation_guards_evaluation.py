@@ -306,3 +306,13 @@ def test_trained_model_is_loaded_in_eval_mode(tmp_path, which):
     assert not model.training and not any(m.training for m in model.modules())
     for k, v in model.state_dict().items():
         assert torch.equal(v, state[k]), k
+
+
+def test_uq_metrics_names_both_crps_estimators():
+    """Members {0, 2}, truth 1: the empirical ensemble's CRPS is 1 - ½·1 = 0.5, the fair one
+    (pairs of distinct members, Ferro 2014) 1 - ½·2 = 0; the given frame is not scored."""
+    samples = torch.zeros(2, 3, 4, 2)
+    samples[1] = 2.0
+    truth = torch.ones(3, 4, 2)
+    out = uq_metrics(Prediction.from_samples(samples, ALPHA), truth, ALPHA, given=1)
+    assert out["crps"] == pytest.approx(0.5) and out["crps_fair"] == pytest.approx(0.0, abs=1e-12)

@@ -80,8 +80,9 @@ def evaluate_irregular(exp: ExperimentConfig, run_dir: Path, kind: str, splits: 
                    coverage=float(scores.interval_coverage(pred.lower[m], pred.upper[m], y[m])),
                    mean_interval_width=float(scores.interval_width(pred.lower[m], pred.upper[m])),
                    interval_score=float(scores.interval_score(pred.lower[m], pred.upper[m], y[m], e.alpha)))
-    if pred.samples is not None and pred.samples.shape[0] > 1:
+    if pred.samples is not None and pred.samples.shape[0] > 1:  # both estimators, as uq_metrics
         out["crps"] = float(scores.crps_ensemble(pred.samples[:, m], y[m]))
+        out["crps_fair"] = float(scores.crps_ensemble(pred.samples[:, m], y[m], fair=True))
     return out
 
 
@@ -117,6 +118,11 @@ def uq_metrics(pred, truth: torch.Tensor, alpha: float, *, given: int = 1,
     With ``lat`` (fields ``(batch, time, channel, lat, lon)``) also the WeatherBench scores:
     latitude-weighted RMSE per lead and channel (Rasp et al. 2020, eq. 1) and, from samples,
     the latitude-weighted CRPS.
+
+    ``crps`` is the CRPS of the empirical ensemble (the WeatherBench / Gneiting & Raftery 2007 form);
+    ``crps_fair`` the fair estimator of the CRPS of the distribution the members are drawn from
+    (Ferro 2014; what :func:`sciflow.uq.score_prediction` reports as ``crps``). They differ by
+    ``E|X - X'| / (2m)`` for ``m`` members.
     """
     from sciflow.uq import scores
 
@@ -144,8 +150,9 @@ def uq_metrics(pred, truth: torch.Tensor, alpha: float, *, given: int = 1,
             "mean_interval_width": float((hi - lo).mean()),
             "interval_score": float(scores.interval_score(lo, hi, y, alpha).mean()),
         })
-    if pred.samples is not None and pred.samples.shape[0] > 1:
+    if pred.samples is not None and pred.samples.shape[0] > 1:  # both estimators, named
         out["crps"] = float(scores.crps_ensemble(pred.samples[:, :, g:], truth[:, g:]).mean())
+        out["crps_fair"] = float(scores.crps_ensemble(pred.samples[:, :, g:], truth[:, g:], fair=True).mean())
     return out
 
 

@@ -46,12 +46,15 @@ class _Batch:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
 
     def to(self: B, device: torch.device | str, dtype: torch.dtype | None = None) -> B:
-        """Move every tensor to ``device``; floating tensors are cast to ``dtype`` if given."""
+        """Move every tensor to ``device``; floating tensors are cast to ``dtype`` if given.
+        Copies to an accelerator are asynchronous; copies to the CPU are not (a non-blocking
+        device-to-host copy may be read before it has landed)."""
         out = {}
+        non_blocking = torch.device(device).type != "cpu"
         for k, v in self._tensors().items():
             if isinstance(v, Tensor):
                 v = v.to(device, dtype=dtype if (dtype is not None and v.is_floating_point()) else None,
-                         non_blocking=True)
+                         non_blocking=non_blocking)
             out[k] = v
         return self._unchecked(out)
 

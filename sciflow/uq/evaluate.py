@@ -75,8 +75,9 @@ def score_prediction(pred: Prediction, y: Tensor, *, weights: Tensor | None = No
 
     Always: RMSE of the mean. With an interval: coverage, mean width, interval score. With a
     spread (variance or >= 2 samples): Gaussian NLL of the moment-matched predictive, PIT
-    calibration error, spread–skill. CRPS: ensemble form (fair) from >= 2 samples, else the
-    Gaussian closed form from the variance.
+    calibration error, spread–skill. CRPS: the fair ensemble estimator (Ferro 2014) from >= 2
+    samples (``sciflow evaluate`` reports it as ``crps_fair``, its ``crps`` is the empirical
+    ensemble's), else the Gaussian closed form from the variance.
     """
     n = int(y.shape[0])
     if observed is not None:
