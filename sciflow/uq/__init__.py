@@ -26,7 +26,8 @@ from sciflow.uq.registry import UQ_METHODS
 from sciflow.uq.sampling import SamplingPredictor
 
 __all__ = [
-    "Predictor", "Prediction", "target_for", "observed_for", "SamplingPredictor", "DeepEnsemble", "MCDropout", "HMC", "NUTS",
+    "Predictor", "Prediction", "target_for", "observed_for", "SamplingPredictor", "DeepEnsemble", "MCDropout",
+    "HMC", "NUTS",
     "HMCResult", "SplitConformal", "ConformalScore", "AbsoluteResidual", "NormalizedResidual",
     "QuantileScore", "Prior", "GaussianPrior", "Likelihood", "GaussianLikelihood", "LossLikelihood",
     "GaussianHead", "GaussianPredictive", "GaussianForecaster", "PointForecaster", "beta_nll_loss",

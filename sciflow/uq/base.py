@@ -67,6 +67,14 @@ def observed_for(batch: Any, like: Tensor) -> Tensor | None:
     return m.bool()
 
 
+def cat_observed(masks: list[Tensor | None], truths: list[Tensor]) -> Tensor | None:
+    """The :func:`observed_for` masks of several batches concatenated along the batch axis (a
+    ``None`` one: all of that batch observed); ``None`` when no batch had a mask."""
+    if all(m is None for m in masks):
+        return None
+    return torch.cat([torch.ones_like(y, dtype=torch.bool) if m is None else m for m, y in zip(masks, truths)])
+
+
 def check_alpha(alpha: float) -> float:
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha (miscoverage) must be in (0, 1), got {alpha}")

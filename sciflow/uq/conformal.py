@@ -34,7 +34,7 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 from torch import Tensor
 
-from sciflow.uq.base import Predictor, check_alpha, observed_for, target_for
+from sciflow.uq.base import Predictor, cat_observed, check_alpha, observed_for, target_for
 from sciflow.uq.prediction import Prediction
 
 
@@ -170,17 +170,15 @@ class SplitConformal(Predictor):
         :math:`\\hat q`. ``target(batch, mean)`` gives the truth (default :func:`target_for`),
         ``observed(batch, mean)`` which of its entries count (default :func:`observed_for`: an
         irregular batch's ``target_mask``; ``None``: all)."""
-        scores, masks = [], []
+        scores, ys, masks = [], [], []
         for batch in batches:
             pred = self.base.predict(batch, generator=generator)
-            y = target(batch, pred.mean)
-            m = None if observed is None else observed(batch, pred.mean)
-            scores.append(self.score.score(pred, y))
-            masks.append(torch.ones_like(y, dtype=torch.bool) if m is None else m)
+            ys.append(target(batch, pred.mean))
+            masks.append(None if observed is None else observed(batch, pred.mean))
+            scores.append(self.score.score(pred, ys[-1]))
         if not scores:
             raise ValueError("calibration batches are empty")
-        mask = torch.cat(masks)
-        self.calibrate_scores(torch.cat(scores), None if bool(mask.all()) else mask)
+        self.calibrate_scores(torch.cat(scores), cat_observed(masks, ys))
         return self
 
     def wrap(self, prediction: Prediction) -> Prediction:

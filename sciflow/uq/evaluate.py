@@ -18,7 +18,7 @@ from torch import Tensor
 from sciflow.data.io import write_json
 from sciflow.uq import plots
 from sciflow.uq import scores as S
-from sciflow.uq.base import Predictor, observed_for, target_for
+from sciflow.uq.base import Predictor, cat_observed, observed_for, target_for
 from sciflow.uq.conformal import SplitConformal
 from sciflow.uq.prediction import Prediction
 
@@ -42,18 +42,16 @@ def predict_all(predictor: Predictor, batches: Iterable[Any], target: Callable[[
 def _predict_observed(predictor: Predictor, batches: Iterable[Any], target: Callable[[Any, Tensor], Tensor],
                       observed: Callable[[Any, Tensor], Tensor | None] | None,
                       generator: torch.Generator | None) -> tuple[Prediction, Tensor, Tensor | None]:
-    """:func:`predict_all` plus the concatenated ``observed`` masks (``None`` when all observed)."""
+    """:func:`predict_all` plus the concatenated ``observed`` masks (``None`` when no batch had one)."""
     preds, ys, masks = [], [], []
     for b in batches:
         p = predictor.predict(b, generator=generator)
         preds.append(p)
         ys.append(target(b, p.mean))
-        m = None if observed is None else observed(b, p.mean)
-        masks.append(torch.ones_like(ys[-1], dtype=torch.bool) if m is None else m)
+        masks.append(None if observed is None else observed(b, p.mean))
     if not preds:
         raise ValueError("no test batches")
-    mask = torch.cat(masks)
-    return _cat(preds), torch.cat(ys), None if bool(mask.all()) else mask
+    return _cat(preds), torch.cat(ys), cat_observed(masks, ys)
 
 
 def _select(pred: Prediction, y: Tensor, observed: Tensor,

@@ -224,7 +224,8 @@ def _trend_days(days: int = 6) -> xr.Dataset:
     training days is 280 + 5 sin(2 pi h / 24) + 3 + lat / 10, so a day-k step departs by 2k - 3."""
     hours = np.arange(24 * days)
     lat, lon = np.array([50.0, 52.0, 54.0]), np.array([-2.0, 0.0])
-    t2m = (280 + 5 * np.sin(2 * np.pi * hours / 24) + 2.0 * (hours // 24))[:, None, None] + lat[None, :, None] / 10 + 0 * lon
+    series = 280 + 5 * np.sin(2 * np.pi * hours / 24) + 2.0 * (hours // 24)
+    t2m = series[:, None, None] + lat[None, :, None] / 10 + np.zeros_like(lon)
     return xr.Dataset({"t2m": (("time", "latitude", "longitude"), t2m)},
                       coords={"time": T0 + hours.astype("timedelta64[h]"), "latitude": lat, "longitude": lon})
 

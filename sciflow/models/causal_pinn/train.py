@@ -89,8 +89,9 @@ def train(model: CausalPINN, *, device: torch.device | str = "cpu",
     ``cfg.lbfgs_steps`` L-BFGS iterations follow, on one batch or a new one every
     ``cfg.lbfgs_resample`` iterations. ``time_budget_s`` stops Adam (and L-BFGS) when that many
     seconds of process CPU time (``time.process_time``, all threads; the fair measure on a shared
-    machine) have been spent in this call, including time spent in ``callback``. ``callback(step, model, history)`` runs
-    after every log entry; returning True stops Adam there (L-BFGS, if configured, still runs).
+    machine) have been spent in this call, including time spent in ``callback``.
+    ``callback(step, model, history)`` runs after every log entry; returning True stops Adam there
+    (L-BFGS, if configured, still runs).
     """
     cfg = model.cfg
     dtype = _dtype(cfg)
