@@ -303,8 +303,9 @@ def load_run(run_dir: Path, overrides: Sequence[str] = ()) -> ExperimentConfig:
 def member_dirs(run_dir: Path) -> list[Path]:
     """An ensemble's ``member_<i>`` folders in the order ``i`` (``member_10`` after ``member_9``), or
     ``[run_dir]`` for a single model."""
-    members = [p for p in Path(run_dir).glob("member_*") if p.is_dir() and p.name[7:].isdigit()]
-    return sorted(members, key=lambda p: int(p.name[7:])) or [Path(run_dir)]
+    index = {p: p.name.removeprefix("member_") for p in Path(run_dir).glob("member_*") if p.is_dir()}
+    members = [p for p, i in index.items() if i.isdigit()]
+    return sorted(members, key=lambda p: int(index[p])) or [Path(run_dir)]
 
 
 def load_trained(exp: ExperimentConfig, run_dir: Path, member: int = 0):

@@ -56,14 +56,14 @@ def _predict_observed(predictor: Predictor, batches: Iterable[Any], target: Call
 
 def _select(pred: Prediction, y: Tensor, observed: Tensor,
             weights: Tensor | None) -> tuple[Prediction, Tensor, Tensor | None]:
-    """The observed entries only, flattened: ``(n_observed,)`` (samples ``(m, n_observed)``)."""
+    """The observed entries only, as one row: ``(1, n_observed)`` (samples ``(m, 1, n_observed)``)."""
     def pick(t: Tensor | None) -> Tensor | None:
-        return None if t is None else t[observed]
+        return None if t is None else t[observed].unsqueeze(0)
 
-    samples = None if pred.samples is None else pred.samples[:, observed]
-    w = None if weights is None else torch.broadcast_to(weights.to(y.dtype), y.shape)[observed]
-    return (Prediction(pred.mean[observed], pick(pred.lower), pick(pred.upper), samples, pick(pred.variance),
-                       pred.alpha), y[observed], w)
+    samples = None if pred.samples is None else pred.samples[:, observed].unsqueeze(1)
+    w = None if weights is None else pick(torch.broadcast_to(weights.to(y.dtype), y.shape))
+    return (Prediction(pick(pred.mean), pick(pred.lower), pick(pred.upper), samples, pick(pred.variance),
+                       pred.alpha), pick(y), w)
 
 
 def score_prediction(pred: Prediction, y: Tensor, *, weights: Tensor | None = None,
@@ -109,14 +109,6 @@ def score_prediction(pred: Prediction, y: Tensor, *, weights: Tensor | None = No
     elif pred.variance is not None:
         out["crps"] = float(S.crps_gaussian(pred.mean, pred.variance.clamp_min(1e-12).sqrt(), y, weights=weights))
     return out
-
-
-def _unsqueeze(pred: Prediction) -> Prediction:
-    def one(t: Tensor | None, axis: int = 0) -> Tensor | None:
-        return None if t is None else t.unsqueeze(axis)
-
-    return Prediction(one(pred.mean), one(pred.lower), one(pred.upper), one(pred.samples, 1), one(pred.variance),
-                      pred.alpha)
 
 
 def write_plots(pred: Prediction, y: Tensor, out_dir: str | Path, prefix: str = "") -> list[Path]:
@@ -167,7 +159,6 @@ def evaluate(predictor: Predictor, test: Iterable[Any], *, calibration: Iterable
         out.mkdir(parents=True, exist_ok=True)
         if mask is not None:  # the plots of the observed entries (one flattened row)
             pred, y, _ = _select(pred, y, mask, None)
-            pred, y = _unsqueeze(pred), y.unsqueeze(0)
         metrics["plots"] = [str(p) for p in write_plots(pred, y, out)]
         write_json(metrics, out / "metrics.json")
     return metrics

@@ -4,6 +4,7 @@ and the scores count the observed entries only, whatever fills the missing ones 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -125,11 +126,12 @@ def test_hmc_likelihood_leaves_missing_targets_out() -> None:
         torch.testing.assert_close(lp[c], ref)
 
 
-def test_scores_cover_observed_entries_only() -> None:
+def test_scores_cover_observed_entries_only(tmp_path) -> None:
     """``evaluate`` and ``score_prediction(observed=)`` score the observed entries as a flat set:
     the same numbers as scoring those entries alone; NaN fills are no error."""
     batch = _batch()
-    out = evaluate(_Zero(), [batch])
+    out = evaluate(_Zero(), [batch], out_dir=tmp_path)  # the plots too: of the observed entries
+    assert out["plots"] and all(Path(p).is_file() for p in out["plots"])
     pred = _Zero().predict(batch)
     m = batch.target_mask
     flat = Prediction(pred.mean[m], pred.lower[m], pred.upper[m], pred.samples[:, m], pred.variance[m], alpha=0.2)
