@@ -2,9 +2,9 @@
 solutions and the GRF initial condition: properties the existing data tests left unchecked.
 
 * Populations (Atanackovic et al. 2025, MFM): the source is the target plus noise only (exact at
-  zero source noise); aggregation ids start at ``id_offset``; the aggregation targets are the
-  sources evolved with the requested ``softening``, by ``steps`` classical RK4 steps of
-  ``horizon / steps`` (compared with RK4 written out by hand).
+  zero source noise); initial mixtures have Dirichlet(2) weights; aggregation ids start at
+  ``id_offset``; the aggregation targets are the sources evolved with the requested ``softening``,
+  by ``steps`` classical RK4 steps of ``horizon / steps`` (compared with RK4 written out by hand).
 * NLB (Pei et al. 2021): the first file holding a key wins; default bin widths 5 / 20 ms;
   neuron counts, integer counts, behaviour trials and condition counts are checked; batch times
   start at 0; a spike at a trial's start is in bin 0 and one at the end of the binned window is
@@ -37,7 +37,8 @@ from sciflow.data import io, reference
 from sciflow.data.initial_conditions import gaussian_random_field
 from sciflow.data.nlb import NLBTensors, bin_nwb_trials, load_nlb
 from sciflow.data.pdes._spectral import sample_grf
-from sciflow.data.populations import aggregation_populations, aggregation_velocity, evolve_aggregation, letters
+from sciflow.data.populations import (_gaussian_mixture, aggregation_populations, aggregation_velocity,
+                                      evolve_aggregation, letters)
 from sciflow.data.schema import DatasetError
 from tests.data._factory import tiny_dataset
 
@@ -54,6 +55,17 @@ def test_aggregation_ids_start_at_id_offset():
     """Kills: ``id_offset`` dropped from the population ids."""
     b = aggregation_populations("val", n_populations=3, n_points=4, steps=1, id_offset=100)
     assert b.population_id.tolist() == [100, 101, 102]
+
+
+def test_mixture_weights_are_dirichlet_2():
+    """Kills: uniform mixture weights instead of ``Dirichlet(2, ..., 2)`` (the spread of the initial
+    populations). For m = 3 blobs each weight is Beta(2, 4): mean 1/3, variance 8 / 252."""
+    rng = np.random.default_rng(0)
+    w = np.stack([p[0] for p in (_gaussian_mixture(2, rng) for _ in range(3000)) if len(p[0]) == 3])
+    assert len(w) > 800
+    np.testing.assert_allclose(w.sum(1), 1.0, rtol=1e-12)
+    np.testing.assert_allclose(w.mean(0), 1 / 3, atol=0.02)
+    np.testing.assert_allclose(w.var(0), 8 / 252, rtol=0.15)
 
 
 def test_aggregation_targets_use_the_requested_softening():
