@@ -36,7 +36,7 @@ from sciflow.data.pdes.burgers import solve_periodic
 from sciflow.models.neural_operator import Config, NeuralOperator, relative_l2
 
 BENCHMARK = {
-    "name": "fno_burgers", "script": "fno_burgers.py", "family": "neural_operator", "owner": "D",
+    "name": "fno_burgers", "script": "fno_burgers.py", "family": "neural operator", "owner": "D",
     "kind": "accuracy",
     "dataset": "periodic Burgers nu = 0.1, GRF u0 (625 (-Delta + 25)^-2), u0 -> u(1), s = 256",
     "description": "FNO-1d (modes 16, width 64) relative L2 vs the published 0.0149 and the linear (heat) solution",

@@ -502,7 +502,7 @@ register(Benchmark(
 
 # -- wavelet diffusion: the control part of wdno_burgers.py, run alone -------------------------
 register(Benchmark(
-    name="wdno_burgers_control", script="wdno_burgers.py", family="wavelet_diffusion", owner="H1",
+    name="wdno_burgers_control", script="wdno_burgers.py", family="wavelet diffusion", owner="H1",
     kind="accuracy", seed_flag="--seed",
     dataset="forced Burgers control, nu = 0.01: reach u_T from u_0 with least forcing energy (lambda = 0.01)",
     description="WDNO-generated forcing, re-simulated by the solver: guidance through a differentiable solver "

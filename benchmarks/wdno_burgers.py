@@ -49,7 +49,7 @@ from sciflow.training import steps_within  # noqa: E402
 from sciflow.uq.scores import crps_ensemble, interval_coverage, spread_skill_ratio  # noqa: E402
 
 BENCHMARK = {
-    "name": "wdno_burgers", "script": "wdno_burgers.py", "family": "wavelet_diffusion", "owner": "C",
+    "name": "wdno_burgers", "script": "wdno_burgers.py", "family": "wavelet diffusion", "owner": "C",
     "kind": "accuracy",
     "dataset": "forced Burgers, nu = 0.01, x in [0, 1], zero boundary (generate_control); cpu: 17 x 33 "
                "(super-resolution 9 x 17 -> 33 x 65), 192 train / 12 test; gpu: 33 x 129 (-> 65 x 257)",

@@ -49,7 +49,7 @@ from sciflow.models.neural_operator.weather import (channel_climatologies, clima
 from sciflow.uq.scores import latitude_weights, spread_skill_ratio
 
 BENCHMARK = {
-    "name": "wdno_era5", "script": "wdno_era5.py", "family": "wavelet_diffusion", "owner": "D", "kind": "accuracy",
+    "name": "wdno_era5", "script": "wdno_era5.py", "family": "wavelet diffusion", "owner": "D", "kind": "accuracy",
     "dataset": "ERA5 t2m, UK, March 2019 hourly (train 1-24, test 25-31 March), 24 h windows, 6 h given",
     "description": "latitude-weighted RMSE / CRPS of WDNO vs persistence, (hourly) climatology, anomaly persistence and "
                    "FNO-3D in the same run; the learned models forecast departures from the hourly climatology",

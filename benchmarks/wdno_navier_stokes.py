@@ -52,7 +52,7 @@ from sciflow.models.neural_operator import Config, NeuralOperator, relative_l2
 from sciflow.uq.scores import crps_ensemble, spread_skill_ratio
 
 BENCHMARK = {
-    "name": "wdno_navier_stokes", "script": "wdno_navier_stokes.py", "family": "wavelet_diffusion",
+    "name": "wdno_navier_stokes", "script": "wdno_navier_stokes.py", "family": "wavelet diffusion",
     "owner": "D", "kind": "accuracy",
     "dataset": "2-D Navier-Stokes vorticity, nu = 1e-3, FNO forcing, T_in = 10 (cpu: 16^2, 10 steps; gpu: 64^2, 40 steps, minutes of training)",
     "description": "relative L2 of WDNO vs FNO-2D (autoregressive), FNO-3D and U-Net in the same run",

@@ -73,6 +73,7 @@ def test_every_registered_benchmark_is_runnable_and_reads_its_committed_json() -
     assert len(found) >= 19
     for b in found.values():
         assert "smoke" in b.scales, f"{b.name}: every benchmark needs a smoke scale"
+        assert b.family in report.FAMILY_ORDER, f"{b.name}: family {b.family!r} has no place on the results page"
         if b.owner in ("previous session", "F", "H", "E"):
             assert b.path.is_file(), b.path
         doc, stems = run.load_results(run.BENCH_DIR / "results", b.results.get("cpu", []))
