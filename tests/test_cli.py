@@ -133,8 +133,7 @@ def test_wdno_trains_and_evaluates_with_its_forcing_as_condition(tmp_path: Path,
     assert "data.condition = 'u_0' is not a per-sample variable" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("name, what", [("pinn_burgers", "causal-PINN config"),
-                                        ("mfm_letters", "meta-flow-matching config"),
+@pytest.mark.parametrize("name, what", [("mfm_letters", "meta-flow-matching config"),
                                         ("wdno_burgers_superres", "super-resolution WDNO config")])
 def test_family_configs_are_refused_by_train_with_the_way_to_run_them(name: str, what: str, capsys) -> None:
     assert main(["train", name]) == 2

@@ -7,12 +7,13 @@
     sciflow demo [--out runs/demo] [--quick] [--step NAME ...]
     sciflow benchmark [NAMES ...] --scale smoke|cpu|gpu [--out DIR]
 
-Experiments here are trajectory forecasting (models taking a ``TrajectoryBatch``); other model
-families ship their own scripts and benchmarks until they declare a data pipeline.
+Experiments here are forecasting and classification (models taking a ``TrajectoryBatch`` or an
+``IrregularBatch``) and causal PINNs (their own flat config, :mod:`~sciflow.cli.pinn`); meta flow
+matching and super-resolution WDNO ship their own benchmark scripts until they declare a data pipeline.
 
 Modules: :mod:`~sciflow.cli.commands` (sub-commands, parser), :mod:`~sciflow.cli.pipeline` (data splits,
-models, training runs), :mod:`~sciflow.cli.evaluation` (``sciflow evaluate``),
-:mod:`~sciflow.cli.registries`.
+models, training runs), :mod:`~sciflow.cli.evaluation` (``sciflow evaluate``), :mod:`~sciflow.cli.pinn`
+(causal-PINN runs with checkpoints and resume), :mod:`~sciflow.cli.registries`.
 """
 
 from sciflow.cli.commands import build_parser, main

@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Sequence
 
 from sciflow.cli.evaluation import evaluate_run
+from sciflow.cli.pinn import evaluate_pinn, is_pinn_run, train_pinn
 from sciflow.cli.pipeline import (_is_main_process, prepare_splits, resolve_model_for_data, train_experiment,
                                   write_config)
 from sciflow.cli.registries import _first_line, _generators, _models, _solvers, _write_json
 from sciflow.config import ConfigError, load_experiment, parse_overrides
-from sciflow.config.experiment import family_config
+from sciflow.config.experiment import config_path, family_config, is_pinn_config
 from sciflow.config.schema import read_yaml
 from sciflow.data.schema import DatasetError
 from sciflow.training.checkpoint import CheckpointError
@@ -50,9 +51,15 @@ def _described(registry: dict) -> dict[str, str]:
 
 
 def _config_line(path: Path) -> str:
-    """A packaged config's path; a model family's own config (not for ``sciflow train``) says so."""
-    family = family_config(read_yaml(path))
-    return str(path) if family is None else f"{path} ({family[0]}: `sciflow benchmark`, not `train`)"
+    """A packaged config's path; a model family's own config says what runs it."""
+    raw = read_yaml(path)
+    family = family_config(raw)
+    if family is None:
+        return str(path)
+    if is_pinn_config(raw):
+        return f"{path} ({family[0]}: " + ("`sciflow train`)" if raw.get("time_windows", 1) == 1 else
+                                           "time-marching, `sciflow benchmark`; `train` with time_windows=1)")
+    return f"{path} ({family[0]}: `sciflow benchmark`, not `train`)"
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -119,6 +126,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if is_pinn_config(read_yaml(config_path(args.config))):
+        print(json.dumps(train_pinn(args.config, args.overrides, args.run_dir, args.resume), indent=2))
+        return 0
     exp = load_experiment(args.config, args.overrides)
     run_dir = Path(args.run_dir or exp.run_dir)
     splits = prepare_splits(exp)
@@ -139,6 +149,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    if is_pinn_run(args.run_dir):
+        print(json.dumps(evaluate_pinn(args.run_dir, args.uq, args.overrides), indent=2))
+        return 0
     metrics = evaluate_run(Path(args.run_dir), args.uq, args.overrides)
     print(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, list)}, indent=2))
     return 0
@@ -196,8 +209,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("train", help="train a model from a YAML config with dotted overrides",
                        description="Train from CONFIG (a YAML path or a packaged config name) over the "
-                                   "dataclass defaults; overrides look like train.max_steps=500.",
-                       epilog="example: sciflow train lorenz_neural_ode train.max_steps=500 model.width=128")
+                                   "dataclass defaults; overrides look like train.max_steps=500. A causal-PINN "
+                                   "config (flat Config fields) takes flat overrides (steps=300 lbfgs_steps=200) "
+                                   "and writes checkpoints, metrics.json and figures to --run-dir.",
+                       epilog="examples: sciflow train lorenz_neural_ode train.max_steps=500 model.width=128; "
+                              "sciflow train pinn_burgers --run-dir runs/pb steps=300 [--resume]")
     s.add_argument("config", help="YAML file or packaged config name (see `sciflow list configs`)")
     s.add_argument("overrides", nargs="*", help="dotted key=value overrides")
     s.add_argument("--run-dir", help="output folder (default: run_dir of the config)")
@@ -206,7 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("evaluate", help="evaluate a trained run on its test split, with uncertainty",
                        description="Score a run folder's model on held-out forecasts: RMSE per lead time, "
-                                   "interval coverage and width, CRPS; writes eval_<uq>.json.")
+                                   "interval coverage and width, CRPS; writes eval_<uq>.json. A causal-PINN run: "
+                                   "relative L2 against the reference solution (no --uq); writes eval_pinn.json.")
     s.add_argument("run_dir", help="a folder written by `sciflow train` or `sciflow demo`")
     s.add_argument("--uq", choices=["samples", "ensemble", "mc-dropout", "conformal", "hmc"],
                    help="uncertainty method (default: eval.uq of the run's config)")

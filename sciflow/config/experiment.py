@@ -33,8 +33,8 @@ from sciflow.config.schema import (ConfigError, _unknown_key, apply_overrides, c
                                    read_yaml, to_dict)
 from sciflow.training.config import TrainConfig
 
-__all__ = ["DataConfig", "EvalConfig", "ExperimentConfig", "ModelSection", "experiment_from_dict", "load_experiment",
-           "model_config_class", "packaged_config"]
+__all__ = ["DataConfig", "EvalConfig", "ExperimentConfig", "ModelSection", "config_path", "experiment_from_dict",
+           "is_pinn_config", "load_experiment", "model_config_class", "packaged_config"]
 
 
 @dataclass(frozen=True)
@@ -277,15 +277,28 @@ def packaged_config(name: str) -> Path:
     return p
 
 
+def config_path(path: str | Path) -> Path:
+    """A YAML path as given, or the packaged config of that name when no such file exists."""
+    p = Path(path)
+    return packaged_config(str(path)) if not p.exists() and p.parent == Path(".") else p
+
+
+def is_pinn_config(raw: Mapping[str, Any]) -> bool:
+    """Whether a YAML mapping is a causal-PINN config: flat :class:`sciflow.models.causal_pinn.Config`
+    fields (a ``problem``, no ``model`` section)."""
+    return "problem" in raw and "model" not in raw
+
+
 def family_config(raw: Mapping[str, Any]) -> tuple[str, str] | None:
     """``(what, how to run it)`` for a YAML that is not an experiment but a model family's own config
     (the packaged ``pinn_*``, ``mfm_*`` and ``wdno_burgers_superres`` files); ``None`` for an experiment."""
     model = raw.get("model")
-    if "problem" in raw and "model" not in raw:
+    if is_pinn_config(raw):
         return ("a causal-PINN config",
                 "it configures sciflow.models.causal_pinn (CausalPINN(Config.from_yaml(path)), trained by "
-                "causal_pinn.train, or causal_pinn.march for time marching); the packaged ones train and score "
-                "through `sciflow benchmark pinn_<problem>` (see docs/models/causal_pinn.md)")
+                "causal_pinn.train, or causal_pinn.march for time marching); `sciflow train PATH --run-dir D` "
+                "runs causal_pinn.train with checkpoints and --resume (sciflow.cli.pinn; see "
+                "docs/models/causal_pinn.md)")
     if isinstance(model, Mapping) and "name" not in model and "knn_k" in model:
         return ("a meta-flow-matching config",
                 "benchmarks/mfm_letters.py and mfm_aggregation.py read it through sciflow.models.meta_flow_matching; "
@@ -309,11 +322,8 @@ def load_experiment(
     """YAML file (a path, or the name of a packaged config) + dotted overrides -> config."""
     raw: dict[str, Any] = {}
     if path is not None:
-        p = Path(path)
-        if not p.exists() and p.parent == Path("."):
-            p = packaged_config(str(path))
-        raw = read_yaml(p)
+        raw = read_yaml(config_path(path))
         if (family := family_config(raw)) is not None:
-            raise ConfigError(f"{str(path)!r} is {family[0]}, not an experiment for `sciflow train`: {family[1]}")
+            raise ConfigError(f"{str(path)!r} is {family[0]}, not an experiment config: {family[1]}")
     ov = parse_overrides(list(overrides)) if not isinstance(overrides, Mapping) else dict(overrides)
     return experiment_from_dict(apply_overrides(raw, ov), models=models, generators=generators)

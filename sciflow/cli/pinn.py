@@ -1,0 +1,163 @@
+"""``sciflow train`` / ``sciflow evaluate`` for causal-PINN configs (flat mappings of
+:class:`sciflow.models.causal_pinn.Config` fields, e.g. ``sciflow/configs/pinn_burgers.yaml``).
+
+A run folder ``D`` holds ``config.yaml`` (every ``Config`` field), ``checkpoints/ckpt-<step>.pt``
+(the loop state of :func:`sciflow.models.causal_pinn.train`, written atomically by
+:class:`~sciflow.training.checkpoint.CheckpointManager` every ``check_every`` steps, at L-BFGS block
+boundaries and at the end; the newest :data:`KEEP_LAST` kept; a corrupt newest file is skipped
+with a warning on resume), ``metrics.json`` (relative L2 against the problem's reference solution
+when it has one, steps, CPU and wall seconds of the whole run across resumes) and the figures
+``solution.png``, ``losses.png``, ``causal_weights.png``. ``--resume`` continues bit for bit from
+the newest good checkpoint (same device and thread count; training runs on CUDA when available,
+scoring on the CPU). Time-marching configs
+(``time_windows > 1``, :func:`~sciflow.models.causal_pinn.march`) are refused: one model per
+window is not this loop's state.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import torch
+import yaml
+
+from sciflow.cli.registries import _write_json
+from sciflow.config import ConfigError, apply_overrides, from_dict, parse_overrides, read_yaml, to_dict
+from sciflow.config.experiment import config_path, is_pinn_config
+from sciflow.training.checkpoint import CheckpointManager
+
+#: Checkpoints kept per run (older ones are deleted after each write).
+KEEP_LAST = 3
+
+
+def load_pinn_config(path: str | Path, overrides: Sequence[str] = ()):
+    """A causal-PINN YAML (a path or a packaged name) with ``key=value`` overrides -> ``Config``;
+    unknown keys and bad values are :class:`ConfigError` naming the key."""
+    from sciflow.models.causal_pinn import Config
+
+    raw = apply_overrides(read_yaml(config_path(path)), parse_overrides(list(overrides)))
+    return from_dict(Config, raw)
+
+
+def is_pinn_run(run_dir: str | Path) -> bool:
+    """Whether ``run_dir/config.yaml`` is a causal-PINN config."""
+    path = Path(run_dir) / "config.yaml"
+    return path.is_file() and is_pinn_config(read_yaml(path))
+
+
+def _reference(problem):
+    """The problem's reference solution on its grid, or ``None`` (e.g. Lorenz-63 has no grid one)."""
+    from sciflow.models.causal_pinn.evaluate import reference
+
+    try:
+        return reference(problem)
+    except ValueError:
+        return None
+
+
+def pinn_metrics(model, state: Mapping[str, Any], ref=None) -> dict[str, Any]:
+    """Relative L2 / max abs error of ``model`` on the reference grid ``ref`` (``rel_l2`` is
+    ``None`` without one) and the run's progress and cost from its loop ``state``."""
+    from sciflow.models.causal_pinn.evaluate import evaluate
+
+    block = state["lbfgs_block"]
+    out: dict[str, Any] = {
+        "problem": model.cfg.problem, "phase": state["phase"], "steps": int(state["step"]),
+        "adam_steps": int(state["adam_steps"]),
+        "lbfgs_iterations": int(state["lbfgs_done"]) + (int(block["done"]) if block else 0),
+        "train_cpu_s": float(state["cpu_s"]), "train_wall_s": float(state["wall_s"]),
+        "final_loss": state["history"]["total"][-1] if state["history"]["total"] else None}
+    if ref is None:
+        return {**out, "rel_l2": None}
+    return {**out, **evaluate(model.predict, ref, dtype=next(model.parameters()).dtype)}
+
+
+def _plots(model, state: Mapping[str, Any], run_dir: Path, ref=None) -> None:
+    """``losses.png``, ``causal_weights.png`` (causal runs) and ``solution.png`` (with a reference)."""
+    from sciflow.models.causal_pinn import History
+    from sciflow.models.causal_pinn.evaluate import predict_grid
+    from sciflow.models.causal_pinn.plots import plot_causal_weights, plot_losses, plot_solution
+
+    hist = History(**state["history"])
+    plot_losses(hist, run_dir / "losses.png")
+    if model.cfg.causal:
+        plot_causal_weights(hist, run_dir / "causal_weights.png")
+    if ref is not None:
+        pred = predict_grid(model.predict, ref, next(model.parameters()).dtype)
+        plot_solution(pred, ref, run_dir / "solution.png", title=model.cfg.problem)
+
+
+def train_pinn(config: str | Path, overrides: Sequence[str], run_dir: str | Path | None,
+               resume: bool = False) -> dict[str, Any]:
+    """Train a causal-PINN config into ``run_dir`` (default ``runs/<config name>``); returns and
+    writes the metrics. Without ``resume`` a folder that already holds checkpoints is refused (its
+    newer checkpoints would shadow the new run's)."""
+    from sciflow.models.causal_pinn import CausalPINN, train
+    from sciflow.models.causal_pinn.train import resume_mismatch
+
+    cfg = load_pinn_config(config, overrides)
+    if cfg.time_windows > 1:
+        raise ConfigError(f"time_windows = {cfg.time_windows}: time-marching (causal_pinn.march, one model per "
+                          "window) is not run by `sciflow train`; train one window with time_windows=1, or "
+                          "march in Python / with `sciflow benchmark pinn_problems`")
+    run_dir = Path(run_dir) if run_dir is not None else Path("runs") / config_path(config).stem
+    ckpts = CheckpointManager(run_dir / "checkpoints", KEEP_LAST)
+    state = None
+    if resume:
+        found = ckpts.load_latest()
+        if found is not None:
+            state, path = found
+            if (why := resume_mismatch(cfg, state)) is not None:
+                raise ConfigError(f"--resume from {str(path)!r}: {why}")
+            print(f"resuming from {path} (step {state['step']}, phase {state['phase']})")
+    elif ckpts.paths():
+        raise ConfigError(f"{str(run_dir)!r} already holds checkpoints: add --resume to continue that run, or "
+                          "choose a new --run-dir")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tmp = run_dir / "config.yaml.tmp"
+    tmp.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    tmp.replace(run_dir / "config.yaml")
+    model = CausalPINN(cfg)
+    final: dict[str, Any] = {}
+
+    def on_checkpoint(s: dict[str, Any]) -> None:
+        ckpts.save(s)
+        final.update(s)
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    train(model, device=device, checkpoint_every=cfg.check_every, on_checkpoint=on_checkpoint, resume_state=state)
+    final = final or state  # a finished run resumed: nothing new was written
+    model.to("cpu")
+    ref = _reference(model.problem)
+    metrics = pinn_metrics(model, final, ref)
+    _plots(model, final, run_dir, ref)
+    _write_json(metrics, run_dir / "metrics.json")
+    return metrics
+
+
+def evaluate_pinn(run_dir: str | Path, uq: str | None = None, overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """Reload the newest checkpoint of a causal-PINN run and score it like training did; writes
+    ``eval_pinn.json``. A PINN is deterministic: ``--uq`` and ``eval.*`` overrides do not apply."""
+    from sciflow.models.causal_pinn import CausalPINN
+    from sciflow.models.causal_pinn.train import resume_mismatch
+
+    if uq is not None or overrides:
+        given = " ".join([*(["--uq " + uq] if uq else []), *overrides])
+        raise ConfigError(f"{given!r}: a causal-PINN run is scored deterministically against its reference "
+                          "solution; --uq and overrides do not apply (for uncertainty, train several seeds: "
+                          "causal_pinn.evaluate.seed_ensemble)")
+    run_dir = Path(run_dir)
+    cfg = load_pinn_config(run_dir / "config.yaml")
+    found = CheckpointManager(run_dir / "checkpoints", KEEP_LAST).load_latest()
+    if found is None:
+        raise ConfigError(f"no checkpoint in {str(run_dir / 'checkpoints')!r}; train with `sciflow train`")
+    state, path = found
+    if (why := resume_mismatch(cfg, state)) is not None:
+        raise ConfigError(f"{str(path)!r} does not belong to {str(run_dir / 'config.yaml')!r}: {why}")
+    model = CausalPINN(cfg).to(dtype=torch.float64 if cfg.dtype == "float64" else torch.float32)
+    model.load_state_dict(state["model"])
+    metrics = {**pinn_metrics(model, state, _reference(model.problem)), "checkpoint": str(path)}
+    _write_json(metrics, run_dir / "eval_pinn.json")
+    return metrics
+

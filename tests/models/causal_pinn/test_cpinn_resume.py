@@ -1,0 +1,122 @@
+"""Checkpoints and exact resume of :func:`sciflow.models.causal_pinn.train`: a run interrupted after
+a checkpoint and resumed from it ends bit for bit where the uninterrupted run ends (float64, CPU,
+one thread), in the Adam phase (causal weights, annealed epsilon, gradient-norm balancing) and
+inside the L-BFGS phase (a block boundary of one L-BFGS run, and a resample boundary)."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import replace
+
+import pytest
+import torch
+
+from sciflow.models.causal_pinn import CausalPINN, Config, train
+from sciflow.models.causal_pinn.train import resume_mismatch
+
+TINY = Config(problem="burgers", width=8, depth=2, n_interior=64, n_chunks=8, n_initial=16, n_boundary=16,
+              steps=30, check_every=5, balance_every=5, anneal=True, epsilon_schedule=(1e-3, 1e-2, 1.0),
+              dtype="float64")
+
+
+class Interrupted(Exception):
+    pass
+
+
+def _saved(state: dict) -> dict:
+    """``state`` through ``torch.save`` and the safe unpickler, as a checkpoint file holds it."""
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    buf.seek(0)
+    return torch.load(buf, weights_only=True)
+
+
+def _run(cfg: Config, stop_at: int | None = None, **kw):
+    """Train with a checkpoint every step; ``stop_at``: raise right after the checkpoint of that step."""
+    states = []
+
+    def on_checkpoint(state: dict) -> None:
+        states.append(_saved(state))
+        if state["step"] == stop_at:
+            raise Interrupted
+
+    model = CausalPINN(cfg)
+    try:
+        hist = train(model, checkpoint_every=1, on_checkpoint=on_checkpoint, **kw)
+    except Interrupted:
+        hist = None
+    return model, hist, states
+
+
+def _assert_same(a: torch.nn.Module, b: torch.nn.Module) -> None:
+    sa, sb = a.state_dict(), b.state_dict()
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), f"{k} differs after resume"
+
+
+def test_adam_phase_resume_is_bit_exact() -> None:
+    torch.set_num_threads(1)
+    ref = CausalPINN(TINY)
+    hist = train(ref)
+    model, interrupted, states = _run(TINY, stop_at=17)
+    assert interrupted is None and states[-1]["step"] == 17 and states[-1]["phase"] == "adam"
+    state = states[-1]
+    # the state that matters is really there: a later epsilon stage, balanced loss weights
+    assert state["schedule"]["stage"] > 0 and hist.stage_ends
+    assert not torch.equal(state["model"]["loss_weights"], torch.ones(3, dtype=torch.float64))
+    resumed = CausalPINN(TINY)
+    h2 = train(resumed, resume_state=state)
+    _assert_same(ref, resumed)
+    assert h2.step == hist.step and h2.total == hist.total and h2.loss_weights == hist.loss_weights
+    assert h2.stage_ends == hist.stage_ends and h2.epsilon == hist.epsilon
+    assert any(not torch.equal(state["model"][k], v) for k, v in ref.state_dict().items())  # steps 17-29 moved it
+
+
+def test_lbfgs_phase_resume_is_bit_exact_at_block_and_resample_boundaries() -> None:
+    """Two L-BFGS runs of 110 iterations on fresh points (blocks of 100 + 10): resuming at iteration
+    100 of the first run (its curvature pairs, line-search step and batch restored) or at the
+    resample boundary (a new batch drawn from the restored generator) ends where the full run ends."""
+    torch.set_num_threads(1)
+    cfg = replace(TINY, steps=5, lbfgs_steps=220, lbfgs_resample=110)
+    plain = CausalPINN(cfg)
+    hist = train(plain)
+    full, h_full, states = _run(cfg)
+    _assert_same(plain, full)  # checkpointing does not change the run
+    assert h_full.step == hist.step and h_full.total == hist.total
+    by_step = {s["step"]: s for s in states}
+    assert by_step[105]["lbfgs_block"]["done"] == 100 and by_step[105]["lbfgs_block"]["optimizer"]["state"]
+    assert by_step[115]["phase"] == "lbfgs" and by_step[115]["lbfgs_done"] == 110
+    assert by_step[115]["lbfgs_block"] is None and states[-1]["phase"] == "done"
+    for step in (105, 115):
+        resumed = CausalPINN(cfg)
+        h = train(resumed, resume_state=by_step[step])
+        _assert_same(plain, resumed)
+        assert h.step == hist.step and h.total == hist.total
+        moved = by_step[step]["model"]
+        assert any(not torch.equal(moved[k], v) for k, v in resumed.state_dict().items())
+
+
+def test_the_time_budget_counts_the_cpu_seconds_before_the_resume() -> None:
+    """A state that has spent 1e6 CPU seconds resumed under a 1e5 s budget stops at the next check
+    (step 20) and skips L-BFGS; counted from the resume instead, the run would go on to the end."""
+    torch.set_num_threads(1)
+    cfg = replace(TINY, lbfgs_steps=10)
+    _, _, states = _run(cfg, stop_at=18)
+    state = {**states[-1], "cpu_s": 1e6}
+    hist = train(CausalPINN(cfg), time_budget_s=1e5, resume_state=state)
+    assert hist.step[-1] == 20 and hist.cpu_s[-1] >= 1e6
+    full = train(CausalPINN(cfg), time_budget_s=1e5, resume_state=states[-1])
+    assert full.step[-1] == 39  # 30 Adam steps (last index 29) + 10 L-BFGS iterations
+
+
+def test_resume_from_another_config_names_the_first_differing_key() -> None:
+    torch.set_num_threads(1)
+    cfg = replace(TINY, steps=3)
+    _, _, states = _run(cfg)
+    other = replace(cfg, lr=2e-3, width=16)  # width is the first of the two in field order
+    with pytest.raises(ValueError, match=r"cannot resume: .*another Config: width = 8 there, 16 here"):
+        train(CausalPINN(other), resume_state=states[-1])
+    assert resume_mismatch(cfg, states[-1]) is None
+    assert "not a causal-PINN training state" in resume_mismatch(cfg, {"step": 3, "model": {}})
+    with pytest.raises(ValueError, match="checkpoint_every and on_checkpoint"):
+        train(CausalPINN(cfg), checkpoint_every=5)

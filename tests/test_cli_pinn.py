@@ -1,0 +1,93 @@
+"""``sciflow train`` / ``sciflow evaluate`` on a causal-PINN config (sciflow.cli.pinn): run folder,
+interrupt + ``--resume`` equal to the uninterrupted run, corrupt-checkpoint fallback, and the errors
+(unknown key, another config on resume, a used run folder, time marching, ``--uq``)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from sciflow.cli import main
+from sciflow.training.checkpoint import CheckpointManager, CorruptCheckpointWarning
+
+TINY = ["width=8", "depth=2", "steps=20", "n_interior=64", "n_chunks=8", "n_initial=16", "n_boundary=16",
+        "check_every=5", "lbfgs_steps=120", "dtype=float64"]
+
+
+class Interrupted(BaseException):  # like KeyboardInterrupt: not caught as a usage error
+    pass
+
+
+def _train(run: Path, *extra: str) -> int:
+    return main(["train", "pinn_burgers", "--run-dir", str(run), *TINY, *extra])
+
+
+def test_train_interrupt_resume_evaluate(tmp_path: Path, monkeypatch, capsys) -> None:
+    torch.set_num_threads(1)
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    assert _train(ref) == 0
+    metrics = json.loads((ref / "metrics.json").read_text())
+    assert math.isfinite(metrics["rel_l2"]) and metrics["rel_l2"] < 2
+    assert (metrics["phase"], metrics["steps"], metrics["adam_steps"], metrics["lbfgs_iterations"]) == ("done", 140,
+                                                                                                        20, 120)
+    assert metrics["train_cpu_s"] > 0 and metrics["train_wall_s"] > 0
+    assert {"config.yaml", "metrics.json", "solution.png", "losses.png", "causal_weights.png"} <= \
+        {p.name for p in ref.iterdir()}
+    # keep-last-3 of the checkpoints at 5 ... 20 (Adam), 120 (L-BFGS block boundary), 140 (end)
+    assert [p.name for p in CheckpointManager(ref / "checkpoints").paths()] == \
+        ["ckpt-00000020.pt", "ckpt-00000120.pt", "ckpt-00000140.pt"]
+
+    save = CheckpointManager.save
+
+    def crash_after_120(self, state):  # the process dies right after the checkpoint inside L-BFGS
+        path = save(self, state)
+        if state["step"] == 120:
+            raise Interrupted
+        return path
+
+    monkeypatch.setattr(CheckpointManager, "save", crash_after_120)
+    with pytest.raises(Interrupted):
+        _train(run)
+    monkeypatch.setattr(CheckpointManager, "save", save)
+    assert not (run / "metrics.json").exists()
+    capsys.readouterr()
+    assert _train(run) == 2  # a used folder without --resume
+    assert "already holds checkpoints: add --resume" in capsys.readouterr().err
+    assert _train(run, "lr=0.01", "--resume") == 2
+    assert "another Config: lr = 0.002 there, 0.01 here" in capsys.readouterr().err
+    assert _train(run, "--resume") == 0
+    assert "ckpt-00000120.pt (step 120, phase lbfgs)" in capsys.readouterr().out
+    resumed = json.loads((run / "metrics.json").read_text())
+    assert resumed["rel_l2"] == metrics["rel_l2"] and resumed["steps"] == 140
+    a = CheckpointManager(ref / "checkpoints").load_latest()[0]["model"]
+    b = CheckpointManager(run / "checkpoints").load_latest()[0]["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+    assert main(["evaluate", str(run)]) == 0
+    ev = json.loads((run / "eval_pinn.json").read_text())
+    assert ev["rel_l2"] == metrics["rel_l2"] and ev["checkpoint"].endswith("ckpt-00000140.pt")
+    assert main(["evaluate", str(run), "--uq", "conformal"]) == 2
+    assert "--uq and overrides do not apply" in capsys.readouterr().err
+    # a corrupt newest checkpoint: a warning, and the previous one is used
+    (run / "checkpoints" / "ckpt-00000140.pt").write_bytes(b"not a zip")
+    with pytest.warns(CorruptCheckpointWarning, match="ckpt-00000140.pt"):
+        assert main(["evaluate", str(run)]) == 0
+    ev = json.loads((run / "eval_pinn.json").read_text())
+    assert ev["checkpoint"].endswith("ckpt-00000120.pt") and ev["phase"] == "lbfgs"
+    assert ev["rel_l2"] != metrics["rel_l2"]
+
+
+def test_pinn_config_errors_and_list_mark(tmp_path: Path, capsys) -> None:
+    assert _train(tmp_path / "a", "widht=8") == 2
+    assert "unknown key 'widht' (did you mean 'width'?)" in capsys.readouterr().err
+    assert main(["train", "pinn_kuramoto_sivashinsky", "--run-dir", str(tmp_path / "b")]) == 2
+    assert "time_windows = 10: time-marching" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    assert main(["list", "configs"]) == 0
+    lines = {ln.split()[0]: ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("  pinn_")}
+    assert "causal-PINN config: `sciflow train`" in lines["pinn_burgers"]
+    assert "time-marching, `sciflow benchmark`" in lines["pinn_lorenz63"]
