@@ -1,6 +1,7 @@
 """``sciflow train`` / ``sciflow evaluate`` on a causal-PINN config (sciflow.cli.pinn): run folder,
 interrupt + ``--resume`` equal to the uninterrupted run, corrupt-checkpoint fallback, and the errors
-(unknown key, another config on resume, a used run folder, time marching, ``--uq``)."""
+(unknown key, another config on resume, a used run folder, ``--uq``), and a time-marching config
+(Lorenz-63 in three windows) interrupted inside a window, resumed and scored against the Dopri5 trajectory."""
 
 from __future__ import annotations
 
@@ -84,10 +85,49 @@ def test_train_interrupt_resume_evaluate(tmp_path: Path, monkeypatch, capsys) ->
 def test_pinn_config_errors_and_list_mark(tmp_path: Path, capsys) -> None:
     assert _train(tmp_path / "a", "widht=8") == 2
     assert "unknown key 'widht' (did you mean 'width'?)" in capsys.readouterr().err
-    assert main(["train", "pinn_kuramoto_sivashinsky", "--run-dir", str(tmp_path / "b")]) == 2
-    assert "time_windows = 10: time-marching" in capsys.readouterr().err
+    assert _train(tmp_path / "b", "t_final=2.0") == 2
+    assert "problem 'burgers' has a fixed time span" in capsys.readouterr().err
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
     assert main(["list", "configs"]) == 0
     lines = {ln.split()[0]: ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("  pinn_")}
-    assert "causal-PINN config: `sciflow train`" in lines["pinn_burgers"]
-    assert "time-marching, `sciflow benchmark`" in lines["pinn_lorenz63"]
+    assert all("causal-PINN config: `sciflow train`" in ln for ln in lines.values()), lines
+
+
+LORENZ = ["width=16", "steps=12", "time_windows=3", "t_final=0.3", "check_every=4", "epsilon_schedule=[1.0]",
+          "dtype=float64"]
+
+
+def test_time_marching_run_interrupt_resume_evaluate(tmp_path: Path, monkeypatch, capsys) -> None:
+    """Three Lorenz windows of 12 steps; the process dies after the checkpoint of step 20 (window
+    2 of 3); ``--resume`` ends where the uninterrupted run ends, and both score against the
+    Dopri5 reference. Evaluating a run stopped mid-way says which window it stopped in."""
+    torch.set_num_threads(1)
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    assert main(["train", "pinn_lorenz63", "--run-dir", str(ref), *LORENZ]) == 0
+    metrics = json.loads((ref / "metrics.json").read_text())
+    assert (metrics["phase"], metrics["steps"], metrics["windows_done"]) == ("done", 36, 3)
+    assert math.isfinite(metrics["rel_l2"]) and metrics["max_abs"] > 0
+
+    save = CheckpointManager.save
+
+    def crash_after_20(self, state):
+        path = save(self, state)
+        if state["step"] == 20:
+            raise Interrupted
+        return path
+
+    monkeypatch.setattr(CheckpointManager, "save", crash_after_20)
+    with pytest.raises(Interrupted):
+        main(["train", "pinn_lorenz63", "--run-dir", str(run), *LORENZ])
+    monkeypatch.setattr(CheckpointManager, "save", save)
+    capsys.readouterr()
+    assert main(["evaluate", str(run)]) == 2
+    assert "stopped in window 2 of 3" in capsys.readouterr().err
+    assert main(["train", "pinn_lorenz63", "--run-dir", str(run), *LORENZ, "--resume"]) == 0
+    resumed = json.loads((run / "metrics.json").read_text())
+    assert resumed["rel_l2"] == metrics["rel_l2"] and resumed["steps"] == 36
+    a = CheckpointManager(ref / "checkpoints").load_latest()[0]["windows"]
+    b = CheckpointManager(run / "checkpoints").load_latest()[0]["windows"]
+    assert all(torch.equal(x[k], y[k]) for x, y in zip(a, b) for k in x) and len(b) == 3
+    assert main(["evaluate", str(run)]) == 0
+    assert json.loads((run / "eval_pinn.json").read_text())["rel_l2"] == metrics["rel_l2"]

@@ -57,8 +57,7 @@ def _config_line(path: Path) -> str:
     if family is None:
         return str(path)
     if is_pinn_config(raw):
-        return f"{path} ({family[0]}: " + ("`sciflow train`)" if raw.get("time_windows", 1) == 1 else
-                                           "time-marching, `sciflow benchmark`; `train` with time_windows=1)")
+        return f"{path} ({family[0]}: `sciflow train`)"
     return f"{path} ({family[0]}: `sciflow benchmark`, not `train`)"
 
 

@@ -2,16 +2,15 @@
 :class:`sciflow.models.causal_pinn.Config` fields, e.g. ``sciflow/configs/pinn_burgers.yaml``).
 
 A run folder ``D`` holds ``config.yaml`` (every ``Config`` field), ``checkpoints/ckpt-<step>.pt``
-(the loop state of :func:`sciflow.models.causal_pinn.train`, written atomically by
+(the loop state of :func:`sciflow.models.causal_pinn.train`, or of
+:func:`~sciflow.models.causal_pinn.march` for time-marching configs, ``time_windows > 1``: the
+finished windows and the current one), written atomically by
 :class:`~sciflow.training.checkpoint.CheckpointManager` every ``check_every`` steps, at L-BFGS block
-boundaries and at the end; the newest :data:`KEEP_LAST` kept; a corrupt newest file is skipped
-with a warning on resume), ``metrics.json`` (relative L2 against the problem's reference solution
-when it has one, steps, CPU and wall seconds of the whole run across resumes) and the figures
-``solution.png``, ``losses.png``, ``causal_weights.png``. ``--resume`` continues bit for bit from
-the newest good checkpoint (same device and thread count; training runs on CUDA when available,
-scoring on the CPU). Time-marching configs
-(``time_windows > 1``, :func:`~sciflow.models.causal_pinn.march`) are refused: one model per
-window is not this loop's state.
+boundaries and at the end of each window; the newest :data:`KEEP_LAST` kept; a corrupt newest file is
+skipped with a warning on resume), ``metrics.json`` (relative L2 against the whole problem's reference
+solution, steps, CPU and wall seconds of the run across resumes) and the figures ``solution.png``,
+``losses.png``, ``causal_weights.png``. ``--resume`` continues bit for bit from the newest good
+checkpoint (same device and thread count; training runs on CUDA when available, scoring on the CPU).
 """
 
 from __future__ import annotations
@@ -46,46 +45,57 @@ def is_pinn_run(run_dir: str | Path) -> bool:
     return path.is_file() and is_pinn_config(read_yaml(path))
 
 
-def _reference(problem):
-    """The problem's reference solution on its grid, or ``None`` (e.g. Lorenz-63 has no grid one)."""
-    from sciflow.models.causal_pinn.evaluate import reference
-
-    try:
-        return reference(problem)
-    except ValueError:
-        return None
+def _dtype(cfg) -> torch.dtype:
+    return torch.float64 if cfg.dtype == "float64" else torch.float32
 
 
-def pinn_metrics(model, state: Mapping[str, Any], ref=None) -> dict[str, Any]:
-    """Relative L2 / max abs error of ``model`` on the reference grid ``ref`` (``rel_l2`` is
-    ``None`` without one) and the run's progress and cost from its loop ``state``."""
-    from sciflow.models.causal_pinn.evaluate import evaluate
+def score(cfg, predict) -> tuple[dict[str, float], Any]:
+    """Relative L2 / max abs error of ``predict`` on the whole problem (all time windows) against
+    its reference: the grid solution (:func:`~sciflow.models.causal_pinn.evaluate.reference`) or,
+    for Lorenz-63, the Dopri5 trajectory at 201 times. Also returns the grid reference (``None``
+    for Lorenz-63), for the solution plot."""
+    from sciflow.models.causal_pinn.evaluate import evaluate, lorenz_reference, reference, relative_l2
+    from sciflow.models.causal_pinn.problems import make_problem
 
+    problem = make_problem(cfg.problem, cfg.t_final)
+    if problem.name == "lorenz63":
+        t = torch.linspace(*problem.t_span, 201, dtype=torch.float64)
+        with torch.no_grad():
+            pred = predict(t[:, None].to(_dtype(cfg))).double()
+        ref = lorenz_reference(problem, t)
+        return {"rel_l2": relative_l2(pred, ref), "max_abs": float((pred - ref).abs().max())}, None
+    ref = reference(problem)
+    return evaluate(predict, ref, dtype=_dtype(cfg)), ref
+
+
+def progress(state: Mapping[str, Any]) -> dict[str, Any]:
+    """The run's progress and cost from its loop state (one window, or a time-marching run)."""
+    out: dict[str, Any] = {"phase": state["phase"], "steps": int(state["step"]),
+                           "train_cpu_s": float(state["cpu_s"]), "train_wall_s": float(state["wall_s"])}
+    if state.get("kind") == "march":
+        hists = state["histories"]
+        return {**out, "windows_done": len(state["windows"]),
+                "final_loss": hists[-1]["total"][-1] if hists and hists[-1]["total"] else None}
     block = state["lbfgs_block"]
-    out: dict[str, Any] = {
-        "problem": model.cfg.problem, "phase": state["phase"], "steps": int(state["step"]),
-        "adam_steps": int(state["adam_steps"]),
-        "lbfgs_iterations": int(state["lbfgs_done"]) + (int(block["done"]) if block else 0),
-        "train_cpu_s": float(state["cpu_s"]), "train_wall_s": float(state["wall_s"]),
-        "final_loss": state["history"]["total"][-1] if state["history"]["total"] else None}
-    if ref is None:
-        return {**out, "rel_l2": None}
-    return {**out, **evaluate(model.predict, ref, dtype=next(model.parameters()).dtype)}
+    return {**out, "adam_steps": int(state["adam_steps"]),
+            "lbfgs_iterations": int(state["lbfgs_done"]) + (int(block["done"]) if block else 0),
+            "final_loss": state["history"]["total"][-1] if state["history"]["total"] else None}
 
 
-def _plots(model, state: Mapping[str, Any], run_dir: Path, ref=None) -> None:
-    """``losses.png``, ``causal_weights.png`` (causal runs) and ``solution.png`` (with a reference)."""
+def _plots(cfg, predict, state: Mapping[str, Any], run_dir: Path, ref=None) -> None:
+    """``losses.png`` and ``causal_weights.png`` (causal runs; the last window of a time-marching
+    run) and ``solution.png`` (grid references; the last channel, e.g. the vorticity)."""
     from sciflow.models.causal_pinn import History
     from sciflow.models.causal_pinn.evaluate import predict_grid
     from sciflow.models.causal_pinn.plots import plot_causal_weights, plot_losses, plot_solution
 
-    hist = History(**state["history"])
+    hist = History(**(state["histories"][-1] if state.get("kind") == "march" else state["history"]))
     plot_losses(hist, run_dir / "losses.png")
-    if model.cfg.causal:
+    if cfg.causal:
         plot_causal_weights(hist, run_dir / "causal_weights.png")
     if ref is not None:
-        pred = predict_grid(model.predict, ref, next(model.parameters()).dtype)
-        plot_solution(pred, ref, run_dir / "solution.png", title=model.cfg.problem)
+        plot_solution(predict_grid(predict, ref, _dtype(cfg)), ref, run_dir / "solution.png",
+                      channel=ref.values.shape[-1] - 1, title=cfg.problem)
 
 
 def train_pinn(config: str | Path, overrides: Sequence[str], run_dir: str | Path | None,
@@ -93,14 +103,10 @@ def train_pinn(config: str | Path, overrides: Sequence[str], run_dir: str | Path
     """Train a causal-PINN config into ``run_dir`` (default ``runs/<config name>``); returns and
     writes the metrics. Without ``resume`` a folder that already holds checkpoints is refused (its
     newer checkpoints would shadow the new run's)."""
-    from sciflow.models.causal_pinn import CausalPINN, train
+    from sciflow.models.causal_pinn import CausalPINN, march, train
     from sciflow.models.causal_pinn.train import resume_mismatch
 
     cfg = load_pinn_config(config, overrides)
-    if cfg.time_windows > 1:
-        raise ConfigError(f"time_windows = {cfg.time_windows}: time-marching (causal_pinn.march, one model per "
-                          "window) is not run by `sciflow train`; train one window with time_windows=1, or "
-                          "march in Python / with `sciflow benchmark pinn_problems`")
     run_dir = Path(run_dir) if run_dir is not None else Path("runs") / config_path(config).stem
     ckpts = CheckpointManager(run_dir / "checkpoints", KEEP_LAST)
     state = None
@@ -118,7 +124,6 @@ def train_pinn(config: str | Path, overrides: Sequence[str], run_dir: str | Path
     tmp = run_dir / "config.yaml.tmp"
     tmp.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     tmp.replace(run_dir / "config.yaml")
-    model = CausalPINN(cfg)
     final: dict[str, Any] = {}
 
     def on_checkpoint(s: dict[str, Any]) -> None:
@@ -126,12 +131,19 @@ def train_pinn(config: str | Path, overrides: Sequence[str], run_dir: str | Path
         final.update(s)
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    train(model, device=device, checkpoint_every=cfg.check_every, on_checkpoint=on_checkpoint, resume_state=state)
+    kw = dict(device=device, checkpoint_every=cfg.check_every, on_checkpoint=on_checkpoint, resume_state=state)
+    if cfg.time_windows > 1:
+        predictor = march(cfg, **kw)
+        for m in predictor.models:
+            m.to("cpu")
+    else:
+        predictor = CausalPINN(cfg)
+        train(predictor, **kw)
+        predictor.to("cpu")
     final = final or state  # a finished run resumed: nothing new was written
-    model.to("cpu")
-    ref = _reference(model.problem)
-    metrics = pinn_metrics(model, final, ref)
-    _plots(model, final, run_dir, ref)
+    errors, ref = score(cfg, predictor.predict)
+    metrics = {"problem": cfg.problem, **progress(final), **errors}
+    _plots(cfg, predictor.predict, final, run_dir, ref)
     _write_json(metrics, run_dir / "metrics.json")
     return metrics
 
@@ -139,7 +151,7 @@ def train_pinn(config: str | Path, overrides: Sequence[str], run_dir: str | Path
 def evaluate_pinn(run_dir: str | Path, uq: str | None = None, overrides: Sequence[str] = ()) -> dict[str, Any]:
     """Reload the newest checkpoint of a causal-PINN run and score it like training did; writes
     ``eval_pinn.json``. A PINN is deterministic: ``--uq`` and ``eval.*`` overrides do not apply."""
-    from sciflow.models.causal_pinn import CausalPINN
+    from sciflow.models.causal_pinn import CausalPINN, march
     from sciflow.models.causal_pinn.train import resume_mismatch
 
     if uq is not None or overrides:
@@ -155,9 +167,14 @@ def evaluate_pinn(run_dir: str | Path, uq: str | None = None, overrides: Sequenc
     state, path = found
     if (why := resume_mismatch(cfg, state)) is not None:
         raise ConfigError(f"{str(path)!r} does not belong to {str(run_dir / 'config.yaml')!r}: {why}")
-    model = CausalPINN(cfg).to(dtype=torch.float64 if cfg.dtype == "float64" else torch.float32)
-    model.load_state_dict(state["model"])
-    metrics = {**pinn_metrics(model, state, _reference(model.problem)), "checkpoint": str(path)}
+    if state.get("kind") == "march":
+        if state["phase"] != "done":
+            raise ConfigError(f"{str(path)!r}: the time-marching run stopped in window {len(state['windows']) + 1} "
+                              f"of {cfg.time_windows}; finish it with `sciflow train ... --resume`")
+        predictor = march(cfg, resume_state=state)  # every window finished: reloads, trains nothing
+    else:
+        predictor = CausalPINN(cfg).to(dtype=_dtype(cfg))
+        predictor.load_state_dict(state["model"])
+    metrics = {"problem": cfg.problem, **progress(state), **score(cfg, predictor.predict)[0], "checkpoint": str(path)}
     _write_json(metrics, run_dir / "eval_pinn.json")
     return metrics
-

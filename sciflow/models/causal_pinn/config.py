@@ -17,7 +17,9 @@ class Config:
     published sizes (4 x 256 modified MLP, 1e5-3e5 Adam steps, N_t = 32, eps = 1.0).
 
     Problem and network:
-        problem: key of :data:`~sciflow.models.causal_pinn.problems.PROBLEMS`.
+        problem: key of :data:`~sciflow.models.causal_pinn.problems.PROBLEMS`; t_final: end of
+            its time span (``None``: the problem's default; KS, Navier–Stokes and Lorenz only,
+            Burgers and Allen–Cahn are fixed by their reference data).
         architecture: ``"mlp"`` or ``"modified_mlp"``; width, depth; tanh, Glorot.
         periodic_embedding, n_harmonics: exact periodic embedding of periodic axes.
         periodic_bc_loss: with ``periodic_embedding=False``, impose periodicity of periodic axes
@@ -55,6 +57,7 @@ class Config:
     """
 
     problem: str = "burgers"
+    t_final: float | None = None
     architecture: Literal["mlp", "modified_mlp"] = "mlp"
     width: int = 128
     depth: int = 4
@@ -103,10 +106,15 @@ class Config:
 
     def __post_init__(self) -> None:
         check_choices(self)  # architecture, dtype
-        from sciflow.models.causal_pinn.problems import PROBLEMS  # (problems imports nothing of Config)
+        from sciflow.models.causal_pinn.problems import PROBLEMS, has_t_final  # (imports nothing of Config)
 
         if self.problem not in PROBLEMS:
             raise ValueError(f"Config.problem={self.problem!r}: unknown problem; choose one of {sorted(PROBLEMS)}")
+        if self.t_final is not None and not self.t_final > 0:
+            raise ValueError(f"Config.t_final must be > 0, got {self.t_final}")
+        if self.t_final is not None and not has_t_final(self.problem):
+            raise ValueError(f"Config.t_final={self.t_final}: problem {self.problem!r} has a fixed time span "
+                             "(set by its reference data)")
         for name in ("width", "depth", "n_chunks", "n_interior"):
             if getattr(self, name) < 1:
                 raise ValueError(f"Config.{name} must be >= 1, got {getattr(self, name)}")

@@ -24,7 +24,7 @@ from sciflow.models.causal_pinn.causal import causal_weights, chunk_losses, sort
 from sciflow.models.causal_pinn.config import Config
 from sciflow.models.causal_pinn.derivatives import ENGINES
 from sciflow.models.causal_pinn.network import make_network
-from sciflow.models.causal_pinn.problems import PROBLEMS, Problem
+from sciflow.models.causal_pinn.problems import PROBLEMS, Problem, make_problem
 
 
 class CausalPINN(SciflowModel):
@@ -45,7 +45,7 @@ class CausalPINN(SciflowModel):
         if cfg.problem not in PROBLEMS and problem is None:
             raise ValueError(f"unknown problem {cfg.problem!r}; known: {sorted(PROBLEMS)}")
         self.cfg = cfg
-        problem = problem if problem is not None else PROBLEMS[cfg.problem]()
+        problem = problem if problem is not None else make_problem(cfg.problem, cfg.t_final)
         # (input axis, lo, hi) of the periodic axes imposed by soft loss terms (Raissi et al.)
         self.periodic_loss_axes: tuple[tuple[int, float, float], ...] = ()
         if not cfg.periodic_embedding and any(problem.periodic):

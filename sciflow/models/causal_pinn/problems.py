@@ -28,6 +28,7 @@ Problems (Wang, Sankaran & Perdikaris 2022, sections 4-5, and the official code)
 
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass, field, replace
 from typing import Callable
@@ -245,12 +246,27 @@ def lorenz63(state0: tuple[float, float, float] = (1.0, 1.0, 1.0), t_final: floa
         parameters={"sigma": sigma, "rho": rho, "beta": beta})
 
 
-PROBLEMS: dict[str, Callable[[], Problem]] = {
+PROBLEMS: dict[str, Callable[..., Problem]] = {
     "burgers": burgers,
     "allen_cahn": allen_cahn,
     "kuramoto_sivashinsky": kuramoto_sivashinsky,
-    "kuramoto_sivashinsky_chaotic": lambda: kuramoto_sivashinsky("chaotic"),
+    "kuramoto_sivashinsky_chaotic": lambda t_final=1.0: kuramoto_sivashinsky("chaotic", t_final),
     "navier_stokes": navier_stokes,
-    "navier_stokes_modes": lambda: navier_stokes(modes=NS_MODES),
+    "navier_stokes_modes": lambda t_final=1.0: navier_stokes(modes=NS_MODES, t_final=t_final),
     "lorenz63": lorenz63,
 }
+
+
+def has_t_final(name: str) -> bool:
+    """Whether problem ``name`` takes a ``t_final`` (Burgers and Allen–Cahn are fixed by their
+    reference data to ``t`` in ``[0, 1]``)."""
+    return "t_final" in inspect.signature(PROBLEMS[name]).parameters
+
+
+def make_problem(name: str, t_final: float | None = None) -> Problem:
+    """The problem ``name`` of :data:`PROBLEMS`, on ``[0, t_final]`` if given (else its default)."""
+    if t_final is None:
+        return PROBLEMS[name]()
+    if not has_t_final(name):
+        raise ValueError(f"problem {name!r} has a fixed time span; t_final does not apply")
+    return PROBLEMS[name](t_final=t_final)

@@ -29,7 +29,7 @@ from sciflow.models.causal_pinn.balancing import GradNormBalancer
 from sciflow.models.causal_pinn.causal import AnnealedEpsilon, FixedEpsilon
 from sciflow.models.causal_pinn.config import Config
 from sciflow.models.causal_pinn.model import CausalPINN
-from sciflow.models.causal_pinn.problems import PROBLEMS, Problem
+from sciflow.models.causal_pinn.problems import Problem, make_problem
 
 
 @dataclass
@@ -92,7 +92,7 @@ def resume_mismatch(cfg: Config, state: Mapping[str, Any]) -> str | None:
     """Why ``state`` cannot resume a run of ``cfg``: not a :func:`train` state, or written for
     another :class:`Config` (the first differing field is named); ``None`` if it can."""
     saved = state.get("config") if isinstance(state, Mapping) else None
-    if not isinstance(saved, Mapping) or state.get("phase") not in ("adam", "lbfgs", "done"):
+    if not isinstance(saved, Mapping) or state.get("phase") not in ("adam", "lbfgs", "march", "done"):
         return "not a causal-PINN training state (no 'config' and 'phase' entries)"
     now = asdict(cfg)
     for key, value in now.items():
@@ -179,6 +179,8 @@ def train(model: CausalPINN, *, device: torch.device | str = "cpu",
     if resume_state is not None:
         if (why := resume_mismatch(cfg, resume_state)) is not None:
             raise ValueError(f"cannot resume: {why}")
+        if resume_state.get("kind") == "march":
+            raise ValueError("cannot resume: a time-marching state (resume it with march)")
         s = resume_state
         model.load_state_dict(s["model"])
         opt.load_state_dict(s["adam"])
@@ -311,7 +313,7 @@ class MarchedSolution:
     @torch.no_grad()
     def predict(self, points: Tensor) -> Tensor:
         """``(N, dim)`` global-time points -> ``(N, channels)``."""
-        t = points[:, 0]
+        t = points[:, 0].contiguous()
         k = torch.bucketize(t, torch.tensor(self.edges[1:-1], dtype=t.dtype, device=t.device), right=False)
         out = None
         for i, m in enumerate(self.models):
@@ -329,31 +331,80 @@ class MarchedSolution:
 
 def march(cfg: Config, problem: Problem | None = None, *, device: torch.device | str = "cpu",
           time_budget_s: float | None = None,
-          callback: Callable[[int, CausalPINN, History], bool | None] | None = None) -> MarchedSolution:
+          callback: Callable[[int, CausalPINN, History], bool | None] | None = None,
+          checkpoint_every: int | None = None,
+          on_checkpoint: Callable[[dict[str, Any]], None] | None = None,
+          resume_state: Mapping[str, Any] | None = None) -> MarchedSolution:
     """Time-marching (paper section 4): split ``t_span`` into ``cfg.time_windows`` windows; train
     one causal PINN per window on local time ``[0, dt]`` with the previous window's prediction at
     its end time as initial condition (exact: the previous network is evaluated, not
     interpolated). ``warm_start`` initialises each window from the previous parameters.
     ``time_budget_s`` (CPU seconds) is shared by the windows: each gets an equal part of what is
     left; ``callback`` is passed to every window's :func:`train` (returning True ends that window).
+
+    Checkpoints as in :func:`train`: ``on_checkpoint`` receives ``{"kind": "march", "phase":
+    "march" | "done", "step"`` (steps of all windows so far), ``"windows"`` (``state_dict`` s of the
+    finished windows), ``"histories"``, ``"window_steps"``, ``"window"`` (the current window's
+    :func:`train` state), ``"window_budget_s"``, ``"cpu_s"``, ``"wall_s"``, ``"config"}``;
+    ``resume_state`` continues from it, bit for bit (the finished windows are reloaded and their
+    end states handed on as before; the current window resumes inside :func:`train`).
     """
-    problem = problem if problem is not None else PROBLEMS[cfg.problem]()
+    if (checkpoint_every is None) != (on_checkpoint is None):
+        raise ValueError("checkpoint_every and on_checkpoint must be given together")
+    problem = problem if problem is not None else make_problem(cfg.problem, cfg.t_final)
     t0, t1 = problem.t_span
     n = cfg.time_windows
     edges = [t0 + (t1 - t0) * k / n for k in range(n + 1)]
     dt = edges[1] - edges[0]
-    models, hists = [], []
-    start = time.process_time()
+    models, hists, window_steps = [], [], []
+    finished, current, budget_now, spent_cpu, spent_wall = [], None, None, 0.0, 0.0
+    if resume_state is not None:
+        if (why := resume_mismatch(cfg, resume_state)) is not None:
+            raise ValueError(f"cannot resume: {why}")
+        if resume_state.get("kind") != "march":
+            raise ValueError("cannot resume: not a time-marching state (resume it with train)")
+        s = resume_state
+        finished, current, budget_now = s["windows"], s["window"], s["window_budget_s"]
+        hists = [History(**_copy(h)) for h in s["histories"]]
+        window_steps = [int(k) for k in s["window_steps"]]
+        spent_cpu, spent_wall = float(s["cpu_s"]), float(s["wall_s"])
+    start, wall0 = time.process_time() - spent_cpu, time.perf_counter() - spent_wall
     ic, hard = problem.initial_condition, problem.hard_ic
+
+    def checkpoint(window: dict[str, Any] | None, budget: float | None, phase: str = "march") -> None:
+        on_checkpoint(_copy({
+            "kind": "march", "phase": phase, "config": asdict(cfg),
+            "step": sum(window_steps) + (int(window["step"]) if window is not None else 0),
+            "windows": [m.state_dict() for m in models], "histories": [asdict(h) for h in hists],
+            "window_steps": list(window_steps), "window": window, "window_budget_s": budget,
+            "cpu_s": time.process_time() - start, "wall_s": time.perf_counter() - wall0}))
+
     for k in range(n):
         sub = problem.window(0.0, dt, initial_condition=ic, hard_ic=hard)
         model = CausalPINN(cfg, sub)
-        if cfg.warm_start and models:
-            state = {k_: v for k_, v in models[-1].state_dict().items() if k_ != "net.hard_ic"}
-            model.load_state_dict(state, strict=False)
-        left = None if time_budget_s is None else max(0.0, time_budget_s - (time.process_time() - start)) / (n - k)
-        hists.append(train(model, device=device, time_budget_s=left, callback=callback))
+        if k < len(finished):  # done before the interruption
+            model.to(device=device, dtype=_dtype(cfg)).load_state_dict(finished[k])  # cast first: no rounding
+        else:
+            if cfg.warm_start and models:
+                state = {k_: v for k_, v in models[-1].state_dict().items() if k_ != "net.hard_ic"}
+                model.load_state_dict(state, strict=False)
+            left = budget_now if current is not None else None if time_budget_s is None else \
+                max(0.0, time_budget_s - (time.process_time() - start)) / (n - k)
+            last: dict[str, Any] = {}
+
+            def save(w: dict[str, Any], left=left, last=last) -> None:
+                last["step"] = int(w["step"])
+                if w["phase"] != "done":  # the window's end is saved below, with the window counted
+                    checkpoint(w, left)
+
+            hists.append(train(model, device=device, time_budget_s=left, callback=callback,
+                               checkpoint_every=checkpoint_every, on_checkpoint=save if on_checkpoint else None,
+                               resume_state=current))
+            current = None
+            window_steps.append(last.get("step", hists[-1].step[-1] + 1 if hists[-1].step else 0))
         models.append(model)
+        if on_checkpoint is not None and k >= len(finished):
+            checkpoint(None, None, "done" if k == n - 1 else "march")
         prev = model
         if problem.hard_ic is not None:
             end = torch.tensor([[dt]], dtype=next(prev.parameters()).dtype, device=device)

@@ -11,7 +11,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from sciflow.models.causal_pinn import CausalPINN, Config, train
+from sciflow.models.causal_pinn import CausalPINN, Config, march, train
 from sciflow.models.causal_pinn.train import resume_mismatch
 
 TINY = Config(problem="burgers", width=8, depth=2, n_interior=64, n_chunks=8, n_initial=16, n_boundary=16,
@@ -120,3 +120,49 @@ def test_resume_from_another_config_names_the_first_differing_key() -> None:
     assert "not a causal-PINN training state" in resume_mismatch(cfg, {"step": 3, "model": {}})
     with pytest.raises(ValueError, match="checkpoint_every and on_checkpoint"):
         train(CausalPINN(cfg), checkpoint_every=5)
+
+
+def _march(cfg: Config, stop_at: int | None = None, boundary: bool = False, **kw):
+    """:func:`march` with a checkpoint every step; ``stop_at``: raise after the checkpoint of that step
+    (``boundary``: the one written after a window has ended, not the window's own last one)."""
+    states = []
+
+    def on_checkpoint(state: dict) -> None:
+        states.append(_saved(state))
+        if state["step"] == stop_at and (state["window"] is None) == boundary:
+            raise Interrupted
+
+    try:
+        sol = march(cfg, checkpoint_every=1, on_checkpoint=on_checkpoint, **kw)
+    except Interrupted:
+        sol = None
+    return sol, states
+
+
+@pytest.mark.parametrize("problem, stop_at, boundary", [("burgers", 13, False), ("burgers", 10, False),
+                                                      ("burgers", 10, True), ("lorenz63", 13, False)])
+def test_time_marching_resume_is_bit_exact(problem: str, stop_at: int, boundary: bool) -> None:
+    """Three windows of 5 Adam steps (+ 3 L-BFGS iterations for Lorenz): interrupted inside the
+    third window (step 13), at the last step of the second (10) or after it ended, or before the
+    L-BFGS finish of the second Lorenz window (13), and resumed. The finished windows are reloaded and hand on the same initial condition (a network
+    evaluation for Burgers, the hard initial state for Lorenz); every window ends bit for bit."""
+    torch.set_num_threads(1)
+    cfg = replace(TINY, problem=problem, steps=5, time_windows=3, anneal=False, warm_start=True,
+                  lbfgs_steps=3 if problem == "lorenz63" else 0,
+                  **({"n_initial": 0, "n_boundary": 0, "periodic_embedding": False, "balance": False}
+                     if problem == "lorenz63" else {}))
+    ref = march(cfg)
+    sol, states = _march(cfg, stop_at=stop_at, boundary=boundary)
+    assert sol is None and states[-1]["kind"] == "march" and states[-1]["step"] == stop_at
+    assert len(states[-1]["windows"]) == (1 if problem == "lorenz63" or stop_at == 10 and not boundary else 2)
+    assert (states[-1]["window"] is None) == boundary
+    resumed, later = _march(cfg, resume_state=states[-1])
+    for a, b in zip(ref.models, resumed.models):
+        _assert_same(a, b)
+    assert [h.total for h in resumed.histories] == [h.total for h in ref.histories]
+    assert later[-1]["phase"] == "done" and len(later[-1]["windows"]) == 3
+    t = torch.linspace(0.0, 0.99 * ref.edges[-1], 7, dtype=torch.float64)[:, None]
+    pts = t if problem == "lorenz63" else torch.cat([t, torch.zeros_like(t)], 1)
+    assert torch.equal(ref.predict(pts), resumed.predict(pts))
+    with pytest.raises(ValueError, match="not a time-marching state"):
+        march(cfg, resume_state=_run(replace(cfg, time_windows=1), stop_at=2)[2][-1] | {"config": states[-1]["config"]})
