@@ -74,8 +74,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(f"{name}:")
         if not entries:
             print("  (none registered yet)")
+        width = max([24, *(len(k) + 1 for k in entries)])  # one aligned column per section
         for k, doc in entries.items():
-            print(f"  {k:<24} {doc}")
+            print(f"  {k:<{width}} {doc}")
     return 0
 
 
