@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,24 @@ TINY = ["width=8", "depth=2", "steps=20", "n_interior=64", "n_chunks=8", "n_init
 
 class Interrupted(BaseException):  # like KeyboardInterrupt: not caught as a usage error
     pass
+
+
+@contextmanager
+def _crash_after(monkeypatch, step: int):
+    """The process 'dies' (:class:`Interrupted`) right after the checkpoint of ``step`` is written."""
+    save = CheckpointManager.save
+
+    def crashing(self, state):
+        path = save(self, state)
+        if state["step"] == step:
+            raise Interrupted
+        return path
+
+    monkeypatch.setattr(CheckpointManager, "save", crashing)
+    try:
+        yield
+    finally:
+        monkeypatch.setattr(CheckpointManager, "save", save)
 
 
 def _train(run: Path, *extra: str) -> int:
@@ -42,18 +61,8 @@ def test_train_interrupt_resume_evaluate(tmp_path: Path, monkeypatch, capsys) ->
     assert [p.name for p in CheckpointManager(ref / "checkpoints").paths()] == \
         ["ckpt-00000020.pt", "ckpt-00000120.pt", "ckpt-00000140.pt"]
 
-    save = CheckpointManager.save
-
-    def crash_after_120(self, state):  # the process dies right after the checkpoint inside L-BFGS
-        path = save(self, state)
-        if state["step"] == 120:
-            raise Interrupted
-        return path
-
-    monkeypatch.setattr(CheckpointManager, "save", crash_after_120)
-    with pytest.raises(Interrupted):
+    with pytest.raises(Interrupted), _crash_after(monkeypatch, 120):  # the checkpoint inside L-BFGS
         _train(run)
-    monkeypatch.setattr(CheckpointManager, "save", save)
     assert not (run / "metrics.json").exists()
     capsys.readouterr()
     assert _train(run) == 2  # a used folder without --resume
@@ -108,18 +117,8 @@ def test_time_marching_run_interrupt_resume_evaluate(tmp_path: Path, monkeypatch
     assert (metrics["phase"], metrics["steps"], metrics["windows_done"]) == ("done", 36, 3)
     assert math.isfinite(metrics["rel_l2"]) and metrics["max_abs"] > 0
 
-    save = CheckpointManager.save
-
-    def crash_after_20(self, state):
-        path = save(self, state)
-        if state["step"] == 20:
-            raise Interrupted
-        return path
-
-    monkeypatch.setattr(CheckpointManager, "save", crash_after_20)
-    with pytest.raises(Interrupted):
+    with pytest.raises(Interrupted), _crash_after(monkeypatch, 20):
         main(["train", "pinn_lorenz63", "--run-dir", str(run), *LORENZ])
-    monkeypatch.setattr(CheckpointManager, "save", save)
     capsys.readouterr()
     assert main(["evaluate", str(run)]) == 2
     assert "stopped in window 2 of 3" in capsys.readouterr().err
