@@ -104,8 +104,7 @@ def main(argv=None) -> None:
     head = runs[variants[0]]
     median = sorted(head, key=lambda r: r["rel_l2"])[(len(head) - 1) // 2]
     model = CausalPINN(replace(SCALES[args.scale], seed=median["seed"], **VARIANTS[variants[0]]))
-    model.load_state_dict(median["state"])
-    model.to(dtype=next(iter(median["state"].values())).dtype)
+    model.load_state_dict(median["state"])  # the Config it was trained with (CPU weights)
     ref = reference(model.problem)
     figs = RESULTS / "figures"
     plot_solution(predict_grid(model.predict, ref), ref, figs / f"pinn_burgers_{args.scale}_solution.png",

@@ -228,35 +228,30 @@ def test_batch_round_trip_to_the_host_is_complete() -> None:
         torch.testing.assert_close(host.values, b.values.cpu(), rtol=0, atol=0)
 
 
-def test_causal_pinn_march_checkpoint_resume_on_device() -> None:
+def test_causal_pinn_march_checkpoint_resume_on_device(tmp_path) -> None:
     """Time marching with checkpoints on the device: a run stopped inside the second of two
-    windows (Adam, then an L-BFGS finish) and resumed from its saved state (loaded to the host, as
-    ``sciflow train --resume`` does) ends with the uninterrupted run's parameters."""
-    import io
-    from dataclasses import replace
-
+    windows (Adam, then an L-BFGS finish) and resumed from its newest checkpoint file (loaded to
+    the host, as ``sciflow train --resume`` does) ends with the uninterrupted run's parameters."""
     from sciflow.models.causal_pinn import Config, march
+    from sciflow.training.checkpoint import CheckpointManager
 
     cfg = Config(problem="burgers", width=8, depth=2, n_interior=64, n_chunks=8, n_initial=16, n_boundary=16,
                  steps=6, lbfgs_steps=4, check_every=3, time_windows=2, dtype="float64")
     ref = march(cfg, device=DEV)
-    states = []
+    ckpts = CheckpointManager(tmp_path)
 
     class Stop(Exception):
         pass
 
     def save(state: dict) -> None:
-        buf = io.BytesIO()
-        torch.save(state, buf)
-        buf.seek(0)
-        states.append(torch.load(buf, map_location="cpu", weights_only=True))
+        ckpts.save(state)
         if state["step"] == 13:
             raise Stop
 
     with pytest.raises(Stop):
         march(cfg, device=DEV, checkpoint_every=1, on_checkpoint=save)
-    resumed = march(replace(cfg), device=DEV, checkpoint_every=1, on_checkpoint=lambda s: None,
-                    resume_state=states[-1])
+    state, _ = ckpts.load_latest()
+    resumed = march(cfg, device=DEV, checkpoint_every=1, on_checkpoint=ckpts.save, resume_state=state)
     for a, b in zip(ref.models, resumed.models):
         for k, v in a.state_dict().items():
             _on_device(v)

@@ -11,7 +11,8 @@ from sciflow.models.causal_pinn.derivatives import (ENGINES, Derivatives, Forwar
 from sciflow.models.causal_pinn.model import CausalPINN
 from sciflow.models.causal_pinn.network import PINNNetwork
 from sciflow.models.causal_pinn.problems import PROBLEMS, Problem
-from sciflow.models.causal_pinn.train import History, MarchedSolution, march, train
+from sciflow.models.causal_pinn.marching import MarchedSolution, march
+from sciflow.models.causal_pinn.train import History, train
 
 __all__ = ["AnnealedEpsilon", "CausalPINN", "Config", "Derivatives", "ENGINES", "FixedEpsilon",
            "ForwardJVP", "History", "MarchedSolution", "NestedAutograd", "PINNNetwork", "PROBLEMS",

@@ -21,7 +21,7 @@ from sciflow.models.causal_pinn.evaluate import GridReference, evaluate, seed_en
 from sciflow.models.causal_pinn.network import make_network
 from sciflow.models.causal_pinn.problems import (allen_cahn, burgers, fourier_mode_ic, lorenz63,
                                                  navier_stokes)
-from sciflow.models.causal_pinn.train import MarchedSolution
+from sciflow.models.causal_pinn.marching import MarchedSolution
 
 F64 = torch.float64
 
