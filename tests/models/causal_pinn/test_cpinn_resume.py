@@ -166,3 +166,20 @@ def test_time_marching_resume_is_bit_exact(problem: str, stop_at: int, boundary:
     assert torch.equal(ref.predict(pts), resumed.predict(pts))
     with pytest.raises(ValueError, match="not a time-marching state"):
         march(cfg, resume_state=_run(replace(cfg, time_windows=1), stop_at=2)[2][-1] | {"config": states[-1]["config"]})
+
+
+def test_float64_warm_start_hands_on_the_previous_window_unrounded(monkeypatch) -> None:
+    """``warm_start``: each window starts from the previous window's trained parameters exactly
+    (loading float64 weights into a model not yet cast would round them through float32)."""
+    import sciflow.models.causal_pinn.marching as marching
+
+    starts = []
+
+    def recording_train(model, **kw):
+        starts.append({k: v.clone() for k, v in model.state_dict().items()})
+        return train(model, **kw)
+
+    monkeypatch.setattr(marching, "train", recording_train)
+    a, _ = march(replace(TINY, steps=3, time_windows=2, warm_start=True)).models
+    for k, v in a.state_dict().items():
+        assert v.dtype == torch.float64 and torch.equal(v, starts[1][k]), k
