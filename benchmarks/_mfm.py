@@ -1,5 +1,6 @@
-"""Shared plumbing of the meta-flow-matching benchmarks: configs, a plain training loop with
-validation-based model selection, population metrics, side-by-side plots.
+"""Shared plumbing of the meta-flow-matching benchmarks: configs, the library's training loop
+(:func:`sciflow.models.meta_flow_matching.train`) selecting on validation W2, the comparison of
+MFM / FM / CGFM, side-by-side plots.
 
 Model selection uses the validation split only; the test split is evaluated once, with the
 selected state. Metrics per held-out population, then averaged over populations; seeds are
@@ -15,8 +16,6 @@ Budgets are process CPU seconds (``time.process_time``, one torch thread).
 from __future__ import annotations
 
 import argparse
-import copy
-import math
 import dataclasses
 import statistics
 import time
@@ -27,11 +26,15 @@ import torch
 import yaml
 
 from sciflow.data.batches import PopulationBatch
-from sciflow.models.meta_flow_matching import Config, MetaFlowMatching
-from sciflow.uq.distances import energy_distance, mmd, wasserstein_exact
+from sciflow.models.meta_flow_matching import (Config, MetaFlowMatching, TrainConfig, init_model, predict,
+                                               subsample)
+from sciflow.models.meta_flow_matching import train as fit
+from sciflow.models.meta_flow_matching.config import METHOD_NAMES
+from sciflow.models.meta_flow_matching.plots import plot_side_by_side
+from sciflow.uq.distances import mean_population_metrics as mean_metrics
 
 CONFIGS = Path(__file__).resolve().parents[1] / "sciflow" / "configs"
-METHODS = {"MFM": "population", "FM": "none", "CGFM": "population_id"}
+METHODS = {name: conditioning for conditioning, name in METHOD_NAMES.items()}  # MFM, FM, CGFM
 METRICS = ("W1", "W2", "MMD", "energy")
 
 
@@ -73,97 +76,16 @@ def model_config(section: dict[str, Any], conditioning: str, num_populations: in
                   num_populations=num_populations if conditioning == "population_id" else 0)
 
 
-def population_metrics(pred: torch.Tensor, true: torch.Tensor) -> dict[str, float]:
-    """W1, W2 (exact, Hungarian), RBF-MMD^2 (5 bandwidths x median distance), energy distance
-    between two ``(n, dim)`` point clouds, from :mod:`sciflow.uq.distances`."""
-    pred, true = pred.double(), true.double()
-    return {"W1": float(wasserstein_exact(pred, true, p=1)),
-            "W2": float(wasserstein_exact(pred, true, p=2)),
-            "MMD": float(mmd(pred, true)),
-            "energy": float(energy_distance(pred, true))}
-
-
-def mean_metrics(preds: torch.Tensor, trues: torch.Tensor) -> dict[str, float]:
-    per = [population_metrics(p, t) for p, t in zip(preds, trues)]
-    return {k: statistics.fmean(m[k] for m in per) for k in per[0]}
-
-
-@torch.no_grad()
-def predict(model: MetaFlowMatching, batch: PopulationBatch, chunk: int = 16) -> torch.Tensor:
-    model.eval()
-    out = [model.transport(batch.index(slice(i, i + chunk)))[0] for i in range(0, len(batch), chunk)]
-    return torch.cat(out)
-
-
-def subsample(batch: PopulationBatch, pops: torch.Tensor, n: int, g: torch.Generator) -> PopulationBatch:
-    """Populations ``pops`` with ``n`` random points each (the same points in source and target)."""
-    N = batch.source.shape[1]
-    if n >= N:
-        return batch.index(pops)
-    idx = torch.stack([torch.randperm(N, generator=g)[:n] for _ in range(len(pops))])
-    gather = lambda x: torch.gather(x[pops], 1, idx[..., None].expand(-1, -1, x.shape[-1]))  # noqa: E731
-    return PopulationBatch(source=gather(batch.source), target=gather(batch.target),
-                           population_id=batch.population_id[pops])
-
-
-def random_rotation(batch: PopulationBatch, g: torch.Generator) -> PopulationBatch:
-    """Each 2-D population (source and target together) rotated by its own uniform angle about
-    the origin: for rotation-invariant families such as Letters, an unlimited supply of training
-    populations instead of a fixed set of rotations per letter."""
-    if batch.source.shape[-1] != 2:
-        raise ValueError(f"augment_rotation needs 2-D populations, got dim {batch.source.shape[-1]}")
-    theta = 2 * math.pi * torch.rand(batch.source.shape[0], generator=g)
-    c, s = torch.cos(theta), torch.sin(theta)
-    rot = torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], -2).to(batch.source.dtype)  # (B, 2, 2)
-    turn = lambda x: x @ rot.transpose(1, 2)  # noqa: E731
-    return PopulationBatch(source=turn(batch.source), target=turn(batch.target), population_id=batch.population_id)
-
-
 def train(cfg: Config, train_set: PopulationBatch, val_set: PopulationBatch, tcfg: dict[str, Any],
           seed: int, log=print) -> tuple[MetaFlowMatching, dict[str, Any]]:
-    """Adam on the joint loss (encoder + field), validation W2 every ``eval_every`` steps.
-
-    ``tcfg["selection"]``: ``"last"`` (default, as the official code, which uses no early
-    stopping) keeps the final state and uses the validation history for monitoring only;
-    ``"best_val"`` keeps the state with the best validation W2. The test split is never seen.
-    """
-    selection = tcfg.get("selection", "last")
-    if selection not in ("last", "best_val"):
-        raise ValueError(f"selection must be 'last' or 'best_val', got {selection!r}")
-    torch.manual_seed(seed)  # parameter initialisation of this run (benchmark script, not library)
-    model = MetaFlowMatching(cfg)
-    opt = torch.optim.Adam(model.parameters(), lr=float(tcfg["lr"]))
-    # cosine decay to lr_final_fraction x lr over the run (constant when the key is absent)
-    final = float(tcfg.get("lr_final_fraction", 1.0))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: final + (1 - final) * 0.5 * (
-        1 + math.cos(math.pi * min(s / max(int(tcfg["steps"]), 1), 1.0))))
-    g = torch.Generator().manual_seed(seed)
-    best, best_state, history = float("inf"), None, []
-    t0, c0 = time.perf_counter(), time.process_time()
-    losses = []
-    for step in range(1, int(tcfg["steps"]) + 1):
-        model.train()
-        pops = torch.randperm(len(train_set), generator=g)[: int(tcfg["populations_per_step"])]
-        batch = subsample(train_set, pops, int(tcfg["points_per_population"]), g)
-        if tcfg.get("augment_rotation", False):
-            batch = random_rotation(batch, g)
-        out = model.loss(batch, generator=g)
-        opt.zero_grad(set_to_none=True)
-        out.total.backward()
-        opt.step()
-        sched.step()
-        losses.append(out.total.item())
-        if step % int(tcfg["eval_every"]) == 0 or step == int(tcfg["steps"]):
-            val_w2 = mean_metrics(predict(model, val_set), val_set.target)["W2"]
-            history.append({"step": step, "train_loss": statistics.fmean(losses[-50:]), "val_W2": val_w2})
-            log(f"  [{cfg.conditioning} seed {seed}] step {step} loss {history[-1]['train_loss']:.4f} "
-                f"val W2 {val_w2:.4f} ({time.process_time() - c0:.0f} cpu-s)")
-            if val_w2 < best:
-                best, best_state = val_w2, copy.deepcopy(model.state_dict())
-    if selection == "best_val":
-        model.load_state_dict(best_state)
-    return model, {"history": history, "best_val_W2": best, "selection": selection, "train_wall_s": time.perf_counter() - t0,
-                   "train_cpu_s": time.process_time() - c0}
+    """:func:`sciflow.models.meta_flow_matching.train` of a model initialised from ``seed``, the
+    loop seeded with ``seed`` too, selecting on the mean validation W2 (``tcfg["selection"]``)."""
+    tc = TrainConfig(**{k: v for k, v in tcfg.items() if k != "seeds"}, seed=seed)
+    model = init_model(cfg, seed)
+    res = fit(model, train_set, tc, log=log,
+              validate=lambda m: mean_metrics(predict(m, val_set), val_set.target)["W2"])
+    return model, {"history": res.history, "best_val_W2": res.best_val, "best_step": res.best_step,
+                   "selection": res.selection, "train_wall_s": res.train_wall_s, "train_cpu_s": res.train_cpu_s}
 
 
 def summarise(runs: list[dict[str, float]]) -> dict[str, dict[str, float]]:
@@ -172,40 +94,6 @@ def summarise(runs: list[dict[str, float]]) -> dict[str, dict[str, float]]:
         vals = [r[k] for r in runs]
         out[k] = {"mean": statistics.fmean(vals), "std": statistics.stdev(vals) if len(vals) > 1 else 0.0}
     return out
-
-
-def plot_side_by_side(path: Path, source: torch.Tensor, preds: dict[str, torch.Tensor],
-                      true: torch.Tensor, rows: int = 3, lim: float | None = 4.0,
-                      max_points: int = 1000, row_labels: list[str] | None = None) -> None:
-    """Rows = populations; columns = source | each method's prediction | true target."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = min(rows, source.shape[0])
-    cols = ["source", *preds, "true"]
-    fig, axs = plt.subplots(rows, len(cols), figsize=(1.8 * len(cols), 1.8 * rows), squeeze=False)
-    for i in range(rows):
-        clouds = [source[i], *(p[i] for p in preds.values()), true[i]]
-        for j, (name, pts) in enumerate(zip(cols, clouds)):
-            ax = axs[i, j]
-            pts = pts[:max_points].cpu()
-            ax.scatter(pts[:, 0], pts[:, 1], s=1.0, c="#3283FB", rasterized=True)
-            if lim is not None:
-                ax.set_xlim(-lim, lim)
-                ax.set_ylim(-lim, lim)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.set_aspect("equal")
-            if i == 0:
-                ax.set_title(name, fontsize=9)
-            if j == 0 and row_labels is not None:
-                ax.set_ylabel(row_labels[i], fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def gap_closed(method: dict[str, float], identity: dict[str, float],

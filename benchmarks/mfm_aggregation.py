@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_result  # noqa: E402
 from _mfm import cli, gap_closed, mean_metrics, run_comparison, scaled_config  # noqa: E402
 
-from sciflow.data.populations import aggregation_populations  # noqa: E402
+from sciflow.config import from_dict  # noqa: E402
+from sciflow.data.population_splits import AggregationSplits  # noqa: E402
 
 
 def main() -> None:
@@ -41,21 +42,13 @@ def main() -> None:
         data.update(n_points=48, n_eval_points=64, val_points=48, n_train=16, n_val=2, n_test=2, steps=10)
         tcfg.update(points_per_population=32)
     seeds = args.seeds if args.seeds is not None else list(tcfg["seeds"])
-    sizes = {"train": data["n_train"], "val": data["n_val"], "test": data["n_test"]}
-    points = {"train": data["n_points"], "val": data["val_points"], "test": data["n_eval_points"]}
-    offsets = {"train": 0, "val": sizes["train"], "test": sizes["train"] + sizes["val"]}
-
-    def make(split: str, draw: int = 0):
-        return aggregation_populations(split, n_populations=sizes[split], n_points=points[split],
-                                       horizon=data["horizon"], softening=data["softening"],
-                                       steps=data["steps"], seed=0, id_offset=offsets[split], draw=draw)
-
-    splits = {s: make(s) for s in sizes}
-    oracle = make("test", draw=1).target
+    recipe = from_dict(AggregationSplits, data, prefix="data")
+    splits = {name: recipe.split(name) for name in recipe.names}
+    oracle = recipe.split("test", draw=1).target
     data_cpu_s = time.process_time() - c0
     te = splits["test"]
     rows = list(range(min(3, len(te))))
-    res = run_comparison(args.name or "mfm_aggregation", splits, oracle, model, tcfg, sum(sizes.values()), seeds,
+    res = run_comparison(args.name or "mfm_aggregation", splits, oracle, model, tcfg, recipe.num_populations, seeds,
                          plot_lim=4.0, plot_rows=rows, row_labels=[f"test {i}" for i in rows])
     # physics reference: the attraction-only solution, which needs the population mean
     m = te.source.mean(1, keepdim=True)

@@ -20,24 +20,14 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_result  # noqa: E402
 from _mfm import cli, run_comparison, scaled_config  # noqa: E402
 
-from sciflow.data.batches import PopulationBatch  # noqa: E402
-from sciflow.data.populations import letter_population, letter_split, letters, num_letter_populations  # noqa: E402
-
-
-def new_rotations(chars: tuple[str, ...], rotations: range, n: int, data: dict) -> tuple[PopulationBatch, torch.Tensor]:
-    """Unseen rotations (indices past the training ones) of given letters, and their oracle draws."""
-    kw = dict(n_points=n, noise_scale=data["noise_scale"], source_noise_scale=data["source_noise_scale"], seed=0)
-    pops = [letter_population(c, r, **kw) for c in chars for r in rotations]
-    orc = [letter_population(c, r, draw=1, **kw)[1] for c in chars for r in rotations]
-    as_t = lambda xs: torch.as_tensor(np.stack(xs), dtype=torch.float32)  # noqa: E731
-    return (PopulationBatch(source=as_t([p[0] for p in pops]), target=as_t([p[1] for p in pops])), as_t(orc))
+from sciflow.config import from_dict  # noqa: E402
+from sciflow.data.population_splits import LettersSplits  # noqa: E402
 
 
 def main() -> None:
@@ -48,34 +38,19 @@ def main() -> None:
 
     data, tcfg, model = scaled_config("mfm_letters.yaml", args.scale)
     if args.smoke:
-        data.update(n_points=64, n_eval_points=64, val_rotations=1, test_rotations=1, n_rotations=2,
+        data.update(n_points=64, n_eval_points=64, val_points=64, val_rotations=1, test_rotations=1, n_rotations=2,
                     seen_letters=1, seen_rotations=1)
         tcfg.update(points_per_population=32)
     seeds = args.seeds if args.seeds is not None else list(tcfg["seeds"])
-    kw = dict(n_rotations=data["n_rotations"], noise_scale=data["noise_scale"],
-              source_noise_scale=data["source_noise_scale"], val_letters=tuple(data["val_letters"]),
-              test_letters=tuple(data["test_letters"]), seed=0)
-
-    def held_out(split: str, rotations: int, n: int, draw: int = 0):
-        b = letters(split, n_points=n, draw=draw, **kw)
-        keep = [i for i in range(len(b)) if i % data["n_rotations"] < rotations]
-        return b.index(torch.as_tensor(keep))
-
-    te = held_out("test", data["test_rotations"], data["n_eval_points"])
-    splits = {"train": letters("train", n_points=data["n_points"], **kw),
-              "val": held_out("val", data["val_rotations"], data["val_points"] if not args.smoke else 64),
-              "test": te}
-    oracle = held_out("test", data["test_rotations"], data["n_eval_points"], draw=1).target
+    recipe = from_dict(LettersSplits, data, prefix="data")
+    splits = {name: recipe.split(name) for name in ("train", "val", "test")}
+    oracle = recipe.split("test", draw=1).target
     rows = [i * data["test_rotations"] for i in range(len(data["test_letters"]))]
     # diagnostic split: letters seen in training at rotations never seen (generalisation across
     # rotations of known shapes vs across shapes)
-    train_chars = letter_split(tuple(data["val_letters"]), tuple(data["test_letters"]))["train"]
-    seen = new_rotations(train_chars[::max(1, len(train_chars) // data["seen_letters"])][:data["seen_letters"]],
-                         range(data["n_rotations"], data["n_rotations"] + data["seen_rotations"]),
-                         data["n_eval_points"], data)
-    res = run_comparison(args.name or "mfm_letters", splits, oracle, model, tcfg,
-                         num_letter_populations(data["n_rotations"]),
-                         seeds, plot_lim=4.0, plot_rows=rows, row_labels=list(data["test_letters"]),
+    seen = (recipe.split("seen"), recipe.split("seen", draw=1).target)
+    res = run_comparison(args.name or "mfm_letters", splits, oracle, model, tcfg, recipe.num_populations, seeds,
+                         plot_lim=4.0, plot_rows=rows, row_labels=list(data["test_letters"]),
                          extra={"seen_letters_new_rotations": seen})
     res["script_cpu_s"] = time.process_time() - c0
     write_result(args.name or "mfm_letters", {"config": {"data": data, "train": tcfg, "model": model, "seeds": seeds,

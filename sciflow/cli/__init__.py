@@ -8,12 +8,14 @@
     sciflow benchmark [NAMES ...] --scale smoke|cpu|gpu [--out DIR]
 
 Experiments here are forecasting and classification (models taking a ``TrajectoryBatch`` or an
-``IrregularBatch``) and causal PINNs (their own flat config, :mod:`~sciflow.cli.pinn`); meta flow
-matching and super-resolution WDNO ship their own benchmark scripts until they declare a data pipeline.
+``IrregularBatch``), causal PINNs (their own flat config, :mod:`~sciflow.cli.pinn`) and meta flow
+matching (model / data recipe / train sections, :mod:`~sciflow.cli.mfm`); super-resolution WDNO
+ships its own benchmark script until it declares a data pipeline.
 
 Modules: :mod:`~sciflow.cli.commands` (sub-commands, parser), :mod:`~sciflow.cli.pipeline` (data splits,
 models, training runs), :mod:`~sciflow.cli.evaluation` (``sciflow evaluate``), :mod:`~sciflow.cli.pinn`
-(causal-PINN runs with checkpoints and resume), :mod:`~sciflow.cli.registries`.
+(causal-PINN runs with checkpoints and resume), :mod:`~sciflow.cli.mfm` (meta-flow-matching runs, likewise),
+:mod:`~sciflow.cli.registries`.
 """
 
 from sciflow.cli.commands import build_parser, main

@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Sequence
 
 from sciflow.cli.evaluation import evaluate_run
+from sciflow.cli.mfm import evaluate_mfm, is_mfm_run, train_mfm
 from sciflow.cli.pinn import evaluate_pinn, is_pinn_run, train_pinn
 from sciflow.cli.pipeline import (_is_main_process, prepare_splits, resolve_model_for_data, train_experiment,
                                   write_config)
 from sciflow.cli.registries import _first_line, _generators, _models, _solvers, _write_json
 from sciflow.config import ConfigError, load_experiment, parse_overrides
-from sciflow.config.experiment import config_path, family_config, is_pinn_config
+from sciflow.config.experiment import config_path, family_config, is_mfm_config, is_pinn_config
 from sciflow.config.schema import read_yaml
 from sciflow.data.schema import DatasetError
 from sciflow.training.checkpoint import CheckpointError
@@ -56,7 +57,7 @@ def _config_line(path: Path) -> str:
     family = family_config(raw)
     if family is None:
         return str(path)
-    if is_pinn_config(raw):
+    if is_pinn_config(raw) or is_mfm_config(raw):
         return f"{path} ({family[0]}: `sciflow train`)"
     return f"{path} ({family[0]}: `sciflow benchmark`, not `train`)"
 
@@ -126,8 +127,13 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    if is_pinn_config(read_yaml(config_path(args.config))):
+    raw = read_yaml(config_path(args.config))
+    if is_pinn_config(raw):
         print(json.dumps(train_pinn(args.config, args.overrides, args.run_dir, args.resume), indent=2))
+        return 0
+    if is_mfm_config(raw):
+        metrics = train_mfm(args.config, args.overrides, args.run_dir, args.resume)
+        print(json.dumps({k: v for k, v in metrics.items() if k not in ("scores", "history")}, indent=2))
         return 0
     exp = load_experiment(args.config, args.overrides)
     run_dir = Path(args.run_dir or exp.run_dir)
@@ -151,6 +157,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     if is_pinn_run(args.run_dir):
         print(json.dumps(evaluate_pinn(args.run_dir, args.uq, args.overrides), indent=2))
+        return 0
+    if is_mfm_run(args.run_dir):
+        metrics = evaluate_mfm(args.run_dir, args.uq, args.overrides)
+        print(json.dumps({k: v for k, v in metrics.items() if k not in ("scores", "history")}, indent=2))
         return 0
     metrics = evaluate_run(Path(args.run_dir), args.uq, args.overrides)
     print(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, list)}, indent=2))

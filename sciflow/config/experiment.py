@@ -34,7 +34,7 @@ from sciflow.config.schema import (ConfigError, _unknown_key, apply_overrides, c
 from sciflow.training.config import TrainConfig
 
 __all__ = ["DataConfig", "EvalConfig", "ExperimentConfig", "ModelSection", "config_path", "experiment_from_dict",
-           "is_pinn_config", "load_experiment", "model_config_class", "packaged_config"]
+           "is_mfm_config", "is_pinn_config", "load_experiment", "model_config_class", "packaged_config"]
 
 
 @dataclass(frozen=True)
@@ -289,6 +289,13 @@ def is_pinn_config(raw: Mapping[str, Any]) -> bool:
     return "problem" in raw and "model" not in raw
 
 
+def is_mfm_config(raw: Mapping[str, Any]) -> bool:
+    """Whether a YAML mapping is a meta-flow-matching config: a ``model`` section of
+    :class:`sciflow.models.meta_flow_matching.Config` fields (``knn_k``, no registry ``name``)."""
+    model = raw.get("model")
+    return isinstance(model, Mapping) and "name" not in model and "knn_k" in model
+
+
 def family_config(raw: Mapping[str, Any]) -> tuple[str, str] | None:
     """``(what, how to run it)`` for a YAML that is not an experiment but a model family's own config
     (the packaged ``pinn_*``, ``mfm_*`` and ``wdno_burgers_superres`` files); ``None`` for an experiment."""
@@ -299,10 +306,11 @@ def family_config(raw: Mapping[str, Any]) -> tuple[str, str] | None:
                 "causal_pinn.train, or causal_pinn.march for time marching); `sciflow train PATH --run-dir D` "
                 "runs causal_pinn.train with checkpoints and --resume (sciflow.cli.pinn; see "
                 "docs/models/causal_pinn.md)")
-    if isinstance(model, Mapping) and "name" not in model and "knn_k" in model:
+    if is_mfm_config(raw):
         return ("a meta-flow-matching config",
-                "benchmarks/mfm_letters.py and mfm_aggregation.py read it through sciflow.models.meta_flow_matching; "
-                "run `sciflow benchmark mfm_letters` or `sciflow benchmark mfm_aggregation` "
+                "it configures sciflow.models.meta_flow_matching (model, data split recipe, TrainConfig); "
+                "`sciflow train PATH --run-dir D` trains one seed with checkpoints and --resume (sciflow.cli.mfm); "
+                "`sciflow benchmark mfm_letters` compares MFM, FM and CGFM over seeds "
                 "(see docs/models/meta_flow_matching.md)")
     if isinstance(model, Mapping) and model.get("name") == "wdno_superres":
         return ("a super-resolution WDNO config",

@@ -236,3 +236,20 @@ def test_distances_are_differentiable(g):
     for f in (lambda a: D.wasserstein_exact(a, y, 2), lambda a: D.mmd(a, y, bandwidths=[1.0]),
               lambda a: D.energy_distance(a, y)):
         assert torch.autograd.gradcheck(f, (x,))
+
+
+def test_population_metrics_and_their_mean_over_populations(g):
+    """Two equal-size point sets shifted by a constant vector c: W1 = W2 = |c| exactly (the identity
+    assignment is optimal for a translation), energy distance > 0; the batch mean weighs every
+    population once, and mismatched batches are refused."""
+    x = torch.randn(2, 30, 2, generator=g, dtype=torch.float64)
+    shift = torch.tensor([[[0.3, 0.4]], [[1.2, -0.5]]], dtype=torch.float64)  # |c| = 0.5 and 1.3
+    one = D.population_metrics(x[0], x[0] + shift[0])
+    assert one["W1"] == pytest.approx(0.5, rel=1e-9) and one["W2"] == pytest.approx(0.5, rel=1e-9)
+    assert one["energy"] > 0 and set(one) == {"W1", "W2", "MMD", "energy"}
+    mean = D.mean_population_metrics(x, x + shift)
+    assert mean["W2"] == pytest.approx(0.9, rel=1e-9)
+    second = D.population_metrics(x[1], x[1] + shift[1])
+    assert mean["energy"] == pytest.approx((one["energy"] + second["energy"]) / 2, rel=1e-12)
+    with pytest.raises(ValueError, match="same non-zero batch"):
+        D.mean_population_metrics(x, x[:1])

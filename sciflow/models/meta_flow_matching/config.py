@@ -6,6 +6,8 @@ import math
 from dataclasses import dataclass
 
 CONDITIONINGS = ("population", "none", "population_id")
+#: The method each conditioning makes, by its name in the paper.
+METHOD_NAMES = {"population": "MFM", "none": "FM", "population_id": "CGFM"}
 COUPLINGS = ("paired", "exact", "sinkhorn")
 SOLVERS = ("dopri5", "euler", "midpoint", "rk4")
 
