@@ -43,6 +43,8 @@ from sciflow.models.wavelet_diffusion import (WDNO, Config, ControlObjective, Re
                                               SuperResolutionConfig, WDNOSuperResolution, burgers_simulator,
                                               evaluate_burgers_control)
 from sciflow.models.neural_operator import relative_l2  # noqa: E402
+from sciflow.models.wavelet_diffusion.superres import interpolate as multilinear  # noqa: E402
+from sciflow.models.wavelet_diffusion.superres import nearest  # noqa: E402
 from sciflow.nn.fno import FNO2d  # noqa: E402
 from sciflow.nn.wavelets import dwtn  # noqa: E402
 from sciflow.training import steps_within  # noqa: E402
@@ -186,11 +188,7 @@ def train(loss_fn, params, steps: int, lr: float, n: int, batch: int, seed: int,
 
 def interpolate(coarse: torch.Tensor, shape: tuple[int, int], mode: str) -> torch.Tensor:
     """Endpoint-aligned interpolation of ``(B, T, X)`` onto ``shape``: bilinear, or nearest by rounding."""
-    if mode == "bilinear":
-        return F.interpolate(coarse[:, None], size=shape, mode="bilinear", align_corners=True)[:, 0]
-    it = torch.round(torch.arange(shape[0]) * (coarse.shape[1] - 1) / (shape[0] - 1)).long()
-    ix = torch.round(torch.arange(shape[1]) * (coarse.shape[2] - 1) / (shape[1] - 1)).long()
-    return coarse[:, it][:, :, ix]
+    return (multilinear if mode == "bilinear" else nearest)(coarse[:, None], shape)[:, 0]
 
 
 def main() -> None:

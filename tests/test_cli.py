@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from sciflow.cli import build_parser, main, windows
+from sciflow.cli.commands import CONFIG_DIR
 from sciflow.data.batches import TrajectoryBatch
 
 TINY = ["data.params.n=8", "data.params.n_time=40", "data.params.rtol=1e-6", "data.params.atol=1e-6",
@@ -133,16 +134,13 @@ def test_wdno_trains_and_evaluates_with_its_forcing_as_condition(tmp_path: Path,
     assert "data.condition = 'u_0' is not a per-sample variable" in capsys.readouterr().err
 
 
-def test_superres_config_is_refused_by_train_with_the_way_to_run_it(capsys) -> None:
-    assert main(["train", "wdno_burgers_superres"]) == 2
-    err = capsys.readouterr().err
-    assert "super-resolution WDNO config" in err and ("not an experiment" in err or "trained and scored by" in err)
-    assert "sciflow benchmark" in err
+def test_every_packaged_config_is_listed_as_trainable(capsys) -> None:
     assert main(["list", "configs"]) == 0
     lines = {ln.split()[0]: ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("  ")}
-    assert "super-resolution WDNO" in lines["wdno_burgers_superres"] and "not `train`" in lines["wdno_burgers_superres"]
     for name, what in (("mfm_letters", "meta-flow-matching"), ("pinn_burgers", "causal-PINN")):
         assert what in lines[name] and "`sciflow train`)" in lines[name]
+    assert lines["wdno_burgers_superres"].split()[1:] == [str(CONFIG_DIR / "wdno_burgers_superres.yaml")]
+    assert not any("benchmark" in ln for ln in lines.values())
 
 
 def test_ensemble_members_in_numeric_order(tmp_path: Path) -> None:

@@ -107,10 +107,10 @@ def test_generator_params_without_a_required_one_name_it() -> None:
 
 def test_every_packaged_config_is_an_experiment_or_says_what_runs_it() -> None:
     """``sciflow train NAME`` works for every packaged experiment (all required generator parameters
-    present); the family configs (PINN, MFM, super-resolution) are refused by the experiment loader
-    with a pointer instead (for a PINN config: `sciflow train` runs it through sciflow.cli.pinn)."""
+    present, super-resolution WDNO included); the family configs (PINN, MFM) are refused by the
+    experiment loader with a pointer to `sciflow train`, which runs them through sciflow.cli.pinn / mfm."""
     from sciflow.cli.registries import _generators, _models
-    from sciflow.config.experiment import family_config, is_pinn_config, packaged_config
+    from sciflow.config.experiment import family_config, packaged_config
     from sciflow.config.schema import read_yaml
 
     root = packaged_config("lorenz_neural_ode").parent
@@ -120,11 +120,11 @@ def test_every_packaged_config_is_an_experiment_or_says_what_runs_it() -> None:
         if what is None:
             load_experiment(p, models=_models(), generators=_generators())
         else:
-            runner = "sciflow train PATH --run-dir" if is_pinn_config(read_yaml(p)) else "sciflow benchmark"
-            with pytest.raises(ConfigError, match=runner):
+            with pytest.raises(ConfigError, match="sciflow train PATH --run-dir"):
                 load_experiment(p.stem)
         kinds[p.stem] = what is None
-    assert sum(kinds.values()) >= 14 and not kinds["pinn_burgers"] and kinds["wdno_burgers"]
+    assert sum(kinds.values()) >= 15 and not kinds["pinn_burgers"] and not kinds["mfm_letters"]
+    assert kinds["wdno_burgers"] and kinds["wdno_burgers_superres"]
 
 
 @pytest.mark.parametrize("params, message", [(5, "'data.params' must be a mapping, got 5"),

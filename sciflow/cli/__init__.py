@@ -8,9 +8,9 @@
     sciflow benchmark [NAMES ...] --scale smoke|cpu|gpu [--out DIR]
 
 Experiments here are forecasting and classification (models taking a ``TrajectoryBatch`` or an
-``IrregularBatch``), causal PINNs (their own flat config, :mod:`~sciflow.cli.pinn`) and meta flow
-matching (model / data recipe / train sections, :mod:`~sciflow.cli.mfm`); super-resolution WDNO
-ships its own benchmark script until it declares a data pipeline.
+``IrregularBatch``), super-resolution (WDNO refining coarse trajectories, scored by
+:mod:`~sciflow.cli.superres`), causal PINNs (their own flat config, :mod:`~sciflow.cli.pinn`) and
+meta flow matching (model / data recipe / train sections, :mod:`~sciflow.cli.mfm`).
 
 Modules: :mod:`~sciflow.cli.commands` (sub-commands, parser), :mod:`~sciflow.cli.pipeline` (data splits,
 models, training runs), :mod:`~sciflow.cli.evaluation` (``sciflow evaluate``), :mod:`~sciflow.cli.pinn`

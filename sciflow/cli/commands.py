@@ -52,14 +52,9 @@ def _described(registry: dict) -> dict[str, str]:
 
 
 def _config_line(path: Path) -> str:
-    """A packaged config's path; a model family's own config says what runs it."""
-    raw = read_yaml(path)
-    family = family_config(raw)
-    if family is None:
-        return str(path)
-    if is_pinn_config(raw) or is_mfm_config(raw):
-        return f"{path} ({family[0]}: `sciflow train`)"
-    return f"{path} ({family[0]}: `sciflow benchmark`, not `train`)"
+    """A packaged config's path; a model family's own config (not an experiment) says so."""
+    family = family_config(read_yaml(path))
+    return str(path) if family is None else f"{path} ({family[0]}: `sciflow train`)"
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -223,7 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "config (flat Config fields) takes flat overrides (steps=300 lbfgs_steps=200) "
                                    "and writes checkpoints, metrics.json and figures to --run-dir.",
                        epilog="examples: sciflow train lorenz_neural_ode train.max_steps=500 model.width=128; "
-                              "sciflow train pinn_burgers --run-dir runs/pb steps=300 [--resume]")
+                              "sciflow train pinn_burgers --run-dir runs/pb steps=300 [--resume]; "
+                              "sciflow train mfm_letters --run-dir runs/mfm train.steps=500")
     s.add_argument("config", help="YAML file or packaged config name (see `sciflow list configs`)")
     s.add_argument("overrides", nargs="*", help="dotted key=value overrides")
     s.add_argument("--run-dir", help="output folder (default: run_dir of the config)")
@@ -232,8 +228,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("evaluate", help="evaluate a trained run on its test split, with uncertainty",
                        description="Score a run folder's model on held-out forecasts: RMSE per lead time, "
-                                   "interval coverage and width, CRPS; writes eval_<uq>.json. A causal-PINN run: "
-                                   "relative L2 against the reference solution (no --uq); writes eval_pinn.json.")
+                                   "interval coverage and width, CRPS; writes eval_<uq>.json. A super-resolution run: "
+                                   "x4 upsampling against interpolation, with a band. A causal-PINN run: relative L2 "
+                                   "against the reference solution (no --uq); writes eval_pinn.json. A meta-flow-"
+                                   "matching run: W1/W2/MMD/energy vs identity and oracle; writes eval_mfm.json.")
     s.add_argument("run_dir", help="a folder written by `sciflow train` or `sciflow demo`")
     s.add_argument("--uq", choices=["samples", "ensemble", "mc-dropout", "conformal", "hmc"],
                    help="uncertainty method (default: eval.uq of the run's config)")

@@ -14,6 +14,7 @@ import torch
 from sciflow.cli.pipeline import (Splits, is_irregular, load_run, load_trained, member_dirs, prepare_splits,
                                   windows)
 from sciflow.cli.registries import _write_json
+from sciflow.cli.superres import evaluate_superres, is_superres
 from sciflow.config import ConfigError, ExperimentConfig
 
 
@@ -238,6 +239,10 @@ def evaluate_run(run_dir: Path, uq: str | None = None, overrides: Sequence[str] 
     if splits.attrs.get("split") == "time" and exp.eval.horizon is not None:
         raise ConfigError("eval.horizon does not apply to a split by time: every window has data.window steps, "
                           "the first data.history given")
+    if is_superres(exp):
+        metrics = evaluate_superres(exp, Path(run_dir), kind, splits)
+        _write_json(metrics, Path(run_dir) / f"eval_{kind}.json")
+        return metrics
     predictor = _predictor(kind, exp, Path(run_dir), splits)
     test = forecast_batch(splits.test, exp.eval.horizon)
     pred = predictor.predict(test, generator=torch.Generator().manual_seed(exp.train.seed))

@@ -43,8 +43,9 @@ def load_dataset(exp: ExperimentConfig):
 
 
 def dataset_to_batch(ds, variable: str | None = None, dtype: torch.dtype = torch.float32,
-                     condition: str | None = None):
-    """``(sample, time, *space)`` variable of a schema dataset -> ``TrajectoryBatch``; ``condition``:
+                     condition: str | None = None, variables: Sequence[str] | None = None):
+    """``(sample, time, *space)`` variable of a schema dataset -> ``TrajectoryBatch``; ``variables``:
+    several such variables stacked on a channel axis, ``(sample, time, channel, *space)``; ``condition``:
     another variable of the dataset (``(sample, ...)``) as the batch's ``condition``."""
     import numpy as np
 
@@ -52,10 +53,20 @@ def dataset_to_batch(ds, variable: str | None = None, dtype: torch.dtype = torch
     from sciflow.data.schema import trajectory_variables
 
     names = trajectory_variables(ds)
-    name = variable or ("state" if "state" in names else (names[0] if names else None))
-    if name is None or name not in ds.data_vars:
-        raise ConfigError(f"data.variable = {name!r} is not a trajectory variable; available: {names}")
-    values = torch.as_tensor(np.array(ds[name].values), dtype=dtype)
+    key = "data.variables" if variables else "data.variable"
+    chosen = list(variables) if variables else [variable or ("state" if "state" in names else
+                                                             (names[0] if names else None))]
+    for v in chosen:
+        if v is None or v not in names:
+            raise ConfigError(f"{key} = {v!r} is not a trajectory variable; available: {names}")
+    name = chosen[0]
+    if variables:
+        dims = {v: ds[v].dims for v in chosen}
+        if len(set(dims.values())) > 1:
+            raise ConfigError(f"data.variables must share one grid to be stacked, got dims {dims}")
+        values = torch.as_tensor(np.stack([np.asarray(ds[v].values) for v in chosen], axis=2), dtype=dtype)
+    else:
+        values = torch.as_tensor(np.array(ds[name].values), dtype=dtype)
     t = np.asarray(ds["time"].values)
     if not np.issubdtype(t.dtype, np.number):  # datetimes -> hours since the first time
         t = (t - t[0]) / np.timedelta64(1, "h")
@@ -117,7 +128,7 @@ def prepare_splits(exp: ExperimentConfig) -> Splits:
     if exp.data.test_start is not None:
         return prepare_time_splits(exp)
     ds = load_dataset(exp)
-    full = dataset_to_batch(ds, exp.data.variable, condition=exp.data.condition)
+    full = dataset_to_batch(ds, exp.data.variable, condition=exp.data.condition, variables=exp.data.variables)
     train, val, test = split_samples(full, exp.data.val_fraction, exp.data.test_fraction, exp.data.seed)
     return Splits(train, val, test, dict(ds.attrs))
 

@@ -48,6 +48,9 @@ class DataConfig:
     train/val/test by ``val_fraction``/``test_fraction``. ``variable`` is the state; ``condition``
     names a second variable handed to the model as ``TrajectoryBatch.condition`` (the forcing ``f``
     of ``burgers-control`` for WDNO), cut into the same windows when it has the time axis.
+    ``variables`` (instead of ``variable``) stacks several trajectory variables of the same grid on a
+    channel axis after time, ``values (sample, time, channel, *space)``: the super-resolution WDNO
+    refines state and forcing together.
 
     Irregular time series (models whose ``batch_type`` is ``IrregularBatch``): ``name`` is a
     UEA/UCR problem (``BasicMotions``, ...) found in ``root`` (an archive folder), the
@@ -77,6 +80,7 @@ class DataConfig:
     params: Mapping[str, Any] = field(default_factory=dict)
     path: str | None = None
     variable: str | None = None
+    variables: tuple[str, ...] | None = None
     condition: str | None = None
     window: int | None = None
     stride: int = 1
@@ -104,6 +108,11 @@ class DataConfig:
         elif self.val_start is not None or self.channels is not None or self.anomalies:
             raise ValueError("data.val_start, data.channels and data.anomalies apply to a split by time: "
                              "set data.test_start too")
+        if self.variables is not None:
+            if self.variable is not None:
+                raise ValueError("give data.variable (one state) or data.variables (stacked channels), not both")
+            if not self.variables or len(set(self.variables)) != len(self.variables):
+                raise ValueError(f"data.variables must name distinct variables, got {list(self.variables)}")
         if self.history is not None and self.history < 1:
             raise ValueError(f"data.history must be >= 1, got {self.history}")
         if self.coarsen < 1:
@@ -298,8 +307,7 @@ def is_mfm_config(raw: Mapping[str, Any]) -> bool:
 
 def family_config(raw: Mapping[str, Any]) -> tuple[str, str] | None:
     """``(what, how to run it)`` for a YAML that is not an experiment but a model family's own config
-    (the packaged ``pinn_*``, ``mfm_*`` and ``wdno_burgers_superres`` files); ``None`` for an experiment."""
-    model = raw.get("model")
+    (the packaged ``pinn_*`` and ``mfm_*`` files); ``None`` for an experiment."""
     if is_pinn_config(raw):
         return ("a causal-PINN config",
                 "it configures sciflow.models.causal_pinn (CausalPINN(Config.from_yaml(path)), trained by "
@@ -312,11 +320,6 @@ def family_config(raw: Mapping[str, Any]) -> tuple[str, str] | None:
                 "`sciflow train PATH --run-dir D` trains one seed with checkpoints and --resume (sciflow.cli.mfm); "
                 "`sciflow benchmark mfm_letters` compares MFM, FM and CGFM over seeds "
                 "(see docs/models/meta_flow_matching.md)")
-    if isinstance(model, Mapping) and model.get("name") == "wdno_superres":
-        return ("a super-resolution WDNO config",
-                "its model refines coarse trajectories, which the forecast scoring of `sciflow evaluate` does not "
-                "do; benchmarks/wdno_burgers.py trains and scores it: run `sciflow benchmark wdno_burgers` "
-                "(see docs/models/wavelet_diffusion.md)")
     return None
 
 

@@ -50,7 +50,7 @@ from sciflow.models.wavelet_diffusion.transform import (ChannelScaler, coefficie
                                                         nearest_upsample, pad_to_multiple, to_coefficients)
 from sciflow.solvers.generative import DiffusionSampler
 
-__all__ = ["WDNOSuperResolution", "subsample", "refined_shape"]
+__all__ = ["WDNOSuperResolution", "interpolate", "nearest", "refined_shape", "subsample"]
 
 
 def subsample(fields: Tensor, level: int, axes: int) -> Tensor:
@@ -65,6 +65,17 @@ def interpolate(coarse: Tensor, shape: tuple[int, ...]) -> Tensor:
     per axis: the coarse points are kept, the new ones are averages of their neighbours)."""
     mode = {1: "linear", 2: "bilinear", 3: "trilinear"}[len(shape)]
     return F.interpolate(coarse, size=shape, mode=mode, align_corners=True)
+
+
+def nearest(coarse: Tensor, shape: tuple[int, ...]) -> Tensor:
+    """Endpoint-aligned nearest-neighbour copy of ``coarse (B, C, *grid)`` onto ``shape``: fine point
+    ``i`` takes coarse point ``round(i (n_c - 1) / (n_f - 1))`` per axis (the baseline of no model)."""
+    out = coarse
+    for axis, n in enumerate(shape):
+        n_c = coarse.shape[2 + axis]
+        idx = torch.round(torch.arange(n, device=coarse.device) * (n_c - 1) / max(n - 1, 1)).long()
+        out = out.index_select(2 + axis, idx)
+    return out
 
 
 def refined_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
