@@ -98,7 +98,7 @@ def run_wdno_burgers(out_dir: str | Path, *, quick: bool = False, seed: int = 0,
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.4), constrained_layout=True)
     for ax, img, name in zip(axes, (test_b.values[0], samples[0, 0], (hi - lo)[0]),
                              ("solver u(t, x)", "one WDNO sample", "band width (5-95 %)")):
-        im = ax.imshow(img.T, origin="lower", aspect="auto", extent=[0, float(times[-1]), 0, 1])
+        im = ax.imshow(img.T.numpy(), origin="lower", aspect="auto", extent=[0, float(times[-1]), 0, 1])
         ax.set_title(name)
         ax.set_xlabel("t")
         fig.colorbar(im, ax=ax)
