@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ import torch
 
 from sciflow.cli import main
 from sciflow.training.checkpoint import CheckpointManager
+from tests._interrupt import Interrupted, crash_after
 
 MODEL = ["model.knn_k=8", "model.gnn_hidden=16", "model.embedding_dim=16", "model.field_width=32",
          "model.field_depth=2", "model.time_embedding_dim=16", "model.fourier_features=16", "model.solver=rk4",
@@ -22,28 +22,6 @@ MODEL = ["model.knn_k=8", "model.gnn_hidden=16", "model.embedding_dim=16", "mode
 LETTERS = [*MODEL, "data.n_points=48", "data.n_eval_points=48", "data.val_points=48", "data.n_rotations=2",
            "data.val_rotations=1", "data.test_rotations=1", "data.seen_letters=2", "data.seen_rotations=1",
            "train.steps=12", "train.eval_every=4", "train.check_every=3", "train.points_per_population=16"]
-
-
-class Interrupted(BaseException):  # like KeyboardInterrupt: not caught as a usage error
-    pass
-
-
-@contextmanager
-def _crash_after(monkeypatch, step: int):
-    """The process 'dies' right after the checkpoint of ``step`` is written."""
-    save = CheckpointManager.save
-
-    def crashing(self, state):
-        path = save(self, state)
-        if state["step"] == step:
-            raise Interrupted
-        return path
-
-    monkeypatch.setattr(CheckpointManager, "save", crashing)
-    try:
-        yield
-    finally:
-        monkeypatch.setattr(CheckpointManager, "save", save)
 
 
 def _train(run: Path, *extra: str, config: str = "mfm_letters") -> int:
@@ -70,7 +48,7 @@ def test_train_interrupt_resume_evaluate(tmp_path: Path, monkeypatch, capsys) ->
     assert [p.name for p in CheckpointManager(ref / "checkpoints").paths()] == \
         ["ckpt-00000006.pt", "ckpt-00000009.pt", "ckpt-00000012.pt"]
 
-    with pytest.raises(Interrupted), _crash_after(monkeypatch, 6):
+    with pytest.raises(Interrupted), crash_after(monkeypatch, 6):
         _train(run)
     capsys.readouterr()
     assert main(["evaluate", str(run)]) == 2  # stopped before model selection

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -15,31 +14,10 @@ import torch
 
 from sciflow.cli import main
 from sciflow.training.checkpoint import CheckpointManager, CorruptCheckpointWarning
+from tests._interrupt import Interrupted, crash_after
 
 TINY = ["width=8", "depth=2", "steps=20", "n_interior=64", "n_chunks=8", "n_initial=16", "n_boundary=16",
         "check_every=5", "lbfgs_steps=120", "dtype=float64"]
-
-
-class Interrupted(BaseException):  # like KeyboardInterrupt: not caught as a usage error
-    pass
-
-
-@contextmanager
-def _crash_after(monkeypatch, step: int):
-    """The process 'dies' (:class:`Interrupted`) right after the checkpoint of ``step`` is written."""
-    save = CheckpointManager.save
-
-    def crashing(self, state):
-        path = save(self, state)
-        if state["step"] == step:
-            raise Interrupted
-        return path
-
-    monkeypatch.setattr(CheckpointManager, "save", crashing)
-    try:
-        yield
-    finally:
-        monkeypatch.setattr(CheckpointManager, "save", save)
 
 
 def _train(run: Path, *extra: str) -> int:
@@ -61,7 +39,7 @@ def test_train_interrupt_resume_evaluate(tmp_path: Path, monkeypatch, capsys) ->
     assert [p.name for p in CheckpointManager(ref / "checkpoints").paths()] == \
         ["ckpt-00000020.pt", "ckpt-00000120.pt", "ckpt-00000140.pt"]
 
-    with pytest.raises(Interrupted), _crash_after(monkeypatch, 120):  # the checkpoint inside L-BFGS
+    with pytest.raises(Interrupted), crash_after(monkeypatch, 120):  # the checkpoint inside L-BFGS
         _train(run)
     assert not (run / "metrics.json").exists()
     capsys.readouterr()
@@ -117,7 +95,7 @@ def test_time_marching_run_interrupt_resume_evaluate(tmp_path: Path, monkeypatch
     assert (metrics["phase"], metrics["steps"], metrics["windows_done"]) == ("done", 36, 3)
     assert math.isfinite(metrics["rel_l2"]) and metrics["max_abs"] > 0
 
-    with pytest.raises(Interrupted), _crash_after(monkeypatch, 20):
+    with pytest.raises(Interrupted), crash_after(monkeypatch, 20):
         main(["train", "pinn_lorenz63", "--run-dir", str(run), *LORENZ])
     capsys.readouterr()
     assert main(["evaluate", str(run)]) == 2

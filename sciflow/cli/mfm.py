@@ -9,8 +9,9 @@ baseline, ``population_id`` CGFM), selecting on the mean validation W2. A run fo
 ``config.yaml`` (every field), ``checkpoints/ckpt-<step>.pt`` (the loop state of
 :func:`~sciflow.models.meta_flow_matching.train`, written atomically by
 :class:`~sciflow.training.checkpoint.CheckpointManager` every ``check_every`` steps and at the end,
-the newest :data:`KEEP_LAST` kept), ``metrics.json`` and ``predictions.png`` (source | prediction |
-true for test populations). ``--resume`` continues bit for bit from the newest good checkpoint.
+the newest :data:`~sciflow.cli.runs.KEEP_LAST` kept), ``metrics.json`` and ``predictions.png``
+(source | prediction | true for test populations). ``--resume`` continues bit for bit from the
+newest good checkpoint.
 
 Scores per held-out split (test, and the seen-letters-at-new-rotations diagnostic where the config
 asks for it), averaged over its populations: W1, W2, MMD², energy distance of the prediction, of
@@ -26,16 +27,13 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
-import yaml
 
 from sciflow.cli.registries import _write_json
+from sciflow.cli.runs import latest_state, open_run
 from sciflow.config import ConfigError, apply_overrides, from_dict, parse_overrides, read_yaml, to_dict
 from sciflow.config.experiment import config_path, is_mfm_config
 from sciflow.data.population_splits import AggregationSplits, LettersSplits, splits_class
-from sciflow.training.checkpoint import CheckpointManager
 
-#: Checkpoints kept per run (older ones are deleted after each write).
-KEEP_LAST = 3
 SECTIONS = ("model", "data", "train")
 
 
@@ -149,22 +147,7 @@ def train_mfm(config: str | Path, overrides: Sequence[str], run_dir: str | Path 
 
     run = load_mfm_config(config, overrides)
     run_dir = Path(run_dir) if run_dir is not None else Path("runs") / config_path(config).stem
-    ckpts = CheckpointManager(run_dir / "checkpoints", KEEP_LAST)
-    state = None
-    if resume:
-        found = ckpts.load_latest()
-        if found is not None:
-            state, path = found
-            if (why := resume_mismatch(run.model, run.train, state)) is not None:
-                raise ConfigError(f"--resume from {str(path)!r}: {why}")
-            print(f"resuming from {path} (step {state['step']}, phase {state['phase']})")
-    elif ckpts.paths():
-        raise ConfigError(f"{str(run_dir)!r} already holds checkpoints: add --resume to continue that run, or "
-                          "choose a new --run-dir")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = run_dir / "config.yaml.tmp"
-    tmp.write_text(yaml.safe_dump(run.as_yaml(), sort_keys=False))
-    tmp.replace(run_dir / "config.yaml")
+    ckpts, state = open_run(run_dir, run.as_yaml(), lambda s: resume_mismatch(run.model, run.train, s), resume)
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     val = run.data.split("val").to(device)
@@ -191,12 +174,7 @@ def evaluate_mfm(run_dir: str | Path, uq: str | None = None, overrides: Sequence
                           "is scored by distances between populations; --uq and overrides do not apply")
     run_dir = Path(run_dir)
     run = load_mfm_config(run_dir / "config.yaml")
-    found = CheckpointManager(run_dir / "checkpoints", KEEP_LAST).load_latest()
-    if found is None:
-        raise ConfigError(f"no checkpoint in {str(run_dir / 'checkpoints')!r}; train with `sciflow train`")
-    state, path = found
-    if (why := resume_mismatch(run.model, run.train, state)) is not None:
-        raise ConfigError(f"{str(path)!r} does not belong to {str(run_dir / 'config.yaml')!r}: {why}")
+    state, path = latest_state(run_dir, lambda s: resume_mismatch(run.model, run.train, s))
     if state["phase"] != "done":
         raise ConfigError(f"{str(path)!r}: the run stopped at step {state['step']} of {run.train.steps} (before "
                           "model selection); finish it with `sciflow train ... --resume`")

@@ -6,10 +6,10 @@ A run folder ``D`` holds ``config.yaml`` (every ``Config`` field), ``checkpoints
 :func:`~sciflow.models.causal_pinn.march` for time-marching configs, ``time_windows > 1``: the
 finished windows and the current one), written atomically by
 :class:`~sciflow.training.checkpoint.CheckpointManager` every ``check_every`` steps, at L-BFGS block
-boundaries and at the end of each window; the newest :data:`KEEP_LAST` kept; a corrupt newest file is
-skipped with a warning on resume), ``metrics.json`` (relative L2 against the whole problem's reference
-solution, steps, CPU and wall seconds of the run across resumes) and the figures ``solution.png``,
-``losses.png``, ``causal_weights.png``. ``--resume`` continues bit for bit from the newest good
+boundaries and at the end of each window; the newest :data:`~sciflow.cli.runs.KEEP_LAST` kept; a
+corrupt newest file is skipped with a warning on resume), ``metrics.json`` (relative L2 against the
+whole problem's reference solution, steps, CPU and wall seconds of the run across resumes) and the
+figures ``solution.png``, ``losses.png``, ``causal_weights.png``. ``--resume`` continues bit for bit from the newest good
 checkpoint (same device and thread count; training runs on CUDA when available, scoring on the CPU).
 """
 
@@ -19,15 +19,11 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import torch
-import yaml
 
 from sciflow.cli.registries import _write_json
+from sciflow.cli.runs import latest_state, open_run
 from sciflow.config import ConfigError, apply_overrides, from_dict, parse_overrides, read_yaml, to_dict
 from sciflow.config.experiment import config_path, is_pinn_config
-from sciflow.training.checkpoint import CheckpointManager
-
-#: Checkpoints kept per run (older ones are deleted after each write).
-KEEP_LAST = 3
 
 
 def load_pinn_config(path: str | Path, overrides: Sequence[str] = ()):
@@ -108,22 +104,7 @@ def train_pinn(config: str | Path, overrides: Sequence[str], run_dir: str | Path
 
     cfg = load_pinn_config(config, overrides)
     run_dir = Path(run_dir) if run_dir is not None else Path("runs") / config_path(config).stem
-    ckpts = CheckpointManager(run_dir / "checkpoints", KEEP_LAST)
-    state = None
-    if resume:
-        found = ckpts.load_latest()
-        if found is not None:
-            state, path = found
-            if (why := resume_mismatch(cfg, state)) is not None:
-                raise ConfigError(f"--resume from {str(path)!r}: {why}")
-            print(f"resuming from {path} (step {state['step']}, phase {state['phase']})")
-    elif ckpts.paths():
-        raise ConfigError(f"{str(run_dir)!r} already holds checkpoints: add --resume to continue that run, or "
-                          "choose a new --run-dir")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = run_dir / "config.yaml.tmp"
-    tmp.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    tmp.replace(run_dir / "config.yaml")
+    ckpts, state = open_run(run_dir, to_dict(cfg), lambda s: resume_mismatch(cfg, s), resume)
     final: dict[str, Any] = {}
 
     def on_checkpoint(s: dict[str, Any]) -> None:
@@ -161,12 +142,7 @@ def evaluate_pinn(run_dir: str | Path, uq: str | None = None, overrides: Sequenc
                           "causal_pinn.evaluate.seed_ensemble)")
     run_dir = Path(run_dir)
     cfg = load_pinn_config(run_dir / "config.yaml")
-    found = CheckpointManager(run_dir / "checkpoints", KEEP_LAST).load_latest()
-    if found is None:
-        raise ConfigError(f"no checkpoint in {str(run_dir / 'checkpoints')!r}; train with `sciflow train`")
-    state, path = found
-    if (why := resume_mismatch(cfg, state)) is not None:
-        raise ConfigError(f"{str(path)!r} does not belong to {str(run_dir / 'config.yaml')!r}: {why}")
+    state, path = latest_state(run_dir, lambda s: resume_mismatch(cfg, s))
     if state.get("kind") == "march":
         if state["phase"] != "done":
             raise ConfigError(f"{str(path)!r}: the time-marching run stopped in window {len(state['windows']) + 1} "

@@ -191,3 +191,13 @@ def test_init_model_leaves_the_global_random_state_alone():
     b = type(a)(cfg)
     assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
     assert not torch.equal(next(init_model(cfg, 8).parameters()), next(a.parameters()))
+
+
+def test_a_state_written_on_another_kind_of_device_is_refused():
+    cfg, tc = _run()
+    states = []
+    train(init_model(cfg, 0), _shifted(4, 16, 0), tc, validate=lambda m: 1.0, checkpoint_every=4,
+          on_checkpoint=states.append)
+    foreign = {**states[0], "generator_device": torch.Generator().get_state()}  # as a CUDA run writes it
+    with pytest.raises(ValueError, match="written on another kind of device than cpu"):
+        train(init_model(cfg, 0), _shifted(4, 16, 0), tc, validate=lambda m: 1.0, resume_state=foreign)

@@ -11,10 +11,11 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import Tensor
 
+from sciflow.models._state import clone_state
 from sciflow.models.causal_pinn.config import Config
 from sciflow.models.causal_pinn.model import CausalPINN
 from sciflow.models.causal_pinn.problems import Problem, make_problem
-from sciflow.models.causal_pinn.train import History, _copy, _dtype, resume_mismatch, train
+from sciflow.models.causal_pinn.train import History, _dtype, resume_mismatch, train
 
 
 @dataclass
@@ -80,14 +81,14 @@ def march(cfg: Config, problem: Problem | None = None, *, device: torch.device |
             raise ValueError("cannot resume: not a time-marching state (resume it with train)")
         s = resume_state
         finished, current, budget_now = s["windows"], s["window"], s["window_budget_s"]
-        hists = [History(**_copy(h)) for h in s["histories"]]
+        hists = [History(**clone_state(h)) for h in s["histories"]]
         window_steps = [int(k) for k in s["window_steps"]]
         spent_cpu, spent_wall = float(s["cpu_s"]), float(s["wall_s"])
     start, wall0 = time.process_time() - spent_cpu, time.perf_counter() - spent_wall
     ic, hard = problem.initial_condition, problem.hard_ic
 
     def checkpoint(window: dict[str, Any] | None, budget: float | None, phase: str = "march") -> None:
-        on_checkpoint(_copy({
+        on_checkpoint(clone_state({
             "kind": "march", "phase": phase, "config": asdict(cfg),
             "step": sum(window_steps) + (int(window["step"]) if window is not None else 0),
             "windows": [m.state_dict() for m in models], "histories": [asdict(h) for h in hists],

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from sciflow.data.batches import CollocationBatch
+from sciflow.models._state import clone_state
 from sciflow.models.causal_pinn.balancing import GradNormBalancer
 from sciflow.models.causal_pinn.causal import AnnealedEpsilon, FixedEpsilon
 from sciflow.models.causal_pinn.config import Config
@@ -104,17 +105,6 @@ def resume_mismatch(cfg: Config, state: Mapping[str, Any]) -> str | None:
     return f"the resume state has Config keys this version lacks: {extra}" if extra else None
 
 
-def _copy(obj: Any) -> Any:
-    """Nested dicts/lists/tuples with every tensor cloned (a checkpoint must not alias live state)."""
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().clone()
-    if isinstance(obj, Mapping):
-        return {k: _copy(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_copy(v) for v in obj)
-    return obj
-
-
 def _batch_state(b: CollocationBatch) -> dict[str, Tensor | None]:
     """The tensors of ``b`` by field name (``CollocationBatch(**d)`` rebuilds it)."""
     return {"interior": b.interior, "initial": b.initial, "initial_values": b.initial_values,
@@ -186,7 +176,7 @@ def train(model: CausalPINN, *, device: torch.device | str = "cpu",
         sched.load_state_dict(s["scheduler"])
         gen.set_state(s["generator"])
         schedule.stage, schedule.finished = int(s["schedule"]["stage"]), bool(s["schedule"]["finished"])
-        hist = History(**_copy(s["history"]))
+        hist = History(**clone_state(s["history"]))
         adam_steps, phase, lbfgs_done, block = int(s["adam_steps"]), s["phase"], int(s["lbfgs_done"]), s["lbfgs_block"]
         spent_cpu, spent_wall = float(s["cpu_s"]), float(s["wall_s"])
         if phase == "done":
@@ -205,7 +195,7 @@ def train(model: CausalPINN, *, device: torch.device | str = "cpu",
         step = adam_steps + lbfgs_done + done
         if on_checkpoint is None or not (final or step - last_checkpoint >= checkpoint_every):
             return
-        on_checkpoint(_copy({
+        on_checkpoint(clone_state({
             "step": step, "phase": phase, "adam_steps": adam_steps, "lbfgs_done": lbfgs_done,
             "lbfgs_block": None if block is None else block(), "config": asdict(cfg),
             "model": model.state_dict(), "adam": opt.state_dict(), "scheduler": sched.state_dict(),

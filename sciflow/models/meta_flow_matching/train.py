@@ -35,6 +35,7 @@ from typing import Any, Callable, Mapping
 import torch
 
 from sciflow.data.batches import PopulationBatch
+from sciflow.models._state import clone_state
 from sciflow.models.meta_flow_matching.config import Config
 from sciflow.models.meta_flow_matching.model import MetaFlowMatching
 
@@ -151,17 +152,6 @@ def resume_mismatch(model_cfg: Config, cfg: TrainConfig, state: Mapping[str, Any
     return None
 
 
-def _copy(obj: Any) -> Any:
-    """Nested dicts/lists with every tensor cloned (a checkpoint must not alias live state)."""
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().clone()
-    if isinstance(obj, Mapping):
-        return {k: _copy(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_copy(v) for v in obj)
-    return obj
-
-
 def train(model: MetaFlowMatching, train_set: PopulationBatch, cfg: TrainConfig, *,
           validate: Callable[[MetaFlowMatching], float] | None = None,
           device: torch.device | str = "cpu", log: Callable[[str], None] | None = None,
@@ -209,18 +199,21 @@ def train(model: MetaFlowMatching, train_set: PopulationBatch, cfg: TrainConfig,
         model.load_state_dict(s["model"])
         opt.load_state_dict(s["adam"])
         sched.load_state_dict(s["scheduler"])
+        if (s["generator_device"] is None) != (g_dev is g):
+            raise ValueError(f"cannot resume: the state was written on another kind of device than {device} "
+                             "(its flow-matching draws came from a generator there); resume on the same device")
         g.set_state(s["generator"])
         if g_dev is not g:
             g_dev.set_state(s["generator_device"])
         recent = [x.to(device) for x in s["recent_losses"]]
-        res = TrainResult(**_copy(s["result"]))
-        best_state = _copy(s["best_state"])
+        res = TrainResult(**clone_state(s["result"]))
+        best_state = clone_state(s["best_state"])
         spent_cpu, spent_wall = res.train_cpu_s, res.train_wall_s
     t0, c0 = time.perf_counter() - spent_wall, time.process_time() - spent_cpu
 
     def state(phase: str) -> dict[str, Any]:
         res.train_cpu_s, res.train_wall_s = time.process_time() - c0, time.perf_counter() - t0
-        return _copy({"kind": "mfm", "phase": phase, "step": res.steps, "model_config": asdict(model.cfg),
+        return clone_state({"kind": "mfm", "phase": phase, "step": res.steps, "model_config": asdict(model.cfg),
                       "train_config": asdict(cfg), "model": model.state_dict(), "adam": opt.state_dict(),
                       "scheduler": sched.state_dict(), "generator": g.get_state(),
                       "generator_device": None if g_dev is g else g_dev.get_state(),
