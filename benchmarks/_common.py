@@ -151,6 +151,16 @@ def time_it(fn: Callable[[], Any], *, repeats: int = 5, warmup: int = 1,
     return out
 
 
+def seed_summary(runs: list[dict[str, Any]], keys: list[str]) -> dict[str, float]:
+    """``<key>_median``, ``_min`` and ``_max`` over the runs (seeds) of each scalar metric ``key``."""
+    out: dict[str, float] = {}
+    for key in keys:
+        vals = [r[key] for r in runs if key in r]
+        if vals:
+            out.update({f"{key}_median": statistics.median(vals), f"{key}_min": min(vals), f"{key}_max": max(vals)})
+    return out
+
+
 def write_result(name: str, payload: dict[str, Any], device: torch.device | str = "cpu",
                  out_dir: Path | None = None) -> Path:
     """Write ``payload`` plus the environment to ``<out_dir>/<name>.json`` atomically."""

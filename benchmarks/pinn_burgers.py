@@ -11,7 +11,6 @@ varied by 2x between two 2-core machines with bit-identical code (9.3e-4 vs 1.7e
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -22,7 +21,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, write_result  # noqa: E402
+from _common import RESULTS, seed_summary, write_result  # noqa: E402
 
 from sciflow.models.causal_pinn import CausalPINN, Config, train  # noqa: E402
 from sciflow.models.causal_pinn.evaluate import evaluate, predict_grid, reference  # noqa: E402
@@ -55,17 +54,6 @@ def run_seed(cfg: Config, device: str, threads: int, budget_s: float | None) -> 
             "steps_run": hist.step[-1] + 1, **metrics,
             "final_terms": {k: v[-1] for k, v in hist.terms.items()},
             "history": hist, "state": model.state_dict()}
-
-
-def summarise(runs: list[dict]) -> dict:
-    """Median, min and max over seeds of each scalar metric."""
-    out = {}
-    for key in ("rel_l2", "max_abs", "train_seconds", "train_cpu_seconds"):
-        vals = [r[key] for r in runs if key in r]
-        if vals:
-            out.update({f"{key}_median": statistics.median(vals), f"{key}_min": min(vals),
-                        f"{key}_max": max(vals)})
-    return out
 
 
 def main(argv=None) -> None:
@@ -112,7 +100,8 @@ def main(argv=None) -> None:
     plot_causal_weights(median["history"], figs / f"pinn_burgers_{args.scale}_weights.png")
     plot_losses(median["history"], figs / f"pinn_burgers_{args.scale}_losses.png")
 
-    summary = {v: summarise(rs) for v, rs in runs.items()}
+    summary = {v: seed_summary(rs, ["rel_l2", "max_abs", "train_seconds", "train_cpu_seconds"])
+               for v, rs in runs.items()}
     write_result(f"pinn_burgers_{args.scale}", {
         "config": asdict(replace(SCALES[args.scale], causal=bool(args.causal), **VARIANTS[variants[0]])),
         "headline": variants[0], "seeds": seeds, "variants": {v: VARIANTS[v] for v in variants},
