@@ -150,10 +150,11 @@ def train_mfm(config: str | Path, overrides: Sequence[str], run_dir: str | Path 
     ckpts, state = open_run(run_dir, run.as_yaml(), lambda s: resume_mismatch(run.model, run.train, s), resume)
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    val = run.data.split("val").to(device)
+    val = run.data.split("val")
+    val_source = val.to(device)  # transported every validation; scored on the host against val.target
     model = init_model(run.model, run.train.seed)
     result = train(model, run.data.split("train"), run.train, device=device, log=print,
-                   validate=lambda m: mean_population_metrics(predict(m, val).cpu(), val.target.cpu())["W2"],
+                   validate=lambda m: mean_population_metrics(predict(m, val_source).cpu(), val.target)["W2"],
                    checkpoint_every=run.check_every, on_checkpoint=ckpts.save, resume_state=state)
     scores, preds = score(model, run.data, device)
     _figure(preds, run.data, run.model.conditioning, run_dir / "predictions.png")

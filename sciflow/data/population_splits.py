@@ -85,20 +85,22 @@ class LettersSplits:
         b = letters(name, n_points=n, **kw)
         return b.index(torch.as_tensor([i for i in range(len(b)) if i % self.n_rotations < rotations]))
 
-    def _seen(self, draw: int) -> PopulationBatch:
+    def _seen_letters(self) -> tuple[str, ...]:
+        """``seen_letters`` training letters spread over the alphabet."""
         train = letter_split(tuple(self.val_letters), tuple(self.test_letters))["train"]
-        chars = train[::max(1, len(train) // self.seen_letters)][:self.seen_letters]
+        return train[::max(1, len(train) // self.seen_letters)][:self.seen_letters]
+
+    def _seen(self, draw: int) -> PopulationBatch:
         pops = [letter_population(c, r, n_points=self.n_eval_points, draw=draw, **self._kw())
-                for c in chars for r in range(self.n_rotations, self.n_rotations + self.seen_rotations)]
+                for c in self._seen_letters()
+                for r in range(self.n_rotations, self.n_rotations + self.seen_rotations)]
         as_t = lambda k: torch.as_tensor(np.stack([p[k] for p in pops]), dtype=torch.float32)  # noqa: E731
         return PopulationBatch(source=as_t(0), target=as_t(1))
 
     def row_labels(self, name: str) -> list[str]:
-        """A label per population of a held-out split (its letter)."""
-        if name == "seen":
-            return [f"seen {i}" for i in range(len(self.split("seen")))]
-        chars, rot = ((self.val_letters, self.val_rotations) if name == "val"
-                      else (self.test_letters, self.test_rotations))
+        """A label per population of a held-out split (its letter), without building the split."""
+        chars, rot = {"val": (self.val_letters, self.val_rotations), "test": (self.test_letters, self.test_rotations),
+                      "seen": (self._seen_letters(), self.seen_rotations)}[name]
         return [c for c in chars for _ in range(rot)]
 
 
@@ -137,10 +139,13 @@ class AggregationSplits:
     def num_populations(self) -> int:
         return self.n_train + self.n_val + self.n_test
 
+    def _sizes(self) -> dict[str, int]:
+        return {"train": self.n_train, "val": self.n_val, "test": self.n_test}
+
     def split(self, name: str, draw: int = 0) -> PopulationBatch:
         if name not in self.names:
             raise ValueError(f"split must be one of {self.names}, got {name!r}")
-        sizes = {"train": self.n_train, "val": self.n_val, "test": self.n_test}
+        sizes = self._sizes()
         points = {"train": self.n_points, "val": self.val_points, "test": self.n_eval_points}
         offset = {"train": 0, "val": self.n_train, "test": self.n_train + self.n_val}[name]
         return aggregation_populations(name, n_populations=sizes[name], n_points=points[name], dim=self.dim,
@@ -148,7 +153,7 @@ class AggregationSplits:
                                        seed=self.seed, id_offset=offset, draw=draw)
 
     def row_labels(self, name: str) -> list[str]:
-        return [f"{name} {i}" for i in range({"train": self.n_train, "val": self.n_val, "test": self.n_test}[name])]
+        return [f"{name} {i}" for i in range(self._sizes()[name])]
 
 
 def splits_class(data: Mapping[str, Any]) -> type[LettersSplits] | type[AggregationSplits]:
