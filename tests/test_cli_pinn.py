@@ -80,6 +80,19 @@ def test_pinn_config_errors_and_list_mark(tmp_path: Path, capsys) -> None:
     assert all("causal-PINN config: `sciflow train`" in ln for ln in lines.values()), lines
 
 
+def test_cpu_budget_override_stops_training(tmp_path: Path, capsys) -> None:
+    """``time_budget_s`` (CPU seconds) ends Adam at its first check and skips L-BFGS; the run is
+    finished (metrics written, evaluable); a non-positive budget is refused before any work."""
+    torch.set_num_threads(1)
+    run = tmp_path / "run"
+    assert _train(run, "time_budget_s=1e-9") == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert (metrics["phase"], metrics["adam_steps"], metrics["lbfgs_iterations"]) == ("done", 1, 0)
+    assert main(["evaluate", str(run)]) == 0
+    assert _train(tmp_path / "bad", "time_budget_s=0") == 2
+    assert "time_budget_s (CPU seconds) must be > 0 or None, got 0" in capsys.readouterr().err
+
+
 LORENZ = ["width=16", "steps=12", "time_windows=3", "t_final=0.3", "check_every=4", "epsilon_schedule=[1.0]",
           "dtype=float64"]
 

@@ -11,6 +11,8 @@ corrupt newest file is skipped with a warning on resume), ``metrics.json`` (rela
 whole problem's reference solution, steps, CPU and wall seconds of the run across resumes) and the
 figures ``solution.png``, ``losses.png``, ``causal_weights.png``. ``--resume`` continues bit for bit from the newest good
 checkpoint (same device and thread count; training runs on CUDA when available, scoring on the CPU).
+``time_budget_s=S`` caps the run's process CPU seconds (across resumes; the one field ``--resume``
+may change).
 """
 
 from __future__ import annotations

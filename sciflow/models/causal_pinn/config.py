@@ -47,6 +47,9 @@ class Config:
         each time: its curvature pairs belong to the old points' loss).
         n_interior (multiple of n_chunks), n_initial, n_boundary: points per step (resampled).
         check_every: how often (steps) min w is read back for the stage test and logs.
+        time_budget_s: stop Adam (then L-BFGS) once the run has used this many seconds of process
+        CPU time, checked every ``check_every`` steps and shared by the time windows (``None``:
+        no limit); the default of the ``time_budget_s`` argument of ``train`` and ``march``.
         time_windows: time-marching windows (each initialised from the previous prediction).
     Numerics: derivative_engine (``auto``: Taylor mode for orders >= 3 or the modified MLP,
         nested autograd otherwise — the faster of the two as measured; or
@@ -96,6 +99,7 @@ class Config:
     n_initial: int = 256
     n_boundary: int = 256
     check_every: int = 100
+    time_budget_s: float | None = None
     time_windows: int = 1
     warm_start: bool = True
 
@@ -130,6 +134,8 @@ class Config:
         if self.lbfgs_steps < 0 or self.lbfgs_resample < 0:
             raise ValueError(f"Config: lbfgs_steps and lbfgs_resample must be >= 0, got {self.lbfgs_steps} "
                              f"and {self.lbfgs_resample}")
+        if self.time_budget_s is not None and not self.time_budget_s > 0:
+            raise ValueError(f"Config.time_budget_s (CPU seconds) must be > 0 or None, got {self.time_budget_s}")
         if self.time_windows < 1 or self.steps < 0:
             raise ValueError("Config: time_windows >= 1 and steps >= 0 required")
 

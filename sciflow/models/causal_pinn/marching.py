@@ -55,7 +55,7 @@ def march(cfg: Config, problem: Problem | None = None, *, device: torch.device |
     one causal PINN per window on local time ``[0, dt]`` with the previous window's prediction at
     its end time as initial condition (exact: the previous network is evaluated, not
     interpolated). ``warm_start`` initialises each window from the previous parameters.
-    ``time_budget_s`` (CPU seconds) is shared by the windows: each gets an equal part of what is
+    ``time_budget_s`` (CPU seconds; default ``cfg.time_budget_s``) is shared by the windows: each gets an equal part of what is
     left; ``callback`` is passed to every window's :func:`train` (returning True ends that window).
 
     Checkpoints as in :func:`train`: ``on_checkpoint`` receives ``{"kind": "march", "phase":
@@ -68,6 +68,7 @@ def march(cfg: Config, problem: Problem | None = None, *, device: torch.device |
     if (checkpoint_every is None) != (on_checkpoint is None):
         raise ValueError("checkpoint_every and on_checkpoint must be given together")
     problem = problem if problem is not None else make_problem(cfg.problem, cfg.t_final)
+    time_budget_s = cfg.time_budget_s if time_budget_s is None else time_budget_s
     t0, t1 = problem.t_span
     n = cfg.time_windows
     edges = [t0 + (t1 - t0) * k / n for k in range(n + 1)]

@@ -88,14 +88,20 @@ def compiled_loss(model: CausalPINN) -> Callable:
     return loss
 
 
+FREE_ON_RESUME = frozenset({"time_budget_s"})  # Config fields a resumed run may change
+
+
 def resume_mismatch(cfg: Config, state: Mapping[str, Any]) -> str | None:
     """Why ``state`` cannot resume a run of ``cfg``: not a :func:`train` state, or written for
-    another :class:`Config` (the first differing field is named); ``None`` if it can."""
+    another :class:`Config` (the first differing field is named; :data:`FREE_ON_RESUME` fields
+    may differ, and a field the state lacks may be at its default); ``None`` if it can."""
     saved = state.get("config") if isinstance(state, Mapping) else None
     if not isinstance(saved, Mapping) or state.get("phase") not in ("adam", "lbfgs", "march", "done"):
         return "not a causal-PINN training state (no 'config' and 'phase' entries)"
-    now = asdict(cfg)
+    now, defaults = asdict(cfg), asdict(type(cfg)())
     for key, value in now.items():
+        if key in FREE_ON_RESUME or (key not in saved and value == defaults[key]):
+            continue  # when to stop may change; a field added since the state was written, at its default
         if key not in saved:
             return f"the resume state has no Config.{key} (written by another sciflow version?)"
         was = saved[key]
@@ -123,10 +129,12 @@ def train(model: CausalPINN, *, device: torch.device | str = "cpu",
     With ``cfg.anneal`` the run walks through ``cfg.epsilon_schedule`` (Algorithm 1) and stops
     early once the last stage has ``min w > delta``; otherwise ``cfg.epsilon`` is fixed.
     ``cfg.lbfgs_steps`` L-BFGS iterations follow, on one batch or a new one every
-    ``cfg.lbfgs_resample`` iterations. ``time_budget_s`` stops Adam (and L-BFGS) when that many
-    seconds of process CPU time (``time.process_time``, all threads; the fair measure on a shared
-    machine) have been spent by the run, including time spent in ``callback`` and, for a resumed
-    run, the CPU seconds its state records (work lost after that checkpoint is not counted).
+    ``cfg.lbfgs_resample`` iterations. ``time_budget_s`` (default ``cfg.time_budget_s``) ends
+    Adam after the first step that finishes past it (logged like a check) and L-BFGS at the next
+    block boundary, counting seconds of process CPU time (``time.process_time``, all threads; the
+    fair measure on a shared machine) spent by the run, including time spent in ``callback`` and,
+    for a resumed run, the CPU seconds its state records (work lost after that checkpoint is not
+    counted).
     ``callback(step, model, history)`` runs after every log entry; returning True stops Adam there
     (L-BFGS, if configured, still runs).
 
@@ -148,6 +156,7 @@ def train(model: CausalPINN, *, device: torch.device | str = "cpu",
     returns its history at once.
     """
     cfg = model.cfg
+    time_budget_s = cfg.time_budget_s if time_budget_s is None else time_budget_s
     if (checkpoint_every is None) != (on_checkpoint is None):
         raise ValueError("checkpoint_every and on_checkpoint must be given together")
     if checkpoint_every is not None and checkpoint_every < 1:
@@ -217,7 +226,10 @@ def train(model: CausalPINN, *, device: torch.device | str = "cpu",
         sched.step()
         adam_steps = step + 1
         last = step == cfg.steps - 1
-        if step % cfg.check_every == 0 or last:
+        # the budget is read every step (a host clock, no device sync): a heavy config's
+        # check_every steps can take far longer than the budget
+        out_of_time = time_budget_s is not None and time.process_time() - c0 > time_budget_s
+        if step % cfg.check_every == 0 or last or out_of_time:
             if not math.isfinite(float(out.total.detach())):
                 raise FloatingPointError(f"non-finite loss at step {step}: {dict(out.terms)}")
             hist.log(step, time.perf_counter() - t0, out, schedule.epsilon, model.last_weights,
@@ -229,7 +241,7 @@ def train(model: CausalPINN, *, device: torch.device | str = "cpu",
                 hist.stage_ends.append(step)
                 if schedule.finished:
                     break
-            if time_budget_s is not None and time.process_time() - c0 > time_budget_s:
+            if out_of_time:
                 break
         checkpoint("adam")
     every = cfg.lbfgs_resample or cfg.lbfgs_steps

@@ -97,16 +97,32 @@ def test_lbfgs_phase_resume_is_bit_exact_at_block_and_resample_boundaries() -> N
 
 
 def test_the_time_budget_counts_the_cpu_seconds_before_the_resume() -> None:
-    """A state that has spent 1e6 CPU seconds resumed under a 1e5 s budget stops at the next check
-    (step 20) and skips L-BFGS; counted from the resume instead, the run would go on to the end."""
+    """A state that has spent 1e6 CPU seconds resumed under a 1e5 s budget stops after its first
+    step (index 18, logged although off the check cadence) and skips L-BFGS; counted from the
+    resume instead, the run would go on to the end."""
     torch.set_num_threads(1)
     cfg = replace(TINY, lbfgs_steps=10)
     _, _, states = _run(cfg, stop_at=18)
     state = {**states[-1], "cpu_s": 1e6}
     hist = train(CausalPINN(cfg), time_budget_s=1e5, resume_state=state)
-    assert hist.step[-1] == 20 and hist.cpu_s[-1] >= 1e6
+    assert hist.step[-2:] == [15, 18] and hist.cpu_s[-1] >= 1e6
     full = train(CausalPINN(cfg), time_budget_s=1e5, resume_state=states[-1])
     assert full.step[-1] == 39  # 30 Adam steps (last index 29) + 10 L-BFGS iterations
+
+
+def test_config_budget_is_the_default_and_may_change_on_resume() -> None:
+    """``Config.time_budget_s`` is what ``train`` uses when no argument is given (the same stop at
+    step 18 as above), and a resumed run may change it (when to stop, not what is computed); a
+    state written before a field existed resumes while that field is at its default only."""
+    torch.set_num_threads(1)
+    cfg = replace(TINY, lbfgs_steps=10)
+    _, _, states = _run(cfg, stop_at=18)
+    hist = train(CausalPINN(replace(cfg, time_budget_s=1e5)), resume_state={**states[-1], "cpu_s": 1e6})
+    assert hist.step[-1] == 18
+    old = {**states[-1], "config": {k: v for k, v in states[-1]["config"].items() if k not in ("time_budget_s", "seed")}}
+    assert resume_mismatch(cfg, old) is None
+    assert train(CausalPINN(cfg), resume_state=old).step[-1] == 39
+    assert "has no Config.seed" in resume_mismatch(replace(cfg, seed=1), old)
 
 
 def test_resume_from_another_config_names_the_first_differing_key() -> None:
