@@ -165,6 +165,7 @@ def compare(train_b, val_b, test_b, d, noise, args) -> dict:
             depths = torch.tensor(hmc.tree_depths, dtype=torch.float64)
             out[key]["gradient_evals_per_chain"] = float((2**depths - 1).sum()) / res.samples.shape[0]
             out[key]["mean_tree_depth"] = float(depths.mean())
+            out[key]["max_tree_depth_fraction"] = hmc.max_depth_fraction  # post-warm-up, at the limit
         else:
             out[key]["gradient_evals_per_chain"] = (res.samples.shape[1] + n_warmup) * args.hmc_leapfrog
 

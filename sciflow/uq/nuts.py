@@ -11,6 +11,11 @@ forwards or backwards at random until the ends start to turn back,
 doublings, and samples a state from the trajectory with the slice variable :math:`u`. The
 adaptation statistic for dual averaging is the mean acceptance probability over the tree.
 
+A trajectory stopped by ``max_tree_depth`` rather than by a U-turn is cut short: after ``run``,
+``max_depth_fraction`` is the share of post-warm-up transitions that reached the limit, and any
+such transition gives a ``RuntimeWarning`` (Stan's "maximum treedepth" message: an efficiency
+problem, typically scales in the posterior that the diagonal mass matrix does not even out).
+
 Deviation from :class:`HMC`: the tree is built per chain with Python recursion (its shape is
 data dependent), so chains run one after another and each leapfrog step synchronises with the
 host; use it for small networks and for validating :class:`HMC` settings.
@@ -19,6 +24,7 @@ host; use it for small networks and for validating :class:`HMC` settings.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import torch
@@ -31,16 +37,28 @@ _DELTA_MAX = 1000.0
 
 class NUTS(HMC):
     """NUTS with the same constructor as :class:`HMC`; ``run(..., max_tree_depth=10)``
-    (``n_leapfrog`` is ignored). ``tree_depths`` of the last run are kept for inspection."""
+    (``n_leapfrog`` is ignored). ``tree_depths`` of the last run (warm-up included, chain after
+    chain per transition) and ``max_depth_fraction`` are kept for inspection."""
 
     max_tree_depth: int = 10
+    max_depth_fraction: float = math.nan
 
     def run(self, *args: Any, max_tree_depth: int = 10, **kwargs: Any):
         if max_tree_depth < 1:
             raise ValueError(f"max_tree_depth must be >= 1, got {max_tree_depth}")
         self.max_tree_depth = max_tree_depth
         self.tree_depths: list[int] = []
-        return super().run(*args, **kwargs)
+        result = super().run(*args, **kwargs)
+        chains, kept = result.samples.shape[:2]
+        sampled = self.tree_depths[-chains * kept * kwargs.get("thin", 1):]
+        hits = sum(d >= max_tree_depth for d in sampled)
+        self.max_depth_fraction = hits / len(sampled)
+        if hits:
+            warnings.warn(f"NUTS: {hits} of {len(sampled)} post-warm-up transitions ({self.max_depth_fraction:.0%}) "
+                          f"stopped at max_tree_depth={max_tree_depth} before a U-turn: the trajectories were cut "
+                          "short and the chains explore slowly; raise max_tree_depth or reparametrise",
+                          RuntimeWarning, stacklevel=2)
+        return result
 
     # one chain at a time: theta (D,), r (D,), g (D,), eps float, inv_mass (D,)
     def _leap1(self, theta: Tensor, r: Tensor, g: Tensor, eps: float, inv_mass: Tensor):

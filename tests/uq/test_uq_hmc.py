@@ -166,6 +166,19 @@ def test_nuts_matches_conjugate_posterior():
     assert res.rhat.max() < 1.05 and res.divergences.sum() == 0
     # trajectories adapt their length: shallow trees on this well-conditioned target
     assert 1 <= sum(nuts.tree_depths) / len(nuts.tree_depths) <= 4
+    assert len(nuts.tree_depths) == 2 * (150 + 250) and nuts.max_depth_fraction == 0
+
+
+def test_nuts_reports_trajectories_cut_at_the_depth_limit():
+    """One doubling (two leapfrog steps at most) cannot reach a U-turn at the adapted step size:
+    nearly every transition stops at the limit, which is counted and warned about."""
+    from sciflow.uq.nuts import NUTS
+
+    batch, _, _ = _problem(n=30, d=1, seed=5)
+    nuts = NUTS(_LinReg(1).double(), GaussianPrior(1.0), GaussianLikelihood(0.5), [batch])
+    with pytest.warns(RuntimeWarning, match=r"post-warm-up transitions .* stopped at max_tree_depth=1"):
+        nuts.run(n_samples=50, n_warmup=50, n_chains=2, max_tree_depth=1, generator=torch.Generator().manual_seed(0))
+    assert nuts.max_depth_fraction > 0.5
 
 
 def test_nuts_short_run_is_on_target():
