@@ -24,15 +24,19 @@ Runs (``--only``; ``both`` = ``causal`` then ``plain``):
 from __future__ import annotations
 
 import argparse
+import json
+import statistics
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, replace
+from multiprocessing import get_context
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, write_result  # noqa: E402
+from _common import RESULTS, git_sha, write_result  # noqa: E402
 
 from sciflow.models.causal_pinn import CausalPINN, Config, train  # noqa: E402
 from sciflow.models.causal_pinn.evaluate import GridReference, evaluate, predict_grid, reference  # noqa: E402
@@ -100,9 +104,11 @@ LABELS = {"causal": "causal, modified MLP + embeddings",
 
 
 def run(cfg: Config, device: str, tag: str, budget_s: float | None = None,
-        wall_limit_s: float | None = None) -> dict:
+        wall_limit_s: float | None = None, threads: int | None = None) -> dict:
     """Train (stopping after ``budget_s`` CPU seconds if given) and record the learning curve:
     rel. L2 on every 4th reference time and point vs training CPU seconds (evaluation excluded)."""
+    if threads is not None:  # a worker process
+        torch.set_num_threads(threads)
     model = CausalPINN(cfg)
     ref = reference(model.problem)
     sub = GridReference(ref.t[::4], (ref.space[0][::4],), ref.values[::4, ::4].contiguous())
@@ -132,9 +138,62 @@ def run(cfg: Config, device: str, tag: str, budget_s: float | None = None,
     plot_losses(hist, figs / f"pinn_allen_cahn_{tag}_losses.png")
     if cfg.causal:
         plot_causal_weights(hist, figs / f"pinn_allen_cahn_{tag}_weights.png")
-    return {"config": asdict(cfg), "train_wall_seconds": seconds, "train_cpu_seconds": cpu, **metrics,
+    return {"config": asdict(cfg), "seed": cfg.seed, "git_sha": git_sha(), "train_wall_seconds": seconds, "train_cpu_seconds": cpu, **metrics,
             "steps_run": hist.step[-1] + 1, "curve": curve,
             "final_terms": {k: v[-1] for k, v in hist.terms.items()}}
+
+
+def _same_recipe(a: dict, b: dict) -> bool:
+    """Whether two run configs (as JSON holds them: tuples are lists) differ at most in the seed; a
+    field missing from one (added to ``Config`` since that run) counts at its default."""
+    default = asdict(Config())
+    a, b = (json.loads(json.dumps({**default, **c})) for c in (a, b))
+    return {k: v for k, v in a.items() if k != "seed"} == {k: v for k, v in b.items() if k != "seed"}
+
+
+def earlier_runs(path: Path, mode: str, cfg: Config, budget_min: float | None) -> tuple[list[dict], int | None]:
+    """The per-seed records of ``mode`` already in ``path`` for the same recipe and budget (a file
+    written before seeds were pooled holds one record, its config at the top level), and the seed
+    whose figures carry the plain names."""
+    if not path.is_file():
+        return [], None
+    old = json.loads(path.read_text())
+    entry = old.get(mode)
+    if not isinstance(entry, dict) or old.get("budget_cpu_minutes") != budget_min:
+        return [], None
+    out = []
+    for r in entry.get("runs") or [entry]:
+        conf = r.get("config")
+        if conf is None and "config" in old:  # one record, the scale's config at the top level
+            conf = asdict(mode_config(Config.from_dict({**old["config"]}), mode))
+        if conf is not None and _same_recipe(conf, asdict(cfg)):
+            out.append({"git_sha": old["environment"].get("git_sha"), **r, "config": conf, "seed": conf["seed"]})
+    shown = entry.get("figures_seed", entry.get("median_seed", (entry.get("config") or old.get("config", {})).get("seed")))
+    return out, shown if out else None
+
+
+def pool_seeds(runs: list[dict], scale: str, mode: str, shown: int | None = None) -> dict:
+    """One mode's entry from its per-seed records: the median seed's record (curve, terms) with the
+    median, min and max over seeds of the scalar metrics, and every record under ``runs``. A median
+    seed trained in this call gives its figures the plain names (else those of seed ``shown``
+    stay: ``figures_seed``); the other new figures are deleted."""
+    runs = sorted(runs, key=lambda r: r["seed"])
+    median = sorted(runs, key=lambda r: r["rel_l2"])[(len(runs) - 1) // 2]
+    figs = RESULTS / "figures"
+    for r in runs:
+        for f in figs.glob(f"pinn_allen_cahn_{scale}_{mode}_seed{r['seed']}_*.png"):
+            if r is median:
+                f.replace(figs / f.name.replace(f"_seed{r['seed']}", ""))
+                shown = r["seed"]
+            else:
+                f.unlink()
+    entry = {**median, "median_seed": median["seed"], "figures_seed": shown, "seeds": [r["seed"] for r in runs]}
+    if len(runs) > 1:
+        for key in ("rel_l2", "max_abs", "train_cpu_seconds", "steps_run"):
+            vals = [r[key] for r in runs]
+            entry.update({key: statistics.median(vals), f"{key}_min": min(vals), f"{key}_max": max(vals)})
+        entry["runs"] = [{k: v for k, v in r.items() if k != "final_terms"} for r in runs]
+    return entry
 
 
 def plot_curves(scale: str) -> None:
@@ -168,6 +227,11 @@ def main(argv=None) -> None:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", type=int, nargs="+", default=None,
+                    help="seeds to train (each with the whole budget; default: --seed). Records of other "
+                         "seeds already in the output file for the same recipe and budget are kept, so "
+                         "seeds can be added run by run; the JSON reports the median over all of them")
+    ap.add_argument("--jobs", type=int, default=1, help="runs trained at a time (processes)")
     ap.add_argument("--only", choices=["both", *MODES], default="both",
                     help="which run(s): both = causal then plain; raissi = the original PINN "
                          "formulation baseline; causal_mlp = causal weights on that baseline; "
@@ -183,15 +247,30 @@ def main(argv=None) -> None:
     budget = None if args.budget_min is None else 60 * args.budget_min
     wall = None if args.wall_limit_min is None else 60 * args.wall_limit_min
     modes = ("causal", "plain") if args.only == "both" else (args.only,)
-    res = {m: run(mode_config(cfg, m), args.device, f"{args.scale}_{m}", budget, wall) for m in modes}
-    write_result(f"pinn_allen_cahn_{args.scale}_{args.only}", {
+    seeds = args.seeds if args.seeds is not None else [args.seed]
+    name = f"pinn_allen_cahn_{args.scale}_{args.only}"
+    jobs = [(m, replace(mode_config(cfg, m), seed=s)) for m in modes for s in seeds]
+    todo = [(c, args.device, f"{args.scale}_{m}_seed{c.seed}", budget, wall, args.threads) for m, c in jobs]
+    if args.jobs > 1:
+        with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
+            done = [f.result() for f in [pool.submit(run, *t) for t in todo]]
+    else:
+        done = [run(*t) for t in todo]
+    res = {}
+    for m in modes:
+        new = [r for (mode, _), r in zip(jobs, done) if mode == m]
+        earlier, shown = earlier_runs(RESULTS / f"{name}.json", m, mode_config(cfg, m), args.budget_min)
+        kept = [r for r in earlier if r["seed"] not in seeds]
+        res[m] = pool_seeds(kept + new, args.scale, m, shown if kept else None)
+    write_result(name, {
         "config": res[modes[0]]["config"] if len(modes) == 1 else asdict(cfg),
         "budget_cpu_minutes": args.budget_min,
-        "wall_limit_minutes": args.wall_limit_min, **res,
-        "conditions": "shared 2-core CPU (4-5 engineers); torch threads = %d; same points, "
-                      "optimiser and CPU budget for every run, network and loss per run as in its "
-                      "'config' (a wall-clock cap can end one earlier: compare the curves at equal "
-                      "CPU time)" % args.threads,
+        "wall_limit_minutes": args.wall_limit_min, "jobs": args.jobs, **res,
+        "conditions": "shared 2-core CPU (4-5 engineers); torch threads = %d per run, %d run(s) at a time; "
+                      "same points, optimiser and CPU budget for every run, network and loss per run as "
+                      "in its 'config' (a wall-clock cap can end one earlier: compare the curves at equal "
+                      "CPU time); several seeds: the median over seeds, the median seed's curve"
+                      % (args.threads, args.jobs),
     }, device=args.device)
     plot_curves(args.scale)
 
