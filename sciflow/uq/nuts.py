@@ -55,9 +55,8 @@ class NUTS(HMC):
         self.max_depth_fraction = hits / len(sampled)
         if hits:
             warnings.warn(f"NUTS: {hits} of {len(sampled)} post-warm-up transitions ({self.max_depth_fraction:.0%}) "
-                          f"stopped at max_tree_depth={max_tree_depth} before a U-turn: the trajectories were cut "
-                          "short and the chains explore slowly; raise max_tree_depth or reparametrise",
-                          RuntimeWarning, stacklevel=2)
+                          f"reached max_tree_depth={max_tree_depth}: trajectories cut short explore slowly; "
+                          "raise max_tree_depth or reparametrise", RuntimeWarning, stacklevel=2)
         return result
 
     # one chain at a time: theta (D,), r (D,), g (D,), eps float, inv_mass (D,)

@@ -176,7 +176,7 @@ def test_nuts_reports_trajectories_cut_at_the_depth_limit():
 
     batch, _, _ = _problem(n=30, d=1, seed=5)
     nuts = NUTS(_LinReg(1).double(), GaussianPrior(1.0), GaussianLikelihood(0.5), [batch])
-    with pytest.warns(RuntimeWarning, match=r"post-warm-up transitions .* stopped at max_tree_depth=1"):
+    with pytest.warns(RuntimeWarning, match=r"post-warm-up transitions .* reached max_tree_depth=1"):
         nuts.run(n_samples=50, n_warmup=50, n_chains=2, max_tree_depth=1, generator=torch.Generator().manual_seed(0))
     assert nuts.max_depth_fraction > 0.5
 

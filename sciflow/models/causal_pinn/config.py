@@ -47,9 +47,9 @@ class Config:
         each time: its curvature pairs belong to the old points' loss).
         n_interior (multiple of n_chunks), n_initial, n_boundary: points per step (resampled).
         check_every: how often (steps) min w is read back for the stage test and logs.
-        time_budget_s: stop Adam (then L-BFGS) once the run has used this many seconds of process
-        CPU time, checked every ``check_every`` steps and shared by the time windows (``None``:
-        no limit); the default of the ``time_budget_s`` argument of ``train`` and ``march``.
+        time_budget_s: stop Adam (after the step that passes it) and L-BFGS (at a block boundary)
+        once the run has used this many seconds of process CPU time, shared by the time windows
+        (``None``: no limit); the default of the ``time_budget_s`` argument of ``train`` and ``march``.
         time_windows: time-marching windows (each initialised from the previous prediction).
     Numerics: derivative_engine (``auto``: Taylor mode for orders >= 3 or the modified MLP,
         nested autograd otherwise — the faster of the two as measured; or

@@ -55,8 +55,9 @@ def march(cfg: Config, problem: Problem | None = None, *, device: torch.device |
     one causal PINN per window on local time ``[0, dt]`` with the previous window's prediction at
     its end time as initial condition (exact: the previous network is evaluated, not
     interpolated). ``warm_start`` initialises each window from the previous parameters.
-    ``time_budget_s`` (CPU seconds; default ``cfg.time_budget_s``) is shared by the windows: each gets an equal part of what is
-    left; ``callback`` is passed to every window's :func:`train` (returning True ends that window).
+    ``time_budget_s`` (CPU seconds; default ``cfg.time_budget_s``) is shared by the windows: each
+    gets an equal part of what is left; ``callback`` is passed to every window's :func:`train`
+    (returning True ends that window).
 
     Checkpoints as in :func:`train`: ``on_checkpoint`` receives ``{"kind": "march", "phase":
     "march" | "done", "step"`` (steps of all windows so far), ``"windows"`` (``state_dict`` s of the
