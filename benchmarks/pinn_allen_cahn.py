@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -36,7 +35,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, git_sha, write_result  # noqa: E402
+from _common import RESULTS, git_sha, seed_summary, write_result  # noqa: E402
 
 from sciflow.models.causal_pinn import CausalPINN, Config, train  # noqa: E402
 from sciflow.models.causal_pinn.evaluate import GridReference, evaluate, predict_grid, reference  # noqa: E402
@@ -138,8 +137,8 @@ def run(cfg: Config, device: str, tag: str, budget_s: float | None = None,
     plot_losses(hist, figs / f"pinn_allen_cahn_{tag}_losses.png")
     if cfg.causal:
         plot_causal_weights(hist, figs / f"pinn_allen_cahn_{tag}_weights.png")
-    return {"config": asdict(cfg), "seed": cfg.seed, "git_sha": git_sha(), "train_wall_seconds": seconds, "train_cpu_seconds": cpu, **metrics,
-            "steps_run": hist.step[-1] + 1, "curve": curve,
+    return {"config": asdict(cfg), "seed": cfg.seed, "git_sha": git_sha(), "train_wall_seconds": seconds,
+            "train_cpu_seconds": cpu, **metrics, "steps_run": hist.step[-1] + 1, "curve": curve,
             "final_terms": {k: v[-1] for k, v in hist.terms.items()}}
 
 
@@ -165,10 +164,11 @@ def earlier_runs(path: Path, mode: str, cfg: Config, budget_min: float | None) -
     for r in entry.get("runs") or [entry]:
         conf = r.get("config")
         if conf is None and "config" in old:  # one record, the scale's config at the top level
-            conf = asdict(mode_config(Config.from_dict({**old["config"]}), mode))
+            conf = asdict(mode_config(Config.from_dict(old["config"]), mode))
         if conf is not None and _same_recipe(conf, asdict(cfg)):
-            out.append({"git_sha": old["environment"].get("git_sha"), **r, "config": conf, "seed": conf["seed"]})
-    shown = entry.get("figures_seed", entry.get("median_seed", (entry.get("config") or old.get("config", {})).get("seed")))
+            out.append({"git_sha": old.get("environment", {}).get("git_sha"), **r, "config": conf,
+                        "seed": conf["seed"]})
+    shown = entry.get("figures_seed", old.get("config", {}).get("seed"))  # the one record's seed before pooling
     return out, shown if out else None
 
 
@@ -189,17 +189,15 @@ def pool_seeds(runs: list[dict], scale: str, mode: str, shown: int | None = None
                 f.unlink()
     entry = {**median, "median_seed": median["seed"], "figures_seed": shown, "seeds": [r["seed"] for r in runs]}
     if len(runs) > 1:
-        for key in ("rel_l2", "max_abs", "train_cpu_seconds", "steps_run"):
-            vals = [r[key] for r in runs]
-            entry.update({key: statistics.median(vals), f"{key}_min": min(vals), f"{key}_max": max(vals)})
+        keys = ("rel_l2", "max_abs", "train_cpu_seconds", "steps_run")
+        summary = seed_summary(runs, list(keys))
+        entry.update({k: summary.pop(f"{k}_median") for k in keys}, **summary)
         entry["runs"] = [{k: v for k, v in r.items() if k != "final_terms"} for r in runs]
     return entry
 
 
 def plot_curves(scale: str) -> None:
     """Rel. L2 vs training CPU minutes of every ``pinn_allen_cahn_<scale>_*.json`` present."""
-    import json
-
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
