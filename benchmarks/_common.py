@@ -161,6 +161,22 @@ def seed_summary(runs: list[dict[str, Any]], keys: list[str]) -> dict[str, float
     return out
 
 
+def median_run(runs: list[dict[str, Any]], key: str = "rel_l2") -> dict[str, Any]:
+    """The run (seed) at the median of ``key`` (the lower of the two middle ones for an even count)."""
+    return sorted(runs, key=lambda r: r[key])[(len(runs) - 1) // 2]
+
+
+def keep_median_figures(runs: list[dict[str, Any]], median: dict[str, Any]) -> None:
+    """Pop each run's ``figures`` (paths tagged ``_seed<k>``): the median run's lose the tag, taking
+    the benchmark's figure names; the others are deleted."""
+    for r in runs:
+        for f in map(Path, r.pop("figures", ())):
+            if r is median:
+                f.replace(f.with_name(f.name.replace(f"_seed{r['seed']}", "")))
+            else:
+                f.unlink(missing_ok=True)
+
+
 def write_result(name: str, payload: dict[str, Any], device: torch.device | str = "cpu",
                  out_dir: Path | None = None) -> Path:
     """Write ``payload`` plus the environment to ``<out_dir>/<name>.json`` atomically."""

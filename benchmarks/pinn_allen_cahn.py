@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, git_sha, seed_summary, write_result  # noqa: E402
+from _common import RESULTS, git_sha, keep_median_figures, median_run, seed_summary, write_result  # noqa: E402
 
 from sciflow.models.causal_pinn import CausalPINN, Config, train  # noqa: E402
 from sciflow.models.causal_pinn.evaluate import GridReference, evaluate, predict_grid, reference  # noqa: E402
@@ -132,13 +132,13 @@ def run(cfg: Config, device: str, tag: str, budget_s: float | None = None,
     model.to("cpu")
     metrics = evaluate(model.predict, ref)
     figs = RESULTS / "figures"
-    plot_solution(predict_grid(model.predict, ref), ref, figs / f"pinn_allen_cahn_{tag}_solution.png",
-                  title=f"Allen-Cahn ({tag})")
-    plot_losses(hist, figs / f"pinn_allen_cahn_{tag}_losses.png")
+    figures = [plot_solution(predict_grid(model.predict, ref), ref, figs / f"pinn_allen_cahn_{tag}_solution.png",
+                             title=f"Allen-Cahn ({tag})"),
+               plot_losses(hist, figs / f"pinn_allen_cahn_{tag}_losses.png")]
     if cfg.causal:
-        plot_causal_weights(hist, figs / f"pinn_allen_cahn_{tag}_weights.png")
-    return {"config": asdict(cfg), "seed": cfg.seed, "git_sha": git_sha(), "train_wall_seconds": seconds,
-            "train_cpu_seconds": cpu, **metrics, "steps_run": hist.step[-1] + 1, "curve": curve,
+        figures.append(plot_causal_weights(hist, figs / f"pinn_allen_cahn_{tag}_weights.png"))
+    return {"figures": [str(f) for f in figures], "config": asdict(cfg), "seed": cfg.seed, "git_sha": git_sha(),
+            "train_wall_seconds": seconds, "train_cpu_seconds": cpu, **metrics, "steps_run": hist.step[-1] + 1, "curve": curve,
             "final_terms": {k: v[-1] for k, v in hist.terms.items()}}
 
 
@@ -172,21 +172,16 @@ def earlier_runs(path: Path, mode: str, cfg: Config, budget_min: float | None) -
     return out, shown if out else None
 
 
-def pool_seeds(runs: list[dict], scale: str, mode: str, shown: int | None = None) -> dict:
+def pool_seeds(runs: list[dict], shown: int | None = None) -> dict:
     """One mode's entry from its per-seed records: the median seed's record (curve, terms) with the
     median, min and max over seeds of the scalar metrics, and every record under ``runs``. A median
-    seed trained in this call gives its figures the plain names (else those of seed ``shown``
-    stay: ``figures_seed``); the other new figures are deleted."""
+    seed trained in this call (its record lists ``figures``) gives its figures the plain names, else
+    those of seed ``shown`` stay (``figures_seed``); the other new figures are deleted."""
     runs = sorted(runs, key=lambda r: r["seed"])
-    median = sorted(runs, key=lambda r: r["rel_l2"])[(len(runs) - 1) // 2]
-    figs = RESULTS / "figures"
-    for r in runs:
-        for f in figs.glob(f"pinn_allen_cahn_{scale}_{mode}_seed{r['seed']}_*.png"):
-            if r is median:
-                f.replace(figs / f.name.replace(f"_seed{r['seed']}", ""))
-                shown = r["seed"]
-            else:
-                f.unlink()
+    median = median_run(runs)
+    if "figures" in median:
+        shown = median["seed"]
+    keep_median_figures(runs, median)
     entry = {**median, "median_seed": median["seed"], "figures_seed": shown, "seeds": [r["seed"] for r in runs]}
     if len(runs) > 1:
         keys = ("rel_l2", "max_abs", "train_cpu_seconds", "steps_run")
@@ -259,7 +254,7 @@ def main(argv=None) -> None:
         new = [r for (mode, _), r in zip(jobs, done) if mode == m]
         earlier, shown = earlier_runs(RESULTS / f"{name}.json", m, mode_config(cfg, m), args.budget_min)
         kept = [r for r in earlier if r["seed"] not in seeds]
-        res[m] = pool_seeds(kept + new, args.scale, m, shown if kept else None)
+        res[m] = pool_seeds(kept + new, shown if kept else None)
     write_result(name, {
         "config": res[modes[0]]["config"] if len(modes) == 1 else asdict(cfg),
         "budget_cpu_minutes": args.budget_min,

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, seed_summary, write_result  # noqa: E402
+from _common import RESULTS, median_run, seed_summary, write_result  # noqa: E402
 
 from sciflow.models.causal_pinn import CausalPINN, Config, train  # noqa: E402
 from sciflow.models.causal_pinn.evaluate import evaluate, predict_grid, reference  # noqa: E402
@@ -90,7 +90,7 @@ def main(argv=None) -> None:
 
     # plots of the headline's median seed
     head = runs[variants[0]]
-    median = sorted(head, key=lambda r: r["rel_l2"])[(len(head) - 1) // 2]
+    median = median_run(head)
     model = CausalPINN(replace(SCALES[args.scale], seed=median["seed"], **VARIANTS[variants[0]]))
     model.load_state_dict(median["state"])  # the Config it was trained with (CPU weights)
     ref = reference(model.problem)

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, seed_summary, write_result  # noqa: E402
+from _common import RESULTS, keep_median_figures, median_run, seed_summary, write_result  # noqa: E402
 
 from sciflow.models.causal_pinn import Config, march  # noqa: E402
 from sciflow.models.causal_pinn.evaluate import (evaluate, lorenz_reference, predict_grid,  # noqa: E402
@@ -103,7 +103,8 @@ def run_seed(problem_name: str, scale: str, cfg: Config, device: str, threads: i
         figures.append(plot_solution(predict_grid(sol.predict, ref), ref,
                                      figure_stem.with_name(figure_stem.name + "_solution.png"),
                                      channel=ref.values.shape[-1] - 1, title=title))
-    return {"figures": [str(f) for f in figures], "seed": cfg.seed, "t_span": problem.t_span, "train_wall_seconds": seconds, "train_cpu_seconds": cpu,
+    return {"figures": [str(f) for f in figures], "seed": cfg.seed, "t_span": problem.t_span,
+            "train_wall_seconds": seconds, "train_cpu_seconds": cpu,
             "steps_per_window": [h.step[-1] + 1 for h in sol.histories],
             "final_w_min_per_window": [h.terms["w_min"][-1] if "w_min" in h.terms else None for h in sol.histories],
             "epsilon_reached_per_window": [h.epsilon[-1] for h in sol.histories],
@@ -147,13 +148,8 @@ def main(argv=None) -> None:
     else:
         runs = [run_seed(*j) for j in jobs]
     wall = time.perf_counter() - t0
-    median = sorted(runs, key=lambda r: r["rel_l2"])[(len(runs) - 1) // 2]
-    for r in runs:  # the median seed's figures keep the benchmark's names; the others go
-        for f in map(Path, r.pop("figures")):
-            if r is median:
-                f.replace(figs / f.name.replace(f"_seed{r['seed']}", ""))
-            else:
-                f.unlink(missing_ok=True)
+    median = median_run(runs)
+    keep_median_figures(runs, median)
     keys = [k for k in median if k.startswith(("rel_l2", "max_abs")) or k.startswith("train_")]
     summary = seed_summary(runs, keys)
     write_result(f"pinn_{args.problem}_{args.scale}", {

@@ -9,8 +9,9 @@ finished windows and the current one), written atomically by
 boundaries and at the end of each window; the newest :data:`~sciflow.cli.runs.KEEP_LAST` kept; a
 corrupt newest file is skipped with a warning on resume), ``metrics.json`` (relative L2 against the
 whole problem's reference solution, steps, CPU and wall seconds of the run across resumes) and the
-figures ``solution.png``, ``losses.png``, ``causal_weights.png``. ``--resume`` continues bit for bit from the newest good
-checkpoint (same device and thread count; training runs on CUDA when available, scoring on the CPU).
+figures ``solution.png``, ``losses.png``, ``causal_weights.png``. ``--resume`` continues bit for bit
+from the newest good checkpoint (same device and thread count; training runs on CUDA when available,
+scoring on the CPU).
 ``time_budget_s=S`` caps the run's process CPU seconds (across resumes; the one field ``--resume``
 may change).
 """

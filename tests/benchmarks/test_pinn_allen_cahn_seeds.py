@@ -18,8 +18,9 @@ import pinn_allen_cahn as bench  # noqa: E402
 CFG = bench.SCALES["cpu"]
 
 
-def _record(seed: int, rel_l2: float, mode: str = "plain") -> dict:
-    return {"config": asdict(replace(bench.mode_config(CFG, mode), seed=seed)), "seed": seed, "rel_l2": rel_l2,
+def _record(seed: int, rel_l2: float, mode: str = "plain", figures: list[Path] | None = None) -> dict:
+    """A run's record; ``figures``: a run trained in this call lists its seed-tagged figures."""
+    return {**({"figures": [str(f) for f in figures]} if figures is not None else {}),"config": asdict(replace(bench.mode_config(CFG, mode), seed=seed)), "seed": seed, "rel_l2": rel_l2,
             "max_abs": 10 * rel_l2, "train_cpu_seconds": 1800.0 + seed, "steps_run": 100 + seed,
             "curve": {"step": [seed]}, "final_terms": {"ic": rel_l2}}
 
@@ -38,13 +39,15 @@ def test_a_file_written_before_pooling_is_read_back(tmp_path: Path) -> None:
     assert bench.earlier_runs(tmp_path / "missing.json", "plain", CFG, 30.0) == ([], None)
 
 
-def test_the_median_seed_is_reported_with_the_spread(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(bench, "RESULTS", tmp_path)
+def test_the_median_seed_is_reported_with_the_spread(tmp_path: Path) -> None:
     figs = tmp_path / "figures"
     figs.mkdir()
+    new = {}
     for seed in (1, 2):
-        (figs / f"pinn_allen_cahn_cpu_plain_seed{seed}_solution.png").write_text(f"seed {seed}")
-    entry = bench.pool_seeds([_record(1, 0.1), _record(0, 0.3), _record(2, 0.2)], "cpu", "plain", shown=0)
+        new[seed] = figs / f"pinn_allen_cahn_cpu_plain_seed{seed}_solution.png"
+        new[seed].write_text(f"seed {seed}")
+    entry = bench.pool_seeds([_record(1, 0.1, figures=[new[1]]), _record(0, 0.3), _record(2, 0.2, figures=[new[2]])],
+                             shown=0)
     assert (entry["seed"], entry["median_seed"], entry["figures_seed"], entry["seeds"]) == (2, 2, 2, [0, 1, 2])
     assert (entry["rel_l2"], entry["rel_l2_min"], entry["rel_l2_max"]) == (0.2, 0.1, 0.3)
     assert entry["steps_run"] == 101 and entry["curve"] == {"step": [2]}
@@ -52,10 +55,11 @@ def test_the_median_seed_is_reported_with_the_spread(tmp_path: Path, monkeypatch
     assert [p.name for p in figs.iterdir()] == ["pinn_allen_cahn_cpu_plain_solution.png"]
     assert (figs / "pinn_allen_cahn_cpu_plain_solution.png").read_text() == "seed 2"
     # an earlier seed as the median: its figures (already under the plain names) stay
-    (figs / "pinn_allen_cahn_cpu_plain_seed5_solution.png").write_text("seed 5")
-    entry = bench.pool_seeds([_record(0, 0.2), _record(5, 0.4), _record(2, 0.3)], "cpu", "plain", shown=2)
+    seed5 = figs / "pinn_allen_cahn_cpu_plain_seed5_solution.png"
+    seed5.write_text("seed 5")
+    entry = bench.pool_seeds([_record(0, 0.2), _record(5, 0.4, figures=[seed5]), _record(2, 0.3)], shown=2)
     assert (entry["median_seed"], entry["figures_seed"]) == (2, 2)
     assert (figs / "pinn_allen_cahn_cpu_plain_solution.png").read_text() == "seed 2"  # left as it was
     assert not (figs / "pinn_allen_cahn_cpu_plain_seed5_solution.png").exists()
-    one = bench.pool_seeds([_record(3, 0.4)], "cpu", "plain")
+    one = bench.pool_seeds([_record(3, 0.4)])
     assert one["rel_l2"] == 0.4 and "runs" not in one and "rel_l2_max" not in one
