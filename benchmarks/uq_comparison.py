@@ -155,7 +155,7 @@ def compare(train_b, val_b, test_b, d, noise, args) -> dict:
         hmc = sampler(small, GaussianPrior(1.0), GaussianLikelihood(sigma), [train_b], alpha=ALPHA)
         n_warmup = int(args.hmc_warmup * args.scale)
         res = hmc.run(n_samples=int(args.hmc_samples * args.scale), n_warmup=n_warmup,
-                      n_chains=4, n_leapfrog=args.hmc_leapfrog, init_jitter=0.0,
+                      n_chains=4, n_leapfrog=args.hmc_leapfrog, init_jitter=0.0, mass_matrix=args.hmc_mass,
                       generator=torch.Generator().manual_seed(0), **extra)
         times[key] = time.perf_counter() - t0
         out[key] = score_prediction(hmc.predict(test_b, generator=g, max_draws=400), y_test)
@@ -201,6 +201,8 @@ def main() -> None:
     ap.add_argument("--hmc-sampler", choices=("hmc", "nuts"), default="hmc",
                     help="fixed-length HMC, or NUTS (chains one after another, --hmc-leapfrog ignored)")
     ap.add_argument("--hmc-max-tree-depth", type=int, default=6, help="NUTS only")
+    ap.add_argument("--hmc-mass", choices=("diag", "dense"), default="diag",
+                    help="mass matrix adapted in warm-up (dense: D x D, for D well below n_warmup / 2)")
     ap.add_argument("--hmc-diag-inputs", type=int, default=64,
                     help="test inputs whose every output gets a function-space R-hat / ESS")
     ap.add_argument("--navier-stokes", action="store_true")

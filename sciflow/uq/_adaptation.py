@@ -6,8 +6,8 @@ r"""Warm-up adaptation of HMC (Stan's windowed scheme), per chain and on the dev
 - :func:`warmup_windows`: Stan's schedule of an initial fast buffer (75 transitions), doubling
   slow windows (first 25) that estimate the mass matrix, and a terminal fast buffer (50),
   scaled down proportionally for short warm-ups.
-- :func:`regularised_inverse_mass`: the diagonal of :math:`M^{-1}` from one slow window's draws,
-  shrunk towards :math:`10^{-3}` as Stan does (:math:`\tfrac{n}{n+5}\hat\sigma^2 + 10^{-3}\tfrac{5}{n+5}`).
+
+The mass matrix each slow window estimates is :mod:`sciflow.uq._mass`'s.
 """
 
 from __future__ import annotations
@@ -63,9 +63,3 @@ def warmup_windows(n_warmup: int) -> tuple[int, int, list[int]]:
         start, w = end, 2 * w
     return init, term, ends
 
-
-def regularised_inverse_mass(window: Tensor) -> Tensor:
-    """Diagonal :math:`M^{-1}` from a slow window's draws ``(chains, n, D)`` -> ``(chains, D)``."""
-    n = window.shape[1]
-    var = window.var(1) if n > 1 else torch.ones_like(window[:, 0])
-    return (n / (n + 5.0)) * var + 1e-3 * (5.0 / (n + 5.0))

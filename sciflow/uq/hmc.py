@@ -10,16 +10,17 @@ Algorithm (all chains advance together; per-chain state lives in tensors, with n
 synchronisation inside a transition):
 
 - Leapfrog integration of :math:`H(\theta,p)=-\log\pi(\theta)+\tfrac12 p^\top M^{-1}p` with a
-  diagonal mass matrix :math:`M`, ``n_leapfrog`` steps of size :math:`\varepsilon` (jittered by
+  diagonal (default) or dense mass matrix :math:`M` (``run(mass_matrix=...)``), ``n_leapfrog`` steps of size :math:`\varepsilon` (jittered by
   ±``step_jitter`` after warm-up to avoid periodic orbits); Metropolis accept
   :math:`\min(1, e^{-\Delta H})`; a transition with :math:`\Delta H > 1000` or a non-finite energy
   counts as divergent and is rejected.
 - Warm-up (Stan's windowed adaptation): step size by dual averaging (Hoffman & Gelman 2014,
-  Alg. 5, eq. 6, :math:`\gamma=0.05, t_0=10, \kappa=0.75`) towards ``target_accept``; the
-  diagonal of :math:`M^{-1}` set to the regularised per-chain sample variance of the draws at the
-  end of each doubling slow window (first window 25 draws, initial/terminal fast buffers 75/50,
-  scaled down proportionally for short warm-ups); dual averaging restarts after each update
-  (:mod:`sciflow.uq._adaptation`).
+  Alg. 5, eq. 6, :math:`\gamma=0.05, t_0=10, \kappa=0.75`) towards ``target_accept``;
+  :math:`M^{-1}` set to the regularised per-chain sample variances (``"diag"``) or covariance
+  (``"dense"``) of the draws at the end of each doubling slow window (first window 25 draws,
+  initial/terminal fast buffers 75/50, scaled down proportionally for short warm-ups); dual
+  averaging restarts after each update (:mod:`sciflow.uq._adaptation`, :mod:`sciflow.uq._mass`).
+  A dense matrix needs windows of many more draws than weights (:mod:`sciflow.uq._mass`).
 - Initial step size: Hoffman & Gelman 2014 Alg. 4 heuristic (per chain).
 - Diagnostics after sampling: rank-normalised split-:math:`\widehat R`, bulk and tail ESS (Vehtari
   et al. 2021) of every weight and of the log posterior, acceptance rate, divergences.
@@ -63,11 +64,14 @@ from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
 from sciflow.models.base import SciflowModel
-from sciflow.uq._adaptation import DualAveraging, regularised_inverse_mass, warmup_windows
+from sciflow.uq._adaptation import DualAveraging, warmup_windows
+from sciflow.uq._mass import MASS_MATRICES, DiagonalMass, DenseMass
 from sciflow.uq.base import Predictor, check_alpha, observed_for, target_for
 from sciflow.uq.bayes import Likelihood, LossLikelihood, Prior
 from sciflow.uq.diagnostics import ConvergenceDiagnostics, convergence_diagnostics, rhat
 from sciflow.uq.prediction import Prediction
+
+Mass = DiagonalMass | DenseMass
 
 
 class _Call(nn.Module):
@@ -91,7 +95,8 @@ class HMCResult:
     ``samples``: ``(chains, n_samples, D)`` flat weights; ``rhat``, ``ess_bulk``, ``ess_tail``:
     ``(D,)`` weight-space diagnostics (large for a network even when its predictions have mixed:
     read :meth:`HMC.function_diagnostics`, see the module docstring); ``accept_rate``,
-    ``step_size``: ``(chains,)``; ``inv_mass``: ``(chains, D)``; ``divergences``: ``(chains,)``
+    ``step_size``: ``(chains,)``; ``inv_mass``: the adapted :math:`M^{-1}`, ``(chains, D)`` (its
+    diagonal) or ``(chains, D, D)`` (dense); ``divergences``: ``(chains,)``
     counts after warm-up; ``log_prob``: ``(chains, n_samples)``.
     """
 
@@ -214,33 +219,32 @@ class HMC(Predictor):
         return lp.detach(), g
 
     # -------------------------------------------------------------- the sampler
-    def _leapfrog(self, theta: Tensor, p: Tensor, g: Tensor, eps: Tensor, inv_mass: Tensor,
+    def _leapfrog(self, theta: Tensor, p: Tensor, g: Tensor, eps: Tensor, mass: Mass,
                   n_steps: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         e = eps.unsqueeze(-1)
         p = p + 0.5 * e * g
         lp = None
         for i in range(n_steps):
-            theta = theta + e * inv_mass * p
+            theta = mass.drift(theta, e, p)
             lp, g = self._grad(theta)
             if i < n_steps - 1:
                 p = p + e * g
         p = p + 0.5 * e * g
         return theta, p, lp, g
 
-    def _momentum(self, inv_mass: Tensor, generator: torch.Generator | None) -> Tensor:
-        dev = inv_mass.device if generator is None else generator.device
-        z = torch.randn(inv_mass.shape, generator=generator, dtype=inv_mass.dtype, device=dev).to(inv_mass.device)
-        return z / inv_mass.sqrt()
+    def _momentum(self, like: Tensor, mass: Mass, generator: torch.Generator | None) -> Tensor:
+        dev = like.device if generator is None else generator.device
+        return mass.momentum(torch.randn(like.shape, generator=generator, dtype=like.dtype, device=dev).to(like.device))
 
     def _uniform(self, shape: tuple[int, ...], like: Tensor, generator: torch.Generator | None) -> Tensor:
         dev = like.device if generator is None else generator.device
         return torch.rand(shape, generator=generator, dtype=like.dtype, device=dev).to(like.device)
 
-    def _transition(self, theta, lp, g, eps, inv_mass, n_leapfrog, generator):
-        p0 = self._momentum(inv_mass, generator)
-        h0 = -lp + 0.5 * (p0**2 * inv_mass).sum(-1)
-        th1, p1, lp1, g1 = self._leapfrog(theta, p0, g, eps, inv_mass, n_leapfrog)
-        h1 = -lp1 + 0.5 * (p1**2 * inv_mass).sum(-1)
+    def _transition(self, theta, lp, g, eps, mass, n_leapfrog, generator):
+        p0 = self._momentum(theta, mass, generator)
+        h0 = -lp + mass.kinetic(p0)
+        th1, p1, lp1, g1 = self._leapfrog(theta, p0, g, eps, mass, n_leapfrog)
+        h1 = -lp1 + mass.kinetic(p1)
         dh = h1 - h0
         finite = torch.isfinite(dh) & torch.isfinite(th1).all(-1) & torch.isfinite(g1).all(-1)
         dh = torch.where(finite, dh, torch.full_like(dh, math.inf))
@@ -253,16 +257,16 @@ class HMC(Predictor):
         divergent = dh > 1000
         return theta, lp, g, accept_prob, accept, divergent
 
-    def _initial_step_size(self, theta, lp, g, inv_mass, generator) -> Tensor:
+    def _initial_step_size(self, theta, lp, g, mass, generator) -> Tensor:
         """Hoffman & Gelman (2014) Alg. 4, per chain: double/halve until the one-step acceptance
         crosses 1/2."""
         eps = torch.full(theta.shape[:1], 0.1, dtype=theta.dtype, device=theta.device)
-        p = self._momentum(inv_mass, generator)
-        h0 = -lp + 0.5 * (p**2 * inv_mass).sum(-1)
+        p = self._momentum(theta, mass, generator)
+        h0 = -lp + mass.kinetic(p)
 
         def log_accept(e: Tensor) -> Tensor:
-            _, p1, lp1, _ = self._leapfrog(theta, p, g, e, inv_mass, 1)
-            d = h0 - (-lp1 + 0.5 * (p1**2 * inv_mass).sum(-1))
+            _, p1, lp1, _ = self._leapfrog(theta, p, g, e, mass, 1)
+            d = h0 - (-lp1 + mass.kinetic(p1))
             return torch.where(torch.isfinite(d), d, torch.full_like(d, -math.inf))
 
         la = log_accept(eps)
@@ -280,15 +284,20 @@ class HMC(Predictor):
 
     def run(self, n_samples: int = 500, n_warmup: int = 500, n_chains: int = 4, *,
             n_leapfrog: int = 20, target_accept: float = 0.8, init: Tensor | None = None,
-            init_jitter: float = 0.1, step_jitter: float = 0.1, thin: int = 1,
+            init_jitter: float = 0.1, step_jitter: float = 0.1, thin: int = 1, mass_matrix: str = "diag",
             generator: torch.Generator | None = None) -> HMCResult:
         """Run ``n_chains`` chains: ``n_warmup`` adaptation transitions, then ``n_samples * thin``
         transitions of which every ``thin``-th is kept. ``init``: ``(n_chains, D)`` or ``(D,)``
-        start (default the model's current weights plus ``init_jitter`` Gaussian noise)."""
+        start (default the model's current weights plus ``init_jitter`` Gaussian noise).
+        ``mass_matrix``: ``"diag"`` (Stan's ``diag_e``) or ``"dense"`` (``dense_e``: for posteriors
+        with strong linear correlations and ``D`` well below the last slow window, about
+        ``n_warmup / 2`` draws; :mod:`sciflow.uq._mass`)."""
         if n_samples < 4 or n_chains < 1 or n_warmup < 0 or n_leapfrog < 1 or thin < 1:
             raise ValueError("need n_samples >= 4, n_chains >= 1, n_warmup >= 0, n_leapfrog >= 1, thin >= 1")
         if not 0 < target_accept < 1:
             raise ValueError(f"target_accept must be in (0, 1), got {target_accept}")
+        if mass_matrix not in MASS_MATRICES:
+            raise ValueError(f"mass_matrix must be one of {sorted(MASS_MATRICES)}, got {mass_matrix!r}")
         base = self.flat_parameters()
         D = base.numel()
         if init is None:
@@ -297,25 +306,25 @@ class HMC(Predictor):
             theta = base.unsqueeze(0) + init_jitter * noise
         else:
             theta = init.to(base).expand(n_chains, D).clone()
-        inv_mass = torch.ones_like(theta)
+        mass = MASS_MATRICES[mass_matrix].identity(theta)
         lp, g = self._grad(theta)
         if not bool(torch.isfinite(lp).all()):
             raise ValueError("log posterior is not finite at the initial weights")
-        eps = self._initial_step_size(theta, lp, g, inv_mass, generator)
+        eps = self._initial_step_size(theta, lp, g, mass, generator)
 
         adapt = DualAveraging(eps, target_accept)
         start, _, ends = warmup_windows(n_warmup)
         window: list[Tensor] = []
         for it in range(n_warmup):
-            theta, lp, g, acc_prob, _, _ = self._transition(theta, lp, g, eps, inv_mass, n_leapfrog, generator)
+            theta, lp, g, acc_prob, _, _ = self._transition(theta, lp, g, eps, mass, n_leapfrog, generator)
             eps = adapt.update(acc_prob)
             if start <= it < (ends[-1] if ends else -1):
                 window.append(theta)
             if ends and it + 1 == ends[0]:  # end of a slow window: new mass matrix, restart the step size
                 ends.pop(0)
-                inv_mass = regularised_inverse_mass(torch.stack(window, 1))
+                mass = type(mass).from_window(torch.stack(window, 1))
                 window = []
-                eps = self._initial_step_size(theta, lp, g, inv_mass, generator)
+                eps = self._initial_step_size(theta, lp, g, mass, generator)
                 adapt = DualAveraging(eps, target_accept)
         if n_warmup > 0:
             eps = adapt.final
@@ -323,7 +332,7 @@ class HMC(Predictor):
         draws, lps, n_acc, n_div = [], [], torch.zeros_like(eps), torch.zeros_like(eps)
         for it in range(n_samples * thin):
             jit = 1 + step_jitter * (2 * self._uniform(eps.shape, eps, generator) - 1)
-            theta, lp, g, _, acc, div = self._transition(theta, lp, g, eps * jit, inv_mass, n_leapfrog, generator)
+            theta, lp, g, _, acc, div = self._transition(theta, lp, g, eps * jit, mass, n_leapfrog, generator)
             n_acc = n_acc + acc.to(eps.dtype)
             n_div = n_div + div.to(eps.dtype)
             if (it + 1) % thin == 0:
@@ -333,7 +342,7 @@ class HMC(Predictor):
         weights = convergence_diagnostics(samples)  # split chains: defined for one chain too
         self.result = HMCResult(
             samples=samples, log_prob=torch.stack(lps, 1), accept_rate=n_acc / (n_samples * thin),
-            step_size=eps, inv_mass=inv_mass, divergences=n_div,
+            step_size=eps, inv_mass=mass.inverse, divergences=n_div,
             rhat=weights.rhat, ess_bulk=weights.ess_bulk, ess_tail=weights.ess_tail)
         return self.result
 

@@ -51,11 +51,12 @@ def _ensemble(model: SciflowModel | None = None, *, models: Sequence[SciflowMode
 
 def _hmc(model: SciflowModel, *, train: Iterable[Any] | None = None, prior_scale: float = 1.0,
          noise_std: float = 0.1, n_samples: int = 200, n_warmup: int = 200, n_chains: int = 4,
-         n_leapfrog: int = 20, seed: int = 0, alpha: float = 0.1, **_: Any) -> Predictor:
+         n_leapfrog: int = 20, mass_matrix: str = "diag", seed: int = 0, alpha: float = 0.1, **_: Any) -> Predictor:
     if train is None:
         raise ValueError("--uq hmc needs the training batches (train=...) for the likelihood")
     hmc = HMC(model, GaussianPrior(prior_scale), GaussianLikelihood(noise_std), train, alpha=alpha)
-    hmc.run(n_samples, n_warmup, n_chains, n_leapfrog=n_leapfrog, generator=torch.Generator().manual_seed(seed))
+    hmc.run(n_samples, n_warmup, n_chains, n_leapfrog=n_leapfrog, mass_matrix=mass_matrix,
+            generator=torch.Generator().manual_seed(seed))
     return hmc
 
 
