@@ -1,7 +1,8 @@
 """``sciflow train`` / ``sciflow evaluate`` on meta-flow-matching configs (sciflow.cli.mfm): the run
 folder, interrupt + ``--resume`` equal to the uninterrupted run, evaluation equal to training's
-scores, the FM / CGFM baselines by one override, the particle-system config, and the errors
-(unknown key, another config on resume, a used folder, an unfinished run, ``--uq``)."""
+scores, the FM / CGFM baselines by one override, the particle-system config, a CPU budget that ends
+the run early, and the errors (unknown key, another config on resume, a used folder, an unfinished
+run, ``--uq``)."""
 
 from __future__ import annotations
 
@@ -89,12 +90,30 @@ def test_baselines_by_one_override_and_the_particle_system(tmp_path: Path) -> No
     assert set(a["scores"]) == {"test"} and math.isfinite(a["test_W2"])
 
 
+def test_cpu_budget_override_ends_the_run_early(tmp_path: Path) -> None:
+    """``train.time_budget_s`` (CPU seconds) stops after step 1: validated, selected, saved as the
+    final checkpoint and scored; ``metrics.json`` says so, and ``evaluate`` scores the run alike."""
+    torch.set_num_threads(1)
+    run = tmp_path / "run"
+    assert _train(run, "train.time_budget_s=1e-4") == 0
+    m = json.loads((run / "metrics.json").read_text())
+    assert (m["steps"], m["stopped_by_budget"], m["best_step"]) == (1, True, 1)
+    assert [h["step"] for h in m["history"]] == [1] and m["best_val_W2"] == m["history"][0]["val"] > 0
+    assert math.isfinite(m["test_W2"]) and m["test_W2"] == m["scores"]["test"]["method"]["W2"]
+    assert [p.name for p in CheckpointManager(run / "checkpoints").paths()] == ["ckpt-00000001.pt"]
+    assert "time_budget_s: 0.0001" in (run / "config.yaml").read_text()
+    assert main(["evaluate", str(run)]) == 0
+    e = json.loads((run / "eval_mfm.json").read_text())
+    assert (e["steps"], e["stopped_by_budget"]) == (1, True) and e["scores"] == m["scores"]
+
+
 @pytest.mark.parametrize("override, message", [
     ("train.foo=1", "train.foo"),
     ("model.knn=3", "model.knn"),
     ("data.test_letters=[X]", "val and test letters overlap: ['X']"),
     ("train.seeds=[]", "train.seeds must be a non-empty list of integers"),
     ("train.selection=best", "selection must be one of ('last', 'best_val')"),
+    ("train.time_budget_s=0", "time_budget_s (CPU seconds) must be > 0 or None, got 0"),
     ("extra.x=1", "unknown section(s) ['extra']"),
 ])
 def test_bad_config_is_a_clear_error(tmp_path: Path, capsys, override: str, message: str) -> None:

@@ -12,6 +12,10 @@ baseline, ``population_id`` CGFM), selecting on the mean validation W2. A run fo
 the newest :data:`~sciflow.cli.runs.KEEP_LAST` kept), ``metrics.json`` and ``predictions.png``
 (source | prediction | true for test populations). ``--resume`` continues bit for bit from the
 newest good checkpoint.
+``train.time_budget_s=S`` caps the run's process CPU seconds (across resumes; the one field
+``--resume`` may change): training stops after the step that passes it and the run is validated,
+selected, saved and scored as usual (``metrics.json``: ``steps`` done, ``stopped_by_budget``); a
+finished run is not extended by a larger budget.
 
 Scores per held-out split (test, and the seen-letters-at-new-rotations diagnostic where the config
 asks for it), averaged over its populations: W1, W2, MMD², energy distance of the prediction, of
@@ -131,7 +135,8 @@ def _summary(run: MFMRun, result, scores: dict[str, Any]) -> dict[str, Any]:
 
     test = scores["test"]
     return {"method": METHOD_NAMES[run.model.conditioning], "conditioning": run.model.conditioning,
-            "seed": run.train.seed, "steps": result.steps, "selection": result.selection,
+            "seed": run.train.seed, "steps": result.steps, "stopped_by_budget": result.stopped_by_budget,
+            "selection": result.selection,
             "best_val_W2": result.best_val, "best_step": result.best_step, "test_W2": test["method"]["W2"],
             "test_W2_gap_closed": test["gap_closed"]["W2"], "train_cpu_s": result.train_cpu_s,
             "train_wall_s": result.train_wall_s, "scores": scores, "history": result.history}

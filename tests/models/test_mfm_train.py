@@ -1,9 +1,11 @@
 """The meta-flow-matching training loop (sciflow.models.meta_flow_matching.train): it learns a
 population-dependent map, keeps the state of the best validation score, resumes bit for bit from
-any checkpoint, and refuses what it cannot do."""
+any checkpoint (under another CPU budget too), stops on a CPU budget as at a normal end, and refuses
+what it cannot do."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 
 import pytest
 import torch
@@ -84,7 +86,8 @@ def test_best_val_selection_restores_the_best_state_and_last_keeps_the_final():
 @pytest.mark.parametrize("stop", [4, 8])
 def test_resume_from_any_checkpoint_is_bit_exact(stop: int):
     """A run resumed from the state of step ``stop`` (after a validation step that set the best state)
-    equals the uninterrupted run: parameters, history, best score and step, the saved final state."""
+    equals the uninterrupted run: parameters, history, best score and step, the saved final state;
+    the resumed run has a CPU budget the first had not (free on resume; large enough not to stop it)."""
     torch.set_num_threads(1)
     cfg, tc = _run(augment_rotation=True)
     data, val = _shifted(8, 32, seed=0), _shifted(3, 32, seed=1)
@@ -94,13 +97,15 @@ def test_resume_from_any_checkpoint_is_bit_exact(stop: int):
                     on_checkpoint=lambda s: ref_states.__setitem__(s["step"], s))
     model = init_model(cfg, 99)  # other initial parameters: everything comes from the state
     states = {}
-    res = train(model, data, tc, validate=_val_w2(val), checkpoint_every=2,
+    budgeted = replace(tc, time_budget_s=1e6)
+    res = train(model, data, budgeted, validate=_val_w2(val), checkpoint_every=2,
                 on_checkpoint=lambda s: states.__setitem__(s["step"], s), resume_state=ref_states[stop])
     assert all(torch.equal(v, ref.state_dict()[k]) for k, v in model.state_dict().items())
     assert res.history == ref_res.history and (res.best_val, res.best_step) == (ref_res.best_val, ref_res.best_step)
     assert res.train_cpu_s >= ref_states[stop]["result"]["train_cpu_s"]
-    assert sorted(states) == list(range(stop + 2, 13, 2))
+    assert sorted(states) == list(range(stop + 2, 13, 2)) and not res.stopped_by_budget
     final, ref_final = states[12], ref_states[12]
+    assert (final["train_config"]["time_budget_s"], ref_final["train_config"]["time_budget_s"]) == (1e6, None)
     assert all(torch.equal(final["model"][k], ref_final["model"][k]) for k in final["model"])
     assert final["generator"].equal(ref_final["generator"])
     # a finished state trains nothing and restores the selected model
@@ -122,6 +127,11 @@ def test_resume_mismatch_names_the_field_and_train_refuses():
     assert "model_config: field_width = 32 there, 64 here" in resume_mismatch(Config(**{**SMALL, "field_width": 64}),
                                                                                tc, states[0])
     assert "not a meta-flow-matching training state" in resume_mismatch(cfg, tc, {"step": 3})
+    assert resume_mismatch(cfg, replace(tc, time_budget_s=5.0), states[0]) is None  # a new budget
+    drop = lambda key: {**states[0], "train_config": {k: v for k, v in states[0]["train_config"].items()  # noqa: E731
+                                                      if k != key}}
+    assert resume_mismatch(cfg, replace(tc, time_budget_s=5.0), drop("time_budget_s")) is None  # written before it
+    assert resume_mismatch(cfg, tc, drop("seed")) == "train_config.seed is missing there (another sciflow version?)"
     with pytest.raises(ValueError, match="cannot resume: the resume state was written for another train_config"):
         train(init_model(cfg, 0), _shifted(4, 16, 0), other, validate=lambda m: 1.0, resume_state=states[0])
 
@@ -137,7 +147,9 @@ def test_clear_errors():
         train(init_model(cfg, 0), PopulationBatch(source=data.source), tc, validate=lambda m: 1.0)
     for bad, match in ((dict(steps=0), "steps must be >= 1"), (dict(lr=0.0), "lr must be > 0"),
                        (dict(selection="best"), "selection must be one of"),
-                       (dict(lr_final_fraction=1.5), "lr_final_fraction must be in")):
+                       (dict(lr_final_fraction=1.5), "lr_final_fraction must be in"),
+                       (dict(time_budget_s=0), r"time_budget_s \(CPU seconds\) must be > 0 or None, got 0"),
+                       (dict(time_budget_s=-1.0), r"time_budget_s \(CPU seconds\) must be > 0 or None, got -1.0")):
         with pytest.raises(ValueError, match=match):
             TrainConfig(**bad)
     with pytest.raises(ValueError, match="augment_rotation needs 2-D populations"):
@@ -201,3 +213,57 @@ def test_a_state_written_on_another_kind_of_device_is_refused():
     foreign = {**states[0], "generator_device": torch.Generator().get_state()}  # as a CUDA run writes it
     with pytest.raises(ValueError, match="written on another kind of device than cpu"):
         train(init_model(cfg, 0), _shifted(4, 16, 0), tc, validate=lambda m: 1.0, resume_state=foreign)
+
+
+def test_a_cpu_budget_stops_after_the_step_that_spends_it():
+    """A budget of 1e-4 CPU s stops after step 1: validated there (off the ``eval_every`` cadence),
+    selected (``best_val`` restores that state, equal to an unbudgeted run's step-1 state), saved
+    once as ``done``; a run without a budget, or with one it never reaches, is unchanged."""
+    torch.set_num_threads(1)
+    cfg, tc = _run()
+    data, val = _shifted(8, 32, seed=0), _shifted(3, 32, seed=1)
+    ref_states = {}
+    ref = init_model(cfg, 0)
+    ref_res = train(ref, data, tc, validate=_val_w2(val), checkpoint_every=1,
+                    on_checkpoint=lambda s: ref_states.__setitem__(s["step"], s))
+    assert (ref_res.steps, ref_res.stopped_by_budget) == (12, False) and [h["step"] for h in ref_res.history] == \
+        [4, 8, 12]
+
+    states = {}
+    model = init_model(cfg, 0)
+    res = train(model, data, replace(tc, time_budget_s=1e-4), validate=_val_w2(val), checkpoint_every=1,
+                on_checkpoint=lambda s: states.__setitem__(s["step"], s))
+    assert (res.steps, res.stopped_by_budget, res.best_step) == (1, True, 1)
+    assert [h["step"] for h in res.history] == [1] and res.best_val == res.history[0]["val"] == _val_w2(val)(model)
+    assert all(torch.equal(v, ref_states[1]["model"][k]) for k, v in model.state_dict().items())
+    assert list(states) == [1] and states[1]["phase"] == "done" and states[1]["result"]["stopped_by_budget"]
+    # a finished (budget-stopped) run is not extended by a larger budget on resume
+    again = init_model(cfg, 5)
+    more = train(again, data, replace(tc, time_budget_s=1e6), validate=_val_w2(val), resume_state=states[1])
+    assert (more.steps, more.stopped_by_budget, more.history) == (1, True, res.history)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in again.state_dict().items())
+
+    roomy = init_model(cfg, 0)
+    roomy_res = train(roomy, data, replace(tc, time_budget_s=1e6), validate=_val_w2(val))
+    assert roomy_res.history == ref_res.history and not roomy_res.stopped_by_budget
+    assert all(torch.equal(v, ref.state_dict()[k]) for k, v in roomy.state_dict().items())
+
+
+@pytest.mark.parametrize("stop, history", [(4, [4, 5]), (3, [4])])
+def test_the_budget_counts_the_cpu_seconds_before_the_resume(stop: int, history: list[int]):
+    """A state that records 1e6 CPU seconds resumed under a 1e5 s budget stops after its first step:
+    step 5 is validated although off the cadence; step 4, a validation step, is validated once.
+    ``"last"`` selection keeps that step's state (the unbudgeted run's)."""
+    torch.set_num_threads(1)
+    cfg, tc = _run(selection="last")
+    data = _shifted(8, 32, seed=0)
+    scores = iter(range(100))
+    ref_states = {}
+    train(init_model(cfg, 0), data, tc, validate=lambda m: float(next(scores)), checkpoint_every=1,
+          on_checkpoint=lambda s: ref_states.__setitem__(s["step"], s))
+    spent = {**ref_states[stop], "result": {**ref_states[stop]["result"], "train_cpu_s": 1e6}}
+    model = init_model(cfg, 0)
+    res = train(model, data, replace(tc, time_budget_s=1e5), validate=lambda m: 7.0, resume_state=spent)
+    assert (res.steps, res.stopped_by_budget) == (stop + 1, True) and res.train_cpu_s >= 1e6
+    assert [h["step"] for h in res.history] == history and res.history[-1]["val"] == 7.0
+    assert all(torch.equal(v, ref_states[stop + 1]["model"][k]) for k, v in model.state_dict().items())

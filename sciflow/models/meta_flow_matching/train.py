@@ -17,6 +17,11 @@ which models/ may not import: DESIGN.md). ``selection="last"`` (the official cod
 early stopping) keeps the final state and uses the validation history for monitoring;
 ``"best_val"`` restores the state of the best validation score.
 
+``time_budget_s`` caps the run's process CPU seconds (as :class:`sciflow.models.causal_pinn.Config`):
+the loop stops after the step that passes it and ends as after its last step (validation,
+selection, final checkpoint); the cosine schedule still spans ``steps``, so a cut run ends at a
+higher learning rate than a run planned that short.
+
 Checkpoints: as :func:`sciflow.models.causal_pinn.train`, the loop hands its whole state to
 ``on_checkpoint`` as tensors and primitive containers (read back with ``weights_only=True``)
 and continues from such a dict given as ``resume_state``, bit for bit (same device and thread
@@ -51,7 +56,9 @@ class TrainConfig:
     lr decays as ``lr * (f + (1 - f) (1 + cos(pi s / steps)) / 2)`` with ``f = lr_final_fraction``
     (1: constant). Validation runs every ``eval_every`` steps and after the last. ``seed`` seeds the
     loop's randomness (populations, points, rotations, flow-matching times and couplings); the
-    model's initialisation is the caller's (:func:`init_model`).
+    model's initialisation is the caller's (:func:`init_model`). ``time_budget_s``: stop after the
+    step that passes this many seconds of process CPU time, counted across resumes like
+    ``TrainResult.train_cpu_s`` (``None``: no limit; the one field a resumed run may change).
     """
 
     steps: int = 2000
@@ -63,6 +70,7 @@ class TrainConfig:
     eval_every: int = 500
     selection: str = "last"
     seed: int = 0
+    time_budget_s: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("steps", "populations_per_step", "points_per_population", "eval_every"):
@@ -74,19 +82,23 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.lr_final_fraction must be in [0, 1], got {self.lr_final_fraction}")
         if self.selection not in SELECTIONS:
             raise ValueError(f"TrainConfig.selection must be one of {SELECTIONS}, got {self.selection!r}")
+        if self.time_budget_s is not None and not self.time_budget_s > 0:
+            raise ValueError(f"TrainConfig.time_budget_s (CPU seconds) must be > 0 or None, got {self.time_budget_s}")
 
 
 @dataclass
 class TrainResult:
     """What :func:`train` reports: ``history`` entries ``{"step", "train_loss", "val"}`` (the mean
     loss of the last :data:`LOSS_WINDOW` steps; ``val`` is ``None`` without ``validate``), the best
-    validation score and its step, and the process CPU / wall seconds of the run across resumes."""
+    validation score and its step, the steps done, whether ``TrainConfig.time_budget_s`` ended the
+    run before ``TrainConfig.steps``, and the process CPU / wall seconds of the run across resumes."""
 
     history: list[dict[str, Any]] = field(default_factory=list)
     best_val: float = math.inf
     best_step: int = 0
     selection: str = "last"
     steps: int = 0
+    stopped_by_budget: bool = False
     train_cpu_s: float = 0.0
     train_wall_s: float = 0.0
 
@@ -134,16 +146,21 @@ def random_rotation(batch: PopulationBatch, generator: torch.Generator) -> Popul
                            population_id=batch.population_id)
 
 
+FREE_ON_RESUME = frozenset({"time_budget_s"})  # TrainConfig fields a resumed run may change
+
+
 def resume_mismatch(model_cfg: Config, cfg: TrainConfig, state: Mapping[str, Any]) -> str | None:
     """Why ``state`` cannot resume a run of ``(model_cfg, cfg)``: not a meta-flow-matching training
-    state, or written for other configs (the first differing field is named); ``None`` if it can."""
+    state, or written for other configs (the first differing field is named; :data:`FREE_ON_RESUME`
+    fields may differ or be missing, as in a state written before they existed); ``None`` if it can."""
     if not isinstance(state, Mapping) or state.get("kind") != "mfm":
         return "not a meta-flow-matching training state (no kind 'mfm')"
     for name, now in (("model_config", asdict(model_cfg)), ("train_config", asdict(cfg))):
         saved = state.get(name)
         if not isinstance(saved, Mapping):
             return f"the resume state has no {name}"
-        for key in sorted(set(now) | set(saved)):
+        free = FREE_ON_RESUME if name == "train_config" else frozenset()
+        for key in sorted((set(now) | set(saved)) - free):
             if key not in saved or key not in now:
                 return f"{name}.{key} is missing {'there' if key not in saved else 'here'} (another sciflow version?)"
             if saved[key] != now[key]:
@@ -165,12 +182,20 @@ def train(model: MetaFlowMatching, train_set: PopulationBatch, cfg: TrainConfig,
     device, seeded the same way, so no step moves random numbers between devices. Loss values
     stay on the device until a validation step reads them (no host sync per step).
 
+    ``cfg.time_budget_s``: after each step the process CPU seconds of the run (this call's plus
+    those its ``resume_state`` records; a host clock, no device sync) are compared with the budget;
+    once past it, the loop stops after that step (``result.steps`` < ``cfg.steps``,
+    ``result.stopped_by_budget``), validates it if it was not a validation step, and ends as after
+    the last step: selection, the ``done`` checkpoint. The learning-rate schedule is not refitted:
+    the cosine decays over ``cfg.steps`` whether or not the budget cuts the run.
+
     Checkpoints: with ``checkpoint_every = N``, ``on_checkpoint(state)`` every ``N`` steps and at
     the end (``phase = "done"``); ``state`` holds copies of the model's, Adam's and the scheduler's
     state dicts, the generators' states, ``step``, the recent losses, the history, the best score,
     step and state, CPU and wall seconds, and both configs. ``train(..., resume_state=state)``
     continues from it; a state of other configs is a ``ValueError`` naming the first differing
-    field (:func:`resume_mismatch`); a ``done`` state restores the selected model at once.
+    field (:func:`resume_mismatch`; ``time_budget_s`` may change); a ``done`` state, a budget-stopped
+    one included, restores the selected model at once: a finished run is not extended.
     """
     if (checkpoint_every is None) != (on_checkpoint is None):
         raise ValueError("checkpoint_every and on_checkpoint must be given together")
@@ -219,6 +244,20 @@ def train(model: MetaFlowMatching, train_set: PopulationBatch, cfg: TrainConfig,
                       "generator_device": None if g_dev is g else g_dev.get_state(),
                       "recent_losses": [x.cpu() for x in recent], "result": asdict(res), "best_state": best_state})
 
+    def validation(step: int) -> None:  # the history entry of ``step`` and the best state
+        nonlocal best_state
+        losses = torch.stack(recent).tolist()
+        if not all(math.isfinite(v) for v in losses):
+            raise FloatingPointError(f"non-finite flow-matching loss by step {step}: {losses[-1]}")
+        val = None if validate is None else float(validate(model))
+        res.history.append({"step": step, "train_loss": math.fsum(losses) / len(losses), "val": val})
+        if log is not None:
+            log(f"  [{model.cfg.conditioning} seed {cfg.seed}] step {step} loss {res.history[-1]['train_loss']:.4f}"
+                + ("" if val is None else f" val {val:.4f}") + f" ({time.process_time() - c0:.0f} cpu-s)")
+        if val is not None and val < res.best_val:
+            res.best_val, res.best_step, best_state = val, step, copy.deepcopy(model.state_dict())
+
+    budget = cfg.time_budget_s
     done = resume_state is not None and resume_state["phase"] == "done"
     for step in range(res.steps + 1, 0 if done else cfg.steps + 1):
         model.train()
@@ -233,17 +272,14 @@ def train(model: MetaFlowMatching, train_set: PopulationBatch, cfg: TrainConfig,
         sched.step()
         recent = [*recent[-(LOSS_WINDOW - 1):], out.total.detach()]
         res.steps = step
-        if step % cfg.eval_every == 0 or step == cfg.steps:
-            losses = torch.stack(recent).tolist()
-            if not all(math.isfinite(v) for v in losses):
-                raise FloatingPointError(f"non-finite flow-matching loss by step {step}: {losses[-1]}")
-            val = None if validate is None else float(validate(model))
-            res.history.append({"step": step, "train_loss": math.fsum(losses) / len(losses), "val": val})
+        out_of_time = budget is not None and step < cfg.steps and time.process_time() - c0 > budget
+        if step % cfg.eval_every == 0 or step == cfg.steps or out_of_time:
+            validation(step)
+        if out_of_time:
+            res.stopped_by_budget = True
             if log is not None:
-                log(f"  [{model.cfg.conditioning} seed {cfg.seed}] step {step} loss {res.history[-1]['train_loss']:.4f}"
-                    + ("" if val is None else f" val {val:.4f}") + f" ({time.process_time() - c0:.0f} cpu-s)")
-            if val is not None and val < res.best_val:
-                res.best_val, res.best_step, best_state = val, step, copy.deepcopy(model.state_dict())
+                log(f"  time budget of {budget:g} CPU s spent: stopped after step {step} of {cfg.steps}")
+            break
         if on_checkpoint is not None and step % checkpoint_every == 0 and step < cfg.steps:
             on_checkpoint(state("train"))
     if cfg.selection == "best_val":
