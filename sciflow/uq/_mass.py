@@ -110,3 +110,15 @@ class DenseMass:
 
 
 MASS_MATRICES = {"diag": DiagonalMass, "dense": DenseMass}
+#: Largest D for a dense matrix: chains x D^2 numbers (4 chains, D = 20000: 12.8 GB in float64).
+DENSE_MAX_DIM = 20_000
+
+
+def check_mass_matrix(kind: str, dim: int) -> None:
+    """A clear error for an unknown kind or a dense matrix too large to hold."""
+    if kind not in MASS_MATRICES:
+        raise ValueError(f"mass_matrix must be one of {sorted(MASS_MATRICES)}, got {kind!r}")
+    if kind == "dense" and dim > DENSE_MAX_DIM:
+        raise ValueError(f"mass_matrix='dense' over D = {dim:,} weights needs D x D = {dim * dim:,} numbers per "
+                         f"chain (limit D = {DENSE_MAX_DIM:,}), and far more warm-up draws than weights to "
+                         "estimate; use mass_matrix='diag'")

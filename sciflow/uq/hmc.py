@@ -65,7 +65,7 @@ from torch.func import functional_call, vmap
 
 from sciflow.models.base import SciflowModel
 from sciflow.uq._adaptation import DualAveraging, warmup_windows
-from sciflow.uq._mass import MASS_MATRICES, DiagonalMass, DenseMass
+from sciflow.uq._mass import MASS_MATRICES, DenseMass, DiagonalMass, check_mass_matrix
 from sciflow.uq.base import Predictor, check_alpha, observed_for, target_for
 from sciflow.uq.bayes import Likelihood, LossLikelihood, Prior
 from sciflow.uq.diagnostics import ConvergenceDiagnostics, convergence_diagnostics, rhat
@@ -296,10 +296,9 @@ class HMC(Predictor):
             raise ValueError("need n_samples >= 4, n_chains >= 1, n_warmup >= 0, n_leapfrog >= 1, thin >= 1")
         if not 0 < target_accept < 1:
             raise ValueError(f"target_accept must be in (0, 1), got {target_accept}")
-        if mass_matrix not in MASS_MATRICES:
-            raise ValueError(f"mass_matrix must be one of {sorted(MASS_MATRICES)}, got {mass_matrix!r}")
         base = self.flat_parameters()
         D = base.numel()
+        check_mass_matrix(mass_matrix, D)
         if init is None:
             dev = base.device if generator is None else generator.device
             noise = torch.randn((n_chains, D), generator=generator, dtype=base.dtype, device=dev).to(base.device)
