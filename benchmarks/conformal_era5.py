@@ -1,0 +1,151 @@
+"""Conformal intervals for a stream of ERA5 forecasts: split conformal vs adaptive conformal (ACI).
+
+Data: ``../shared/reference/era5/era5_t2m_2019-03_uk.grib`` (hourly 2 m temperature, 0.25°, UK,
+March 2019; or ``--source``). Forecaster: anomaly persistence at lead ``--lead`` hours,
+``x(t+h) ~ c(hour(t+h)) + x(t) - c(hour(t))`` with ``c`` the hour-of-day climatology of the first
+``--fit-days`` (1-7 March). Scores: absolute residuals. Every grid point is its own stream.
+
+Methods, all with target coverage 0.9 and calibrated on the forecasts of the next
+``--calibration-days`` (8-14 March, out of sample for the forecaster, as conformal needs) whose
+truth is known when the test stream starts; in the stream, a forecast's truth arrives ``lead``
+hours after it was issued (ACI's ``delay = lead - 1``), so no interval uses a truth from its future:
+
+- ``split``: split conformal, one quantile per grid point, frozen after the calibration week;
+- ``rolling``: the quantile of all past scores, updated as the truths arrive (ACI with gamma 0);
+- ``aci_<gamma>``: adaptive conformal inference (Gibbs & Candès 2021) with that step size.
+
+Recorded over the test stream (issue times from 15 March on): coverage; the share of grid points
+whose long-run coverage is within 0.9 +- 0.03; the coverage of each calendar week of test issue
+times (mean over grid points) and the worst of them; mean interval width (K); the forecast's RMSE.
+
+    python benchmarks/conformal_era5.py [--scale smoke|cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from _common import write_result
+from sciflow.data.era5.loader import open_era5
+from sciflow.uq import AbsoluteResidual, AdaptiveConformal, Prediction
+from sciflow.uq.conformal import conformal_quantile
+
+BENCHMARK = {
+    "name": "conformal_era5", "script": "conformal_era5.py", "family": "uncertainty", "owner": "previous session",
+    "kind": "accuracy",
+    "dataset": "ERA5 2 m temperature, UK 0.25 deg, March 2019: 6-h anomaly-persistence forecasts issued hourly",
+    "description": "90 % conformal intervals on a forecast stream: adaptive conformal (ACI) vs split and rolling conformal",
+    "scales": {"smoke": ["--scale", "smoke"], "cpu": ["--scale", "cpu"]},
+    "results": {"smoke": ["conformal_era5_smoke"], "cpu": ["conformal_era5"]},
+    "metrics": [
+        {"label": "ACI (gamma 0.02): share of grid points with long-run coverage in 0.9 +- 0.03", "better": "higher",
+         "path": "methods/aci_0.02/points_within_0.03",
+         "baselines": {"split conformal": "methods/split/points_within_0.03",
+                       "rolling conformal": "methods/rolling/points_within_0.03"}},
+        {"label": "ACI (gamma 0.02): worst weekly coverage", "better": "higher",
+         "path": "methods/aci_0.02/worst_week_coverage",
+         "baselines": {"split conformal": "methods/split/worst_week_coverage",
+                       "rolling conformal": "methods/rolling/worst_week_coverage"},
+         "note": "mean over grid points of each test week's coverage; nominal 0.9"},
+        {"label": "ACI (gamma 0.02): mean 90 % interval width", "unit": "K",
+         "path": "methods/aci_0.02/mean_width",
+         "baselines": {"split conformal": "methods/split/mean_width", "rolling conformal": "methods/rolling/mean_width"}},
+    ],
+}
+
+GRIB = Path(__file__).resolve().parents[1] / ".." / "shared" / "reference" / "era5" / "era5_t2m_2019-03_uk.grib"
+SCALES = {"smoke": {"coarsen": 4, "gammas": [0.02]}, "cpu": {"coarsen": 1, "gammas": [0.005, 0.02, 0.05]}}
+ALPHA = 0.1
+
+
+def stream(source: str, lead: int, coarsen: int, fit_days: int, calibration_days: int):
+    """Forecasts and truths ``(issue time, lat, lon)`` from the first issue time after the
+    forecaster's fitting period, the issue times, and the index where the test stream starts."""
+    ds = open_era5(source, variables=["2m_temperature"])
+    if coarsen > 1:
+        from sciflow.data.era5 import coarsen as _coarsen
+
+        ds = _coarsen(ds, coarsen)
+    x = torch.from_numpy(ds["2m_temperature"].values.astype(np.float64))
+    times = ds["time"].values
+    hours = torch.from_numpy((times.astype("datetime64[h]").astype(np.int64) % 24).astype(np.int64))
+    day0 = np.datetime64(str(times[0])[:10])
+    fit_end = day0 + np.timedelta64(fit_days, "D")
+    cal_end = fit_end + np.timedelta64(calibration_days, "D")
+    in_fit = torch.from_numpy(times < fit_end)
+    clim = torch.stack([x[in_fit & (hours == h)].mean(0) for h in range(24)])  # (24, lat, lon)
+    # issue times after the fitting period whose truth is in the record (no truth seen in fitting)
+    issue = torch.arange(int((~in_fit).nonzero()[0]), x.shape[0] - lead)
+    pred = clim[hours[issue + lead]] + x[issue] - clim[hours[issue]]
+    truth = x[issue + lead]
+    test_from = int(np.searchsorted(times[issue], cal_end))
+    return pred, truth, test_from, times[issue], ds["lat"].values, ds["lon"].values
+
+
+def weekly(cov_t: torch.Tensor, issue_times: np.ndarray) -> list[float]:
+    """Coverage (mean over grid points) of each calendar week (7-day blocks) of the stream."""
+    days = (issue_times - issue_times[0]).astype("timedelta64[D]").astype(np.int64)
+    weeks = torch.from_numpy(days // 7)
+    return [float(cov_t[weeks == w].mean()) for w in torch.unique(weeks)]
+
+
+def summarise(name: str, miscovered: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor,
+              issue_times: np.ndarray, cpu_s: float) -> dict:
+    covered = (~miscovered).double()
+    per_point = covered.mean(0)
+    width = upper - lower
+    finite = torch.isfinite(width)
+    weeks = weekly(covered.flatten(1).mean(1), issue_times)
+    out = {"coverage": float(covered.mean()), "points_within_0.03": float(((per_point - 0.9).abs() <= 0.03).double().mean()),
+           "point_coverage_min": float(per_point.min()), "point_coverage_max": float(per_point.max()),
+           "weekly_coverage": weeks, "worst_week_coverage": min(weeks),
+           "mean_width": float(width[finite].mean()), "infinite_fraction": float((~finite).double().mean()),
+           "cpu_s": cpu_s}
+    print(f"{name:>10}: coverage {out['coverage']:.3f}, points within 0.9+-0.03 {out['points_within_0.03']:.2f}, "
+          f"weeks {', '.join(f'{w:.3f}' for w in weeks)}, width {out['mean_width']:.2f} K", flush=True)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--scale", choices=sorted(SCALES), default="cpu")
+    ap.add_argument("--source", default=os.environ.get("SCIFLOW_ERA5_SOURCE", str(GRIB)))
+    ap.add_argument("--lead", type=int, default=6, help="forecast lead time in hours")
+    ap.add_argument("--fit-days", type=int, default=7, help="days fitting the forecaster's climatology")
+    ap.add_argument("--calibration-days", type=int, default=7, help="the next days' forecasts calibrate")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    sc = SCALES[args.scale]
+    pred, truth, test_from, issue_times, lat, lon = stream(args.source, args.lead, sc["coarsen"], args.fit_days,
+                                                           args.calibration_days)
+    score = AbsoluteResidual()
+    n_cal = test_from - args.lead + 1  # issued in the calibration days and verified before the test starts
+    cal_scores = score.score(Prediction(pred[:n_cal]), truth[:n_cal])
+    test_pred, test_y, test_times = Prediction(pred[test_from:]), truth[test_from:], issue_times[test_from:]
+    methods = {}
+    c0 = time.process_time()
+    q = conformal_quantile(cal_scores, ALPHA)
+    lo, hi = score.interval(test_pred, q.expand_as(test_y))
+    methods["split"] = summarise("split", (test_y < lo) | (test_y > hi), lo, hi, test_times, time.process_time() - c0)
+    for name, gamma in [("rolling", 0.0)] + [(f"aci_{g:g}", g) for g in sc["gammas"]]:
+        c0 = time.process_time()
+        aci = AdaptiveConformal(ALPHA, gamma, score, delay=args.lead - 1).calibrate_scores(cal_scores)
+        res = aci.run(test_pred, test_y)
+        methods[name] = summarise(name, res.miscovered, res.lower, res.upper, test_times, time.process_time() - c0)
+        methods[name]["gamma"] = gamma
+    rmse = float(((test_pred.mean - test_y) ** 2).mean().sqrt())
+    write_result("conformal_era5" + ("_smoke" if args.scale == "smoke" else ""), {
+        "scale": args.scale, "alpha": ALPHA, "lead_h": args.lead, "fit_days": args.fit_days,
+        "calibration_days": args.calibration_days,
+        "grid": [len(lat), len(lon)], "n_calibration": int(cal_scores.shape[0]), "n_test": int(test_y.shape[0]),
+        "test_first_issue": str(test_times[0]), "forecast_rmse_K": rmse, "methods": methods})
+
+
+if __name__ == "__main__":
+    main()
