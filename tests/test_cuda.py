@@ -354,3 +354,20 @@ def test_hmc_on_device_with_a_device_generator(mass_matrix: str) -> None:
     assert ((flat.mean(0) - mean).abs() / (sd / ess.sqrt())).max() < 4
     pred = hmc.predict(batch, generator=torch.Generator(DEV).manual_seed(1), max_draws=100)
     _on_device(pred.samples)
+
+
+def test_adaptive_conformal_on_device_matches_cpu() -> None:
+    """ACI's per-step quantiles and level updates run on the device (no host round trip per step)
+    and issue the CPU's intervals."""
+    from sciflow.uq import AbsoluteResidual, AdaptiveConformal, Prediction
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.randn(300, 4, 5, generator=g, dtype=torch.float64)
+    y[150:] *= 3
+    pred = Prediction(torch.zeros_like(y))
+    ref = AdaptiveConformal(0.1, 0.02, AbsoluteResidual(), delay=2).run(pred, y)
+    res = AdaptiveConformal(0.1, 0.02, AbsoluteResidual(), delay=2).run(pred.to(DEV), y.to(DEV))
+    _on_device(res.lower, res.upper, res.alpha_t, res.miscovered)
+    assert torch.equal(res.miscovered.cpu(), ref.miscovered)
+    torch.testing.assert_close(res.upper.cpu(), ref.upper, rtol=0, atol=0)
+    torch.testing.assert_close(res.alpha_t.cpu(), ref.alpha_t, rtol=0, atol=0)
