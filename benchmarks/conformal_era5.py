@@ -40,7 +40,8 @@ BENCHMARK = {
     "name": "conformal_era5", "script": "conformal_era5.py", "family": "uncertainty", "owner": "previous session",
     "kind": "accuracy",
     "dataset": "ERA5 2 m temperature, UK 0.25 deg, March 2019: 6-h anomaly-persistence forecasts issued hourly",
-    "description": "90 % conformal intervals on a forecast stream: adaptive conformal (ACI) vs split and rolling conformal",
+    "description": "90 % conformal intervals on a forecast stream: adaptive conformal (ACI) vs split and "
+                   "rolling conformal",
     "scales": {"smoke": ["--scale", "smoke"], "cpu": ["--scale", "cpu"]},
     "results": {"smoke": ["conformal_era5_smoke"], "cpu": ["conformal_era5"]},
     "metrics": [
@@ -55,7 +56,8 @@ BENCHMARK = {
          "note": "mean over grid points of each test week's coverage; nominal 0.9"},
         {"label": "ACI (gamma 0.02): mean 90 % interval width", "unit": "K",
          "path": "methods/aci_0.02/mean_width",
-         "baselines": {"split conformal": "methods/split/mean_width", "rolling conformal": "methods/rolling/mean_width"}},
+         "baselines": {"split conformal": "methods/split/mean_width",
+                       "rolling conformal": "methods/rolling/mean_width"}},
     ],
 }
 
@@ -102,7 +104,8 @@ def summarise(name: str, miscovered: torch.Tensor, lower: torch.Tensor, upper: t
     width = upper - lower
     finite = torch.isfinite(width)
     weeks = weekly(covered.flatten(1).mean(1), issue_times)
-    out = {"coverage": float(covered.mean()), "points_within_0.03": float(((per_point - 0.9).abs() <= 0.03).double().mean()),
+    out = {"coverage": float(covered.mean()),
+           "points_within_0.03": float(((per_point - 0.9).abs() <= 0.03).double().mean()),
            "point_coverage_min": float(per_point.min()), "point_coverage_max": float(per_point.max()),
            "weekly_coverage": weeks, "worst_week_coverage": min(weeks),
            "mean_width": float(width[finite].mean()), "infinite_fraction": float((~finite).double().mean()),

@@ -1,8 +1,9 @@
 """sciflow.uq: predictive distributions from any model, and the scores that check them.
 
 Methods (each a :class:`Predictor` returning a :class:`Prediction`): :class:`SamplingPredictor`
-(``model.sample``), :class:`DeepEnsemble`, :class:`MCDropout`, :class:`HMC` / :class:`NUTS`, :class:`SplitConformal`
-around any of them; :class:`AdaptiveConformal` for forecast streams under distribution shift. Gaussian heads: :class:`GaussianForecaster`, :func:`beta_nll_loss`.
+(``model.sample``), :class:`DeepEnsemble`, :class:`MCDropout`, :class:`HMC` / :class:`NUTS`,
+:class:`SplitConformal` around any of them; :class:`AdaptiveConformal` for forecast streams under
+distribution shift. Gaussian heads: :class:`GaussianForecaster`, :func:`beta_nll_loss`.
 Scores: :mod:`sciflow.uq.scores`; population distances: :mod:`sciflow.uq.distances`; MCMC
 diagnostics: :mod:`sciflow.uq.diagnostics`; figures: :mod:`sciflow.uq.plots`; one-call scoring:
 :func:`evaluate`. See ``docs/uq.md`` for which method to use when.
@@ -29,7 +30,8 @@ from sciflow.uq.sampling import SamplingPredictor
 __all__ = [
     "Predictor", "Prediction", "target_for", "observed_for", "SamplingPredictor", "DeepEnsemble", "MCDropout",
     "HMC", "NUTS",
-    "HMCResult", "SplitConformal", "AdaptiveConformal", "ACIResult", "ConformalScore", "AbsoluteResidual", "NormalizedResidual",
+    "HMCResult", "SplitConformal", "AdaptiveConformal", "ACIResult", "ConformalScore", "AbsoluteResidual",
+    "NormalizedResidual",
     "QuantileScore", "Prior", "GaussianPrior", "Likelihood", "GaussianLikelihood", "LossLikelihood",
     "GaussianHead", "GaussianPredictive", "GaussianForecaster", "PointForecaster", "beta_nll_loss",
     "gaussian_nll_loss", "rhat", "split_rhat", "ess_bulk", "ess_tail", "convergence_diagnostics",

@@ -17,7 +17,9 @@ error; ``lower > upper``). Then, for **any** sequence of data, deterministically
 .. math:: \Big|\frac1T\sum_{t=1}^T \mathrm{err}_t - \alpha\Big| \le \frac{\max(\alpha_1, 1-\alpha_1)+\gamma}{\gamma T}.
 
 ``gamma`` trades adaptation speed against the jitter of :math:`\alpha_t` (the paper uses 0.005;
-larger for faster shifts).
+larger for faster shifts). ``window`` keeps only the most recent scores (the paper's rolling
+calibration set); ``None`` keeps all. ``gamma = 0`` is rolling split conformal without the
+feedback, the baseline that shows what the update does.
 
 Forecasts at a lead time learn their truth later than the next forecast is issued: with
 ``delay = d`` the truth of step :math:`s` is known only from step :math:`s+d+1` on, so the
@@ -25,9 +27,7 @@ interval of step :math:`t` uses the scores of steps :math:`\le t-d-1` and
 :math:`\alpha_t = \alpha_1 + \gamma\sum_{s\le t-d-1}(\alpha-\mathrm{err}_s)` (hourly forecasts
 at lead :math:`h` hours: ``delay = h - 1``). Then :math:`\alpha_t` stays within
 :math:`[-\gamma(d+1), 1+\gamma(d+1)]` and the bound above holds with :math:`\gamma(d+1)` in
-place of the :math:`\gamma` of its numerator (the same telescoping argument). ``window`` keeps only the most recent scores (the paper's rolling
-calibration set); ``None`` keeps all. ``gamma = 0`` is rolling split conformal without the
-feedback, the baseline that shows what the update does.
+place of the :math:`\gamma` of its numerator (the same telescoping argument).
 
 Every position of the event shape (a grid point, a lead time) is its own stream with its own
 :math:`\alpha_t`, so the long-run guarantee holds per position. Any
@@ -98,7 +98,8 @@ class ACIResult:
 
 class AdaptiveConformal:
     """Online ACI intervals; :meth:`run` consumes a stream chunk by chunk and keeps its state
-    (the scores and each position's :math:`\\alpha_t`) for the next chunk.
+    (the scores, each position's :math:`\\alpha_t` and the last steps whose truth is still
+    pending) for the next chunk.
 
     ``alpha``: target miscoverage; ``gamma`` (>= 0): step size of the update; ``score``: the
     nonconformity score (default :class:`~sciflow.uq.conformal.NormalizedResidual`); ``window``:
@@ -120,7 +121,7 @@ class AdaptiveConformal:
         self.reset()
 
     def reset(self) -> None:
-        """Forget the scores and the levels."""
+        """Forget the scores, the levels and the pending truths."""
         self.scores: Tensor | None = None  # (n, *event)
         self.valid: Tensor | None = None
         self.alpha_t: Tensor | None = None  # (*event), float64

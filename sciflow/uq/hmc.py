@@ -10,8 +10,9 @@ Algorithm (all chains advance together; per-chain state lives in tensors, with n
 synchronisation inside a transition):
 
 - Leapfrog integration of :math:`H(\theta,p)=-\log\pi(\theta)+\tfrac12 p^\top M^{-1}p` with a
-  diagonal (default) or dense mass matrix :math:`M` (``run(mass_matrix=...)``), ``n_leapfrog`` steps of size :math:`\varepsilon` (jittered by
-  ±``step_jitter`` after warm-up to avoid periodic orbits); Metropolis accept
+  diagonal (default) or dense mass matrix :math:`M` (``run(mass_matrix=...)``), ``n_leapfrog``
+  steps of size :math:`\varepsilon` (jittered by ±``step_jitter`` after warm-up to avoid
+  periodic orbits); Metropolis accept
   :math:`\min(1, e^{-\Delta H})`; a transition with :math:`\Delta H > 1000` or a non-finite energy
   counts as divergent and is rejected.
 - Warm-up (Stan's windowed adaptation): step size by dual averaging (Hoffman & Gelman 2014,

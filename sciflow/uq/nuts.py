@@ -103,7 +103,8 @@ class NUTS(HMC):
 
     def _one_chain(self, theta, lp, g, eps, mass, gen):
         self._diverged = False
-        r0 = mass.momentum(torch.randn(theta.shape, generator=gen, dtype=theta.dtype, device=gen.device).to(theta.device))
+        z = torch.randn(theta.shape, generator=gen, dtype=theta.dtype, device=gen.device).to(theta.device)
+        r0 = mass.momentum(z)
         joint0 = float(lp - mass.kinetic(r0))
         logu = joint0 + math.log(max(float(torch.rand((), generator=gen, device=gen.device)), 1e-300))
         tm = tp = theta
