@@ -12,7 +12,8 @@ hours after it was issued (ACI's ``delay = lead - 1``), so no interval uses a tr
 
 - ``split``: split conformal, one quantile per grid point, frozen after the calibration week;
 - ``rolling``: the quantile of all past scores, updated as the truths arrive (ACI with gamma 0);
-- ``aci_<gamma>``: adaptive conformal inference (Gibbs & Candès 2021) with that step size.
+- ``aci_<gamma>``: adaptive conformal inference (Gibbs & Candès 2021) with that step size;
+- ``dtaci``: DtACI (Gibbs & Candès 2024) over the authors' grid of eight step sizes.
 
 Recorded over the test stream (issue times from 15 March on): coverage; the share of grid points
 whose long-run coverage is within 0.9 +- 0.03; the coverage of each calendar week of test issue
@@ -34,6 +35,7 @@ import torch
 from _common import write_result
 from sciflow.data.era5.loader import open_era5
 from sciflow.uq import AbsoluteResidual, AdaptiveConformal, Prediction
+from sciflow.uq.adaptive_conformal import DTACI_GAMMAS
 from sciflow.uq.conformal import conformal_quantile
 
 BENCHMARK = {
@@ -48,16 +50,18 @@ BENCHMARK = {
         {"label": "ACI (gamma 0.02): share of grid points with long-run coverage in 0.9 +- 0.03", "better": "higher",
          "path": "methods/aci_0.02/points_within_0.03",
          "baselines": {"split conformal": "methods/split/points_within_0.03",
-                       "rolling conformal": "methods/rolling/points_within_0.03"}},
+                       "rolling conformal": "methods/rolling/points_within_0.03",
+                       "DtACI": "methods/dtaci/points_within_0.03"}},
         {"label": "ACI (gamma 0.02): worst weekly coverage", "better": "higher",
          "path": "methods/aci_0.02/worst_week_coverage",
          "baselines": {"split conformal": "methods/split/worst_week_coverage",
-                       "rolling conformal": "methods/rolling/worst_week_coverage"},
+                       "rolling conformal": "methods/rolling/worst_week_coverage",
+                       "DtACI": "methods/dtaci/worst_week_coverage"},
          "note": "mean over grid points of each test week's coverage; nominal 0.9"},
         {"label": "ACI (gamma 0.02): mean 90 % interval width", "unit": "K",
          "path": "methods/aci_0.02/mean_width",
          "baselines": {"split conformal": "methods/split/mean_width",
-                       "rolling conformal": "methods/rolling/mean_width"}},
+                       "rolling conformal": "methods/rolling/mean_width", "DtACI": "methods/dtaci/mean_width"}},
     ],
 }
 
@@ -142,6 +146,14 @@ def main() -> None:
         res = aci.run(test_pred, test_y)
         methods[name] = summarise(name, res.miscovered, res.lower, res.upper, test_times, time.process_time() - c0)
         methods[name]["gamma"] = gamma
+    c0 = time.process_time()
+    dt = AdaptiveConformal(ALPHA, DTACI_GAMMAS, score, delay=args.lead - 1).calibrate_scores(cal_scores)
+    res = dt.run(test_pred, test_y)
+    methods["dtaci"] = summarise("dtaci", res.miscovered, res.lower, res.upper, test_times, time.process_time() - c0)
+    methods["dtaci"]["gammas"] = list(DTACI_GAMMAS)
+    methods["dtaci"]["final_weighted_gamma_quartiles"] = torch.quantile(
+        (dt.weights * dt.gammas.reshape(-1, 1, 1)).sum(0).flatten(), torch.tensor([0.25, 0.5, 0.75],
+                                                                                  dtype=torch.float64)).tolist()
     rmse = float(((test_pred.mean - test_y) ** 2).mean().sqrt())
     write_result("conformal_era5" + ("_smoke" if args.scale == "smoke" else ""), {
         "scale": args.scale, "alpha": ALPHA, "lead_h": args.lead, "fit_days": args.fit_days,

@@ -1,4 +1,5 @@
-r"""Adaptive conformal inference (ACI; Gibbs & Candès, NeurIPS 2021) for streams of forecasts.
+r"""Adaptive conformal inference (ACI; Gibbs & Candès, NeurIPS 2021) and its step-size-free
+DtACI (Gibbs & Candès, JMLR 2024) for streams of forecasts.
 
 Split conformal (:mod:`sciflow.uq.conformal`) covers with probability :math:`1-\alpha` only while
 the test points are exchangeable with the calibration set; a forecast stream under distribution
@@ -29,6 +30,19 @@ at lead :math:`h` hours: ``delay = h - 1``). Then :math:`\alpha_t` stays within
 :math:`[-\gamma(d+1), 1+\gamma(d+1)]` and the bound above holds with :math:`\gamma(d+1)` in
 place of the :math:`\gamma` of its numerator (the same telescoping argument).
 
+**DtACI** (Gibbs & Candès, JMLR 2024, Alg. 1) removes the choice of ``gamma``: give several
+(``DTACI_GAMMAS``, the authors' grid 0.001 ... 0.128). Each is an ACI expert with its own level
+:math:`\alpha^i_t`; the interval is issued at :math:`\bar\alpha_t=\sum_i p^i_t\alpha^i_t`, and
+when :math:`y_t` arrives every expert takes its ACI step and the weights follow the pinball loss
+:math:`\ell(\beta_t,\alpha^i_t)=\alpha(\beta_t-\alpha^i_t)-\min(0,\beta_t-\alpha^i_t)` of
+:math:`\beta_t=\sup\{\beta: y_t\in\hat C_t(\beta)\}`:
+:math:`\bar w^i = w^i e^{-\eta\ell}`, :math:`w^i \leftarrow (1-\sigma)\bar w^i/\sum_j\bar w^j+\sigma/k`
+(the :math:`\sigma` mixing lets the weights move back when the regime changes). Deviation: their
+Alg. 1 issues one expert's :math:`\alpha^i_t` drawn with probability :math:`p^i_t` (their
+guarantees are for that); we issue the weighted mean, deterministic, which their code also
+tracks. ``sigma`` and ``eta`` default to the paper's choice for local intervals of ``interval``
+steps (:func:`dtaci_defaults`).
+
 Every position of the event shape (a grid point, a lead time) is its own stream with its own
 :math:`\alpha_t`, so the long-run guarantee holds per position. Any
 :class:`~sciflow.uq.conformal.ConformalScore` works (absolute, normalised by the base method's
@@ -40,6 +54,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 from torch import Tensor
@@ -52,15 +67,19 @@ from sciflow.uq.prediction import Prediction
 def rolling_quantile(scores: Tensor, valid: Tensor, alpha: Tensor) -> Tensor:
     r"""Per position, the :math:`\lceil(n+1)(1-\alpha)\rceil`-th smallest of the valid ``scores``
     (``(n, *event)``; ``n`` counted per position), ``inf`` when that exceeds ``n`` and ``-inf``
-    when it is below 1 (:math:`\alpha \ge 1`). ``alpha``: ``event``-shaped."""
+    when it is below 1 (:math:`\alpha \ge 1`). ``alpha``: ``event``-shaped, or ``(k, *event)``
+    for ``k`` levels at once (one sort)."""
+    one = alpha.dim() == scores.dim() - 1
+    alpha = alpha.unsqueeze(0) if one else alpha
     n = valid.sum(0)
     k = torch.ceil((n + 1) * (1 - alpha)).long()
     if scores.shape[0] == 0:
         q = torch.zeros(alpha.shape, dtype=scores.dtype, device=scores.device)
     else:
         ordered = scores.masked_fill(~valid, math.inf).sort(0).values
-        q = ordered.gather(0, (k - 1).clamp(0, scores.shape[0] - 1).unsqueeze(0)).squeeze(0)
-    return q.masked_fill(k > n, math.inf).masked_fill(k < 1, -math.inf)
+        q = ordered.gather(0, (k - 1).clamp(0, scores.shape[0] - 1))
+    q = q.masked_fill(k > n, math.inf).masked_fill(k < 1, -math.inf)
+    return q.squeeze(0) if one else q
 
 
 @dataclass(frozen=True)
@@ -96,36 +115,67 @@ class ACIResult:
                 "empty_fraction": float(((width < 0) & mask).sum() / mask.sum().clamp_min(1))}
 
 
+def dtaci_defaults(alpha: float, k: int, interval: int) -> tuple[float, float]:
+    r"""DtACI's ``(sigma, eta)`` for regret over local intervals of ``interval`` steps with ``k``
+    experts (Gibbs & Candès 2024, Thm. 3.2's choice): :math:`\sigma = 1/(2I)`,
+    :math:`\eta = \sqrt{3/I}\,\sqrt{(\log(kI)+2)/((1-\alpha)^2\alpha^3+\alpha^2(1-\alpha)^3)}`
+    (:math:`I=500`, 8 experts, :math:`\alpha=0.1`: 0.001 and 2.76, the values of the authors' code)."""
+    sigma = 1 / (2 * interval)
+    eta = math.sqrt(3 / interval) * math.sqrt((math.log(k * interval) + 2)
+                                              / ((1 - alpha) ** 2 * alpha**3 + alpha**2 * (1 - alpha) ** 3))
+    return sigma, eta
+
+
 class AdaptiveConformal:
     """Online ACI intervals; :meth:`run` consumes a stream chunk by chunk and keeps its state
-    (the scores, each position's :math:`\\alpha_t` and the last steps whose truth is still
-    pending) for the next chunk.
+    (the scores, each position's levels and the last steps whose truth is still pending) for the
+    next chunk.
 
-    ``alpha``: target miscoverage; ``gamma`` (>= 0): step size of the update; ``score``: the
-    nonconformity score (default :class:`~sciflow.uq.conformal.NormalizedResidual`); ``window``:
-    keep only the last ``window`` scores per position (``None``: all); ``delay``: steps between
-    issuing an interval and learning its truth, minus one (module docstring).
+    ``alpha``: target miscoverage; ``gamma`` (>= 0): step size of the update, or several
+    (:data:`DTACI_GAMMAS` for the authors' grid) for DtACI; ``score``: the nonconformity score
+    (default :class:`~sciflow.uq.conformal.NormalizedResidual`); ``window``: keep only the last
+    ``window`` scores per position (``None``: all); ``delay``: steps between issuing an interval
+    and learning its truth, minus one; ``interval``, ``sigma``, ``eta``: DtACI's local interval
+    length and the weights' mixing and learning rates (:func:`dtaci_defaults`). Module docstring.
     """
 
-    def __init__(self, alpha: float = 0.1, gamma: float = 0.005, score: ConformalScore | None = None,
-                 window: int | None = None, delay: int = 0) -> None:
+    def __init__(self, alpha: float = 0.1, gamma: float | Sequence[float] = 0.005,
+                 score: ConformalScore | None = None, window: int | None = None, delay: int = 0, *,
+                 interval: int = 500, sigma: float | None = None, eta: float | None = None) -> None:
         self.alpha = check_alpha(alpha)
-        if not (math.isfinite(gamma) and gamma >= 0):
-            raise ValueError(f"gamma must be a finite number >= 0, got {gamma}")
+        gammas = [gamma] if isinstance(gamma, (int, float)) else list(gamma)
+        if not gammas or not all(math.isfinite(g) and g >= 0 for g in gammas):
+            raise ValueError(f"gamma must be a finite number >= 0 or a non-empty sequence of them, got {gamma}")
         if window is not None and window < 1:
             raise ValueError(f"window must be >= 1 or None, got {window}")
         if delay < 0:
             raise ValueError(f"delay must be >= 0, got {delay}")
-        self.gamma, self.window, self.delay = float(gamma), window, int(delay)
+        if interval < 1:
+            raise ValueError(f"interval must be >= 1, got {interval}")
+        self.gammas = torch.tensor(gammas, dtype=torch.float64)
+        self.window, self.delay = window, int(delay)
+        d_sigma, d_eta = dtaci_defaults(self.alpha, len(gammas), interval)
+        self.sigma = d_sigma if sigma is None else float(sigma)
+        self.eta = d_eta if eta is None else float(eta)
+        if not 0 <= self.sigma <= 1 or not self.eta >= 0:
+            raise ValueError(f"need 0 <= sigma <= 1 and eta >= 0, got sigma={self.sigma}, eta={self.eta}")
         self.score = score or NormalizedResidual()
         self.reset()
 
     def reset(self) -> None:
-        """Forget the scores, the levels and the pending truths."""
+        """Forget the scores, the levels, the weights and the pending truths."""
         self.scores: Tensor | None = None  # (n, *event)
         self.valid: Tensor | None = None
-        self.alpha_t: Tensor | None = None  # (*event), float64
-        self.pending: list[tuple[Tensor, Tensor, Tensor]] = []  # (score, observed, err) awaiting their truth
+        self.experts: Tensor | None = None  # (k, *event) levels alpha_t^i, float64
+        self.weights: Tensor | None = None  # (k, *event), summing to 1 over the experts
+        # per step awaiting its truth: (score, observed, the experts' errors, beta_t, the experts' levels)
+        self.pending: list[tuple[Tensor, Tensor, Tensor, Tensor, Tensor]] = []
+
+    @property
+    def alpha_t(self) -> Tensor | None:
+        """The level the next interval is issued at, per position (the weighted mean of the
+        experts' levels; the one level of plain ACI)."""
+        return None if self.experts is None else (self.weights * self.experts).sum(0)
 
     def _remember(self, s: Tensor, valid: Tensor) -> None:
         if self.scores is None:
@@ -134,6 +184,19 @@ class AdaptiveConformal:
             self.scores, self.valid = torch.cat([self.scores, s]), torch.cat([self.valid, valid])
         if self.window is not None and self.scores.shape[0] > self.window:
             self.scores, self.valid = self.scores[-self.window:], self.valid[-self.window:]
+
+    def _learn(self, s: Tensor, valid: Tensor, err: Tensor, beta: Tensor, levels: Tensor) -> None:
+        """A truth has arrived: move every expert (ACI's update) and, with several, reweight them
+        by their pinball loss at ``beta`` (DtACI); then the score joins the memory."""
+        step = self.gammas.to(self.experts.device).reshape(-1, *[1] * s.dim()) * (self.alpha - err.double())
+        self.experts = torch.where(valid, self.experts + step, self.experts)
+        if len(self.gammas) > 1:
+            u = beta - levels
+            loss = self.alpha * u - u.clamp(max=0)  # pinball loss of level `levels` for the quantile beta
+            w = self.weights * torch.exp(-self.eta * loss)
+            w = (1 - self.sigma) * w / w.sum(0) + self.sigma / len(self.gammas)
+            self.weights = torch.where(valid, w / w.sum(0), self.weights)
+        self._remember(s[None], valid[None])
 
     def _check(self, what: str, t: Tensor, event: tuple[int, ...]) -> None:
         if tuple(t.shape[1:]) != event:
@@ -156,8 +219,8 @@ class AdaptiveConformal:
 
     def run(self, predictions: Prediction, y: Tensor, observed: Tensor | None = None) -> ACIResult:
         """Issue one interval per step of ``predictions`` (time along axis 0), each from the
-        scores before it, then score it against ``y`` (``(T, *event)``) and update
-        :math:`\\alpha_t`. ``observed`` (bool, like ``y``): which truths exist."""
+        scores before it, then score it against ``y`` (``(T, *event)``) and update the levels.
+        ``observed`` (bool, like ``y``): which truths exist."""
         if y.shape != predictions.mean.shape:
             raise ValueError(f"y has shape {tuple(y.shape)}, predictions {tuple(predictions.mean.shape)}")
         valid = torch.ones_like(y, dtype=torch.bool) if observed is None else observed.bool()
@@ -171,22 +234,33 @@ class AdaptiveConformal:
             self._check("predictions", y, tuple(self.scores.shape[1:]))
         else:  # an empty memory of the right shape
             self.scores, self.valid = s[:0], valid[:0]
-        if self.alpha_t is None:
-            self.alpha_t = torch.full(event, self.alpha, dtype=torch.float64, device=y.device)
+        k = len(self.gammas)
+        if self.experts is None:
+            self.experts = torch.full((k, *event), self.alpha, dtype=torch.float64, device=y.device)
+            self.weights = torch.full((k, *event), 1 / k, dtype=torch.float64, device=y.device)
         qs, alphas, errs = [], [], []
         for t in range(y.shape[0]):  # the feedback makes the steps sequential
             while len(self.pending) > self.delay:  # truths that have arrived by now
-                s_old, v_old, e_old = self.pending.pop(0)
-                self.alpha_t = torch.where(v_old, self.alpha_t + self.gamma * (self.alpha - e_old.double()),
-                                           self.alpha_t)
-                self._remember(s_old[None], v_old[None])
-            q = rolling_quantile(self.scores, self.valid, self.alpha_t)
+                self._learn(*self.pending.pop(0))
+            a_t = self.experts[0] if k == 1 else (self.weights * self.experts).sum(0)
+            q = rolling_quantile(self.scores, self.valid, a_t)
             err = (s[t] > q) & valid[t]
+            if k == 1:
+                expert_err, beta = err[None], a_t  # beta is only read by the weights
+            else:
+                expert_err = (s[t] > rolling_quantile(self.scores, self.valid, self.experts)) & valid[t]
+                # beta_t = sup{beta : y_t in C_t(beta)} = 1 - #(past scores < s_t) / (n + 1)
+                below = ((self.scores < s[t]) & self.valid).sum(0)
+                beta = 1 - below.double() / (self.valid.sum(0) + 1)
             qs.append(q)
-            alphas.append(self.alpha_t)
+            alphas.append(a_t)
             errs.append(err)
-            self.pending.append((s[t], valid[t], err))
+            self.pending.append((s[t], valid[t], expert_err, beta, self.experts))
         q = torch.stack(qs)
         lower, upper = self.score.interval(predictions, q)
         # alpha_t >= 1: the empty set (q = -inf gives lower = +inf > upper = -inf for every score)
         return ACIResult(lower, upper, torch.stack(alphas), torch.stack(errs), None if observed is None else valid)
+
+
+#: DtACI's grid of step sizes (Gibbs & Candès 2024, Sec. 4; the authors' experiments).
+DTACI_GAMMAS = (0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128)

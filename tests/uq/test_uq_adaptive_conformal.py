@@ -150,6 +150,60 @@ def test_extreme_levels_give_infinite_and_empty_intervals():
     assert 0 < s["empty_fraction"] < 1 and 0 < s["infinite_fraction"] < 1
 
 
+def _switching_stream(T=4000, seed=0):
+    """Three positions: stationary N(0, 1); noise scale switching between 1 and 4 every 200 steps;
+    a scale drifting slowly from 1 to 3."""
+    g = torch.Generator().manual_seed(seed)
+    t = torch.arange(T)
+    scale = torch.ones(T, 3, dtype=torch.float64)
+    scale[:, 1] = torch.where((t // 200) % 2 == 0, 1.0, 4.0)
+    scale[:, 2] = 1 + 2 * t / T
+    return Prediction(torch.zeros(T, 3, dtype=torch.float64)), torch.randn(T, 3, generator=g, dtype=torch.float64) * scale
+
+
+def _worst_local_gap(res, w=200):
+    """Largest |coverage - 0.9| over windows of ``w`` steps (every 50), per position."""
+    c = (~res.miscovered).double()
+    return torch.stack([c[i:i + w].mean(0) for i in range(0, c.shape[0] - w, 50)]).sub(0.9).abs().max(0).values
+
+
+def test_dtaci_picks_the_step_size_each_position_needs():
+    """DtACI (Gibbs & Candes 2024): experts with the authors' gamma grid, reweighted by their
+    pinball loss. On the switching position the weights move to large steps (local coverage far
+    better than a small fixed gamma's); on the calm ones they stay small (intervals as tight)."""
+    from sciflow.uq.adaptive_conformal import DTACI_GAMMAS
+
+    pred, y = _switching_stream()
+    dt = AdaptiveConformal(ALPHA, DTACI_GAMMAS, AbsoluteResidual())
+    res = dt.run(pred, y)
+    small = AdaptiveConformal(ALPHA, 0.005, AbsoluteResidual()).run(pred, y)
+    mean_gamma = (dt.weights * dt.gammas[:, None]).sum(0)
+    assert mean_gamma[1] > 3 * mean_gamma[0] and mean_gamma[1] > 3 * mean_gamma[2], mean_gamma
+    assert torch.allclose(dt.weights.sum(0), torch.ones(3, dtype=torch.float64))
+    assert (res.coverage() - 0.9).abs().max() < 0.015
+    gap_dt, gap_small = _worst_local_gap(res), _worst_local_gap(small)
+    assert gap_dt[1] < 0.6 * gap_small[1], (gap_dt, gap_small)
+    width = lambda r: (r.upper - r.lower)[500:, 0].median()  # noqa: E731
+    assert width(res) < 1.02 * width(small)  # the stationary position pays nothing for the adaptivity
+    # the next level is the weights' mean of the experts' levels
+    assert dt.experts.shape == (8, 3) and torch.allclose(dt.alpha_t, (dt.weights * dt.experts).sum(0))
+    assert (dt.experts.min(0).values <= dt.alpha_t).all() and (dt.alpha_t <= dt.experts.max(0).values).all()
+
+
+def test_one_gamma_in_a_list_is_plain_aci():
+    pred, y = _shifted_stream(T=500)
+    a = AdaptiveConformal(ALPHA, 0.02, AbsoluteResidual(), delay=2).run(pred, y)
+    b = AdaptiveConformal(ALPHA, [0.02], AbsoluteResidual(), delay=2).run(pred, y)
+    assert torch.equal(a.upper, b.upper) and torch.equal(a.alpha_t, b.alpha_t)
+
+
+def test_dtaci_defaults_are_the_papers():
+    from sciflow.uq.adaptive_conformal import dtaci_defaults
+
+    sigma, eta = dtaci_defaults(0.1, 8, 500)
+    assert sigma == 0.001 and abs(eta - 2.76) < 0.01  # the authors' code: sigma 1/1000, eta 2.72
+
+
 def test_rolling_quantile_is_the_split_conformal_quantile():
     g = torch.Generator().manual_seed(2)
     s = torch.rand(57, 4, generator=g, dtype=torch.float64)
@@ -169,6 +223,12 @@ def test_bad_input_is_refused_with_a_message():
         AdaptiveConformal(ALPHA, 0.01, window=0)
     with pytest.raises(ValueError, match="delay"):
         AdaptiveConformal(ALPHA, 0.01, delay=-1)
+    with pytest.raises(ValueError, match="gamma"):
+        AdaptiveConformal(ALPHA, [])
+    with pytest.raises(ValueError, match="gamma"):
+        AdaptiveConformal(ALPHA, [0.01, math.nan])
+    with pytest.raises(ValueError, match="sigma"):
+        AdaptiveConformal(ALPHA, [0.01, 0.1], sigma=2.0)
     with pytest.raises(ValueError, match="alpha"):
         AdaptiveConformal(1.5)
     aci = AdaptiveConformal(ALPHA, 0.01, AbsoluteResidual())
