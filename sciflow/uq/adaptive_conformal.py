@@ -59,6 +59,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
+from sciflow.uq._score_memory import ScoreMemory
 from sciflow.uq.base import check_alpha
 from sciflow.uq.conformal import ConformalScore, NormalizedResidual
 from sciflow.uq.prediction import Prediction
@@ -164,8 +165,7 @@ class AdaptiveConformal:
 
     def reset(self) -> None:
         """Forget the scores, the levels, the weights and the pending truths."""
-        self.scores: Tensor | None = None  # (n, *event)
-        self.valid: Tensor | None = None
+        self.memory = ScoreMemory(self.window)
         self.experts: Tensor | None = None  # (k, *event) levels alpha_t^i, float64
         self.weights: Tensor | None = None  # (k, *event), summing to 1 over the experts
         # per step awaiting its truth: (score, observed, the experts' errors, beta_t, the experts' levels)
@@ -177,13 +177,10 @@ class AdaptiveConformal:
         experts' levels; the one level of plain ACI)."""
         return None if self.experts is None else (self.weights * self.experts).sum(0)
 
-    def _remember(self, s: Tensor, valid: Tensor) -> None:
-        if self.scores is None:
-            self.scores, self.valid = s, valid
-        else:
-            self.scores, self.valid = torch.cat([self.scores, s]), torch.cat([self.valid, valid])
-        if self.window is not None and self.scores.shape[0] > self.window:
-            self.scores, self.valid = self.scores[-self.window:], self.valid[-self.window:]
+    @property
+    def scores(self) -> Tensor | None:
+        """The remembered scores ``(n, *event)`` in arrival order (unobserved entries 0)."""
+        return self.memory.scores
 
     def _learn(self, s: Tensor, valid: Tensor, err: Tensor, beta: Tensor, levels: Tensor) -> None:
         """A truth has arrived: move every expert (ACI's update) and, with several, reweight them
@@ -196,7 +193,7 @@ class AdaptiveConformal:
             w = self.weights * torch.exp(-self.eta * loss)
             w = (1 - self.sigma) * w / w.sum(0) + self.sigma / len(self.gammas)
             self.weights = torch.where(valid, w / w.sum(0), self.weights)
-        self._remember(s[None], valid[None])
+        self.memory.add(s[None], valid[None])
 
     def _check(self, what: str, t: Tensor, event: tuple[int, ...]) -> None:
         if tuple(t.shape[1:]) != event:
@@ -212,9 +209,9 @@ class AdaptiveConformal:
         scores = scores.masked_fill(~valid, 0.0)
         if torch.isnan(scores).any():
             raise ValueError("calibration scores contain NaN")
-        if self.scores is not None:
-            self._check("calibration scores", scores, tuple(self.scores.shape[1:]))
-        self._remember(scores, valid)
+        if self.memory.event is not None:
+            self._check("calibration scores", scores, self.memory.event)
+        self.memory.add(scores, valid)
         return self
 
     def run(self, predictions: Prediction, y: Tensor, observed: Tensor | None = None) -> ACIResult:
@@ -230,10 +227,10 @@ class AdaptiveConformal:
         if torch.isnan(s).any():
             raise ValueError("scores contain NaN where the truth is observed (NaN in y or in the predictions)")
         event = tuple(y.shape[1:])
-        if self.scores is not None:
-            self._check("predictions", y, tuple(self.scores.shape[1:]))
+        if self.memory.event is not None:
+            self._check("predictions", y, self.memory.event)
         else:  # an empty memory of the right shape
-            self.scores, self.valid = s[:0], valid[:0]
+            self.memory.add(s[:0], valid[:0])
         k = len(self.gammas)
         if self.experts is None:
             self.experts = torch.full((k, *event), self.alpha, dtype=torch.float64, device=y.device)
@@ -243,15 +240,14 @@ class AdaptiveConformal:
             while len(self.pending) > self.delay:  # truths that have arrived by now
                 self._learn(*self.pending.pop(0))
             a_t = self.experts[0] if k == 1 else (self.weights * self.experts).sum(0)
-            q = rolling_quantile(self.scores, self.valid, a_t)
+            q = self.memory.quantile(a_t)
             err = (s[t] > q) & valid[t]
             if k == 1:
                 expert_err, beta = err[None], a_t  # beta is only read by the weights
             else:
-                expert_err = (s[t] > rolling_quantile(self.scores, self.valid, self.experts)) & valid[t]
+                expert_err = (s[t] > self.memory.quantile(self.experts)) & valid[t]
                 # beta_t = sup{beta : y_t in C_t(beta)} = 1 - #(past scores < s_t) / (n + 1)
-                below = ((self.scores < s[t]) & self.valid).sum(0)
-                beta = 1 - below.double() / (self.valid.sum(0) + 1)
+                beta = 1 - self.memory.below(s[t]).double() / (self.memory.count.reshape(event) + 1)
             qs.append(q)
             alphas.append(a_t)
             errs.append(err)

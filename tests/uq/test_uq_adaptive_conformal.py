@@ -215,6 +215,34 @@ def test_rolling_quantile_is_the_split_conformal_quantile():
     assert q.tolist() == [-math.inf, -math.inf, math.inf, math.inf]
 
 
+@pytest.mark.parametrize("window", [None, 7])
+def test_the_sorted_memory_gives_the_quantiles_of_a_full_sort(window):
+    """Insertions and window removals keep each position's sorted scores (ties, unobserved entries
+    and a scalar stream included): every step's quantiles and counts equal a re-sort of the window."""
+    from sciflow.uq._score_memory import ScoreMemory
+
+    g = torch.Generator().manual_seed(3)
+    for event in ((4, 3), ()):
+        mem = ScoreMemory(window)
+        cal = torch.randint(0, 5, (5, *event), generator=g).double()  # many ties
+        cal_valid = torch.rand(cal.shape, generator=g) > 0.2
+        mem.add(cal, cal_valid)
+        seen, seen_valid = cal, cal_valid
+        for _ in range(25):
+            x = torch.randint(0, 5, (1, *event), generator=g).double()
+            v = torch.rand(x.shape, generator=g) > 0.2
+            mem.add(x, v)
+            seen, seen_valid = torch.cat([seen, x]), torch.cat([seen_valid, v])
+            if window is not None:
+                seen, seen_valid = seen[-window:], seen_valid[-window:]
+            alphas = torch.rand((3, *event), generator=g, dtype=torch.float64) * 1.2 - 0.1
+            assert torch.equal(mem.quantile(alphas), rolling_quantile(seen, seen_valid, alphas))
+            assert torch.equal(mem.quantile(alphas[0]), rolling_quantile(seen, seen_valid, alphas[0]))
+            probe = torch.full(event, 2.0, dtype=torch.float64)
+            assert torch.equal(mem.below(probe), ((seen < 2.0) & seen_valid).sum(0))
+            assert torch.equal(mem.scores, seen) and mem.sorted.shape[1] == seen.shape[0]
+
+
 def test_bad_input_is_refused_with_a_message():
     pred, y = _shifted_stream(T=20)
     with pytest.raises(ValueError, match="gamma"):
