@@ -158,7 +158,8 @@ def _switching_stream(T=4000, seed=0):
     scale = torch.ones(T, 3, dtype=torch.float64)
     scale[:, 1] = torch.where((t // 200) % 2 == 0, 1.0, 4.0)
     scale[:, 2] = 1 + 2 * t / T
-    return Prediction(torch.zeros(T, 3, dtype=torch.float64)), torch.randn(T, 3, generator=g, dtype=torch.float64) * scale
+    y = torch.randn(T, 3, generator=g, dtype=torch.float64) * scale
+    return Prediction(torch.zeros(T, 3, dtype=torch.float64)), y
 
 
 def _worst_local_gap(res, w=200):
