@@ -70,10 +70,11 @@ class DenseMass:
 
     kind = "dense"
 
-    def __init__(self, inverse: Tensor) -> None:
+    def __init__(self, inverse: Tensor, cholesky: Tensor | None = None) -> None:
         self.inverse = inverse
         # in float64: a float32 covariance of eigenvalues 1e-5..1e2 is at the edge of its Cholesky
-        self.cholesky = torch.linalg.cholesky(inverse.to(torch.float64)).to(inverse.dtype)
+        self.cholesky = torch.linalg.cholesky(inverse.to(torch.float64)).to(inverse.dtype) \
+            if cholesky is None else cholesky
 
     @classmethod
     def identity(cls, theta: Tensor) -> "DenseMass":
@@ -93,7 +94,7 @@ class DenseMass:
         return cls((n / (n + SHRINK_N)) * cov + SHRINK_TO * (SHRINK_N / (n + SHRINK_N)) * eye)
 
     def chain(self, c: int) -> "DenseMass":
-        return DenseMass(self.inverse[c])
+        return DenseMass(self.inverse[c], self.cholesky[c])  # no refactorisation per NUTS transition
 
     def velocity(self, p: Tensor) -> Tensor:
         return (self.inverse @ p.unsqueeze(-1)).squeeze(-1)

@@ -173,8 +173,8 @@ class AdaptiveConformal:
 
     @property
     def alpha_t(self) -> Tensor | None:
-        """The level the next interval is issued at, per position (the weighted mean of the
-        experts' levels; the one level of plain ACI)."""
+        """The current level per position, before the truths still pending arrive (the weighted mean
+        of the experts' levels; the one level of plain ACI)."""
         return None if self.experts is None else (self.weights * self.experts).sum(0)
 
     @property
@@ -185,7 +185,7 @@ class AdaptiveConformal:
     def _learn(self, s: Tensor, valid: Tensor, err: Tensor, beta: Tensor, levels: Tensor) -> None:
         """A truth has arrived: move every expert (ACI's update) and, with several, reweight them
         by their pinball loss at ``beta`` (DtACI); then the score joins the memory."""
-        step = self.gammas.to(self.experts.device).reshape(-1, *[1] * s.dim()) * (self.alpha - err.double())
+        step = self.gammas.reshape(-1, *[1] * s.dim()) * (self.alpha - err.double())
         self.experts = torch.where(valid, self.experts + step, self.experts)
         if len(self.gammas) > 1:
             u = beta - levels
@@ -233,6 +233,7 @@ class AdaptiveConformal:
             self.memory.add(s[:0], valid[:0])
         k = len(self.gammas)
         if self.experts is None:
+            self.gammas = self.gammas.to(y.device)  # once, not a host-to-device copy per step
             self.experts = torch.full((k, *event), self.alpha, dtype=torch.float64, device=y.device)
             self.weights = torch.full((k, *event), 1 / k, dtype=torch.float64, device=y.device)
         qs, alphas, errs = [], [], []
