@@ -110,6 +110,7 @@ class DenseMass:
         return torch.linalg.solve_triangular(self.cholesky.transpose(-1, -2), z.unsqueeze(-1), upper=True).squeeze(-1)
 
 
+Mass = DiagonalMass | DenseMass
 MASS_MATRICES = {"diag": DiagonalMass, "dense": DenseMass}
 #: Largest D for a dense matrix: chains x D^2 numbers (4 chains, D = 20000: 12.8 GB in float64).
 DENSE_MAX_DIM = 20_000

@@ -35,7 +35,8 @@ class ScoreMemory:
         else:
             self.scores, self.valid = torch.cat([self.scores, s]), torch.cat([self.valid, valid])
         over = self.window is not None and self.scores.shape[0] > self.window
-        if s.shape[0] == 1 and self.sorted is not None and self.sorted.shape[1] > 0:
+        insert = s.shape[0] == 1 and self.sorted is not None and self.sorted.shape[1] > 0
+        if insert:
             self.sorted = self._insert(self.sorted, torch.where(valid[0], s[0], math.inf).reshape(-1))
             self.count = self.count + valid[0].reshape(-1).long()
             if over:  # forget the oldest
@@ -44,7 +45,7 @@ class ScoreMemory:
                 self.count = self.count - old_valid.reshape(-1).long()
         if over:
             self.scores, self.valid = self.scores[-self.window:], self.valid[-self.window:]
-        if not (s.shape[0] == 1 and self.sorted is not None and self.sorted.shape[1] > 0):
+        if not insert:
             m, e = self.scores.shape[0], math.prod(self.scores.shape[1:])
             flat = self.scores.masked_fill(~self.valid, math.inf).reshape(m, e)
             self.sorted = flat.T.sort(1).values.contiguous()

@@ -69,7 +69,8 @@ def rolling_quantile(scores: Tensor, valid: Tensor, alpha: Tensor) -> Tensor:
     r"""Per position, the :math:`\lceil(n+1)(1-\alpha)\rceil`-th smallest of the valid ``scores``
     (``(n, *event)``; ``n`` counted per position), ``inf`` when that exceeds ``n`` and ``-inf``
     when it is below 1 (:math:`\alpha \ge 1`). ``alpha``: ``event``-shaped, or ``(k, *event)``
-    for ``k`` levels at once (one sort)."""
+    for ``k`` levels at once (one sort). The definition by a full sort; :class:`AdaptiveConformal`
+    gets the same numbers incrementally (:mod:`sciflow.uq._score_memory`)."""
     one = alpha.dim() == scores.dim() - 1
     alpha = alpha.unsqueeze(0) if one else alpha
     n = valid.sum(0)

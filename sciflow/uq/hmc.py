@@ -66,13 +66,11 @@ from torch.func import functional_call, vmap
 
 from sciflow.models.base import SciflowModel
 from sciflow.uq._adaptation import DualAveraging, warmup_windows
-from sciflow.uq._mass import MASS_MATRICES, DenseMass, DiagonalMass, check_mass_matrix
+from sciflow.uq._mass import MASS_MATRICES, Mass, check_mass_matrix
 from sciflow.uq.base import Predictor, check_alpha, observed_for, target_for
 from sciflow.uq.bayes import Likelihood, LossLikelihood, Prior
 from sciflow.uq.diagnostics import ConvergenceDiagnostics, convergence_diagnostics, rhat
 from sciflow.uq.prediction import Prediction
-
-Mass = DiagonalMass | DenseMass
 
 
 class _Call(nn.Module):

@@ -31,7 +31,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from sciflow.uq.hmc import HMC, Mass
+from sciflow.uq._mass import Mass
+from sciflow.uq.hmc import HMC
 
 _DELTA_MAX = 1000.0
 
