@@ -377,3 +377,21 @@ def test_adaptive_conformal_on_device_matches_cpu(dtaci: bool) -> None:
     assert (res.miscovered.cpu() != ref.miscovered).double().mean() <= (1e-3 if dtaci else 0.0)
     if not dtaci:
         torch.testing.assert_close(res.upper.cpu(), ref.upper, rtol=0, atol=0)
+
+
+def test_quantile_tracking_on_device_matches_cpu() -> None:
+    """Quantile tracking (calibrated on the host, run on the device) keeps its thresholds on the
+    device and issues the CPU's thresholds and errors."""
+    from sciflow.uq import AbsoluteResidual, Prediction, QuantileTracker
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.randn(300, 4, 5, generator=g, dtype=torch.float64)
+    y[150:] *= 3
+    pred = Prediction(torch.zeros_like(y))
+    cal = torch.randn(50, 4, 5, generator=g, dtype=torch.float64).abs()
+    ref = QuantileTracker(0.1, 0.05, AbsoluteResidual(), delay=2).calibrate_scores(cal).run(pred, y)
+    qt = QuantileTracker(0.1, 0.05, AbsoluteResidual(), delay=2).calibrate_scores(cal.to(DEV))
+    res = qt.run(pred.to(DEV), y.to(DEV))
+    _on_device(res.lower, res.upper, res.threshold, res.miscovered, qt.threshold)
+    torch.testing.assert_close(res.threshold.cpu(), ref.threshold, rtol=0, atol=1e-12)
+    assert torch.equal(res.miscovered.cpu(), ref.miscovered)

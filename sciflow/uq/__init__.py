@@ -2,8 +2,9 @@
 
 Methods (each a :class:`Predictor` returning a :class:`Prediction`): :class:`SamplingPredictor`
 (``model.sample``), :class:`DeepEnsemble`, :class:`MCDropout`, :class:`HMC` / :class:`NUTS`,
-:class:`SplitConformal` around any of them; :class:`AdaptiveConformal` for forecast streams under
-distribution shift. Gaussian heads: :class:`GaussianForecaster`, :func:`beta_nll_loss`.
+:class:`SplitConformal` around any of them; :class:`AdaptiveConformal` (ACI, DtACI) and
+:class:`QuantileTracker` for forecast streams under distribution shift (by name:
+:func:`online_conformal`). Gaussian heads: :class:`GaussianForecaster`, :func:`beta_nll_loss`.
 Scores: :mod:`sciflow.uq.scores`; population distances: :mod:`sciflow.uq.distances`; MCMC
 diagnostics: :mod:`sciflow.uq.diagnostics`; figures: :mod:`sciflow.uq.plots`; one-call scoring:
 :func:`evaluate`. See ``docs/uq.md`` for which method to use when.
@@ -23,14 +24,17 @@ from sciflow.uq.heads import (GaussianForecaster, GaussianHead, GaussianPredicti
 from sciflow.uq.hmc import HMC, HMCResult
 from sciflow.uq.mc_dropout import MCDropout
 from sciflow.uq.nuts import NUTS
+from sciflow.uq.online_conformal import ONLINE_CONFORMAL, online_conformal
 from sciflow.uq.prediction import Prediction
+from sciflow.uq.quantile_tracking import QuantileTracker
 from sciflow.uq.registry import UQ_METHODS
 from sciflow.uq.sampling import SamplingPredictor
 
 __all__ = [
     "Predictor", "Prediction", "target_for", "observed_for", "SamplingPredictor", "DeepEnsemble", "MCDropout",
     "HMC", "NUTS",
-    "HMCResult", "SplitConformal", "AdaptiveConformal", "ACIResult", "ConformalScore", "AbsoluteResidual",
+    "HMCResult", "SplitConformal", "AdaptiveConformal", "ACIResult", "QuantileTracker", "online_conformal",
+    "ONLINE_CONFORMAL", "ConformalScore", "AbsoluteResidual",
     "NormalizedResidual",
     "QuantileScore", "Prior", "GaussianPrior", "Likelihood", "GaussianLikelihood", "LossLikelihood",
     "GaussianHead", "GaussianPredictive", "GaussianForecaster", "PointForecaster", "beta_nll_loss",

@@ -86,19 +86,21 @@ def rolling_quantile(scores: Tensor, valid: Tensor, alpha: Tensor) -> Tensor:
 
 @dataclass(frozen=True)
 class ACIResult:
-    """The intervals ACI issued, step by step: ``lower``, ``upper``, the level ``alpha_t`` each was
-    issued at and ``miscovered`` (``err_t``), all ``(T, *event)``; ``observed`` (bool) marks the
-    entries that had a truth (``None``: all)."""
+    """The intervals an online conformal method issued, step by step: ``lower``, ``upper``, the
+    level ``alpha_t`` each was issued at (ACI; ``None`` for quantile tracking, which has none),
+    ``miscovered`` (``err_t``) and the score ``threshold`` :math:`q_t`, all ``(T, *event)``;
+    ``observed`` (bool) marks the entries that had a truth (``None``: all)."""
 
     lower: Tensor
     upper: Tensor
-    alpha_t: Tensor
+    alpha_t: Tensor | None
     miscovered: Tensor
     observed: Tensor | None = None
+    threshold: Tensor | None = None
 
     def coverage(self) -> Tensor:
         """Long-run coverage per position over its observed steps, ``event``-shaped."""
-        ok = (~self.miscovered).to(self.alpha_t.dtype)
+        ok = (~self.miscovered).to(torch.float64)
         if self.observed is None:
             return ok.mean(0)
         return (ok * self.observed).sum(0) / self.observed.sum(0).clamp_min(1)
@@ -257,7 +259,7 @@ class AdaptiveConformal:
         q = torch.stack(qs)
         lower, upper = self.score.interval(predictions, q)
         # alpha_t >= 1: the empty set (q = -inf gives lower = +inf > upper = -inf for every score)
-        return ACIResult(lower, upper, torch.stack(alphas), torch.stack(errs), None if observed is None else valid)
+        return ACIResult(lower, upper, torch.stack(alphas), torch.stack(errs), None if observed is None else valid, q)
 
 
 #: DtACI's grid of step sizes (Gibbs & Candès 2024, Sec. 4; the authors' experiments).
