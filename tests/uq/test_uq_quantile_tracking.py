@@ -101,8 +101,8 @@ def test_exchangeable_stream_stays_at_the_split_conformal_interval():
     y = torch.randn(4000, 2, generator=g, dtype=torch.float64) * sigma
     pred = Prediction(torch.zeros_like(y), variance=(sigma**2).expand_as(y))
     cal = y[:500].abs() / sigma  # the default score: |y - mean| / std
-    res = QuantileTracker(ALPHA, lr=0.01).calibrate_scores(cal).run(Prediction(pred.mean[500:], variance=pred.variance[500:]),
-                                                                    y[500:])
+    qt = QuantileTracker(ALPHA, lr=0.01).calibrate_scores(cal)
+    res = qt.run(Prediction(pred.mean[500:], variance=pred.variance[500:]), y[500:])
     s = res.summary()
     assert abs(s["coverage"] - 0.9) < 0.015 and s["worst_position_coverage"] > 0.88
     ratio = (res.upper - res.lower).median(0).values / (2 * 1.6449 * sigma)  # the oracle 90 % interval
