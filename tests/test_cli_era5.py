@@ -10,29 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import xarray as xr
 
 from sciflow.cli import main, prepare_splits
 from sciflow.cli.evaluation import uq_metrics
 from sciflow.config import ConfigError, load_experiment
 from sciflow.uq.prediction import Prediction
+from tests._era5 import era5_nc as _era5_nc
 
-T0 = np.datetime64("2019-03-01T00:00", "ns")
 DATA = ["data.channels=[2m_temperature]", "data.val_start=2019-03-05", "data.test_start=2019-03-06",
         "data.window=12", "data.stride=6", "data.coarsen=1", "data.anomalies=false"]
-
-
-def _era5_nc(path: Path, days: int = 7) -> Path:
-    """CDS-style NetCDF (short names, ``latitude`` descending): t2m = 280 + hours/10 + lat/100, so
-    every value encodes its own valid time."""
-    hours = np.arange(24 * days)
-    lat = np.array([56.0, 53.0, 50.0])
-    lon = np.array([-4.0, -2.0, 0.0, 2.0])
-    t2m = 280 + hours[:, None, None] / 10 + lat[None, :, None] / 100 + 0 * lon
-    xr.Dataset({"t2m": (("time", "latitude", "longitude"), t2m.astype(np.float32))},
-               coords={"time": T0 + hours.astype("timedelta64[h]"), "latitude": lat,
-                       "longitude": lon}).to_netcdf(path)
-    return path
 
 
 def _hours(values: torch.Tensor, lat: torch.Tensor) -> torch.Tensor:
@@ -77,8 +63,8 @@ def test_scores_skip_the_given_frames_and_weight_by_latitude() -> None:
 def test_train_and_evaluate_wdno_on_era5(tmp_path: Path) -> None:
     src = _era5_nc(tmp_path / "t2m.nc")
     run = tmp_path / "run"
-    tiny = [f"data.path={src}", *DATA, "data.anomalies=true", "train.max_steps=3", "train.log_every=1", "data.batch_size=4",
-            "model.channel_mults=[1,2]", "eval.n_samples=2"]
+    tiny = [f"data.path={src}", *DATA, "data.anomalies=true", "train.max_steps=3", "train.log_every=1",
+            "data.batch_size=4", "model.channel_mults=[1,2]", "eval.n_samples=2"]
     assert main(["train", "wdno_era5", *tiny, "--run-dir", str(run)]) == 0
     assert main(["evaluate", str(run), "--uq", "samples", "eval.n_samples=2"]) == 0
     m = json.loads((run / "eval_samples.json").read_text())

@@ -158,8 +158,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(json.dumps({k: v for k, v in metrics.items() if k not in ("scores", "history")}, indent=2))
         return 0
     metrics = evaluate_run(Path(args.run_dir), args.uq, args.overrides)
-    print(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, list)}, indent=2))
+    print(json.dumps(_without_lists(metrics), indent=2))
     return 0
+
+
+def _without_lists(d: dict) -> dict:
+    """The scalars of a metrics dict, nested blocks included, for the terminal; the per-lead lists
+    are in the JSON file."""
+    return {k: _without_lists(v) if isinstance(v, dict) else v for k, v in d.items() if not isinstance(v, list)}
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -228,13 +234,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("evaluate", help="evaluate a trained run on its test split, with uncertainty",
                        description="Score a run folder's model on held-out forecasts: RMSE per lead time, "
-                                   "interval coverage and width, CRPS; writes eval_<uq>.json. A super-resolution run: "
+                                   "interval coverage and width, CRPS; writes eval_<uq>.json. A run split by time "
+                                   "(ERA5): --uq online-conformal recalibrates the intervals online along the "
+                                   "test stream (data.test_stride=1: a forecast every step). A super-resolution run: "
                                    "x4 upsampling against interpolation, with a band. A causal-PINN run: relative L2 "
                                    "against the reference solution (no --uq); writes eval_pinn.json. A meta-flow-"
                                    "matching run: W1/W2/MMD/energy vs identity and oracle; writes eval_mfm.json.")
     s.add_argument("run_dir", help="a folder written by `sciflow train` or `sciflow demo`")
-    s.add_argument("--uq", choices=["samples", "ensemble", "mc-dropout", "conformal", "hmc"],
-                   help="uncertainty method (default: eval.uq of the run's config)")
+    s.add_argument("--uq", choices=["samples", "ensemble", "mc-dropout", "conformal", "hmc", "online-conformal"],
+                   help="uncertainty method (default: eval.uq of the run's config); online-conformal: a run split "
+                        "by time, intervals recalibrated along the test stream (eval.online=aci|dtaci|quantile)")
     s.add_argument("overrides", nargs="*", help="dotted overrides, e.g. eval.alpha=0.05 eval.horizon=50")
     s.set_defaults(fn=cmd_evaluate)
 

@@ -157,6 +157,21 @@ def uq_metrics(pred, truth: torch.Tensor, alpha: float, *, given: int = 1,
     return out
 
 
+def load_members(exp: ExperimentConfig, run_dir: Path) -> list[Any]:
+    """The trained model of ``run_dir``, or every member of an ensemble run, in eval mode."""
+    return [load_trained(exp, d, i) for i, d in enumerate(member_dirs(run_dir))]
+
+
+def point_predictor(exp: ExperimentConfig, models: Sequence[Any]):
+    """The point forecast conformal methods wrap (``--uq conformal`` and ``online-conformal``): the
+    ensemble mean of several members, else the model's single sample (its forecast if deterministic,
+    one draw of a generative model)."""
+    from sciflow.uq import UQ_METHODS
+
+    return UQ_METHODS["ensemble"](models=list(models), alpha=exp.eval.alpha) if len(models) > 1 \
+        else UQ_METHODS["samples"](models[0], n_samples=1, alpha=exp.eval.alpha)
+
+
 HMC_MAX_WEIGHTS = 10_000  # beyond this, warn: HMC over a large network's weights neither mixes nor is quick
 
 
@@ -174,8 +189,7 @@ def _predictor(kind: str, exp: ExperimentConfig, run_dir: Path, splits: Splits):
     if kind == "ensemble" and len(dirs) < 2:
         raise ConfigError(f"{str(run_dir)!r} holds one model; train an ensemble with eval.uq=ensemble "
                           "(eval.ensemble_size members) before `evaluate --uq ensemble`")
-    models = [load_trained(exp, d, i) for i, d in enumerate(dirs)] if kind in ("ensemble", "conformal") \
-        else [load_trained(exp, dirs[0], 0)]
+    models = load_members(exp, run_dir) if kind in ("ensemble", "conformal") else [load_trained(exp, dirs[0], 0)]
     if kind == "ensemble":
         return UQ_METHODS["ensemble"](models=models, alpha=e.alpha)
     if kind == "samples":
@@ -188,8 +202,7 @@ def _predictor(kind: str, exp: ExperimentConfig, run_dir: Path, splits: Splits):
                               "with model.dropout > 0 (e.g. model.dropout=0.1)")
         return UQ_METHODS["mc-dropout"](models[0], n_samples=max(2, e.n_samples), alpha=e.alpha)
     if kind == "conformal":
-        base = UQ_METHODS["ensemble"](models=models, alpha=e.alpha) if len(models) > 1 \
-            else UQ_METHODS["samples"](models[0], n_samples=1, alpha=e.alpha)
+        base = point_predictor(exp, models)
         cal = forecast_batch(splits.val, e.horizon)
         # one quantile per lead time and component (separate_dims = time, state axes)
         conf = SplitConformal(base, e.alpha, AbsoluteResidual(), separate_dims=tuple(range(1, cal.values.ndim)))
@@ -230,6 +243,12 @@ def evaluate_run(run_dir: Path, uq: str | None = None, overrides: Sequence[str] 
     """Evaluate a trained run on its test split with uncertainty; writes ``eval_<uq>.json``."""
     exp = load_run(run_dir, overrides)
     kind = uq or exp.eval.uq
+    if kind == "online-conformal":
+        from sciflow.cli.online_evaluation import evaluate_online
+
+        metrics = evaluate_online(exp, Path(run_dir))
+        _write_json(metrics, Path(run_dir) / f"eval_{kind}.json")
+        return metrics
     splits = prepare_splits(exp)
     if is_irregular(exp):
         metrics = evaluate_irregular(exp, Path(run_dir), kind, splits)

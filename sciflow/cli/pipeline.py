@@ -151,7 +151,8 @@ def history_steps(exp: ExperimentConfig) -> int:
 def prepare_time_splits(exp: ExperimentConfig) -> Splits:
     """Windows of an ERA5 / WeatherBench-2 source split by time before windowing (no test time step
     in training; :func:`sciflow.models.neural_operator.weather.era5_forecast_data`); ``attrs``
-    carry the channel names, latitudes (for area-weighted scores) and the given ``history``."""
+    carry the channel names, latitudes (for area-weighted scores), the given ``history`` and
+    ``test_stride``, the steps between the starts of consecutive validation / test windows."""
     from sciflow.models.neural_operator.weather import channel_climatologies, departures, era5_forecast_data
 
     d = exp.data
@@ -161,7 +162,8 @@ def prepare_time_splits(exp: ExperimentConfig) -> Splits:
     history = history_steps(exp)
     try:
         fd = era5_forecast_data(d.path, list(d.channels), test_start=d.test_start, val_start=d.val_start,
-                                window=d.window, history=history, train_stride=d.stride, coarsen=d.coarsen)
+                                window=d.window, history=history, train_stride=d.stride, test_stride=d.test_stride,
+                                coarsen=d.coarsen)
     except ValueError as e:  # ERA5FormatError included: the message names the file and the problem
         raise ConfigError(f"data: {e}") from e
     val = fd.val if fd.val is not None else fd.train.index(torch.zeros(0, dtype=torch.long))
@@ -172,6 +174,7 @@ def prepare_time_splits(exp: ExperimentConfig) -> Splits:
     attrs = {"split": "time", "source": str(d.path), "channels": fd.channels, "history": history,
              "lat": fd.lat.tolist(), "lon": fd.lon.tolist(), "time_step_hours": fd.time_step_hours,
              "test_start": d.test_start, "val_start": d.val_start, "anomalies": d.anomalies,
+             "test_stride": d.test_stride or d.window,
              "n_windows": {"train": len(fd.train), "val": len(val), "test": len(fd.test)}}
     return Splits(parts["train"][0], parts["val"][0], parts["test"][0], attrs)
 

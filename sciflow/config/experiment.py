@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import inspect
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, Sequence
@@ -66,10 +67,13 @@ class DataConfig:
     (:func:`sciflow.models.neural_operator.weather.era5_forecast_data`). ``channels`` names the
     variables (``2m_temperature``, ``geopotential@500``), ``window`` the time steps per sample, of
     which the first ``history`` are given (default: the model's ``n_initial``, else 1); training
-    windows start every ``stride`` steps, validation and test windows do not overlap; ``coarsen``
+    windows start every ``stride`` steps, validation and test windows every ``test_stride``; ``coarsen``
     block-averages the grid. ``anomalies``: the windows hold departures from the training period's
     hour-of-day climatology (the model then learns the weather, not the diurnal cycle; scores are
-    unchanged by the shift, since forecast and truth move together).
+    unchanged by the shift, since forecast and truth move together). ``test_stride``: validation and
+    test windows start every ``test_stride`` steps (``None``: every ``window`` steps, so they do not
+    overlap; 1: a forecast issued every step, the stream ``sciflow evaluate --uq online-conformal``
+    calibrates online).
     """
 
     generator: str | None = None
@@ -94,6 +98,7 @@ class DataConfig:
     history: int | None = None
     coarsen: int = 1
     anomalies: bool = False
+    test_stride: int | None = None
 
     def __post_init__(self) -> None:
         if self.test_start is not None:  # data.path is checked when the data are read (configs ship without it)
@@ -108,6 +113,13 @@ class DataConfig:
         elif self.val_start is not None or self.channels is not None or self.anomalies:
             raise ValueError("data.val_start, data.channels and data.anomalies apply to a split by time: "
                              "set data.test_start too")
+        if self.test_stride is not None:
+            if self.test_stride < 1:
+                raise ValueError(f"data.test_stride must be >= 1 (null: every data.window steps), "
+                                 f"got {self.test_stride}")
+            if self.test_start is None:
+                raise ValueError("data.test_stride (the step between validation and test windows) applies to a "
+                                 "split by time: set data.test_start too")
         if self.variables is not None:
             if self.variable is not None:
                 raise ValueError("give data.variable (one state) or data.variables (stacked channels), not both")
@@ -142,24 +154,36 @@ class EvalConfig:
 
     ``uq``: ``samples`` (the model's own ``sample``), ``ensemble`` (``ensemble_size`` models
     trained from different seeds), ``mc-dropout``, ``conformal`` (split conformal on the
-    validation split around the point prediction), ``hmc``. ``alpha``: miscoverage of the
+    validation split around the point prediction), ``hmc``, ``online-conformal`` (a split by time
+    only: intervals recalibrated online along the test stream as the truths arrive, per lead time,
+    starting from the validation scores; ``online`` names the method, ``aci``, ``dtaci`` or
+    ``quantile`` (:func:`sciflow.uq.online_conformal`), ``online_rate`` its step size, ``None``:
+    the method's default; ``dtaci`` picks its own). ``alpha``: miscoverage of the
     reported intervals (0.1 -> 90 % intervals). ``checkpoint``: ``last`` (the newest checkpoint,
     with its EMA average when trained with one) or ``best`` (``checkpoints/best.pt``, written with
     ``train.keep_best``).
     """
 
-    uq: Literal["samples", "ensemble", "mc-dropout", "conformal", "hmc"] = "conformal"
+    uq: Literal["samples", "ensemble", "mc-dropout", "conformal", "hmc", "online-conformal"] = "conformal"
     checkpoint: Literal["last", "best"] = "last"
     n_samples: int = 32
     ensemble_size: int = 3
     alpha: float = 0.1
     horizon: int | None = None
+    online: Literal["aci", "dtaci", "quantile"] = "aci"
+    online_rate: float | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.alpha < 1:
             raise ValueError(f"eval.alpha must be in (0, 1), got {self.alpha}")
         if self.n_samples < 1 or self.ensemble_size < 1:
             raise ValueError("eval.n_samples and eval.ensemble_size must be >= 1")
+        if self.online_rate is not None:
+            if self.online == "dtaci":
+                raise ValueError("eval.online=dtaci chooses its own step size from a grid (Gibbs & Candes 2024): "
+                                 f"leave eval.online_rate unset, got {self.online_rate}")
+            if not (math.isfinite(self.online_rate) and self.online_rate > 0):
+                raise ValueError(f"eval.online_rate must be a finite number > 0, got {self.online_rate}")
 
 
 @dataclass(frozen=True)
