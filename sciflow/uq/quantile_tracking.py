@@ -1,5 +1,5 @@
 r"""Online quantile tracking (Angelopoulos, Candès & Tibshirani, NeurIPS 2023, "Conformal PID
-control for time series prediction", Sec. 2.1): the proportional part of their conformal PID
+control for time series prediction"): the proportional part of their conformal PID
 controller, for streams of forecasts under distribution shift.
 
 ACI (:mod:`sciflow.uq.adaptive_conformal`) moves the *level* :math:`\alpha_t` and reads the
@@ -9,7 +9,7 @@ pinball loss: with :math:`\mathrm{err}_t = \mathbb 1\{s_t > q_t\}`,
 
 .. math:: q_{t+1} = q_t + \eta\,(\mathrm{err}_t - \alpha)
 
-(their eq. 2). Intervals are always finite; if every score lies in an interval of length
+Intervals are always finite; if every score lies in an interval of length
 :math:`B`, then for **any** sequence (their Prop. 1)
 
 .. math:: \Big|\frac1T\sum_{t=1}^T \mathrm{err}_t - \alpha\Big| \le \frac{B + \eta}{\eta T}.
