@@ -13,7 +13,9 @@ hours after it was issued (ACI's ``delay = lead - 1``), so no interval uses a tr
 - ``split``: split conformal, one quantile per grid point, frozen after the calibration week;
 - ``rolling``: the quantile of all past scores, updated as the truths arrive (ACI with gamma 0);
 - ``aci_<gamma>``: adaptive conformal inference (Gibbs & Candès 2021) with that step size;
-- ``dtaci``: DtACI (Gibbs & Candès 2024) over the authors' grid of eight step sizes;
+- ``dtaci``: DtACI (Gibbs & Candès 2024) over the authors' grid of eight step sizes, issuing the
+  experts' weighted mean level; ``dtaci_randomized``: the paper's Alg. 1, one expert drawn by the
+  weights per step and grid point (seed 0);
 - ``quantile_<lr>``: online quantile tracking (Angelopoulos, Candès & Tibshirani 2023), learning
   rate ``lr`` times the range of each grid point's calibration scores: never infinite intervals.
 
@@ -56,6 +58,7 @@ BENCHMARK = {
          "baselines": {"split conformal": "methods/split/points_within_0.03",
                        "rolling conformal": "methods/rolling/points_within_0.03",
                        "DtACI": "methods/dtaci/points_within_0.03",
+                       "DtACI, randomized (their Alg. 1)": "methods/dtaci_randomized/points_within_0.03",
                        "quantile tracking (lr 0.05)": "methods/quantile_0.05/points_within_0.03"}},
         {"label": "quantile tracking (lr 0.05): share of grid points with long-run coverage in 0.9 +- 0.03",
          "better": "higher", "path": "methods/quantile_0.05/points_within_0.03",
@@ -182,6 +185,10 @@ def main() -> None:
     res = dt.run(test_pred, test_y)
     methods["dtaci"] = summarise("dtaci", res, test_times, time.process_time() - c0)
     methods["dtaci"]["gammas"] = list(DTACI_GAMMAS)
+    c0 = time.process_time()
+    rnd = AdaptiveConformal(ALPHA, DTACI_GAMMAS, score, delay=args.lead - 1, randomize=True)
+    res = rnd.calibrate_scores(cal_scores).run(test_pred, test_y, generator=torch.Generator().manual_seed(0))
+    methods["dtaci_randomized"] = summarise("dtaci_rnd", res, test_times, time.process_time() - c0)
     methods["dtaci"]["final_weighted_gamma_quartiles"] = torch.quantile(
         (dt.weights * dt.gammas.reshape(-1, 1, 1)).sum(0).flatten(), torch.tensor([0.25, 0.5, 0.75],
                                                                                   dtype=torch.float64)).tolist()

@@ -37,10 +37,11 @@ when :math:`y_t` arrives every expert takes its ACI step and the weights follow 
 :math:`\ell(\beta_t,\alpha^i_t)=\alpha(\beta_t-\alpha^i_t)-\min(0,\beta_t-\alpha^i_t)` of
 :math:`\beta_t=\sup\{\beta: y_t\in\hat C_t(\beta)\}`:
 :math:`\bar w^i = w^i e^{-\eta\ell}`, :math:`w^i \leftarrow (1-\sigma)\bar w^i/\sum_j\bar w^j+\sigma/k`
-(the :math:`\sigma` mixing lets the weights move back when the regime changes). Deviation: their
-Alg. 1 issues one expert's :math:`\alpha^i_t` drawn with probability :math:`p^i_t` (their
-guarantees are for that); we issue the weighted mean, deterministic, which their code also
-tracks. ``sigma`` and ``eta`` default to the paper's choice for local intervals of ``interval``
+(the :math:`\sigma` mixing lets the weights move back when the regime changes). Their Alg. 1
+issues one expert's :math:`\alpha^i_t`, drawn with probability :math:`p^i_t`, and their guarantees
+are for that: ``randomize=True`` does so (one draw per step and position, from the ``generator``
+given to :meth:`~AdaptiveConformal.run`). By default we deviate and issue the weighted mean,
+deterministic, which their code also tracks. ``sigma`` and ``eta`` default to the paper's choice for local intervals of ``interval``
 steps (:func:`dtaci_defaults`).
 
 Every position of the event shape (a grid point, a lead time) is its own stream with its own
@@ -140,12 +141,15 @@ class AdaptiveConformal:
     (default :class:`~sciflow.uq.conformal.NormalizedResidual`); ``window``: keep only the last
     ``window`` scores per position (``None``: all); ``delay``: steps between issuing an interval
     and learning its truth, minus one; ``interval``, ``sigma``, ``eta``: DtACI's local interval
-    length and the weights' mixing and learning rates (:func:`dtaci_defaults`). Module docstring.
+    length and the weights' mixing and learning rates (:func:`dtaci_defaults`); ``randomize``:
+    DtACI issues one expert's level drawn by the weights (their Alg. 1) instead of the weighted
+    mean. Module docstring.
     """
 
     def __init__(self, alpha: float = 0.1, gamma: float | Sequence[float] = 0.005,
                  score: ConformalScore | None = None, window: int | None = None, delay: int = 0, *,
-                 interval: int = 500, sigma: float | None = None, eta: float | None = None) -> None:
+                 interval: int = 500, sigma: float | None = None, eta: float | None = None,
+                 randomize: bool = False) -> None:
         self.alpha = check_alpha(alpha)
         gammas = [gamma] if isinstance(gamma, (int, float)) else list(gamma)
         if not gammas or not all(math.isfinite(g) and g >= 0 for g in gammas):
@@ -158,6 +162,7 @@ class AdaptiveConformal:
             raise ValueError(f"interval must be >= 1, got {interval}")
         self.gammas = torch.tensor(gammas, dtype=torch.float64)
         self.window, self.delay = window, int(delay)
+        self.randomize = bool(randomize)
         d_sigma, d_eta = dtaci_defaults(self.alpha, len(gammas), interval)
         self.sigma = d_sigma if sigma is None else float(sigma)
         self.eta = d_eta if eta is None else float(eta)
@@ -217,10 +222,12 @@ class AdaptiveConformal:
         self.memory.add(scores, valid)
         return self
 
-    def run(self, predictions: Prediction, y: Tensor, observed: Tensor | None = None) -> ACIResult:
+    def run(self, predictions: Prediction, y: Tensor, observed: Tensor | None = None, *,
+            generator: torch.Generator | None = None) -> ACIResult:
         """Issue one interval per step of ``predictions`` (time along axis 0), each from the
         scores before it, then score it against ``y`` (``(T, *event)``) and update the levels.
-        ``observed`` (bool, like ``y``): which truths exist."""
+        ``observed`` (bool, like ``y``): which truths exist; ``generator``: the draws of a
+        ``randomize`` DtACI (on the generator's device, moved to the data's once per call)."""
         if y.shape != predictions.mean.shape:
             raise ValueError(f"y has shape {tuple(y.shape)}, predictions {tuple(predictions.mean.shape)}")
         valid = torch.ones_like(y, dtype=torch.bool) if observed is None else observed.bool()
@@ -239,11 +246,22 @@ class AdaptiveConformal:
             self.gammas = self.gammas.to(y.device)  # once, not a host-to-device copy per step
             self.experts = torch.full((k, *event), self.alpha, dtype=torch.float64, device=y.device)
             self.weights = torch.full((k, *event), 1 / k, dtype=torch.float64, device=y.device)
+        draw = self.randomize and k > 1
+        if draw:  # every step's uniforms at once: one host-to-device copy, not one per step
+            gen_device = generator.device if generator is not None else torch.device("cpu")
+            u = torch.rand((y.shape[0], *event), generator=generator, dtype=torch.float64,
+                           device=gen_device).to(y.device)
         qs, alphas, errs = [], [], []
         for t in range(y.shape[0]):  # the feedback makes the steps sequential
             while len(self.pending) > self.delay:  # truths that have arrived by now
                 self._learn(*self.pending.pop(0))
-            a_t = self.experts[0] if k == 1 else (self.weights * self.experts).sum(0)
+            if k == 1:
+                a_t = self.experts[0]
+            elif draw:  # expert i with probability p^i_t (their Alg. 1)
+                i = (self.weights.cumsum(0) < u[t]).sum(0, keepdim=True).clamp(max=k - 1)
+                a_t = self.experts.gather(0, i).squeeze(0)
+            else:
+                a_t = (self.weights * self.experts).sum(0)
             q = self.memory.quantile(a_t)
             err = (s[t] > q) & valid[t]
             if k == 1:

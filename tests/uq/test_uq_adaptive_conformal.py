@@ -274,3 +274,45 @@ def test_bad_input_is_refused_with_a_message():
         AdaptiveConformal(ALPHA).calibrate_scores(torch.tensor([[math.nan]]))
     with pytest.raises(ValueError, match="spread|variance|std"):
         AdaptiveConformal(ALPHA, score=NormalizedResidual()).run(pred, y)
+
+
+def test_randomized_dtaci_issues_one_expert_drawn_by_the_weights():
+    """``randomize=True`` is Gibbs & Candes' Alg. 1: each step and position issues one expert's
+    level, expert i with probability p^i_t; seeded draws repeat; long-run coverage holds."""
+    from sciflow.uq.adaptive_conformal import DTACI_GAMMAS
+
+    pred, y = _switching_stream(T=1500)
+    # every issued level is one of the experts' levels at that step (read from the pending record)
+    dt = AdaptiveConformal(ALPHA, DTACI_GAMMAS, AbsoluteResidual(), randomize=True)
+    g = torch.Generator().manual_seed(0)
+    for t in range(300):
+        a = dt.run(Prediction(pred.mean[t:t + 1]), y[t:t + 1], generator=g).alpha_t[0]
+        levels = dt.pending[-1][4]  # the experts' levels this step was issued with, (k, 3)
+        assert ((levels == a).any(0)).all(), t
+    # seeded: the same draws; another seed: other draws
+    run = lambda seed: AdaptiveConformal(ALPHA, DTACI_GAMMAS, AbsoluteResidual(), randomize=True).run(  # noqa: E731
+        pred, y, generator=torch.Generator().manual_seed(seed))
+    a, b, c = run(1), run(1), run(2)
+    assert torch.equal(a.alpha_t, b.alpha_t) and not torch.equal(a.alpha_t, c.alpha_t)
+    assert (a.coverage() - 0.9).abs().max() < 0.02
+    # one expert: nothing to draw, plain ACI
+    one = AdaptiveConformal(ALPHA, [0.02], AbsoluteResidual(), randomize=True).run(pred, y)
+    assert torch.equal(one.upper, AdaptiveConformal(ALPHA, 0.02, AbsoluteResidual()).run(pred, y).upper)
+
+
+def test_randomized_dtaci_draws_follow_the_weights():
+    """2000 positions with the same stream share their experts and weights: at a step where the
+    experts' levels differ, the share of positions issuing expert i matches p^i within 4 sigma."""
+    from sciflow.uq.adaptive_conformal import DTACI_GAMMAS
+
+    _, y1 = _switching_stream(T=400)
+    y = y1[:, 1:2].expand(-1, 2000).contiguous()
+    dt = AdaptiveConformal(ALPHA, DTACI_GAMMAS, AbsoluteResidual(), randomize=True)
+    dt.run(Prediction(torch.zeros_like(y[:399])), y[:399], generator=torch.Generator().manual_seed(0))
+    dt._learn(*dt.pending.pop(0))  # the last truth: the state the next level is drawn from
+    levels, p = dt.experts[:, 0], dt.weights[:, 0]
+    assert (dt.experts == levels[:, None]).all() and levels.unique().numel() == len(DTACI_GAMMAS)
+    a = dt.run(Prediction(torch.zeros_like(y[399:])), y[399:], generator=torch.Generator().manual_seed(1)).alpha_t[0]
+    share = torch.stack([(a == lv).double().mean() for lv in levels])
+    assert torch.allclose(share.sum(), torch.tensor(1.0, dtype=torch.float64))
+    assert ((share - p).abs() <= 4 * (p * (1 - p) / 2000).sqrt() + 1e-3).all(), (share, p)
