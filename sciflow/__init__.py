@@ -33,6 +33,7 @@ _API: dict[str, str] = {
     "Bosh3": "sciflow.solvers",
     "Dopri5": "sciflow.solvers",
     "Tsit5": "sciflow.solvers",
+    "Rodas4": "sciflow.solvers",
     "PIController": "sciflow.solvers",
     "ConstantStepSize": "sciflow.solvers",
     "DirectAdjoint": "sciflow.solvers",

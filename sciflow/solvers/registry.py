@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .ode.rosenbrock import Rodas4
 from .ode.runge_kutta import RK4, Bosh3, Dopri5, Euler, Heun, Midpoint, Tsit5
 
 SOLVERS: dict[str, type] = {
@@ -12,6 +13,7 @@ SOLVERS: dict[str, type] = {
     "bosh3": Bosh3,
     "dopri5": Dopri5,
     "tsit5": Tsit5,
+    "rodas4": Rodas4,  # stiff problems (Rosenbrock, L-stable)
 }
 
 # --- SDE / Langevin / generative (owned by the SDE engineer) ---

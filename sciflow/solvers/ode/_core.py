@@ -18,24 +18,24 @@ from ._flat_field import FlatField, Stats
 from ._integrate import integrate_adaptive
 from ._shared_clock import integrate_shared_clock
 from .controller import ConstantStepSize, PIController
-from .runge_kutta import ExplicitRungeKutta
+from .solver import ODESolver
 
 __all__ = ["solve_grid", "default_controller", "check_solver_controller"]
 
 
-def check_solver_controller(solver: ExplicitRungeKutta, controller: object) -> None:
-    if not isinstance(solver, ExplicitRungeKutta):
-        raise TypeError(f"solver must be an ODE solver object such as Dopri5(), got {solver!r}")
+def check_solver_controller(solver: ODESolver, controller: object) -> None:
+    if not isinstance(solver, ODESolver):
+        raise TypeError(f"solver must be an ODE solver object such as Dopri5() or Rodas4(), got {solver!r}")
     if isinstance(controller, PIController):
         if not solver.adaptive:
             raise ValueError(f"{type(solver).__name__} has no embedded error estimate and cannot be "
                              f"used with PIController; pass ConstantStepSize(dt) (or dt=...) or an "
-                             f"adaptive solver (Heun, Bosh3, Dopri5, Tsit5)")
+                             f"adaptive solver (Heun, Bosh3, Dopri5, Tsit5, Rodas4)")
     elif not isinstance(controller, ConstantStepSize):
         raise TypeError(f"controller must be PIController or ConstantStepSize, got {controller!r}")
 
 
-def default_controller(solver: ExplicitRungeKutta, *, rtol: float, atol: float, dt: float | None,
+def default_controller(solver: ODESolver, *, rtol: float, atol: float, dt: float | None,
                        max_steps: int) -> PIController | ConstantStepSize:
     """Adaptive solvers default to ``PIController(rtol, atol)``; a given ``dt`` or a solver
     without an embedded pair gives ``ConstantStepSize(dt)``."""
@@ -44,9 +44,9 @@ def default_controller(solver: ExplicitRungeKutta, *, rtol: float, atol: float, 
     return PIController(rtol=rtol, atol=atol, max_steps=max_steps)
 
 
-def solve_grid(term, solver: ExplicitRungeKutta, y0: Tensor, ts: Tensor,
+def solve_grid(term, solver: ODESolver, y0: Tensor, ts: Tensor,
                controller: PIController | ConstantStepSize, *, batch_ndim: int = 0,
-               window: int = 4, h0: Tensor | None = None, check_inputs: bool = True,
+               window: int | None = None, h0: Tensor | None = None, check_inputs: bool = True,
                compile: bool = False
                ) -> tuple[Tensor, Stats, Tensor | None]:
     """Integrate ``term`` from ``ts[..., 0]`` through every time of ``ts``.
@@ -56,7 +56,9 @@ def solve_grid(term, solver: ExplicitRungeKutta, y0: Tensor, ts: Tensor,
     stepped trajectories (per-trajectory error control); ``0`` shares one clock for the batch.
     Returns ``ys: (time, *batch, *state)``, the work counters and the last adaptive step (per
     trajectory, in the increasing-time frame) or ``None``. ``compile``: ``torch.compile`` each
-    adaptive attempt (opt-in; see :func:`._integrate.integrate_adaptive`).
+    adaptive attempt (opt-in; see :func:`._integrate.integrate_adaptive`). ``window``: save times
+    looked at per adaptive step (``None``: the solver's ``default_window``; ``1`` makes every save
+    time a step end point).
     """
     if check_inputs:
         check_term_kind(term, solver)
@@ -65,6 +67,11 @@ def solve_grid(term, solver: ExplicitRungeKutta, y0: Tensor, ts: Tensor,
         direction = check_times(ts, "t", min_len=1)
     else:
         direction = 1 if ts.shape[-1] < 2 or bool(ts[..., 1].reshape(-1)[0] > ts[..., 0].reshape(-1)[0]) else -1
+    if window is None:
+        window = solver.default_window
+    if compile and not solver.compilable:
+        raise ValueError(f"{type(solver).__name__} does not support compile=True (its steps are not "
+                         f"compiled); solve with compile=False")
     if ts.ndim > 1:
         per_sample = ts.ndim - 1
         if batch_ndim not in (0, per_sample):

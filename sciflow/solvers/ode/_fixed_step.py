@@ -11,12 +11,12 @@ from torch import Tensor
 
 from ._flat_field import FlatField
 from .controller import ConstantStepSize
-from .runge_kutta import ExplicitRungeKutta
+from .solver import ODESolver
 
 __all__ = ["integrate_fixed"]
 
 
-def integrate_fixed(f: FlatField, solver: ExplicitRungeKutta, y0: Tensor, ts: Tensor,
+def integrate_fixed(f: FlatField, solver: ODESolver, y0: Tensor, ts: Tensor,
                     controller: ConstantStepSize) -> Tensor:
     """Fixed steps along the grid ``ts (B, T)``; returns ``(T, B, S)``."""
     T = ts.shape[1]
@@ -38,4 +38,5 @@ def integrate_fixed(f: FlatField, solver: ExplicitRungeKutta, y0: Tensor, ts: Te
             k1 = ks[-1] if solver.fsal else None
             f.stats.n_steps += 1
         ys.append(y)
+    f.stats.count_jacobians(solver, sum(n_sub))
     return torch.stack(ys)

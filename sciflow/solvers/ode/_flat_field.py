@@ -24,14 +24,24 @@ __all__ = ["FlatField", "Stats"]
 @dataclass
 class Stats:
     """Work counters of one solve: vector-field evaluations (batched calls), loop iterations
-    (attempted steps), accepted steps per trajectory ``(B,)`` (adaptive only)."""
+    (attempted steps), accepted steps per trajectory ``(B,)`` (adaptive only), and for solvers
+    that use ``∂f/∂y`` (``solver.jacobians_per_step > 0``) the batched Jacobian evaluations
+    ``njev`` (``None`` otherwise; not included in ``nfe``)."""
 
     nfe: int = 0
     n_steps: int = 0
     n_accepted: Tensor | None = None
+    njev: int | None = None
+
+    def count_jacobians(self, solver, steps: int) -> None:
+        """Add the Jacobian evaluations of ``steps`` attempted steps of ``solver``."""
+        if solver.jacobians_per_step:
+            self.njev = (self.njev or 0) + steps * solver.jacobians_per_step
 
     def as_dict(self) -> dict:
         d = {"nfe": self.nfe, "n_steps": self.n_steps}
+        if self.njev is not None:
+            d["njev"] = self.njev
         if self.n_accepted is not None:
             d["n_accepted"] = self.n_accepted
             d["n_rejected"] = self.n_steps - self.n_accepted

@@ -25,7 +25,7 @@ from torch import Tensor
 
 from ._flat_field import FlatField
 from .controller import PIController
-from .runge_kutta import ExplicitRungeKutta
+from .solver import ODESolver
 
 __all__ = ["initial_step", "integrate_adaptive"]
 
@@ -34,7 +34,7 @@ def _rms(x: Tensor) -> Tensor:
     return x.square().mean(-1).sqrt()
 
 
-def initial_step(f: FlatField, solver: ExplicitRungeKutta, t0: Tensor, y0: Tensor, f0: Tensor,
+def initial_step(f: FlatField, solver: ODESolver, t0: Tensor, y0: Tensor, f0: Tensor,
                  ctrl: PIController, span: Tensor) -> Tensor:
     """Hairer, Nørsett & Wanner (1993), *Solving ODEs I*, §II.4 "Starting step size" — batched."""
     y0, f0 = y0.detach(), f0.detach()
@@ -51,7 +51,7 @@ def initial_step(f: FlatField, solver: ExplicitRungeKutta, t0: Tensor, y0: Tenso
     return torch.minimum(torch.minimum(100 * h0, h1), span)
 
 
-def _make_attempt(f: Callable, solver: ExplicitRungeKutta, ctrl: PIController, T: int, Kw: int,
+def _make_attempt(f: Callable, solver: ODESolver, ctrl: PIController, T: int, Kw: int,
                   coef: Tensor | None, elementwise: bool = False, defer_dense: bool = False):
     """One masked adaptive step for every trajectory, as a pure tensor function (compile-able).
 
@@ -115,7 +115,7 @@ def _make_attempt(f: Callable, solver: ExplicitRungeKutta, ctrl: PIController, T
     return attempt
 
 
-def _dense_writes(solver: ExplicitRungeKutta, coef: Tensor, where_to: Tensor, parts: list[Tensor],
+def _dense_writes(solver: ODESolver, coef: Tensor, where_to: Tensor, parts: list[Tensor],
                   n: int, Kw: int, T: int) -> tuple[Tensor, Tensor]:
     """The dense-output writes of a chunk run with ``defer_dense``: the interpolant evaluated
     (eagerly) for the attempts among its ``n`` that write a save time (one host sync).
@@ -205,7 +205,7 @@ def _compiled_attempt(key, build, device: torch.device):
 _compile = torch.compile
 
 
-def integrate_adaptive(f: FlatField, solver: ExplicitRungeKutta, y0: Tensor, ts: Tensor,
+def integrate_adaptive(f: FlatField, solver: ODESolver, y0: Tensor, ts: Tensor,
                        ctrl: PIController, window: int = 4, h0: Tensor | None = None,
                        compile: bool = False) -> tuple[Tensor, Tensor]:
     """Adaptive steps with per-row error control; returns ``(ys (T, B, S), last step h (B,))``.
@@ -329,6 +329,7 @@ def integrate_adaptive(f: FlatField, solver: ExplicitRungeKutta, y0: Tensor, ts:
                     f"PIController.max_steps or loosen rtol/atol")
     f.stats.nfe += steps * nfe_per_attempt
     f.stats.n_steps += steps
+    f.stats.count_jacobians(solver, steps)
     f.stats.n_accepted = n_acc
     if track_graph:
         index = torch.cat(rec_idx, 1)

@@ -15,7 +15,8 @@ product ``y_i = Z[:i+1]^T (1, h a_i1, …, h a_i,i-1)`` and the error estimate a
 (``e = Z[1:]^T h (b - \\hat b)``), with the step-dependent coefficient vectors formed by one
 ``add`` per attempt — a fixed handful of kernel launches per stage whatever the tableau. With
 autograd enabled the solver's own differentiable :meth:`ExplicitRungeKutta.step` is used (no
-in-place buffers), with the same host controller.
+in-place buffers), with the same host controller; so are solvers without an explicit tableau (the
+Rosenbrock methods), with or without autograd.
 
 Semantics equal :func:`._integrate.integrate_adaptive` (same PI formula, same acceptance rule,
 same window rule for save times, so the same steps up to rounding in the clock) — see that module.
@@ -32,6 +33,7 @@ from ._flat_field import FlatField
 from ._integrate import initial_step
 from .controller import PIController
 from .runge_kutta import ExplicitRungeKutta
+from .solver import ODESolver
 
 __all__ = ["integrate_shared_clock"]
 
@@ -137,7 +139,7 @@ class _BufferedStages:
         self.Z[1].copy_(f1)
 
 
-def integrate_shared_clock(f: FlatField, solver: ExplicitRungeKutta, y0: Tensor, ts: Tensor,
+def integrate_shared_clock(f: FlatField, solver: ODESolver, y0: Tensor, ts: Tensor,
                            ctrl: PIController, window: int = 4, h0: Tensor | None = None
                            ) -> tuple[Tensor, Tensor]:
     """Adaptive steps on one shared clock; returns ``(ys (T, 1, N), last step h (1,))``.
@@ -166,8 +168,10 @@ def integrate_shared_clock(f: FlatField, solver: ExplicitRungeKutta, y0: Tensor,
     coef = solver.interp_coefficients(dt_, dev)
     N = y0.shape[1]
     inv_sqrt_n = 1.0 / math.sqrt(N)
-    track_graph = torch.is_grad_enabled()
-    if track_graph:
+    # the solver's own step() with autograd, or for solvers without an explicit tableau (Rosenbrock);
+    # the preallocated stage buffer otherwise
+    use_step = torch.is_grad_enabled() or not isinstance(solver, ExplicitRungeKutta)
+    if use_step:
         y, k_first = y0, k1
         raw = f.raw
     else:
@@ -186,7 +190,7 @@ def integrate_shared_clock(f: FlatField, solver: ExplicitRungeKutta, y0: Tensor,
         t_try = t + h
         t_next = t_lim if t_try >= t_lim else t_try
         hh = t_next - t
-        if track_graph:
+        if use_step:
             tt = torch.full((1,), t, dtype=dt_, device=dev)
             hc = torch.full((1,), hh, dtype=dt_, device=dev)
             y1, ks, err = solver.step(raw, tt, y, hc, k_first)
@@ -213,7 +217,7 @@ def integrate_shared_clock(f: FlatField, solver: ExplicitRungeKutta, y0: Tensor,
             if beta2:
                 r_prev = r
             # f(t1, y1): the next step's first stage (the last stage itself for FSAL methods)
-            if track_graph:
+            if use_step:
                 f1 = ks[-1] if solver.fsal else raw(tt + hc, y1)
             else:
                 f1 = buf.next_first_stage(y1, t_next)
@@ -224,7 +228,7 @@ def integrate_shared_clock(f: FlatField, solver: ExplicitRungeKutta, y0: Tensor,
             if j > idx:
                 theta = torch.tensor([[(s - t) / hh for s in save[idx:j]]], dtype=dt_, device=dev)
                 hc1 = torch.full((1,), hh, dtype=dt_, device=dev)
-                if track_graph:
+                if use_step:
                     outs.append(solver.interpolate(theta, hc1, y, y1, ks, f1, coef=coef)[0])
                 else:
                     ks_b = [buf.Z[1 + i].unsqueeze(0) for i in range(solver.stages)]
@@ -232,7 +236,7 @@ def integrate_shared_clock(f: FlatField, solver: ExplicitRungeKutta, y0: Tensor,
                                                    ks_b, f1.unsqueeze(0), coef=coef)[0])
                 idx = j
             t = t_next
-            if track_graph:
+            if use_step:
                 y, k_first = y1, f1
             else:
                 buf.accept(y1, f1)
@@ -245,6 +249,7 @@ def integrate_shared_clock(f: FlatField, solver: ExplicitRungeKutta, y0: Tensor,
                 f"problem may be stiff or the vector field non-finite there")
     f.stats.nfe += steps * (solver.stages - 1) + (0 if solver.fsal else n_acc)
     f.stats.n_steps += steps
+    f.stats.count_jacobians(solver, steps)
     f.stats.n_accepted = torch.full((1,), n_acc, dtype=torch.long, device=dev)
     ys = torch.cat(outs, 0)                     # (T, N): one row per save time
     return ys.unsqueeze(1), torch.full((1,), h, dtype=dt_, device=dev)

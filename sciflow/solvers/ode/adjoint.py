@@ -40,7 +40,7 @@ __all__ = ["DirectAdjoint", "BacksolveAdjoint", "CheckpointAdjoint"]
 class DirectAdjoint:
     """Differentiate through the solver's operations with autograd (the default)."""
 
-    def run(self, term, solver, y0, ts, controller, *, batch_ndim=0, window=4, compile=False):
+    def run(self, term, solver, y0, ts, controller, *, batch_ndim=0, window=None, compile=False):
         ys, stats, _ = solve_grid(term, solver, y0, ts, controller, batch_ndim=batch_ndim, window=window,
                                   compile=compile)
         return ys, stats
@@ -65,7 +65,11 @@ class CheckpointAdjoint:
             raise ValueError(f"CheckpointAdjoint.segments must be >= 1, got {segments}")
         self.segments = segments
 
-    def run(self, term, solver, y0, ts, controller, *, batch_ndim=0, window=4, compile=False):
+    def run(self, term, solver, y0, ts, controller, *, batch_ndim=0, window=None, compile=False):
+        if not solver.checkpoint:
+            raise ValueError(f"{type(solver).__name__} cannot be used with CheckpointAdjoint: its Jacobian "
+                             f"(torch.func.vjp) cannot run under torch.utils.checkpoint's saved-tensor hooks; "
+                             f"use DirectAdjoint()")
         T = ts.shape[-1]
         total = Stats()
         ys = [y0]
@@ -96,6 +100,8 @@ class CheckpointAdjoint:
                 y, h = segment(y)
             total.nfe += segment.stats.nfe
             total.n_steps += segment.stats.n_steps
+            if segment.stats.njev is not None:
+                total.njev = (total.njev or 0) + segment.stats.njev
             if (i + 1) % m == 0:
                 ys.append(y)
         return torch.stack(ys), total
@@ -123,11 +129,18 @@ class BacksolveAdjoint:
         n = "module parameters" if self.adjoint_params is None else f"{len(self.adjoint_params)} tensors"
         return f"BacksolveAdjoint(adjoint_params={n})"
 
-    def run(self, term, solver, y0, ts, controller, *, batch_ndim=0, window=4, compile=False):
+    def run(self, term, solver, y0, ts, controller, *, batch_ndim=0, window=None, compile=False):
         if ts.ndim > 1:
             raise ValueError("BacksolveAdjoint needs one time grid shared by the batch (t of shape "
                              f"(time,)), got t of shape {tuple(ts.shape)}; use CheckpointAdjoint for "
                              "per-sample time grids")
+        bsolver = self.solver or solver
+        if not bsolver.backsolve:
+            raise ValueError(
+                f"{type(bsolver).__name__} cannot be the backward solver of BacksolveAdjoint: the adjoint "
+                f"system's vector field calls torch.autograd.grad, which its forward-mode Jacobian cannot "
+                f"differentiate; use DirectAdjoint() or CheckpointAdjoint() (exact gradients of the "
+                f"computed solution), or BacksolveAdjoint(solver=Dopri5()) if the backward problem is not stiff")
         f = term.vector_field
         if self.adjoint_params is not None:
             params = self.adjoint_params

@@ -21,6 +21,7 @@ from typing import Callable, ClassVar
 import torch
 from torch import Tensor
 
+from .solver import ODESolver
 from .tableau import BOSH3, DOPRI5, EULER, HEUN, MIDPOINT, RK4, TSIT5, ButcherTableau
 
 __all__ = ["ExplicitRungeKutta", "Euler", "Midpoint", "Heun", "RK4", "Bosh3", "Dopri5", "Tsit5"]
@@ -38,7 +39,7 @@ def _combination(coeffs, ks: list[Tensor]) -> Tensor | None:
     return acc
 
 
-class ExplicitRungeKutta:
+class ExplicitRungeKutta(ODESolver):
     """An explicit Runge–Kutta method defined by its Butcher tableau.
 
     Declared capabilities: ``order`` (global convergence order), ``error_order`` (order of the

@@ -49,7 +49,7 @@ def _as_time(x, like: Tensor) -> Tensor:
 
 def solve(term: ODETerm, solver: ExplicitRungeKutta, t0, t1, y0: Tensor, *,
           saveat: SaveAt = SaveAt(), controller: PIController | ConstantStepSize | None = None,
-          adjoint: Adjoint | None = None, batch_ndim: int = 0, window: int = 4,
+          adjoint: Adjoint | None = None, batch_ndim: int = 0, window: int | None = None,
           compile: bool = False) -> Solution:
     """Solve ``dy/dt = f(t, y)`` from ``t0`` to ``t1`` (either direction).
 
@@ -58,7 +58,9 @@ def solve(term: ODETerm, solver: ExplicitRungeKutta, t0, t1, y0: Tensor, *,
     solvers, rtol 1e-6, atol 1e-8) or :class:`ConstantStepSize`; ``adjoint``: how gradients are
     computed (default :class:`DirectAdjoint`); ``batch_ndim``: leading axes of ``y0`` that are
     independent trajectories with their own step sizes; ``window``: save times looked at per step
-    (a step is shortened only if it would contain more); ``compile``: opt-in ``torch.compile`` of
+    (a step is shortened only if it would contain more; ``None``: the solver's ``default_window``,
+    4 for explicit Runge–Kutta methods, 1 — every save time a step end point — for Rosenbrock
+    methods); ``compile``: opt-in ``torch.compile`` of
     each adaptive attempt (stages + error norm + controller + dense output fused; the vector field
     must be traceable; compiled once per field object, solver, controller and shape).
     """
