@@ -80,15 +80,6 @@ class ExplicitRungeKutta(ODESolver):
     def stages(self) -> int:
         return self.tableau.stages
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
-
-    def __eq__(self, other: object) -> bool:
-        return type(self) is type(other)
-
-    def __hash__(self) -> int:
-        return hash(type(self))
-
     # kernels -------------------------------------------------------------------------------
     def step(self, f: Field, t: Tensor, y: Tensor, h: Tensor, k1: Tensor
              ) -> tuple[Tensor, list[Tensor], Tensor | None]:
