@@ -1,7 +1,8 @@
 """sciflow.solvers: numerics only (imports nothing else of sciflow).
 
 ODE: terms, explicit Runge–Kutta solvers, a Rosenbrock solver for stiff problems (Rodas4),
-step-size controllers, dense output, adjoints, ``solve``/``odeint``, a torchdiffeq backend; interpolation of irregular data (control paths).
+step-size controllers, dense output, adjoints, ``solve``/``odeint``, a torchdiffeq backend;
+interpolation of irregular data (control paths).
 """
 
 from .backends import Torchdiffeq

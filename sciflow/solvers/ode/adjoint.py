@@ -138,9 +138,9 @@ class BacksolveAdjoint:
         if not bsolver.backsolve:
             raise ValueError(
                 f"{type(bsolver).__name__} cannot be the backward solver of BacksolveAdjoint: the adjoint "
-                f"system's vector field calls torch.autograd.grad, which its forward-mode Jacobian cannot "
-                f"differentiate; use DirectAdjoint() or CheckpointAdjoint() (exact gradients of the "
-                f"computed solution), or BacksolveAdjoint(solver=Dopri5()) if the backward problem is not stiff")
+                f"system's vector field calls torch.autograd.grad, which its Jacobian (torch.func) cannot "
+                f"differentiate; use DirectAdjoint() (the exact gradient of the computed solution), or "
+                f"BacksolveAdjoint(solver=Dopri5()) if the backward problem is not stiff")
         f = term.vector_field
         if self.adjoint_params is not None:
             params = self.adjoint_params

@@ -15,7 +15,8 @@ so no stage needs a matrix–vector product with ``J``; one LU factorisation of 
 all stages. For non-autonomous fields ``∂f/∂t`` enters through ``d_i = Σ_j γ_ij``.
 
 **Rodas4** (Hairer & Wanner 1996, §IV.7, Table 7.2 "RODAS"; coefficients of ``rodas.f``, subroutine
-``ROCOE``, ``METH = 1``; checked against the convergence orders in ``tests/solvers/test_stiff.py``): 6 stages, order 4 with an embedded order-3 solution, ``γ = 1/4``,
+``ROCOE``, ``METH = 1``; checked against the convergence orders in ``tests/solvers/test_stiff.py``):
+6 stages, order 4 with an embedded order-3 solution, ``γ = 1/4``,
 L-stable (``R(∞) = 0``) and stiffly accurate — ``α_5 = α_6 = 1``, the embedded solution is
 ``Y_6 = Y_5 + U_5`` and ``y_1 = Y_6 + U_6`` (``m = (a_51, …, a_54, 1, 1)``, ``m̂ = (a_51, …, a_54,
 1, 0)``), so the error estimate is ``e = U_6``. Dense output: the order-3 continuous extension of
@@ -24,8 +25,9 @@ L-stable (``R(∞) = 0``) and stiffly accurate — ``α_5 = α_6 = 1``, the embe
 ``λ = 10^6`` a step of ``h = 1`` ends within ``5·10^-8`` of the solution while the interpolant is
 off by ``4·10^-3`` mid-step (the error estimate, not the interpolant, sets the step). So by default
 (``default_window = 1``) every save time is a step end point and the extension is evaluated at
-``θ = 1`` only (where it is ``y_1`` exactly); ``solve(..., window=4)`` interpolates instead. No deviation from the published coefficients; ``∂f/∂t`` is computed
-exactly by AD instead of ``rodas.f``'s finite difference.
+``θ = 1`` only (where it is ``y_1`` exactly); ``solve(..., window=4)`` interpolates instead. No
+deviation from the published coefficients; ``∂f/∂t`` is computed exactly by AD instead of
+``rodas.f``'s finite difference.
 
 Jacobians. On the flat layout ``y: (B, S)`` the rows are independent trajectories, so ``S``
 vector–Jacobian products along the output basis vectors (``torch.func.vjp``, the pull-back under
@@ -39,16 +41,16 @@ batch (``batch_ndim = 0``) the "trajectory" is the whole batch, whose Jacobian i
 Gradients. :class:`~sciflow.solvers.ode.adjoint.DirectAdjoint` works: backpropagation through the
 steps, through the Jacobian (``torch.func`` composes with the outer backward pass) and the LU solves
 — the exact gradient of the computed solution (tested against finite differences and the analytic
-derivative). Refused with an error naming the reason: :class:`~sciflow.solvers.ode.adjoint.CheckpointAdjoint`
-(``torch.func.vjp`` cannot run under the saved-tensor hooks of ``torch.utils.checkpoint``) and
+derivative). Refused with an error naming the reason:
+:class:`~sciflow.solvers.ode.adjoint.CheckpointAdjoint` (``torch.func.vjp`` cannot run under the saved-tensor hooks of ``torch.utils.checkpoint``) and
 :class:`~sciflow.solvers.ode.adjoint.BacksolveAdjoint` with Rodas4 as its backward solver (the
 adjoint system's field calls ``torch.autograd.grad``, which ``torch.func`` cannot differentiate);
 ``BacksolveAdjoint(solver=Dopri5())`` — Rodas4 forwards, an explicit solver backwards — works but
 is only sensible when the backward problem is not stiff. ``compile=True`` is refused (the
 Jacobian's ``vmap``/``vjp`` and the LU are not compiled here).
 
-Checks: a vector field that ``torch.func`` (``vjp``/``vmap``) cannot handle raises a ``TypeError`` naming
-that; a singular ``W`` (``1/(hγ)`` an eigenvalue of ``J``) or a non-finite Jacobian raises naming
+Checks: a vector field that ``torch.func`` (``vjp``/``vmap``) cannot handle raises a ``TypeError``
+naming that; a singular ``W`` (``1/(hγ)`` an eigenvalue of ``J``) or a non-finite Jacobian raises naming
 the trajectory, time and step — one host sync per step (a ``(B,)`` flag), skipped under an outer
 ``torch.func.vmap``.
 """

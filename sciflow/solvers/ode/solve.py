@@ -12,7 +12,8 @@ from .._checks import check_term_kind, check_times
 from ._core import default_controller
 from .adjoint import BacksolveAdjoint, CheckpointAdjoint, DirectAdjoint
 from .controller import ConstantStepSize, PIController
-from .runge_kutta import Dopri5, ExplicitRungeKutta
+from .runge_kutta import Dopri5
+from .solver import ODESolver
 from .term import ODETerm
 
 __all__ = ["SaveAt", "Solution", "solve", "odeint"]
@@ -47,7 +48,7 @@ def _as_time(x, like: Tensor) -> Tensor:
     return t
 
 
-def solve(term: ODETerm, solver: ExplicitRungeKutta, t0, t1, y0: Tensor, *,
+def solve(term: ODETerm, solver: ODESolver, t0, t1, y0: Tensor, *,
           saveat: SaveAt = SaveAt(), controller: PIController | ConstantStepSize | None = None,
           adjoint: Adjoint | None = None, batch_ndim: int = 0, window: int | None = None,
           compile: bool = False) -> Solution:
@@ -103,7 +104,7 @@ def solve(term: ODETerm, solver: ExplicitRungeKutta, t0, t1, y0: Tensor, *,
 
 
 def odeint(f: Callable[[Tensor, Tensor], Tensor], y0: Tensor, t: Tensor, *,
-           solver: ExplicitRungeKutta | Any | None = None, rtol: float = 1e-6, atol: float = 1e-8,
+           solver: ODESolver | Any | None = None, rtol: float = 1e-6, atol: float = 1e-8,
            dt: float | None = None, adjoint: Adjoint | None = None, max_steps: int = 100_000,
            controller: PIController | ConstantStepSize | None = None, batch_ndim: int = 0,
            return_stats: bool = False, compile: bool = False):
