@@ -19,7 +19,7 @@ from sciflow.cli.online_evaluation import (evaluate_online, lead_delays, online_
                                            stream_summary)
 from sciflow.cli.pipeline import write_config
 from sciflow.config import ConfigError, load_experiment
-from sciflow.models.base import SciflowModel
+from tests._stand_ins import Constant as _Constant
 from tests._era5 import era5_nc
 
 # 7 days of hours 0..167: validation windows in hours 96..119, test windows from hour 120 on
@@ -136,20 +136,6 @@ def test_delays_per_lead_and_summaries_by_hand(monkeypatch) -> None:
     b = stream_summary(base)
     assert b["coverage"] == pytest.approx(float(((y - test_mean[:, 2:]).abs() <= q).double().mean()), abs=1e-12)
     assert b["coverage"] < s["coverage"]  # fixed quantiles of the calmer period under-cover the shifted stream
-
-
-class _Constant(SciflowModel):
-    """A deterministic stand-in for a trained model: ``value`` everywhere."""
-
-    def __init__(self, value: float) -> None:
-        super().__init__()
-        self.value = value
-
-    def loss(self, batch):
-        raise NotImplementedError
-
-    def sample(self, batch, n_samples=1, *, generator=None):
-        return torch.full((n_samples, *batch.values.shape), self.value)
 
 
 @pytest.mark.parametrize("stride", [1, 4])

@@ -30,6 +30,7 @@ from sciflow.cli.pipeline import Splits, build_model, load_trained, prepare_spli
 from sciflow.config import load_experiment
 from sciflow.data.batches import IrregularBatch, TrajectoryBatch
 from sciflow.models.base import SciflowModel
+from tests._stand_ins import Constant as _Constant
 from sciflow.training import CheckpointManager
 from sciflow.training.checkpoint import BEST, save_atomic
 from sciflow.uq import evaluate, score_prediction
@@ -38,22 +39,6 @@ from sciflow.uq.prediction import Prediction
 from sciflow.uq.sampling import SamplingPredictor
 
 ALPHA = 0.25  # with n = 11 calibration windows: k = ceil(12 * 0.75) = 9, exact in floating point
-
-
-class _Constant(SciflowModel):
-    """Deterministic stand-in for a trained model: predicts ``value`` at every position of the
-    whole window (``TrajectoryBatch``) or of the targets (``IrregularBatch``)."""
-
-    def __init__(self, value: float) -> None:
-        super().__init__()
-        self.value = value
-
-    def loss(self, batch):
-        raise NotImplementedError
-
-    def sample(self, batch, n_samples=1, *, generator=None):
-        like = batch.targets if isinstance(batch, IrregularBatch) else batch.values
-        return torch.full((n_samples, *like.shape), self.value)
 
 
 class _LogProbs(SciflowModel):

@@ -239,6 +239,13 @@ def _hmc_diagnostics(hmc: Any, test: Any) -> dict[str, Any]:
     return {"function_space": fn, "weight_space": hmc.result.summary(), "converged": converged}
 
 
+def check_no_horizon(exp: ExperimentConfig) -> None:
+    """A split by time has no ``eval.horizon``: its windows fix the forecast length."""
+    if exp.eval.horizon is not None:
+        raise ConfigError("eval.horizon does not apply to a split by time: every window has data.window steps, "
+                          "the first data.history given")
+
+
 def evaluate_run(run_dir: Path, uq: str | None = None, overrides: Sequence[str] = ()) -> dict[str, Any]:
     """Evaluate a trained run on its test split with uncertainty; writes ``eval_<uq>.json``."""
     exp = load_run(run_dir, overrides)
@@ -255,9 +262,8 @@ def evaluate_run(run_dir: Path, uq: str | None = None, overrides: Sequence[str] 
         stem = "classification" if metrics["task"] == "classification" else kind  # no UQ method for accuracy
         _write_json(metrics, Path(run_dir) / f"eval_{stem}.json")
         return metrics
-    if splits.attrs.get("split") == "time" and exp.eval.horizon is not None:
-        raise ConfigError("eval.horizon does not apply to a split by time: every window has data.window steps, "
-                          "the first data.history given")
+    if splits.attrs.get("split") == "time":
+        check_no_horizon(exp)
     if is_superres(exp):
         metrics = evaluate_superres(exp, Path(run_dir), kind, splits)
         _write_json(metrics, Path(run_dir) / f"eval_{kind}.json")

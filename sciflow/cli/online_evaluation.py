@@ -126,7 +126,7 @@ def evaluate_online(exp: ExperimentConfig, run_dir: Path) -> dict[str, Any]:
     """``evaluate --uq online-conformal`` of a run split by time (module docstring): the point scores
     of :func:`~sciflow.cli.evaluation.uq_metrics` (forecast mean only), the ``online`` block and the
     ``split_conformal`` baseline on the same stream."""
-    from sciflow.cli.evaluation import forecast_batch, load_members, point_predictor, uq_metrics
+    from sciflow.cli.evaluation import check_no_horizon, forecast_batch, load_members, point_predictor, uq_metrics
     from sciflow.cli.pipeline import prepare_splits
     from sciflow.uq import Prediction, target_for
 
@@ -135,9 +135,7 @@ def evaluate_online(exp: ExperimentConfig, run_dir: Path) -> dict[str, Any]:
         raise ConfigError("--uq online-conformal calibrates along a forecast stream split by time (data.test_start, "
                           "an ERA5 source): windows cut from independent initial conditions are exchangeable, "
                           "so use --uq conformal")
-    if e.horizon is not None:
-        raise ConfigError("eval.horizon does not apply to a split by time: every window has data.window steps, "
-                          "the first data.history given")
+    check_no_horizon(exp)
     splits = prepare_splits(exp)
     if len(splits.val) == 0:
         raise ConfigError("--uq online-conformal starts from the validation scores: set data.val_start (validation "

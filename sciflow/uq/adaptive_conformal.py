@@ -85,6 +85,33 @@ def rolling_quantile(scores: Tensor, valid: Tensor, alpha: Tensor) -> Tensor:
     return q.squeeze(0) if one else q
 
 
+def checked_calibration(scores: Tensor, observed: Tensor | None) -> tuple[Tensor, Tensor]:
+    """Calibration ``scores`` with their unobserved entries set to 0, and the ``observed`` mask
+    (all true for ``None``); shapes must agree and no observed score may be NaN."""
+    valid = torch.ones_like(scores, dtype=torch.bool) if observed is None else observed.bool()
+    if valid.shape != scores.shape:
+        raise ValueError(f"observed has shape {tuple(valid.shape)}, scores {tuple(scores.shape)}")
+    scores = scores.masked_fill(~valid, 0.0)
+    if torch.isnan(scores).any():
+        raise ValueError("calibration scores contain NaN")
+    return scores, valid
+
+
+def stream_scores(score: ConformalScore, predictions: Prediction, y: Tensor,
+                  observed: Tensor | None) -> tuple[Tensor, Tensor]:
+    """The nonconformity scores of a chunk of a stream (unobserved entries 0) and its ``observed``
+    mask, checked: ``y``, the predictions and the mask agree in shape, no observed score is NaN."""
+    if y.shape != predictions.mean.shape:
+        raise ValueError(f"y has shape {tuple(y.shape)}, predictions {tuple(predictions.mean.shape)}")
+    valid = torch.ones_like(y, dtype=torch.bool) if observed is None else observed.bool()
+    if valid.shape != y.shape:
+        raise ValueError(f"observed has shape {tuple(valid.shape)}, y {tuple(y.shape)}")
+    s = score.score(predictions, y).masked_fill(~valid, 0.0)
+    if torch.isnan(s).any():
+        raise ValueError("scores contain NaN where the truth is observed (NaN in y or in the predictions)")
+    return s, valid
+
+
 @dataclass(frozen=True)
 class ACIResult:
     """The intervals an online conformal method issued, step by step: ``lower``, ``upper``, the
@@ -211,12 +238,7 @@ class AdaptiveConformal:
     def calibrate_scores(self, scores: Tensor, observed: Tensor | None = None) -> "AdaptiveConformal":
         """Start from the scores ``(n, *event)`` of a calibration period (optional: without it the
         first intervals are infinite until enough scores have arrived)."""
-        valid = torch.ones_like(scores, dtype=torch.bool) if observed is None else observed.bool()
-        if valid.shape != scores.shape:
-            raise ValueError(f"observed has shape {tuple(valid.shape)}, scores {tuple(scores.shape)}")
-        scores = scores.masked_fill(~valid, 0.0)
-        if torch.isnan(scores).any():
-            raise ValueError("calibration scores contain NaN")
+        scores, valid = checked_calibration(scores, observed)
         if self.memory.event is not None:
             self._check("calibration scores", scores, self.memory.event)
         self.memory.add(scores, valid)
@@ -228,14 +250,7 @@ class AdaptiveConformal:
         scores before it, then score it against ``y`` (``(T, *event)``) and update the levels.
         ``observed`` (bool, like ``y``): which truths exist; ``generator``: the draws of a
         ``randomize`` DtACI (on the generator's device, moved to the data's once per call)."""
-        if y.shape != predictions.mean.shape:
-            raise ValueError(f"y has shape {tuple(y.shape)}, predictions {tuple(predictions.mean.shape)}")
-        valid = torch.ones_like(y, dtype=torch.bool) if observed is None else observed.bool()
-        if valid.shape != y.shape:
-            raise ValueError(f"observed has shape {tuple(valid.shape)}, y {tuple(y.shape)}")
-        s = self.score.score(predictions, y).masked_fill(~valid, 0.0)
-        if torch.isnan(s).any():
-            raise ValueError("scores contain NaN where the truth is observed (NaN in y or in the predictions)")
+        s, valid = stream_scores(self.score, predictions, y, observed)
         event = tuple(y.shape[1:])
         if self.memory.event is not None:
             self._check("predictions", y, self.memory.event)
@@ -257,17 +272,19 @@ class AdaptiveConformal:
                 self._learn(*self.pending.pop(0))
             if k == 1:
                 a_t = self.experts[0]
-            elif draw:  # expert i with probability p^i_t (their Alg. 1)
-                i = (self.weights.cumsum(0) < u[t]).sum(0, keepdim=True).clamp(max=k - 1)
-                a_t = self.experts.gather(0, i).squeeze(0)
-            else:
-                a_t = (self.weights * self.experts).sum(0)
-            q = self.memory.quantile(a_t)
-            err = (s[t] > q) & valid[t]
-            if k == 1:
+                q = self.memory.quantile(a_t)
+                err = (s[t] > q) & valid[t]
                 expert_err, beta = err[None], a_t  # beta is only read by the weights
             else:
-                expert_err = (s[t] > self.memory.quantile(self.experts)) & valid[t]
+                q_experts = self.memory.quantile(self.experts)  # (k, *event): every expert's interval
+                if draw:  # expert i with probability p^i_t (their Alg. 1): its level and its interval
+                    i = (self.weights.cumsum(0) < u[t]).sum(0, keepdim=True).clamp(max=k - 1)
+                    a_t, q = self.experts.gather(0, i).squeeze(0), q_experts.gather(0, i).squeeze(0)
+                else:
+                    a_t = (self.weights * self.experts).sum(0)
+                    q = self.memory.quantile(a_t)
+                err = (s[t] > q) & valid[t]
+                expert_err = (s[t] > q_experts) & valid[t]
                 # beta_t = sup{beta : y_t in C_t(beta)} = 1 - #(past scores < s_t) / (n + 1)
                 beta = 1 - self.memory.below(s[t]).double() / (self.memory.count.reshape(event) + 1)
             qs.append(q)

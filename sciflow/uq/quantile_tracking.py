@@ -37,7 +37,7 @@ import math
 import torch
 from torch import Tensor
 
-from sciflow.uq.adaptive_conformal import ACIResult
+from sciflow.uq.adaptive_conformal import ACIResult, checked_calibration, rolling_quantile, stream_scores
 from sciflow.uq.base import check_alpha
 from sciflow.uq.conformal import ConformalScore, NormalizedResidual
 from sciflow.uq.prediction import Prediction
@@ -74,7 +74,7 @@ class QuantileTracker:
 
     def reset(self) -> None:
         """Forget the calibration, the thresholds and the pending truths."""
-        self.q: Tensor | None = None  # (*event) float64, the threshold issued next
+        self._q: Tensor | None = None  # (*event) float64, the threshold issued next
         self.eta: Tensor | None = self._eta_given
         self.event: tuple[int, ...] | None = None
         self.started = False
@@ -84,24 +84,17 @@ class QuantileTracker:
         """Start from the split-conformal quantile of the scores ``(n, *event)`` of a calibration
         period, and with ``lr`` set each position's ``eta`` from their range. Positions without a
         calibration score start at 0 and take the largest range of the others."""
-        from sciflow.uq.adaptive_conformal import rolling_quantile
-
         if self.started:
             raise ValueError("calibrate_scores comes before the stream: this tracker has already run (reset() first)")
-        valid = torch.ones_like(scores, dtype=torch.bool) if observed is None else observed.bool()
-        if valid.shape != scores.shape:
-            raise ValueError(f"observed has shape {tuple(valid.shape)}, scores {tuple(scores.shape)}")
         if scores.dim() < 1 or scores.shape[0] == 0:
             raise ValueError(f"need calibration scores (n, *event) with n >= 1, got shape {tuple(scores.shape)}")
-        s = scores.double().masked_fill(~valid, 0.0)
-        if torch.isnan(s).any():
-            raise ValueError("calibration scores contain NaN")
+        s, valid = checked_calibration(scores.double(), observed)
         n = valid.sum(0)
         q = rolling_quantile(s, valid, torch.full(s.shape[1:], self.alpha, dtype=torch.float64, device=s.device))
         hi = s.masked_fill(~valid, -math.inf).max(0).values
         lo = s.masked_fill(~valid, math.inf).min(0).values
         q = torch.where(torch.isinf(q), hi, q)  # too few scores for the level: the largest
-        self.q = torch.where(n > 0, q, torch.zeros_like(q))
+        self._q = torch.where(n > 0, q, torch.zeros_like(q))
         if self.lr is not None:
             span = torch.where(n > 0, hi - lo, torch.zeros_like(q))
             if not bool((span > 0).any()):
@@ -113,37 +106,30 @@ class QuantileTracker:
     @property
     def threshold(self) -> Tensor | None:
         """The threshold per position, before the truths still pending arrive."""
-        return self.q
+        return self._q
 
     def run(self, predictions: Prediction, y: Tensor, observed: Tensor | None = None) -> ACIResult:
         """Issue one interval per step of ``predictions`` (time along axis 0) at the current
         threshold, then score it against ``y`` (``(T, *event)``) and update the thresholds as the
         truths arrive. ``observed`` (bool, like ``y``): which truths exist."""
-        if y.shape != predictions.mean.shape:
-            raise ValueError(f"y has shape {tuple(y.shape)}, predictions {tuple(predictions.mean.shape)}")
-        valid = torch.ones_like(y, dtype=torch.bool) if observed is None else observed.bool()
-        if valid.shape != y.shape:
-            raise ValueError(f"observed has shape {tuple(valid.shape)}, y {tuple(y.shape)}")
         event = tuple(y.shape[1:])
         if self.event is not None and event != self.event:
             raise ValueError(f"predictions have event shape {event}, expected {self.event} "
                              "(the stream's calibration or first chunk)")
-        if self.q is None and self.eta is None:
+        if self._q is None and self.eta is None:
             raise ValueError("an uncalibrated tracker needs eta: call calibrate_scores first, or give eta")
-        s = self.score.score(predictions, y).masked_fill(~valid, 0.0)
-        if torch.isnan(s).any():
-            raise ValueError("scores contain NaN where the truth is observed (NaN in y or in the predictions)")
-        if self.q is None:  # no calibration: start at 0 (the authors' code)
-            self.q = torch.zeros(event, dtype=torch.float64, device=y.device)
-        self.q = self.q.to(y.device)
+        s, valid = stream_scores(self.score, predictions, y, observed)
+        if self._q is None:  # no calibration: start at 0 (the authors' code)
+            self._q = torch.zeros(event, dtype=torch.float64, device=y.device)
+        self._q = self._q.to(y.device)
         self.eta = self.eta.to(y.device)
         self.event, self.started = event, True
         qs, errs = [], []
         for t in range(y.shape[0]):  # the feedback makes the steps sequential
             while len(self.pending) > self.delay:  # truths that have arrived by now
                 err, ok = self.pending.pop(0)
-                self.q = torch.where(ok, self.q + self.eta * (err.double() - self.alpha), self.q)
-            q_t = self.q.to(s.dtype)  # the threshold issued, and the one its error is judged by
+                self._q = torch.where(ok, self._q + self.eta * (err.double() - self.alpha), self._q)
+            q_t = self._q.to(s.dtype)  # the threshold issued, and the one its error is judged by
             err = (s[t] > q_t) & valid[t]
             qs.append(q_t)
             errs.append(err)
