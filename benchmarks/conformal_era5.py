@@ -17,7 +17,10 @@ hours after it was issued (ACI's ``delay = lead - 1``), so no interval uses a tr
   experts' weighted mean level; ``dtaci_randomized``: the paper's Alg. 1, one expert drawn by the
   weights per step and grid point (seed 0);
 - ``quantile_<lr>``: online quantile tracking (Angelopoulos, Candès & Tibshirani 2023), learning
-  rate ``lr`` times the range of each grid point's calibration scores: never infinite intervals.
+  rate ``lr`` times the range of each grid point's calibration scores: never infinite intervals;
+- ``pid_<lr>``: their conformal PID control, the same plus the saturating error integrator
+  (``ki = csat = 1``); ``pid_ar_<lr>``: with the AR scorecaster too (one lag and the 24-hour
+  seasonal lag of the scores, forgetting 0.99).
 
 Recorded over the test stream (issue times from 15 March on): coverage; the share of grid points
 whose long-run coverage is within 0.9 +- 0.03; the coverage of each calendar week of test issue
@@ -40,7 +43,8 @@ import torch
 from _common import time_it, write_result
 from sciflow.data.era5.loader import open_era5
 from sciflow.data.weatherbench import climatology, climatology_forecast
-from sciflow.uq import AbsoluteResidual, ACIResult, AdaptiveConformal, Prediction, QuantileTracker
+from sciflow.uq import (AbsoluteResidual, ACIResult, AdaptiveConformal, ARScorecaster, ConformalPID, Prediction,
+                        QuantileTracker)
 from sciflow.uq.adaptive_conformal import DTACI_GAMMAS, rolling_quantile
 from sciflow.uq.conformal import conformal_quantile
 
@@ -48,8 +52,8 @@ BENCHMARK = {
     "name": "conformal_era5", "script": "conformal_era5.py", "family": "uncertainty", "owner": "previous session",
     "kind": "accuracy",
     "dataset": "ERA5 2 m temperature, UK 0.25 deg, March 2019: 6-h anomaly-persistence forecasts issued hourly",
-    "description": "90 % conformal intervals on a forecast stream: adaptive conformal (ACI, DtACI) and "
-                   "quantile tracking vs split and rolling conformal",
+    "description": "90 % conformal intervals on a forecast stream: adaptive conformal (ACI, DtACI), "
+                   "quantile tracking and conformal PID vs split and rolling conformal",
     "scales": {"smoke": ["--scale", "smoke"], "cpu": ["--scale", "cpu"]},
     "results": {"smoke": ["conformal_era5_smoke"], "cpu": ["conformal_era5"]},
     "metrics": [
@@ -65,12 +69,23 @@ BENCHMARK = {
          "baselines": {"split conformal": "methods/split/points_within_0.03",
                        "ACI (gamma 0.02)": "methods/aci_0.02/points_within_0.03",
                        "DtACI": "methods/dtaci/points_within_0.03"}},
+        {"label": "conformal PID, P + I (lr 0.01): share of grid points with long-run coverage in 0.9 +- 0.03",
+         "better": "higher", "path": "methods/pid_0.01/points_within_0.03",
+         "baselines": {"quantile tracking (lr 0.01)": "methods/quantile_0.01/points_within_0.03",
+                       "PID with AR scorecaster (lr 0.01)": "methods/pid_ar_0.01/points_within_0.03",
+                       "ACI (gamma 0.02)": "methods/aci_0.02/points_within_0.03"}},
+        {"label": "conformal PID, P + I (lr 0.05): share of grid points with long-run coverage in 0.9 +- 0.03",
+         "better": "higher", "path": "methods/pid_0.05/points_within_0.03",
+         "baselines": {"quantile tracking (lr 0.05)": "methods/quantile_0.05/points_within_0.03",
+                       "PID with AR scorecaster (lr 0.05)": "methods/pid_ar_0.05/points_within_0.03"}},
         {"label": "ACI (gamma 0.02): worst weekly coverage", "better": "higher",
          "path": "methods/aci_0.02/worst_week_coverage",
          "baselines": {"split conformal": "methods/split/worst_week_coverage",
                        "rolling conformal": "methods/rolling/worst_week_coverage",
                        "DtACI": "methods/dtaci/worst_week_coverage",
-                       "quantile tracking (lr 0.05)": "methods/quantile_0.05/worst_week_coverage"},
+                       "quantile tracking (lr 0.05)": "methods/quantile_0.05/worst_week_coverage",
+                       "conformal PID (lr 0.05)": "methods/pid_0.05/worst_week_coverage",
+                       "PID with AR scorecaster (lr 0.05)": "methods/pid_ar_0.05/worst_week_coverage"},
          "note": "mean over grid points of each test week's coverage; nominal 0.9"},
         {"label": "ACI step time: sorted score memory vs re-sorting every step (speed-up, same intervals)",
          "path": "speed/speedup", "better": "higher", "unit": "x"},
@@ -79,17 +94,20 @@ BENCHMARK = {
          "baselines": {"split conformal": "methods/split/infinite_fraction",
                        "rolling conformal": "methods/rolling/infinite_fraction",
                        "DtACI": "methods/dtaci/infinite_fraction",
-                       "quantile tracking (lr 0.05)": "methods/quantile_0.05/infinite_fraction"}},
+                       "quantile tracking (lr 0.05)": "methods/quantile_0.05/infinite_fraction",
+                       "conformal PID (lr 0.05)": "methods/pid_0.05/infinite_fraction"}},
         {"label": "ACI (gamma 0.02): mean width of the finite 90 % intervals", "unit": "K",
          "path": "methods/aci_0.02/mean_width",
          "baselines": {"split conformal": "methods/split/mean_width",
                        "rolling conformal": "methods/rolling/mean_width", "DtACI": "methods/dtaci/mean_width",
-                       "quantile tracking (lr 0.05)": "methods/quantile_0.05/mean_width"}},
+                       "quantile tracking (lr 0.05)": "methods/quantile_0.05/mean_width",
+                       "conformal PID (lr 0.05)": "methods/pid_0.05/mean_width",
+                       "PID with AR scorecaster (lr 0.05)": "methods/pid_ar_0.05/mean_width"}},
     ],
 }
 
 GRIB = Path(__file__).resolve().parents[1] / ".." / "shared" / "reference" / "era5" / "era5_t2m_2019-03_uk.grib"
-SCALES = {"smoke": {"coarsen": 4, "gammas": [0.02], "lrs": [0.05], "repeats": 1},
+SCALES = {"smoke": {"coarsen": 4, "gammas": [0.02], "lrs": [0.01, 0.05], "repeats": 1},
           "cpu": {"coarsen": 1, "gammas": [0.005, 0.02, 0.05], "lrs": [0.01, 0.05, 0.1], "repeats": 3}}
 ALPHA = 0.1
 
@@ -198,6 +216,11 @@ def main() -> None:
         methods[f"quantile_{lr:g}"] = summarise(f"quantile_{lr:g}", qt.run(test_pred, test_y), test_times,
                                                 time.process_time() - c0)
         methods[f"quantile_{lr:g}"]["lr"] = lr
+        for name, caster in ((f"pid_{lr:g}", None), (f"pid_ar_{lr:g}", ARScorecaster(order=1, period=24))):
+            c0 = time.process_time()
+            pid = ConformalPID(ALPHA, lr, score, delay=args.lead - 1, scorecaster=caster).calibrate_scores(cal_scores)
+            methods[name] = summarise(name, pid.run(test_pred, test_y), test_times, time.process_time() - c0)
+            methods[name].update(lr=lr, ki=pid.ki, csat=pid.csat, scorecaster=repr(caster))
     # speed of the sorted score memory against re-sorting every step (medians), same intervals
     def memory_run():
         aci = AdaptiveConformal(ALPHA, 0.02, score, delay=args.lead - 1).calibrate_scores(cal_scores)

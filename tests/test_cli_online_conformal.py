@@ -25,7 +25,7 @@ from tests._era5 import era5_nc
 # 7 days of hours 0..167: validation windows in hours 96..119, test windows from hour 120 on
 DATA = ["data.channels=[2m_temperature]", "data.val_start=2019-03-05", "data.test_start=2019-03-06",
         "data.window=12", "data.stride=6", "data.coarsen=1", "data.anomalies=false"]
-METHODS = ["aci", "dtaci", "quantile"]
+METHODS = ["aci", "dtaci", "quantile", "pid"]
 
 
 def _hours(values: torch.Tensor, lat: torch.Tensor) -> torch.Tensor:
@@ -47,7 +47,7 @@ def _stream(seed: int = 0, n_val: int = 19, n_test: int = 24, time: int = 6):
 
 def _rate(method: str) -> float | None:
     # large enough that one error moves the level, small enough that no ACI interval goes infinite here
-    return {"aci": 0.02, "dtaci": None, "quantile": 0.2}[method]
+    return {"aci": 0.02, "dtaci": None, "quantile": 0.2, "pid": 0.2}[method]
 
 
 def test_test_stride_one_gives_hourly_test_windows(tmp_path: Path) -> None:
@@ -179,7 +179,7 @@ def test_train_then_evaluate_online_conformal_on_era5(tmp_path: Path) -> None:
     tiny = [f"data.path={src}", *DATA, "data.test_stride=1", "data.anomalies=true", "train.max_steps=3",
             "train.log_every=1", "data.batch_size=4", "model.channel_mults=[1,2]"]
     assert main(["train", "wdno_era5", *tiny, "--run-dir", str(run)]) == 0
-    rates = {"aci": "eval.online_rate=0.02", "quantile": "eval.online_rate=0.1"}
+    rates = {"aci": "eval.online_rate=0.02", "quantile": "eval.online_rate=0.1", "pid": "eval.online_rate=0.05"}
     for method in METHODS:
         extra = [f"eval.online={method}", *([rates[method]] if method in rates else [])]
         assert main(["evaluate", str(run), "--uq", "online-conformal", *extra]) == 0
@@ -214,8 +214,8 @@ def test_bad_input_names_the_problem(tmp_path: Path, capsys) -> None:
     assert "leave eval.online_rate unset" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="eval.online_rate must be a finite number > 0"):
         load_experiment("lorenz_neural_ode", ["eval.online_rate=-0.1"])
-    with pytest.raises(ConfigError, match="'eval.online' = 'pid' is not allowed"):
-        load_experiment("lorenz_neural_ode", ["eval.online=pid"])
+    with pytest.raises(ConfigError, match="'eval.online' = 'pi' is not allowed"):
+        load_experiment("lorenz_neural_ode", ["eval.online=pi"])
     with pytest.raises(ConfigError, match=r"data.test_stride must be >= 1 \(null: every data.window steps\), got 0"):
         load_experiment("wdno_era5", [*DATA, "data.test_stride=0"])
     with pytest.raises(ConfigError, match="data.test_stride .* applies to a split by time: set data.test_start"):

@@ -397,6 +397,29 @@ def test_quantile_tracking_on_device_matches_cpu() -> None:
     assert torch.equal(res.miscovered.cpu(), ref.miscovered)
 
 
+def test_conformal_pid_with_scorecaster_on_device_matches_cpu() -> None:
+    """Conformal PID (integrator and AR scorecaster; calibrated on the host, run on the device) keeps
+    its state on the device and issues the CPU's thresholds."""
+    from sciflow.uq import AbsoluteResidual, ARScorecaster, ConformalPID, Prediction
+
+    g = torch.Generator().manual_seed(0)
+    t = torch.arange(350, dtype=torch.float64)[:, None, None]
+    y = (2 + torch.sin(2 * torch.pi * t / 24)) * torch.randn(350, 4, 5, generator=g, dtype=torch.float64)
+    cal, y = y[:50].abs(), y[50:]
+    pred = Prediction(torch.zeros_like(y))
+
+    def make():
+        return ConformalPID(0.1, 0.05, AbsoluteResidual(), delay=2, ki=1.0, csat=0.5,
+                            scorecaster=ARScorecaster(order=1, period=24))
+
+    ref = make().calibrate_scores(cal).run(pred, y)
+    pid = make().calibrate_scores(cal)
+    res = pid.run(pred.to(DEV), y.to(DEV))
+    _on_device(res.lower, res.upper, res.threshold, res.miscovered, pid.threshold, pid.integral, pid.scorecaster.w)
+    torch.testing.assert_close(res.threshold.cpu(), ref.threshold, rtol=1e-9, atol=1e-9)
+    assert (res.miscovered.cpu() != ref.miscovered).double().mean() <= 1e-3
+
+
 def test_rodas4_stiff_batch_on_device_matches_cpu_with_gradients() -> None:
     """Rodas4's batched Jacobians (vjp under vmap), LU solves and per-trajectory clocks on the device:
     the same steps and values as on the CPU for trajectories of very different stiffness, and the

@@ -156,8 +156,9 @@ class EvalConfig:
     trained from different seeds), ``mc-dropout``, ``conformal`` (split conformal on the
     validation split around the point prediction), ``hmc``, ``online-conformal`` (a split by time
     only: intervals recalibrated online along the test stream as the truths arrive, per lead time,
-    starting from the validation scores; ``online`` names the method, ``aci``, ``dtaci`` or
-    ``quantile`` (:func:`sciflow.uq.online_conformal`), ``online_rate`` its step size, ``None``:
+    starting from the validation scores; ``online`` names the method, ``aci``, ``dtaci``,
+    ``quantile`` or ``pid`` (:func:`sciflow.uq.online_conformal`; ``pid``: quantile tracking with the
+    error integrator), ``online_rate`` its step size, ``None``:
     the method's default; ``dtaci`` picks its own). ``alpha``: miscoverage of the
     reported intervals (0.1 -> 90 % intervals). ``checkpoint``: ``last`` (the newest checkpoint,
     with its EMA average when trained with one) or ``best`` (``checkpoints/best.pt``, written with
@@ -170,7 +171,7 @@ class EvalConfig:
     ensemble_size: int = 3
     alpha: float = 0.1
     horizon: int | None = None
-    online: Literal["aci", "dtaci", "quantile"] = "aci"
+    online: Literal["aci", "dtaci", "quantile", "pid"] = "aci"
     online_rate: float | None = None
 
     def __post_init__(self) -> None:

@@ -2,9 +2,9 @@
 
 Methods (each a :class:`Predictor` returning a :class:`Prediction`): :class:`SamplingPredictor`
 (``model.sample``), :class:`DeepEnsemble`, :class:`MCDropout`, :class:`HMC` / :class:`NUTS`,
-:class:`SplitConformal` around any of them; :class:`AdaptiveConformal` (ACI, DtACI) and
-:class:`QuantileTracker` for forecast streams under distribution shift (by name:
-:func:`online_conformal`). Gaussian heads: :class:`GaussianForecaster`, :func:`beta_nll_loss`.
+:class:`SplitConformal` around any of them; :class:`AdaptiveConformal` (ACI, DtACI),
+:class:`QuantileTracker` and :class:`ConformalPID` (with a :class:`ARScorecaster`) for forecast
+streams under distribution shift (by name: :func:`online_conformal`). Gaussian heads: :class:`GaussianForecaster`, :func:`beta_nll_loss`.
 Scores: :mod:`sciflow.uq.scores`; population distances: :mod:`sciflow.uq.distances`; MCMC
 diagnostics: :mod:`sciflow.uq.diagnostics`; figures: :mod:`sciflow.uq.plots`; one-call scoring:
 :func:`evaluate`. See ``docs/uq.md`` for which method to use when.
@@ -13,6 +13,7 @@ diagnostics: :mod:`sciflow.uq.diagnostics`; figures: :mod:`sciflow.uq.plots`; on
 from sciflow.uq.adaptive_conformal import ACIResult, AdaptiveConformal
 from sciflow.uq.base import Predictor, observed_for, target_for
 from sciflow.uq.bayes import GaussianLikelihood, GaussianPrior, Likelihood, LossLikelihood, Prior
+from sciflow.uq.conformal_pid import ConformalPID
 from sciflow.uq.conformal import (AbsoluteResidual, ConformalScore, NormalizedResidual, QuantileScore,
                                   SplitConformal)
 from sciflow.uq.diagnostics import (ConvergenceDiagnostics, convergence_diagnostics, ess_bulk, ess_tail, rhat,
@@ -29,11 +30,13 @@ from sciflow.uq.prediction import Prediction
 from sciflow.uq.quantile_tracking import QuantileTracker
 from sciflow.uq.registry import UQ_METHODS
 from sciflow.uq.sampling import SamplingPredictor
+from sciflow.uq.scorecasting import ARScorecaster, Scorecaster
 
 __all__ = [
     "Predictor", "Prediction", "target_for", "observed_for", "SamplingPredictor", "DeepEnsemble", "MCDropout",
     "HMC", "NUTS",
-    "HMCResult", "SplitConformal", "AdaptiveConformal", "ACIResult", "QuantileTracker", "online_conformal",
+    "HMCResult", "SplitConformal", "AdaptiveConformal", "ACIResult", "QuantileTracker", "ConformalPID",
+    "Scorecaster", "ARScorecaster", "online_conformal",
     "ONLINE_CONFORMAL", "ConformalScore", "AbsoluteResidual",
     "NormalizedResidual",
     "QuantileScore", "Prior", "GaussianPrior", "Likelihood", "GaussianLikelihood", "LossLikelihood",

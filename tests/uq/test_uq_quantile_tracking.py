@@ -151,8 +151,8 @@ def test_online_conformal_builds_each_method_by_name():
     ref = AdaptiveConformal(ALPHA, 0.005, AbsoluteResidual(), delay=1).calibrate_scores(cal)
     assert torch.equal(out["aci"].upper, ref.run(Prediction(pred.mean[50:]), y[50:]).upper)
     assert out["quantile"].alpha_t is None and out["dtaci"].alpha_t is not None
-    with pytest.raises(ValueError, match="allowed values: aci, dtaci, quantile"):
-        online_conformal("pid")
+    with pytest.raises(ValueError, match="allowed values: aci, dtaci, quantile, pid"):
+        online_conformal("pi")
     with pytest.raises(ValueError, match="dtaci chooses its own step size"):
         online_conformal("dtaci", rate=0.1)
     with pytest.raises(ValueError, match="window does not apply"):
