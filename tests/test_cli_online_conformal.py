@@ -15,17 +15,18 @@ import torch
 
 from sciflow.cli import main, prepare_splits
 from sciflow.cli import evaluation as cli_evaluation
-from sciflow.cli.online_evaluation import (evaluate_online, lead_delays, online_intervals, split_conformal_intervals,
-                                           stream_summary)
+from sciflow.cli.online_evaluation import (daily_period, evaluate_online, lead_delays, online_intervals,
+                                           split_conformal_intervals, stream_summary)
 from sciflow.cli.pipeline import write_config
 from sciflow.config import ConfigError, load_experiment
+from sciflow.uq import ARScorecaster
 from tests._stand_ins import Constant as _Constant
 from tests._era5 import era5_nc
 
 # 7 days of hours 0..167: validation windows in hours 96..119, test windows from hour 120 on
 DATA = ["data.channels=[2m_temperature]", "data.val_start=2019-03-05", "data.test_start=2019-03-06",
         "data.window=12", "data.stride=6", "data.coarsen=1", "data.anomalies=false"]
-METHODS = ["aci", "dtaci", "quantile", "pid"]
+METHODS = ["aci", "dtaci", "quantile", "pid", "pid+ar"]
 
 
 def _hours(values: torch.Tensor, lat: torch.Tensor) -> torch.Tensor:
@@ -47,7 +48,14 @@ def _stream(seed: int = 0, n_val: int = 19, n_test: int = 24, time: int = 6):
 
 def _rate(method: str) -> float | None:
     # large enough that one error moves the level, small enough that no ACI interval goes infinite here
-    return {"aci": 0.02, "dtaci": None, "quantile": 0.2, "pid": 0.2}[method]
+    return {"aci": 0.02, "dtaci": None, "quantile": 0.2, "pid": 0.2, "pid+ar": 0.2}[method]
+
+
+def _kw(method: str) -> dict:
+    """``online_intervals`` keywords: ``pid+ar`` is conformal PID with an AR scorecaster (period 4)."""
+    if method == "pid+ar":
+        return dict(method="pid", rate=_rate(method), scorecaster=lambda: ARScorecaster(order=1, period=4))
+    return dict(method=method, rate=_rate(method))
 
 
 def test_test_stride_one_gives_hourly_test_windows(tmp_path: Path) -> None:
@@ -76,7 +84,7 @@ def test_no_interval_sees_a_future_truth(method: str, stride: int) -> None:
     (i - i') s < h are bit-identical, the first window with (i - i') s >= h changes."""
     given = 2
     val_mean, val_truth, test_mean, test_truth = _stream()
-    kw = dict(given=given, stride=stride, method=method, alpha=0.2, rate=_rate(method))
+    kw = dict(given=given, stride=stride, alpha=0.2, **_kw(method))
     base = online_intervals(val_mean, val_truth, test_mean, test_truth, **kw)
     assert base.lower.shape == base.upper.shape == (24, 4, 2, 2, 3)
     i_p = 7
@@ -102,6 +110,8 @@ def test_delays_per_lead_and_summaries_by_hand(monkeypatch) -> None:
     assert lead_delays(6, 1) == [0, 1, 2, 3, 4, 5]
     assert lead_delays(6, 3) == [0, 0, 0, 1, 1, 1]
     assert lead_delays(6, 6) == [0] * 6 and lead_delays(6, 24) == [0] * 6
+    assert daily_period(1, 1.0) == 24 and daily_period(3, 1) == 8 and daily_period(1, 6) == 4
+    assert daily_period(5, 1.0) is None and daily_period(1, 48) is None and daily_period(1, None) is None
     import sciflow.uq as uq
 
     seen = []
@@ -182,21 +192,26 @@ def test_train_then_evaluate_online_conformal_on_era5(tmp_path: Path) -> None:
     rates = {"aci": "eval.online_rate=0.02", "quantile": "eval.online_rate=0.1", "pid": "eval.online_rate=0.05"}
     for method in METHODS:
         extra = [f"eval.online={method}", *([rates[method]] if method in rates else [])]
+        if method == "pid+ar":
+            extra = ["eval.online=pid", "eval.online_scorecaster=ar"]
         assert main(["evaluate", str(run), "--uq", "online-conformal", *extra]) == 0
         m = json.loads((run / "eval_online-conformal.json").read_text())
         assert m["uq"] == "online-conformal" and m["n_test_windows"] == 37 and m["n_val_windows"] == 13
         assert m["given"] == 6 and m["horizon"] == 6 and m["channels"] == ["2m_temperature"]
         assert all(math.isfinite(v) for v in [m["rmse"], *m["rmse_per_lead"], *m["lat_weighted_rmse"]])
         on, sc = m["online"], m["split_conformal"]
-        assert on["method"] == method and on["alpha"] == 0.1 and on["delay_per_lead"] == [0, 1, 2, 3, 4, 5]
-        assert on["rate"] == (None if method == "dtaci" else float(rates[method].split("=")[1]))
+        assert on["method"] == method.split("+")[0] and on["alpha"] == 0.1 and on["delay_per_lead"] == [0, 1, 2, 3, 4, 5]
+        assert on["rate"] == (float(rates[method].split("=")[1]) if method in rates else None)
+        # hourly windows issued every step: a one-day seasonal lag of 24 windows
+        assert on["scorecaster"] == ("ARScorecaster(order=1, period=24, forgetting=0.99, prior=100.0)"
+                                     if method == "pid+ar" else None)
         for block in (on, sc):
             assert len(block["coverage_per_lead"]) == len(block["mean_width_per_lead"]) == 6
             assert block["coverage"] == pytest.approx(float(np.mean(block["coverage_per_lead"])), abs=1e-6)
             assert 0 <= block["worst_position_coverage"] <= min(block["coverage_per_lead"]) <= 1
             assert all(0 <= f <= 1 for f in [*block["infinite_fraction_per_lead"], *block["empty_fraction_per_lead"]])
         assert math.isfinite(on["mean_width"]) and on["mean_width"] > 0
-        if method == "quantile":  # thresholds move, never become infinite
+        if method in ("quantile", "pid+ar"):  # thresholds move, never become infinite here
             assert on["infinite_fraction"] == 0.0
         # 13 validation windows at alpha = 0.1: the baseline uses the largest score, finite and positive
         assert sc["infinite_fraction"] == 0.0 and sc["mean_width"] > 0
@@ -214,6 +229,10 @@ def test_bad_input_names_the_problem(tmp_path: Path, capsys) -> None:
     assert "leave eval.online_rate unset" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="eval.online_rate must be a finite number > 0"):
         load_experiment("lorenz_neural_ode", ["eval.online_rate=-0.1"])
+    with pytest.raises(ConfigError, match="eval.online_scorecaster=ar is the D part of conformal PID: set eval.online=pid"):
+        load_experiment("lorenz_neural_ode", ["eval.online_scorecaster=ar"])
+    with pytest.raises(ConfigError, match="'eval.online_scorecaster' = 'theta' is not allowed"):
+        load_experiment("lorenz_neural_ode", ["eval.online=pid", "eval.online_scorecaster=theta"])
     with pytest.raises(ConfigError, match="'eval.online' = 'pi' is not allowed"):
         load_experiment("lorenz_neural_ode", ["eval.online=pi"])
     with pytest.raises(ConfigError, match=r"data.test_stride must be >= 1 \(null: every data.window steps\), got 0"):

@@ -14,6 +14,10 @@ order, learning each truth only once it has been observed.
 is known from step :math:`i' + \lceil h/s\rceil` on, a delay of :math:`d_h = \lceil h/s\rceil - 1`
 (the methods' ``delay``). No interval sees a truth from its own future.
 
+**Scorecaster** (``eval.online=pid eval.online_scorecaster=ar``): each lead's conformal PID gets
+an :class:`~sciflow.uq.ARScorecaster` of order 1 with a seasonal lag of one day, when the issue
+interval divides 24 hours (hourly ERA5 issued every step: 24 windows), else without it.
+
 The score is the absolute residual :math:`|y - \hat y|` of the point forecast (the ensemble mean of
 several members, else the model's single sample: the base of ``--uq conformal``), one stream per
 position (channel, lat, lon) and lead. The baseline in the same run: fixed split-conformal
@@ -23,8 +27,9 @@ quantiles per (lead, position) from the same validation scores, applied to the s
 from __future__ import annotations
 
 import math
+from functools import partial
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import torch
 from torch import Tensor
@@ -63,8 +68,18 @@ def _check(val_mean: Tensor, val_truth: Tensor, test_mean: Tensor, test_truth: T
         raise ValueError(f"given = {given} leaves no forecast step in windows of {val_mean.shape[1]} steps")
 
 
+def daily_period(stride: int, step_hours: float | None) -> int | None:
+    """Windows per day when issued every ``stride`` steps of ``step_hours``, ``None`` when that is
+    not a whole number (or the step is unknown)."""
+    if step_hours is None:
+        return None
+    per_day = 24.0 / (stride * float(step_hours))
+    return int(round(per_day)) if per_day >= 1 and abs(per_day - round(per_day)) < 1e-9 else None
+
+
 def online_intervals(val_mean: Tensor, val_truth: Tensor, test_mean: Tensor, test_truth: Tensor, *, given: int,
-                     stride: int, method: str, alpha: float = 0.1, rate: float | None = None) -> StreamIntervals:
+                     stride: int, method: str, alpha: float = 0.1, rate: float | None = None,
+                     scorecaster: Callable[[], Any] | None = None) -> StreamIntervals:
     """Online conformal intervals for a stream of forecast windows.
 
     ``val_*``: ``(n_val, time, *state)`` validation forecasts and truths (the calibration scores);
@@ -72,7 +87,7 @@ def online_intervals(val_mean: Tensor, val_truth: Tensor, test_mean: Tensor, tes
     steps. The first ``given`` steps of a window are its initial condition (not scored). Per lead
     ``j`` (``h = j + 1``): ``online_conformal(method, alpha, rate=rate, delay=ceil(h/stride) - 1)``
     with :class:`~sciflow.uq.AbsoluteResidual`, calibrated on the validation scores at that lead,
-    then run over the test windows.
+    then run over the test windows. ``scorecaster``: makes each lead's scorecaster (``method="pid"``).
     """
     from sciflow.uq import AbsoluteResidual, Prediction, online_conformal
 
@@ -81,7 +96,8 @@ def online_intervals(val_mean: Tensor, val_truth: Tensor, test_mean: Tensor, tes
     results = []
     for j, delay in enumerate(lead_delays(val_mean.shape[1] - given, stride)):
         k = given + j
-        m = online_conformal(method, alpha, rate=rate, score=score, delay=delay)
+        m = online_conformal(method, alpha, rate=rate, score=score, delay=delay,
+                             scorecaster=None if scorecaster is None else scorecaster())
         m.calibrate_scores(score.score(Prediction(mean=val_mean[:, k]), val_truth[:, k]))
         results.append(m.run(Prediction(mean=test_mean[:, k]), test_truth[:, k]))
     return StreamIntervals(torch.stack([r.lower for r in results], 1), torch.stack([r.upper for r in results], 1),
@@ -128,7 +144,7 @@ def evaluate_online(exp: ExperimentConfig, run_dir: Path) -> dict[str, Any]:
     ``split_conformal`` baseline on the same stream."""
     from sciflow.cli.evaluation import check_no_horizon, forecast_batch, load_members, point_predictor, uq_metrics
     from sciflow.cli.pipeline import prepare_splits
-    from sciflow.uq import Prediction, target_for
+    from sciflow.uq import ARScorecaster, Prediction, target_for
 
     e = exp.eval
     if exp.data.test_start is None:
@@ -149,19 +165,22 @@ def evaluate_online(exp: ExperimentConfig, run_dir: Path) -> dict[str, Any]:
     history = int(splits.attrs.get("history", 1))
     given = history - (test.values.shape[1] - test_mean.shape[1])  # given steps in the prediction
     stride = int(splits.attrs["test_stride"])
+    step_h = splits.attrs.get("time_step_hours")
+    period = daily_period(stride, step_h)
+    caster = partial(ARScorecaster, order=1, period=period) if e.online_scorecaster == "ar" else None
     try:
         online = online_intervals(val_mean, val_truth, test_mean, test_truth, given=given, stride=stride,
-                                  method=e.online, alpha=e.alpha, rate=e.online_rate)
+                                  method=e.online, alpha=e.alpha, rate=e.online_rate, scorecaster=caster)
     except (ValueError, ImportError) as err:  # the method's own checks (rate out of range, not installed)
         raise ConfigError(f"--uq online-conformal with eval.online={e.online}: {err}") from err
     split = split_conformal_intervals(val_mean, val_truth, test_mean, test_truth, given=given, alpha=e.alpha)
     lat = torch.tensor(splits.attrs["lat"], dtype=test_mean.dtype)
-    step_h = splits.attrs.get("time_step_hours")
     n_leads = test_mean.shape[1] - given
     return {"uq": "online-conformal", "n_test_windows": len(test), "n_val_windows": len(val), "horizon": n_leads,
             "given": given, "channels": splits.attrs["channels"],
             **uq_metrics(Prediction(mean=test_mean), test_truth, e.alpha, given=given, lat=lat),
             "online": {"method": e.online, "rate": e.online_rate, "alpha": e.alpha, "nominal_coverage": 1 - e.alpha,
+                       "scorecaster": None if caster is None else repr(caster()),
                        "issue_every_steps": stride,
                        "issue_every_hours": None if step_h is None else stride * float(step_h),
                        "delay_per_lead": lead_delays(n_leads, stride), **stream_summary(online)},

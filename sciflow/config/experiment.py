@@ -158,7 +158,8 @@ class EvalConfig:
     only: intervals recalibrated online along the test stream as the truths arrive, per lead time,
     starting from the validation scores; ``online`` names the method, ``aci``, ``dtaci``,
     ``quantile`` or ``pid`` (:func:`sciflow.uq.online_conformal`; ``pid``: quantile tracking with the
-    error integrator), ``online_rate`` its step size, ``None``:
+    error integrator, and with ``online_scorecaster=ar`` an AR scorecaster with a one-day seasonal
+    lag), ``online_rate`` its step size, ``None``:
     the method's default; ``dtaci`` picks its own). ``alpha``: miscoverage of the
     reported intervals (0.1 -> 90 % intervals). ``checkpoint``: ``last`` (the newest checkpoint,
     with its EMA average when trained with one) or ``best`` (``checkpoints/best.pt``, written with
@@ -173,12 +174,16 @@ class EvalConfig:
     horizon: int | None = None
     online: Literal["aci", "dtaci", "quantile", "pid"] = "aci"
     online_rate: float | None = None
+    online_scorecaster: Literal["none", "ar"] = "none"
 
     def __post_init__(self) -> None:
         if not 0 < self.alpha < 1:
             raise ValueError(f"eval.alpha must be in (0, 1), got {self.alpha}")
         if self.n_samples < 1 or self.ensemble_size < 1:
             raise ValueError("eval.n_samples and eval.ensemble_size must be >= 1")
+        if self.online_scorecaster != "none" and self.online != "pid":
+            raise ValueError(f"eval.online_scorecaster={self.online_scorecaster} is the D part of conformal PID: "
+                             f"set eval.online=pid (got eval.online={self.online})")
         if self.online_rate is not None:
             if self.online == "dtaci":
                 raise ValueError("eval.online=dtaci chooses its own step size from a grid (Gibbs & Candes 2024): "
