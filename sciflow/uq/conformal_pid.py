@@ -125,11 +125,12 @@ class ConformalPID:
         self.event: tuple[int, ...] | None = None
         self.started = False
         self._cast = False  # whether the scorecaster has been started
-        self.pending: list[tuple[Tensor, Tensor]] = []  # (err, observed) per step awaiting its truth
+        self.pending: list[tuple[Tensor, Tensor, Tensor]] = []  # (err, observed, score) per step awaiting its truth
 
     @property
     def threshold(self) -> Tensor | None:
-        """The P part of the threshold per position, before the truths still pending arrive."""
+        """The P part of the threshold per position (all of it for quantile tracking), before the truths
+        still pending arrive."""
         return self._q
 
     def _start_scorecaster(self, event: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> None:

@@ -55,8 +55,3 @@ class QuantileTracker(ConformalPID):
     def __init__(self, alpha: float = 0.1, lr: float | None = 0.05, score: ConformalScore | None = None,
                  delay: int = 0, *, eta: float | Tensor | None = None) -> None:
         super().__init__(alpha, lr, score, delay, eta=eta, ki=0.0)
-
-    @property
-    def threshold(self) -> Tensor | None:
-        """The threshold per position, before the truths still pending arrive."""
-        return self._q
