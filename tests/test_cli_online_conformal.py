@@ -215,6 +215,14 @@ def test_train_then_evaluate_online_conformal_on_era5(tmp_path: Path) -> None:
             assert on["infinite_fraction"] == 0.0
         # 13 validation windows at alpha = 0.1: the baseline uses the largest score, finite and positive
         assert sc["infinite_fraction"] == 0.0 and sc["mean_width"] > 0
+        assert m["score"] == "absolute" and m["spread_from"] is None
+    # the residual over the spread of 3 WDNO draws: intervals scale with the draws' spread
+    assert main(["evaluate", str(run), "--uq", "online-conformal", "eval.online=quantile", "eval.online_score=normalized",
+                 "eval.n_samples=3"]) == 0
+    m = json.loads((run / "eval_online-conformal.json").read_text())
+    assert m["score"] == "normalized" and m["spread_from"] == "3 samples"
+    for block in (m["online"], m["split_conformal"]):
+        assert 0 < block["coverage"] <= 1 and math.isfinite(block["mean_width"]) and block["mean_width"] > 0
 
 
 def test_bad_input_names_the_problem(tmp_path: Path, capsys) -> None:
@@ -247,3 +255,55 @@ def test_bad_input_names_the_problem(tmp_path: Path, capsys) -> None:
     assert "set data.val_start" in capsys.readouterr().err
     with pytest.raises(ValueError, match="no validation windows"):
         online_intervals(*(torch.zeros(n, 4, 1) for n in (0, 0, 3, 3)), given=1, stride=1, method="aci")
+
+
+def test_normalized_score_scales_the_intervals_by_the_forecast_spread() -> None:
+    """Errors whose size the forecast knows (its spread, per window and position): the normalized
+    score issues mean +- q sigma and covers the calm and the stormy windows alike, where the
+    absolute residual over-covers the calm ones and under-covers the stormy ones."""
+    g = torch.Generator().manual_seed(3)
+    shape, time, given = (1, 2, 2), 4, 1
+    sig_val = torch.exp(torch.randn(300, time, *shape, generator=g))  # the forecast's spread, known
+    sig_test = torch.exp(torch.randn(600, time, *shape, generator=g))
+    val_mean, test_mean = torch.zeros_like(sig_val), torch.zeros_like(sig_test)
+    val_truth = sig_val * torch.randn(sig_val.shape, generator=g)
+    test_truth = sig_test * torch.randn(sig_test.shape, generator=g)
+    storm = sig_test[:, given:] > sig_test[:, given:].median()
+    cov = {}
+    for name, std in (("absolute", None), ("normalized", (sig_val, sig_test))):
+        kw = {} if std is None else dict(val_std=std[0], test_std=std[1])
+        for kind, out in (("quantile", online_intervals(val_mean, val_truth, test_mean, test_truth, given=given,
+                                                        stride=1, method="quantile", rate=0.05, **kw)),
+                          ("split", split_conformal_intervals(val_mean, val_truth, test_mean, test_truth,
+                                                              given=given, **kw))):
+            y = test_truth[:, given:]
+            inside = (y >= out.lower) & (y <= out.upper)
+            cov[name, kind] = (float(inside[storm].double().mean()), float(inside[~storm].double().mean()))
+            if name == "normalized" and kind == "split":  # mean +- q sigma, q the ceil(301 * 0.9) = 271st of 300 |y| / sigma
+                q = (val_truth / sig_val)[:, given:].abs().sort(0).values[271 - 1]
+                torch.testing.assert_close(out.upper, q * sig_test[:, given:], rtol=1e-6, atol=1e-6)
+    for kind in ("quantile", "split"):
+        stormy, calm = cov["normalized", kind]
+        assert abs(stormy - 0.9) < 0.04 and abs(calm - 0.9) < 0.04, (kind, cov)
+        stormy, calm = cov["absolute", kind]
+        assert stormy < 0.82 and calm > 0.97, (kind, cov)
+    with pytest.raises(ValueError, match="or neither"):
+        online_intervals(val_mean, val_truth, test_mean, test_truth, given=given, stride=1, method="aci",
+                         val_std=sig_val)
+    with pytest.raises(ValueError, match="finite and >= 0"):
+        split_conformal_intervals(val_mean, val_truth, test_mean, test_truth, given=given, val_std=-sig_val,
+                                  test_std=sig_test)
+    with pytest.raises(ValueError, match="spreads and forecasts differ in shape"):
+        split_conformal_intervals(val_mean, val_truth, test_mean, test_truth, given=given, val_std=sig_val[:, :2],
+                                  test_std=sig_test)
+
+
+def test_normalized_score_needs_a_spread(tmp_path: Path, monkeypatch, capsys) -> None:
+    src = era5_nc(tmp_path / "t2m.nc")
+    exp = load_experiment("wdno_era5", [f"data.path={src}", *DATA, "data.test_stride=1",
+                                        "eval.online_score=normalized"])
+    monkeypatch.setattr(cli_evaluation, "load_members", lambda exp, run_dir: [_Constant(280.0)])
+    with pytest.raises(ConfigError, match="a single deterministic Constant has none: train an ensemble"):
+        evaluate_online(exp, tmp_path)
+    with pytest.raises(ConfigError, match="'eval.online_score' = 'relative' is not allowed"):
+        load_experiment("wdno_era5", ["eval.online_score=relative"])

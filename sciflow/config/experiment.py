@@ -159,7 +159,8 @@ class EvalConfig:
     starting from the validation scores; ``online`` names the method, ``aci``, ``dtaci``,
     ``quantile`` or ``pid`` (:func:`sciflow.uq.online_conformal`; ``pid``: quantile tracking with the
     error integrator, and with ``online_scorecaster=ar`` an AR scorecaster with a one-day seasonal
-    lag), ``online_rate`` its step size, ``None``:
+    lag); ``online_score``: ``absolute`` residuals or ``normalized`` by the forecast's spread
+    (ensemble members or ``n_samples`` draws), ``online_rate`` its step size, ``None``:
     the method's default; ``dtaci`` picks its own). ``alpha``: miscoverage of the
     reported intervals (0.1 -> 90 % intervals). ``checkpoint``: ``last`` (the newest checkpoint,
     with its EMA average when trained with one) or ``best`` (``checkpoints/best.pt``, written with
@@ -175,6 +176,7 @@ class EvalConfig:
     online: Literal["aci", "dtaci", "quantile", "pid"] = "aci"
     online_rate: float | None = None
     online_scorecaster: Literal["none", "ar"] = "none"
+    online_score: Literal["absolute", "normalized"] = "absolute"
 
     def __post_init__(self) -> None:
         if not 0 < self.alpha < 1:
