@@ -62,7 +62,8 @@ class ARScorecaster(Scorecaster):
     """Direct ``ahead``-step AR(``order``) of the scores with an optional seasonal lag of
     ``period`` steps, recursive least squares with forgetting factor ``forgetting`` (memory
     about ``1 / (1 - forgetting)`` steps), started from ``prior`` times the identity as the
-    inverse Gram matrix. Module docstring."""
+    inverse Gram matrix (in 1/score² units: a weak ridge of ``1 / prior`` for scores of order one;
+    scale ``prior`` by 1/scale² for scores of another size). Module docstring."""
 
     def __init__(self, order: int = 1, period: int | None = None, forgetting: float = 0.99,
                  prior: float = 100.0) -> None:
