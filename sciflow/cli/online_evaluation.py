@@ -63,7 +63,8 @@ def lead_delays(n_leads: int, stride: int) -> list[int]:
 def _check(val_mean: Tensor, val_truth: Tensor, test_mean: Tensor, test_truth: Tensor, given: int,
            val_std: Tensor | None = None, test_std: Tensor | None = None) -> None:
     if (val_std is None) != (test_std is None):
-        raise ValueError("give the spread of both the validation and the test forecasts (val_std, test_std), or neither")
+        raise ValueError("give the spread of both the validation and the test forecasts (val_std, test_std), "
+                         "or neither")
     if val_std is not None:
         if val_std.shape != val_mean.shape or test_std.shape != test_mean.shape:
             raise ValueError(f"spreads and forecasts differ in shape: val {tuple(val_std.shape)} vs "
@@ -92,10 +93,11 @@ def daily_period(stride: int, step_hours: float | None) -> int | None:
     return int(round(per_day)) if per_day >= 1 and abs(per_day - round(per_day)) < 1e-9 else None
 
 
-def _forecast(mean: Tensor, std: Tensor | None) -> Any:
+def _forecast(mean: Tensor, std: Tensor | None, part: Any) -> Any:
+    """The forecast ``mean[part]`` as a Prediction, with the variance ``std[part]**2`` when given."""
     from sciflow.uq import Prediction
 
-    return Prediction(mean=mean) if std is None else Prediction(mean=mean, variance=std**2)
+    return Prediction(mean=mean[part]) if std is None else Prediction(mean=mean[part], variance=std[part] ** 2)
 
 
 def _score(std: Tensor | None) -> Any:
@@ -128,10 +130,8 @@ def online_intervals(val_mean: Tensor, val_truth: Tensor, test_mean: Tensor, tes
         k = given + j
         m = online_conformal(method, alpha, rate=rate, score=score, delay=delay,
                              scorecaster=None if scorecaster is None else scorecaster())
-        val_k = _forecast(val_mean[:, k], None if val_std is None else val_std[:, k])
-        m.calibrate_scores(score.score(val_k, val_truth[:, k]))
-        results.append(m.run(_forecast(test_mean[:, k], None if test_std is None else test_std[:, k]),
-                             test_truth[:, k]))
+        m.calibrate_scores(score.score(_forecast(val_mean, val_std, (slice(None), k)), val_truth[:, k]))
+        results.append(m.run(_forecast(test_mean, test_std, (slice(None), k)), test_truth[:, k]))
     return StreamIntervals(torch.stack([r.lower for r in results], 1), torch.stack([r.upper for r in results], 1),
                            results)
 
@@ -149,9 +149,9 @@ def split_conformal_intervals(val_mean: Tensor, val_truth: Tensor, test_mean: Te
 
     _check(val_mean, val_truth, test_mean, test_truth, given, val_std, test_std)
     score = _score(val_std)
-    val = _forecast(val_mean[:, given:], None if val_std is None else val_std[:, given:])
-    q = conformal_quantile(score.score(val, val_truth[:, given:]), alpha)  # (lead, *state)
-    test = _forecast(test_mean[:, given:], None if test_std is None else test_std[:, given:])
+    leads = (slice(None), slice(given, None))
+    q = conformal_quantile(score.score(_forecast(val_mean, val_std, leads), val_truth[leads]), alpha)  # (lead, *state)
+    test = _forecast(test_mean, test_std, leads)
     mean = test.mean
     lower, upper = score.interval(test, q.expand_as(mean))
     miscovered = score.score(test, test_truth[:, given:]) > q
@@ -175,13 +175,13 @@ def stream_summary(s: StreamIntervals) -> dict[str, Any]:
     return out
 
 
-def spread_predictor(exp: ExperimentConfig, models: list[Any]) -> Any:
-    """The forecast with a spread for ``eval.online_score=normalized``: the ensemble of several
-    members, else ``eval.n_samples`` draws of a generative model."""
+def spread_predictor(exp: ExperimentConfig, models: list[Any]) -> tuple[Any, str]:
+    """The forecast with a spread for ``eval.online_score=normalized`` and where the spread comes
+    from: the ensemble of several members, else ``eval.n_samples`` draws of a generative model."""
     from sciflow.uq import UQ_METHODS
 
     if len(models) > 1:
-        return UQ_METHODS["ensemble"](models=models, alpha=exp.eval.alpha)
+        return UQ_METHODS["ensemble"](models=models, alpha=exp.eval.alpha), f"ensemble of {len(models)} members"
     if not getattr(models[0], "stochastic", False):
         raise ConfigError("eval.online_score=normalized divides each residual by the forecast's spread, and a single "
                           f"deterministic {type(models[0]).__name__} has none: train an ensemble "
@@ -189,7 +189,8 @@ def spread_predictor(exp: ExperimentConfig, models: list[Any]) -> Any:
     if exp.eval.n_samples < 2:
         raise ConfigError(f"eval.online_score=normalized takes the spread of eval.n_samples draws: need >= 2, "
                           f"got {exp.eval.n_samples}")
-    return UQ_METHODS["samples"](models[0], n_samples=exp.eval.n_samples, alpha=exp.eval.alpha)
+    return (UQ_METHODS["samples"](models[0], n_samples=exp.eval.n_samples, alpha=exp.eval.alpha),
+            f"{exp.eval.n_samples} samples")
 
 
 def evaluate_online(exp: ExperimentConfig, run_dir: Path) -> dict[str, Any]:
@@ -212,9 +213,7 @@ def evaluate_online(exp: ExperimentConfig, run_dir: Path) -> dict[str, Any]:
                           "windows in [val_start, test_start))")
     normalized = e.online_score == "normalized"
     models = load_members(exp, run_dir)
-    base = spread_predictor(exp, models) if normalized else point_predictor(exp, models)
-    spread_from = None if not normalized else (f"ensemble of {len(models)} members" if len(models) > 1
-                                               else f"{e.n_samples} samples")
+    base, spread_from = spread_predictor(exp, models) if normalized else (point_predictor(exp, models), None)
     g = torch.Generator().manual_seed(exp.train.seed)
     val, test = forecast_batch(splits.val, None), forecast_batch(splits.test, None)
     val_pred, test_pred = base.predict(val, generator=g), base.predict(test, generator=g)

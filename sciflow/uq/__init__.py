@@ -4,7 +4,8 @@ Methods (each a :class:`Predictor` returning a :class:`Prediction`): :class:`Sam
 (``model.sample``), :class:`DeepEnsemble`, :class:`MCDropout`, :class:`HMC` / :class:`NUTS`,
 :class:`SplitConformal` around any of them; :class:`AdaptiveConformal` (ACI, DtACI),
 :class:`QuantileTracker` and :class:`ConformalPID` (with a :class:`ARScorecaster`) for forecast
-streams under distribution shift (by name: :func:`online_conformal`). Gaussian heads: :class:`GaussianForecaster`, :func:`beta_nll_loss`.
+streams under distribution shift (by name: :func:`online_conformal`). Gaussian heads:
+:class:`GaussianForecaster`, :func:`beta_nll_loss`.
 Scores: :mod:`sciflow.uq.scores`; population distances: :mod:`sciflow.uq.distances`; MCMC
 diagnostics: :mod:`sciflow.uq.diagnostics`; figures: :mod:`sciflow.uq.plots`; one-call scoring:
 :func:`evaluate`. See ``docs/uq.md`` for which method to use when.

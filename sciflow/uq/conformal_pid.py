@@ -133,9 +133,9 @@ class ConformalPID:
         still pending arrive."""
         return self._q
 
-    def _start_scorecaster(self, event: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> None:
+    def _start_scorecaster(self, event: tuple[int, ...], device: torch.device) -> None:
         if self.scorecaster is not None and not self._cast:
-            self.scorecaster.start(event, self.delay + 1, dtype, device)
+            self.scorecaster.start(event, self.delay + 1, device)
             self._cast = True
 
     def calibrate_scores(self, scores: Tensor, observed: Tensor | None = None) -> "ConformalPID":
@@ -173,11 +173,11 @@ class ConformalPID:
         """Run the scorecaster through the calibration scores as a stream with this delay (every
         truth arrives before the stream starts): the residuals ``s - s_hat`` and which count
         (observed, and issued after the scorecaster had seen a score)."""
-        self.scorecaster.start(tuple(s.shape[1:]), self.delay + 1, s.dtype, s.device)
+        self.scorecaster.start(tuple(s.shape[1:]), self.delay + 1, s.device)
         self._cast = True
         d, out = self.delay, []
         for i in range(s.shape[0]):
-            out.append(s[i] - self.scorecaster.forecast().double())
+            out.append(s[i] - self.scorecaster.forecast())
             if i >= d:
                 self.scorecaster.update(s[i - d], valid[i - d])
         for j in range(max(s.shape[0] - d, 0), s.shape[0]):
@@ -211,7 +211,7 @@ class ConformalPID:
         if self.integral is None:
             self.integral = torch.zeros(event, dtype=torch.float64, device=dev)
             self.count = torch.zeros(event, dtype=torch.long, device=dev)
-        self._start_scorecaster(event, s.dtype, dev)
+        self._start_scorecaster(event, dev)
         if self.scorecaster is not None:
             self.scorecaster.to(dev)
         self._q, self.eta, self.gain = self._q.to(dev), self.eta.to(dev), self.gain.to(dev)
@@ -225,7 +225,7 @@ class ConformalPID:
             if self.ki > 0:
                 q_t = q_t + saturation(self.integral, self.count, self.gain, self.csat)
             if self.scorecaster is not None:
-                q_t = q_t + self.scorecaster.forecast().double()
+                q_t = q_t + self.scorecaster.forecast()
             q_t = q_t.to(s.dtype)  # the threshold issued, and the one its error is judged by
             err = (s[t] > q_t) & valid[t]
             qs.append(q_t)

@@ -41,12 +41,12 @@ class Scorecaster(abc.ABC):
     """Online forecaster of the scores of every position of an event shape."""
 
     @abc.abstractmethod
-    def start(self, event: tuple[int, ...], ahead: int, dtype: torch.dtype, device: torch.device) -> None:
+    def start(self, event: tuple[int, ...], ahead: int, device: torch.device) -> None:
         """Forget everything; forecasts are for ``ahead`` steps after the newest score seen."""
 
     @abc.abstractmethod
     def forecast(self) -> Tensor:
-        """The forecast, ``event``-shaped, of the score of the step being issued now."""
+        """The forecast, ``event``-shaped float64, of the score of the step being issued now."""
 
     @abc.abstractmethod
     def update(self, score: Tensor, valid: Tensor) -> None:
@@ -90,7 +90,7 @@ class ARScorecaster(Scorecaster):
             lags.append(self.period * math.ceil(a / self.period))
         return lags
 
-    def start(self, event: tuple[int, ...], ahead: int, dtype: torch.dtype, device: torch.device) -> None:
+    def start(self, event: tuple[int, ...], ahead: int, device: torch.device) -> None:
         if ahead < 1:
             raise ValueError(f"ahead must be >= 1, got {ahead}")
         self.ahead = int(ahead)
@@ -103,7 +103,6 @@ class ARScorecaster(Scorecaster):
         self.lo = torch.full(event, math.inf, dtype=torch.float64, device=device)
         self.hi = torch.full(event, -math.inf, dtype=torch.float64, device=device)
         self.pending: list[tuple[Tensor, Tensor]] = []  # (features, complete) of issued forecasts, oldest first
-        self.dtype = dtype
 
     def to(self, device: torch.device) -> "ARScorecaster":
         if self.ahead is not None:
@@ -121,14 +120,14 @@ class ARScorecaster(Scorecaster):
 
     def forecast(self) -> Tensor:
         if self.ahead is None:
-            raise ValueError("call start(event, ahead, dtype, device) before forecast")
+            raise ValueError("call start(event, ahead, device) before forecast")
         x, complete = self._features()
         self.pending.append((x, complete))
         s = (self.w * x).sum(-1)
         seen = torch.isfinite(self.lo)
         span = torch.where(seen, self.hi - self.lo, torch.zeros_like(s))
         s = torch.where(seen, torch.minimum(torch.maximum(s, self.lo - span), self.hi + span), torch.zeros_like(s))
-        return s.to(self.dtype)
+        return s
 
     def update(self, score: Tensor, valid: Tensor) -> None:
         if not self.pending:

@@ -96,7 +96,7 @@ def test_ar_scorecaster_forecasts_trends_and_cycles_exactly():
     for ahead in (1, 6):
         for order, period, s in ((1, None, trend), (0, 24, cycle)):
             sc = ARScorecaster(order=order, period=period, forgetting=1.0, prior=1e6)
-            sc.start((1,), ahead, torch.float64, torch.device("cpu"))
+            sc.start((1,), ahead, torch.device("cpu"))
             f = []
             for i in range(len(t)):
                 f.append(sc.forecast())
@@ -200,11 +200,11 @@ def test_bad_input_is_refused_with_a_message():
     sc = ARScorecaster()
     with pytest.raises(ValueError, match="call start"):
         sc.forecast()
-    sc.start((2,), 1, torch.float64, torch.device("cpu"))
+    sc.start((2,), 1, torch.device("cpu"))
     with pytest.raises(ValueError, match="without an issued forecast"):
         sc.update(torch.ones(2), torch.ones(2, dtype=torch.bool))
     with pytest.raises(ValueError, match="ahead"):
-        sc.start((2,), 0, torch.float64, torch.device("cpu"))
+        sc.start((2,), 0, torch.device("cpu"))
     with pytest.raises(ValueError, match="calibration scores contain NaN"):
         ConformalPID(ALPHA, scorecaster=ARScorecaster()).calibrate_scores(torch.tensor([[1.0], [math.nan]]))
 
@@ -212,7 +212,7 @@ def test_bad_input_is_refused_with_a_message():
 def test_constant_scores_keep_the_scorecaster_finite():
     """Forgetting inflates the inverse Gram matrix along unexcited directions; its trace is capped."""
     sc = ARScorecaster(order=2, period=5, forgetting=0.9)
-    sc.start((3,), 2, torch.float64, torch.device("cpu"))
+    sc.start((3,), 2, torch.device("cpu"))
     s = torch.tensor([0.0, 1.0, 2.5], dtype=torch.float64)
     for _ in range(5000):  # 0.9 ** -5000 overflows float64 without the cap
         sc.forecast()

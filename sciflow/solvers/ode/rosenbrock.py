@@ -168,26 +168,6 @@ class Rosenbrock(ODESolver):
     checkpoint: ClassVar[bool] = False
     default_window: ClassVar[int] = 1
 
-    @property
-    def order(self) -> int:
-        return self.tableau.order
-
-    @property
-    def error_order(self) -> int:
-        return self.tableau.error_order
-
-    @property
-    def adaptive(self) -> bool:
-        return True
-
-    @property
-    def fsal(self) -> bool:
-        return False
-
-    @property
-    def stages(self) -> int:
-        return self.tableau.stages
-
     # kernels -------------------------------------------------------------------------------
     def jacobian(self, f: Field, t: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         """``(∂f/∂y (B, S, S), ∂f/∂t (B, S))`` at ``(t (B,), y (B, S))``.

@@ -59,15 +59,7 @@ class ExplicitRungeKutta(ODESolver):
         self._b_err = None if tab.b_err is None else tab.b_err.tolist()
         self._interp_cache: dict[tuple, Tensor] = {}
 
-    # declared properties -------------------------------------------------------------------
-    @property
-    def order(self) -> int:
-        return self.tableau.order
-
-    @property
-    def error_order(self) -> int | None:
-        return self.tableau.error_order
-
+    # declared properties (order, error_order, stages: ODESolver reads the tableau) ---------
     @property
     def adaptive(self) -> bool:
         return self.tableau.adaptive
@@ -75,10 +67,6 @@ class ExplicitRungeKutta(ODESolver):
     @property
     def fsal(self) -> bool:
         return self.tableau.fsal
-
-    @property
-    def stages(self) -> int:
-        return self.tableau.stages
 
     # kernels -------------------------------------------------------------------------------
     def step(self, f: Field, t: Tensor, y: Tensor, h: Tensor, k1: Tensor

@@ -17,7 +17,7 @@ tableau: :class:`~sciflow.solvers.ode.runge_kutta.ExplicitRungeKutta`).
 
 from __future__ import annotations
 
-from typing import Callable, ClassVar
+from typing import Any, Callable, ClassVar
 
 import torch
 from torch import Tensor
@@ -33,7 +33,8 @@ class ODESolver:
     Declared capabilities (class attributes or properties): ``order`` (global order),
     ``error_order`` (order of the embedded solution behind the error estimate, ``None`` if there
     is none), ``adaptive`` (usable with ``PIController``), ``fsal``, ``stages`` (vector-field
-    evaluations per step, the first being ``k1``), ``term_kinds``, and
+    evaluations per step, the first being ``k1``), ``term_kinds`` (``order``, ``error_order`` and
+    ``stages`` read from the subclass's ``tableau`` by default), and
 
     * ``jacobians_per_step`` — evaluations of ``∂f/∂y`` per attempted step (reported as
       ``njev`` in the solve's stats when non-zero; explicit methods: 0);
@@ -46,6 +47,7 @@ class ODESolver:
       solvers whose dense output is less accurate than their steps.
     """
 
+    tableau: Any  # the method's coefficients (order, error_order, stages)
     term_kinds: ClassVar[tuple[str, ...]] = ("ode",)
     jacobians_per_step: ClassVar[int] = 0
     compilable: ClassVar[bool] = True
@@ -55,11 +57,11 @@ class ODESolver:
 
     @property
     def order(self) -> int:
-        raise NotImplementedError
+        return self.tableau.order
 
     @property
     def error_order(self) -> int | None:
-        raise NotImplementedError
+        return self.tableau.error_order
 
     @property
     def adaptive(self) -> bool:
@@ -71,7 +73,7 @@ class ODESolver:
 
     @property
     def stages(self) -> int:
-        raise NotImplementedError
+        return self.tableau.stages
 
     def step(self, f: Field, t: Tensor, y: Tensor, h: Tensor, k1: Tensor
              ) -> tuple[Tensor, list[Tensor], Tensor | None]:
