@@ -26,6 +26,8 @@ _API: dict[str, str] = {
     "SDETerm": "sciflow.solvers",
     "SaveAt": "sciflow.solvers",
     "Solution": "sciflow.solvers",
+    "Event": "sciflow.solvers",
+    "EventResult": "sciflow.solvers",
     "Euler": "sciflow.solvers",
     "Midpoint": "sciflow.solvers",
     "Heun": "sciflow.solvers",

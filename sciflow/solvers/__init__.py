@@ -1,7 +1,7 @@
 """sciflow.solvers: numerics only (imports nothing else of sciflow).
 
 ODE: terms, explicit Runge–Kutta solvers, a Rosenbrock solver for stiff problems (Rodas4),
-step-size controllers, dense output, adjoints, ``solve``/``odeint``, a torchdiffeq backend;
+step-size controllers, dense output, adjoints, terminal events, ``solve``/``odeint``, a torchdiffeq backend;
 interpolation of irregular data (control paths).
 """
 
@@ -9,15 +9,15 @@ from .backends import Torchdiffeq
 from .interpolation import HermiteCubic, LinearInterpolation, NaturalCubicSpline
 from .ode import (
     RK4, BacksolveAdjoint, Bosh3, ButcherTableau, CheckpointAdjoint, ConstantStepSize, DirectAdjoint,
-    Dopri5, Euler, ExplicitRungeKutta, Heun, Midpoint, ODESolver, ODETerm, PIController, Rodas4, Rosenbrock,
-    RosenbrockTableau, SaveAt, Solution, Tsit5, odeint, solve,
+    Dopri5, Euler, Event, EventResult, ExplicitRungeKutta, Heun, Midpoint, ODESolver, ODETerm, PIController,
+    Rodas4, Rosenbrock, RosenbrockTableau, SaveAt, Solution, Tsit5, odeint, solve,
 )
 
 __all__ = [
     "ODETerm", "ButcherTableau", "ExplicitRungeKutta", "Euler", "Midpoint", "Heun", "RK4", "Bosh3",
     "Dopri5", "Tsit5", "ConstantStepSize", "PIController", "SaveAt", "Solution", "solve", "odeint",
     "DirectAdjoint", "BacksolveAdjoint", "CheckpointAdjoint", "Torchdiffeq",
-    "ODESolver", "Rosenbrock", "RosenbrockTableau", "Rodas4",
+    "ODESolver", "Rosenbrock", "RosenbrockTableau", "Rodas4", "Event", "EventResult",
     "LinearInterpolation", "HermiteCubic", "NaturalCubicSpline",
 ]
 

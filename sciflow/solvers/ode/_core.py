@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+import torch
 from torch import Tensor
 
 from .._checks import check_finite_trajectory, check_state, check_term_kind, check_times
@@ -18,6 +19,7 @@ from ._flat_field import FlatField, Stats
 from ._integrate import integrate_adaptive
 from ._shared_clock import integrate_shared_clock
 from .controller import ConstantStepSize, PIController
+from .event import EventTracker
 from .solver import ODESolver
 
 __all__ = ["solve_grid", "default_controller", "check_solver_controller"]
@@ -47,7 +49,7 @@ def default_controller(solver: ODESolver, *, rtol: float, atol: float, dt: float
 def solve_grid(term, solver: ODESolver, y0: Tensor, ts: Tensor,
                controller: PIController | ConstantStepSize, *, batch_ndim: int = 0,
                window: int | None = None, h0: Tensor | None = None, check_inputs: bool = True,
-               compile: bool = False
+               compile: bool = False, event: EventTracker | None = None
                ) -> tuple[Tensor, Stats, Tensor | None]:
     """Integrate ``term`` from ``ts[..., 0]`` through every time of ``ts``.
 
@@ -58,7 +60,9 @@ def solve_grid(term, solver: ODESolver, y0: Tensor, ts: Tensor,
     trajectory, in the increasing-time frame) or ``None``. ``compile``: ``torch.compile`` each
     adaptive attempt (opt-in; see :func:`._integrate.integrate_adaptive`). ``window``: save times
     looked at per adaptive step (``None``: the solver's ``default_window``; ``1`` makes every save
-    time a step end point).
+    time a step end point). ``event``: stop each trajectory at a zero crossing (:mod:`.event`;
+    eager solves only, always on the masked loop); saves after a trajectory's event hold ``nan``
+    and the event is in ``event.result``.
     """
     if check_inputs:
         check_term_kind(term, solver)
@@ -69,6 +73,11 @@ def solve_grid(term, solver: ODESolver, y0: Tensor, ts: Tensor,
         direction = 1 if ts.shape[-1] < 2 or bool(ts[..., 1].reshape(-1)[0] > ts[..., 0].reshape(-1)[0]) else -1
     if window is None:
         window = solver.default_window
+    if event is not None and compile:
+        raise ValueError("solve(..., event=...) locates events eagerly; compile=True is not supported with "
+                         "an event")
+    if event is not None and ts.shape[-1] < 2:
+        raise ValueError("solve(..., event=...) needs an interval to search: t1 must differ from t0")
     if compile and not solver.compilable:
         raise ValueError(f"{type(solver).__name__} does not support compile=True (its steps are not "
                          f"compiled); solve with compile=False")
@@ -96,15 +105,22 @@ def solve_grid(term, solver: ODESolver, y0: Tensor, ts: Tensor,
                       direction=direction, finite_start=not isinstance(controller, ConstantStepSize))
     y0f = y0.reshape(B, S)
     h_last = None
+    if event is not None:
+        event.bind(field)
     if T == 1:
         ys = y0f.unsqueeze(0)
     elif isinstance(controller, ConstantStepSize):
-        ys = integrate_fixed(field, solver, y0f, ts_flat, controller)
-    elif batch_ndim == 0 and not compile:  # one clock: scalar control on the host
+        ys = integrate_fixed(field, solver, y0f, ts_flat, controller, event=event)
+    elif batch_ndim == 0 and not compile and event is None:  # one clock: scalar control on the host
         ys, h_last = integrate_shared_clock(field, solver, y0f, ts_flat, controller, window=window, h0=h0)
     else:
         ys, h_last = integrate_adaptive(field, solver, y0f, ts_flat, controller, window=window, h0=h0,
-                                         compile=compile)
+                                         compile=compile, event=event)
+    if event is not None:  # saves after a trajectory's event: nan (checked for finiteness before)
+        after = (ts_flat > event.t_stop.unsqueeze(1)).t().unsqueeze(-1)     # (T, B, 1)
+        check_finite_trajectory(torch.where(after, 0.0, ys.detach()).reshape((T,) + tuple(y0.shape)), ts)
+        ys = torch.where(after, torch.full_like(ys, math.nan), ys)
     ys = ys.reshape((T,) + tuple(y0.shape))
-    check_finite_trajectory(ys.detach(), ts)
+    if event is None:
+        check_finite_trajectory(ys.detach(), ts)
     return ys, field.stats, h_last

@@ -1,7 +1,9 @@
 """The fixed-step loop behind :func:`sciflow.solvers.ode.solve` with :class:`ConstantStepSize`:
 explicit Runge–Kutta steps along the save grid in the flat layout of :mod:`._flat_field`, each
 interval cut into equal sub-steps of at most ``controller.dt`` (the same count for every
-trajectory, found with one host sync at set-up), the FSAL stage reused across steps.
+trajectory, found with one host sync at set-up), the FSAL stage reused across steps. With an
+event (:mod:`.event`) every trajectory keeps stepping to the end of the grid (no per-step host
+sync); the first crossing's step is recorded per trajectory and the event located afterwards.
 """
 
 from __future__ import annotations
@@ -11,13 +13,14 @@ from torch import Tensor
 
 from ._flat_field import FlatField
 from .controller import ConstantStepSize
+from .event import EventTracker
 from .solver import ODESolver
 
 __all__ = ["integrate_fixed"]
 
 
 def integrate_fixed(f: FlatField, solver: ODESolver, y0: Tensor, ts: Tensor,
-                    controller: ConstantStepSize) -> Tensor:
+                    controller: ConstantStepSize, event: EventTracker | None = None) -> Tensor:
     """Fixed steps along the grid ``ts (B, T)``; returns ``(T, B, S)``."""
     T = ts.shape[1]
     dts = ts[:, 1:] - ts[:, :-1]
@@ -28,15 +31,23 @@ def integrate_fixed(f: FlatField, solver: ODESolver, y0: Tensor, ts: Tensor,
     ys = [y0]
     y = y0
     k1 = None
+    g = None if event is None else event.start(ts[:, 0], y0)
     for i in range(T - 1):
         h = dts[:, i] / n_sub[i]
         for j in range(n_sub[i]):
             t = ts[:, i] + j * h if j else ts[:, i]
             if k1 is None:
                 k1 = f(t, y)
+            y_prev = y
             y, ks, _ = solver.step(f, t, y, h, k1)
             k1 = ks[-1] if solver.fsal else None
+            if event is not None:
+                g1 = event.cond(t + h, y)
+                event.record(event.crossed(g, g1), t, h, y_prev, y, ks, g, g1)
+                g = g1
             f.stats.n_steps += 1
         ys.append(y)
     f.stats.count_jacobians(solver, sum(n_sub))
+    if event is not None:
+        event.locate(solver, ts[:, -1], y)
     return torch.stack(ys)

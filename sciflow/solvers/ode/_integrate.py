@@ -25,6 +25,7 @@ from torch import Tensor
 
 from ._flat_field import FlatField
 from .controller import PIController
+from .event import EventTracker
 from .solver import ODESolver
 
 __all__ = ["initial_step", "integrate_adaptive"]
@@ -52,11 +53,16 @@ def initial_step(f: FlatField, solver: ODESolver, t0: Tensor, y0: Tensor, f0: Te
 
 
 def _make_attempt(f: Callable, solver: ODESolver, ctrl: PIController, T: int, Kw: int,
-                  coef: Tensor | None, elementwise: bool = False, defer_dense: bool = False):
+                  coef: Tensor | None, elementwise: bool = False, defer_dense: bool = False,
+                  event: EventTracker | None = None):
     """One masked adaptive step for every trajectory, as a pure tensor function (compile-able).
 
     State in/out: ``t, y, h, k1, r_prev, idx, done`` plus the dense-output writes
     ``(where_to (B, Kw), vals (B, Kw, S))`` and ``flags = [all done, any step underflow]``.
+    With an ``event`` (eager only) the attempt also takes and returns the condition's value ``g``
+    at each trajectory's current time, a trajectory that crosses zero in an accepted step is
+    done, ``flags`` gains ``[any crossing, any non-finite g]`` and the step's data
+    ``(cross, t, h, y, y1, ks, g, g1)`` is returned last for :meth:`EventTracker.record`.
     ``defer_dense`` (solvers with an interpolant only): ``vals`` is instead what the interpolant
     needs, ``(theta (B, Kw), h (B,), y (B, S), k_1 … k_s)``, for the caller to evaluate only for
     the rare attempts that write a save time (see :func:`_dense_writes`).
@@ -66,7 +72,7 @@ def _make_attempt(f: Callable, solver: ODESolver, ctrl: PIController, T: int, Kw
     beta2 = ctrl.pcoeff / k
     clip_to_window = (T - 1) > Kw
 
-    def attempt(t, y, h, k1, r_prev, idx, done, ts, t_end):
+    def attempt(t, y, h, k1, r_prev, idx, done, ts, t_end, g=None):
         t_lim = t_end
         if clip_to_window:
             t_lim = torch.minimum(t_end, ts.gather(1, (idx + (Kw - 1)).clamp(max=T - 1).unsqueeze(1)).squeeze(1))
@@ -101,14 +107,25 @@ def _make_attempt(f: Callable, solver: ODESolver, ctrl: PIController, T: int, Kw
             vals = solver.interpolate(theta, hh, y, y1, ks, f1, coef=coef, elementwise=elementwise)
         where_to = torch.where(inside, cand_c, T)
         idx = idx + inside.sum(1)
+        if event is not None:
+            g1 = event.cond(t_next, y1)
+            cross = accept & event.crossed(g, g1)
+            step = (cross, t, hh, y, y1, ks, g, g1)
+            nonfinite_g = accept & ~torch.isfinite(g1)
+            g = torch.where(accept, g1, g)
         # commit accepted steps
         acc_c = accept.unsqueeze(1)
         t = torch.where(accept, t_next, t)
         y = torch.where(acc_c, y1, y)
         k1 = torch.where(acc_c, f1, k1)
         done = t >= t_end
+        if event is not None:
+            done = done | cross
         # ~(h > ...) is also True for a NaN step (the error ratio was NaN before any step shrank it)
         underflow = ~done & ~(h > ctrl.dtmin * torch.clamp(t.abs(), min=1.0))
+        if event is not None:
+            flags = torch.stack([done.all(), underflow.any(), cross.any(), nonfinite_g.any()])
+            return t, y, h, k1, r_prev, idx, done, accept, where_to, vals, flags, g, step
         flags = torch.stack([done.all(), underflow.any()])
         return t, y, h, k1, r_prev, idx, done, accept, where_to, vals, flags
 
@@ -207,7 +224,7 @@ _compile = torch.compile
 
 def integrate_adaptive(f: FlatField, solver: ODESolver, y0: Tensor, ts: Tensor,
                        ctrl: PIController, window: int = 4, h0: Tensor | None = None,
-                       compile: bool = False) -> tuple[Tensor, Tensor]:
+                       compile: bool = False, event: EventTracker | None = None) -> tuple[Tensor, Tensor]:
     """Adaptive steps with per-row error control; returns ``(ys (T, B, S), last step h (B,))``.
 
     ``compile=True`` compiles a chunk of ``_CHUNK`` whole attempts (all stages, error norm,
@@ -219,6 +236,10 @@ def integrate_adaptive(f: FlatField, solver: ODESolver, y0: Tensor, ts: Tensor,
     solve the chunk sees the same field, solver, controller and its own output tensors, so the
     field must not change its Python-level state (globals, attributes read while tracing) during
     the solve. Should a new specialisation be needed anyway, the guards are switched back on.
+
+    ``event`` (eager only): stop each trajectory at its first zero crossing of the event's
+    condition (:mod:`.event`) — a crossing makes that trajectory done, its step is recorded, and
+    the event is located once after the loop; save times after it are left unwritten.
     """
     B, T = ts.shape
     dev, dt_ = y0.device, y0.dtype
@@ -261,7 +282,9 @@ def integrate_adaptive(f: FlatField, solver: ODESolver, y0: Tensor, ts: Tensor,
         guards = contextlib.ExitStack()
         calls = 0
     else:
-        attempt = _make_attempt(raw, solver, ctrl, T, Kw, coef)
+        attempt = _make_attempt(raw, solver, ctrl, T, Kw, coef, event=event)
+        if event is not None:
+            g = event.start(t, y)
     nfe_per_attempt = solver.stages - 1 + (0 if solver.fsal else 1)
     S = y0.shape[1]
     if track_graph:
@@ -295,10 +318,23 @@ def integrate_adaptive(f: FlatField, solver: ODESolver, y0: Tensor, ts: Tensor,
                     # the loop's own tensors, so re-checking the guards each time only costs time
                     guards.enter_context(torch.compiler.set_stance("default", skip_guard_eval_unsafe=True))
                 all_done, any_underflow, made, n_writes = info.tolist()
-            else:
+            elif event is None:
                 t, y, h, k1, r_prev, idx, done, accept, where_to, vals, flags = attempt(
                     t, y, h, k1, r_prev, idx, done, ts, t_end)
                 (all_done, any_underflow), made, n_writes = flags.tolist(), 1, 1
+            else:
+                t, y, h, k1, r_prev, idx, done, accept, where_to, vals, flags, g, step = attempt(
+                    t, y, h, k1, r_prev, idx, done, ts, t_end, g)
+                all_done, any_underflow, any_cross, bad_g = flags.tolist()
+                made, n_writes = 1, 1
+                if bad_g:
+                    i = int(torch.nonzero(~torch.isfinite(g))[0])
+                    raise FloatingPointError(
+                        f"Event.cond returned a non-finite value (nan/inf) at t = {f.direction * t[i].item():.6g} "
+                        f"(trajectory {i}); it must be finite along the solution")
+                if any_cross:
+                    event.record(*step)
+                    t_end = torch.where(step[0], t, t_end)   # a crossed trajectory stays done
             if defer_dense:
                 if n_writes:
                     where_to, vals = _dense_writes(solver, coef, where_to, vals, n_chunk, Kw, T)
@@ -327,6 +363,8 @@ def integrate_adaptive(f: FlatField, solver: ODESolver, y0: Tensor, ts: Tensor,
                     f"max_steps = {ctrl.max_steps} reached at t = {f.direction * t[i].item():.6g} "
                     f"(trajectory {i}) before t1 = {f.direction * t_end[i].item():.6g}; raise "
                     f"PIController.max_steps or loosen rtol/atol")
+    if event is not None:
+        event.locate(solver, t, y)
     f.stats.nfe += steps * nfe_per_attempt
     f.stats.n_steps += steps
     f.stats.count_jacobians(solver, steps)

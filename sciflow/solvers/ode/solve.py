@@ -9,9 +9,10 @@ import torch
 from torch import Tensor
 
 from .._checks import check_term_kind, check_times
-from ._core import default_controller
+from ._core import default_controller, solve_grid
 from .adjoint import BacksolveAdjoint, CheckpointAdjoint, DirectAdjoint
 from .controller import ConstantStepSize, PIController
+from .event import Event, EventResult, EventTracker
 from .runge_kutta import Dopri5
 from .solver import ODESolver
 from .term import ODETerm
@@ -35,11 +36,14 @@ class SaveAt:
 class Solution:
     """``ts: (time,)`` or ``(*batch, time)``; ``ys: (time, *batch, *state)``; ``stats``: ``nfe``
     (batched vector-field calls), ``n_steps`` (attempted steps; loop iterations for batched
-    adaptive stepping), ``n_accepted``/``n_rejected`` per trajectory for adaptive solves."""
+    adaptive stepping), ``n_accepted``/``n_rejected`` per trajectory for adaptive solves;
+    ``event``: where each trajectory stopped, for solves with an :class:`~.event.Event` (then
+    ``stats["n_event_evals"]`` counts the batched calls of its condition)."""
 
     ts: Tensor
     ys: Tensor
     stats: dict[str, Any] = field(default_factory=dict)
+    event: EventResult | None = None
 
 
 def _as_time(x, like: Tensor) -> Tensor:
@@ -51,7 +55,7 @@ def _as_time(x, like: Tensor) -> Tensor:
 def solve(term: ODETerm, solver: ODESolver, t0, t1, y0: Tensor, *,
           saveat: SaveAt = SaveAt(), controller: PIController | ConstantStepSize | None = None,
           adjoint: Adjoint | None = None, batch_ndim: int = 0, window: int | None = None,
-          compile: bool = False) -> Solution:
+          compile: bool = False, event: Event | None = None) -> Solution:
     """Solve ``dy/dt = f(t, y)`` from ``t0`` to ``t1`` (either direction).
 
     ``t0, t1``: scalars or ``(*batch,)`` tensors (per-trajectory intervals);
@@ -63,7 +67,13 @@ def solve(term: ODETerm, solver: ODESolver, t0, t1, y0: Tensor, *,
     4 for explicit Runge–Kutta methods, 1 — every save time a step end point — for Rosenbrock
     methods); ``compile``: opt-in ``torch.compile`` of
     each adaptive attempt (stages + error norm + controller + dense output fused; the vector field
-    must be traceable; compiled once per field object, solver, controller and shape).
+    must be traceable; compiled once per field object, solver, controller and shape);
+    ``event``: an :class:`~.event.Event` — each trajectory stops where its condition crosses zero
+    (``Solution.event`` has the times, states and which trajectories stopped; saves after a
+    trajectory's event are ``nan``; with ``SaveAt(t1=True)``, the default, the save at ``t1``
+    becomes the event time and state, so ``Solution.ts`` is per trajectory then). Gradients with
+    :class:`DirectAdjoint` only, through the implicit function theorem for the event time (see
+    :mod:`sciflow.solvers.ode.event`).
     """
     if not isinstance(term, ODETerm) and getattr(type(term), "kind", None) != "ode":
         raise TypeError(f"solve needs an ODETerm, got {type(term).__name__}")
@@ -97,10 +107,39 @@ def solve(term: ODETerm, solver: ODESolver, t0, t1, y0: Tensor, *,
         keep = ([0] if saveat.t0 else []) + ([1] if saveat.t1 else [])
         if not keep:
             raise ValueError("SaveAt saves nothing: give ts or set t0/t1 = True")
-    ys, stats = adjoint.run(term, solver, y0, grid, controller, batch_ndim=batch_ndim, window=window,
-                              compile=compile)
+    if event is None:
+        ys, stats = adjoint.run(term, solver, y0, grid, controller, batch_ndim=batch_ndim, window=window,
+                                compile=compile)
+        keep_t = torch.tensor(keep, device=grid.device)
+        return Solution(ts=grid.index_select(-1, keep_t), ys=ys.index_select(0, keep_t), stats=stats.as_dict())
+    return _solve_event(term, solver, y0, grid, keep, controller, adjoint, batch_ndim, window, compile, event,
+                        stop_slot=saveat.t1)
+
+
+def _solve_event(term, solver, y0, grid, keep, controller, adjoint, batch_ndim, window, compile, event, *,
+                 stop_slot: bool) -> Solution:
+    """``solve`` with a terminal :class:`Event`; ``stop_slot``: the save at ``t1`` becomes where
+    each trajectory stopped."""
+    if not isinstance(event, Event):
+        raise TypeError(f"event must be an Event(cond, direction), got {type(event).__name__}")
+    if not isinstance(adjoint, DirectAdjoint):
+        raise ValueError(f"solve(..., event=...) differentiates through the solve and the event time with "
+                         f"DirectAdjoint() only, got {adjoint!r}")
+    tracker = EventTracker(event)
+    ys, stats, _ = solve_grid(term, solver, y0, grid, controller, batch_ndim=batch_ndim, window=window,
+                              compile=compile, event=tracker)
+    res = tracker.result
+    last = grid.shape[-1] - 1
+    if stop_slot:   # the t1 slot holds where each trajectory stopped
+        n_b = res.t.ndim
+        if grid.ndim == 1 and n_b:
+            grid = grid.expand(res.t.shape + grid.shape)
+        grid = torch.cat([grid[..., :last], res.t.unsqueeze(-1).to(grid.dtype)], -1)
+        ys = torch.cat([ys[:last], res.y.unsqueeze(0)], 0)
     keep_t = torch.tensor(keep, device=grid.device)
-    return Solution(ts=grid.index_select(-1, keep_t), ys=ys.index_select(0, keep_t), stats=stats.as_dict())
+    stats = stats.as_dict()
+    stats["n_event_evals"] = tracker.n_cond
+    return Solution(ts=grid.index_select(-1, keep_t), ys=ys.index_select(0, keep_t), stats=stats, event=res)
 
 
 def odeint(f: Callable[[Tensor, Tensor], Tensor], y0: Tensor, t: Tensor, *,
