@@ -54,7 +54,7 @@ def test_loss_is_invariant_to_rescaling_the_data() -> None:
     torch.testing.assert_close(m.loss(scaled).total, loss, rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize("adjoint", ["backsolve", "checkpoint"])
+@pytest.mark.parametrize("adjoint", ["backsolve", "backsolve-seminorm", "checkpoint"])
 def test_adjoint_gradients_match_direct(adjoint: str) -> None:
     torch.manual_seed(0)
     batch = _spiral(4, T=6)

@@ -119,3 +119,61 @@ def test_torchdiffeq_backend_adjoint():
     ys = odeint(f, y0, t, rtol=1e-10, atol=1e-12)
     g_ref = torch.autograd.grad(ys.pow(2).sum(), params)
     assert_grads_close(g_td, g_ref, 1e-5)
+
+
+@pytest.mark.parametrize("batch_ndim", [0, 1])
+def test_seminorm_controls_the_step_by_the_leading_entries_only(batch_ndim):
+    """With the error norm over the first entry only, a passive fast channel z' = cos(40 t) that
+    feeds nothing back does not shorten the steps: the same steps as solving y' = -y alone."""
+    from sciflow.solvers import ODETerm, PIController
+    from sciflow.solvers.ode._core import solve_grid
+
+    def slow(t, y):
+        return -y
+
+    def both(t, y):
+        return torch.stack([-y[..., 0], torch.cos(40 * t).reshape(-1).expand_as(y[..., 1])], -1)
+
+    ts = torch.linspace(0, 3, 4, dtype=DT)
+    ctrl = PIController(rtol=1e-6, atol=1e-9)
+    y0 = torch.tensor([[1.0, 0.0], [2.0, 0.0]], dtype=DT)
+    _, alone, _ = solve_grid(ODETerm(slow), Dopri5(), y0[:, :1], ts, ctrl, batch_ndim=batch_ndim)
+    _, full, _ = solve_grid(ODETerm(both), Dopri5(), y0, ts, ctrl, batch_ndim=batch_ndim)
+    ys, semi, _ = solve_grid(ODETerm(both), Dopri5(), y0, ts, ctrl, batch_ndim=batch_ndim, norm_entries=1)
+    assert semi.n_steps == alone.n_steps < full.n_steps / 3
+    torch.testing.assert_close(ys[-1, :, 0], y0[:, 0] * torch.exp(torch.tensor(-3.0, dtype=DT)), rtol=1e-5, atol=0)
+
+
+def test_backsolve_seminorm_takes_fewer_backward_steps_for_the_same_gradient():
+    """Kidger, Chen & Lyons (2021): the parameter-gradient channels left out of the backward error
+    norm. Measured on a 2-128-128-2 tanh MLP field (seeds 0-2, rtol 1e-7): 14-20 % fewer backward
+    evaluations, gradient errors vs a direct solve at rtol 1e-12 within 1.3x of the full norm's."""
+    torch.manual_seed(2)
+    net = nn.Sequential(nn.Linear(2, 128), nn.Tanh(), nn.Linear(128, 128), nn.Tanh(), nn.Linear(128, 2)).to(DT)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.mul_(2.0)
+    calls = [0]
+
+    def f(t, y):
+        calls[0] += 1
+        return net(y)
+
+    y0 = torch.randn(64, 2, dtype=DT)
+    ts = torch.linspace(0, 5, 6, dtype=DT)
+
+    def backward(adjoint, rtol):
+        net.zero_grad()
+        ys = odeint(f, y0, ts, solver=Dopri5(), rtol=rtol, atol=rtol * 1e-2, adjoint=adjoint)
+        calls[0] = 0
+        ys.square().sum().backward()
+        return torch.cat([p.grad.flatten() for p in net.parameters()]), calls[0]
+
+    ref, _ = backward(None, 1e-12)
+    params = list(net.parameters())
+    g_full, n_full = backward(BacksolveAdjoint(params), 1e-7)
+    g_semi, n_semi = backward(BacksolveAdjoint(params, seminorm=True), 1e-7)
+    err_full, err_semi = ((g_full - ref).norm() / ref.norm()).item(), ((g_semi - ref).norm() / ref.norm()).item()
+    assert n_semi < 0.9 * n_full, (n_semi, n_full)         # measured 280 vs 352
+    assert err_semi < 1e-7 and err_semi < 1.5 * err_full, (err_semi, err_full)
+    assert "seminorm=True" in repr(BacksolveAdjoint(params, seminorm=True))

@@ -17,8 +17,9 @@ class Config:
     ``solver``: a key of ``sciflow.solvers.registry.SOLVERS``; fixed-step solvers take
     ``steps_per_interval`` steps between consecutive observation times, adaptive ones use
     ``rtol``/``atol``. ``adjoint``: how gradients flow through the solve (``direct``
-    backpropagation, the ``backsolve`` continuous adjoint of Chen et al. 2018, or
-    ``checkpoint``-ed recomputation).
+    backpropagation, the ``backsolve`` continuous adjoint of Chen et al. 2018 — with
+    ``backsolve-seminorm`` its backward steps sized by the state and adjoint errors only, Kidger,
+    Chen & Lyons 2021 — or ``checkpoint``-ed recomputation).
     """
 
     state_dim: int = 3
@@ -31,7 +32,7 @@ class Config:
     steps_per_interval: int = 1
     rtol: float = 1e-5
     atol: float = 1e-6
-    adjoint: Literal["direct", "backsolve", "checkpoint"] = "direct"
+    adjoint: Literal["direct", "backsolve", "backsolve-seminorm", "checkpoint"] = "direct"
 
     def __post_init__(self) -> None:
         if self.state_dim < 1 or self.width < 1 or self.depth < 1:

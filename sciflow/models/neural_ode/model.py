@@ -14,7 +14,8 @@ Deviation from the paper: the paper fits latent ODEs with a VAE for irregular da
 plain "ODE-Net" regression of observed states, which is what a physical-dynamics user usually
 wants for a fully observed system. Gradients default to direct backpropagation through the
 solver (exact for the computed solution, fastest for short windows); the paper's continuous
-adjoint is ``adjoint="backsolve"``.
+adjoint is ``adjoint="backsolve"`` (``"backsolve-seminorm"``: with Kidger, Chen & Lyons' 2021
+seminorm for the backward step control).
 """
 
 from __future__ import annotations
@@ -94,8 +95,8 @@ class NeuralODE(SciflowModel):
 
     # ------------------------------------------------------------------ forecast
     def _adjoint(self):
-        if self.cfg.adjoint == "backsolve":
-            return BacksolveAdjoint(list(self.field.parameters()))
+        if self.cfg.adjoint.startswith("backsolve"):
+            return BacksolveAdjoint(list(self.field.parameters()), seminorm=self.cfg.adjoint == "backsolve-seminorm")
         return CheckpointAdjoint() if self.cfg.adjoint == "checkpoint" else DirectAdjoint()
 
     def _dt(self, times: Tensor) -> float | None:

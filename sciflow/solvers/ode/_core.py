@@ -3,7 +3,8 @@
 ``solve_grid`` validates the inputs once, maps ``(*batch, *state)`` states onto the flat ``(B, S)``
 layout of :mod:`._integrate`, maps decreasing time grids onto increasing ones, dispatches on the
 controller (adaptive with one shared clock and no compilation: :mod:`._shared_clock`; per-trajectory
-clocks or ``compile=True``: the masked loop of :mod:`._integrate`) and checks the result for non-finite values (one host sync, after the loop).
+clocks, ``compile=True`` or an event: the masked loop of :mod:`._integrate`) and checks the result
+for non-finite values (one host sync, after the loop).
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def default_controller(solver: ODESolver, *, rtol: float, atol: float, dt: float
 def solve_grid(term, solver: ODESolver, y0: Tensor, ts: Tensor,
                controller: PIController | ConstantStepSize, *, batch_ndim: int = 0,
                window: int | None = None, h0: Tensor | None = None, check_inputs: bool = True,
-               compile: bool = False, event: EventTracker | None = None
+               compile: bool = False, event: EventTracker | None = None, norm_entries: int | None = None
                ) -> tuple[Tensor, Stats, Tensor | None]:
     """Integrate ``term`` from ``ts[..., 0]`` through every time of ``ts``.
 
@@ -62,7 +63,8 @@ def solve_grid(term, solver: ODESolver, y0: Tensor, ts: Tensor,
     looked at per adaptive step (``None``: the solver's ``default_window``; ``1`` makes every save
     time a step end point). ``event``: stop each trajectory at a zero crossing (:mod:`.event`;
     eager solves only, always on the masked loop); saves after a trajectory's event hold ``nan``
-    and the event is in ``event.result``.
+    and the event is in ``event.result``. ``norm_entries``: adaptive error control over the first
+    entries of each trajectory's flattened state only (a seminorm; the backsolve adjoint's).
     """
     if check_inputs:
         check_term_kind(term, solver)
@@ -112,10 +114,11 @@ def solve_grid(term, solver: ODESolver, y0: Tensor, ts: Tensor,
     elif isinstance(controller, ConstantStepSize):
         ys = integrate_fixed(field, solver, y0f, ts_flat, controller, event=event)
     elif batch_ndim == 0 and not compile and event is None:  # one clock: scalar control on the host
-        ys, h_last = integrate_shared_clock(field, solver, y0f, ts_flat, controller, window=window, h0=h0)
+        ys, h_last = integrate_shared_clock(field, solver, y0f, ts_flat, controller, window=window, h0=h0,
+                                            norm_entries=norm_entries)
     else:
         ys, h_last = integrate_adaptive(field, solver, y0f, ts_flat, controller, window=window, h0=h0,
-                                         compile=compile, event=event)
+                                         compile=compile, event=event, norm_entries=norm_entries)
     if event is not None:  # saves after a trajectory's event: nan (checked for finiteness before)
         after = (ts_flat > event.t_stop.unsqueeze(1)).t().unsqueeze(-1)     # (T, B, 1)
         check_finite_trajectory(torch.where(after, 0.0, ys.detach()).reshape((T,) + tuple(y0.shape)), ts)

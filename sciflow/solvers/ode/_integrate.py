@@ -36,16 +36,17 @@ def _rms(x: Tensor) -> Tensor:
 
 
 def initial_step(f: FlatField, solver: ODESolver, t0: Tensor, y0: Tensor, f0: Tensor,
-                 ctrl: PIController, span: Tensor) -> Tensor:
+                 ctrl: PIController, span: Tensor, norm_entries: int | None = None) -> Tensor:
     """Hairer, Nørsett & Wanner (1993), *Solving ODEs I*, §II.4 "Starting step size" — batched."""
     y0, f0 = y0.detach(), f0.detach()
+    m = norm_entries   # the norms over the first entries only (a seminorm; None: all)
     scale = ctrl.atol + ctrl.rtol * y0.abs()
-    d0, d1 = _rms(y0 / scale), _rms(f0 / scale)
+    d0, d1 = _rms((y0 / scale)[:, :m]), _rms((f0 / scale)[:, :m])
     h0 = torch.where((d0 < 1e-5) | (d1 < 1e-5), torch.full_like(d0, 1e-6), 0.01 * d0 / d1)
     h0 = torch.minimum(h0, span)
     with torch.no_grad():
         f1 = f(t0 + h0, torch.addcmul(y0, h0.unsqueeze(-1), f0))
-    d2 = _rms((f1 - f0) / scale) / h0
+    d2 = _rms(((f1 - f0) / scale)[:, :m]) / h0
     dmax = torch.maximum(d1, d2)
     h1 = torch.where(dmax <= 1e-15, torch.clamp(h0 * 1e-3, min=1e-6),
                      (0.01 / dmax) ** (1.0 / (solver.error_order + 1)))
@@ -54,7 +55,7 @@ def initial_step(f: FlatField, solver: ODESolver, t0: Tensor, y0: Tensor, f0: Te
 
 def _make_attempt(f: Callable, solver: ODESolver, ctrl: PIController, T: int, Kw: int,
                   coef: Tensor | None, elementwise: bool = False, defer_dense: bool = False,
-                  event: EventTracker | None = None):
+                  event: EventTracker | None = None, norm_entries: int | None = None):
     """One masked adaptive step for every trajectory, as a pure tensor function (compile-able).
 
     State in/out: ``t, y, h, k1, r_prev, idx, done`` plus the dense-output writes
@@ -83,7 +84,7 @@ def _make_attempt(f: Callable, solver: ODESolver, ctrl: PIController, T: int, Kw
         y1, ks, err = solver.step(f, t, y, hh, k1)
         scale = ctrl.atol + ctrl.rtol * torch.maximum(y.abs(), y1.abs())
         # the step-size sequence is control flow, not part of the model: no gradient through it
-        r = _rms(err / scale).detach()
+        r = _rms((err / scale)[:, :norm_entries]).detach()
         accept = (r <= 1.0) & ~done
         # PI step-size update (r = 0 -> factor_max; r = nan -> factor_min; a rejected step never
         # grows, an accepted one never shrinks: torchdiffeq's and diffrax's rule)
@@ -224,7 +225,8 @@ _compile = torch.compile
 
 def integrate_adaptive(f: FlatField, solver: ODESolver, y0: Tensor, ts: Tensor,
                        ctrl: PIController, window: int = 4, h0: Tensor | None = None,
-                       compile: bool = False, event: EventTracker | None = None) -> tuple[Tensor, Tensor]:
+                       compile: bool = False, event: EventTracker | None = None,
+                       norm_entries: int | None = None) -> tuple[Tensor, Tensor]:
     """Adaptive steps with per-row error control; returns ``(ys (T, B, S), last step h (B,))``.
 
     ``compile=True`` compiles a chunk of ``_CHUNK`` whole attempts (all stages, error norm,
@@ -239,7 +241,9 @@ def integrate_adaptive(f: FlatField, solver: ODESolver, y0: Tensor, ts: Tensor,
 
     ``event`` (eager only): stop each trajectory at its first zero crossing of the event's
     condition (:mod:`.event`) — a crossing makes that trajectory done, its step is recorded, and
-    the event is located once after the loop; save times after it are left unwritten.
+    the event is located once after the loop; save times after it are left unwritten. ``norm_entries``: the
+    error norm (and the initial step's) runs over the first ``norm_entries`` entries of each
+    trajectory's state only, a seminorm (Kidger, Chen & Lyons 2021; :class:`~.adjoint.BacksolveAdjoint`).
     """
     B, T = ts.shape
     dev, dt_ = y0.device, y0.dtype
@@ -255,7 +259,7 @@ def integrate_adaptive(f: FlatField, solver: ODESolver, y0: Tensor, ts: Tensor,
     if h0 is not None:
         h = h0.to(dt_).expand(B).clone()
     elif ctrl.dt0 is None:
-        h = initial_step(f, solver, t, y, k1, ctrl, t_end - t)
+        h = initial_step(f, solver, t, y, k1, ctrl, t_end - t, norm_entries)
     else:
         h = torch.full_like(t, ctrl.dt0)
     raw = f.raw
@@ -274,15 +278,15 @@ def integrate_adaptive(f: FlatField, solver: ODESolver, y0: Tensor, ts: Tensor,
     track_graph = torch.is_grad_enabled()
     if compile:
         key = (f.f, f.y_shape, f.shared_clock, f.direction, type(solver), ctrl, Kw, B, T, dt_, dev, n_chunk,
-               track_graph, y0.stride())
+               track_graph, y0.stride(), norm_entries)
         chunk = _compiled_attempt(key, lambda: _make_chunk(
-            _make_attempt(raw, solver, ctrl, T, Kw, coef, elementwise=True, defer_dense=defer_dense),
-            n_chunk, T), dev)
+            _make_attempt(raw, solver, ctrl, T, Kw, coef, elementwise=True, defer_dense=defer_dense,
+                          norm_entries=norm_entries), n_chunk, T), dev)
         budget = torch.zeros((), dtype=torch.long, device=dev)
         guards = contextlib.ExitStack()
         calls = 0
     else:
-        attempt = _make_attempt(raw, solver, ctrl, T, Kw, coef, event=event)
+        attempt = _make_attempt(raw, solver, ctrl, T, Kw, coef, event=event, norm_entries=norm_entries)
         if event is not None:
             g = event.start(t, y)
     nfe_per_attempt = solver.stages - 1 + (0 if solver.fsal else 1)

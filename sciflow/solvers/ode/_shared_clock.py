@@ -118,12 +118,13 @@ class _BufferedStages:
         torch.mv(self.k_t, rows[-1], out=self.err)
         return y1, self.err
 
-    def error_ratio(self, y1: Tensor, err: Tensor, ctrl: PIController) -> Tensor:
-        """``‖e / (atol + rtol max(|y|, |y1|))‖_2`` (0-d; divide by ``√N`` for the RMS)."""
+    def error_ratio(self, y1: Tensor, err: Tensor, ctrl: PIController, m: int | None = None) -> Tensor:
+        """``‖e / (atol + rtol max(|y|, |y1|))‖_2`` over the first ``m``
+        entries (all: ``None``; a seminorm); 0-d, divide by ``√m`` for the RMS."""
         w = torch.abs(y1, out=self.work)
         torch.maximum(w, self.abs_y, out=w)
         w.mul_(ctrl.rtol).add_(ctrl.atol)
-        return torch.linalg.vector_norm(err / w)
+        return torch.linalg.vector_norm(err[:m] / w[:m])
 
     def next_first_stage(self, y1: Tensor, t1: float) -> Tensor:
         """``f(t1, y1)`` as a row ``(N,)``: ``k_s`` for FSAL methods, else one new evaluation."""
@@ -140,11 +141,12 @@ class _BufferedStages:
 
 
 def integrate_shared_clock(f: FlatField, solver: ODESolver, y0: Tensor, ts: Tensor,
-                           ctrl: PIController, window: int = 4, h0: Tensor | None = None
-                           ) -> tuple[Tensor, Tensor]:
+                           ctrl: PIController, window: int = 4, h0: Tensor | None = None,
+                           norm_entries: int | None = None) -> tuple[Tensor, Tensor]:
     """Adaptive steps on one shared clock; returns ``(ys (T, 1, N), last step h (1,))``.
 
     ``y0: (1, N)``, ``ts: (1, T)`` increasing (the caller's flat layout with ``B = 1``).
+    ``norm_entries``: the error norm runs over the first entries only (a seminorm).
     """
     if not f.shared_clock or y0.shape[0] != 1:
         raise ValueError("integrate_shared_clock needs one shared clock (batch_ndim = 0)")
@@ -157,7 +159,7 @@ def integrate_shared_clock(f: FlatField, solver: ODESolver, y0: Tensor, ts: Tens
     if h0 is not None:
         h = float(h0.reshape(-1)[0])
     elif ctrl.dt0 is None:
-        h = float(initial_step(f, solver, t_dev, y0, k1, ctrl, ts[:, -1] - t_dev))
+        h = float(initial_step(f, solver, t_dev, y0, k1, ctrl, ts[:, -1] - t_dev, norm_entries))
     else:
         h = float(ctrl.dt0)
     kexp = solver.error_order + 1
@@ -166,8 +168,8 @@ def integrate_shared_clock(f: FlatField, solver: ODESolver, y0: Tensor, ts: Tens
     Kw = max(1, min(window, T - 1))
     clip_to_window = (T - 1) > Kw
     coef = solver.interp_coefficients(dt_, dev)
-    N = y0.shape[1]
-    inv_sqrt_n = 1.0 / math.sqrt(N)
+    m = norm_entries
+    inv_sqrt_n = 1.0 / math.sqrt(y0.shape[1] if m is None else m)
     # the solver's own step() with autograd, or for solvers without an explicit tableau (Rosenbrock);
     # the preallocated stage buffer otherwise
     use_step = torch.is_grad_enabled() or not isinstance(solver, ExplicitRungeKutta)
@@ -196,10 +198,10 @@ def integrate_shared_clock(f: FlatField, solver: ODESolver, y0: Tensor, ts: Tens
             y1, ks, err = solver.step(raw, tt, y, hc, k_first)
             with torch.no_grad():
                 scale = ctrl.atol + ctrl.rtol * torch.maximum(y.abs(), y1.abs())
-                r = float(torch.linalg.vector_norm(err / scale)) * inv_sqrt_n   # the one host sync
+                r = float(torch.linalg.vector_norm((err / scale)[:, :m])) * inv_sqrt_n   # the one host sync
         else:
             y1, err = buf.step(t, hh)
-            r = float(buf.error_ratio(y1, err, ctrl)) * inv_sqrt_n           # the one host sync
+            r = float(buf.error_ratio(y1, err, ctrl, m)) * inv_sqrt_n        # the one host sync
         steps += 1
         accept = r <= 1.0                                                   # False for NaN
         if r != r:

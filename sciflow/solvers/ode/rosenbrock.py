@@ -42,7 +42,8 @@ Gradients. :class:`~sciflow.solvers.ode.adjoint.DirectAdjoint` works: backpropag
 steps, through the Jacobian (``torch.func`` composes with the outer backward pass) and the LU solves
 — the exact gradient of the computed solution (tested against finite differences and the analytic
 derivative). Refused with an error naming the reason:
-:class:`~sciflow.solvers.ode.adjoint.CheckpointAdjoint` (``torch.func.vjp`` cannot run under the saved-tensor hooks of ``torch.utils.checkpoint``) and
+:class:`~sciflow.solvers.ode.adjoint.CheckpointAdjoint` (``torch.func.vjp`` cannot run under the
+saved-tensor hooks of ``torch.utils.checkpoint``) and
 :class:`~sciflow.solvers.ode.adjoint.BacksolveAdjoint` with Rodas4 as its backward solver (the
 adjoint system's field calls ``torch.autograd.grad``, which ``torch.func`` cannot differentiate);
 ``BacksolveAdjoint(solver=Dopri5())`` — Rodas4 forwards, an explicit solver backwards — works but
