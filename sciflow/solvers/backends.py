@@ -2,7 +2,8 @@
 
 ``odeint(f, y0, t, solver=Torchdiffeq("dopri5"))`` runs ``torchdiffeq.odeint`` (Chen 2018) with
 any of its methods; ``adjoint=BacksolveAdjoint(params)`` maps to ``torchdiffeq.odeint_adjoint``
-with those ``adjoint_params``. The torchsde backend lives with the SDE solvers.
+with those ``adjoint_params`` (and ``seminorm=True`` to its ``adjoint_options=dict(norm="seminorm")``).
+The torchsde backend lives with the SDE solvers.
 """
 
 from __future__ import annotations
@@ -72,8 +73,9 @@ class Torchdiffeq:
             params = adjoint.adjoint_params
             if params is None:
                 params = tuple(f.parameters()) if isinstance(f, nn.Module) else ()
+            extra = {"adjoint_options": {"norm": "seminorm"}} if adjoint.seminorm else {}
             ys = torchdiffeq.odeint_adjoint(counted, y0, t, rtol=rtol, atol=atol, method=self.method,
-                                            options=options, adjoint_params=tuple(params))
+                                            options=options, adjoint_params=tuple(params), **extra)
         else:
             ys = torchdiffeq.odeint(counted, y0, t, rtol=rtol, atol=atol, method=self.method,
                                     options=options)
