@@ -446,7 +446,7 @@ def test_rodas4_stiff_batch_on_device_matches_cpu_with_gradients() -> None:
     torch.testing.assert_close(g.cpu(), torch.tensor(-4 * 2 * math.exp(-1.0), dtype=torch.float64), rtol=1e-6, atol=0)
 
 
-def test_terminal_events_on_device_match_cpu_with_gradients() -> None:
+def test_events_on_device_match_cpu_with_gradients() -> None:
     """Per-trajectory event detection, the batched root search and the implicit-function gradient on
     the device: the same event times, states and dt*/dg as on the CPU (free fall, closed form)."""
     from sciflow.solvers import Dopri5, Event, ODETerm, PIController, solve
@@ -469,3 +469,12 @@ def test_terminal_events_on_device_match_cpu_with_gradients() -> None:
     h0, v0 = torch.tensor([10.0, 5.0, 1.0]), torch.tensor([0.0, 2.0, -1.0])
     exact = (v0 + torch.sqrt(v0 ** 2 + 2 * 9.81 * h0)) / 9.81
     torch.testing.assert_close(got.event.t.detach().cpu().float(), exact, rtol=1e-6, atol=0)
+    # recorded crossings (non-terminal, several per trajectory) on the device: sin t = 0 at k pi
+    from sciflow.solvers import ODETerm as Term
+    osc = Term(lambda t, y: torch.stack([y[..., 1], -y[..., 0]], -1))
+    y0 = torch.tensor([[0.0, 1.0], [math.sin(0.5), math.cos(0.5)]], dtype=torch.float64, device=DEV)
+    sol = solve(osc, Dopri5(), 0.0, 12.0, y0, batch_ndim=1, controller=PIController(rtol=1e-10, atol=1e-12),
+                event=Event(lambda t, y: y[..., 0], terminal=False, max_events=3))
+    _on_device(sol.event.t, sol.event.occurred)
+    k = torch.arange(1, 4, dtype=torch.float64) * math.pi
+    torch.testing.assert_close(sol.event.t.cpu(), torch.stack([k, k - 0.5]), rtol=0, atol=1e-9)

@@ -71,12 +71,12 @@ def test_saves_before_the_event_match_a_plain_solve_and_after_it_are_nan():
     assert torch.equal(with_event.ts, ts)               # no t1 save asked: ts unchanged
 
 
-def test_no_event_gives_the_end_state_and_no_nan():
+def test_no_event_leaves_nan_in_the_event_and_the_end_state_in_the_solution():
     y0 = torch.tensor([[100.0, 0.0], [1.0, 0.0]], dtype=DT)
     sol = solve(ODETerm(ballistic(G)), Dopri5(), 0.0, 1.0, y0, event=GROUND, batch_ndim=1, controller=TIGHT)
     assert sol.event.occurred.tolist() == [False, True]
-    assert sol.event.t[0] == 1.0
-    assert abs(sol.event.y[0, 0].item() - (100 - G / 2)) < 1e-10
+    assert torch.isnan(sol.event.t[0]) and torch.isnan(sol.event.y[0]).all()
+    assert sol.ts[0, -1] == 1.0 and abs(sol.ys[-1, 0, 0].item() - (100 - G / 2)) < 1e-10
     assert torch.isfinite(sol.ys).all()
 
 
@@ -89,6 +89,66 @@ def test_direction_and_a_start_on_zero(direction, expected):
     sol = solve(ODETerm(osc), Dopri5(), 0.0, 10.0, y0, controller=TIGHT,
                 event=Event(lambda t, y: y[0], direction=direction))
     assert abs(sol.event.t.item() - expected) < 1e-9
+
+
+OSC = ODETerm(lambda t, y: torch.stack([y[..., 1], -y[..., 0]], -1))    # y = (sin t, cos t) from (0, 1)
+
+
+def test_recorded_crossings_of_a_non_terminal_event():
+    """sin t crosses 0 at k pi: the first five located, the solve goes on to t1; a second
+    trajectory with a shifted phase and a third with too few crossings (nan-padded)."""
+    phase = torch.tensor([0.0, 0.5, 0.0], dtype=DT)
+    y0 = torch.stack([torch.sin(phase), torch.cos(phase)], -1)
+    t1 = torch.tensor([20.0, 20.0, 7.0], dtype=DT)
+    sol = solve(OSC, Dopri5(), 0.0, t1, y0, batch_ndim=1, controller=TIGHT,
+                event=Event(lambda t, y: y[..., 0], terminal=False, max_events=5))
+    k = torch.arange(1, 6, dtype=DT) * math.pi
+    expected = torch.stack([k, k - 0.5, k])
+    assert sol.event.t.shape == (3, 5) and sol.event.y.shape == (3, 5, 2)
+    assert sol.event.occurred.tolist() == [[True] * 5, [True] * 5, [True, True, False, False, False]]
+    got = sol.event.t[sol.event.occurred]
+    assert (got - expected[sol.event.occurred]).abs().max() < 1e-9
+    assert torch.isnan(sol.event.t[2, 2:]).all()
+    assert sol.event.y[..., 0][sol.event.occurred].abs().max() < 1e-9          # on the section
+    assert torch.equal(sol.ts[:, -1], t1) and torch.isfinite(sol.ys).all()    # went on to t1
+
+
+def test_terminal_event_after_several_crossings():
+    """Stop at the third crossing of sin t = 0 (t = 3 pi); saves after it are nan."""
+    ts = torch.linspace(0.0, 12.0, 13, dtype=DT)
+    for ctrl in (TIGHT, ConstantStepSize(0.01)):
+        solver = Dopri5() if isinstance(ctrl, PIController) else RK4()
+        sol = solve(OSC, solver, 0.0, 12.0, torch.tensor([0.0, 1.0], dtype=DT), controller=ctrl,
+                    saveat=SaveAt(ts=ts), event=Event(lambda t, y: y[0], max_events=3))
+        assert (sol.event.t - torch.arange(1, 4, dtype=DT) * math.pi).abs().max() < 1e-9
+        assert abs(sol.ts[-1].item() - 3 * math.pi) < 1e-9 and sol.ys[-1, 0].abs() < 1e-9
+        assert torch.isnan(sol.ys[10:-1]).all() and torch.isfinite(sol.ys[:10]).all()   # 10 > 3 pi
+
+
+def test_lorenz_maxima_match_scipy():
+    """The Lorenz (1963) return map: successive maxima of z (dz/dt = xy - beta z falling through 0),
+    a non-terminal event on a chaotic solution, against scipy's DOP853 with its event location."""
+    sigma, rho, beta = 10.0, 28.0, 8.0 / 3.0
+
+    def lorenz(t, y):
+        x, yy, z = y.unbind(-1)
+        return torch.stack([sigma * (yy - x), x * (rho - z) - yy, x * yy - beta * z], -1)
+
+    y0 = torch.tensor([[1.0, 1.0, 20.0], [-3.0, 2.0, 25.0]], dtype=DT)
+    sol = solve(ODETerm(lorenz), Tsit5(), 0.0, 5.0, y0, batch_ndim=1, controller=PIController(rtol=1e-11, atol=1e-11),
+                event=Event(lambda t, y: y[..., 0] * y[..., 1] - beta * y[..., 2], direction=-1, terminal=False,
+                            max_events=6))
+
+    def zdot(t, y):
+        return y[0] * y[1] - beta * y[2]
+    zdot.direction = -1
+    for b in range(2):
+        ref = solve_ivp(lambda t, y: [sigma * (y[1] - y[0]), y[0] * (rho - y[2]) - y[1], y[0] * y[1] - beta * y[2]],
+                        (0.0, 5.0), y0[b].tolist(), method="DOP853", rtol=1e-13, atol=1e-13, events=zdot)
+        n = min(6, len(ref.t_events[0]))
+        assert n >= 5 and bool(sol.event.occurred[b, :n].all())
+        assert abs(sol.event.t[b, :n] - torch.tensor(ref.t_events[0][:n])).max() < 1e-9     # measured 2.4e-11
+        assert abs(sol.event.y[b, :n, 2] - torch.tensor(ref.y_events[0][:n, 2])).max() < 1e-8  # 8.5e-10
 
 
 def test_reversed_time():

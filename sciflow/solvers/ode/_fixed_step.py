@@ -2,8 +2,9 @@
 explicit Runge–Kutta steps along the save grid in the flat layout of :mod:`._flat_field`, each
 interval cut into equal sub-steps of at most ``controller.dt`` (the same count for every
 trajectory, found with one host sync at set-up), the FSAL stage reused across steps. With an
-event (:mod:`.event`) every trajectory keeps stepping to the end of the grid (no per-step host
-sync); the first crossing's step is recorded per trajectory and the event located afterwards.
+event (:mod:`.event`) every trajectory keeps stepping to the end of the grid; crossings are
+checked after each step (one host sync) and located at once, those after a terminal event's last
+one ignored.
 """
 
 from __future__ import annotations
@@ -43,11 +44,13 @@ def integrate_fixed(f: FlatField, solver: ODESolver, y0: Tensor, ts: Tensor,
             k1 = ks[-1] if solver.fsal else None
             if event is not None:
                 g1 = event.cond(t + h, y)
-                event.record(event.crossed(g, g1), t, h, y_prev, y, ks, g, g1)
+                cross = event.crossed(g, g1)
+                if bool(cross.any()):
+                    event.on_crossing(solver, cross, t, h, y_prev, y, ks, g, g1)
                 g = g1
             f.stats.n_steps += 1
         ys.append(y)
     f.stats.count_jacobians(solver, sum(n_sub))
     if event is not None:
-        event.locate(solver, ts[:, -1], y)
+        event.finish(ts[:, -1])
     return torch.stack(ys)

@@ -61,9 +61,9 @@ def _make_attempt(f: Callable, solver: ODESolver, ctrl: PIController, T: int, Kw
     State in/out: ``t, y, h, k1, r_prev, idx, done`` plus the dense-output writes
     ``(where_to (B, Kw), vals (B, Kw, S))`` and ``flags = [all done, any step underflow]``.
     With an ``event`` (eager only) the attempt also takes and returns the condition's value ``g``
-    at each trajectory's current time, a trajectory that crosses zero in an accepted step is
-    done, ``flags`` gains ``[any crossing, any non-finite g]`` and the step's data
-    ``(cross, t, h, y, y1, ks, g, g1)`` is returned last for :meth:`EventTracker.record`.
+    at each trajectory's current time, ``flags`` gains ``[any crossing, any non-finite g]`` and
+    the step's data ``(cross, t, h, y, y1, ks, g, g1)`` is returned last for
+    :meth:`EventTracker.on_crossing` (the caller stops the rows it returns).
     ``defer_dense`` (solvers with an interpolant only): ``vals`` is instead what the interpolant
     needs, ``(theta (B, Kw), h (B,), y (B, S), k_1 … k_s)``, for the caller to evaluate only for
     the rare attempts that write a save time (see :func:`_dense_writes`).
@@ -120,8 +120,6 @@ def _make_attempt(f: Callable, solver: ODESolver, ctrl: PIController, T: int, Kw
         y = torch.where(acc_c, y1, y)
         k1 = torch.where(acc_c, f1, k1)
         done = t >= t_end
-        if event is not None:
-            done = done | cross
         # ~(h > ...) is also True for a NaN step (the error ratio was NaN before any step shrank it)
         underflow = ~done & ~(h > ctrl.dtmin * torch.clamp(t.abs(), min=1.0))
         if event is not None:
@@ -239,9 +237,9 @@ def integrate_adaptive(f: FlatField, solver: ODESolver, y0: Tensor, ts: Tensor,
     field must not change its Python-level state (globals, attributes read while tracing) during
     the solve. Should a new specialisation be needed anyway, the guards are switched back on.
 
-    ``event`` (eager only): stop each trajectory at its first zero crossing of the event's
-    condition (:mod:`.event`) — a crossing makes that trajectory done, its step is recorded, and
-    the event is located once after the loop; save times after it are left unwritten. ``norm_entries``: the
+    ``event`` (eager only): locate the zero crossings of the event's condition (:mod:`.event`) as
+    they happen; a terminal event's last crossing makes its trajectory done (save times after it
+    are left unwritten). ``norm_entries``: the
     error norm (and the initial step's) runs over the first ``norm_entries`` entries of each
     trajectory's state only, a seminorm (Kidger, Chen & Lyons 2021; :class:`~.adjoint.BacksolveAdjoint`).
     """
@@ -337,8 +335,10 @@ def integrate_adaptive(f: FlatField, solver: ODESolver, y0: Tensor, ts: Tensor,
                         f"Event.cond returned a non-finite value (nan/inf) at t = {f.direction * t[i].item():.6g} "
                         f"(trajectory {i}); it must be finite along the solution")
                 if any_cross:
-                    event.record(*step)
-                    t_end = torch.where(step[0], t, t_end)   # a crossed trajectory stays done
+                    halt = event.on_crossing(solver, *step)
+                    t_end = torch.where(halt, t, t_end)     # a stopped trajectory stays done
+                    done = done | halt
+                    all_done = bool(done.all())
             if defer_dense:
                 if n_writes:
                     where_to, vals = _dense_writes(solver, coef, where_to, vals, n_chunk, Kw, T)
@@ -368,7 +368,7 @@ def integrate_adaptive(f: FlatField, solver: ODESolver, y0: Tensor, ts: Tensor,
                     f"(trajectory {i}) before t1 = {f.direction * t_end[i].item():.6g}; raise "
                     f"PIController.max_steps or loosen rtol/atol")
     if event is not None:
-        event.locate(solver, t, y)
+        event.finish(ts[:, -1])
     f.stats.nfe += steps * nfe_per_attempt
     f.stats.n_steps += steps
     f.stats.count_jacobians(solver, steps)

@@ -14,9 +14,10 @@ is accepted when ``r_n ≤ 1``; a rejected step never grows and an accepted step
 next one (the factor is clipped to ``≥ 1`` on acceptance, as in torchdiffeq and diffrax: without
 it a step whose ``r_n`` lies in ``(safety^k, 1]`` is accepted and yet shortens the next step,
 which on batched Lorenz-63 cost Dopri5 9 % more steps than torchdiffeq at the same tolerances).
-``pcoeff = 0, icoeff = 1`` is the classic integral (I) controller of torchdiffeq and scipy; ``pcoeff = 0.4/k``-style values give
-smoother step sequences. The RMS norm runs over the state of each independently stepped
-trajectory (per-trajectory error control) or over the whole batch (one clock for all).
+``pcoeff = 0, icoeff = 1`` is the classic integral (I) controller of torchdiffeq and scipy;
+``pcoeff = 0.4/k``-style values give smoother step sequences. The RMS norm runs over the state of
+each independently stepped trajectory (per-trajectory error control) or over the whole batch (one
+clock for all).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Terminal events: stop each trajectory where a condition function crosses zero.
+"""Events: locate where a condition function crosses zero; stop there or record the crossings.
 
 ``solve(..., event=Event(cond))`` integrates every trajectory until ``cond(t, y)`` changes sign
 (or until ``t1``) and reports the event time and state in ``Solution.event`` — the time a ball
@@ -6,15 +6,18 @@ hits the ground, a concentration reaches a threshold, a neuron fires (Chen, Amos
 2021, "Learning neural event functions for ordinary differential equations";
 Shampine & Thompson 2000 for event location in ODE codes; scipy's ``solve_ivp(events=...)``,
 torchdiffeq's ``odeint_event`` and diffrax's ``Event`` offer the same).
+``Event(cond, terminal=False, max_events=K)`` records the first ``K`` crossings of each trajectory
+and integrates on (a Poincaré section, the Lorenz return map); ``terminal=True`` with ``K > 1``
+stops at the ``K``-th.
 
 Detection. After each accepted step ``[t, t + h]`` the condition is evaluated at the step's end
 (one batched call per step); a *crossing* is ``g(t) < 0 ≤ g(t + h)`` (rising, ``direction = +1``)
 or ``g(t) > 0 ≥ g(t + h)`` (falling, ``-1``), either for ``direction = 0``, in the order of
 integration. A start exactly on ``g = 0`` is therefore not an event (restart-safe). A pair of
 crossings inside one step is not seen — as in every code that locates events from sign changes
-at step ends; cap the step (``PIController(dtmax=...)``) if ``g`` oscillates faster than the
-solution needs steps. The trajectory stops at the first crossing (per trajectory, with
-per-trajectory clocks; the whole batch with one shared clock, whose ``cond`` returns a scalar).
+at step ends; tighten the tolerance or take fixed steps if ``g`` oscillates faster than the
+solution needs steps. Crossings are located as they happen (per trajectory with per-trajectory
+clocks; for the whole batch with one shared clock, whose ``cond`` returns a scalar).
 
 Location. Inside the step the event time is the root of ``θ ↦ g(t + θh, ŷ(θ))`` on the solver's
 dense output ``ŷ`` (order 4 for Dopri5/Tsit5, 3 for Rodas4, cubic Hermite otherwise), found by the
@@ -41,13 +44,16 @@ at that differentiable ``t*``, so ``dy*/dθ`` includes ``ŷ'(t*) dt*/dθ``. Both
 finite differences and closed forms in ``tests/solvers/test_events.py``. A tangential crossing
 (``ġ = 0``) contributes no time gradient.
 
-Saved values. Save times after a trajectory's event time hold ``nan`` (that trajectory no longer
-exists there); ``SaveAt(t1=True)`` (the default) saves the event state at the event time instead
-of ``t1`` (diffrax's convention), so ``Solution.ts`` may differ per trajectory.
+Saved values. For a terminal event, save times after a trajectory's stop hold ``nan`` (that
+trajectory no longer exists there) and ``SaveAt(t1=True)`` (the default) saves the state where it
+stopped, at that time, instead of ``t1`` (diffrax's convention), so ``Solution.ts`` may differ per
+trajectory. Crossings that did not happen are ``nan`` in ``Solution.event`` (``occurred`` says
+which did).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -61,18 +67,22 @@ __all__ = ["Event", "EventResult"]
 
 @dataclass(frozen=True)
 class Event:
-    """A terminal event: stop each trajectory where ``cond(t, y)`` crosses zero.
+    """Where ``cond(t, y)`` crosses zero: stop each trajectory there, or record the crossings.
 
     ``cond(t, y)`` gets the user's time (``(*batch,)`` with per-trajectory clocks, a 0-d tensor
     with one shared clock) and state ``(*batch, *state)`` and returns ``(*batch,)`` (or a 0-d
     tensor with a shared clock); it must be differentiable for event-time gradients.
     ``direction``: ``+1`` rising crossings only, ``-1`` falling only, ``0`` both (in the order
-    of integration). ``max_iter``: root-finding iterations at most (the usual count is under
-    15). See the module docstring for detection, location and gradients.
+    of integration). ``max_events``: crossings located per trajectory; ``terminal``: stop the
+    trajectory at the last of them (``False``: record them and integrate on to ``t1``, e.g. a
+    Poincaré section). ``max_iter``: root-finding iterations at most (usually under 15). See the
+    module docstring for detection, location and gradients.
     """
 
     cond: Callable[[Tensor, Tensor], Tensor]
     direction: int = 0
+    terminal: bool = True
+    max_events: int = 1
     max_iter: int = 200
 
     def __post_init__(self) -> None:
@@ -81,15 +91,19 @@ class Event:
         if self.direction not in (-1, 0, 1):
             raise ValueError(f"Event.direction must be -1 (falling), 0 (either) or +1 (rising), "
                              f"got {self.direction!r}")
+        if not isinstance(self.max_events, int) or self.max_events < 1:
+            raise ValueError(f"Event.max_events must be an integer >= 1, got {self.max_events!r}")
         if int(self.max_iter) < 1:
             raise ValueError(f"Event.max_iter must be >= 1, got {self.max_iter!r}")
 
 
 @dataclass
 class EventResult:
-    """Where each trajectory stopped: ``t (*batch,)`` the event time, or the end time ``t1``
-    where no event occurred; ``y (*batch, *state)`` the state there; ``occurred (*batch,)``
-    bool. With one shared clock all three are 0-d / ``(*state)``-shaped for the whole batch."""
+    """The located crossings: ``t`` their times, ``y`` the states there, ``occurred`` which exist
+    (``t``, ``y`` are ``nan`` where not). Shapes ``(*batch,)``, ``(*batch, *state)``,
+    ``(*batch,)`` for ``max_events = 1``, else with an events axis: ``(*batch, K)``,
+    ``(*batch, K, *state)``, ``(*batch, K)`` in order of occurrence. With one shared clock the
+    batch shape is ``()``."""
 
     t: Tensor
     y: Tensor
@@ -99,16 +113,17 @@ class EventResult:
 class EventTracker:
     """Event detection and location on the flat layout of the stepping loops (internal).
 
-    The loops call :meth:`cond` at each step end, :meth:`crossed` to compare with the previous
-    value, :meth:`record` for the steps where a trajectory first crosses, and
-    :meth:`locate` once at the end; the result is then in :attr:`result` (user shapes).
+    The loops call :meth:`start` once, :meth:`cond` at each accepted step's end,
+    :meth:`crossed` to compare with the previous value and, when a row crosses,
+    :meth:`on_crossing` (locates the crossings at once, returns the rows to stop), then
+    :meth:`finish`; the result is in :attr:`result` (user shapes), the flat stopping times in
+    :attr:`t_stop`.
     """
 
     def __init__(self, event: Event) -> None:
         self.event = event
         self.field: FlatField | None = None
-        self.halted: Tensor | None = None
-        self.step: tuple | None = None
+        self.count: Tensor | None = None
         self.result: EventResult | None = None
         self.t_stop: Tensor | None = None
         self.n_cond = 0
@@ -133,13 +148,16 @@ class EventTracker:
         return g.reshape(t.shape[0])
 
     def start(self, t: Tensor, y: Tensor) -> Tensor:
-        """``g`` at the initial state, checked finite (one host sync)."""
+        """``g`` at the initial state, checked finite (one host sync); empty event buffers."""
         g = self.cond(t, y)
         if not bool(torch.isfinite(g).all()):
             i = int(torch.nonzero(~torch.isfinite(g))[0])
             raise FloatingPointError(f"Event.cond returned a non-finite value (nan/inf) at the initial state "
                                      f"(trajectory {i}); it must be finite along the solution")
-        self.halted = torch.zeros(t.shape[0], dtype=torch.bool, device=t.device)
+        B, K = t.shape[0], self.event.max_events
+        self.count = torch.zeros(B, dtype=torch.long, device=t.device)
+        self.times = torch.full((B, K), math.nan, dtype=y.dtype, device=y.device)
+        self.states = torch.full((B, K, y.shape[1]), math.nan, dtype=y.dtype, device=y.device)
         return g
 
     def crossed(self, g0: Tensor, g1: Tensor) -> Tensor:
@@ -149,36 +167,52 @@ class EventTracker:
         d = self.event.direction
         return up if d > 0 else down if d < 0 else up | down
 
-    def record(self, cross: Tensor, t: Tensor, h: Tensor, y0: Tensor, y1: Tensor, ks: list[Tensor],
-               g0: Tensor, g1: Tensor) -> None:
-        """Keep the step ``[t, t + h]`` of the rows that cross here for the first time."""
-        new = cross & ~self.halted
-        self.halted = self.halted | cross
-        parts = (t, h, g0, g1, y0, y1, *ks)
-        if self.step is None:
-            self.step = tuple(torch.zeros_like(p) for p in parts)
-        self.step = tuple(torch.where(new if p.ndim == 1 else new.unsqueeze(-1), p, old)
-                          for p, old in zip(parts, self.step))
+    def on_crossing(self, solver, cross: Tensor, t: Tensor, h: Tensor, y0: Tensor, y1: Tensor,
+                    ks: list[Tensor], g0: Tensor, g1: Tensor) -> Tensor:
+        """Locate the crossings of the step ``[t, t + h]`` of the rows in ``cross`` that still
+        record events, store them, and return the rows that stop here (terminal events)."""
+        K = self.event.max_events
+        new = cross & (self.count < K)
+        t_ev, y_ev = self._locate(solver, new, t, h, y0, y1, ks, g0, g1)
+        slot = (torch.arange(K, device=t.device) == self.count.unsqueeze(1)) & new.unsqueeze(1)
+        self.times = torch.where(slot, t_ev.unsqueeze(1).to(self.times.dtype), self.times)
+        self.states = torch.where(slot.unsqueeze(-1), y_ev.unsqueeze(1), self.states)
+        self.count = self.count + new
+        if self.event.terminal:
+            return new & (self.count >= K)
+        return torch.zeros_like(new)
 
-    def locate(self, solver, t_end: Tensor, y_end: Tensor) -> None:
-        """Find the event times; set :attr:`result` (user shapes) and :attr:`t_stop`, the flat
-        stopping times ``(B,)`` (the end time where no event occurred)."""
-        f = self.field
-        occurred = self.halted
-        if self.step is None or not bool(occurred.any()):
-            t_ev, y_ev = t_end, y_end
+    def finish(self, t_end: Tensor) -> None:
+        """Set :attr:`result` (user shapes) and :attr:`t_stop`, the flat stopping times ``(B,)``:
+        the last event's time for terminal events that reached ``max_events``, else ``t_end``."""
+        f, K = self.field, self.event.max_events
+        occurred = torch.arange(K, device=t_end.device) < self.count.unsqueeze(1)      # (B, K)
+        stopped = occurred[:, -1] if self.event.terminal else torch.zeros_like(occurred[:, -1])
+        self.stopped = stopped
+        self.t_stop = torch.where(stopped, self.times[:, -1].detach(), t_end)
+        times = self.times if f.direction > 0 else -self.times
+        batch = tuple(f.batch_shape)                # () with one shared clock
+        state = tuple(f.y_shape[len(batch):])
+        if K == 1:
+            self.result = EventResult(t=times[:, 0].reshape(batch), y=self.states[:, 0].reshape(batch + state),
+                                      occurred=occurred[:, 0].reshape(batch))
         else:
-            t_ev, y_ev = self._locate(solver, occurred)
-            t_ev = torch.where(occurred, t_ev, t_end)
-            y_ev = torch.where(occurred.unsqueeze(-1), y_ev, y_end)
-        user_t = t_ev if f.direction > 0 else -t_ev
-        shape = () if f.shared_clock else f.batch_shape
-        self.result = EventResult(t=user_t.reshape(shape), y=y_ev.reshape(f.y_shape),
-                                  occurred=occurred.reshape(shape))
-        self.t_stop = t_ev.detach()
+            self.result = EventResult(t=times.reshape(batch + (K,)), y=self.states.reshape(batch + (K,) + state),
+                                      occurred=occurred.reshape(batch + (K,)))
 
-    def _locate(self, solver, occurred: Tensor) -> tuple[Tensor, Tensor]:
-        t0, h, g0, g1, y0, y1, *ks = self.step
+    def stop_point(self) -> tuple[Tensor, Tensor, Tensor]:
+        """Where each trajectory stopped, in user shapes: time (its last event's, else ``t1``),
+        whether a terminal event stopped it, and the event state (``nan`` where not)."""
+        f = self.field
+        batch = tuple(f.batch_shape)
+        t_last = torch.where(self.stopped, self.times[:, -1], self.t_stop.to(self.times.dtype))
+        return ((t_last if f.direction > 0 else -t_last).reshape(batch), self.stopped.reshape(batch),
+                self.states[:, -1].reshape(tuple(f.y_shape)))
+
+    def _locate(self, solver, rows: Tensor, t0: Tensor, h: Tensor, y0: Tensor, y1: Tensor,
+                ks: list[Tensor], g0: Tensor, g1: Tensor) -> tuple[Tensor, Tensor]:
+        """Event times ``(B,)`` and states ``(B, S)`` of the crossings in the steps of ``rows``
+        (other rows: meaningless values, masked by the caller)."""
         f = self.field
         coef = solver.interp_coefficients(y0.dtype, y0.device)
         f1 = f.raw(t0 + h, y1)     # the Hermite fallback's end slope (differentiable)
@@ -187,7 +221,7 @@ class EventTracker:
             return solver.interpolate(theta.unsqueeze(1), h, y0, y1, ks, f1, coef=coef)[:, 0]
 
         with torch.no_grad():
-            theta = self._illinois(lambda th: self.cond(t0 + th * h, dense(th)), g0, g1, occurred)
+            theta = self._illinois(lambda th: self.cond(t0 + th * h, dense(th)), g0, g1, rows)
             t_hat = t0 + theta * h
         if not torch.is_grad_enabled():
             return t_hat, dense(theta)

@@ -68,12 +68,12 @@ def solve(term: ODETerm, solver: ODESolver, t0, t1, y0: Tensor, *,
     methods); ``compile``: opt-in ``torch.compile`` of
     each adaptive attempt (stages + error norm + controller + dense output fused; the vector field
     must be traceable; compiled once per field object, solver, controller and shape);
-    ``event``: an :class:`~.event.Event` — each trajectory stops where its condition crosses zero
-    (``Solution.event`` has the times, states and which trajectories stopped; saves after a
-    trajectory's event are ``nan``; with ``SaveAt(t1=True)``, the default, the save at ``t1``
-    becomes the event time and state, so ``Solution.ts`` is per trajectory then). Gradients with
-    :class:`DirectAdjoint` only, through the implicit function theorem for the event time (see
-    :mod:`sciflow.solvers.ode.event`).
+    ``event``: an :class:`~.event.Event` — the zero crossings of its condition, located per
+    trajectory (``Solution.event``: times, states, which occurred); a terminal event stops each
+    trajectory at its last crossing (saves after it are ``nan``; with ``SaveAt(t1=True)``, the
+    default, the save at ``t1`` becomes where it stopped, so ``Solution.ts`` is per trajectory
+    then). Gradients with :class:`DirectAdjoint` only, through the implicit function theorem for
+    the event times (see :mod:`sciflow.solvers.ode.event`).
     """
     if not isinstance(term, ODETerm) and getattr(type(term), "kind", None) != "ode":
         raise TypeError(f"solve needs an ODETerm, got {type(term).__name__}")
@@ -118,8 +118,8 @@ def solve(term: ODETerm, solver: ODESolver, t0, t1, y0: Tensor, *,
 
 def _solve_event(term, solver, y0, grid, keep, controller, adjoint, batch_ndim, window, compile, event, *,
                  stop_slot: bool) -> Solution:
-    """``solve`` with a terminal :class:`Event`; ``stop_slot``: the save at ``t1`` becomes where
-    each trajectory stopped."""
+    """``solve`` with an :class:`Event`; ``stop_slot``: for a terminal event the save at ``t1``
+    becomes where each trajectory stopped."""
     if not isinstance(event, Event):
         raise TypeError(f"event must be an Event(cond, direction), got {type(event).__name__}")
     if not isinstance(adjoint, DirectAdjoint):
@@ -128,18 +128,19 @@ def _solve_event(term, solver, y0, grid, keep, controller, adjoint, batch_ndim, 
     tracker = EventTracker(event)
     ys, stats, _ = solve_grid(term, solver, y0, grid, controller, batch_ndim=batch_ndim, window=window,
                               compile=compile, event=tracker)
-    res = tracker.result
     last = grid.shape[-1] - 1
-    if stop_slot:   # the t1 slot holds where each trajectory stopped
-        n_b = res.t.ndim
-        if grid.ndim == 1 and n_b:
-            grid = grid.expand(res.t.shape + grid.shape)
-        grid = torch.cat([grid[..., :last], res.t.unsqueeze(-1).to(grid.dtype)], -1)
-        ys = torch.cat([ys[:last], res.y.unsqueeze(0)], 0)
+    if stop_slot and event.terminal:   # the t1 slot holds where each trajectory stopped
+        t_stop, stopped, y_event = tracker.stop_point()
+        if grid.ndim == 1 and t_stop.ndim:
+            grid = grid.expand(t_stop.shape + grid.shape)
+        grid = torch.cat([grid[..., :last], t_stop.unsqueeze(-1).to(grid.dtype)], -1)
+        mask = stopped.reshape(stopped.shape + (1,) * (ys.ndim - 1 - stopped.ndim))
+        ys = torch.cat([ys[:last], torch.where(mask, y_event, ys[last]).unsqueeze(0)], 0)
     keep_t = torch.tensor(keep, device=grid.device)
     stats = stats.as_dict()
     stats["n_event_evals"] = tracker.n_cond
-    return Solution(ts=grid.index_select(-1, keep_t), ys=ys.index_select(0, keep_t), stats=stats, event=res)
+    return Solution(ts=grid.index_select(-1, keep_t), ys=ys.index_select(0, keep_t), stats=stats,
+                    event=tracker.result)
 
 
 def odeint(f: Callable[[Tensor, Tensor], Tensor], y0: Tensor, t: Tensor, *,
