@@ -3,8 +3,8 @@ explicit Runge–Kutta steps along the save grid in the flat layout of :mod:`._f
 interval cut into equal sub-steps of at most ``controller.dt`` (the same count for every
 trajectory, found with one host sync at set-up), the FSAL stage reused across steps. With an
 event (:mod:`.event`) every trajectory keeps stepping to the end of the grid; crossings are
-checked after each step (one host sync) and located at once, those after a terminal event's last
-one ignored.
+checked after each step (one host sync) and located in batches (:mod:`.event`), those after a
+terminal event's last one ignored.
 """
 
 from __future__ import annotations
@@ -52,5 +52,5 @@ def integrate_fixed(f: FlatField, solver: ODESolver, y0: Tensor, ts: Tensor,
         ys.append(y)
     f.stats.count_jacobians(solver, sum(n_sub))
     if event is not None:
-        event.finish(ts[:, -1])
+        event.finish(solver, ts[:, -1])
     return torch.stack(ys)

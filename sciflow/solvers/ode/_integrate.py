@@ -368,7 +368,7 @@ def integrate_adaptive(f: FlatField, solver: ODESolver, y0: Tensor, ts: Tensor,
                     f"(trajectory {i}) before t1 = {f.direction * t_end[i].item():.6g}; raise "
                     f"PIController.max_steps or loosen rtol/atol")
     if event is not None:
-        event.finish(ts[:, -1])
+        event.finish(solver, ts[:, -1])
     f.stats.nfe += steps * nfe_per_attempt
     f.stats.n_steps += steps
     f.stats.count_jacobians(solver, steps)

@@ -16,8 +16,10 @@ or ``g(t) > 0 ≥ g(t + h)`` (falling, ``-1``), either for ``direction = 0``, in
 integration. A start exactly on ``g = 0`` is therefore not an event (restart-safe). A pair of
 crossings inside one step is not seen — as in every code that locates events from sign changes
 at step ends; tighten the tolerance or take fixed steps if ``g`` oscillates faster than the
-solution needs steps. Crossings are located as they happen (per trajectory with per-trajectory
-clocks; for the whole batch with one shared clock, whose ``cond`` returns a scalar).
+solution needs steps. Crossings are per trajectory with per-trajectory clocks (for the whole batch
+with one shared clock, whose ``cond`` returns a scalar); a crossing step is kept and the kept steps
+are located together, once at the end or when a trajectory crosses again before its last crossing
+was located.
 
 Location. Inside the step the event time is the root of ``θ ↦ g(t + θh, ŷ(θ))`` on the solver's
 dense output ``ŷ`` (order 4 for Dopri5/Tsit5, 3 for Rodas4, cubic Hermite otherwise), found by the
@@ -115,15 +117,16 @@ class EventTracker:
 
     The loops call :meth:`start` once, :meth:`cond` at each accepted step's end,
     :meth:`crossed` to compare with the previous value and, when a row crosses,
-    :meth:`on_crossing` (locates the crossings at once, returns the rows to stop), then
-    :meth:`finish`; the result is in :attr:`result` (user shapes), the flat stopping times in
-    :attr:`t_stop`.
+    :meth:`on_crossing` (notes the step, returns the rows to stop), then :meth:`finish`, which
+    locates what is pending; the result is in :attr:`result` (user shapes), the flat stopping
+    times in :attr:`t_stop`.
     """
 
     def __init__(self, event: Event) -> None:
         self.event = event
         self.field: FlatField | None = None
         self.count: Tensor | None = None
+        self.pending: Tensor | None = None      # rows with a crossing noted but not yet located
         self.result: EventResult | None = None
         self.t_stop: Tensor | None = None
         self.n_cond = 0
@@ -169,22 +172,48 @@ class EventTracker:
 
     def on_crossing(self, solver, cross: Tensor, t: Tensor, h: Tensor, y0: Tensor, y1: Tensor,
                     ks: list[Tensor], g0: Tensor, g1: Tensor) -> Tensor:
-        """Locate the crossings of the step ``[t, t + h]`` of the rows in ``cross`` that still
-        record events, store them, and return the rows that stop here (terminal events)."""
+        """Note the crossings in the step ``[t, t + h]`` of the rows in ``cross`` that still record
+        events and return the rows that stop here (terminal events).
+
+        Location is deferred: the step is kept per row and the kept steps are located together,
+        in one batched root search, when a row crosses again before its last crossing was
+        located, and at :meth:`finish` — a batch whose trajectories stop at different attempts
+        is searched once, not once per attempt."""
         K = self.event.max_events
         new = cross & (self.count < K)
-        t_ev, y_ev = self._locate(solver, new, t, h, y0, y1, ks, g0, g1)
-        slot = (torch.arange(K, device=t.device) == self.count.unsqueeze(1)) & new.unsqueeze(1)
-        self.times = torch.where(slot, t_ev.unsqueeze(1).to(self.times.dtype), self.times)
-        self.states = torch.where(slot.unsqueeze(-1), y_ev.unsqueeze(1), self.states)
+        if self.pending is not None and bool((new & self.pending).any()):
+            self._flush(solver)
+        parts = (t, h, g0, g1, y0, y1, *ks)
+        if self.pending is None:
+            self.pending = torch.zeros_like(new)
+            self.slot = torch.zeros_like(self.count)
+            self.kept = tuple(torch.zeros_like(p) for p in parts)
+        self.kept = tuple(torch.where(new if p.ndim == 1 else new.unsqueeze(-1), p, old)
+                          for p, old in zip(parts, self.kept))
+        self.slot = torch.where(new, self.count, self.slot)
+        self.pending = self.pending | new
         self.count = self.count + new
         if self.event.terminal:
             return new & (self.count >= K)
         return torch.zeros_like(new)
 
-    def finish(self, t_end: Tensor) -> None:
-        """Set :attr:`result` (user shapes) and :attr:`t_stop`, the flat stopping times ``(B,)``:
-        the last event's time for terminal events that reached ``max_events``, else ``t_end``."""
+    def _flush(self, solver) -> None:
+        """Locate the kept crossings of the pending rows and store them in their slots."""
+        t, h, g0, g1, y0, y1, *ks = self.kept
+        rows = self.pending
+        t_ev, y_ev = self._locate(solver, rows, t, h, y0, y1, ks, g0, g1)
+        K = self.event.max_events
+        at = (torch.arange(K, device=t.device) == self.slot.unsqueeze(1)) & rows.unsqueeze(1)
+        self.times = torch.where(at, t_ev.unsqueeze(1).to(self.times.dtype), self.times)
+        self.states = torch.where(at.unsqueeze(-1), y_ev.unsqueeze(1), self.states)
+        self.pending = torch.zeros_like(rows)
+
+    def finish(self, solver, t_end: Tensor) -> None:
+        """Locate what is pending; set :attr:`result` (user shapes) and :attr:`t_stop`, the flat
+        stopping times ``(B,)``: the last event's time for terminal events that reached
+        ``max_events``, else ``t_end``."""
+        if self.pending is not None and bool(self.pending.any()):
+            self._flush(solver)
         f, K = self.field, self.event.max_events
         occurred = torch.arange(K, device=t_end.device) < self.count.unsqueeze(1)      # (B, K)
         stopped = occurred[:, -1] if self.event.terminal else torch.zeros_like(occurred[:, -1])
