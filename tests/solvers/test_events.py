@@ -113,13 +113,16 @@ def test_recorded_crossings_of_a_non_terminal_event():
     assert torch.equal(sol.ts[:, -1], t1) and torch.isfinite(sol.ys).all()    # went on to t1
 
 
-def test_terminal_event_after_several_crossings():
-    """Stop at the third crossing of sin t = 0 (t = 3 pi); saves after it are nan."""
+@pytest.mark.parametrize("grad", [True, False], ids=["autograd", "no-grad"])
+def test_terminal_event_after_several_crossings(grad):
+    """Stop at the third crossing of sin t = 0 (t = 3 pi); saves after it are nan. One shared clock:
+    the host-controlled loop (its differentiable and its buffered stages) and fixed steps."""
     ts = torch.linspace(0.0, 12.0, 13, dtype=DT)
     for ctrl in (TIGHT, ConstantStepSize(0.01)):
         solver = Dopri5() if isinstance(ctrl, PIController) else RK4()
-        sol = solve(OSC, solver, 0.0, 12.0, torch.tensor([0.0, 1.0], dtype=DT), controller=ctrl,
-                    saveat=SaveAt(ts=ts), event=Event(lambda t, y: y[0], max_events=3))
+        with torch.set_grad_enabled(grad):
+            sol = solve(OSC, solver, 0.0, 12.0, torch.tensor([0.0, 1.0], dtype=DT), controller=ctrl,
+                        saveat=SaveAt(ts=ts), event=Event(lambda t, y: y[0], max_events=3))
         assert (sol.event.t - torch.arange(1, 4, dtype=DT) * math.pi).abs().max() < 1e-9
         assert abs(sol.ts[-1].item() - 3 * math.pi) < 1e-9 and sol.ys[-1, 0].abs() < 1e-9
         assert torch.isnan(sol.ys[10:-1]).all() and torch.isfinite(sol.ys[:10]).all()   # 10 > 3 pi
@@ -292,6 +295,8 @@ def test_bad_events_are_refused_with_clear_errors():
         solve(term, Dopri5(), 0.0, 1.0, y0, batch_ndim=1, event=Event(lambda t, y: y))
     with pytest.raises(ValueError, match=r"0-d tensor"):
         solve(term, Dopri5(), 0.0, 1.0, y0, event=Event(lambda t, y: y[..., 0]))
+    with pytest.raises(TypeError, match="floating tensor"):
+        solve(term, Dopri5(), 0.0, 1.0, y0, batch_ndim=1, event=Event(lambda t, y: (y[..., 0] > 2).long()))
     with pytest.raises(TypeError, match="must return a torch.Tensor"):
         solve(term, Dopri5(), 0.0, 1.0, y0, batch_ndim=1, event=Event(lambda t, y: 1.0))
     with pytest.raises(ValueError, match="compile=True"):

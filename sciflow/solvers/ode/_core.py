@@ -3,7 +3,7 @@
 ``solve_grid`` validates the inputs once, maps ``(*batch, *state)`` states onto the flat ``(B, S)``
 layout of :mod:`._integrate`, maps decreasing time grids onto increasing ones, dispatches on the
 controller (adaptive with one shared clock and no compilation: :mod:`._shared_clock`; per-trajectory
-clocks, ``compile=True`` or an event: the masked loop of :mod:`._integrate`) and checks the result
+clocks or ``compile=True``: the masked loop of :mod:`._integrate`) and checks the result
 for non-finite values (one host sync, after the loop).
 """
 
@@ -61,10 +61,10 @@ def solve_grid(term, solver: ODESolver, y0: Tensor, ts: Tensor,
     trajectory, in the increasing-time frame) or ``None``. ``compile``: ``torch.compile`` each
     adaptive attempt (opt-in; see :func:`._integrate.integrate_adaptive`). ``window``: save times
     looked at per adaptive step (``None``: the solver's ``default_window``; ``1`` makes every save
-    time a step end point). ``event``: stop each trajectory at a zero crossing (:mod:`.event`;
-    eager solves only, always on the masked loop); saves after a trajectory's event hold ``nan``
-    and the event is in ``event.result``. ``norm_entries``: adaptive error control over the first
-    entries of each trajectory's flattened state only (a seminorm; the backsolve adjoint's).
+    time a step end point). ``event``: locate zero crossings (:mod:`.event`; eager solves only);
+    saves after a terminal event's stop hold ``nan``, and the events are in ``event.result``.
+    ``norm_entries``: adaptive error control over the first entries of each trajectory's
+    flattened state only (a seminorm; the backsolve adjoint's).
     """
     if check_inputs:
         check_term_kind(term, solver)
@@ -113,9 +113,9 @@ def solve_grid(term, solver: ODESolver, y0: Tensor, ts: Tensor,
         ys = y0f.unsqueeze(0)
     elif isinstance(controller, ConstantStepSize):
         ys = integrate_fixed(field, solver, y0f, ts_flat, controller, event=event)
-    elif batch_ndim == 0 and not compile and event is None:  # one clock: scalar control on the host
+    elif batch_ndim == 0 and not compile:  # one clock: scalar control on the host
         ys, h_last = integrate_shared_clock(field, solver, y0f, ts_flat, controller, window=window, h0=h0,
-                                            norm_entries=norm_entries)
+                                            norm_entries=norm_entries, event=event)
     else:
         ys, h_last = integrate_adaptive(field, solver, y0f, ts_flat, controller, window=window, h0=h0,
                                          compile=compile, event=event, norm_entries=norm_entries)

@@ -32,6 +32,7 @@ from torch import Tensor
 from ._flat_field import FlatField
 from ._integrate import initial_step
 from .controller import PIController
+from .event import EventTracker
 from .runge_kutta import ExplicitRungeKutta
 from .solver import ODESolver
 
@@ -142,11 +143,15 @@ class _BufferedStages:
 
 def integrate_shared_clock(f: FlatField, solver: ODESolver, y0: Tensor, ts: Tensor,
                            ctrl: PIController, window: int = 4, h0: Tensor | None = None,
-                           norm_entries: int | None = None) -> tuple[Tensor, Tensor]:
+                           norm_entries: int | None = None, event: EventTracker | None = None
+                           ) -> tuple[Tensor, Tensor]:
     """Adaptive steps on one shared clock; returns ``(ys (T, 1, N), last step h (1,))``.
 
     ``y0: (1, N)``, ``ts: (1, T)`` increasing (the caller's flat layout with ``B = 1``).
-    ``norm_entries``: the error norm runs over the first entries only (a seminorm).
+    ``norm_entries``: the error norm runs over the first entries only (a seminorm). ``event``:
+    the condition is checked after each accepted step (one more host sync) and a crossing step is
+    handed to the tracker (:mod:`.event`); a terminal event ends the loop, and the save times
+    after it are ``nan`` rows.
     """
     if not f.shared_clock or y0.shape[0] != 1:
         raise ValueError("integrate_shared_clock needs one shared clock (batch_ndim = 0)")
@@ -183,6 +188,8 @@ def integrate_shared_clock(f: FlatField, solver: ODESolver, y0: Tensor, ts: Tens
     idx = 1
     r_prev = 1.0
     steps = n_acc = 0
+    if event is not None:
+        g = event.start(t_dev, y0)
     while t < t_end:
         if steps >= ctrl.max_steps:
             raise RuntimeError(
@@ -237,6 +244,26 @@ def integrate_shared_clock(f: FlatField, solver: ODESolver, y0: Tensor, ts: Tens
                     outs.append(solver.interpolate(theta, hc1, buf.y_row.unsqueeze(0), y1.unsqueeze(0),
                                                    ks_b, f1.unsqueeze(0), coef=coef)[0])
                 idx = j
+            if event is not None:
+                # before the buffers are overwritten: the tracker copies what it keeps
+                t_new = torch.full((1,), t_next, dtype=dt_, device=dev)
+                y_new = y1 if use_step else y1.unsqueeze(0)
+                g1 = event.cond(t_new, y_new)
+                cross = event.crossed(g, g1)
+                if not bool(torch.isfinite(g1).all()):
+                    raise FloatingPointError(f"Event.cond returned a non-finite value (nan/inf) at "
+                                             f"t = {f.direction * t_next:.6g}; it must be finite along the solution")
+                if bool(cross.any()):
+                    t_old = torch.full((1,), t, dtype=dt_, device=dev)
+                    h_old = torch.full((1,), hh, dtype=dt_, device=dev)
+                    if use_step:
+                        step = (t_old, h_old, y, y1, ks)
+                    else:
+                        step = (t_old, h_old, buf.y_row.unsqueeze(0), y_new,
+                                [buf.Z[1 + i].unsqueeze(0) for i in range(solver.stages)])
+                    if bool(event.on_crossing(solver, cross, *step, g, g1).any()):
+                        t_end = t_next                      # a terminal event: stop here
+                g = g1
             t = t_next
             if use_step:
                 y, k_first = y1, f1
@@ -249,6 +276,10 @@ def integrate_shared_clock(f: FlatField, solver: ODESolver, y0: Tensor, ts: Tens
             raise RuntimeError(
                 f"step size underflow: h = {h:.3g} at t = {f.direction * t:.6g} (trajectory 0); the "
                 f"problem may be stiff or the vector field non-finite there")
+    if event is not None:
+        event.finish(solver, ts[:, -1])
+        if idx < T:                                 # stopped early: the later saves do not exist
+            outs.append(torch.full((T - idx, y0.shape[1]), math.nan, dtype=dt_, device=dev))
     f.stats.nfe += steps * (solver.stages - 1) + (0 if solver.fsal else n_acc)
     f.stats.n_steps += steps
     f.stats.count_jacobians(solver, steps)

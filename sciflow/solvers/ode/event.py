@@ -148,7 +148,12 @@ class EventTracker:
             raise ValueError(f"shape mismatch: Event.cond returned shape {tuple(g.shape)}; it must return one value "
                              f"per trajectory, shape {tuple(want)} ({what})")
         self.n_cond += 1
-        return g.reshape(t.shape[0])
+        if not g.is_floating_point():
+            raise TypeError(f"Event.cond must return a floating tensor — a continuous function of (t, y) whose "
+                            f"zero is located inside the step — got dtype {g.dtype}; write a threshold as "
+                            f"y[..., 0] - c, not y[..., 0] > c")
+        # a copy: cond often returns a view of y (y[..., 0]), and loops reuse their state buffers
+        return g.reshape(t.shape[0]).clone()
 
     def start(self, t: Tensor, y: Tensor) -> Tensor:
         """``g`` at the initial state, checked finite (one host sync); empty event buffers."""
@@ -257,6 +262,8 @@ class EventTracker:
         # implicit-function-theorem gradient: one Newton step with the root held fixed
         y_hat = dense(theta)
         g_hat = self.cond(t_hat, y_hat)
+        if not g_hat.requires_grad:          # nothing to differentiate the event time by
+            return t_hat, y_hat
         # ġ: d/dt of g along the dense output (not f: the exact derivative of the computed root)
         step = [x.detach() for x in (t0, h, y0, y1, f1, *ks)]
         with torch.enable_grad():
