@@ -161,6 +161,16 @@ def seed_summary(runs: list[dict[str, Any]], keys: list[str]) -> dict[str, float
     return out
 
 
+def scale_config(scales: dict[str, dict[str, Any]], args: Any) -> dict[str, Any]:
+    """The settings of scale ``args.scale`` with the command-line overrides (``args.<key>`` not
+    ``None``) applied."""
+    cfg = dict(scales[args.scale])
+    for key in cfg:
+        if getattr(args, key, None) is not None:
+            cfg[key] = getattr(args, key)
+    return cfg
+
+
 def median_run(runs: list[dict[str, Any]], key: str = "rel_l2") -> dict[str, Any]:
     """The run (seed) at the median of ``key`` (the lower of the two middle ones for an even count)."""
     return sorted(runs, key=lambda r: r[key])[(len(runs) - 1) // 2]

@@ -25,7 +25,6 @@ bodies (sciflow's over all bodies too), and time per body.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -37,7 +36,7 @@ from scipy.integrate import solve_ivp
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import write_result  # noqa: E402
+from _common import scale_config, time_it, write_result  # noqa: E402
 
 from sciflow.solvers import Dopri5, Event, ODETerm, PIController, solve  # noqa: E402
 
@@ -86,13 +85,9 @@ def drag_field(k: torch.Tensor):
 
 
 def median_time(fn, repeats: int):
+    """The median wall time of ``fn()`` over ``repeats`` calls after a warm-up, and its result."""
     out = fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), out
+    return time_it(fn, repeats=repeats, warmup=0)["median_s"], out
 
 
 def sciflow_events(h0: torch.Tensor, k: torch.Tensor):
@@ -172,10 +167,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int)
     ap.add_argument("--grad-bodies", type=int)
     args = ap.parse_args()
-    cfg = dict(SCALES[args.scale])
-    for key in cfg:
-        if getattr(args, key) is not None:
-            cfg[key] = getattr(args, key)
+    cfg = scale_config(SCALES, args)
     torch.set_num_threads(1)
     h0, k = bodies(cfg["batch"])
     payload = {

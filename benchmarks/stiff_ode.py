@@ -37,7 +37,7 @@ from scipy.integrate import solve_ivp
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import write_result  # noqa: E402
+from _common import scale_config, write_result  # noqa: E402
 
 from sciflow.solvers import Dopri5, PIController, Rodas4, odeint  # noqa: E402
 
@@ -218,10 +218,7 @@ def main() -> None:
     ap.add_argument("--dopri-t1", type=float)
     ap.add_argument("--dopri-cap", type=int)
     args = ap.parse_args()
-    cfg = dict(SCALES[args.scale])
-    for key in cfg:
-        if getattr(args, key) is not None:
-            cfg[key] = getattr(args, key)
+    cfg = scale_config(SCALES, args)
     torch.set_num_threads(1)
     rf, rj = robertson_np(K)
     robertson = {"f_torch": robertson_torch(K), "f_np": rf, "jac": rj, "y0": [1.0, 0.0, 0.0], "atol": 1e-10,
