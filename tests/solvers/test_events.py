@@ -312,3 +312,16 @@ def test_bad_events_are_refused_with_clear_errors():
     late_nan = Event(lambda t, y: torch.where(t > 0.5, torch.nan, 1.0) * y[..., 0])
     with pytest.raises(FloatingPointError, match=r"Event.cond returned a non-finite value .* at t = "):
         solve(term, Dopri5(), 0.0, 1.0, y0, batch_ndim=1, event=late_nan)
+
+
+def test_dtmax_finds_a_pair_of_crossings_inside_one_step():
+    """sin t rises above 0.995 for 0.2 time units around pi/2: at rtol 1e-3 Dopri5 steps over the
+    whole excursion (no sign change at the step ends, no event); dtmax = 0.05 finds both."""
+    y0 = torch.tensor([0.0, 1.0], dtype=DT)
+    ev = Event(lambda t, y: y[0] - 0.995, terminal=False, max_events=2)
+    loose = solve(OSC, Dopri5(), 0.0, 6.0, y0, controller=PIController(rtol=1e-3, atol=1e-6), event=ev)
+    assert not bool(loose.event.occurred.any())
+    capped = solve(OSC, Dopri5(), 0.0, 6.0, y0, controller=PIController(rtol=1e-3, atol=1e-6, dtmax=0.05), event=ev)
+    a = math.asin(0.995)
+    assert bool(capped.event.occurred.all())
+    assert (capped.event.t - torch.tensor([a, math.pi - a], dtype=DT)).abs().max() < 1e-4

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 
 import numpy as np
 import pytest
@@ -385,3 +386,25 @@ def test_chunked_attempts_match_eager_loop(monkeypatch, solver, bn):
 def test_compiled_gradients_match_eager(bn):
     """The same through torch.compile (C++ wrapper on CPU), forward and backward (slow: compiles)."""
     _compiled_vs_eager(Dopri5(), bn)
+
+
+@pytest.mark.parametrize("batch_ndim", [0, 1])
+def test_dtmax_caps_every_step(batch_ndim):
+    """``PIController(dtmax=...)``: a smooth decay that the error control would cross in a few
+    steps takes at least span / dtmax accepted steps, with the same answer; the initial step and
+    a given dt0 are capped too."""
+    from sciflow.solvers import ODETerm, PIController, SaveAt, solve
+
+    y0 = torch.ones(3, 2, dtype=torch.float64)
+    t = torch.tensor([0.0, 2.0], dtype=torch.float64)
+    exact = math.exp(-2.0)
+    for dt0 in (None, 1.0):
+        free = solve(ODETerm(lambda s, y: -y), Dopri5(), 0.0, 2.0, y0, batch_ndim=batch_ndim,
+                     controller=PIController(rtol=1e-6, atol=1e-9, dt0=dt0))
+        capped = solve(ODETerm(lambda s, y: -y), Dopri5(), 0.0, 2.0, y0, batch_ndim=batch_ndim,
+                       controller=PIController(rtol=1e-6, atol=1e-9, dt0=dt0, dtmax=0.05), saveat=SaveAt(ts=t))
+        n_free, n_capped = int(free.stats["n_accepted"].max()), int(capped.stats["n_accepted"].min())
+        assert n_free < 20 and 40 <= n_capped <= 42, (n_free, n_capped)
+        torch.testing.assert_close(capped.ys[-1], torch.full_like(y0, exact), rtol=1e-8, atol=0)
+    with pytest.raises(ValueError, match="dtmax must be positive"):
+        PIController(dtmax=0.0)

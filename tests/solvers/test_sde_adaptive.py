@@ -415,3 +415,20 @@ def test_per_trajectory_save_times_exact_gradients_and_refusals():
         sdeint(lambda t, y: y, lambda t, y: 0.5 * y, y0, [0.0, 1.0], solver=Milstein(),
                controller=PIController(rtol=1e-8, atol=1e-8, max_steps=20),
                brownian=PerSampleBrownianTree(0.0, 1.0, (4, 1), seed=0, dtype=DT))
+
+
+def test_dtmax_caps_adaptive_sde_steps():
+    """``PIController(dtmax=...)`` on both adaptive SDE loops: no accepted step longer than the cap
+    (the shared clock records its steps), and at least span / dtmax of them per sample."""
+    f, g = (lambda t, y: -0.5 * y), (lambda t, y: 0.01 * torch.ones_like(y))
+    y0 = torch.ones(4, 1, dtype=DT)
+    tree = VirtualBrownianTree(0.0, 1.0, (4, 1), seed=0, dtype=DT)
+    _, free = sdeint(f, g, y0, [0.0, 1.0], solver=StratonovichHeun(), brownian=tree,
+                     controller=PIController(rtol=1e-2, atol=1e-2), return_stats=True)
+    _, st = sdeint(f, g, y0, [0.0, 1.0], solver=StratonovichHeun(), brownian=tree,
+                   controller=PIController(rtol=1e-2, atol=1e-2, dtmax=0.02), return_stats=True)
+    assert max(free["step_sizes"]) > 0.1 and max(st["step_sizes"]) <= 0.02 + 1e-12
+    ptree = PerSampleBrownianTree(0.0, 1.0, (4, 1), seed=0, dtype=DT)
+    _, ps = sdeint(f, g, y0, [0.0, 1.0], solver=StratonovichHeun(), brownian=ptree,
+                   controller=PIController(rtol=1e-2, atol=1e-2, dtmax=0.02), return_stats=True)
+    assert int(ps["n_accepted"].min()) >= 50

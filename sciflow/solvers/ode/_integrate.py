@@ -50,7 +50,8 @@ def initial_step(f: FlatField, solver: ODESolver, t0: Tensor, y0: Tensor, f0: Te
     dmax = torch.maximum(d1, d2)
     h1 = torch.where(dmax <= 1e-15, torch.clamp(h0 * 1e-3, min=1e-6),
                      (0.01 / dmax) ** (1.0 / (solver.error_order + 1)))
-    return torch.minimum(torch.minimum(100 * h0, h1), span)
+    h = torch.minimum(torch.minimum(100 * h0, h1), span)
+    return h if ctrl.dtmax is None else h.clamp(max=ctrl.dtmax)
 
 
 def _make_attempt(f: Callable, solver: ODESolver, ctrl: PIController, T: int, Kw: int,
@@ -95,6 +96,8 @@ def _make_attempt(f: Callable, solver: ODESolver, ctrl: PIController, T: int, Kw
         factor = torch.nan_to_num(factor, nan=ctrl.factor_min).clamp(ctrl.factor_min, ctrl.factor_max)
         factor = torch.where(accept, factor.clamp(min=1.0), factor.clamp(max=1.0))
         h = torch.where(done, h, hh * factor)
+        if ctrl.dtmax is not None:
+            h = h.clamp(max=ctrl.dtmax)
         f1 = ks[-1] if solver.fsal else f(t_next, y1)
         # dense output for the save times inside accepted steps (at most Kw per step)
         cand = idx.unsqueeze(1) + torch.arange(Kw, device=idx.device)
@@ -259,7 +262,7 @@ def integrate_adaptive(f: FlatField, solver: ODESolver, y0: Tensor, ts: Tensor,
     elif ctrl.dt0 is None:
         h = initial_step(f, solver, t, y, k1, ctrl, t_end - t, norm_entries)
     else:
-        h = torch.full_like(t, ctrl.dt0)
+        h = torch.full_like(t, ctrl.dt0 if ctrl.dtmax is None else min(ctrl.dt0, ctrl.dtmax))
     raw = f.raw
     r_prev = torch.ones_like(t)
     n_acc = torch.zeros(B, dtype=torch.long, device=dev)

@@ -166,7 +166,7 @@ def integrate_shared_clock(f: FlatField, solver: ODESolver, y0: Tensor, ts: Tens
     elif ctrl.dt0 is None:
         h = float(initial_step(f, solver, t_dev, y0, k1, ctrl, ts[:, -1] - t_dev, norm_entries))
     else:
-        h = float(ctrl.dt0)
+        h = float(ctrl.dt0 if ctrl.dtmax is None else min(ctrl.dt0, ctrl.dtmax))
     kexp = solver.error_order + 1
     beta1 = (ctrl.pcoeff + ctrl.icoeff) / kexp
     beta2 = ctrl.pcoeff / kexp
@@ -271,7 +271,7 @@ def integrate_shared_clock(f: FlatField, solver: ODESolver, y0: Tensor, ts: Tens
                 buf.accept(y1, f1)
         else:
             factor = min(factor, 1.0)
-        h = hh * factor
+        h = hh * factor if ctrl.dtmax is None else min(hh * factor, ctrl.dtmax)
         if t < t_end and not h > ctrl.dtmin * max(abs(t), 1.0):   # also a NaN step
             raise RuntimeError(
                 f"step size underflow: h = {h:.3g} at t = {f.direction * t:.6g} (trajectory 0); the "

@@ -46,6 +46,9 @@ class PIController:
     ``dt0``: first step (``None``: Hairer's automatic initial-step selection, one extra
     evaluation). ``max_steps``: attempted steps (accepted + rejected) before an error.
     ``dtmin``: smallest step relative to ``|t|`` before the step-size-underflow error.
+    ``dtmax``: largest step (``None``: no cap) — so that a step does not jump over features the
+    error estimate cannot see: a pair of event crossings (:class:`~.event.Event`), a short burst
+    of noise in an adaptive SDE solve (scipy's ``max_step``, diffrax's ``dtmax``).
     """
 
     rtol: float = 1e-6
@@ -58,6 +61,7 @@ class PIController:
     dt0: float | None = None
     max_steps: int = 100_000
     dtmin: float = 1e-12
+    dtmax: float | None = None
 
     def __post_init__(self) -> None:
         if not (self.rtol >= 0 and self.atol >= 0 and self.rtol + self.atol > 0):
@@ -70,3 +74,5 @@ class PIController:
             raise ValueError("PIController.max_steps must be >= 1")
         if self.dt0 is not None and not self.dt0 > 0:
             raise ValueError("PIController.dt0 must be positive")
+        if self.dtmax is not None and not self.dtmax > 0:
+            raise ValueError(f"PIController.dtmax must be positive (or None: no cap), got {self.dtmax}")

@@ -15,7 +15,7 @@ Detection. After each accepted step ``[t, t + h]`` the condition is evaluated at
 or ``g(t) > 0 ≥ g(t + h)`` (falling, ``-1``), either for ``direction = 0``, in the order of
 integration. A start exactly on ``g = 0`` is therefore not an event (restart-safe). A pair of
 crossings inside one step is not seen — as in every code that locates events from sign changes
-at step ends; tighten the tolerance or take fixed steps if ``g`` oscillates faster than the
+at step ends; cap the step (``PIController(dtmax=...)``) if ``g`` oscillates faster than the
 solution needs steps. Crossings are per trajectory with per-trajectory clocks (for the whole batch
 with one shared clock, whose ``cond`` returns a scalar); a crossing step is kept and the kept steps
 are located together, once at the end or when a trajectory crosses again before its last crossing

@@ -134,7 +134,7 @@ def integrate_adaptive_sde(term: SDETerm, solver: SDESolver, y0: Tensor, save: l
     needs_i10 = solver.needs_levy_area
     t = save[0]
     y = y0
-    h = min(float(dt0), span)
+    h = min(float(dt0), span, math.inf if ctrl.dtmax is None else ctrl.dtmax)
     r_prev = 1.0
     out = [y0]
     nxt = 1
@@ -187,6 +187,8 @@ def integrate_adaptive_sde(term: SDETerm, solver: SDESolver, y0: Tensor, save: l
         else:
             n_rej += 1
             h = hh * min(factor, 1.0)
+        if ctrl.dtmax is not None:
+            h = min(h, ctrl.dtmax)
     if stats is not None:
         stats.update(n_accepted=n_acc, n_rejected=n_rej, step_sizes=hs)
     return torch.stack(out)
@@ -230,7 +232,8 @@ def integrate_adaptive_sde_per_sample(term: SDETerm, solver: SDESolver, y0: Tens
     save_t = torch.tensor(save, dtype=f64, device=dev)
     t_end = save[-1]
     t = torch.full(batch_shape, save[0], dtype=f64, device=dev)    # float64 clocks
-    h = torch.full(batch_shape, min(float(dt0), span), dtype=f64, device=dev)
+    h = torch.full(batch_shape, min(float(dt0), span, math.inf if ctrl.dtmax is None else ctrl.dtmax),
+                   dtype=f64, device=dev)
     r_prev = torch.ones(batch_shape, dtype=f64, device=dev)
     idx = torch.ones(batch_shape, dtype=torch.long, device=dev)   # next save index per sample
     done = torch.zeros(batch_shape, dtype=torch.bool, device=dev)
@@ -280,6 +283,8 @@ def integrate_adaptive_sde_per_sample(term: SDETerm, solver: SDESolver, y0: Tens
         # the longer step proposed before the clip; rejected: never grow; finished: unchanged
         h_acc = torch.where(saving & (factor >= 1.0), torch.maximum(hh * factor, h), hh * factor)
         h = torch.where(done, h, torch.where(accept, h_acc, hh * factor.clamp(max=1.0)))
+        if ctrl.dtmax is not None:
+            h = h.clamp(max=ctrl.dtmax)
         acc_y = accept.reshape(y_b)
         y = torch.where(acc_y, y1, y)
         acc_w = accept.reshape(w_b)
