@@ -22,6 +22,7 @@ _API: dict[str, str] = {
     "odeint": "sciflow.solvers",
     "solve": "sciflow.solvers",
     "sdeint": "sciflow.solvers",
+    "first_passage": "sciflow.solvers",
     "ODETerm": "sciflow.solvers",
     "SDETerm": "sciflow.solvers",
     "SaveAt": "sciflow.solvers",

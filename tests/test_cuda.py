@@ -478,3 +478,21 @@ def test_events_on_device_match_cpu_with_gradients() -> None:
     _on_device(sol.event.t, sol.event.occurred)
     k = torch.arange(1, 4, dtype=torch.float64) * math.pi
     torch.testing.assert_close(sol.event.t.cpu(), torch.stack([k, k - 0.5]), rtol=0, atol=1e-9)
+
+
+def test_first_passage_on_device_with_a_device_generator() -> None:
+    """SDE first passage with the Brownian-bridge correction on the device (increments and uniform
+    draws from a device generator): the exit probability of Brownian motion with drift matches the
+    inverse Gaussian law, and everything stays on the device."""
+    from scipy.stats import norm
+
+    from sciflow.solvers import Event, first_passage
+
+    n, mu, sig, a = 20_000, 0.5, 1.0, 1.0
+    y0 = torch.zeros(n, 1, dtype=torch.float64, device=DEV)
+    res = first_passage(lambda t, y: torch.full_like(y, mu), lambda t, y: torch.full_like(y, sig), y0, 0.0, 1.0,
+                        Event(lambda t, y: y[:, 0] - a, direction=1), dt=0.25,
+                        generator=torch.Generator(device=DEV).manual_seed(0))
+    _on_device(res.t, res.y, res.occurred)
+    p = norm.cdf((mu - a) / sig) + math.exp(2 * mu * a / sig ** 2) * norm.cdf((-a - mu) / sig)
+    assert abs(float(res.occurred.double().mean()) - p) < 4 * math.sqrt(p * (1 - p) / n)
