@@ -240,11 +240,11 @@ def integrate_adaptive(f: FlatField, solver: ODESolver, y0: Tensor, ts: Tensor,
     field must not change its Python-level state (globals, attributes read while tracing) during
     the solve. Should a new specialisation be needed anyway, the guards are switched back on.
 
-    ``event`` (eager only): locate the zero crossings of the event's condition (:mod:`.event`) as
-    they happen; a terminal event's last crossing makes its trajectory done (save times after it
-    are left unwritten). ``norm_entries``: the
-    error norm (and the initial step's) runs over the first ``norm_entries`` entries of each
-    trajectory's state only, a seminorm (Kidger, Chen & Lyons 2021; :class:`~.adjoint.BacksolveAdjoint`).
+    ``event`` (eager only): hand the steps in which the event's condition crosses zero to the
+    tracker (:mod:`.event`, which locates them in batches); a terminal event's last crossing makes
+    its trajectory done (save times after it are left unwritten). ``norm_entries``: the error norm
+    (and the initial step's) runs over the first ``norm_entries`` entries of each trajectory's
+    state only, a seminorm (Kidger, Chen & Lyons 2021; :class:`~.adjoint.BacksolveAdjoint`).
     """
     B, T = ts.shape
     dev, dt_ = y0.device, y0.dtype

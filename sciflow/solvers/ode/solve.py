@@ -37,7 +37,7 @@ class Solution:
     """``ts: (time,)`` or ``(*batch, time)``; ``ys: (time, *batch, *state)``; ``stats``: ``nfe``
     (batched vector-field calls), ``n_steps`` (attempted steps; loop iterations for batched
     adaptive stepping), ``n_accepted``/``n_rejected`` per trajectory for adaptive solves;
-    ``event``: where each trajectory stopped, for solves with an :class:`~.event.Event` (then
+    ``event``: the located crossings, for solves with an :class:`~.event.Event` (then
     ``stats["n_event_evals"]`` counts the batched calls of its condition)."""
 
     ts: Tensor
