@@ -2,12 +2,14 @@
 explicit Runge–Kutta steps along the save grid in the flat layout of :mod:`._flat_field`, each
 interval cut into equal sub-steps of at most ``controller.dt`` (the same count for every
 trajectory, found with one host sync at set-up), the FSAL stage reused across steps. With an
-event (:mod:`.event`) every trajectory keeps stepping to the end of the grid; crossings are
-checked after each step (one host sync) and located in batches (:mod:`.event`), those after a
-terminal event's last one ignored.
+event (:mod:`.event`) the steps stay shared: crossings are checked after each step (one host
+sync) and located in batches, those after a trajectory's terminal crossing ignored, and the loop
+ends at the first save time after every trajectory has stopped.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor
@@ -33,6 +35,8 @@ def integrate_fixed(f: FlatField, solver: ODESolver, y0: Tensor, ts: Tensor,
     y = y0
     k1 = None
     g = None if event is None else event.start(ts[:, 0], y0)
+    stopped = torch.zeros(ts.shape[0], dtype=torch.bool, device=ts.device)
+    steps = 0
     for i in range(T - 1):
         h = dts[:, i] / n_sub[i]
         for j in range(n_sub[i]):
@@ -42,15 +46,19 @@ def integrate_fixed(f: FlatField, solver: ODESolver, y0: Tensor, ts: Tensor,
             y_prev = y
             y, ks, _ = solver.step(f, t, y, h, k1)
             k1 = ks[-1] if solver.fsal else None
+            steps += 1
             if event is not None:
                 g1 = event.cond(t + h, y)
                 cross = event.crossed(g, g1)
                 if bool(cross.any()):
-                    event.on_crossing(solver, cross, t, h, y_prev, y, ks, g, g1)
+                    stopped = stopped | event.on_crossing(solver, cross, t, h, y_prev, y, ks, g, g1)
                 g = g1
-            f.stats.n_steps += 1
         ys.append(y)
-    f.stats.count_jacobians(solver, sum(n_sub))
+        if event is not None and bool(stopped.all()):   # every trajectory stopped: the rest is nan
+            ys.extend([torch.full_like(y, math.nan)] * (T - 2 - i))
+            break
+    f.stats.n_steps += steps
+    f.stats.count_jacobians(solver, steps)
     if event is not None:
         event.finish(solver, ts[:, -1])
     return torch.stack(ys)
