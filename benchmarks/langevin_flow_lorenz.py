@@ -133,8 +133,9 @@ def gaussian_task(args, device) -> None:
         pool_obs, pool_clean = obs[tr_i].reshape(-1, 3), clean[tr_i].reshape(-1, 3)
         pick = torch.randint(pool_obs.shape[0], (n_draws,), generator=g)
         expand = lambda x: x[pick][:, None, None, :].expand(n_draws, *truth_obs.shape).to(device)  # noqa: E731
-        per_seed["climatology"].append({**{f"obs_{k}": v for k, v in _forecast_scores(expand(pool_obs), truth_obs).items()},
-                                        **{f"clean_{k}": v for k, v in _forecast_scores(expand(pool_clean), truth_clean).items()}})
+        per_seed["climatology"].append({
+            **{f"obs_{k}": v for k, v in _forecast_scores(expand(pool_obs), truth_obs).items()},
+            **{f"clean_{k}": v for k, v in _forecast_scores(expand(pool_clean), truth_clean).items()}})
         for name, cls in models.items():
             torch.manual_seed(seed)
             model = cls(cfg).to(device)

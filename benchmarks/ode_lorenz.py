@@ -25,8 +25,8 @@ sciflow (loosest tolerance whose worst error at t = 1 is no larger than torchdif
 variant by diffrax's fastest matched variant, overall and per error-control mode (< 5 is the goal;
 the timings come from two processes run back to back, so load drift on the shared cores enters
 these ratios; ``ratio_via_torchdiffeq_anchor`` divides diffrax's speed-up over its adjacent
-torchdiffeq run by sciflow's paired speed-up, which cancels the drift). Without jax/diffrax the section is skipped with a note. Writes
-``benchmarks/results/ode_lorenz.json``.
+torchdiffeq run by sciflow's paired speed-up, which cancels the drift).
+Without jax/diffrax the section is skipped with a note. Writes ``benchmarks/results/ode_lorenz.json``.
 
     python benchmarks/ode_lorenz.py [--scale 1] [--repeats 3] [--t1 10] [--no-compile] [--no-diffrax]
 

@@ -138,8 +138,8 @@ def run(cfg: Config, device: str, tag: str, budget_s: float | None = None,
     if cfg.causal:
         figures.append(plot_causal_weights(hist, figs / f"pinn_allen_cahn_{tag}_weights.png"))
     return {"figures": [str(f) for f in figures], "config": asdict(cfg), "seed": cfg.seed, "git_sha": git_sha(),
-            "train_wall_seconds": seconds, "train_cpu_seconds": cpu, **metrics, "steps_run": hist.step[-1] + 1, "curve": curve,
-            "final_terms": {k: v[-1] for k, v in hist.terms.items()}}
+            "train_wall_seconds": seconds, "train_cpu_seconds": cpu, **metrics, "steps_run": hist.step[-1] + 1,
+            "curve": curve, "final_terms": {k: v[-1] for k, v in hist.terms.items()}}
 
 
 def _same_recipe(a: dict, b: dict) -> bool:

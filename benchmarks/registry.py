@@ -295,7 +295,8 @@ register(Benchmark(
 register(Benchmark(
     name="pinn_allen_cahn", script="pinn_allen_cahn.py", family="causal PINN", owner="H", kind="accuracy",
     dataset="Allen-Cahn, eps = 1e-4 (allen_cahn.mat)", seed_flag="--seed",
-    description="causal vs plain PINN with the same network, and the original PINN (plain MLP) with and without causal weights, same CPU budget (median over seeds)",
+    description="causal vs plain PINN with the same network, and the original PINN (plain MLP) with and without "
+                "causal weights, same CPU budget (median over seeds)",
     scales={"smoke": ["--scale", "smoke"],
             "cpu": ["--scale", "cpu", "--budget-min", "30", "--seeds", "0", "1", "2", "--jobs", "2"],
             # the GPU check: the paper's network and points (jaxpi's AC config), causal, 3 wall minutes
@@ -342,8 +343,10 @@ for _problem, _label, _anchor, _budget in (
 register(Benchmark(
     name="pinn_throughput", script="pinn_throughput.py", family="causal PINN", owner="H", kind="speed",
     dataset="Burgers residual, 4x128 tanh MLP, Adam, 1024 collocation points",
-    description="training steps per second: sciflow derivative engines (fused Adam; compiled Taylor mode) vs plain autograd and DeepXDE",
-    scales={"smoke": ["--n-domain", "128", "--steps", "2", "--rounds", "1"], "cpu": ["--compile", "--all", "--rounds", "5"]},
+    description="training steps per second: sciflow derivative engines (fused Adam; compiled Taylor mode) vs plain "
+                "autograd and DeepXDE",
+    scales={"smoke": ["--n-domain", "128", "--steps", "2", "--rounds", "1"],
+            "cpu": ["--compile", "--all", "--rounds", "5"]},
     results={"smoke": ["pinn_throughput_128"], "cpu": ["pinn_throughput_1024"]},
     metrics=[Metric("Taylor-mode engine: steps/s", "steps_per_s_median/sciflow_taylor", unit="1/s", better="higher",
                     baselines={"plain autograd": "steps_per_s_median/plain_autograd",
@@ -501,12 +504,15 @@ register(Benchmark(
     metrics=[Metric("dopri5 (rtol 1e-4) sampling: time", "sampling_1000_points/dopri5 rtol=1e-4/median_s", unit="s",
                     baselines={"Euler, 100 steps": "sampling_1000_points/euler nfe=100/median_s",
                                "RK4, 20 steps": "sampling_1000_points/rk4 nfe=20/median_s"}),
-             Metric("dopri5 (rtol 1e-4) sampling: max abs. error", "sampling_1000_points/dopri5 rtol=1e-4/max_abs_err_vs_ref",
+             Metric("dopri5 (rtol 1e-4) sampling: max abs. error",
+                    "sampling_1000_points/dopri5 rtol=1e-4/max_abs_err_vs_ref",
                     baselines={"Euler, 100 steps": "sampling_1000_points/euler nfe=100/max_abs_err_vs_ref"}),
              Metric("embedding of the largest population: peak extra memory",
-                    lambda d: max(d["embedding_vs_population_size"].items(), key=lambda kv: int(kv[0]))[1]["peak_extra_mib"],
+                    lambda d: max(d["embedding_vs_population_size"].items(),
+                                  key=lambda kv: int(kv[0]))[1]["peak_extra_mib"],
                     unit="MiB", baselines={"dense float64 n x n distance matrix": lambda d: max(
-                        d["embedding_vs_population_size"].items(), key=lambda kv: int(kv[0]))[1]["dense_float64_n2_mib"]})],
+                        d["embedding_vs_population_size"].items(),
+                        key=lambda kv: int(kv[0]))[1]["dense_float64_n2_mib"]})],
 ))
 
 

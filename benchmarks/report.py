@@ -138,7 +138,8 @@ def render(results: Path = RESULTS, benchmarks: Mapping[str, Benchmark] | None =
     if speed:
         head += ["## Speed at a glance", "",
                  "sciflow against the reference implementation, same problem, same run (speed-up > 1: sciflow faster).",
-                 "", "| benchmark | what | reference | sciflow | reference time | speed-up |", "|---|---|---|---|---|---|"]
+                 "", "| benchmark | what | reference | sciflow | reference time | speed-up |",
+                 "|---|---|---|---|---|---|"]
         head += [f"| `{r['benchmark']}` | {r['what']} | {r['baseline']} | {fmt(r['sciflow'], 's')} | "
                  f"{fmt(r['reference'], 's')} | {r['speedup']:.3g}x |" for r in speed]
         head.append("")

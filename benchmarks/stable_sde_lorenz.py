@@ -1,4 +1,4 @@
-"""Irregular Lorenz-63 forecasting (or interpolation) with uncertainty: stable neural SDEs vs neural ODE/CDE + conformal.
+"""Irregular Lorenz-63 forecasting or interpolation with uncertainty: stable SDEs vs neural ODE/CDE + conformal.
 
 Data (``sciflow.data.timeseries.lorenz_forecasting_splits``): Lorenz-63 trajectories on
 ``t ∈ [0, (n_time−1)·dt]``, ``n_obs`` random grid times per trajectory, a fraction of each channel
@@ -65,7 +65,8 @@ ALPHA = 0.1
 def _scores(pred, y: torch.Tensor, interval_nll: bool = False) -> dict[str, float]:
     # Gaussian NLL: moment-matched to the draws, or matched to the central (1 - ALPHA) interval
     std = pred.interval_std if interval_nll else pred.std
-    out = {"nll": float(scores.gaussian_nll(pred.mean, std.pow(2).clamp_min(1e-6), y)),"rmse": float((pred.mean - y).pow(2).mean().sqrt()),
+    out = {"nll": float(scores.gaussian_nll(pred.mean, std.pow(2).clamp_min(1e-6), y)),
+           "rmse": float((pred.mean - y).pow(2).mean().sqrt()),
            "coverage": float(scores.interval_coverage(pred.lower, pred.upper, y)),
            "width": float(scores.interval_width(pred.lower, pred.upper)),
            "interval_score": float(scores.interval_score(pred.lower, pred.upper, y, ALPHA).mean())}

@@ -222,7 +222,8 @@ def main() -> None:
         res = 16
         data, scale = ns_data(n_tr + n_va + n_te, res, args.noise, seed=0)
         data = TrajectoryBatch(data.values.reshape(data.values.shape[0], 2, -1), data.times)
-        tr, va, te = data.index(slice(0, n_tr)), data.index(slice(n_tr, n_tr + n_va)), data.index(slice(n_tr + n_va, None))
+        tr, va, te = (data.index(slice(0, n_tr)), data.index(slice(n_tr, n_tr + n_va)),
+                      data.index(slice(n_tr + n_va, None)))
         payload["task"]["navier_stokes"] = {"resolution": res, "nu": 1e-3, "T": 1.0, "vorticity_std": scale}
         payload["navier_stokes"] = compare(tr, va, te, res * res, args.noise, args)
     write_result("uq_comparison", payload)

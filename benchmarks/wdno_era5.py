@@ -51,27 +51,30 @@ from sciflow.uq.scores import latitude_weights, spread_skill_ratio
 BENCHMARK = {
     "name": "wdno_era5", "script": "wdno_era5.py", "family": "wavelet diffusion", "owner": "D", "kind": "accuracy",
     "dataset": "ERA5 t2m, UK, March 2019 hourly (train 1-24, test 25-31 March), 24 h windows, 6 h given",
-    "description": "latitude-weighted RMSE / CRPS of WDNO vs persistence, (hourly) climatology, anomaly persistence and "
-                   "FNO-3D in the same run; the learned models forecast departures from the hourly climatology",
+    "description": "latitude-weighted RMSE / CRPS of WDNO vs persistence, (hourly) climatology, anomaly persistence "
+                   "and FNO-3D in the same run; the learned models forecast departures from the hourly climatology",
     "scales": {"smoke": ["--scale", "smoke"], "cpu": ["--scale", "cpu"], "gpu": ["--scale", "gpu", "--device", "cuda"]},
     "results": {"smoke": ["wdno_era5_smoke"], "cpu": ["wdno_era5"], "gpu": ["wdno_era5_gpu"]},
     "seed_flag": "--seed",
     "metrics": [
-        {"label": "WDNO ensemble-mean lat-weighted RMSE (K, mean over 1-18 h)", "path": "results/wdno/rmse_mean", "unit": "K",
+        {"label": "WDNO ensemble-mean lat-weighted RMSE (K, mean over 1-18 h)", "path": "results/wdno/rmse_mean",
+         "unit": "K",
          "baselines": {"persistence": "results/persistence/rmse_mean", "climatology": "results/climatology/rmse_mean",
                        "hourly climatology": "results/climatology_hourly/rmse_mean",
                        "anomaly persistence": "results/anomaly_persistence/rmse_mean",
                        "FNO-3D": "results/fno3d/rmse_mean"}},
         {"label": "WDNO lat-weighted CRPS (K, mean over 1-18 h)", "path": "results/wdno/crps_mean", "unit": "K",
          "baselines": {"persistence": "results/persistence/crps_mean",
-                       "hourly climatology": "results/climatology_hourly/crps_mean", "FNO-3D": "results/fno3d/crps_mean"}},
+                       "hourly climatology": "results/climatology_hourly/crps_mean",
+                       "FNO-3D": "results/fno3d/crps_mean"}},
     ],
     "timeout_s": {"cpu": 2400, "gpu": 900},
 }
 
 GRIB = Path(__file__).resolve().parents[1] / ".." / "shared" / "reference" / "era5" / "era5_t2m_2019-03_uk.grib"
 SCALES = {
-    "smoke": dict(coarsen=4, train_stride=12, steps=3, wdno_steps=3, batch=8, n_samples=2, nfe=4, base=8, test_stride=24),
+    "smoke": dict(coarsen=4, train_stride=12, steps=3, wdno_steps=3, batch=8, n_samples=2, nfe=4, base=8,
+                  test_stride=24),
     "cpu": dict(coarsen=2, train_stride=3, steps=100, wdno_steps=400, batch=8, n_samples=8, nfe=20, base=8,
                 test_stride=6),
     "gpu": dict(coarsen=1, train_stride=1, steps=5000, wdno_steps=20000, batch=32, n_samples=16, nfe=50, base=32,
@@ -136,7 +139,8 @@ def main() -> None:
     results: dict[str, dict] = {}
     preds: dict[str, torch.Tensor] = {}
     results["persistence"] = scores(persistence_forecast(data.test, H), truth, lat, H)
-    results["climatology"] = scores(climatology_trajectory(data, data.test_init, by=None, like=data.test), truth, lat, H)
+    results["climatology"] = scores(climatology_trajectory(data, data.test_init, by=None, like=data.test),
+                                    truth, lat, H)
     clims = channel_climatologies(data, "hour")  # the training period's hour-of-day climatology, once
     hourly = climatology_trajectory(data, data.test_init, by="hour", like=data.test, clims=clims)
     results["climatology_hourly"] = scores(hourly, truth, lat, H)
@@ -149,7 +153,8 @@ def main() -> None:
     else:
         train_b, test_b, offset = data.train, data.test, torch.zeros(())
     C = len(channels)
-    out_name = ("wdno_era5" if args.scale == "cpu" else f"wdno_era5_{args.scale}") + (f"_{args.tag}" if args.tag else "")
+    out_name = (("wdno_era5" if args.scale == "cpu" else f"wdno_era5_{args.scale}")
+                + (f"_{args.tag}" if args.tag else ""))
     n_lat, n_lon = truth.shape[-2:]
     models = args.models.split(",")
     if "fno3d" in models:

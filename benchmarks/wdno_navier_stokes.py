@@ -54,10 +54,12 @@ from sciflow.uq.scores import crps_ensemble, spread_skill_ratio
 BENCHMARK = {
     "name": "wdno_navier_stokes", "script": "wdno_navier_stokes.py", "family": "wavelet diffusion",
     "owner": "D", "kind": "accuracy",
-    "dataset": "2-D Navier-Stokes vorticity, nu = 1e-3, FNO forcing, T_in = 10 (cpu: 16^2, 10 steps; gpu: 64^2, 40 steps, minutes of training)",
+    "dataset": "2-D Navier-Stokes vorticity, nu = 1e-3, FNO forcing, T_in = 10 (cpu: 16^2, 10 steps; gpu: 64^2, "
+               "40 steps, minutes of training)",
     "description": "relative L2 of WDNO vs FNO-2D (autoregressive), FNO-3D and U-Net in the same run",
     "scales": {"smoke": ["--scale", "smoke"], "cpu": ["--scale", "cpu"], "gpu": ["--scale", "gpu", "--device", "cuda"]},
-    "results": {"smoke": ["wdno_navier_stokes_smoke"], "cpu": ["wdno_navier_stokes"], "gpu": ["wdno_navier_stokes_gpu"]},
+    "results": {"smoke": ["wdno_navier_stokes_smoke"], "cpu": ["wdno_navier_stokes"],
+                "gpu": ["wdno_navier_stokes_gpu"]},
     "seed_flag": "--seed",
     "metrics": [
         {"label": "FNO-3D test relative L2", "path": "results/fno3d/test_rel_l2",
@@ -171,14 +173,16 @@ def main() -> None:
         return {
             "complete": complete,
             "carried_over": carried,
-            "config": {"scale": args.scale, **sc, "seed": args.seed, "t_in": T_IN, "grid": n, "nu": 1e-3, "data_generation_s": gen_s},
+            "config": {"scale": args.scale, **sc, "seed": args.seed, "t_in": T_IN, "grid": n, "nu": 1e-3,
+                       "data_generation_s": gen_s},
             "results": results,
             "anchors": {**ANCHORS, "source": "Li et al. 2021, Table 3 (nu = 1e-3, 64^2, T = 50, N = 1000)"},
             "note": (f"our scale: {sc['n_train']} train / {sc['n_test']} test trajectories at {n}^2, {sc['t_out']} "
                      f"predicted steps, {sc['steps']} optimiser steps (WDNO {sc['wdno_steps']})"
                      + (f", each model's training capped at {sc['train_s']:g} s (WDNO {sc['wdno_train_s']:g} s) of "
                         "wall clock: see results/<model>/training/steps" if sc.get("train_s") else "")
-                     + ("" if args.scale == "paper" else "; the anchors use 1000 training trajectories at 64^2, T = 40")),
+                     + ("" if args.scale == "paper"
+                        else "; the anchors use 1000 training trajectories at 64^2, T = 40")),
         }
 
     persistence = test_data.values[:, T_IN - 1: T_IN].expand_as(truth)  # the last given frame, held

@@ -57,7 +57,8 @@ CASES = {
         lambda: burgers.generate_shock(1, nx=8, nt=3, nu=0.0, method="cole_hopf"), ValueError,
         r"cole_hopf_sine: nu .* > 0, got 0.0"),
     "burgers.generate length=-1 (was silent)": (
-        lambda: burgers.generate(1, 0, nx=16, nt=3, length=-1.0), ValueError, r"length must be finite and > 0, got -1.0"),
+        lambda: burgers.generate(1, 0, nx=16, nt=3, length=-1.0), ValueError,
+        r"length must be finite and > 0, got -1.0"),
     "burgers.generate nt=1.5": (
         lambda: burgers.generate(1, 0, nx=16, nt=1.5), ValueError, r"nt must be an integer >= 2, got 1.5"),
     "burgers.solve_periodic empty batch (was MKL FFT error)": (
@@ -96,7 +97,8 @@ CASES = {
         lambda: TrajectoryBatch(torch.ones(2, 3, 4, dtype=torch.long), torch.linspace(0, 1, 3)), TypeError,
         r"values must be a floating tensor, got dtype torch.int64"),
     "TrajectoryBatch empty batch": (
-        lambda: TrajectoryBatch(torch.ones(0, 3, 4), torch.linspace(0, 1, 3)), ValueError, r"values has an empty batch axis"),
+        lambda: TrajectoryBatch(torch.ones(0, 3, 4), torch.linspace(0, 1, 3)), ValueError,
+        r"values has an empty batch axis"),
     "TrajectoryBatch numpy values": (
         lambda: TrajectoryBatch(torch.ones(2, 3, 4).numpy(), torch.linspace(0, 1, 3)), TypeError,
         r"values must be a torch.Tensor, got ndarray"),
@@ -117,7 +119,8 @@ CASES = {
         lambda: odeint(lambda t, y: -y, torch.ones(0, 3), torch.linspace(0, 1, 5)), ValueError,
         r"y0 is empty \(shape \(0, 3\)\)"),
     "BrownianIncrements negative shape": (
-        lambda: BrownianIncrements([0.0, 0.5], (-2, 3)), ValueError, r"shape must have non-negative sizes, got \(-2, 3\)"),
+        lambda: BrownianIncrements([0.0, 0.5], (-2, 3)), ValueError,
+        r"shape must have non-negative sizes, got \(-2, 3\)"),
     "simulate_langevin NaN z0 (was silent NaN)": (
         lambda: simulate_langevin(UnderdampedLangevin(force=lambda z: -z, gamma=1.0), torch.full((2, 3), NAN),
                                   torch.zeros(2, 3), dt=0.1, n_steps=3), ValueError, r"z0 contains NaN or inf"),
@@ -187,7 +190,8 @@ CASES = {
     "wavelet_diffusion.Config wavelet='foo' (was silent)": (
         lambda: WDNOConfig(wavelet="foo"), ValueError, r"Config.wavelet='foo' is not a discrete PyWavelets wavelet"),
     "causal_pinn.Config problem='foo' (was silent)": (
-        lambda: PINNConfig(problem="foo"), ValueError, r"Config.problem='foo': unknown problem; choose one of \['allen_cahn'"),
+        lambda: PINNConfig(problem="foo"), ValueError,
+        r"Config.problem='foo': unknown problem; choose one of \['allen_cahn'"),
     "causal_pinn.Config n_chunks=0 (was ZeroDivisionError)": (
         lambda: PINNConfig(n_chunks=0), ValueError, r"Config.n_chunks must be >= 1, got 0"),
     "causal_pinn.Config epsilon<0 (was silent)": (
@@ -244,7 +248,8 @@ def test_stable_sde_label_out_of_range():
 
 @pytest.mark.parametrize("argv, fragment", [
     # generator parameter errors were tracebacks; now a message and exit status 2
-    (["generate", "burgers-control", "--n", "0", "nx=17", "nt=9"], "burgers-control: burgers.generate_control: n must be"),
+    (["generate", "burgers-control", "--n", "0", "nx=17", "nt=9"],
+     "burgers-control: burgers.generate_control: n must be"),
     (["generate", "burgers", "nu=-1", "nx=16", "nt=3"], "viscosity must be >= 0, got -1"),
     (["generate", "burgers", "foo=1"], "unknown parameter 'foo' for dataset 'burgers'; allowed: ["),
     (["generate", "burgers", "n=3"], "unknown parameter 'n'"),

@@ -200,7 +200,8 @@ def test_train_then_evaluate_online_conformal_on_era5(tmp_path: Path) -> None:
         assert m["given"] == 6 and m["horizon"] == 6 and m["channels"] == ["2m_temperature"]
         assert all(math.isfinite(v) for v in [m["rmse"], *m["rmse_per_lead"], *m["lat_weighted_rmse"]])
         on, sc = m["online"], m["split_conformal"]
-        assert on["method"] == method.split("+")[0] and on["alpha"] == 0.1 and on["delay_per_lead"] == [0, 1, 2, 3, 4, 5]
+        assert (on["method"] == method.split("+")[0] and on["alpha"] == 0.1
+                and on["delay_per_lead"] == [0, 1, 2, 3, 4, 5])
         assert on["rate"] == (float(rates[method].split("=")[1]) if method in rates else None)
         # hourly windows issued every step: a one-day seasonal lag of 24 windows
         assert on["scorecaster"] == ("ARScorecaster(order=1, period=24, forgetting=0.99, prior=100.0)"
@@ -217,8 +218,8 @@ def test_train_then_evaluate_online_conformal_on_era5(tmp_path: Path) -> None:
         assert sc["infinite_fraction"] == 0.0 and sc["mean_width"] > 0
         assert m["score"] == "absolute" and m["spread_from"] is None
     # the residual over the spread of 3 WDNO draws: intervals scale with the draws' spread
-    assert main(["evaluate", str(run), "--uq", "online-conformal", "eval.online=quantile", "eval.online_score=normalized",
-                 "eval.n_samples=3"]) == 0
+    assert main(["evaluate", str(run), "--uq", "online-conformal", "eval.online=quantile",
+                 "eval.online_score=normalized", "eval.n_samples=3"]) == 0
     m = json.loads((run / "eval_online-conformal.json").read_text())
     assert m["score"] == "normalized" and m["spread_from"] == "3 samples"
     for block in (m["online"], m["split_conformal"]):
@@ -237,7 +238,8 @@ def test_bad_input_names_the_problem(tmp_path: Path, capsys) -> None:
     assert "leave eval.online_rate unset" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="eval.online_rate must be a finite number > 0"):
         load_experiment("lorenz_neural_ode", ["eval.online_rate=-0.1"])
-    with pytest.raises(ConfigError, match="eval.online_scorecaster=ar is the D part of conformal PID: set eval.online=pid"):
+    with pytest.raises(ConfigError,
+                       match="eval.online_scorecaster=ar is the D part of conformal PID: set eval.online=pid"):
         load_experiment("lorenz_neural_ode", ["eval.online_scorecaster=ar"])
     with pytest.raises(ConfigError, match="'eval.online_scorecaster' = 'theta' is not allowed"):
         load_experiment("lorenz_neural_ode", ["eval.online=pid", "eval.online_scorecaster=theta"])
@@ -279,7 +281,8 @@ def test_normalized_score_scales_the_intervals_by_the_forecast_spread() -> None:
             y = test_truth[:, given:]
             inside = (y >= out.lower) & (y <= out.upper)
             cov[name, kind] = (float(inside[storm].double().mean()), float(inside[~storm].double().mean()))
-            if name == "normalized" and kind == "split":  # mean +- q sigma, q the ceil(301 * 0.9) = 271st of 300 |y| / sigma
+            if name == "normalized" and kind == "split":
+                # mean +- q sigma, q the ceil(301 * 0.9) = 271st of 300 |y| / sigma
                 q = (val_truth / sig_val)[:, given:].abs().sort(0).values[271 - 1]
                 torch.testing.assert_close(out.upper, q * sig_test[:, given:], rtol=1e-6, atol=1e-6)
     for kind in ("quantile", "split"):

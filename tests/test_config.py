@@ -29,7 +29,8 @@ def test_defaults_and_partial_mapping() -> None:
     ({"max_step": 5}, r"unknown key 'train.max_step' \(did you mean 'train.max_steps'\?\)"),
     ({"max_steps": "many"}, r"'train.max_steps' must be an int, got 'many'"),
     ({"max_steps": True}, r"'train.max_steps' must be an int"),
-    ({"optimizer": "adagrad"}, r"'train.optimizer' = 'adagrad' is not allowed; allowed values: \['adam', 'adamw', 'sgd', 'lbfgs'\]"),
+    ({"optimizer": "adagrad"},
+     r"'train.optimizer' = 'adagrad' is not allowed; allowed values: \['adam', 'adamw', 'sgd', 'lbfgs'\]"),
     ({"compile": "yes"}, r"'train.compile' must be a bool"),
     ({"betas": [0.9]}, r"'train.betas' must have 2 entries"),
     ({"lr": -1.0}, r"train: TrainConfig: invalid value for 'lr'"),
@@ -60,7 +61,8 @@ def test_packaged_config_with_overrides_round_trips() -> None:
 
 
 def test_model_section_errors() -> None:
-    with pytest.raises(ConfigError, match=r"model.name = 'neural_oed' is not registered \(did you mean 'neural_ode'\?\)"):
+    with pytest.raises(ConfigError,
+                       match=r"model.name = 'neural_oed' is not registered \(did you mean 'neural_ode'\?\)"):
         experiment_from_dict({"model": {"name": "neural_oed"}})
     with pytest.raises(ConfigError, match=r"unknown key 'model.widht'.*allowed keys under 'model'"):
         experiment_from_dict({"model": {"name": "neural_ode", "widht": 3}})
@@ -73,7 +75,8 @@ def test_model_section_errors() -> None:
 
 
 def test_data_section_checks_generator_and_its_parameters() -> None:
-    with pytest.raises(ConfigError, match=r"data.generator = 'lorenz64' is not registered.*allowed values: \[.*'lorenz63'"):
+    with pytest.raises(ConfigError,
+                       match=r"data.generator = 'lorenz64' is not registered.*allowed values: \[.*'lorenz63'"):
         experiment_from_dict({"model": {"name": "neural_ode"}, "data": {"generator": "lorenz64"}})
     with pytest.raises(ConfigError, match=r"unknown key 'data.params.n_tim' \(did you mean 'data.params.n_time'\?\)"):
         experiment_from_dict({"model": {"name": "neural_ode"},

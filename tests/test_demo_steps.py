@@ -21,7 +21,8 @@ def test_causal_pinn_step_alone(tmp_path: Path) -> None:
     for name in ("solution.png", "causal_weights.png", "losses.png"):
         assert (out / "causal_pinn_burgers" / name).stat().st_size > 5_000
     report = (out / "report.md").read_text()
-    assert "Burgers: a PDE solved by a causal PINN" in report and "![solution](causal_pinn_burgers/solution.png)" in report
+    assert ("Burgers: a PDE solved by a causal PINN" in report
+            and "![solution](causal_pinn_burgers/solution.png)" in report)
     assert "Lorenz-63" not in report  # only the step that ran
     assert not (out / "metrics.json").exists()  # the Lorenz step's file is not written by other steps
 

@@ -123,7 +123,8 @@ class TrajectoryBatch(_Batch):
         _check(self.times.shape[-1] == T, n, f"times has {self.times.shape[-1]} points but values has {T} time steps")
         _check(self.times.ndim in (1, 2), n, f"times must be (time,) or (batch, time), got {tuple(self.times.shape)}")
         if self.times.ndim == 2:
-            _check(self.times.shape[0] == self.values.shape[0], n, "per-sample times must have the batch size of values")
+            _check(self.times.shape[0] == self.values.shape[0], n,
+                   "per-sample times must have the batch size of values")
             # per-sample grids travel with their samples
             object.__setattr__(self, "_batched", ("values", "condition", "times"))
         if T > 1:

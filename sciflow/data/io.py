@@ -248,8 +248,8 @@ def read_pdebench(path: str | os.PathLike, *, variables: Sequence[str] = ("tenso
             first = data[variables[0]]
             n_space = first.ndim - 2
             if n_space < 1 or n_space > 3:
-                raise DatasetError(f"variable {variables[0]!r} has shape {first.shape}; expected [batch, t, x(, y(, z))]",
-                                   str(path))
+                raise DatasetError(f"variable {variables[0]!r} has shape {first.shape}; "
+                                   "expected [batch, t, x(, y(, z))]", str(path))
             coords = {}
             dims = ("x", "y", "z")[:n_space]
             for d, key in zip(dims, _SPACE_KEYS):
@@ -279,7 +279,8 @@ def read_pdebench(path: str | os.PathLike, *, variables: Sequence[str] = ("tenso
                     attrs={"equation": equation or str(attrs.get("equation", "unknown (PDEBench file)")),
                            "parameters": json.dumps(params, default=str, sort_keys=True),
                            "generator": f"PDEBench file {path.name}", "version": "PDEBench",
-                           "seed": int(attrs.get("seed", -1)) if str(attrs.get("seed", "-1")).lstrip("-").isdigit() else -1,
+                           "seed": (int(attrs.get("seed", -1)) if str(attrs.get("seed", "-1")).lstrip("-").isdigit()
+                                    else -1),
                            "licence": licence})
     return validate(ds, path=str(path))
 

@@ -32,7 +32,8 @@ _XR = xr.Dataset | xr.DataArray
 def _check_aligned(forecast: _XR, truth: _XR) -> None:
     for dim in ("lat", "lon"):
         if dim not in forecast.dims or dim not in truth.dims:
-            raise ValueError(f"forecast and truth need a {dim!r} dim (forecast {dict(forecast.sizes)}, truth {dict(truth.sizes)})")
+            raise ValueError(f"forecast and truth need a {dim!r} dim "
+                             f"(forecast {dict(forecast.sizes)}, truth {dict(truth.sizes)})")
         if forecast.sizes[dim] != truth.sizes[dim] or not np.allclose(forecast[dim].values, truth[dim].values):
             raise ValueError(f"forecast and truth are on different {dim} grids")
 
@@ -116,7 +117,8 @@ def lat_weighted_rmse_tensor(forecast: Tensor, truth: Tensor, lat: Tensor) -> Te
     if forecast.shape != truth.shape:
         raise ValueError(f"forecast shape {tuple(forecast.shape)} != truth shape {tuple(truth.shape)}")
     if forecast.ndim < 2 or lat.ndim != 1 or lat.shape[0] != forecast.shape[-2]:
-        raise ValueError(f"need (..., lat, lon) fields and lat of length {forecast.shape[-2] if forecast.ndim > 1 else '?'}, "
+        raise ValueError("need (..., lat, lon) fields and lat of length "
+                         f"{forecast.shape[-2] if forecast.ndim > 1 else '?'}, "
                          f"got {tuple(forecast.shape)} and lat {tuple(lat.shape)}")
     w = latitude_weights(lat.to(forecast))
     return ((forecast - truth) ** 2 * w[:, None]).mean(dim=(-2, -1)).sqrt()

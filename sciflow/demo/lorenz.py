@@ -185,7 +185,8 @@ def run_lorenz_ensemble(out_dir: str | Path = "runs/demo", *, quick: bool = Fals
     _write_json(metrics, out / "metrics.json")
     print(f"[demo] test RMSE {metrics['rmse']:.3f} (persistence {metrics['persistence_rmse']:.3f}); "
           f"{int(round(100 * (1 - alpha)))} % band coverage {metrics['coverage']:.3f} "
-          f"(ensemble spread alone {metrics['ensemble_only_coverage']:.3f}); CRPS {metrics.get('crps', float('nan')):.3f}")
+          f"(ensemble spread alone {metrics['ensemble_only_coverage']:.3f}); "
+          f"CRPS {metrics.get('crps', float('nan')):.3f}")
     print(f"[demo] wrote {out}/metrics.json, {out}/plots/*.png, {out}/member_*/checkpoints "
           f"in {timings['total_s']:.0f} s")
     return metrics

@@ -24,9 +24,9 @@ even, else 0), with no fold of the output. This replaces the transposed convolut
 convolution and one copy per axis.
 
 Each axis is transformed by one ``conv{dim}d`` (strided for the analysis; stride 1 plus the phase
-interleave for the synthesis) whose kernel is the filter along that axis and 1 along the others, with the two bands (phases) as
-channels and every other axis batched, so no axis is transposed and the cost is
-:math:`O(L \cdot \text{numel})` per axis on any device, with no host synchronisation. For
+interleave for the synthesis) whose kernel is the filter along that axis and 1 along the others,
+with the two bands (phases) as channels and every other axis batched, so no axis is transposed and
+the cost is :math:`O(L \cdot \text{numel})` per axis on any device, with no host synchronisation. For
 :math:`L = 2` (haar) the polyphase filters are :math:`2 \times 2` matrices acting on sample
 pairs; they are applied as one broadcast product and one fused multiply-add (two elementwise
 kernels, exact on every device), because oneDNN's 1x1 and length-2 stride-2 CPU convolutions take

@@ -41,8 +41,8 @@ when :math:`y_t` arrives every expert takes its ACI step and the weights follow 
 issues one expert's :math:`\alpha^i_t`, drawn with probability :math:`p^i_t`, and their guarantees
 are for that: ``randomize=True`` does so (one draw per step and position, from the ``generator``
 given to :meth:`~AdaptiveConformal.run`). By default we deviate and issue the weighted mean,
-deterministic, which their code also tracks. ``sigma`` and ``eta`` default to the paper's choice for local intervals of ``interval``
-steps (:func:`dtaci_defaults`).
+deterministic, which their code also tracks. ``sigma`` and ``eta`` default to the paper's choice for
+local intervals of ``interval`` steps (:func:`dtaci_defaults`).
 
 Every position of the event shape (a grid point, a lead time) is its own stream with its own
 :math:`\alpha_t`, so the long-run guarantee holds per position. Any

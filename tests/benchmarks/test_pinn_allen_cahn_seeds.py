@@ -20,7 +20,8 @@ CFG = bench.SCALES["cpu"]
 
 def _record(seed: int, rel_l2: float, mode: str = "plain", figures: list[Path] | None = None) -> dict:
     """A run's record; ``figures``: a run trained in this call lists its seed-tagged figures."""
-    return {**({"figures": [str(f) for f in figures]} if figures is not None else {}),"config": asdict(replace(bench.mode_config(CFG, mode), seed=seed)), "seed": seed, "rel_l2": rel_l2,
+    return {**({"figures": [str(f) for f in figures]} if figures is not None else {}),
+            "config": asdict(replace(bench.mode_config(CFG, mode), seed=seed)), "seed": seed, "rel_l2": rel_l2,
             "max_abs": 10 * rel_l2, "train_cpu_seconds": 1800.0 + seed, "steps_run": 100 + seed,
             "curve": {"step": [seed]}, "final_terms": {"ic": rel_l2}}
 

@@ -40,7 +40,8 @@ def fake_benchmark(tmp_path: Path, **kw) -> Benchmark:
     spec = dict(name="fake", script=str(script), family="test", dataset="toy", kind="accuracy", owner="G",
                 scales={"smoke": ["ok"], "cpu": ["fail"], "gpu": ["hang"]},
                 results={"smoke": ["fake_bench"], "cpu": ["fake_bench"], "gpu": ["fake_bench"]},
-                metrics=[Metric("error", "err/ours", anchor=Anchor(0.01, "a paper"), baselines={"theirs": "err/theirs"}),
+                metrics=[Metric("error", "err/ours", anchor=Anchor(0.01, "a paper"),
+                                baselines={"theirs": "err/theirs"}),
                          Metric("last row", "rows/-1/t", better="higher"),
                          Metric("absent", "err/nope")])
     spec.update(kw)

@@ -57,11 +57,13 @@ def _manufactured(nu, kind):
     if kind == "periodic":  # [0, 1), s = sin(2 pi x) + 0.5 cos(4 pi x)
         s = lambda x: torch.sin(2 * math.pi * x) + 0.5 * torch.cos(4 * math.pi * x)  # noqa: E731
         sx = lambda x: 2 * math.pi * torch.cos(2 * math.pi * x) - 2 * math.pi * torch.sin(4 * math.pi * x)  # noqa: E731
-        sxx = lambda x: -4 * math.pi**2 * torch.sin(2 * math.pi * x) - 8 * math.pi**2 * torch.cos(4 * math.pi * x)  # noqa: E731
+        sxx = lambda x: (-4 * math.pi**2 * torch.sin(2 * math.pi * x)  # noqa: E731
+                         - 8 * math.pi**2 * torch.cos(4 * math.pi * x))
     else:  # Dirichlet on [0, 1], s = sin(pi x) + 0.3 sin(3 pi x)
         s = lambda x: torch.sin(math.pi * x) + 0.3 * torch.sin(3 * math.pi * x)  # noqa: E731
         sx = lambda x: math.pi * torch.cos(math.pi * x) + 0.9 * math.pi * torch.cos(3 * math.pi * x)  # noqa: E731
-        sxx = lambda x: -math.pi**2 * torch.sin(math.pi * x) - 2.7 * math.pi**2 * torch.sin(3 * math.pi * x)  # noqa: E731
+        sxx = lambda x: (-math.pi**2 * torch.sin(math.pi * x)  # noqa: E731
+                         - 2.7 * math.pi**2 * torch.sin(3 * math.pi * x))
     a = lambda t: math.cos(2 * t)  # noqa: E731
     da = lambda t: -2 * math.sin(2 * t)  # noqa: E731
 

@@ -78,7 +78,8 @@ def test_longitude_conversion_round_trips(nc):
 def test_region_across_the_seam(nc):
     uk = open_era5(NC, region=Region(50, 58, -10, 2))
     assert uk["lon"].values.tolist() == list(range(-10, 3)) and uk["lat"].values.tolist() == list(range(50, 59))
-    np.testing.assert_array_equal(uk["temperature"].sel(lon=-3.0).values, nc["temperature"].sel(lon=357.0, lat=slice(50, 58)).values)
+    np.testing.assert_array_equal(uk["temperature"].sel(lon=-3.0).values,
+                                  nc["temperature"].sel(lon=357.0, lat=slice(50, 58)).values)
     # the same box in 0–360 notation
     uk2 = open_era5(NC, region=Region(50, 58, 350, 2))
     xr.testing.assert_identical(uk.drop_attrs(), uk2.drop_attrs())

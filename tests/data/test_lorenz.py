@@ -209,7 +209,8 @@ def test_lorenz63_on_cuda_matches_cpu():
     a = lorenz.generate_lorenz63(64, **kw)
     b = lorenz.generate_lorenz63(64, device="cuda", **kw)
     np.testing.assert_array_equal(a["mask"].values, b["mask"].values)
-    np.testing.assert_allclose(b["state"].values, a["state"].values, rtol=0, atol=1e-8 * np.abs(a["state"].values).max())
+    np.testing.assert_allclose(b["state"].values, a["state"].values, rtol=0,
+                               atol=1e-8 * np.abs(a["state"].values).max())
 
 
 REGISTRY_SMALL = {

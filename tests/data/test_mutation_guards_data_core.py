@@ -24,7 +24,8 @@ def test_non_finite_value_message_and_allow_nan():
     ds = tiny_dataset(n=3, nt=4, nx=5)
     ds["u"].values[1, 2, 3] = np.nan
     ds["u"].values[2, 0, 0] = np.inf
-    with pytest.raises(DatasetError, match=r"variable 'u' has 2 non-finite value\(s\), first at \(sample=1, time=2, x=3\)"):
+    with pytest.raises(DatasetError,
+                       match=r"variable 'u' has 2 non-finite value\(s\), first at \(sample=1, time=2, x=3\)"):
         validate(ds)
     validate(ds, check_values=False)
     ds["u"].attrs["allow_nan"] = 1

@@ -230,7 +230,8 @@ def test_periodic_forcing_is_evaluated_on_the_shifted_grid():
     nu, x0, nx = 0.02, 0.3, 64
     s = lambda x: torch.sin(2 * math.pi * x) + 0.5 * torch.cos(4 * math.pi * x)  # noqa: E731
     sx = lambda x: 2 * math.pi * torch.cos(2 * math.pi * x) - 2 * math.pi * torch.sin(4 * math.pi * x)  # noqa: E731
-    sxx = lambda x: -4 * math.pi**2 * torch.sin(2 * math.pi * x) - 8 * math.pi**2 * torch.cos(4 * math.pi * x)  # noqa: E731
+    sxx = lambda x: (-4 * math.pi**2 * torch.sin(2 * math.pi * x)  # noqa: E731
+                     - 8 * math.pi**2 * torch.cos(4 * math.pi * x))
 
     def f(t, x):
         a, da = math.cos(2 * t), -2 * math.sin(2 * t)

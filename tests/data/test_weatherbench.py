@@ -126,7 +126,8 @@ def test_latitude_weights_single_definition_and_errors():
     lat = torch.tensor([-90.0, -45.0, 0.0, 45.0, 90.0], dtype=torch.float64)
     w = latitude_weights(lat)
     assert torch.allclose(w.mean(), torch.tensor(1.0, dtype=torch.float64))
-    assert abs(w[0]) < 1e-12 and abs(w[-1]) < 1e-12 and torch.isclose(w[2] / w[1], torch.tensor(2 ** 0.5, dtype=torch.float64))
+    assert (abs(w[0]) < 1e-12 and abs(w[-1]) < 1e-12
+            and torch.isclose(w[2] / w[1], torch.tensor(2 ** 0.5, dtype=torch.float64)))
     with pytest.raises(ValueError, match="NaN"):
         latitude_weights(torch.tensor([0.0, float("nan")]))
     with pytest.raises(ValueError, match="all zero"):

@@ -20,7 +20,8 @@ def _data(n, g, horizon=1):
     x = torch.rand(n, generator=g, dtype=torch.float64) * 6 - 3
     noise = 0.1 + 0.3 * x.abs()
     t = torch.arange(1, horizon + 1, dtype=torch.float64)
-    y = torch.sin(x)[:, None] * t + noise[:, None] * t.sqrt() * torch.randn(n, horizon, generator=g, dtype=torch.float64)
+    y = (torch.sin(x)[:, None] * t
+         + noise[:, None] * t.sqrt() * torch.randn(n, horizon, generator=g, dtype=torch.float64))
     return x, y
 
 
@@ -115,7 +116,8 @@ def test_conformal_around_a_point_model_through_the_protocol():
     net = torch.nn.Linear(1, 1)  # deliberately poor point model
     model = PointForecaster(net, horizon=1)
     cp = SplitConformal(SamplingPredictor(model), 0.1, AbsoluteResidual()).calibrate(batches[:4])
-    covs = [interval_coverage(*(lambda p: (p.lower, p.upper))(cp.predict(b)), b.values[:, 1:]).item() for b in batches[4:]]
+    covs = [interval_coverage(*(lambda p: (p.lower, p.upper))(cp.predict(b)), b.values[:, 1:]).item()
+            for b in batches[4:]]
     assert abs(sum(covs) / len(covs) - 0.9) < 0.03
     with pytest.raises(ValueError, match="spread"):
         SplitConformal(SamplingPredictor(model), 0.1, NormalizedResidual()).calibrate(batches[:1])

@@ -139,7 +139,8 @@ def test_spread_skill_ratio(g):
 def test_area_weighted_rmse_and_acc(g):
     lat = torch.linspace(-80, 80, 9, dtype=torch.float64)
     w = S.latitude_weights(lat)
-    np.testing.assert_allclose(w.numpy(), np.cos(np.deg2rad(lat.numpy())) / np.cos(np.deg2rad(lat.numpy())).mean(), **TOL)
+    np.testing.assert_allclose(w.numpy(), np.cos(np.deg2rad(lat.numpy())) / np.cos(np.deg2rad(lat.numpy())).mean(),
+                               **TOL)
     f = torch.randn(2, 9, 12, generator=g, dtype=torch.float64)
     o = torch.randn(2, 9, 12, generator=g, dtype=torch.float64)
     c = torch.randn(9, 12, generator=g, dtype=torch.float64) * 0.1

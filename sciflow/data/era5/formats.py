@@ -79,7 +79,8 @@ def _check_grib_structure(path: Path) -> None:
             elif edition == 2:
                 length = int.from_bytes(head[8:16], "big")
             else:
-                raise ERA5FormatError(f"{path}: corrupt GRIB file (message {n_msg} at byte {start} has edition {edition})")
+                raise ERA5FormatError(
+                    f"{path}: corrupt GRIB file (message {n_msg} at byte {start} has edition {edition})")
             end = start + length
             if end > size:
                 raise ERA5FormatError(

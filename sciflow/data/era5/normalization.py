@@ -23,9 +23,11 @@ def normalization_stats(ds: xr.Dataset) -> xr.Dataset:
         dims = [d for d in da.dims if d != "level"]
         mean = da.weighted(w).mean(dims) if "lat" in da.dims else da.mean(dims)
         var_ = ((da - mean) ** 2).weighted(w).mean(dims) if "lat" in da.dims else ((da - mean) ** 2).mean(dims)
-        m, s = np.atleast_1d(np.asarray(mean.values, dtype=np.float64)), np.atleast_1d(np.sqrt(np.asarray(var_.values, dtype=np.float64)))
+        m, s = (np.atleast_1d(np.asarray(mean.values, dtype=np.float64)),
+                np.atleast_1d(np.sqrt(np.asarray(var_.values, dtype=np.float64))))
         if (s == 0).any():
-            raise ERA5FormatError(f"{ds.attrs.get('source', '<dataset>')}: variable {var!r} is constant; cannot normalise")
+            raise ERA5FormatError(
+                f"{ds.attrs.get('source', '<dataset>')}: variable {var!r} is constant; cannot normalise")
         out[var].attrs.update(norm_mean=m, norm_std=s)
     out.attrs["normalization"] = "area-weighted mean/std over time, member, lat, lon (per level)"
     return out

@@ -74,7 +74,8 @@ def forecast_windows(ds: xr.Dataset, history: int, lead: int | Sequence[int], *,
     history = int(history)
     leads = np.atleast_1d(np.asarray(lead, dtype=np.int64))
     if history < 1 or (leads < 1).any() or stride < 1:
-        raise ValueError(f"forecast_windows: need history >= 1, leads >= 1, stride >= 1; got {history}, {leads}, {stride}")
+        raise ValueError(
+            f"forecast_windows: need history >= 1, leads >= 1, stride >= 1; got {history}, {leads}, {stride}")
     if (np.diff(leads) <= 0).any():
         raise ValueError(f"forecast_windows: leads must be strictly increasing, got {leads.tolist()}")
     t = ds["time"].values
@@ -85,11 +86,13 @@ def forecast_windows(ds: xr.Dataset, history: int, lead: int | Sequence[int], *,
     if t.size > 2:
         d = np.diff(t)
         if (d != d[0]).any():
-            raise ERA5FormatError(f"{name}: time axis is not regular (steps {np.unique(d)[:3]}); windows need a fixed step")
+            raise ERA5FormatError(
+                f"{name}: time axis is not regular (steps {np.unique(d)[:3]}); windows need a fixed step")
     offsets = np.concatenate([np.arange(-history + 1, 1), leads])
     first, last = history - 1, t.size - 1 - int(leads[-1])
     if last < first:
-        raise ValueError(f"forecast_windows: {t.size} time steps are too few for history {history} + lead {int(leads[-1])}")
+        raise ValueError(
+            f"forecast_windows: {t.size} time steps are too few for history {history} + lead {int(leads[-1])}")
     init = np.arange(first, last + 1, stride)
     idx = xr.DataArray(init[:, None] + offsets[None, :], dims=("sample", "time"))
     out = ds.isel(time=idx)

@@ -255,7 +255,8 @@ def forecasting_splits(batch: IrregularBatch, *, seed: int = 0, fractions: Seque
     if n - n_val - n_test < 1:
         raise ValueError(f"{n} samples cannot be split with fractions {list(fractions)}")
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(_seeds(seed, 1)[0]))
-    te, va, tr = perm[:n_test].sort().values, perm[n_test:n_test + n_val].sort().values, perm[n_test + n_val:].sort().values
+    te, va, tr = (perm[:n_test].sort().values, perm[n_test:n_test + n_val].sort().values,
+                  perm[n_test + n_val:].sort().values)
     train = batch.index(tr)
     mean, std = observed_statistics(train.values, train.mask)
     meta = {"task": task, "seed": int(seed), "fractions": [float(x) for x in f],

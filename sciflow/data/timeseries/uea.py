@@ -100,7 +100,8 @@ class TSData:
         T = max(p.values.shape[1] for p in parts)
         values = np.concatenate([_pad(p.values, T) for p in parts])
         times = None if first.times is None else np.concatenate([_pad(p.times, T) for p in parts])
-        cat = lambda k: None if getattr(first, k) is None else np.concatenate([getattr(p, k) for p in parts])  # noqa: E731
+        cat = lambda k: (None if getattr(first, k) is None  # noqa: E731
+                         else np.concatenate([getattr(p, k) for p in parts]))
         return TSData(first.name, values, cat("lengths"), cat("labels"), first.class_names, cat("targets"),
                       times, dict(first.header))
 
@@ -259,7 +260,8 @@ def read_ts(path: str | Path, *, name: str | None = None) -> TSData:
                 if declared is None and header.get("univariate") is True:
                     declared = 1
                 if declared is not None and declared != n_dims:
-                    raise TSFormatError(f"{where}: header declares {declared} dimension(s), the first case has {n_dims}")
+                    raise TSFormatError(
+                        f"{where}: header declares {declared} dimension(s), the first case has {n_dims}")
             elif len(fields) != n_dims:
                 raise TSFormatError(f"{where}: case has {len(fields)} dimension(s), earlier cases have {n_dims}")
             chans, ts = [], []
@@ -288,9 +290,11 @@ def read_ts(path: str | Path, *, name: str | None = None) -> TSData:
                 values[i, : len(v), c] = v
     if header.get("equallength") is True and not stamped and len(set(lengths.tolist())) > 1:
         i = int(np.argmax(lengths != lengths[0]))
-        raise TSFormatError(f"{path.name}: @equalLength true but case {i} has {lengths[i]} points, case 0 has {lengths[0]}")
+        raise TSFormatError(
+            f"{path.name}: @equalLength true but case {i} has {lengths[i]} points, case 0 has {lengths[0]}")
     if "serieslength" in header and header.get("equallength") is True and int(lengths[0]) != header["serieslength"]:
-        raise TSFormatError(f"{path.name}: @seriesLength {header['serieslength']} but the cases have {lengths[0]} points")
+        raise TSFormatError(
+            f"{path.name}: @seriesLength {header['serieslength']} but the cases have {lengths[0]} points")
     labels = targets = None
     class_names: tuple[str, ...] = tuple(header.get("class_names", ()))
     if header.get("classlabel"):

@@ -71,7 +71,8 @@ class LangevinLatent(nn.Module):
         self._per_step = isinstance(scheme, LangevinFlowEuler)
         if learn_friction:
             if not (0 < gamma < 1 if self._per_step else gamma > 0):
-                raise ValueError(f"a learnable friction starts from gamma in {'(0, 1)' if self._per_step else '(0, inf)'}"
+                raise ValueError("a learnable friction starts from gamma in "
+                                 f"{'(0, 1)' if self._per_step else '(0, inf)'}"
                                  f" (its transform cannot reach the boundary), got {gamma}")
             self.raw_gamma = nn.Parameter(torch.tensor(_logit(gamma) if self._per_step else _softplus_inverse(gamma)))
         else:

@@ -154,7 +154,8 @@ def velocity_r2(train_rates: Tensor, train_behavior: Tensor, eval_rates: Tensor,
     xe, ye = _flatten_rows(eval_rates), _flatten_rows(eval_behavior)
     if xs.shape[0] != ys.shape[0] or xe.shape[0] != ye.shape[0]:
         raise ValueError(f"rates and behaviour must have the same (trial, time): train {tuple(train_rates.shape)} vs "
-                         f"{tuple(train_behavior.shape)}, eval {tuple(eval_rates.shape)} vs {tuple(eval_behavior.shape)}")
+                         f"{tuple(train_behavior.shape)}, eval {tuple(eval_rates.shape)} "
+                         f"vs {tuple(eval_behavior.shape)}")
     keep_s, keep_e = ~torch.isnan(ys).any(1), ~torch.isnan(ye).any(1)
     xs, ys, xe, ye = xs[keep_s], ys[keep_s], xe[keep_e], ye[keep_e]
     if not (bool(torch.isfinite(xs).all()) and bool(torch.isfinite(xe).all())):
@@ -223,8 +224,10 @@ def evaluate_nlb(data, train_rates: Tensor, eval_rates: Tensor, eval_rates_forwa
     if data.eval_spikes_heldout is not None:
         out["co-bps"] = float(bits_per_spike(eval_rates[..., n_in:], data.eval_spikes_heldout.to(eval_rates.dtype)))
     if data.train_behavior is not None and data.eval_behavior is not None:
-        tm = data.train_decode_mask if data.train_decode_mask is not None else torch.ones(len(train_rates), 1, dtype=torch.bool)
-        em = data.eval_decode_mask if data.eval_decode_mask is not None else torch.ones(len(eval_rates), 1, dtype=torch.bool)
+        tm = (data.train_decode_mask if data.train_decode_mask is not None
+              else torch.ones(len(train_rates), 1, dtype=torch.bool))
+        em = (data.eval_decode_mask if data.eval_decode_mask is not None
+              else torch.ones(len(eval_rates), 1, dtype=torch.bool))
         r2s = [float(velocity_r2(train_rates[tm[:, i]], data.train_behavior[tm[:, i]],
                                  eval_rates[em[:, i]], data.eval_behavior[em[:, i]])) for i in range(tm.shape[1])]
         out["vel R2"] = sum(r2s) / len(r2s)

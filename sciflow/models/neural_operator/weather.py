@@ -75,7 +75,8 @@ class ForecastData:
         return init[:, None] + (offsets * 3600).astype("timedelta64[s]")[None, :]
 
 
-def _select_channels(batch: TrajectoryBatch, names: list[str], wanted: Sequence[str] | None) -> tuple[TrajectoryBatch, list[str]]:
+def _select_channels(batch: TrajectoryBatch, names: list[str],
+                     wanted: Sequence[str] | None) -> tuple[TrajectoryBatch, list[str]]:
     if wanted is None:
         return batch, names
     missing = [w for w in wanted if w not in names]

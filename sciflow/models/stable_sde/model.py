@@ -29,8 +29,9 @@ readout acts on ``u``. ``variant="official"`` uses the runtime forms of the auth
 Tasks: ``classification`` (readout of ``z`` at each series' last observation time -> logits,
 cross-entropy; ``readout_norm="batch"``, the default, keeps the official readout's BatchNorm, whose
 statistics :meth:`StableSDE.calibrate` recomputes on the training split so that predictions do not
-depend on the evaluation batch), ``forecasting`` / ``interpolation`` (decoder of ``z`` at ``batch.target_times`` -> mean and
-variance, Gaussian NLL; or mean only, MSE). Training uses one sample path per series, as the paper.
+depend on the evaluation batch), ``forecasting`` / ``interpolation`` (decoder of ``z`` at
+``batch.target_times`` -> mean and variance, Gaussian NLL; or mean only, MSE). Training uses one
+sample path per series, as the paper.
 """
 
 from __future__ import annotations

@@ -37,7 +37,8 @@ class _DiffusionOptions:
             try:  # the transform's own (cached) lookup, which names the families
                 FilterBank.from_pywt(self.wavelet)
             except ValueError as err:
-                raise ValueError(f"{who}.wavelet={self.wavelet!r} is not a discrete PyWavelets wavelet: {err}") from None
+                raise ValueError(
+                    f"{who}.wavelet={self.wavelet!r} is not a discrete PyWavelets wavelet: {err}") from None
         if self.clip_denoised is not None and not self.clip_denoised > 0:
             raise ValueError(f"{who}.clip_denoised must be > 0 or None, got {self.clip_denoised}")
         if not 0.0 < self.t_min < 0.5:

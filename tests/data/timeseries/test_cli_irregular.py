@@ -93,7 +93,8 @@ def test_irregular_forecasting_with_lorenz_and_errors(tmp_path: Path) -> None:
         cli.prepare_splits(cli.load_experiment(cfg, ["data.generator=null", "data.name=NoSuchProblem",
                                                      "data.root=" + str(tmp_path)]))
     with pytest.raises(ConfigError, match="does not fit the data"):
-        exp = cli.load_experiment(cfg, ["data.generator=null", "data.name=Equal", "data.root=" + str(_archive(tmp_path))])
+        exp = cli.load_experiment(cfg, ["data.generator=null", "data.name=Equal",
+                                        "data.root=" + str(_archive(tmp_path))])
         cli.resolve_model_for_data(exp, cli.prepare_splits(exp))
 
 

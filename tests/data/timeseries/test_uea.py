@@ -74,7 +74,8 @@ HEAD = "@problemName X\n@timeStamps false\n@univariate false\n@classLabel true a
     ("@problemName X\n@missing maybe\n@data\n1:a\n", "line 2: @missing must be 'true' or 'false'"),
     ("@problemName X\n@equalLength true\n@classLabel true a\n@data\n1,2:a\n1:a\n", "@equalLength true but case 1"),
     (HEAD + "1,2:3,4:a\n@data\n", "line 7: header line"),
-    ("@timeStamps true\n@classLabel false\n@data\n(2,1),(1,2)\n", "line 4, dimension 0: time stamps are not strictly increasing"),
+    ("@timeStamps true\n@classLabel false\n@data\n(2,1),(1,2)\n",
+     "line 4, dimension 0: time stamps are not strictly increasing"),
     ("@colour red\n@data\n1\n", "line 1: unknown header tag @colour"),
     ("@dimensions 3\n@classLabel true a\n@data\n1:2:a\n", "header declares 3 dimension(s), the first case has 2"),
     ("@classLabel true a\n@data\n1,,2:a\n", None),  # an empty token reads as missing: valid

@@ -119,7 +119,8 @@ def test_config_budget_is_the_default_and_may_change_on_resume() -> None:
     _, _, states = _run(cfg, stop_at=18)
     hist = train(CausalPINN(replace(cfg, time_budget_s=1e5)), resume_state={**states[-1], "cpu_s": 1e6})
     assert hist.step[-1] == 18
-    old = {**states[-1], "config": {k: v for k, v in states[-1]["config"].items() if k not in ("time_budget_s", "seed")}}
+    old = {**states[-1],
+           "config": {k: v for k, v in states[-1]["config"].items() if k not in ("time_budget_s", "seed")}}
     assert resume_mismatch(cfg, old) is None
     assert train(CausalPINN(cfg), resume_state=old).step[-1] == 39
     assert "has no Config.seed" in resume_mismatch(replace(cfg, seed=1), old)
@@ -160,8 +161,9 @@ def _march(cfg: Config, stop_at: int | None = None, boundary: bool = False, **kw
 def test_time_marching_resume_is_bit_exact(problem: str, stop_at: int, boundary: bool) -> None:
     """Three windows of 5 Adam steps (+ 3 L-BFGS iterations for Lorenz): interrupted inside the
     third window (step 13), at the last step of the second (10) or after it ended, or before the
-    L-BFGS finish of the second Lorenz window (13), and resumed. The finished windows are reloaded and hand on the same initial condition (a network
-    evaluation for Burgers, the hard initial state for Lorenz); every window ends bit for bit."""
+    L-BFGS finish of the second Lorenz window (13), and resumed. The finished windows are reloaded
+    and hand on the same initial condition (a network evaluation for Burgers, the hard initial state
+    for Lorenz); every window ends bit for bit."""
     torch.set_num_threads(1)
     cfg = replace(TINY, problem=problem, steps=5, time_windows=3, anneal=False, warm_start=True,
                   lbfgs_steps=3 if problem == "lorenz63" else 0,

@@ -35,11 +35,11 @@ def test_spectral_conv_multiplies_each_signed_mode_by_its_own_corner_weight(k):
 
 @pytest.mark.parametrize("n_layers, padding", [(1, 0), (3, 0), (2, 5)])
 def test_fno_is_lift_then_gelu_separated_fourier_layers_then_projection(n_layers, padding):
-    """Li et al. 2021, Sec. 4: ``Q ∘ crop ∘ (K_L + W_L) ∘ σ ∘ … ∘ σ ∘ (K_1 + W_1) ∘ pad ∘ P`` with the
-    grid appended to the input, zero padding appended at the *end* of the axis (cropped from the
-    end after the Fourier layers) and GELU ``σ`` after every Fourier layer but the last, evaluated
-    from the model's own sub-layers. Kills a GELU after the last Fourier layer and padding put at
-    the start of the axis while the end is cropped."""
+    """Li et al. 2021, Sec. 4: ``Q ∘ crop ∘ (K_L + W_L) ∘ σ ∘ … ∘ σ ∘ (K_1 + W_1) ∘ pad ∘ P``
+    with the grid appended to the input, zero padding appended at the *end* of the axis (cropped
+    from the end after the Fourier layers) and GELU ``σ`` after every Fourier layer but the last,
+    evaluated from the model's own sub-layers. Kills a GELU after the last Fourier layer and padding
+    put at the start of the axis while the end is cropped."""
     torch.manual_seed(0)
     fno = FNO(1, 2, 1, modes=4, width=6, n_layers=n_layers, projection=8, padding=padding).double()
     x = torch.randn(3, 2, 16, dtype=torch.float64)

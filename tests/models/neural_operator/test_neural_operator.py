@@ -239,7 +239,8 @@ def test_clear_errors():
         m.loss(TrajectoryBatch(values=torch.randn(2, 4, 8), times=torch.arange(4.0)))
     with pytest.raises(ValueError, match=r"\(batch, time, 1, 1 space axes\)"):
         m.loss(TrajectoryBatch(values=torch.randn(2, 5, 3, 8, 8), times=torch.arange(5.0)))
-    forced = NeuralOperator(Config(dim=1, history=1, rollout="autoregressive", modes=(2,), width=4, condition_channels=1))
+    forced = NeuralOperator(Config(dim=1, history=1, rollout="autoregressive", modes=(2,), width=4,
+                                   condition_channels=1))
     with pytest.raises(ValueError, match="condition"):
         forced.loss(TrajectoryBatch(values=torch.randn(2, 4, 8), times=torch.arange(4.0)))
     with pytest.raises(TypeError, match="TrajectoryBatch"):

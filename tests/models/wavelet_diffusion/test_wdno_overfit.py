@@ -83,7 +83,8 @@ def test_condition_trajectory_persistence_and_interpolation():
     c = ctl.filled(u)
     w = torch.arange(6, dtype=torch.float64).reshape(1, 1, 6, 1) / 5
     assert torch.allclose(c, (1 - w) * u[:, :, :1] + w * u[:, :, -1:], atol=1e-14)
-    b = TrajectoryBatch(u[:, 0], torch.linspace(0, 1, 6, dtype=torch.float64), torch.randn(2, 6, 9, dtype=torch.float64))
+    b = TrajectoryBatch(u[:, 0], torch.linspace(0, 1, 6, dtype=torch.float64),
+                        torch.randn(2, 6, 9, dtype=torch.float64))
     sim.fit_scaler(b)
     z = sim.encode(u, b.condition.unsqueeze(1))
     u2, f2 = sim.decode(z, (6, 9))

@@ -57,7 +57,8 @@ def to_irregular_batch(ds: xr.Dataset, *, n_target: int = 0, hold_out: str = "la
     )
 
 
-def to_trajectory_batch(ds: xr.Dataset, variable: str = "state", *, dtype: torch.dtype = torch.float32) -> TrajectoryBatch:
+def to_trajectory_batch(ds: xr.Dataset, variable: str = "state", *,
+                        dtype: torch.dtype = torch.float32) -> TrajectoryBatch:
     """A :class:`TrajectoryBatch` of ``ds[variable]`` with dims ``(sample, time, ...)``.
 
     Times come from ``obs_time`` (per sample) when present, else the ``time`` coordinate. For the
