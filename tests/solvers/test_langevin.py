@@ -98,7 +98,8 @@ def test_langevin_flow_euler_velocity_stationary_variance():
     assert abs(float(vs[-1].var()) - target) < 4 * _var_se(target, N_CHAINS)
     # one deterministic step: z' = z + h v, v' = (1-γ)(v + h F(z'))
     sys0 = UnderdampedLangevin(force=lambda z: -z, gamma=gamma, temperature=0.0)
-    s = LangevinFlowEuler().step(sys0, LangevinState(torch.tensor([1.0]), torch.tensor([2.0]), torch.tensor([-1.0])), 0.1)
+    state = LangevinState(torch.tensor([1.0]), torch.tensor([2.0]), torch.tensor([-1.0]))
+    s = LangevinFlowEuler().step(sys0, state, 0.1)
     assert torch.allclose(s.z, torch.tensor([1.2])) and torch.allclose(s.v, torch.tensor([(1 - gamma) * (2.0 - 0.12)]))
 
 

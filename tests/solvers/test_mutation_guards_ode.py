@@ -83,9 +83,10 @@ def test_initial_step_matches_hairer_and_scipy(solver, rtol, atol):
 @pytest.mark.parametrize("batch_ndim", [0, 1])
 @pytest.mark.parametrize("grad", [True, False], ids=["grad", "no_grad"])  # the no-grad eager path has its own loop
 def test_backward_in_time_with_a_time_dependent_field(solver, dt, tol, batch_ndim, grad):
-    """``y' = sin(ω t) + λ y`` (odd in ``t``: a field fed ``-t`` is wrong) integrated from ``t = 2`` down to ``t = 0``: the field must see the
-    true (decreasing) time. Exact: ``y(t) = e^{λ(t-2)} (y(2) - y_p(2)) + y_p(t)``. The
-    other ODE tests integrate time-dependent fields forwards only."""
+    """``y' = sin(ω t) + λ y`` (odd in ``t``: a field fed ``-t`` is wrong) integrated from ``t = 2``
+    down to ``t = 0``: the field must see the true (decreasing) time. Exact:
+    ``y(t) = e^{λ(t-2)} (y(2) - y_p(2)) + y_p(t)``. The other ODE tests integrate time-dependent
+    fields forwards only."""
     lam, om = -0.5, 3.0
     y2 = torch.tensor([[1.0], [-0.4]], dtype=DT)
     ts = torch.tensor([2.0, 1.3, 0.0], dtype=DT)

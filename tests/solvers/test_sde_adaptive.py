@@ -383,8 +383,8 @@ def test_per_trajectory_save_times_exact_gradients_and_refusals():
     w = torch.stack([tree.evaluate_at(torch.full((4,), s, dtype=DT))[0] for s in save])
     torch.testing.assert_close(ys, 0.5 * w, rtol=0, atol=1e-13)
     # fields see each sample's own time (*batch, 1): a time-dependent drift integrates exactly
-    ys = sdeint(lambda t, y: torch.cos(t).expand_as(y), lambda t, y: torch.full_like(y, 0.5), torch.zeros(4, 2, dtype=DT),
-                save, noise=Additive(), solver=StratonovichHeun(), brownian=tree,
+    ys = sdeint(lambda t, y: torch.cos(t).expand_as(y), lambda t, y: torch.full_like(y, 0.5),
+                torch.zeros(4, 2, dtype=DT), save, noise=Additive(), solver=StratonovichHeun(), brownian=tree,
                 controller=PIController(rtol=1e-4, atol=1e-4))
     drift = torch.sin(torch.tensor(save, dtype=DT)).reshape(-1, 1, 1)
     assert (ys - 0.5 * w - drift).abs().max() < 1e-4   # measured 3.5e-5 (a shared clock: O(0.1))

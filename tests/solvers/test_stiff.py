@@ -68,7 +68,8 @@ def test_local_error_estimate_and_dense_output_orders():
 def test_declared_capabilities_and_registry():
     s = SOLVERS["rodas4"]()
     assert isinstance(s, Rodas4) and (s.order, s.error_order, s.stages, s.fsal, s.adaptive) == (4, 3, 6, False, True)
-    assert (Rodas4.jacobians_per_step, Rodas4.compilable, Rodas4.backsolve, Rodas4.default_window) == (1, False, False, 1)
+    declared = (Rodas4.jacobians_per_step, Rodas4.compilable, Rodas4.backsolve, Rodas4.default_window)
+    assert declared == (1, False, False, 1)
     tab = Rodas4.tableau  # stiffly accurate: y1 = Y_6 + U_6, the last row of a is m without its last entry
     assert tab.a[5] == tab.m[:5] and tab.alpha[4:] == (1.0, 1.0) and tab.e == (0, 0, 0, 0, 0, 1.0)
 

@@ -98,6 +98,7 @@ def check_grid(grid: list[float], schedule: NoiseSchedule) -> None:
     if len(grid) < 2:
         raise ValueError("a time grid needs at least two times")
     if any(not math.isfinite(t) for t in grid) or any(not b < a for a, b in zip(grid[:-1], grid[1:])):
-        raise ValueError(f"sampling time grids run strictly downwards from t_max to t_min; got {grid[:3]}...{grid[-2:]}")
+        raise ValueError(f"sampling time grids run strictly downwards from t_max to t_min; "
+                         f"got {grid[:3]}...{grid[-2:]}")
     if grid[-1] <= 0 or grid[0] > schedule.t_max + 1e-12:
         raise ValueError(f"times must lie in (0, t_max={schedule.t_max}] of {schedule!r}; got [{grid[-1]}, {grid[0]}]")

@@ -172,7 +172,8 @@ def sample_diffusion(
         raise TypeError(f"sampler must be a diffusion sampler (DDPM, DDIM, DPMSolverPP2M, ProbabilityFlow), "
                         f"got {sampler!r}; flow-matching samplers go to sample_flow")
     if not isinstance(schedule, NoiseSchedule):
-        raise TypeError(f"schedule must be a NoiseSchedule (LinearVP(), CosineVP(), SigmoidVP(), VE()), got {schedule!r}")
+        raise TypeError(f"schedule must be a NoiseSchedule (LinearVP(), CosineVP(), SigmoidVP(), VE()), "
+                        f"got {schedule!r}")
     check_x(x_init, "x_init")
     t_max = schedule.t_max if t_max is None else float(t_max)
     if time_grid is not None:

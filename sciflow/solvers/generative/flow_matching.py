@@ -75,7 +75,8 @@ class FlowAdaptive(FlowSampler):
     error control **per sample**: a step is accepted only
     if every batch element's RMS scaled error is ≤ 1. Three evaluations per attempted step plus one.
 
-    Raises :class:`~sciflow.solvers.generative._common.NFEBudgetExceeded` if reaching ``t1`` would take more than ``nfe`` evaluations.
+    Raises :class:`~sciflow.solvers.generative._common.NFEBudgetExceeded` if reaching ``t1`` would
+    take more than ``nfe`` evaluations.
     ``condition`` is applied after every accepted step.
     """
 

@@ -5,7 +5,8 @@ Variance-preserving (VP, ``α_t² + σ_t² = 1``) schedules are given by ``ᾱ(t
 * :class:`LinearVP` — continuous DDPM schedule (Ho et al. 2020; Song et al. 2021, "Score-based
   generative modeling through SDEs", eq. 33): ``β(t) = β_min + t (β_max - β_min)``,
   ``log ᾱ(t) = -(β_min t + (β_max - β_min) t² / 2)``.
-* :class:`CosineVP` — Nichol & Dhariwal 2021, eq. 17: ``ᾱ(t) = cos²(π/2 (t + s)/(1 + s)) / cos²(π/2 s/(1 + s))``.
+* :class:`CosineVP` — Nichol & Dhariwal 2021, eq. 17:
+  ``ᾱ(t) = cos²(π/2 (t + s)/(1 + s)) / cos²(π/2 s/(1 + s))``.
 * :class:`SigmoidVP` — Chen 2023, "On the importance of noise scheduling for diffusion models",
   Alg. 1: ``ᾱ(t) = (v_end - sigmoid((t (end - start) + start)/τ)) / (v_end - v_start)``.
 
