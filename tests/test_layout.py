@@ -45,3 +45,13 @@ def test_imports_follow_dependency_direction(package: str) -> None:
                 continue
             bad.append(f"{path.relative_to(ROOT.parent)} imports sciflow.{target}")
     assert not bad, "imports against the dependency direction:\n" + "\n".join(bad)
+
+
+def test_python_lines_are_at_most_120_characters() -> None:
+    """The house style (CONTRIBUTING.md): no line of the library, its tests or benchmarks is longer
+    than 120 characters."""
+    repo = ROOT.parent
+    long = [f"{p.relative_to(repo)}:{i}" for folder in ("sciflow", "tests", "benchmarks")
+            for p in sorted((repo / folder).rglob("*.py"))
+            for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if len(line) > 120]
+    assert not long, f"{len(long)} lines over 120 characters: {long[:10]}"
