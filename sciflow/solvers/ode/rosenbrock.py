@@ -65,7 +65,7 @@ import torch
 from torch import Tensor
 
 from ._flat_field import FlatField
-from .solver import Field, ODESolver
+from .solver import Field, ODESolver, combination
 
 __all__ = ["RosenbrockTableau", "Rosenbrock", "Rodas4", "RODAS4"]
 
@@ -130,16 +130,6 @@ RODAS4 = RosenbrockTableau(
            (-0.6762803392801253e+00, 0.6087714651680015e+01, 0.1643084320892478e+02, 0.2476722511418386e+02,
             -0.6594389125716872e+01, 0.0)),
 )
-
-
-def _combination(coeffs, xs: list[Tensor]) -> Tensor | None:
-    """``Σ_j coeffs[j] xs[j]`` over the non-zero coefficients (``None`` if all are zero)."""
-    acc = None
-    for c, x in zip(coeffs, xs):
-        if c == 0.0:
-            continue
-        acc = x * c if acc is None else acc.add(x, alpha=c)
-    return acc
 
 
 def _sync_any(x: Tensor) -> bool:
@@ -224,17 +214,17 @@ class Rosenbrock(ODESolver):
             if i == 0:
                 rhs = k1
             else:
-                Yi = y + _combination(tab.a[i], Us)
+                Yi = y + combination(tab.a[i], Us)
                 rhs = f(t + tab.alpha[i] * h, Yi)
-                acc = _combination(tab.c[i], Us)
+                acc = combination(tab.c[i], Us)
                 if acc is not None:
                     rhs = torch.addcmul(rhs, inv_h, acc)
             if tab.d[i] != 0.0:
                 rhs = torch.addcmul(rhs, hcol * tab.d[i], ft)
             U = torch.linalg.lu_solve(LU, piv, rhs.unsqueeze(-1)).squeeze(-1)
             Us.append(U * keep)
-        y1 = y + _combination(tab.m, Us)
-        err = _combination(tab.e, Us)
+        y1 = y + combination(tab.m, Us)
+        err = combination(tab.e, Us)
         return y1, Us, err
 
     def _check(self, info: Tensor, J: Tensor, live: Tensor, t: Tensor, h: Tensor, f: Field) -> None:
@@ -259,8 +249,8 @@ class Rosenbrock(ODESolver):
                     f1: Tensor, coef: Tensor | None = None, elementwise: bool = False) -> Tensor:
         """Dense output ``y(t + θh)`` for ``θ: (B, K)`` -> ``(B, K, S)`` from the continuous
         extension (order 3); ``ks`` are the stage increments ``U_i`` of the step."""
-        q1 = _combination(self.tableau.dense[0], ks).unsqueeze(1)
-        q2 = _combination(self.tableau.dense[1], ks).unsqueeze(1)
+        q1 = combination(self.tableau.dense[0], ks).unsqueeze(1)
+        q2 = combination(self.tableau.dense[1], ks).unsqueeze(1)
         th = theta.unsqueeze(-1)
         one_minus = 1.0 - th
         return one_minus * y0.unsqueeze(1) + th * (y1.unsqueeze(1) + one_minus * (q1 + th * q2))

@@ -16,27 +16,15 @@ the small states of training loops every kernel launch counts, and this uses the
 
 from __future__ import annotations
 
-from typing import Callable, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
-from .solver import ODESolver
+from .solver import Field, ODESolver, combination
 from .tableau import BOSH3, DOPRI5, EULER, HEUN, MIDPOINT, RK4, TSIT5, ButcherTableau
 
 __all__ = ["ExplicitRungeKutta", "Euler", "Midpoint", "Heun", "RK4", "Bosh3", "Dopri5", "Tsit5"]
-
-Field = Callable[[Tensor, Tensor], Tensor]
-
-
-def _combination(coeffs, ks: list[Tensor]) -> Tensor | None:
-    """``Σ_j coeffs[j] ks[j]`` over the non-zero coefficients (``None`` if all are zero)."""
-    acc = None
-    for c, k in zip(coeffs, ks):
-        if c == 0.0:
-            continue
-        acc = k * c if acc is None else acc.add(k, alpha=c)
-    return acc
 
 
 class ExplicitRungeKutta(ODESolver):
@@ -81,16 +69,16 @@ class ExplicitRungeKutta(ODESolver):
         y1 = None
         last = self.stages - 1
         for i in range(1, self.stages):
-            acc = _combination(self._a[i], ks)
+            acc = combination(self._a[i], ks)
             yi = y if acc is None else torch.addcmul(y, hc, acc)
             if i == last and self.fsal:
                 y1 = yi
             ks.append(f(t + self._c[i] * h, yi))
         if y1 is None:
-            y1 = torch.addcmul(y, hc, _combination(self._b, ks))
+            y1 = torch.addcmul(y, hc, combination(self._b, ks))
         err = None
         if self._b_err is not None:
-            err = hc * _combination(self._b_err, ks)
+            err = hc * combination(self._b_err, ks)
         return y1, ks, err
 
     def interp_coefficients(self, dtype: torch.dtype, device: torch.device) -> Tensor | None:

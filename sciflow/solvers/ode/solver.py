@@ -22,9 +22,20 @@ from typing import Any, Callable, ClassVar
 import torch
 from torch import Tensor
 
-__all__ = ["ODESolver"]
+__all__ = ["ODESolver", "combination"]
 
 Field = Callable[[Tensor, Tensor], Tensor]
+
+
+def combination(coeffs, xs: list[Tensor]) -> Tensor | None:
+    """``Σ_j coeffs[j] xs[j]`` over the non-zero coefficients (``None`` if all are zero): the stage
+    sums of Runge–Kutta and Rosenbrock steps, one ``add`` per non-zero coefficient."""
+    acc = None
+    for c, x in zip(coeffs, xs):
+        if c == 0.0:
+            continue
+        acc = x * c if acc is None else acc.add(x, alpha=c)
+    return acc
 
 
 class ODESolver:
