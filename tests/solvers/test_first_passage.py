@@ -48,6 +48,21 @@ def test_bridge_makes_the_exit_probability_exact_for_brownian_motion_with_drift(
     assert float(plain.occurred.double().mean()) < p - 10 * se
 
 
+def test_conditional_crossing_probability():
+    """``probability``: the bridge draws integrated out. Its mean estimates P(τ ≤ 1) without bias
+    and with no more variance than ``occurred``; it is 1 where a step end crossed, and equals
+    ``occurred`` without the bridge."""
+    n = 40_000
+    res = abm(n, dt=0.25)
+    p = hit_probability(1.0)
+    assert bool(((res.probability >= 0) & (res.probability <= 1)).all())
+    assert abs(float(res.probability.mean()) - p) < 4 * math.sqrt(p * (1 - p) / n)
+    assert float(res.probability.std()) <= float(res.occurred.double().std())
+    seen = abm(n, dt=0.25, bridge=False)
+    assert torch.equal(seen.probability, seen.occurred.to(DT))
+    assert bool((res.probability[seen.occurred] == 1).all())        # same paths: crossed at a step end
+
+
 def test_crossing_times_seen_at_step_ends_are_interpolated_inside_the_step():
     res = abm(4000, dt=0.25, bridge=False)
     t = res.t[res.occurred]

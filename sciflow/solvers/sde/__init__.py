@@ -4,7 +4,7 @@
 from sciflow.solvers.sde.base import SDESolver
 from sciflow.solvers.sde.brownian import BrownianIncrements, BrownianPath, VirtualBrownianTree
 from sciflow.solvers.sde.euler_maruyama import EulerMaruyama
-from sciflow.solvers.sde.first_passage import first_passage
+from sciflow.solvers.sde.first_passage import FirstPassage, first_passage
 from sciflow.solvers.sde.heun import StratonovichHeun
 from sciflow.solvers.sde.milstein import Milstein
 from sciflow.solvers.sde.per_sample import PerSampleBrownianTree
@@ -19,5 +19,5 @@ from sciflow.solvers.sde.torchsde_backend import TorchSDE
 __all__ = [
     "Additive", "BrownianIncrements", "BrownianPath", "Diagonal", "EulerMaruyama", "General", "Milstein",
     "NoiseType", "PerSampleBrownianTree", "ReversibleHeun", "SDESolver", "SDETerm", "SRA1", "SRI", "Scalar",
-    "StratonovichHeun", "TorchSDE", "VirtualBrownianTree", "sdeint", "first_passage",
+    "StratonovichHeun", "TorchSDE", "VirtualBrownianTree", "sdeint", "first_passage", "FirstPassage",
 ]

