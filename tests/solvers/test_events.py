@@ -245,6 +245,21 @@ def test_gradient_through_the_condition_parameters():
     assert abs(dc.item() + 1 / (G * t_star)) < 1e-10
 
 
+@pytest.mark.parametrize("solver,ctrl", [(RK4(), ConstantStepSize(0.01)), (Bosh3(), TIGHT), (Dopri5(), TIGHT)],
+                         ids=["RK4-fixed", "Bosh3", "Dopri5"])
+def test_gradient_is_finite_when_some_trajectories_never_cross(solver, ctrl):
+    """y' = k / y from 1 reaches 2 at t* = 3 / (2k) (dt*/dk = -1.5 at k = 1); a second trajectory
+    never reaches its level. Its rows still pass through f in the batched location: they must not
+    be zeros there (k / 0 = inf, whose derivative times a masked zero is nan in the backward pass)."""
+    k = torch.tensor(1.0, dtype=DT, requires_grad=True)
+    level = torch.tensor([2.0, 100.0], dtype=DT)
+    sol = solve(ODETerm(lambda t, y: k / y), solver, 0.0, 2.0, torch.ones(2, 1, dtype=DT), batch_ndim=1,
+                controller=ctrl, event=Event(lambda t, y: y[..., 0] - level))
+    assert sol.event.occurred.tolist() == [True, False]
+    dk, = torch.autograd.grad(sol.event.t[0], k)
+    assert abs(sol.event.t[0].item() - 1.5) < 1e-6 and abs(dk.item() + 1.5) < 1e-5
+
+
 def _neural_event(params: torch.Tensor, solver, ctrl) -> tuple[torch.Tensor, torch.Tensor]:
     W, b, c = params[:4].view(2, 2), params[4:6], params[6]
 

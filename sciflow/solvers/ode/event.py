@@ -192,7 +192,10 @@ class EventTracker:
         if self.pending is None:
             self.pending = torch.zeros_like(new)
             self.slot = torch.zeros_like(self.count)
-            self.kept = tuple(torch.zeros_like(p) for p in parts)
+            # every row starts from this (real) step, not zeros: the rows not searched in a flush still
+            # run through f and the interpolant, and a field singular at y = 0 (k / y) would give
+            # inf there, which times the zero gradient of the masked rows is nan in the backward pass
+            self.kept = parts
         self.kept = tuple(torch.where(new if p.ndim == 1 else new.unsqueeze(-1), p, old)
                           for p, old in zip(parts, self.kept))
         self.slot = torch.where(new, self.count, self.slot)
