@@ -190,14 +190,15 @@ class EventTracker:
             self._flush(solver)
         parts = (t, h, g0, g1, y0, y1, *ks)
         if self.pending is None:
-            self.pending = torch.zeros_like(new)
-            self.slot = torch.zeros_like(self.count)
             # every row starts from this (real) step, not zeros: the rows not searched in a flush still
             # run through f and the interpolant, and a field singular at y = 0 (k / y) would give
-            # inf there, which times the zero gradient of the masked rows is nan in the backward pass
-            self.kept = parts
-        self.kept = tuple(torch.where(new if p.ndim == 1 else new.unsqueeze(-1), p, old)
-                          for p, old in zip(parts, self.kept))
+            # inf there, which times the zero gradient of the masked rows is nan in the backward pass.
+            # Copies: the host loop's stage buffers are overwritten by the next step
+            self.pending, self.slot = torch.zeros_like(new), torch.zeros_like(self.count)
+            self.kept = tuple(p.clone() for p in parts)
+        else:
+            self.kept = tuple(torch.where(new if p.ndim == 1 else new.unsqueeze(-1), p, old)
+                              for p, old in zip(parts, self.kept))
         self.slot = torch.where(new, self.count, self.slot)
         self.pending = self.pending | new
         self.count = self.count + new
