@@ -112,6 +112,24 @@ class EventResult:
     occurred: Tensor
 
 
+def condition(event: Event, t: Tensor, y: Tensor, want: tuple[int, ...] | None, what: str = "") -> Tensor:
+    """``event.cond(t, y)``, checked: a floating tensor of shape ``want`` (not checked when
+    ``None``; ``what`` says what that shape is), copied — ``cond`` often returns a view of ``y``
+    (``y[..., 0]``), and the stepping loops reuse their state buffers. Used by the ODE event
+    tracker and :func:`~sciflow.solvers.sde.first_passage.first_passage`."""
+    g = event.cond(t, y)
+    if not isinstance(g, Tensor):
+        raise TypeError(f"Event.cond must return a torch.Tensor, got {type(g).__name__}")
+    if want is not None and tuple(g.shape) != tuple(want):
+        raise ValueError(f"shape mismatch: Event.cond returned shape {tuple(g.shape)}; it must return one value "
+                         f"per trajectory, shape {tuple(want)} ({what})")
+    if not g.is_floating_point():
+        raise TypeError(f"Event.cond must return a floating tensor — a continuous function of (t, y) whose "
+                        f"zero is located inside the step — got dtype {g.dtype}; write a threshold as "
+                        f"y[..., 0] - c, not y[..., 0] > c")
+    return g.clone()
+
+
 class EventTracker:
     """Event detection and location on the flat layout of the stepping loops (internal).
 
@@ -139,21 +157,10 @@ class EventTracker:
         """``g (B,)`` at flat ``(t (B,), y (B, S))`` (the integration frame)."""
         f = self.field
         tt = t.reshape(()) if f.shared_clock else t.reshape(f.batch_shape)
-        g = self.event.cond(-tt if f.direction < 0 else tt, y.reshape(f.y_shape))
-        want = () if f.shared_clock else f.batch_shape
-        if not isinstance(g, Tensor):
-            raise TypeError(f"Event.cond must return a torch.Tensor, got {type(g).__name__}")
-        if tuple(g.shape) != tuple(want):
-            what = "one shared clock: a 0-d tensor" if f.shared_clock else "the batch shape"
-            raise ValueError(f"shape mismatch: Event.cond returned shape {tuple(g.shape)}; it must return one value "
-                             f"per trajectory, shape {tuple(want)} ({what})")
+        want, what = ((), "one shared clock: a 0-d tensor") if f.shared_clock else (f.batch_shape, "the batch shape")
+        g = condition(self.event, -tt if f.direction < 0 else tt, y.reshape(f.y_shape), want, what)
         self.n_cond += 1
-        if not g.is_floating_point():
-            raise TypeError(f"Event.cond must return a floating tensor — a continuous function of (t, y) whose "
-                            f"zero is located inside the step — got dtype {g.dtype}; write a threshold as "
-                            f"y[..., 0] - c, not y[..., 0] > c")
-        # a copy: cond often returns a view of y (y[..., 0]), and loops reuse their state buffers
-        return g.reshape(t.shape[0]).clone()
+        return g.reshape(t.shape[0])
 
     def start(self, t: Tensor, y: Tensor) -> Tensor:
         """``g`` at the initial state, checked finite (one host sync); empty event buffers."""
@@ -227,7 +234,7 @@ class EventTracker:
         occurred = torch.arange(K, device=t_end.device) < self.count.unsqueeze(1)      # (B, K)
         stopped = occurred[:, -1] if self.event.terminal else torch.zeros_like(occurred[:, -1])
         self.stopped = stopped
-        self.t_stop = torch.where(stopped, self.times[:, -1].detach(), t_end)
+        self.t_stop = torch.where(stopped, self.times[:, -1], t_end.to(self.times.dtype))
         times = self.times if f.direction > 0 else -self.times
         batch = tuple(f.batch_shape)                # () with one shared clock
         state = tuple(f.y_shape[len(batch):])
@@ -243,8 +250,7 @@ class EventTracker:
         whether a terminal event stopped it, and the event state (``nan`` where not)."""
         f = self.field
         batch = tuple(f.batch_shape)
-        t_last = torch.where(self.stopped, self.times[:, -1], self.t_stop.to(self.times.dtype))
-        return ((t_last if f.direction > 0 else -t_last).reshape(batch), self.stopped.reshape(batch),
+        return ((self.t_stop if f.direction > 0 else -self.t_stop).reshape(batch), self.stopped.reshape(batch),
                 self.states[:, -1].reshape(tuple(f.y_shape)))
 
     def _locate(self, solver, rows: Tensor, t0: Tensor, h: Tensor, y0: Tensor, y1: Tensor,

@@ -35,13 +35,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 from torch import Tensor
 
 from sciflow.solvers._checks import check_term_kind
-from sciflow.solvers.ode.event import Event, EventResult
+from sciflow.solvers.ode.event import Event, EventResult, condition
 from sciflow.solvers.sde.base import SDESolver
 from sciflow.solvers.sde.brownian import BrownianPath, grid_increments
 from sciflow.solvers.sde.euler_maruyama import EulerMaruyama
@@ -84,8 +83,8 @@ def first_passage(drift: VectorField, diffusion: VectorField, y0: Tensor, t0: fl
     if not event.terminal or event.max_events != 1:
         raise ValueError("first_passage finds the first crossing only: pass Event(cond, direction) with "
                          "terminal=True and max_events=1")
-    if not (isinstance(dt, (int, float)) and math.isfinite(dt) and dt > 0):
-        raise ValueError(f"dt must be a positive finite number, got {dt!r}")
+    if dt is None:
+        raise ValueError("dt must be a positive finite number (first_passage takes fixed steps), got None")
     t0, t1 = float(t0), float(t1)
     if not (math.isfinite(t0) and math.isfinite(t1) and t1 > t0):
         raise ValueError(f"first_passage needs finite t0 < t1, got t0 = {t0}, t1 = {t1}")
@@ -102,18 +101,6 @@ def first_passage(drift: VectorField, diffusion: VectorField, y0: Tensor, t0: fl
     with torch.no_grad():
         return _simulate(term, solver, y0, grid, dws.to(y0.dtype),
                          None if i10s is None else i10s.to(y0.dtype), event, bridge, generator)
-
-
-def _cond(event: Event, t: Tensor, y: Tensor, batch: Sequence[int] | None) -> Tensor:
-    g = event.cond(t, y)
-    if not isinstance(g, Tensor):
-        raise TypeError(f"Event.cond must return a torch.Tensor, got {type(g).__name__}")
-    if not g.is_floating_point():
-        raise TypeError(f"Event.cond must return a floating tensor (a continuous function of (t, y)), got {g.dtype}")
-    if batch is not None and tuple(g.shape) != tuple(batch):
-        raise ValueError(f"shape mismatch: Event.cond returned shape {tuple(g.shape)}, expected one value per "
-                         f"sample, {tuple(batch)}")
-    return g.clone()
 
 
 def _variance_rate(term: SDETerm, event: Event, t: Tensor, y: Tensor, batch: tuple[int, ...],
@@ -135,7 +122,7 @@ def _variance_rate(term: SDETerm, event: Event, t: Tensor, y: Tensor, batch: tup
 def _simulate(term: SDETerm, solver: SDESolver, y0: Tensor, grid: list[float], dws: Tensor, i10s: Tensor | None,
               event: Event, bridge: bool, generator: torch.Generator | None) -> FirstPassage:
     ts = torch.tensor(grid, dtype=y0.dtype, device=y0.device)
-    g_prev = _cond(event, ts[0], y0, None)
+    g_prev = condition(event, ts[0], y0, None)
     batch = tuple(g_prev.shape)
     if tuple(y0.shape[:len(batch)]) != batch:
         raise ValueError(f"shape mismatch: Event.cond returned shape {batch}, which is not the leading (batch) "
@@ -155,7 +142,7 @@ def _simulate(term: SDETerm, solver: SDESolver, y0: Tensor, grid: list[float], d
     for i in range(len(grid) - 1):
         t, h = ts[i], grid[i + 1] - grid[i]
         y_next, state = solver.step(term, t, h, y, dws[i], None if i10s is None else i10s[i], state)
-        g_next = _cond(event, ts[i + 1], y_next, batch)
+        g_next = condition(event, ts[i + 1], y_next, batch, "the batch shape of y0")
         up, down = (g_prev < 0) & (g_next >= 0), (g_prev > 0) & (g_next <= 0)
         crossing = up if d > 0 else down if d < 0 else up | down
         seen = alive & crossing
