@@ -13,6 +13,12 @@ where the height falls through 0. Closed form (terminal velocity ``v_T = sqrt(g/
   so the whole batch would stop at the first impact; the bodies are solved one call each (a loop);
 * scipy ``solve_ivp`` (RK45, terminal event, Brent's method on its dense output): a loop.
 
+Several events (``--scale cpu`` too): the same bodies with a second, recorded event — the speed
+reaching 90 % of the terminal speed, at ``(v_T / g) artanh(0.9)`` in closed form, which only the
+bodies that fall long enough reach before the ground stops them. sciflow: one solve with
+``event=[ground, fast]``; scipy: a loop of ``solve_ivp(events=[ground, fast])``; torchdiffeq's
+``odeint_event`` takes one event function, so it has no entry.
+
 All at rtol = 1e-8, atol = 1e-10, float64, one thread. Forward: wall time (median of ``--repeats``
 after a warm-up) and the max abs. error of ``t*``. Gradients: ``dt*/dk`` through the event time —
 sciflow for the whole batch in one backward pass, torchdiffeq for the first ``--grad-bodies`` bodies
@@ -25,6 +31,7 @@ bodies (sciflow's over all bodies too), and time per body.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
@@ -54,6 +61,10 @@ BENCHMARK = {
         {"label": "event time: max abs. error vs closed form", "path": "forward/sciflow/max_abs_error",
          "baselines": {"torchdiffeq odeint_event": "forward/torchdiffeq/max_abs_error",
                        "scipy solve_ivp": "forward/scipy/max_abs_error"}},
+        {"label": "two events (ground + 90 % of terminal speed), whole batch: time", "path": "several/sciflow/median_s",
+         "unit": "s", "baselines": {"scipy solve_ivp loop": "several/scipy/median_s"}},
+        {"label": "two events: max abs. error of either event time vs closed form",
+         "path": "several/sciflow/max_abs_error", "baselines": {"scipy solve_ivp": "several/scipy/max_abs_error"}},
         {"label": "dt*/dk: max rel. error vs closed form (the first 16 bodies at cpu scale)",
          "path": "gradient/sciflow/max_rel_error",
          "baselines": {"torchdiffeq odeint_event": "gradient/torchdiffeq/max_rel_error"}},
@@ -99,6 +110,18 @@ def sciflow_events(h0: torch.Tensor, k: torch.Tensor):
     return sol.event.t, sol.stats
 
 
+def sciflow_two_events(h0: torch.Tensor, k: torch.Tensor):
+    """Ground (terminal) and 90 % of the terminal speed (recorded) in one solve."""
+    y0 = torch.stack([h0, torch.zeros_like(h0)], -1)
+    vt = torch.sqrt(G / k)
+    events = [Event(lambda t, y: y[..., 0], direction=-1),
+              Event(lambda t, y: -y[..., 1] - 0.9 * vt, direction=+1, terminal=False)]
+    sol = solve(ODETerm(drag_field(k)), Dopri5(), 0.0, 100.0, y0, batch_ndim=1,
+                controller=PIController(rtol=RTOL, atol=ATOL), event=events)
+    ground, fast = sol.event
+    return ground.t, fast.t, fast.occurred
+
+
 def torchdiffeq_event(h0: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     from torchdiffeq import odeint_event
     y0 = torch.stack([h0, torch.zeros_like(h0)])
@@ -115,6 +138,44 @@ def scipy_event(h0: float, k: float) -> float:
     sol = solve_ivp(lambda t, y: [y[1], -G - k * y[1] * abs(y[1])], (0.0, 100.0), [h0, 0.0], method="RK45",
                     rtol=RTOL, atol=ATOL, events=ground)
     return float(sol.t_events[0][0])
+
+
+def scipy_two_events(h0: float, k: float) -> tuple[float, float]:
+    vt = np.sqrt(G / k)
+
+    def ground(t, y):
+        return y[0]
+
+    def fast(t, y):
+        return -y[1] - 0.9 * vt
+    ground.terminal, ground.direction, fast.direction = True, -1, 1
+    sol = solve_ivp(lambda t, y: [y[1], -G - k * y[1] * abs(y[1])], (0.0, 100.0), [h0, 0.0], method="RK45",
+                    rtol=RTOL, atol=ATOL, events=[ground, fast])
+    t_fast = sol.t_events[1]
+    return float(sol.t_events[0][0]), float(t_fast[0]) if len(t_fast) else float("nan")
+
+
+def several(h0_np, k_np, repeats: int) -> dict:
+    h0 = torch.tensor(h0_np, dtype=torch.float64)
+    k = torch.tensor(k_np, dtype=torch.float64)
+    t_ground = closed_form(h0, k)
+    vt = torch.sqrt(G / k)
+    t_fast = vt / G * math.atanh(0.9)
+    reached = t_fast < t_ground
+    out = {"bodies_reaching_90pct": int(reached.sum())}
+    with torch.no_grad():
+        med, (tg, tf, occ) = median_time(lambda: sciflow_two_events(h0, k), repeats)
+    err = max(float((tg - t_ground).abs().max()), float((tf[reached] - t_fast[reached]).abs().max()))
+    out["sciflow"] = {"median_s": med, "max_abs_error": err, "occurred_as_closed_form": bool(torch.equal(occ, reached))}
+    med, res = median_time(lambda: np.array([scipy_two_events(h, kk) for h, kk in zip(h0_np, k_np)]), repeats)
+    occ_sp = torch.tensor(~np.isnan(res[:, 1]))
+    err = max(float(np.abs(res[:, 0] - t_ground.numpy()).max()),
+              float(np.abs(res[reached.numpy(), 1] - t_fast[reached].numpy()).max()))
+    out["scipy"] = {"median_s": med, "max_abs_error": err,
+                    "occurred_as_closed_form": bool(torch.equal(occ_sp, reached))}
+    out["speedup"] = {"scipy": out["scipy"]["median_s"] / out["sciflow"]["median_s"]}
+    print("several", out, flush=True)
+    return out
 
 
 def forward(h0_np, k_np, repeats: int) -> dict:
@@ -177,6 +238,7 @@ def main() -> None:
                  "and scipy solve_ivp (RK45) one call per body (their event functions are one scalar per solve); "
                  "one thread",
         "forward": forward(h0, k, cfg["repeats"]),
+        "several": several(h0, k, cfg["repeats"]),
         "gradient": gradient(h0, k, min(cfg["grad_bodies"], cfg["batch"])),
     }
     write_result("ode_events" if args.scale == "cpu" else f"ode_events_{args.scale}", payload)

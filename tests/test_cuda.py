@@ -478,6 +478,16 @@ def test_events_on_device_match_cpu_with_gradients() -> None:
     _on_device(sol.event.t, sol.event.occurred)
     k = torch.arange(1, 4, dtype=torch.float64) * math.pi
     torch.testing.assert_close(sol.event.t.cpu(), torch.stack([k, k - 0.5]), rtol=0, atol=1e-9)
+    # several events (the device tensors of directions, terminal flags and counts): a terminal stop at
+    # the first rise through 0 (2 pi, resp. 2 pi - 0.5) beside recorded zeros of cos (pi/2 + k pi)
+    sol = solve(osc, Dopri5(), 0.0, 12.0, y0, batch_ndim=1, controller=PIController(rtol=1e-10, atol=1e-12),
+                event=[Event(lambda t, y: y[..., 0], direction=+1),
+                       Event(lambda t, y: y[..., 1], terminal=False, max_events=5)])
+    rise, zeros = sol.event
+    _on_device(rise.t, zeros.t, zeros.occurred, sol.ts)
+    torch.testing.assert_close(sol.ts[:, -1].cpu(), torch.tensor([2 * math.pi, 2 * math.pi - 0.5], dtype=torch.float64),
+                               rtol=0, atol=1e-9)
+    assert zeros.occurred.sum(-1).tolist() == [2, 2]         # two zeros of cos before the stop
 
 
 def test_first_passage_on_device_with_a_device_generator() -> None:

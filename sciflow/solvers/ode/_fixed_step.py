@@ -50,7 +50,11 @@ def integrate_fixed(f: FlatField, solver: ODESolver, y0: Tensor, ts: Tensor,
             if event is not None:
                 g1 = event.cond(t + h, y)
                 cross = event.crossed(g, g1)
-                if bool(cross.any()):
+                any_cross, bad_g = torch.stack([cross.any(), ~torch.isfinite(g1).all()]).tolist()
+                if bad_g:
+                    i = int(torch.nonzero(~torch.isfinite(g1).all(-1))[0])
+                    raise event.nonfinite(g1, f"at t = {f.direction * (t + h)[i].item():.6g}")
+                if any_cross:
                     stopped = stopped | event.on_crossing(solver, cross, t, h, y_prev, y, ks, g, g1)
                 g = g1
         ys.append(y)

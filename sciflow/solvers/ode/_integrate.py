@@ -113,10 +113,10 @@ def _make_attempt(f: Callable, solver: ODESolver, ctrl: PIController, T: int, Kw
         idx = idx + inside.sum(1)
         if event is not None:
             g1 = event.cond(t_next, y1)
-            cross = accept & event.crossed(g, g1)
+            cross = accept.unsqueeze(-1) & event.crossed(g, g1)          # (B, E)
             step = (cross, t, hh, y, y1, ks, g, g1)
-            nonfinite_g = accept & ~torch.isfinite(g1)
-            g = torch.where(accept, g1, g)
+            nonfinite_g = accept & ~torch.isfinite(g1).all(-1)
+            g = torch.where(accept.unsqueeze(-1), g1, g)
         # commit accepted steps
         acc_c = accept.unsqueeze(1)
         t = torch.where(accept, t_next, t)
@@ -333,10 +333,8 @@ def integrate_adaptive(f: FlatField, solver: ODESolver, y0: Tensor, ts: Tensor,
                 all_done, any_underflow, any_cross, bad_g = flags.tolist()
                 made, n_writes = 1, 1
                 if bad_g:
-                    i = int(torch.nonzero(~torch.isfinite(g))[0])
-                    raise FloatingPointError(
-                        f"Event.cond returned a non-finite value (nan/inf) at t = {f.direction * t[i].item():.6g} "
-                        f"(trajectory {i}); it must be finite along the solution")
+                    i = int(torch.nonzero(~torch.isfinite(g).all(-1))[0])
+                    raise event.nonfinite(g, f"at t = {f.direction * t[i].item():.6g}")
                 if any_cross:
                     halt = event.on_crossing(solver, *step)
                     t_end = torch.where(halt, t, t_end)     # a stopped trajectory stays done

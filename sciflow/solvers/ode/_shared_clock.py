@@ -251,8 +251,7 @@ def integrate_shared_clock(f: FlatField, solver: ODESolver, y0: Tensor, ts: Tens
                 g1 = event.cond(t_new, y_new)
                 cross = event.crossed(g, g1)
                 if not bool(torch.isfinite(g1).all()):
-                    raise FloatingPointError(f"Event.cond returned a non-finite value (nan/inf) at "
-                                             f"t = {f.direction * t_next:.6g}; it must be finite along the solution")
+                    raise event.nonfinite(g1, f"at t = {f.direction * t_next:.6g}")
                 if bool(cross.any()):
                     t_old = torch.full((1,), t, dtype=dt_, device=dev)
                     h_old = torch.full((1,), hh, dtype=dt_, device=dev)

@@ -21,6 +21,14 @@ with one shared clock, whose ``cond`` returns a scalar); a crossing step is kept
 are located together, once at the end or when a trajectory crosses again before its last crossing
 was located.
 
+Several events. ``solve(..., event=[Event(a), Event(b), ...])`` tracks them together (a ball in
+a box: the floor and a wall; a neuron's spike beside a recorded threshold), each with its own
+direction, ``terminal`` and ``max_events``, and ``Solution.event`` is a tuple of results in the
+same order. A trajectory stops at the first terminal stop among them; crossings after that time
+do not happen, also inside the step where it stopped (all crossings of a step are located before
+that is decided). A terminal event that stopped a trajectory is the one whose last crossing
+``occurred`` (on an exact tie, both did).
+
 Location. Inside the step the event time is the root of ``θ ↦ g(t + θh, ŷ(θ))`` on the solver's
 dense output ``ŷ`` (order 4 for Dopri5/Tsit5, 3 for Rodas4, cubic Hermite otherwise), found by the
 Illinois variant of regula falsi (Dowell & Jarratt 1971) with a bisection every third iteration
@@ -112,40 +120,53 @@ class EventResult:
     occurred: Tensor
 
 
-def condition(event: Event, t: Tensor, y: Tensor, want: tuple[int, ...] | None, what: str = "") -> Tensor:
+def condition(event: Event, t: Tensor, y: Tensor, want: tuple[int, ...] | None, what: str = "",
+              name: str = "Event.cond") -> Tensor:
     """``event.cond(t, y)``, checked: a floating tensor of shape ``want`` (not checked when
     ``None``; ``what`` says what that shape is), copied — ``cond`` often returns a view of ``y``
-    (``y[..., 0]``), and the stepping loops reuse their state buffers. Used by the ODE event
-    tracker and :func:`~sciflow.solvers.sde.first_passage.first_passage`."""
+    (``y[..., 0]``), and the stepping loops reuse their state buffers. ``name``: how errors name
+    the condition. Used by the ODE event tracker and
+    :func:`~sciflow.solvers.sde.first_passage.first_passage`."""
     g = event.cond(t, y)
     if not isinstance(g, Tensor):
-        raise TypeError(f"Event.cond must return a torch.Tensor, got {type(g).__name__}")
+        raise TypeError(f"{name} must return a torch.Tensor, got {type(g).__name__}")
     if want is not None and tuple(g.shape) != tuple(want):
-        raise ValueError(f"shape mismatch: Event.cond returned shape {tuple(g.shape)}; it must return one value "
+        raise ValueError(f"shape mismatch: {name} returned shape {tuple(g.shape)}; it must return one value "
                          f"per trajectory, shape {tuple(want)} ({what})")
     if not g.is_floating_point():
-        raise TypeError(f"Event.cond must return a floating tensor — a continuous function of (t, y) whose "
+        raise TypeError(f"{name} must return a floating tensor — a continuous function of (t, y) whose "
                         f"zero is located inside the step — got dtype {g.dtype}; write a threshold as "
                         f"y[..., 0] - c, not y[..., 0] > c")
     return g.clone()
 
 
+def as_events(event) -> tuple[Event, ...]:
+    """``solve``'s ``event`` argument as a tuple: one :class:`Event` or a non-empty sequence of them."""
+    events = (event,) if isinstance(event, Event) else tuple(event) if isinstance(event, (list, tuple)) else None
+    if not events or not all(isinstance(e, Event) for e in events):
+        raise TypeError(f"event must be an Event(cond, direction) or a non-empty list of them, got {event!r}")
+    return events
+
+
 class EventTracker:
-    """Event detection and location on the flat layout of the stepping loops (internal).
+    """Event detection and location on the flat layout of the stepping loops (internal), for one
+    :class:`Event` or several (conditions ``g (B, E)``, one column per event).
 
     The loops call :meth:`start` once, :meth:`cond` at each accepted step's end,
     :meth:`crossed` to compare with the previous value and, when a row crosses,
     :meth:`on_crossing` (notes the step, returns the rows to stop), then :meth:`finish`, which
-    locates what is pending; the result is in :attr:`result` (user shapes), the flat stopping
-    times in :attr:`t_stop`.
+    locates what is pending; the result is in :attr:`result` (user shapes: an
+    :class:`EventResult`, or a tuple of them for a list of events), the flat stopping times in
+    :attr:`t_stop`.
     """
 
-    def __init__(self, event: Event) -> None:
-        self.event = event
+    def __init__(self, event: Event | list[Event] | tuple[Event, ...]) -> None:
+        self.events = as_events(event)
+        self.single = isinstance(event, Event)
         self.field: FlatField | None = None
-        self.count: Tensor | None = None
-        self.pending: Tensor | None = None      # rows with a crossing noted but not yet located
-        self.result: EventResult | None = None
+        self.count: Tensor | None = None        # (B, E) crossings noted per event
+        self.pending: Tensor | None = None      # (B, E) crossings noted but not yet located
+        self.result: EventResult | tuple[EventResult, ...] | None = None
         self.t_stop: Tensor | None = None
         self.n_cond = 0
 
@@ -153,47 +174,65 @@ class EventTracker:
         """Attach the solve's flat field (its shapes, clock and direction)."""
         self.field = field
 
-    def cond(self, t: Tensor, y: Tensor) -> Tensor:
-        """``g (B,)`` at flat ``(t (B,), y (B, S))`` (the integration frame)."""
+    def _name(self, e: int) -> str:
+        return "Event.cond" if self.single else f"event[{e}].cond"
+
+    def cond_one(self, e: int, t: Tensor, y: Tensor) -> Tensor:
+        """Event ``e``'s ``g (B,)`` at flat ``(t (B,), y (B, S))`` (the integration frame)."""
         f = self.field
         tt = t.reshape(()) if f.shared_clock else t.reshape(f.batch_shape)
         want, what = ((), "one shared clock: a 0-d tensor") if f.shared_clock else (f.batch_shape, "the batch shape")
-        g = condition(self.event, -tt if f.direction < 0 else tt, y.reshape(f.y_shape), want, what)
+        g = condition(self.events[e], -tt if f.direction < 0 else tt, y.reshape(f.y_shape), want, what,
+                      self._name(e))
         self.n_cond += 1
         return g.reshape(t.shape[0])
+
+    def cond(self, t: Tensor, y: Tensor) -> Tensor:
+        """``g (B, E)`` at flat ``(t (B,), y (B, S))``: every event's condition."""
+        return torch.stack([self.cond_one(e, t, y) for e in range(len(self.events))], -1)
+
+    def nonfinite(self, g: Tensor, at: str) -> FloatingPointError:
+        """The error for a non-finite ``g (B, E)``; ``at``: where (the time, or the initial state)."""
+        i, e = (int(v) for v in torch.nonzero(~torch.isfinite(g))[0])
+        return FloatingPointError(f"{self._name(e)} returned a non-finite value (nan/inf) {at} (trajectory {i}); "
+                                  f"it must be finite along the solution")
 
     def start(self, t: Tensor, y: Tensor) -> Tensor:
         """``g`` at the initial state, checked finite (one host sync); empty event buffers."""
         g = self.cond(t, y)
         if not bool(torch.isfinite(g).all()):
-            i = int(torch.nonzero(~torch.isfinite(g))[0])
-            raise FloatingPointError(f"Event.cond returned a non-finite value (nan/inf) at the initial state "
-                                     f"(trajectory {i}); it must be finite along the solution")
-        B, K = t.shape[0], self.event.max_events
-        self.count = torch.zeros(B, dtype=torch.long, device=t.device)
-        self.times = torch.full((B, K), math.nan, dtype=y.dtype, device=y.device)
-        self.states = torch.full((B, K, y.shape[1]), math.nan, dtype=y.dtype, device=y.device)
+            raise self.nonfinite(g, "at the initial state")
+        B, dev = t.shape[0], t.device
+        evs = self.events
+        self.K = torch.tensor([ev.max_events for ev in evs], device=dev)
+        self.terminal = torch.tensor([ev.terminal for ev in evs], device=dev)
+        d = torch.tensor([ev.direction for ev in evs], device=dev)
+        self.rising, self.falling = d >= 0, d <= 0
+        self.count = torch.zeros(B, len(evs), dtype=torch.long, device=dev)
+        self.halted = torch.zeros(B, dtype=torch.bool, device=dev)
+        self.times = [torch.full((B, ev.max_events), math.nan, dtype=y.dtype, device=dev) for ev in evs]
+        self.states = [torch.full((B, ev.max_events, y.shape[1]), math.nan, dtype=y.dtype, device=dev) for ev in evs]
         return g
 
     def crossed(self, g0: Tensor, g1: Tensor) -> Tensor:
-        """Which rows cross zero between ``g0`` and ``g1`` in the event's direction."""
+        """Which rows cross zero between ``g0`` and ``g1`` in each event's direction ``(B, E)``."""
         up = (g0 < 0) & (g1 >= 0)
         down = (g0 > 0) & (g1 <= 0)
-        d = self.event.direction
-        return up if d > 0 else down if d < 0 else up | down
+        return (up & self.rising) | (down & self.falling)
 
     def on_crossing(self, solver, cross: Tensor, t: Tensor, h: Tensor, y0: Tensor, y1: Tensor,
                     ks: list[Tensor], g0: Tensor, g1: Tensor) -> Tensor:
-        """Note the crossings in the step ``[t, t + h]`` of the rows in ``cross`` that still record
-        events and return the rows that stop here (terminal events).
+        """Note the crossings ``cross (B, E)`` in the step ``[t, t + h]`` of the events that still
+        record and return the rows ``(B,)`` that stop here (a terminal event's last crossing).
 
         Location is deferred: the step is kept per row and the kept steps are located together,
-        in one batched root search, when a row crosses again before its last crossing was
-        located, and at :meth:`finish` — a batch whose trajectories stop at different attempts
-        is searched once, not once per attempt."""
-        K = self.event.max_events
-        new = cross & (self.count < K)
-        if self.pending is not None and bool((new & self.pending).any()):
+        in one batched root search per event, when a row crosses again before its last crossings
+        were located, and at :meth:`finish` — a batch whose trajectories stop at different
+        attempts is searched once, not once per attempt."""
+        # a stopped row records nothing more (the fixed-step loop steps on with the others)
+        new = cross & (self.count < self.K) & ~self.halted.unsqueeze(-1)
+        row = new.any(-1)
+        if self.pending is not None and bool((row & self.pending.any(-1)).any()):
             self._flush(solver)
         parts = (t, h, g0, g1, y0, y1, *ks)
         if self.pending is None:
@@ -204,59 +243,85 @@ class EventTracker:
             self.pending, self.slot = torch.zeros_like(new), torch.zeros_like(self.count)
             self.kept = tuple(p.clone() for p in parts)
         else:
-            self.kept = tuple(torch.where(new if p.ndim == 1 else new.unsqueeze(-1), p, old)
+            self.kept = tuple(torch.where(row if p.ndim == 1 else row.unsqueeze(-1), p, old)
                               for p, old in zip(parts, self.kept))
         self.slot = torch.where(new, self.count, self.slot)
         self.pending = self.pending | new
         self.count = self.count + new
-        if self.event.terminal:
-            return new & (self.count >= K)
-        return torch.zeros_like(new)
+        halt = (new & self.terminal & (self.count >= self.K)).any(-1)
+        self.halted = self.halted | halt
+        return halt
 
     def _flush(self, solver) -> None:
-        """Locate the kept crossings of the pending rows and store them in their slots."""
+        """Locate the kept crossings of the pending rows and store them in their slots. A row that
+        a terminal event stops keeps only the crossings up to the first such stop in its step."""
         t, h, g0, g1, y0, y1, *ks = self.kept
         rows = self.pending
-        t_ev, y_ev = self._locate(solver, rows, t, h, y0, y1, ks, g0, g1)
-        K = self.event.max_events
-        at = (torch.arange(K, device=t.device) == self.slot.unsqueeze(1)) & rows.unsqueeze(1)
-        self.times = torch.where(at, t_ev.unsqueeze(1).to(self.times.dtype), self.times)
-        self.states = torch.where(at.unsqueeze(-1), y_ev.unsqueeze(1), self.states)
-        self.pending = torch.zeros_like(rows)
+        located = {e: self._locate(solver, e, rows[:, e], t, h, y0, y1, ks, g0[:, e], g1[:, e])
+                   for e in range(len(self.events)) if bool(rows[:, e].any())}
+        stops = rows & self.terminal & (self.count >= self.K)
+        if len(self.events) > 1 and bool(stops.any()):
+            inf = torch.full_like(t, math.inf)
+            t_cols = torch.stack([located[e][0].detach() if e in located else inf
+                                  for e in range(len(self.events))], -1)
+            t_halt = torch.where(stops, t_cols, math.inf).amin(-1, keepdim=True)
+            late = rows & (t_cols > t_halt)      # after the stop: these crossings do not happen
+            rows = rows & ~late
+            self.count = self.count - late.long()
+        for e, (t_ev, y_ev) in located.items():
+            at = (torch.arange(self.events[e].max_events, device=t.device) == self.slot[:, e:e + 1]) & rows[:, e:e + 1]
+            self.times[e] = torch.where(at, t_ev.unsqueeze(1).to(y0.dtype), self.times[e])
+            self.states[e] = torch.where(at.unsqueeze(-1), y_ev.unsqueeze(1), self.states[e])
+        self.pending = torch.zeros_like(self.pending)
 
     def finish(self, solver, t_end: Tensor) -> None:
         """Locate what is pending; set :attr:`result` (user shapes) and :attr:`t_stop`, the flat
-        stopping times ``(B,)``: the last event's time for terminal events that reached
-        ``max_events``, else ``t_end``."""
+        stopping times ``(B,)``: the first time a terminal event reached its ``max_events``, else
+        ``t_end``."""
         if self.pending is not None and bool(self.pending.any()):
             self._flush(solver)
-        f, K = self.field, self.event.max_events
-        occurred = torch.arange(K, device=t_end.device) < self.count.unsqueeze(1)      # (B, K)
-        stopped = occurred[:, -1] if self.event.terminal else torch.zeros_like(occurred[:, -1])
-        self.stopped = stopped
-        self.t_stop = torch.where(stopped, self.times[:, -1], t_end.to(self.times.dtype))
-        times = self.times if f.direction > 0 else -self.times
+        f = self.field
+        t_end = t_end.to(self.times[0].dtype)
         batch = tuple(f.batch_shape)                # () with one shared clock
         state = tuple(f.y_shape[len(batch):])
-        if K == 1:
-            self.result = EventResult(t=times[:, 0].reshape(batch), y=self.states[:, 0].reshape(batch + state),
-                                      occurred=occurred[:, 0].reshape(batch))
-        else:
-            self.result = EventResult(t=times.reshape(batch + (K,)), y=self.states.reshape(batch + (K,) + state),
-                                      occurred=occurred.reshape(batch + (K,)))
+        results, stops, t_last = [], [], []
+        for e, ev in enumerate(self.events):
+            K = ev.max_events
+            occurred = torch.arange(K, device=t_end.device) < self.count[:, e:e + 1]      # (B, K)
+            stops.append(occurred[:, -1] & ev.terminal)
+            t_last.append(self.times[e][:, -1])
+            times = self.times[e] if f.direction > 0 else -self.times[e]
+            if K == 1:
+                results.append(EventResult(t=times[:, 0].reshape(batch),
+                                           y=self.states[e][:, 0].reshape(batch + state),
+                                           occurred=occurred[:, 0].reshape(batch)))
+            else:
+                results.append(EventResult(t=times.reshape(batch + (K,)),
+                                           y=self.states[e].reshape(batch + (K,) + state),
+                                           occurred=occurred.reshape(batch + (K,))))
+        self.result = results[0] if self.single else tuple(results)
+        stops_, t_last_ = torch.stack(stops, -1), torch.stack(t_last, -1)       # (B, E)
+        self.stopped = stops_.any(-1)
+        t_first = torch.where(stops_, t_last_, math.inf).amin(-1)
+        self.t_stop = torch.where(self.stopped, t_first, t_end)
+        y_stop = torch.full_like(self.states[0][:, -1], math.nan)
+        for e in reversed(range(len(self.events))):      # the stopping event's state (the first on ties)
+            pick = stops_[:, e] & (t_last_[:, e] == t_first)
+            y_stop = torch.where(pick.unsqueeze(-1), self.states[e][:, -1], y_stop)
+        self.y_stop = y_stop
 
     def stop_point(self) -> tuple[Tensor, Tensor, Tensor]:
-        """Where each trajectory stopped, in user shapes: time (its last event's, else ``t1``),
+        """Where each trajectory stopped, in user shapes: time (its terminal event's, else ``t1``),
         whether a terminal event stopped it, and the event state (``nan`` where not)."""
         f = self.field
         batch = tuple(f.batch_shape)
         return ((self.t_stop if f.direction > 0 else -self.t_stop).reshape(batch), self.stopped.reshape(batch),
-                self.states[:, -1].reshape(tuple(f.y_shape)))
+                self.y_stop.reshape(tuple(f.y_shape)))
 
-    def _locate(self, solver, rows: Tensor, t0: Tensor, h: Tensor, y0: Tensor, y1: Tensor,
+    def _locate(self, solver, e: int, rows: Tensor, t0: Tensor, h: Tensor, y0: Tensor, y1: Tensor,
                 ks: list[Tensor], g0: Tensor, g1: Tensor) -> tuple[Tensor, Tensor]:
-        """Event times ``(B,)`` and states ``(B, S)`` of the crossings in the steps of ``rows``
-        (other rows: meaningless values, masked by the caller)."""
+        """Event ``e``'s times ``(B,)`` and states ``(B, S)`` of the crossings in the steps of
+        ``rows`` (other rows: meaningless values, masked by the caller)."""
         f = self.field
         coef = solver.interp_coefficients(y0.dtype, y0.device)
         f1 = f.raw(t0 + h, y1)     # the Hermite fallback's end slope (differentiable)
@@ -265,13 +330,14 @@ class EventTracker:
             return solver.interpolate(theta.unsqueeze(1), h, y0, y1, ks, f1, coef=coef)[:, 0]
 
         with torch.no_grad():
-            theta = self._illinois(lambda th: self.cond(t0 + th * h, dense(th)), g0, g1, rows)
+            theta = self._illinois(lambda th: self.cond_one(e, t0 + th * h, dense(th)), g0, g1, rows,
+                                   self.events[e].max_iter, e)
             t_hat = t0 + theta * h
         if not torch.is_grad_enabled():
             return t_hat, dense(theta)
         # implicit-function-theorem gradient: one Newton step with the root held fixed
         y_hat = dense(theta)
-        g_hat = self.cond(t_hat, y_hat)
+        g_hat = self.cond_one(e, t_hat, y_hat)
         if not g_hat.requires_grad:          # nothing to differentiate the event time by
             return t_hat, y_hat
         # ġ: d/dt of g along the dense output (not f: the exact derivative of the computed root)
@@ -280,14 +346,15 @@ class EventTracker:
             tt = t_hat.detach().requires_grad_(True)
             th = (tt - step[0]) / torch.where(step[1] != 0, step[1], torch.ones_like(step[1]))
             yy = dense(th, h=step[1], y0=step[2], y1=step[3], f1=step[4], ks=step[5:])
-            gdot, = torch.autograd.grad(self.cond(tt, yy).sum(), tt, allow_unused=True)
+            gdot, = torch.autograd.grad(self.cond_one(e, tt, yy).sum(), tt, allow_unused=True)
         if gdot is None:
             gdot = torch.zeros_like(t_hat)
         inv = torch.where(gdot != 0, 1.0 / torch.where(gdot != 0, gdot, torch.ones_like(gdot)), torch.zeros_like(gdot))
         t_star = t_hat - (g_hat - g_hat.detach()) * inv
         return t_star, dense((t_star - t0) / torch.where(h != 0, h, torch.ones_like(h)))
 
-    def _illinois(self, g: Callable[[Tensor], Tensor], g0: Tensor, g1: Tensor, rows: Tensor) -> Tensor:
+    def _illinois(self, g: Callable[[Tensor], Tensor], g0: Tensor, g1: Tensor, rows: Tensor, max_iter: int,
+                  e: int) -> Tensor:
         """Root ``θ ∈ [0, 1]`` of ``g`` per row (Illinois regula falsi with a bisection every
         third iteration), on the uncrossed side; rows not in ``rows`` return 1."""
         one = torch.ones_like(g0)
@@ -299,7 +366,7 @@ class EventTracker:
         active = rows & ~exact
         side = torch.zeros_like(g0)              # -1: a moved last, +1: b moved last
         tol = 4 * torch.finfo(g0.dtype).eps
-        for it in range(self.event.max_iter):
+        for it in range(max_iter):
             if not bool(active.any()):
                 break
             if it % 3 == 2:
@@ -310,8 +377,8 @@ class EventTracker:
                 c = torch.where(bad, 0.5 * (a + b), c)
             gc = s * g(c)
             if not bool(torch.isfinite(gc[active]).all()):
-                raise FloatingPointError("Event.cond returned a non-finite value (nan/inf) while locating an "
-                                         "event inside a step; it must be finite along the solution")
+                raise FloatingPointError(f"{self._name(e)} returned a non-finite value (nan/inf) while locating "
+                                         f"an event inside a step; it must be finite along the solution")
             hit = active & (gc == 0)
             exact = exact | hit
             b = torch.where(hit, c, b)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -12,7 +12,7 @@ from .._checks import check_term_kind, check_times
 from ._core import default_controller, solve_grid
 from .adjoint import BacksolveAdjoint, CheckpointAdjoint, DirectAdjoint
 from .controller import ConstantStepSize, PIController
-from .event import Event, EventResult, EventTracker
+from .event import Event, EventResult, EventTracker, as_events
 from .runge_kutta import Dopri5
 from .solver import ODESolver
 from .term import ODETerm
@@ -37,13 +37,14 @@ class Solution:
     """``ts: (time,)`` or ``(*batch, time)``; ``ys: (time, *batch, *state)``; ``stats``: ``nfe``
     (batched vector-field calls), ``n_steps`` (attempted steps; loop iterations for batched
     adaptive stepping), ``n_accepted``/``n_rejected`` per trajectory for adaptive solves;
-    ``event``: the located crossings, for solves with an :class:`~.event.Event` (then
-    ``stats["n_event_evals"]`` counts the batched calls of its condition)."""
+    ``event``: the located crossings, for solves with an :class:`~.event.Event` — a tuple of
+    them, in order, for a list of events (then ``stats["n_event_evals"]`` counts the batched
+    calls of the conditions)."""
 
     ts: Tensor
     ys: Tensor
     stats: dict[str, Any] = field(default_factory=dict)
-    event: EventResult | None = None
+    event: EventResult | tuple[EventResult, ...] | None = None
 
 
 def _as_time(x, like: Tensor) -> Tensor:
@@ -55,7 +56,7 @@ def _as_time(x, like: Tensor) -> Tensor:
 def solve(term: ODETerm, solver: ODESolver, t0, t1, y0: Tensor, *,
           saveat: SaveAt = SaveAt(), controller: PIController | ConstantStepSize | None = None,
           adjoint: Adjoint | None = None, batch_ndim: int = 0, window: int | None = None,
-          compile: bool = False, event: Event | None = None) -> Solution:
+          compile: bool = False, event: Event | Sequence[Event] | None = None) -> Solution:
     """Solve ``dy/dt = f(t, y)`` from ``t0`` to ``t1`` (either direction).
 
     ``t0, t1``: scalars or ``(*batch,)`` tensors (per-trajectory intervals);
@@ -72,8 +73,10 @@ def solve(term: ODETerm, solver: ODESolver, t0, t1, y0: Tensor, *,
     trajectory (``Solution.event``: times, states, which occurred); a terminal event stops each
     trajectory at its last crossing (saves after it are ``nan``; with ``SaveAt(t1=True)``, the
     default, the save at ``t1`` becomes where it stopped, so ``Solution.ts`` is per trajectory
-    then). Gradients with :class:`DirectAdjoint` only, through the implicit function theorem for
-    the event times (see :mod:`sciflow.solvers.ode.event`).
+    then). A list of events is tracked together (``Solution.event`` is then a tuple, one result
+    per event); a trajectory stops at the first terminal stop among them, and crossings after it
+    do not happen. Gradients with :class:`DirectAdjoint` only, through the implicit function
+    theorem for the event times (see :mod:`sciflow.solvers.ode.event`).
     """
     if not isinstance(term, ODETerm) and getattr(type(term), "kind", None) != "ode":
         raise TypeError(f"solve needs an ODETerm, got {type(term).__name__}")
@@ -120,8 +123,7 @@ def _solve_event(term, solver, y0, grid, keep, controller, adjoint, batch_ndim, 
                  stop_slot: bool) -> Solution:
     """``solve`` with an :class:`Event`; ``stop_slot``: for a terminal event the save at ``t1``
     becomes where each trajectory stopped."""
-    if not isinstance(event, Event):
-        raise TypeError(f"event must be an Event(cond, direction), got {type(event).__name__}")
+    events = as_events(event)
     if not isinstance(adjoint, DirectAdjoint):
         raise ValueError(f"solve(..., event=...) differentiates through the solve and the event time with "
                          f"DirectAdjoint() only, got {adjoint!r}")
@@ -129,7 +131,7 @@ def _solve_event(term, solver, y0, grid, keep, controller, adjoint, batch_ndim, 
     ys, stats, _ = solve_grid(term, solver, y0, grid, controller, batch_ndim=batch_ndim, window=window,
                               compile=compile, event=tracker)
     last = grid.shape[-1] - 1
-    if stop_slot and event.terminal:   # the t1 slot holds where each trajectory stopped
+    if stop_slot and any(e.terminal for e in events):   # the t1 slot holds where each trajectory stopped
         t_stop, stopped, y_event = tracker.stop_point()
         if grid.ndim == 1 and t_stop.ndim:
             grid = grid.expand(t_stop.shape + grid.shape)
