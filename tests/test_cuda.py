@@ -506,3 +506,11 @@ def test_first_passage_on_device_with_a_device_generator() -> None:
     _on_device(res.t, res.y, res.occurred)
     p = norm.cdf((mu - a) / sig) + math.exp(2 * mu * a / sig ** 2) * norm.cdf((-a - mu) / sig)
     assert abs(float(res.occurred.double().mean()) - p) < 4 * math.sqrt(p * (1 - p) / n)
+    # two barriers (exit from the corridor (0, a) from z = 0.4): the gambler's-ruin probability of the top
+    z = 0.4
+    res = first_passage(lambda t, y: torch.full_like(y, mu), lambda t, y: torch.full_like(y, sig), y0 + z, 0.0, 4.0,
+                        [Event(lambda t, y: y[:, 0], direction=-1), Event(lambda t, y: y[:, 0] - a, direction=1)],
+                        dt=0.1, generator=torch.Generator(device=DEV).manual_seed(0))
+    _on_device(res.which, res.probabilities)
+    p_up = (1 - math.exp(-2 * mu * z / sig ** 2)) / (1 - math.exp(-2 * mu * a / sig ** 2))
+    assert abs(float(res.probabilities[:, 1].mean()) - p_up) < 4 * math.sqrt(p_up * (1 - p_up) / n)
