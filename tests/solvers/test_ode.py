@@ -408,3 +408,33 @@ def test_dtmax_caps_every_step(batch_ndim):
         torch.testing.assert_close(capped.ys[-1], torch.full_like(y0, exact), rtol=1e-8, atol=0)
     with pytest.raises(ValueError, match="dtmax must be positive"):
         PIController(dtmax=0.0)
+
+
+@pytest.mark.parametrize("solver,bn,compiled", [(Dopri5(), 1, False), (Tsit5(), 1, False), (Dopri5(), 1, True),
+                                                (Dopri5(), 0, True), (Dopri5(), 0, False)],
+                         ids=["Dopri5-per-trajectory", "Tsit5-per-trajectory", "Dopri5-per-trajectory-chunked",
+                              "Dopri5-shared-chunked", "Dopri5-shared-host-loop"])
+def test_gradients_stay_finite_after_a_rejected_step_overflows(monkeypatch, solver, bn, compiled):
+    """y' = -k y^3 from y = 10 with a first step of 1: that step's stages overflow (inf) and it is
+    rejected. The masked loop drops it with torch.where, but 0 * inf = nan in the field's backward
+    used to reach dy/dk; the attempt is now re-run for the graph with h = 0 on the rejected rows.
+    Exact: y(t) = (y0^-2 + 2 k t)^-1/2, dy/dk = -t y^3. The chunked (compile=True) path is run
+    without the compiler; after such a chunk the solve goes on eagerly."""
+    import sciflow.solvers.ode._integrate as integ
+
+    monkeypatch.setattr(integ, "_compile", lambda fn, **kw: fn)
+    monkeypatch.setattr(integ, "_COMPILED", {})
+    k = torch.tensor([1.0, 0.9], dtype=DT, requires_grad=True)
+    y0 = torch.full((2, 1), 10.0, dtype=DT)
+    sol = solve(ODETerm(lambda t, y: -k.unsqueeze(-1) * y ** 3), solver, 0.0, 100.0, y0, batch_ndim=bn,
+                controller=PIController(rtol=1e-8, atol=1e-10, dt0=1.0), compile=compiled)
+    assert int(sol.stats["n_rejected"].max()) >= 1
+    dk, = torch.autograd.grad(sol.ys[-1].sum(), k)
+    y = (1 / 100.0 + 2 * k.detach() * 100.0) ** -0.5
+    torch.testing.assert_close(sol.ys[-1, :, 0].detach(), y, rtol=1e-6, atol=0)
+    torch.testing.assert_close(dk, -100.0 * y ** 3, rtol=1e-5, atol=0)
+    if bn == 1 and not compiled:    # the masked loop's re-run changes the graph, not the solution
+        with torch.no_grad():
+            again = solve(ODETerm(lambda t, y: -k.unsqueeze(-1) * y ** 3), solver, 0.0, 100.0, y0, batch_ndim=bn,
+                          controller=PIController(rtol=1e-8, atol=1e-10, dt0=1.0))
+        assert torch.equal(again.ys, sol.ys.detach())

@@ -432,3 +432,25 @@ def test_dtmax_caps_adaptive_sde_steps():
     _, ps = sdeint(f, g, y0, [0.0, 1.0], solver=StratonovichHeun(), brownian=ptree,
                    controller=PIController(rtol=1e-2, atol=1e-2, dtmax=0.02), return_stats=True)
     assert int(ps["n_accepted"].min()) >= 50
+
+
+def test_per_sample_gradients_stay_finite_after_a_rejected_step_overflows():
+    """dy = -k y^7 dt + 1e-6 dW from y = 10 with a first step of 50: its stages overflow and it is
+    rejected. The masked per-sample loop drops it with torch.where, but 0 * inf = nan in the
+    drift's backward used to reach dy/dk; the attempt is now re-run for the graph with the
+    rejected samples idle. Same path as without autograd; with noise this small the gradient is
+    the ODE's, dy/dk = -t y^7 with y(t) = (y0^-6 + 6 k t)^(-1/6)."""
+    def run(k):
+        tree = PerSampleBrownianTree(0.0, 1.0, (2, 1), seed=4, dtype=DT)
+        return sdeint(lambda t, y: -k.unsqueeze(-1) * y ** 7, lambda t, y: 1e-6 * torch.ones_like(y),
+                      torch.full((2, 1), 10.0, dtype=DT), [0.0, 1.0], solver=SRI(), brownian=tree, dt=50.0,
+                      controller=PIController(rtol=1e-3, atol=1e-5))[-1, :, 0]
+
+    k = torch.tensor([1.0, 0.9], dtype=DT, requires_grad=True)
+    y = run(k)
+    dk = torch.autograd.grad(y.sum(), k)[0]
+    with torch.no_grad():
+        assert torch.equal(run(k.detach()), y.detach())
+    exact = (1e-6 + 6 * k.detach()) ** (-1 / 6)
+    torch.testing.assert_close(y.detach(), exact, rtol=1e-3, atol=0)
+    torch.testing.assert_close(dk, -exact ** 7, rtol=1e-2, atol=0)

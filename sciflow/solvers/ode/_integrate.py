@@ -56,13 +56,15 @@ def initial_step(f: FlatField, solver: ODESolver, t0: Tensor, y0: Tensor, f0: Te
 
 def _make_attempt(f: Callable, solver: ODESolver, ctrl: PIController, T: int, Kw: int,
                   coef: Tensor | None, elementwise: bool = False, defer_dense: bool = False,
-                  event: EventTracker | None = None, norm_entries: int | None = None):
+                  event: EventTracker | None = None, norm_entries: int | None = None, watch: bool = False):
     """One masked adaptive step for every trajectory, as a pure tensor function (compile-able).
 
     State in/out: ``t, y, h, k1, r_prev, idx, done`` plus the dense-output writes
-    ``(where_to (B, Kw), vals (B, Kw, S))`` and ``flags = [all done, any step underflow]``.
+    ``(where_to (B, Kw), vals (B, Kw, S))`` and ``flags = [all done, any step underflow]``, with
+    ``watch`` (under autograd) plus ``[any non-finite error estimate]`` last (see :func:`_regraph`).
     With an ``event`` (eager only) the attempt also takes and returns the condition's value ``g``
-    at each trajectory's current time, ``flags`` gains ``[any crossing, any non-finite g]`` and
+    at each trajectory's current time, ``flags`` has ``[any crossing, any non-finite g]`` before
+    its last entry and
     the step's data ``(cross, t, h, y, y1, ks, g, g1)`` is returned last for
     :meth:`EventTracker.on_crossing` (the caller stops the rows it returns).
     ``defer_dense`` (solvers with an interpolant only): ``vals`` is instead what the interpolant
@@ -87,6 +89,8 @@ def _make_attempt(f: Callable, solver: ODESolver, ctrl: PIController, T: int, Kw
         # the step-size sequence is control flow, not part of the model: no gradient through it
         r = _rms((err / scale)[:, :norm_entries]).detach()
         accept = (r <= 1.0) & ~done
+        # a rejected step whose stages overflowed (see _regraph)
+        watched = [(~done & ~torch.isfinite(r)).any()] if watch else []
         # PI step-size update (r = 0 -> factor_max; r = nan -> factor_min; a rejected step never
         # grows, an accepted one never shrinks: torchdiffeq's and diffrax's rule)
         factor = ctrl.safety * r.pow(-beta1)
@@ -126,9 +130,9 @@ def _make_attempt(f: Callable, solver: ODESolver, ctrl: PIController, T: int, Kw
         # ~(h > ...) is also True for a NaN step (the error ratio was NaN before any step shrank it)
         underflow = ~done & ~(h > ctrl.dtmin * torch.clamp(t.abs(), min=1.0))
         if event is not None:
-            flags = torch.stack([done.all(), underflow.any(), cross.any(), nonfinite_g.any()])
+            flags = torch.stack([done.all(), underflow.any(), cross.any(), nonfinite_g.any(), *watched])
             return t, y, h, k1, r_prev, idx, done, accept, where_to, vals, flags, g, step
-        flags = torch.stack([done.all(), underflow.any()])
+        flags = torch.stack([done.all(), underflow.any(), *watched])
         return t, y, h, k1, r_prev, idx, done, accept, where_to, vals, flags
 
     return attempt
@@ -155,6 +159,22 @@ def _dense_writes(solver: ODESolver, coef: Tensor, where_to: Tensor, parts: list
     return torch.cat(idx, 1), torch.cat(vals, 1)
 
 
+def _regraph(attempt: Callable, args: tuple, accept: Tensor) -> tuple:
+    """Re-run an attempt with ``h = 0`` on its rejected rows, for the graph only (eager, under
+    autograd, after an attempt whose rejected rows had a non-finite error estimate).
+
+    A rejected step is dropped with ``torch.where``, whose backward hands its rows a zero
+    gradient — but a step that overflowed has infinite stage values and derivatives, and
+    ``0 · inf = nan`` in the vector field's backward reaches every parameter (reproduced with
+    ``y' = -k y³`` from ``y = 10`` and a first step of 1: ``dy/dk`` was ``nan``). With ``h = 0`` the
+    rejected rows' stages are evaluated at ``y`` itself and their committed ``t, y, k1`` keep
+    the same values; the caller takes ``t, y, k1``, the dense output (and the event data) from
+    this run and the step-size control (``h``, ``r_prev``, ``accept``, flags) from the first.
+    """
+    t, y, h, k1, r_prev, idx, done, *rest = args
+    return attempt(t, y, torch.where(accept | done, h, torch.zeros_like(h)), k1, r_prev, idx, done, *rest)
+
+
 def _make_chunk(attempt: Callable, n: int, T: int):
     """``n`` masked attempts in a row as one pure tensor function (compiled as one graph).
 
@@ -166,7 +186,8 @@ def _make_chunk(attempt: Callable, n: int, T: int):
     changes nothing (no accepted step, same ``h``, no dense-output write) — and are not counted.
     Returns the state, accepted steps ``(B,)``, the dense-output writes of all ``n`` attempts
     ``(B, n Kw)``/``(B, n Kw, S)`` (index ``T``: no write) and ``[all done, any underflow,
-    attempts made, number of real writes]`` (the caller skips the write when there is none).
+    attempts made, number of real writes, any non-finite error estimate]`` (the caller skips the
+    write when there is none; see :func:`_regraph` for the last).
     """
 
     def chunk(t, y, h, k1, r_prev, idx, done, ts, t_end, budget):
@@ -175,6 +196,7 @@ def _make_chunk(attempt: Callable, n: int, T: int):
         stop = torch.zeros((), dtype=torch.bool, device=t.device)
         where_tos, valss = [], []
         flags = None
+        blowup = torch.zeros_like(stop)
         for j in range(n):
             live = ~stop & (budget > j)
             t, y, h, k1, r_prev, idx, done, accept, where_to, vals, flags = attempt(
@@ -182,10 +204,12 @@ def _make_chunk(attempt: Callable, n: int, T: int):
             n_acc = n_acc + accept
             made = made + live
             stop = stop | flags[0] | flags[1]
+            if len(flags) > 2:
+                blowup = blowup | flags[2]
             where_tos.append(where_to)
             valss.append(vals)
         where_to = torch.cat(where_tos, 1)
-        info = torch.stack([flags[0].long(), flags[1].long(), made, (where_to < T).sum()])
+        info = torch.stack([flags[0].long(), flags[1].long(), made, (where_to < T).sum(), blowup.long()])
         vals = [v for vs in valss for v in vs] if isinstance(valss[0], tuple) else torch.cat(valss, 1)
         return t, y, h, k1, r_prev, idx, done, n_acc, where_to, vals, info
 
@@ -282,12 +306,13 @@ def integrate_adaptive(f: FlatField, solver: ODESolver, y0: Tensor, ts: Tensor,
                track_graph, y0.stride(), norm_entries)
         chunk = _compiled_attempt(key, lambda: _make_chunk(
             _make_attempt(raw, solver, ctrl, T, Kw, coef, elementwise=True, defer_dense=defer_dense,
-                          norm_entries=norm_entries), n_chunk, T), dev)
+                          norm_entries=norm_entries, watch=track_graph), n_chunk, T), dev)
         budget = torch.zeros((), dtype=torch.long, device=dev)
         guards = contextlib.ExitStack()
         calls = 0
     else:
-        attempt = _make_attempt(raw, solver, ctrl, T, Kw, coef, event=event, norm_entries=norm_entries)
+        attempt = _make_attempt(raw, solver, ctrl, T, Kw, coef, event=event, norm_entries=norm_entries,
+                                watch=track_graph)
         if event is not None:
             g = event.start(t, y)
     nfe_per_attempt = solver.stages - 1 + (0 if solver.fsal else 1)
@@ -300,7 +325,7 @@ def integrate_adaptive(f: FlatField, solver: ODESolver, y0: Tensor, ts: Tensor,
         rows = torch.arange(B, device=dev).unsqueeze(1).expand(B, n_chunk * Kw)
     done = t >= t_end
     ts = ts.contiguous()
-    steps = 0
+    steps = reruns = 0
     with guards if compile else contextlib.nullcontext():
         while True:
             if compile:
@@ -322,16 +347,34 @@ def integrate_adaptive(f: FlatField, solver: ODESolver, y0: Tensor, ts: Tensor,
                     # own outputs); the later calls pass the same field, solver, controller and
                     # the loop's own tensors, so re-checking the guards each time only costs time
                     guards.enter_context(torch.compiler.set_stance("default", skip_guard_eval_unsafe=True))
-                all_done, any_underflow, made, n_writes = info.tolist()
+                all_done, any_underflow, made, n_writes, blowup = info.tolist()
+                if blowup:
+                    # a rejected step overflowed in this chunk: its graph would give nan gradients
+                    # (see _regraph), and a compiled chunk cannot re-run one attempt. Discard the
+                    # chunk and go on eagerly, where such an attempt is re-run for the graph
+                    t, y, h, k1, r_prev, idx, done = args[:7]
+                    compile, defer_dense = False, False
+                    reruns += made
+                    attempt = _make_attempt(raw, solver, ctrl, T, Kw, coef, norm_entries=norm_entries, watch=True)
+                    continue
             elif event is None:
-                t, y, h, k1, r_prev, idx, done, accept, where_to, vals, flags = attempt(
-                    t, y, h, k1, r_prev, idx, done, ts, t_end)
-                (all_done, any_underflow), made, n_writes = flags.tolist(), 1, 1
-            else:
-                t, y, h, k1, r_prev, idx, done, accept, where_to, vals, flags, g, step = attempt(
-                    t, y, h, k1, r_prev, idx, done, ts, t_end, g)
-                all_done, any_underflow, any_cross, bad_g = flags.tolist()
+                args = (t, y, h, k1, r_prev, idx, done, ts, t_end)
+                t, y, h, k1, r_prev, idx, done, accept, where_to, vals, flags = attempt(*args)
+                all_done, any_underflow, *blowup = flags.tolist()
                 made, n_writes = 1, 1
+                if any(blowup):
+                    redo = _regraph(attempt, args, accept)
+                    t, y, k1, vals = redo[0], redo[1], redo[3], redo[9]
+                    reruns += 1
+            else:
+                args = (t, y, h, k1, r_prev, idx, done, ts, t_end, g)
+                t, y, h, k1, r_prev, idx, done, accept, where_to, vals, flags, g, step = attempt(*args)
+                all_done, any_underflow, any_cross, bad_g, *blowup = flags.tolist()
+                made, n_writes = 1, 1
+                if any(blowup):
+                    redo = _regraph(attempt, args, accept)
+                    t, y, k1, vals, g, step = redo[0], redo[1], redo[3], redo[9], redo[11], redo[12]
+                    reruns += 1
                 if bad_g:
                     i = int(torch.nonzero(~torch.isfinite(g).all(-1))[0])
                     raise event.nonfinite(g, f"at t = {f.direction * t[i].item():.6g}")
@@ -370,7 +413,7 @@ def integrate_adaptive(f: FlatField, solver: ODESolver, y0: Tensor, ts: Tensor,
                     f"PIController.max_steps or loosen rtol/atol")
     if event is not None:
         event.finish(solver, ts[:, -1])
-    f.stats.nfe += steps * nfe_per_attempt
+    f.stats.nfe += (steps + reruns) * nfe_per_attempt
     f.stats.n_steps += steps
     f.stats.count_jacobians(solver, steps)
     f.stats.n_accepted = n_acc

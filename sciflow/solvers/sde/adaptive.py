@@ -42,7 +42,11 @@ Two error-control modes:
   step of size ``h_b`` is taken as one unit step of the time-changed SDE with ``c_b = h_b``
   (:mod:`.per_sample`: ``f c``, ``g √c``, ``ΔW/√c``, ``I_(1,0)/c^{3/2}``), which is exactly the
   solver's step of size ``h_b`` on that sample, for every solver, with ``h`` a Python float.
-  Each sample thus takes exactly the steps it would take solved alone on its own path.
+  Each sample thus takes exactly the steps it would take solved alone on its own path. Finished
+  samples take a zero step (``c = 0``, ``y1 = y``). Under autograd, an attempt whose rejected
+  samples overflowed (a non-finite error estimate) is re-run with those samples idle too: the
+  ``torch.where`` that drops them passes a zero gradient, and zero times the infinite derivatives
+  of an overflowed stage is ``nan`` in every parameter's gradient.
 """
 
 from __future__ import annotations
@@ -248,26 +252,33 @@ def integrate_adaptive_sde_per_sample(term: SDETerm, solver: SDESolver, y0: Tens
     out = torch.cat([y0.unsqueeze(0), y0.new_zeros((T,) + tuple(y0.shape))])   # (T + 1, *y0.shape)
     record = [] if stats is not None else None
     steps = 0
+    track_graph = torch.is_grad_enabled()
+
+    def attempt(idle: Tensor):
+        """One step of every sample but the ``idle`` ones, which take a zero step (``y1 = y``)."""
+        t_save = save_t[idx.clamp(max=T - 1)]
+        clipped = t + h >= t_save - snap
+        t_new = torch.where(idle, t, torch.where(clipped, t_save, t + h))
+        hh = t_new - t
+        w_new, k_new = brownian.evaluate_at(t_new, levy_area=needs_i10, check=False)  # in range: no sync
+        c = hh.to(dt_)
+        c_w = torch.where(idle, torch.ones_like(c), c).reshape(w_b)       # no 0/0 below
+        sqrt_c, idle_w = c_w.sqrt(), idle.reshape(w_b)
+        dw = torch.where(idle_w, 0.0, (w_new.to(dt_) - w_t) / sqrt_c)
+        i10 = None
+        if needs_i10:
+            i10 = torch.where(idle_w, 0.0, (k_new.to(dt_) - k_t - w_t * c.reshape(w_b)) / (sqrt_c * c_w))
+        tc.enter(0, t.to(dt_), c)
+        y1, err = embedded_step(solver, tc, s0, 1.0, y, dw, i10)
+        return y1, err, t_new, hh, clipped, w_new, k_new
+
     while True:
         if steps >= ctrl.max_steps:
             i = int(torch.nonzero(~done.reshape(-1))[0])
             raise RuntimeError(
                 f"max_steps = {ctrl.max_steps} reached at t = {t.reshape(-1)[i].item():.6g} (sample {i}) before "
                 f"t1 = {t_end:.6g}; raise PIController.max_steps or loosen rtol/atol")
-        t_save = save_t[idx.clamp(max=T - 1)]
-        clipped = t + h >= t_save - snap
-        t_new = torch.where(clipped, t_save, t + h)
-        hh = torch.where(done, torch.ones_like(h), t_new - t)     # finished samples: a dummy unit step
-        t_new = torch.where(done, t, t_new)
-        w_new, k_new = brownian.evaluate_at(t_new, levy_area=needs_i10, check=False)  # in range: no sync
-        c = hh.to(dt_)
-        sqrt_c = c.sqrt().reshape(w_b)
-        dw = (w_new.to(dt_) - w_t) / sqrt_c
-        i10 = None
-        if needs_i10:
-            i10 = (k_new.to(dt_) - k_t - w_t * c.reshape(w_b)) / (sqrt_c * c.reshape(w_b))
-        tc.enter(0, t.to(dt_), c)
-        y1, err = embedded_step(solver, tc, s0, 1.0, y, dw, i10)
+        y1, err, t_new, hh, clipped, w_new, k_new = attempt(done)
         with torch.no_grad():  # the step-size sequence is control flow: no gradient through it
             scale = ctrl.atol + ctrl.rtol * torch.maximum(y.abs(), y1.abs())
             r = _rms_per_sample(err / scale, nb).to(f64)
@@ -282,9 +293,21 @@ def integrate_adaptive_sde_per_sample(term: SDETerm, solver: SDESolver, y0: Tens
         # accepted: the PI step; a step clipped to a save time and accepted with room to spare keeps
         # the longer step proposed before the clip; rejected: never grow; finished: unchanged
         h_acc = torch.where(saving & (factor >= 1.0), torch.maximum(hh * factor, h), hh * factor)
-        h = torch.where(done, h, torch.where(accept, h_acc, hh * factor.clamp(max=1.0)))
+        h_next = torch.where(done, h, torch.where(accept, h_acc, hh * factor.clamp(max=1.0)))
         if ctrl.dtmax is not None:
-            h = h.clamp(max=ctrl.dtmax)
+            h_next = h_next.clamp(max=ctrl.dtmax)
+        t_next = torch.where(accept, t_new, t)
+        done_next = (idx + saving) >= T
+        underflow = ~done_next & (h_next <= ctrl.dtmin * t_next.abs().clamp(min=1.0))
+        blowup = ~done & ~torch.isfinite(r)
+        all_done, any_underflow, any_blowup = torch.stack([done_next.all(), underflow.any(),
+                                                           blowup.any()]).tolist()   # the one sync
+        if any_blowup and track_graph:
+            # a rejected step overflowed: torch.where drops it, but 0 * inf = nan in the fields'
+            # backward would reach every parameter; re-run with the rejected samples idle (y1 = y)
+            y1 = attempt(done | ~accept)[0]
+        h, t = h_next, t_next
+        n_att = n_att + ~done
         acc_y = accept.reshape(y_b)
         y = torch.where(acc_y, y1, y)
         acc_w = accept.reshape(w_b)
@@ -296,14 +319,10 @@ def integrate_adaptive_sde_per_sample(term: SDETerm, solver: SDESolver, y0: Tens
         out = out.scatter(0, where_to, y.unsqueeze(0))
         if record is not None:
             record.append((accept, hh))
-        t = torch.where(accept, t_new, t)
         idx = idx + saving
         n_acc = n_acc + accept
-        n_att = n_att + ~done
-        done = idx >= T
+        done = done_next
         steps += 1
-        underflow = ~done & (h <= ctrl.dtmin * t.abs().clamp(min=1.0))
-        all_done, any_underflow = torch.stack([done.all(), underflow.any()]).tolist()   # the one sync
         if all_done:
             break
         if any_underflow:
