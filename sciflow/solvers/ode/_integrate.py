@@ -60,16 +60,15 @@ def _make_attempt(f: Callable, solver: ODESolver, ctrl: PIController, T: int, Kw
     """One masked adaptive step for every trajectory, as a pure tensor function (compile-able).
 
     State in/out: ``t, y, h, k1, r_prev, idx, done`` plus the dense-output writes
-    ``(where_to (B, Kw), vals (B, Kw, S))`` and ``flags = [all done, any step underflow]``, with
-    ``watch`` (under autograd) plus ``[any non-finite error estimate]`` last (see :func:`_regraph`).
+    ``(where_to (B, Kw), vals (B, Kw, S))`` and ``flags = [all done, any step underflow]``.
     With an ``event`` (eager only) the attempt also takes and returns the condition's value ``g``
-    at each trajectory's current time, ``flags`` has ``[any crossing, any non-finite g]`` before
-    its last entry and
+    at each trajectory's current time, ``flags`` gains ``[any crossing, any non-finite g]`` and
     the step's data ``(cross, t, h, y, y1, ks, g, g1)`` is returned last for
     :meth:`EventTracker.on_crossing` (the caller stops the rows it returns).
     ``defer_dense`` (solvers with an interpolant only): ``vals`` is instead what the interpolant
     needs, ``(theta (B, Kw), h (B,), y (B, S), k_1 … k_s)``, for the caller to evaluate only for
-    the rare attempts that write a save time (see :func:`_dense_writes`).
+    the rare attempts that write a save time (see :func:`_dense_writes`). ``watch`` (under
+    autograd): ``flags`` ends with ``any non-finite error estimate`` (see :func:`_regraph`).
     """
     k = solver.error_order + 1
     beta1 = (ctrl.pcoeff + ctrl.icoeff) / k
