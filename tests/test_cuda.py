@@ -514,3 +514,26 @@ def test_first_passage_on_device_with_a_device_generator() -> None:
     _on_device(res.which, res.probabilities)
     p_up = (1 - math.exp(-2 * mu * z / sig ** 2)) / (1 - math.exp(-2 * mu * a / sig ** 2))
     assert abs(float(res.probabilities[:, 1].mean()) - p_up) < 4 * math.sqrt(p_up * (1 - p_up) / n)
+
+
+def test_gradients_stay_finite_after_an_overflowed_rejected_step_on_device() -> None:
+    """The masked loop's re-run of an attempt whose rejected rows overflowed, on the device:
+    y' = -k y^3 from 10 with a first step of 1 (its stages overflow; the step is rejected); dy/dk
+    equals the closed form -t y^3 and the CPU's, and stays on the device."""
+    from sciflow.solvers import Dopri5, ODETerm, PIController, solve
+
+    def run(device):
+        k = torch.tensor([1.0, 0.9], dtype=torch.float64, device=device, requires_grad=True)
+        sol = solve(ODETerm(lambda t, y: -k.unsqueeze(-1) * y ** 3), Dopri5(), 0.0, 100.0,
+                    torch.full((2, 1), 10.0, dtype=torch.float64, device=device), batch_ndim=1,
+                    controller=PIController(rtol=1e-8, atol=1e-10, dt0=1.0))
+        (dk,) = torch.autograd.grad(sol.ys[-1].sum(), k)
+        return sol.ys[-1, :, 0].detach(), dk
+
+    y_ref, dk_ref = run("cpu")
+    y, dk = run(DEV)
+    _on_device(y, dk)
+    exact = (1 / 100.0 + 2 * torch.tensor([1.0, 0.9], dtype=torch.float64) * 100.0) ** -0.5
+    torch.testing.assert_close(dk.cpu(), -100.0 * exact ** 3, rtol=1e-5, atol=0)
+    torch.testing.assert_close(dk.cpu(), dk_ref, rtol=1e-10, atol=0)
+    torch.testing.assert_close(y.cpu(), y_ref, rtol=1e-12, atol=0)
