@@ -24,7 +24,9 @@ def shared_reference() -> Path:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if torch.cuda.is_available():
+    # SCIFLOW_TEST_DEVICE (e.g. cpu) runs the gpu-marked tests on that device instead: a check of
+    # tests/test_cuda.py itself where no GPU is lent (`SCIFLOW_TEST_DEVICE=cpu pytest -m gpu`)
+    if torch.cuda.is_available() or os.environ.get("SCIFLOW_TEST_DEVICE"):
         return
     skip_gpu = pytest.mark.skip(reason="needs CUDA")
     for item in items:

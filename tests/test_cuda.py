@@ -4,7 +4,7 @@ deterministic computations agree with the CPU in float64. Run by ``benchmarks/gp
 
 They catch device mismatches (a tensor created on the CPU inside a model, a CPU generator fed
 to CUDA sampling) that only a GPU shows. ``SCIFLOW_TEST_DEVICE`` picks another device for checking
-this module itself (the tests stay marked ``gpu``; call the functions directly).
+this module itself: ``SCIFLOW_TEST_DEVICE=cpu pytest -m gpu`` runs them on the CPU.
 """
 
 from __future__ import annotations
