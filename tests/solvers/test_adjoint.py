@@ -110,6 +110,25 @@ def test_backsolve_rejects_per_sample_grids():
         odeint(f, y0, ts, adjoint=BacksolveAdjoint())
 
 
+@pytest.mark.parametrize("adjoint", [DirectAdjoint(), CheckpointAdjoint(), CheckpointAdjoint(segments=3),
+                                     BacksolveAdjoint(adjoint_params=())], ids=repr)
+def test_every_adjoint_refuses_bad_save_times_with_the_same_error(adjoint):
+    """``solve(..., saveat=SaveAt(ts))`` checks the grid whatever the adjoint: CheckpointAdjoint,
+    whose segments skip the checks, used to return values for unsorted times and fail deep inside
+    (a reshape) on duplicated or nan ones."""
+    from sciflow.solvers import ODETerm, SaveAt, solve
+
+    y0 = torch.ones(2, 1, dtype=DT)
+    for ts, msg in ((torch.tensor([0.0, 0.5, 0.5, 1.0], dtype=DT), "duplicated times"),
+                    (torch.tensor([0.0, 0.7, 0.5, 1.0], dtype=DT), "strictly increasing or strictly decreasing"),
+                    (torch.tensor([0.0, float("nan"), 1.0], dtype=DT), "non-finite time")):
+        with pytest.raises(ValueError, match=msg):
+            solve(ODETerm(lambda t, y: -y), Dopri5(), 0.0, 1.0, y0, saveat=SaveAt(ts=ts), adjoint=adjoint)
+    with pytest.raises(ValueError, match="NaN or inf|non-finite"):
+        solve(ODETerm(lambda t, y: -y), Dopri5(), 0.0, 1.0, torch.full((2, 1), float("nan"), dtype=DT),
+              adjoint=adjoint)
+
+
 def test_torchdiffeq_backend_adjoint():
     f, y0 = make_field()
     t = torch.linspace(0, 1, 3, dtype=DT)

@@ -47,6 +47,15 @@ def default_controller(solver: ODESolver, *, rtol: float, atol: float, dt: float
     return PIController(rtol=rtol, atol=atol, max_steps=max_steps)
 
 
+def check_inputs_of_solve(term, solver: ODESolver, controller: object, y0: Tensor, ts: Tensor) -> int:
+    """The checks of a solve's inputs (term and solver kinds, controller, a finite state, a finite
+    strictly monotonic time grid); returns the grid's direction (``+1``/``-1``)."""
+    check_term_kind(term, solver)
+    check_solver_controller(solver, controller)
+    check_state(y0)
+    return check_times(ts, "t", min_len=1)
+
+
 def solve_grid(term, solver: ODESolver, y0: Tensor, ts: Tensor,
                controller: PIController | ConstantStepSize, *, batch_ndim: int = 0,
                window: int | None = None, h0: Tensor | None = None, check_inputs: bool = True,
@@ -67,10 +76,7 @@ def solve_grid(term, solver: ODESolver, y0: Tensor, ts: Tensor,
     flattened state only (a seminorm; the backsolve adjoint's).
     """
     if check_inputs:
-        check_term_kind(term, solver)
-        check_solver_controller(solver, controller)
-        check_state(y0)
-        direction = check_times(ts, "t", min_len=1)
+        direction = check_inputs_of_solve(term, solver, controller, y0, ts)
     else:
         direction = 1 if ts.shape[-1] < 2 or bool(ts[..., 1].reshape(-1)[0] > ts[..., 0].reshape(-1)[0]) else -1
     if window is None:

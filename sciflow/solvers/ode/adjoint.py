@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from ._core import solve_grid
+from ._core import check_inputs_of_solve, solve_grid
 from ._flat_field import Stats
 from .controller import ConstantStepSize, PIController
 from .term import ODETerm
@@ -74,6 +74,7 @@ class CheckpointAdjoint:
             raise ValueError(f"{type(solver).__name__} cannot be used with CheckpointAdjoint: its Jacobian "
                              f"(torch.func.vjp) cannot run under torch.utils.checkpoint's saved-tensor hooks; "
                              f"use DirectAdjoint()")
+        check_inputs_of_solve(term, solver, controller, y0, ts)     # the segments skip the checks
         T = ts.shape[-1]
         total = Stats()
         ys = [y0]
