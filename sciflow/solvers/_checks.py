@@ -55,7 +55,13 @@ def check_times(t: Tensor, name: str = "t", *, min_len: int = 2) -> int:
     if bool((d < 0).all()):
         return -1
     sign = torch.sign(d[..., :1])
-    bad = torch.nonzero(torch.sign(d) != sign)[0].tolist()
+    changes = torch.nonzero(torch.sign(d) != sign)
+    if changes.shape[0] == 0:       # every row monotone, but not all the same way
+        first = sign.reshape(-1)[0]
+        row = torch.nonzero(sign.reshape(-1) != first)[0].item()
+        raise ValueError(f"{name}: every trajectory's times must run in the same direction (t1 - t0 of one "
+                         f"sign); trajectory {row} (row-major) runs the other way from trajectory 0")
+    bad = changes[0].tolist()
     raise ValueError(f"{name} must be strictly increasing or strictly decreasing along its last axis; "
                      f"order changes at index {tuple(bad[:-1] + [bad[-1] + 1])}")
 

@@ -306,6 +306,8 @@ def test_bad_events_are_refused_with_clear_errors():
         Event(3.0)
     with pytest.raises(ValueError, match="direction"):
         Event(lambda t, y: y[..., 0], direction=2)
+    with pytest.raises(ValueError, match="max_iter must be an integer"):
+        Event(lambda t, y: y[..., 0], max_iter=2.5)
     with pytest.raises(ValueError, match=r"shape mismatch: Event.cond returned shape \(2, 2\)"):
         solve(term, Dopri5(), 0.0, 1.0, y0, batch_ndim=1, event=Event(lambda t, y: y))
     with pytest.raises(ValueError, match=r"0-d tensor"):

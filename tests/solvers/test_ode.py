@@ -240,6 +240,13 @@ def test_error_unsorted_and_duplicated_times():
         odeint(linear, y0, torch.tensor([0.0, 2.0, 1.0], dtype=DT))
     with pytest.raises(ValueError, match="non-finite time"):
         odeint(linear, y0, torch.tensor([0.0, float("nan")], dtype=DT))
+    # per-trajectory intervals that run both ways (used to be an IndexError from inside the check)
+    with pytest.raises(ValueError, match="same direction .* trajectory 1"):
+        solve(ODETerm(linear), Dopri5(), 0.0, torch.tensor([1.0, -1.0], dtype=DT), torch.ones(2, 3, dtype=DT),
+              batch_ndim=1)
+    # save times outside the interval are named as such (not as an order change of the merged grid)
+    with pytest.raises(ValueError, match=r"SaveAt.ts must lie inside \[t0, t1\]: ts\[\(1,\)\] = 2"):
+        solve(ODETerm(linear), Dopri5(), 0.0, 1.0, y0, saveat=SaveAt(ts=torch.tensor([0.0, 2.0], dtype=DT)))
 
 
 def test_error_shape_mismatch():

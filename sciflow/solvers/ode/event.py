@@ -103,8 +103,8 @@ class Event:
                              f"got {self.direction!r}")
         if not isinstance(self.max_events, int) or self.max_events < 1:
             raise ValueError(f"Event.max_events must be an integer >= 1, got {self.max_events!r}")
-        if int(self.max_iter) < 1:
-            raise ValueError(f"Event.max_iter must be >= 1, got {self.max_iter!r}")
+        if not isinstance(self.max_iter, int) or self.max_iter < 1:
+            raise ValueError(f"Event.max_iter must be an integer >= 1, got {self.max_iter!r}")
 
 
 @dataclass

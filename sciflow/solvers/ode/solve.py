@@ -94,6 +94,11 @@ def solve(term: ODETerm, solver: ODESolver, t0, t1, y0: Tensor, *,
         per_sample_shape = ts.shape[:-1]
         t0b = t0.expand(per_sample_shape).unsqueeze(-1)
         t1b = t1.expand(per_sample_shape).unsqueeze(-1)
+        outside = (ts < torch.minimum(t0b, t1b)) | (ts > torch.maximum(t0b, t1b))
+        if bool(outside.any()):
+            i = tuple(torch.nonzero(outside)[0].tolist())
+            raise ValueError(f"SaveAt.ts must lie inside [t0, t1]: ts[{i}] = {ts[i].item():.6g} is outside "
+                             f"[{t0b[i[:-1]].item():.6g}, {t1b[i[:-1]].item():.6g}]")
         first_is_t0 = bool((ts[..., :1] == t0b).all())
         last_is_t1 = bool((ts[..., -1:] == t1b).all())
         pieces = ([] if first_is_t0 else [t0b]) + [ts] + ([] if last_is_t1 else [t1b])
