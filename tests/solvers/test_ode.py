@@ -381,10 +381,10 @@ def _compiled_vs_eager(solver, bn):
 def test_chunked_attempts_match_eager_loop(monkeypatch, solver, bn):
     """The compile=True code path (chunks of masked attempts, host checks per chunk, dense output
     deferred to the attempts that save) run without the compiler: same values, NFE and gradients."""
-    import sciflow.solvers.ode._integrate as integ
+    import sciflow.solvers.ode._chunk as chunk
 
-    monkeypatch.setattr(integ, "_compile", lambda fn, **kw: fn)
-    monkeypatch.setattr(integ, "_COMPILED", {})
+    monkeypatch.setattr(chunk, "_compile", lambda fn, **kw: fn)
+    monkeypatch.setattr(chunk, "_COMPILED", {})
     _compiled_vs_eager(solver, bn)
 
 
@@ -427,10 +427,10 @@ def test_gradients_stay_finite_after_a_rejected_step_overflows(monkeypatch, solv
     used to reach dy/dk; the attempt is now re-run for the graph with h = 0 on the rejected rows.
     Exact: y(t) = (y0^-2 + 2 k t)^-1/2, dy/dk = -t y^3. The chunked (compile=True) path is run
     without the compiler; after such a chunk the solve goes on eagerly."""
-    import sciflow.solvers.ode._integrate as integ
+    import sciflow.solvers.ode._chunk as chunk
 
-    monkeypatch.setattr(integ, "_compile", lambda fn, **kw: fn)
-    monkeypatch.setattr(integ, "_COMPILED", {})
+    monkeypatch.setattr(chunk, "_compile", lambda fn, **kw: fn)
+    monkeypatch.setattr(chunk, "_COMPILED", {})
     k = torch.tensor([1.0, 0.9], dtype=DT, requires_grad=True)
     y0 = torch.full((2, 1), 10.0, dtype=DT)
     sol = solve(ODETerm(lambda t, y: -k.unsqueeze(-1) * y ** 3), solver, 0.0, 100.0, y0, batch_ndim=bn,

@@ -4,7 +4,7 @@ Adaptive loop (masked batched stepping): every iteration attempts one step on ev
 trajectory, accepts or rejects it per trajectory with ``torch.where`` (no data-dependent Python
 control flow), writes dense output for the save times that fall inside accepted steps, and does
 a single host sync — the "all done / step underflow?" flags (compiled: once per chunk of
-attempts, see :func:`_make_chunk`). Dense output looks at a window of the next ``window`` save
+attempts, see :func:`._chunk.make_chunk`). Dense output looks at a window of the next ``window`` save
 times per trajectory; a step is shortened only if it would contain more than ``window`` of them,
 so saving never costs evaluations in the usual case.
 
@@ -23,6 +23,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from ._chunk import CHUNK, compiled_attempt, dense_writes, make_chunk
 from ._flat_field import FlatField
 from .controller import PIController
 from .event import EventTracker
@@ -67,7 +68,7 @@ def _make_attempt(f: Callable, solver: ODESolver, ctrl: PIController, T: int, Kw
     :meth:`EventTracker.on_crossing` (the caller stops the rows it returns).
     ``defer_dense`` (solvers with an interpolant only): ``vals`` is instead what the interpolant
     needs, ``(theta (B, Kw), h (B,), y (B, S), k_1 … k_s)``, for the caller to evaluate only for
-    the rare attempts that write a save time (see :func:`_dense_writes`). ``watch`` (under
+    the rare attempts that write a save time (see :func:`._chunk.dense_writes`). ``watch`` (under
     autograd): ``flags`` ends with ``any non-finite error estimate`` (see :func:`_regraph`).
     """
     k = solver.error_order + 1
@@ -137,27 +138,6 @@ def _make_attempt(f: Callable, solver: ODESolver, ctrl: PIController, T: int, Kw
     return attempt
 
 
-def _dense_writes(solver: ODESolver, coef: Tensor, where_to: Tensor, parts: list[Tensor],
-                  n: int, Kw: int, T: int) -> tuple[Tensor, Tensor]:
-    """The dense-output writes of a chunk run with ``defer_dense``: the interpolant evaluated
-    (eagerly) for the attempts among its ``n`` that write a save time (one host sync).
-
-    ``where_to: (B, n Kw)``; ``parts``: per attempt ``theta (B, Kw), h (B,), y (B, S), k_1 … k_s``.
-    Returns ``(where_to (B, m Kw), vals (B, m Kw, S))`` for those ``m`` attempts.
-    """
-    B = where_to.shape[0]
-    hit = (where_to.view(B, n, Kw) < T).any(2).any(0).tolist()
-    per = len(parts) // n
-    idx, vals = [], []
-    for j in range(n):
-        if hit[j]:
-            theta, h, y, *ks = parts[j * per:(j + 1) * per]
-            # y1, f1 are read by the Hermite fallback only, and deferral needs an interpolant
-            vals.append(solver.interpolate(theta, h, y, y, ks, ks[-1], coef=coef))
-            idx.append(where_to[:, j * Kw:(j + 1) * Kw])
-    return torch.cat(idx, 1), torch.cat(vals, 1)
-
-
 def _regraph(attempt: Callable, args: tuple, accept: Tensor) -> tuple:
     """Re-run an attempt with ``h = 0`` on its rejected rows, for the graph only (eager, under
     autograd, after an attempt whose rejected rows had a non-finite error estimate).
@@ -174,87 +154,14 @@ def _regraph(attempt: Callable, args: tuple, accept: Tensor) -> tuple:
     return attempt(t, y, torch.where(accept | done, h, torch.zeros_like(h)), k1, r_prev, idx, done, *rest)
 
 
-def _make_chunk(attempt: Callable, n: int, T: int):
-    """``n`` masked attempts in a row as one pure tensor function (compiled as one graph).
-
-    Per-call costs of a compiled region (guard evaluation, wrapper, output allocation, the host
-    sync on the flags) are paid once per ``n`` attempts instead of once per attempt. Semantics
-    equal ``n`` single attempts with the host check after each: once the flags say "all done" or
-    "step underflow", or ``budget`` attempts (the ``max_steps`` left) have been made, the
-    remaining attempts of the chunk run with every trajectory masked as done — a masked attempt
-    changes nothing (no accepted step, same ``h``, no dense-output write) — and are not counted.
-    Returns the state, accepted steps ``(B,)``, the dense-output writes of all ``n`` attempts
-    ``(B, n Kw)``/``(B, n Kw, S)`` (index ``T``: no write) and ``[all done, any underflow,
-    attempts made, number of real writes, any non-finite error estimate]`` (the caller skips the
-    write when there is none; see :func:`_regraph` for the last).
-    """
-
-    def chunk(t, y, h, k1, r_prev, idx, done, ts, t_end, budget):
-        n_acc = torch.zeros_like(idx)
-        made = torch.zeros_like(budget)
-        stop = torch.zeros((), dtype=torch.bool, device=t.device)
-        where_tos, valss = [], []
-        flags = None
-        blowup = torch.zeros_like(stop)
-        for j in range(n):
-            live = ~stop & (budget > j)
-            t, y, h, k1, r_prev, idx, done, accept, where_to, vals, flags = attempt(
-                t, y, h, k1, r_prev, idx, done | ~live, ts, t_end)
-            n_acc = n_acc + accept
-            made = made + live
-            stop = stop | flags[0] | flags[1]
-            if len(flags) > 2:
-                blowup = blowup | flags[2]
-            where_tos.append(where_to)
-            valss.append(vals)
-        where_to = torch.cat(where_tos, 1)
-        info = torch.stack([flags[0].long(), flags[1].long(), made, (where_to < T).sum(), blowup.long()])
-        vals = [v for vs in valss for v in vs] if isinstance(valss[0], tuple) else torch.cat(valss, 1)
-        return t, y, h, k1, r_prev, idx, done, n_acc, where_to, vals, info
-
-    return chunk
-
-
-_COMPILED: dict = {}
-
-
-# attempts per compiled call (compile=True). Measured on 512 batched Lorenz trajectories, Tsit5,
-# 1 CPU thread: 4 attempts per call take 0.57x (one error norm) / 0.72x (per trajectory) the time
-# of 1; 8 gain little more (0.68x) while compile time grows about linearly with the chunk.
-_CHUNK = 4
-
-
-def _compiled_attempt(key, build, device: torch.device):
-    """``torch.compile`` of the attempt function, cached per (field, solver, controller, shapes).
-
-    On CPU with Inductor's C++ wrapper (``cpp_wrapper``): the graph is one fused C++ kernel plus
-    some 200 buffer allocations, which the default Python wrapper makes one by one; in C++ they
-    cost far less (measured on 512 batched Lorenz trajectories, Tsit5, chunk of 4 attempts,
-    1 thread: 125 vs 194 µs per attempt; per trajectory 0.27 vs 0.32 s per solve; compile CPU
-    time within noise).
-    """
-    fn = _COMPILED.get(key)
-    if fn is None:
-        if len(_COMPILED) > 32:
-            _COMPILED.clear()
-        options = {"cpp_wrapper": True} if device.type == "cpu" else None
-        fn = _COMPILED[key] = _compile(build(), dynamic=False, options=options)
-    return fn
-
-
-# the compiler of the ``compile=True`` path; tests replace it by the identity to run the very same
-# chunk functions eagerly (seconds instead of minutes of compilation)
-_compile = torch.compile
-
-
 def integrate_adaptive(f: FlatField, solver: ODESolver, y0: Tensor, ts: Tensor,
                        ctrl: PIController, window: int = 4, h0: Tensor | None = None,
                        compile: bool = False, event: EventTracker | None = None,
                        norm_entries: int | None = None) -> tuple[Tensor, Tensor]:
     """Adaptive steps with per-row error control; returns ``(ys (T, B, S), last step h (B,))``.
 
-    ``compile=True`` compiles a chunk of ``_CHUNK`` whole attempts (all stages, error norm,
-    controller, dense output; :func:`_make_chunk`) as one ``torch.compile`` graph, with the host
+    ``compile=True`` compiles a chunk of ``CHUNK`` whole attempts (all stages, error norm,
+    controller, dense output; :func:`._chunk.make_chunk`) as one ``torch.compile`` graph, with the host
     check "all done / underflow / max_steps" once per chunk — same accepted steps, counters and
     errors as the eager loop. The vector field must be traceable; compiled once per field object,
     solver, controller and shape. Dynamo's guards run on the first two calls of a solve and are
@@ -292,7 +199,7 @@ def integrate_adaptive(f: FlatField, solver: ODESolver, y0: Tensor, ts: Tensor,
     idx = torch.ones(B, dtype=torch.long, device=dev)      # next save index per trajectory
     Kw = max(1, min(window, T - 1))
     coef = solver.interp_coefficients(dt_, dev)
-    n_chunk = _CHUNK if compile else 1
+    n_chunk = CHUNK if compile else 1
     # compiled with one clock: evaluate the interpolant outside the graph, only for the attempts
     # that save (about one in 40 on Lorenz-63 with 11 saves); in the graph it was ~15 % of each
     # attempt's work. Not with per-trajectory clocks: their saves spread over most attempts
@@ -303,7 +210,7 @@ def integrate_adaptive(f: FlatField, solver: ODESolver, y0: Tensor, ts: Tensor,
     if compile:
         key = (f.f, f.y_shape, f.shared_clock, f.direction, type(solver), ctrl, Kw, B, T, dt_, dev, n_chunk,
                track_graph, y0.stride(), norm_entries)
-        chunk = _compiled_attempt(key, lambda: _make_chunk(
+        chunk = compiled_attempt(key, lambda: make_chunk(
             _make_attempt(raw, solver, ctrl, T, Kw, coef, elementwise=True, defer_dense=defer_dense,
                           norm_entries=norm_entries, watch=track_graph), n_chunk, T), dev)
         budget = torch.zeros((), dtype=torch.long, device=dev)
@@ -384,7 +291,7 @@ def integrate_adaptive(f: FlatField, solver: ODESolver, y0: Tensor, ts: Tensor,
                     all_done = bool(done.all())
             if defer_dense:
                 if n_writes:
-                    where_to, vals = _dense_writes(solver, coef, where_to, vals, n_chunk, Kw, T)
+                    where_to, vals = dense_writes(solver, coef, where_to, vals, n_chunk, Kw, T)
                 else:
                     where_to = None
             if where_to is None:

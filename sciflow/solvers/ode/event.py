@@ -140,12 +140,15 @@ def condition(event: Event, t: Tensor, y: Tensor, want: tuple[int, ...] | None, 
     return g.clone()
 
 
-def as_events(event) -> tuple[Event, ...]:
-    """``solve``'s ``event`` argument as a tuple: one :class:`Event` or a non-empty sequence of them."""
+def as_events(event) -> tuple[tuple[Event, ...], list[str]]:
+    """``solve``'s (and ``first_passage``'s) ``event`` argument — one :class:`Event` or a
+    non-empty list of them — as a tuple, with the names errors give their conditions
+    (``Event.cond``, or ``event[i].cond`` in a list)."""
     events = (event,) if isinstance(event, Event) else tuple(event) if isinstance(event, (list, tuple)) else None
     if not events or not all(isinstance(e, Event) for e in events):
         raise TypeError(f"event must be an Event(cond, direction) or a non-empty list of them, got {event!r}")
-    return events
+    names = ["Event.cond"] if isinstance(event, Event) else [f"event[{e}].cond" for e in range(len(events))]
+    return events, names
 
 
 class EventTracker:
@@ -161,7 +164,7 @@ class EventTracker:
     """
 
     def __init__(self, event: Event | list[Event] | tuple[Event, ...]) -> None:
-        self.events = as_events(event)
+        self.events, self.names = as_events(event)
         self.single = isinstance(event, Event)
         self.field: FlatField | None = None
         self.count: Tensor | None = None        # (B, E) crossings noted per event
@@ -174,16 +177,13 @@ class EventTracker:
         """Attach the solve's flat field (its shapes, clock and direction)."""
         self.field = field
 
-    def _name(self, e: int) -> str:
-        return "Event.cond" if self.single else f"event[{e}].cond"
-
     def cond_one(self, e: int, t: Tensor, y: Tensor) -> Tensor:
         """Event ``e``'s ``g (B,)`` at flat ``(t (B,), y (B, S))`` (the integration frame)."""
         f = self.field
         tt = t.reshape(()) if f.shared_clock else t.reshape(f.batch_shape)
         want, what = ((), "one shared clock: a 0-d tensor") if f.shared_clock else (f.batch_shape, "the batch shape")
         g = condition(self.events[e], -tt if f.direction < 0 else tt, y.reshape(f.y_shape), want, what,
-                      self._name(e))
+                      self.names[e])
         self.n_cond += 1
         return g.reshape(t.shape[0])
 
@@ -194,7 +194,7 @@ class EventTracker:
     def nonfinite(self, g: Tensor, at: str) -> FloatingPointError:
         """The error for a non-finite ``g (B, E)``; ``at``: where (the time, or the initial state)."""
         i, e = (int(v) for v in torch.nonzero(~torch.isfinite(g))[0])
-        return FloatingPointError(f"{self._name(e)} returned a non-finite value (nan/inf) {at} (trajectory {i}); "
+        return FloatingPointError(f"{self.names[e]} returned a non-finite value (nan/inf) {at} (trajectory {i}); "
                                   f"it must be finite along the solution")
 
     def start(self, t: Tensor, y: Tensor) -> Tensor:
@@ -209,7 +209,6 @@ class EventTracker:
         d = torch.tensor([ev.direction for ev in evs], device=dev)
         self.rising, self.falling = d >= 0, d <= 0
         self.count = torch.zeros(B, len(evs), dtype=torch.long, device=dev)
-        self.halted = torch.zeros(B, dtype=torch.bool, device=dev)
         self.times = [torch.full((B, ev.max_events), math.nan, dtype=y.dtype, device=dev) for ev in evs]
         self.states = [torch.full((B, ev.max_events, y.shape[1]), math.nan, dtype=y.dtype, device=dev) for ev in evs]
         return g
@@ -230,7 +229,8 @@ class EventTracker:
         were located, and at :meth:`finish` — a batch whose trajectories stop at different
         attempts is searched once, not once per attempt."""
         # a stopped row records nothing more (the fixed-step loop steps on with the others)
-        new = cross & (self.count < self.K) & ~self.halted.unsqueeze(-1)
+        stopped = (self.terminal & (self.count >= self.K)).any(-1, keepdim=True)
+        new = cross & (self.count < self.K) & ~stopped
         row = new.any(-1)
         if self.pending is not None and bool((row & self.pending.any(-1)).any()):
             self._flush(solver)
@@ -248,9 +248,7 @@ class EventTracker:
         self.slot = torch.where(new, self.count, self.slot)
         self.pending = self.pending | new
         self.count = self.count + new
-        halt = (new & self.terminal & (self.count >= self.K)).any(-1)
-        self.halted = self.halted | halt
-        return halt
+        return (new & self.terminal & (self.count >= self.K)).any(-1)
 
     def _flush(self, solver) -> None:
         """Locate the kept crossings of the pending rows and store them in their slots. A row that
@@ -260,7 +258,7 @@ class EventTracker:
         located = {e: self._locate(solver, e, rows[:, e], t, h, y0, y1, ks, g0[:, e], g1[:, e])
                    for e in range(len(self.events)) if bool(rows[:, e].any())}
         stops = rows & self.terminal & (self.count >= self.K)
-        if len(self.events) > 1 and bool(stops.any()):
+        if bool(stops.any()):
             inf = torch.full_like(t, math.inf)
             t_cols = torch.stack([located[e][0].detach() if e in located else inf
                                   for e in range(len(self.events))], -1)
@@ -377,7 +375,7 @@ class EventTracker:
                 c = torch.where(bad, 0.5 * (a + b), c)
             gc = s * g(c)
             if not bool(torch.isfinite(gc[active]).all()):
-                raise FloatingPointError(f"{self._name(e)} returned a non-finite value (nan/inf) while locating "
+                raise FloatingPointError(f"{self.names[e]} returned a non-finite value (nan/inf) while locating "
                                          f"an event inside a step; it must be finite along the solution")
             hit = active & (gc == 0)
             exact = exact | hit

@@ -12,7 +12,7 @@ from .._checks import check_term_kind, check_times
 from ._core import default_controller, solve_grid
 from .adjoint import BacksolveAdjoint, CheckpointAdjoint, DirectAdjoint
 from .controller import ConstantStepSize, PIController
-from .event import Event, EventResult, EventTracker, as_events
+from .event import Event, EventResult, EventTracker
 from .runge_kutta import Dopri5
 from .solver import ODESolver
 from .term import ODETerm
@@ -128,15 +128,14 @@ def _solve_event(term, solver, y0, grid, keep, controller, adjoint, batch_ndim, 
                  stop_slot: bool) -> Solution:
     """``solve`` with an :class:`Event`; ``stop_slot``: for a terminal event the save at ``t1``
     becomes where each trajectory stopped."""
-    events = as_events(event)
+    tracker = EventTracker(event)
     if not isinstance(adjoint, DirectAdjoint):
         raise ValueError(f"solve(..., event=...) differentiates through the solve and the event time with "
                          f"DirectAdjoint() only, got {adjoint!r}")
-    tracker = EventTracker(event)
     ys, stats, _ = solve_grid(term, solver, y0, grid, controller, batch_ndim=batch_ndim, window=window,
                               compile=compile, event=tracker)
     last = grid.shape[-1] - 1
-    if stop_slot and any(e.terminal for e in events):   # the t1 slot holds where each trajectory stopped
+    if stop_slot and any(e.terminal for e in tracker.events):   # the t1 slot holds where each trajectory stopped
         t_stop, stopped, y_event = tracker.stop_point()
         if grid.ndim == 1 and t_stop.ndim:
             grid = grid.expand(t_stop.shape + grid.shape)

@@ -299,10 +299,10 @@ def integrate_adaptive_sde_per_sample(term: SDETerm, solver: SDESolver, y0: Tens
         t_next = torch.where(accept, t_new, t)
         done_next = (idx + saving) >= T
         underflow = ~done_next & (h_next <= ctrl.dtmin * t_next.abs().clamp(min=1.0))
-        blowup = ~done & ~torch.isfinite(r)
-        all_done, any_underflow, any_blowup = torch.stack([done_next.all(), underflow.any(),
-                                                           blowup.any()]).tolist()   # the one sync
-        if any_blowup and track_graph:
+        watched = [(~done & ~torch.isfinite(r)).any()] if track_graph else []    # an overflowed rejection
+        all_done, any_underflow, *blowup = torch.stack([done_next.all(), underflow.any(),
+                                                        *watched]).tolist()   # the one sync
+        if any(blowup):
             # a rejected step overflowed: torch.where drops it, but 0 * inf = nan in the fields'
             # backward would reach every parameter; re-run with the rejected samples idle (y1 = y)
             y1 = attempt(done | ~accept)[0]

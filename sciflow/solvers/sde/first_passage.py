@@ -99,7 +99,7 @@ def first_passage(drift: VectorField, diffusion: VectorField, y0: Tensor, t0: fl
     (``t``, ``y``, ``occurred``, the conditional crossing ``probability``, ``which`` event and
     the ``probabilities`` per event).
     """
-    events = as_events(event)
+    events, names = as_events(event)
     if not all(ev.terminal and ev.max_events == 1 for ev in events):
         raise ValueError("first_passage finds the first crossing only: pass Event(cond, direction) with "
                          "terminal=True and max_events=1")
@@ -119,7 +119,6 @@ def first_passage(drift: VectorField, diffusion: VectorField, y0: Tensor, t0: fl
     dws, i10s = grid_increments(brownian, grid, term.noise, y0, levy_area=solver.needs_levy_area,
                                 generator=generator)
     with torch.no_grad():
-        names = ["Event.cond"] if isinstance(event, Event) else [f"event[{e}].cond" for e in range(len(events))]
         return _simulate(term, solver, y0, grid, dws.to(y0.dtype),
                          None if i10s is None else i10s.to(y0.dtype), events, names, bridge, generator)
 
@@ -151,12 +150,11 @@ def _simulate(term: SDETerm, solver: SDESolver, y0: Tensor, grid: list[float], d
                          f"shape of y0 {tuple(y0.shape)}")
     what = "the batch shape of y0"
 
-    def conds(t: Tensor, y: Tensor, first: Tensor | None = None) -> Tensor:     # (*batch, E)
-        gs = [first if e == 0 and first is not None else condition(ev, t, y, batch, what, names[e])
-              for e, ev in enumerate(events)]
-        return gs[0].unsqueeze(-1) if len(gs) == 1 else torch.stack(gs, -1)
+    def conds(t: Tensor, y: Tensor) -> Tensor:          # (*batch, E)
+        return torch.stack([condition(ev, t, y, batch, what, name) for ev, name in zip(events, names)], -1)
 
-    g_prev = conds(ts[0], y0, first=g0)
+    g_prev = torch.stack([g0] + [condition(ev, ts[0], y0, batch, what, name)
+                                 for ev, name in zip(events[1:], names[1:])], -1)
     if not bool(torch.isfinite(g_prev).all()):
         e = int(torch.nonzero(~torch.isfinite(g_prev))[0, -1])
         raise FloatingPointError(f"{names[e]} returned a non-finite value (nan/inf) at the initial state")
@@ -193,7 +191,7 @@ def _simulate(term: SDETerm, solver: SDESolver, y0: Tensor, grid: list[float], d
             frac, first = torch.where(crossing, frac_e, math.inf).min(-1)
             crossed = crossing.any(-1)
         seen = alive & crossed
-        hit, pick = seen, first
+        hit = seen
         if bridge:
             side = by_direction(g_prev < 0, g_prev > 0)
             quiet = side & ~crossing & (g_prev * g_next > 0)      # both ends on the starting side
@@ -204,25 +202,26 @@ def _simulate(term: SDETerm, solver: SDESolver, y0: Tensor, grid: list[float], d
             u = torch.rand(batch, generator=generator, dtype=dt_, device=dev)
             drawn = alive & ~crossed & (u < p)
             hit = seen | drawn
-            if E > 1:
-                # which barrier: u / p is uniform on [0, 1) given a crossing; P(through e in this step):
-                # 1 for the barrier crossed at the step end, else p share_e
+        if E > 1:
+            # which barrier, and P(through e in this step): the one crossed at the step end (1), else
+            # p share_e with the bridge — its barrier drawn by u / p, uniform on [0, 1) given a crossing
+            q = torch.nn.functional.one_hot(first, E).to(dt_)
+            pick = first
+            if bridge:
                 share = p_e / p_e.sum(-1, keepdim=True).clamp_min(1e-300)
                 v = (u / p.clamp_min(1e-300)).unsqueeze(-1)
                 pick = torch.where(drawn, (share.cumsum(-1) <= v).sum(-1).clamp(max=E - 1), first)
-                q = torch.where(crossed.unsqueeze(-1), torch.nn.functional.one_hot(first, E).to(dt_),
-                                p.unsqueeze(-1) * share)
-                each = torch.where(unseen.unsqueeze(-1), each + survival.unsqueeze(-1) * q, each)
+                q = torch.where(crossed.unsqueeze(-1), q, p.unsqueeze(-1) * share)
+            else:
+                q = q * crossed.unsqueeze(-1)
+            each = torch.where(unseen.unsqueeze(-1), each + survival.unsqueeze(-1) * q, each)
+            which = torch.where(hit, pick, which)
+        if bridge:
             survival = torch.where(unseen, survival * (1 - p), survival)
-        elif E > 1:
-            q = torch.nn.functional.one_hot(first, E).to(dt_)
-            each = torch.where((unseen & crossed).unsqueeze(-1), each + survival.unsqueeze(-1) * q, each)
         survival = torch.where(unseen & crossed, torch.zeros_like(survival), survival)
         unseen = unseen & ~crossed
         frac = torch.where(seen, frac, torch.full_like(frac, 0.5))
         tau = torch.where(hit, t + frac * h, tau)
-        if E > 1:
-            which = torch.where(hit, pick, which)
         y_tau = torch.where(hit.reshape(batch + state_dims), y + frac.reshape(batch + state_dims) * (y_next - y), y_tau)
         alive = alive & ~hit
         y, g_prev = y_next, g_next
