@@ -216,3 +216,22 @@ def test_torchdiffeq_backend_passes_the_seminorm_on():
         out[semi] = (torch.cat([p.grad.flatten() for p in params]), calls[0])
     torch.testing.assert_close(out[True][0], out[False][0], rtol=1e-5, atol=1e-8)
     assert out[True][1] < 0.9 * out[False][1]          # measured 384 vs 504
+
+
+@pytest.mark.parametrize("batch_ndim", [0, 1], ids=["shared-clock", "per-trajectory"])
+def test_no_sliver_step_before_a_save_time_and_the_proposal_survives_a_clip(batch_ndim):
+    """0.7 + 0.09999999999999998 ends one ulp short of 0.8: that step is stretched to 0.8 (no
+    1e-16 sliver step after it), and the step handed on (a checkpoint segment's next start) is the
+    proposal, not the clipped step's size. Before, CheckpointAdjoint's next segment started from
+    h = 1e-15 and raised a step size underflow (found with events replayed on a merged grid)."""
+    from sciflow.solvers.ode import ODETerm, PIController
+    from sciflow.solvers.ode._core import solve_grid
+    y0 = torch.ones(2, 1, dtype=DT)
+    ts = torch.tensor([0.7, 0.8], dtype=DT)
+    h0 = torch.tensor(0.09999999999999998, dtype=DT)
+    assert 0.7 + h0.item() < 0.8
+    ys, stats, h = solve_grid(ODETerm(lambda t, y: torch.ones_like(y)), Dopri5(), y0, ts,
+                              PIController(rtol=1e-8, atol=1e-10), batch_ndim=batch_ndim, h0=h0)
+    assert stats.n_steps == 1
+    assert torch.equal(ys[-1], torch.full_like(y0, 1.1))
+    assert bool((h >= h0).all())

@@ -25,7 +25,7 @@ from torch import Tensor
 
 from ._chunk import CHUNK, compiled_attempt, dense_writes, make_chunk
 from ._flat_field import FlatField
-from .controller import PIController
+from .controller import STRETCH, PIController
 from .event import EventTracker
 from .solver import ODESolver
 
@@ -81,7 +81,8 @@ def _make_attempt(f: Callable, solver: ODESolver, ctrl: PIController, T: int, Kw
         if clip_to_window:
             t_lim = torch.minimum(t_end, ts.gather(1, (idx + (Kw - 1)).clamp(max=T - 1).unsqueeze(1)).squeeze(1))
         t_try = t + h
-        clipped = t_try >= t_lim
+        # no sliver step before the limit; keep the pre-clip proposal (see controller.STRETCH)
+        clipped = t + STRETCH * h >= t_lim
         t_next = torch.where(clipped, t_lim, t_try)
         hh = t_next - t
         y1, ks, err = solver.step(f, t, y, hh, k1)
@@ -99,7 +100,7 @@ def _make_attempt(f: Callable, solver: ODESolver, ctrl: PIController, T: int, Kw
             r_prev = torch.where(accept, r, r_prev)
         factor = torch.nan_to_num(factor, nan=ctrl.factor_min).clamp(ctrl.factor_min, ctrl.factor_max)
         factor = torch.where(accept, factor.clamp(min=1.0), factor.clamp(max=1.0))
-        h = torch.where(done, h, hh * factor)
+        h = torch.where(done, h, torch.where(accept & clipped, torch.maximum(hh * factor, h), hh * factor))
         if ctrl.dtmax is not None:
             h = h.clamp(max=ctrl.dtmax)
         f1 = ks[-1] if solver.fsal else f(t_next, y1)

@@ -31,7 +31,7 @@ from torch import Tensor
 
 from ._flat_field import FlatField
 from ._integrate import initial_step
-from .controller import PIController
+from .controller import STRETCH, PIController
 from .event import EventTracker
 from .runge_kutta import ExplicitRungeKutta
 from .solver import ODESolver
@@ -197,7 +197,8 @@ def integrate_shared_clock(f: FlatField, solver: ODESolver, y0: Tensor, ts: Tens
                 f"t1 = {f.direction * t_end:.6g}; raise PIController.max_steps or loosen rtol/atol")
         t_lim = min(t_end, save[min(idx + Kw - 1, T - 1)]) if clip_to_window else t_end
         t_try = t + h
-        t_next = t_lim if t_try >= t_lim else t_try
+        clipped = t + STRETCH * h >= t_lim          # no sliver step (see controller.STRETCH)
+        t_next = t_lim if clipped else t_try
         hh = t_next - t
         if use_step:
             tt = torch.full((1,), t, dtype=dt_, device=dev)
@@ -270,7 +271,8 @@ def integrate_shared_clock(f: FlatField, solver: ODESolver, y0: Tensor, ts: Tens
                 buf.accept(y1, f1)
         else:
             factor = min(factor, 1.0)
-        h = hh * factor if ctrl.dtmax is None else min(hh * factor, ctrl.dtmax)
+        h_new = max(hh * factor, h) if accept and clipped else hh * factor     # keep the pre-clip proposal
+        h = h_new if ctrl.dtmax is None else min(h_new, ctrl.dtmax)
         if t < t_end and not h > ctrl.dtmin * max(abs(t), 1.0):   # also a NaN step
             raise RuntimeError(
                 f"step size underflow: h = {h:.3g} at t = {f.direction * t:.6g} (trajectory 0); the "

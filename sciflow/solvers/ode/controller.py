@@ -26,6 +26,12 @@ from dataclasses import dataclass
 
 __all__ = ["ConstantStepSize", "PIController"]
 
+#: An adaptive step that would end within ``STRETCH - 1`` (1 %) of its size short of a save
+#: time or ``t1`` is stretched to end there (Hairer's DOPRI5: ``X + 1.01 H`` past ``XEND``), so no
+#: sliver step follows; a step clipped so and accepted keeps the longer proposal made before the
+#: clip as the next step (a segment's short last step does not set the next segment's start).
+STRETCH = 1.01
+
 
 @dataclass(frozen=True)
 class ConstantStepSize:
