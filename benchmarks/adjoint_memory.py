@@ -13,7 +13,13 @@ Problem: MLP vector field (state 32, hidden 128, tanh), batch 64, RK4 with n fix
 
 Expected: direct linear in n; backsolve flat (only ``y`` at the save times and the parameters);
 checkpoint with 16 segments flat in what it retains (16 boundary states), while its backward
-rebuilds one segment (n/16 steps) at a time. Writes ``benchmarks/results/adjoint_memory.json``.
+rebuilds one segment (n/16 steps) at a time.
+
+Events (section ``events``): the same field and steps, each trajectory stopped by a terminal
+event whose condition depends on the state, ``g = t - 0.75 - 0.1 tanh(y_0)``, loss = mean of
+``t* + |y(t*)|^2 / 32``: ``DirectAdjoint`` keeps every step's graph; ``CheckpointAdjoint`` locates
+the events without a graph and replays the solve with checkpoints (one more solve), its event-time
+gradient from the implicit function theorem. Writes ``benchmarks/results/adjoint_memory.json``.
 
     python benchmarks/adjoint_memory.py [--scale 1]
 """
@@ -33,7 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _common import write_result  # noqa: E402
 
-from sciflow.solvers import RK4, BacksolveAdjoint, CheckpointAdjoint, DirectAdjoint, odeint  # noqa: E402
+from sciflow.solvers import (RK4, BacksolveAdjoint, CheckpointAdjoint, ConstantStepSize, DirectAdjoint,  # noqa: E402
+                             Event, ODETerm, odeint, solve)
 
 METHODS = {"direct": DirectAdjoint, "backsolve": BacksolveAdjoint,
            "checkpoint_16": lambda: CheckpointAdjoint(segments=16)}
@@ -74,6 +81,46 @@ def forward_retained_bytes(method, n_steps, f, y0):
     return retained, grads
 
 
+EVENT_METHODS = {"direct": DirectAdjoint, "checkpoint_16": lambda: CheckpointAdjoint(segments=16)}
+FIRES = Event(lambda t, y: t - 0.75 - 0.1 * torch.tanh(y[..., 0]), direction=+1)
+
+
+def event_retained_bytes(method, n_steps, f, y0):
+    """As :func:`forward_retained_bytes`, for a solve stopped by a terminal event per trajectory."""
+    seen: dict[int, int] = {}
+
+    def pack(x):
+        st = x.untyped_storage()
+        seen[st.data_ptr()] = st.nbytes()
+        return x
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda x: x):
+        sol = solve(ODETerm(f), RK4(), 0.0, 1.0, y0, batch_ndim=1, controller=ConstantStepSize(1.0 / n_steps),
+                    adjoint=EVENT_METHODS[method](), event=FIRES)
+        loss = (sol.event.t + sol.event.y.pow(2).mean(-1)).mean()
+    retained = sum(seen.values())
+    grads = torch.autograd.grad(loss, list(f.parameters()))
+    return retained, grads, int(sol.event.occurred.sum())
+
+
+def measure(fn, dev):
+    """Run ``fn``; its result, wall time and (CUDA) peak allocation over it."""
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+    t0 = time.perf_counter()
+    out = fn()
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    extra = {"cuda_peak_delta_mb": (torch.cuda.max_memory_allocated() - before) / 2**20} if dev.type == "cuda" else {}
+    return out, time.perf_counter() - t0, extra
+
+
+def rel_diff(g, ref):
+    return max(((a - b).abs().max() / b.abs().max()).item() for a, b in zip(g, ref))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--scale", type=float, default=1.0, help="multiplies the step counts")
@@ -87,23 +134,22 @@ def main() -> None:
     for n in steps:
         ref = None
         for m in METHODS:
-            if dev.type == "cuda":
-                torch.cuda.synchronize()
-                torch.cuda.reset_peak_memory_stats()
-                before = torch.cuda.memory_allocated()
-            t0 = time.perf_counter()
-            retained, g = forward_retained_bytes(m, n, f, y0)
-            if dev.type == "cuda":
-                torch.cuda.synchronize()
-            row = {"n_steps": n, "retained_bytes": retained, "forward_backward_s": time.perf_counter() - t0}
-            if dev.type == "cuda":
-                row["cuda_peak_delta_mb"] = (torch.cuda.max_memory_allocated() - before) / 2**20
-            if ref is None:
-                ref = g
-            row["max_rel_grad_diff_vs_direct"] = max(((a - b).abs().max() / b.abs().max()).item()
-                                                     for a, b in zip(g, ref))
+            (retained, g), wall, extra = measure(lambda: forward_retained_bytes(m, n, f, y0), dev)
+            ref = g if ref is None else ref
+            row = {"n_steps": n, "retained_bytes": retained, "forward_backward_s": wall, **extra,
+                   "max_rel_grad_diff_vs_direct": rel_diff(g, ref)}
             curve[m].append(row)
             print(m, row, flush=True)
+    events = {m: [] for m in EVENT_METHODS}
+    for n in steps:
+        ref = None
+        for m in EVENT_METHODS:
+            (retained, g, fired), wall, extra = measure(lambda: event_retained_bytes(m, n, f, y0), dev)
+            ref = g if ref is None else ref
+            row = {"n_steps": n, "retained_bytes": retained, "forward_backward_s": wall, **extra,
+                   "events_fired": fired, "max_rel_grad_diff_vs_direct": rel_diff(g, ref)}
+            events[m].append(row)
+            print("event", m, row, flush=True)
     growth = {m: curve[m][-1]["retained_bytes"] / max(curve[m][0]["retained_bytes"], 1) for m in METHODS}
     write_result("adjoint_memory", {
         "problem": {"field": "MLP 32-128-128-32 tanh", "batch": 64, "solver": "RK4 fixed steps on [0, 1]",
@@ -112,6 +158,10 @@ def main() -> None:
         "retained_growth_first_to_last": growth,
         "retained_ratio_direct_over_backsolve_at_max_steps":
             curve["direct"][-1]["retained_bytes"] / max(curve["backsolve"][-1]["retained_bytes"], 1),
+        "events": {"problem": "terminal event g = t - 0.75 - 0.1 tanh(y_0) per trajectory (batch_ndim=1); "
+                              "loss = mean(t* + mean(y(t*)^2))", "curve": events,
+                   "retained_ratio_direct_over_checkpoint_at_max_steps":
+                       events["direct"][-1]["retained_bytes"] / max(events["checkpoint_16"][-1]["retained_bytes"], 1)},
     }, device=dev)
 
 

@@ -224,6 +224,11 @@ register(Benchmark(
                           "checkpoint (16 segments)": "curve/checkpoint_16/-1/retained_bytes"}),
         Metric("backsolve adjoint: max rel. gradient difference vs direct",
                "curve/backsolve/-1/max_rel_grad_diff_vs_direct"),
+        Metric("terminal events, checkpoint (16 segments): retained bytes at the most steps",
+               "events/curve/checkpoint_16/-1/retained_bytes", unit="B",
+               baselines={"direct backprop": "events/curve/direct/-1/retained_bytes"}),
+        Metric("terminal events, checkpoint: max rel. gradient difference vs direct (float32)",
+               "events/curve/checkpoint_16/-1/max_rel_grad_diff_vs_direct"),
     ],
 ))
 

@@ -69,11 +69,15 @@ class CheckpointAdjoint:
             raise ValueError(f"CheckpointAdjoint.segments must be >= 1, got {segments}")
         self.segments = segments
 
-    def run(self, term, solver, y0, ts, controller, *, batch_ndim=0, window=None, compile=False):
+    @staticmethod
+    def check_solver(solver) -> None:
         if not solver.checkpoint:
             raise ValueError(f"{type(solver).__name__} cannot be used with CheckpointAdjoint: its Jacobian "
                              f"(torch.func.vjp) cannot run under torch.utils.checkpoint's saved-tensor hooks; "
                              f"use DirectAdjoint()")
+
+    def run(self, term, solver, y0, ts, controller, *, batch_ndim=0, window=None, compile=False):
+        self.check_solver(solver)
         check_inputs_of_solve(term, solver, controller, y0, ts)     # the segments skip the checks
         T = ts.shape[-1]
         total = Stats()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -10,6 +11,7 @@ from torch import Tensor
 
 from .._checks import check_term_kind, check_times
 from ._core import default_controller, solve_grid
+from ._event_replay import replay_events
 from .adjoint import BacksolveAdjoint, CheckpointAdjoint, DirectAdjoint
 from .controller import ConstantStepSize, PIController
 from .event import Event, EventResult, EventTracker
@@ -75,8 +77,10 @@ def solve(term: ODETerm, solver: ODESolver, t0, t1, y0: Tensor, *,
     default, the save at ``t1`` becomes where it stopped, so ``Solution.ts`` is per trajectory
     then). A list of events is tracked together (``Solution.event`` is then a tuple, one result
     per event); a trajectory stops at the first terminal stop among them, and crossings after it
-    do not happen. Gradients with :class:`DirectAdjoint` only, through the implicit function
-    theorem for the event times (see :mod:`sciflow.solvers.ode.event`).
+    do not happen. Gradients with :class:`DirectAdjoint`, or :class:`CheckpointAdjoint` (the
+    events located without a graph, then the solve replayed with checkpoints: one more solve,
+    ``stats`` count both), through the implicit function theorem for the event times (see
+    :mod:`sciflow.solvers.ode.event`).
     """
     if not isinstance(term, ODETerm) and getattr(type(term), "kind", None) != "ode":
         raise TypeError(f"solve needs an ODETerm, got {type(term).__name__}")
@@ -127,13 +131,26 @@ def solve(term: ODETerm, solver: ODESolver, t0, t1, y0: Tensor, *,
 def _solve_event(term, solver, y0, grid, keep, controller, adjoint, batch_ndim, window, compile, event, *,
                  stop_slot: bool) -> Solution:
     """``solve`` with an :class:`Event`; ``stop_slot``: for a terminal event the save at ``t1``
-    becomes where each trajectory stopped."""
+    becomes where each trajectory stopped. Under :class:`CheckpointAdjoint` with autograd on, the
+    events are located without a graph and the solve is replayed (:mod:`._event_replay`)."""
     tracker = EventTracker(event)
-    if not isinstance(adjoint, DirectAdjoint):
+    if not isinstance(adjoint, (DirectAdjoint, CheckpointAdjoint)):
         raise ValueError(f"solve(..., event=...) differentiates through the solve and the event time with "
-                         f"DirectAdjoint() only, got {adjoint!r}")
-    ys, stats, _ = solve_grid(term, solver, y0, grid, controller, batch_ndim=batch_ndim, window=window,
-                              compile=compile, event=tracker)
+                         f"DirectAdjoint() or CheckpointAdjoint(), got {adjoint!r} (the backsolve adjoint "
+                         f"would need per-trajectory grids, which it does not support)")
+    replay = isinstance(adjoint, CheckpointAdjoint) and torch.is_grad_enabled()
+    if replay:
+        adjoint.check_solver(solver)
+    with torch.no_grad() if replay else contextlib.nullcontext():
+        ys, stats, _ = solve_grid(term, solver, y0, grid, controller, batch_ndim=batch_ndim, window=window,
+                                  compile=compile, event=tracker)
+    stats = stats.as_dict()
+    stats["n_event_evals"] = tracker.n_cond
+    keep_t = torch.tensor(keep, device=grid.device)
+    if replay:
+        ys, grid, result, stats = replay_events(term, solver, y0, grid, controller, adjoint, window, tracker, ys,
+                                                stop_slot, stats)
+        return Solution(ts=grid.index_select(-1, keep_t), ys=ys.index_select(0, keep_t), stats=stats, event=result)
     last = grid.shape[-1] - 1
     if stop_slot and any(e.terminal for e in tracker.events):   # the t1 slot holds where each trajectory stopped
         t_stop, stopped, y_event = tracker.stop_point()
@@ -142,9 +159,6 @@ def _solve_event(term, solver, y0, grid, keep, controller, adjoint, batch_ndim, 
         grid = torch.cat([grid[..., :last], t_stop.unsqueeze(-1).to(grid.dtype)], -1)
         mask = stopped.reshape(stopped.shape + (1,) * (ys.ndim - 1 - stopped.ndim))
         ys = torch.cat([ys[:last], torch.where(mask, y_event, ys[last]).unsqueeze(0)], 0)
-    keep_t = torch.tensor(keep, device=grid.device)
-    stats = stats.as_dict()
-    stats["n_event_evals"] = tracker.n_cond
     return Solution(ts=grid.index_select(-1, keep_t), ys=ys.index_select(0, keep_t), stats=stats,
                     event=tracker.result)
 
