@@ -103,6 +103,8 @@ def test_intervals_coverage_width_score(g):
     cov = ((y.numpy() >= -1) & (y.numpy() <= 1)).mean()
     np.testing.assert_allclose(S.interval_coverage(lo, hi, y).item(), cov, **TOL)
     assert S.interval_width(lo, hi).item() == pytest.approx(2.0)
+    # an empty (crossed) interval counts as width 0, not -2
+    assert S.interval_width(torch.tensor([-1.0, 1.0]), torch.tensor([1.0, -1.0])).item() == pytest.approx(1.0)
     a = 0.2
     yn = y.numpy()
     ref = 2 + 2 / a * np.clip(-1 - yn, 0, None) + 2 / a * np.clip(yn - 1, 0, None)
