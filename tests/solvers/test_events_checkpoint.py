@@ -94,6 +94,23 @@ def test_neural_field_gradients_match_direct(adjoint):
     assert err < 1e-7, err                                                  # measured 1.7e-10
 
 
+def test_terminal_event_with_a_shared_clock_and_saves():
+    """One clock (a scalar condition), saves at ts with t0: the stop slot, nan after the impact,
+    dt*/dh = 1/sqrt(2gh) and dy(t)/dh = 1 at the saves before it."""
+    h = torch.tensor(10.0, dtype=DT, requires_grad=True)
+    y0 = torch.stack([h, torch.zeros_like(h)])
+    ts = torch.linspace(0.0, 5.0, 6, dtype=DT)
+    sol = solve(ODETerm(fall(9.81)), Dopri5(), 0.0, 5.0, y0, saveat=SaveAt(ts=ts, t0=True), controller=TIGHT,
+                adjoint=CheckpointAdjoint(), event=Event(lambda t, y: y[0], direction=-1))
+    t_exact = math.sqrt(20 / 9.81)
+    assert sol.ts.shape == (6,) and abs(sol.ts[-1].item() - t_exact) < 1e-12
+    assert torch.isnan(sol.ys[2:5]).all() and not torch.isnan(sol.ys[:2]).any()
+    dt_dh, = torch.autograd.grad(sol.event.t, h, retain_graph=True)
+    assert abs(dt_dh.item() - 1 / math.sqrt(2 * 9.81 * 10.0)) < 1e-9
+    dy_dh, = torch.autograd.grad(sol.ys[1, 0], h)
+    assert abs(dy_dh.item() - 1.0) < 1e-12
+
+
 def test_recorded_crossings_with_a_shared_clock():
     """x = cos(wt): crossings of x = 0 at t_k = (k + 1/2) pi / w, dt_k/dw = -t_k / w; with one
     clock for the batch the condition is a scalar; the saves are those of the plain solve."""
