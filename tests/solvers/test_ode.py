@@ -10,7 +10,7 @@ import torch
 from scipy.integrate import solve_ivp
 
 from sciflow.solvers import (
-    RK4, Bosh3, ConstantStepSize, Dopri5, Euler, Heun, Midpoint, ODETerm, PIController, SaveAt,
+    RK4, Bosh3, ConstantStepSize, Dopri5, Euler, Heun, Midpoint, ODETerm, PIController, Rodas4, SaveAt,
     Torchdiffeq, Tsit5, odeint, solve,
 )
 from sciflow.solvers.registry import SOLVERS
@@ -448,10 +448,12 @@ def test_gradients_stay_finite_after_a_rejected_step_overflows(monkeypatch, solv
 
 
 @pytest.mark.parametrize("grad", [False, True], ids=["no-grad", "autograd"])
-def test_dense_output_of_the_writing_rows_only_equals_the_full_batch(monkeypatch, grad):
+@pytest.mark.parametrize("solver", [Tsit5(), Bosh3(), Rodas4()], ids=["Tsit5", "Bosh3-Hermite", "Rodas4"])
+def test_dense_output_of_the_writing_rows_only_equals_the_full_batch(monkeypatch, grad, solver):
     """Eager per-trajectory solves on CPU evaluate the interpolant for the rows that write a save
     time only; on GPU (no host sync per attempt) for every row. Both give the same saves and the
-    same gradients (irregular per-sample grids, an MLP field)."""
+    same gradients (irregular per-sample grids, an MLP field; an interpolant, the cubic Hermite
+    fallback, a Rosenbrock continuous extension)."""
     import sciflow.solvers.ode._integrate as integ
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.Tanh(), torch.nn.Linear(16, 4)).double()
@@ -461,7 +463,7 @@ def test_dense_output_of_the_writing_rows_only_equals_the_full_batch(monkeypatch
 
     def run():
         with torch.set_grad_enabled(grad):
-            ys = odeint(lambda t, y: net(y), y0, ts, solver=Tsit5(), rtol=1e-8, atol=1e-10)
+            ys = odeint(lambda t, y: net(y), y0, ts, solver=solver, rtol=1e-8, atol=1e-10)
         if not grad:
             return ys, None
         return ys, torch.autograd.grad(ys.square().sum(), list(net.parameters()))

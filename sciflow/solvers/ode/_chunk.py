@@ -23,7 +23,7 @@ def dense_writes(solver: ODESolver, coef: Tensor, where_to: Tensor, parts: list[
     """The dense-output writes of a chunk run with ``defer_dense``: the interpolant evaluated
     (eagerly) for the attempts among its ``n`` that write a save time (one host sync).
 
-    ``where_to: (B, n Kw)``; ``parts``: per attempt ``theta (B, Kw), h (B,), y (B, S), k_1 … k_s``.
+    ``where_to: (B, n Kw)``; ``parts``: per attempt ``theta (B, Kw), h (B,), y, y1, f1 (B, S), k_1 … k_s``.
     Returns ``(where_to (B, m Kw), vals (B, m Kw, S))`` for those ``m`` attempts.
     """
     B = where_to.shape[0]
@@ -32,9 +32,8 @@ def dense_writes(solver: ODESolver, coef: Tensor, where_to: Tensor, parts: list[
     idx, vals = [], []
     for j in range(n):
         if hit[j]:
-            theta, h, y, *ks = parts[j * per:(j + 1) * per]
-            # y1, f1 are read by the Hermite fallback only, and deferral needs an interpolant
-            vals.append(solver.interpolate(theta, h, y, y, ks, ks[-1], coef=coef))
+            theta, h, y, y1, f1, *ks = parts[j * per:(j + 1) * per]
+            vals.append(solver.interpolate(theta, h, y, y1, ks, f1, coef=coef))
             idx.append(where_to[:, j * Kw:(j + 1) * Kw])
     return torch.cat(idx, 1), torch.cat(vals, 1)
 

@@ -71,9 +71,9 @@ def _make_attempt(f: Callable, solver: ODESolver, ctrl: PIController, T: int, Kw
     at each trajectory's current time, ``flags`` gains ``[any crossing, any non-finite g]`` and
     the step's data ``(cross, t, h, y, y1, ks, g, g1)`` is returned last for
     :meth:`EventTracker.on_crossing` (the caller stops the rows it returns).
-    ``defer_dense`` (solvers with an interpolant only): ``vals`` is instead what the interpolant
-    needs, ``(theta (B, Kw), h (B,), y (B, S), k_1 … k_s)``, for the caller to evaluate only for
-    the rare attempts that write a save time (see :func:`._chunk.dense_writes`). ``watch`` (under
+    ``defer_dense``: ``vals`` is instead what the interpolant needs, ``(theta (B, Kw), h (B,),
+    y (B, S), y1 (B, S), f1 (B, S), k_1 … k_s)``, for the caller to evaluate only for the attempts
+    (or rows) that write a save time (see :func:`._chunk.dense_writes`). ``watch`` (under
     autograd): ``flags`` ends with ``any non-finite error estimate`` (see :func:`_regraph`).
     """
     k = solver.error_order + 1
@@ -116,7 +116,7 @@ def _make_attempt(f: Callable, solver: ODESolver, ctrl: PIController, T: int, Kw
         inside = (cand < T) & accept.unsqueeze(1) & (s <= t_next.unsqueeze(1))
         theta = (s - t.unsqueeze(1)) / torch.where(hh > 0, hh, torch.ones_like(hh)).unsqueeze(1)
         if defer_dense:
-            vals = (theta, hh, y, *ks)
+            vals = (theta, hh, y, y1, f1, *ks)
         else:
             vals = solver.interpolate(theta, hh, y, y1, ks, f1, coef=coef, elementwise=elementwise)
         where_to = torch.where(inside, cand_c, T)
@@ -209,11 +209,10 @@ def integrate_adaptive(f: FlatField, solver: ODESolver, y0: Tensor, ts: Tensor,
     # compiled with one clock: evaluate the interpolant outside the graph, only for the attempts
     # that save (about one in 40 on Lorenz-63 with 11 saves); in the graph it was ~15 % of each
     # attempt's work. Not with per-trajectory clocks: their saves spread over most attempts
-    defer_dense = compile and B == 1 and solver.tableau.interp is not None
+    defer_dense = compile and B == 1
     # eager on CPU (where a host sync costs nothing): evaluate the interpolant for the rows that
     # write a save time only (about 1 in 50 on Lorenz-63, 512 trajectories, 11 saves)
-    row_dense = (not compile and B > 1 and getattr(solver.tableau, "interp", None) is not None
-                 and sync_is_free(dev))
+    row_dense = not compile and B > 1 and sync_is_free(dev)
     # under autograd, record (index, value) pairs and scatter once at the end (cheap backward);
     # otherwise write dense output in place
     track_graph = torch.is_grad_enabled()
@@ -302,8 +301,8 @@ def integrate_adaptive(f: FlatField, solver: ODESolver, y0: Tensor, ts: Tensor,
             if row_dense:
                 r = (where_to < T).any(1).nonzero().squeeze(1)
                 if r.numel():
-                    theta, hh, y_, *ks = vals
-                    vals = solver.interpolate(theta[r], hh[r], y_[r], y_[r], [k[r] for k in ks], ks[-1][r], coef=coef)
+                    theta, hh, y_, y1, f1, *ks = vals
+                    vals = solver.interpolate(theta[r], hh[r], y_[r], y1[r], [k[r] for k in ks], f1[r], coef=coef)
                     where_to = where_to[r]
                     if track_graph:
                         rec_idx.append(r.unsqueeze(1) * (T + 1) + where_to)
