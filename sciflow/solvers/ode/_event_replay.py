@@ -72,16 +72,22 @@ def _merged_grid(s: Tensor, needed: Tensor) -> tuple[Tensor, Tensor]:
     return grid, torch.where(needed, pos, 0)
 
 
-def _gdot_inverse(event_cond, t: Tensor, y: Tensor, f: Tensor) -> Tensor:
-    r""":math:`1/\dot g` with :math:`\dot g = \partial_t g + \partial_y g\cdot f` per trajectory
-    (no graph; ``0`` for a tangential crossing, which gets no time gradient)."""
-    with torch.enable_grad():
+def _newton_step(cond, vector_field, t: Tensor, t_f: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    r"""Step 3 of the module docstring at the located time ``t`` (user shapes: ``t`` as ``cond``
+    takes it, ``t_f`` as the vector field does) and the replayed state ``y``: :math:`(t^*, y^*)`
+    flat, ``(B,)`` and ``(B, S)``. A tangential crossing (:math:`\dot g = 0`) gets no time gradient."""
+    f = vector_field(t_f, y).detach()
+    with torch.enable_grad():       # ġ = ∂_t g + ∂_y g · f, without a graph
         tt, yy = t.detach().requires_grad_(True), y.detach().requires_grad_(True)
-        gt, gy = torch.autograd.grad(event_cond(tt, yy).sum(), (tt, yy), allow_unused=True)
+        gt, gy = torch.autograd.grad(cond(tt, yy).sum(), (tt, yy), allow_unused=True)
     gdot = torch.zeros_like(t) if gt is None else gt
     if gy is not None:
         gdot = gdot + (gy * f).reshape(gdot.shape + (-1,)).sum(-1)
-    return torch.where(gdot != 0, 1.0 / torch.where(gdot != 0, gdot, torch.ones_like(gdot)), torch.zeros_like(gdot))
+    inv = torch.where(gdot != 0, 1.0 / torch.where(gdot != 0, gdot, torch.ones_like(gdot)), torch.zeros_like(gdot))
+    g = cond(t, y)
+    t_star = (t - (g - g.detach()) * inv).reshape(-1)
+    B = t_star.shape[0]
+    return t_star, y.reshape(B, -1) + f.reshape(B, -1) * (t_star - t_star.detach()).unsqueeze(-1)
 
 
 def replay_events(term, solver, y0: Tensor, grid: Tensor, controller, adjoint, window, tracker: EventTracker,
@@ -126,18 +132,15 @@ def replay_events(term, solver, y0: Tensor, grid: Tensor, controller, adjoint, w
     out, at = [], T
     stop_t = torch.full((B,), math.nan, dtype=y0.dtype, device=y0.device)
     stop_y = torch.full_like(flat[0], math.nan)
-    for e, (ev, r, name) in enumerate(zip(tracker.events, results, tracker.names)):
+    t_start = grid.reshape(-1, T)[:, 0].expand(B).to(y0.dtype)
+    for e, (ev, r) in enumerate(zip(tracker.events, results)):
         K = t_ev[e].shape[-1]
         ts_e, ys_e = [], []
         for k in range(K):
             ok = occ[e][:, k]
-            t_hat = torch.where(ok, t_ev[e][:, k], grid.reshape(-1, T)[:, 0].expand(B).to(y0.dtype))
-            y_hat = picked[at + k].reshape(y_shape)
-            f_hat = term.vector_field(user_t(t_hat, vf=True), y_hat).detach()
-            g = ev.cond(user_t(t_hat), y_hat).reshape(B)
-            inv = _gdot_inverse(lambda t, y: ev.cond(t, y), user_t(t_hat), y_hat, f_hat).reshape(B)
-            t_star = t_hat - (g - g.detach()) * inv
-            y_star = (y_hat.reshape(B, -1) + f_hat.reshape(B, -1) * (t_star - t_star.detach()).unsqueeze(-1))
+            t_hat = torch.where(ok, t_ev[e][:, k], t_start)      # crossings that did not happen: masked
+            t_star, y_star = _newton_step(ev.cond, term.vector_field, user_t(t_hat), user_t(t_hat, vf=True),
+                                          picked[at + k].reshape(y_shape))
             ts_e.append(torch.where(ok, t_star, math.nan))
             ys_e.append(torch.where(ok.unsqueeze(-1), y_star, math.nan))
         at += K
