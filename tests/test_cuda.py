@@ -490,6 +490,30 @@ def test_events_on_device_match_cpu_with_gradients() -> None:
     assert zeros.occurred.sum(-1).tolist() == [2, 2]         # two zeros of cos before the stop
 
 
+def test_events_under_checkpoint_adjoint_on_device_match_direct() -> None:
+    """The replay of an event solve with CheckpointAdjoint (grid merge by sorting, gathers of the
+    replayed states, the Newton step) on the device: the direct solve's event times and dt*/dg."""
+    from sciflow.solvers import CheckpointAdjoint, DirectAdjoint, Dopri5, Event, ODETerm, PIController, SaveAt, solve
+
+    def run(adjoint):
+        g = torch.tensor(9.81, dtype=torch.float64, device=DEV, requires_grad=True)
+        y0 = torch.tensor([[10.0, 0.0], [5.0, 2.0], [1.0, -1.0]], dtype=torch.float64, device=DEV)
+        ts = torch.linspace(0.0, 3.0, 7, dtype=torch.float64, device=DEV)
+        sol = solve(ODETerm(lambda t, y: torch.stack([y[..., 1], -g * torch.ones_like(y[..., 1])], -1)), Dopri5(),
+                    0.0, 3.0, y0, batch_ndim=1, saveat=SaveAt(ts=ts), adjoint=adjoint,
+                    controller=PIController(rtol=1e-10, atol=1e-12), event=Event(lambda t, y: y[..., 0], direction=-1))
+        (dg,) = torch.autograd.grad(sol.event.t.sum() + torch.nan_to_num(sol.ys).sum(), g)
+        return sol, dg
+
+    ref, dg_ref = run(DirectAdjoint())
+    got, dg = run(CheckpointAdjoint(segments=2))
+    _on_device(got.event.t, got.event.y, got.ys, got.ts, dg)
+    torch.testing.assert_close(got.event.t.detach(), ref.event.t.detach(), rtol=1e-13, atol=1e-13)
+    assert torch.equal(got.ys.isnan(), ref.ys.isnan())
+    torch.testing.assert_close(torch.nan_to_num(got.ys.detach()), torch.nan_to_num(ref.ys.detach()), rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(dg, dg_ref, rtol=1e-8, atol=0)
+
+
 def test_first_passage_on_device_with_a_device_generator() -> None:
     """SDE first passage with the Brownian-bridge correction on the device (increments and uniform
     draws from a device generator): the exit probability of Brownian motion with drift matches the
