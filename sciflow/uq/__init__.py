@@ -2,6 +2,7 @@
 
 Methods (each a :class:`Predictor` returning a :class:`Prediction`): :class:`SamplingPredictor`
 (``model.sample``), :class:`DeepEnsemble`, :class:`MCDropout`, :class:`HMC` / :class:`NUTS`,
+:class:`LastLayerLaplace`,
 :class:`SplitConformal` around any of them; :class:`AdaptiveConformal` (ACI, DtACI),
 :class:`QuantileTracker` and :class:`ConformalPID` (with a :class:`ARScorecaster`) for forecast
 streams under distribution shift (by name: :func:`online_conformal`). Gaussian heads:
@@ -24,6 +25,7 @@ from sciflow.uq.evaluate import evaluate, score_prediction
 from sciflow.uq.heads import (GaussianForecaster, GaussianHead, GaussianPredictive, PointForecaster,
                               beta_nll_loss, gaussian_nll_loss)
 from sciflow.uq.hmc import HMC, HMCResult
+from sciflow.uq.laplace import LastLayerLaplace
 from sciflow.uq.mc_dropout import MCDropout
 from sciflow.uq.nuts import NUTS
 from sciflow.uq.online_conformal import ONLINE_CONFORMAL, online_conformal
@@ -35,7 +37,7 @@ from sciflow.uq.scorecasting import ARScorecaster, Scorecaster
 
 __all__ = [
     "Predictor", "Prediction", "target_for", "observed_for", "SamplingPredictor", "DeepEnsemble", "MCDropout",
-    "HMC", "NUTS",
+    "HMC", "NUTS", "LastLayerLaplace",
     "HMCResult", "SplitConformal", "AdaptiveConformal", "ACIResult", "QuantileTracker", "ConformalPID",
     "Scorecaster", "ARScorecaster", "online_conformal",
     "ONLINE_CONFORMAL", "ConformalScore", "AbsoluteResidual",
