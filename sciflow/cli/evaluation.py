@@ -207,6 +207,9 @@ def _predictor(kind: str, exp: ExperimentConfig, run_dir: Path, splits: Splits):
         # one quantile per lead time and component (separate_dims = time, state axes)
         conf = SplitConformal(base, e.alpha, AbsoluteResidual(), separate_dims=tuple(range(1, cal.values.ndim)))
         return conf.calibrate([cal], target=target_for)
+    if kind != "hmc":
+        raise ConfigError(f"--uq {kind!r} has no evaluation path here; allowed: ensemble, samples, mc-dropout, "
+                          f"conformal, hmc, online-conformal")
     # hmc: Gaussian prior N(0, 1) on the weights; likelihood noise = the trained model's residual std
     # over the forecast steps (the given ones are copied: residual 0)
     data = forecast_batch(splits.train, e.horizon)

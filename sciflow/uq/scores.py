@@ -186,7 +186,7 @@ def interval_coverage(lower: Tensor, upper: Tensor, y: Tensor, *, weights: Tenso
 def interval_width(lower: Tensor, upper: Tensor, *, weights: Tensor | None = None, dim: Dim = None,
                    names: Sequence[str] | None = None) -> Tensor:
     """Mean width ``upper - lower`` (weighted). A crossed interval (``lower > upper``: the empty
-    set, which online conformal methods issue when their level :math:`\alpha_t \ge 1`) has
+    set, which online conformal methods issue when their level α_t ≥ 1) has
     width 0, not a negative one that would offset the others."""
     check_same_shape(lower, upper, "lower", "upper")
     return weighted_mean((upper - lower).clamp_min(0), weights, dim, names)
