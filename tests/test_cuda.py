@@ -356,6 +356,35 @@ def test_hmc_on_device_with_a_device_generator(mass_matrix: str) -> None:
     _on_device(pred.samples)
 
 
+def test_last_layer_laplace_on_device_matches_the_conjugate_posterior() -> None:
+    """Last-layer Laplace of a linear model on the device with a device generator: the predictive
+    variance of the conjugate Bayesian linear regression (prior precision 1, noise 0.09)."""
+    from torch import nn
+
+    from sciflow.data.batches import TrajectoryBatch
+    from sciflow.uq import LastLayerLaplace, PointForecaster
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 2, generator=g, dtype=torch.float64)
+    y = x @ torch.tensor([[1.0, -0.5], [0.3, 2.0]], dtype=torch.float64) + 0.3 * torch.randn(64, 2, generator=g,
+                                                                                               dtype=torch.float64)
+    Phi = torch.cat([x, torch.ones(64, 1, dtype=torch.float64)], 1)
+    C = torch.linalg.inv(Phi.T @ Phi / 0.09 + torch.eye(3, dtype=torch.float64))
+    M = (C @ Phi.T @ y / 0.09).T
+    model = PointForecaster(nn.Linear(2, 2)).double()
+    with torch.no_grad():
+        model.net.weight.copy_(M[:, :2])
+        model.net.bias.copy_(M[:, 2])
+    model = model.to(DEV)
+    batch = TrajectoryBatch(torch.stack([x, y], 1), torch.tensor([0.0, 1.0], dtype=torch.float64)).to(DEV)
+    lap = LastLayerLaplace(model, prior_precision=1.0, observation_noise=0.09, n_samples=50).fit([batch])
+    pred = lap.predict(batch, generator=torch.Generator(DEV).manual_seed(0))
+    _on_device(pred.mean, pred.variance, pred.samples, pred.lower)
+    var = (Phi @ C * Phi).sum(1) + 0.09
+    torch.testing.assert_close(pred.variance[:, 0].cpu(), var[:, None].expand(-1, 2), rtol=1e-10, atol=0)
+    torch.testing.assert_close(pred.mean[:, 0].cpu(), Phi @ M.T, rtol=1e-10, atol=1e-12)
+
+
 @pytest.mark.parametrize("dtaci", [False, True])
 def test_adaptive_conformal_on_device_matches_cpu(dtaci: bool) -> None:
     """ACI's per-step quantiles and level updates (and DtACI's weights) run on the device with no
