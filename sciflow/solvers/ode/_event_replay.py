@@ -1,15 +1,18 @@
-r"""Events under :class:`~.adjoint.CheckpointAdjoint`: locate without a graph, replay with
-checkpoints, differentiate the event times by the implicit function theorem.
+r"""Events under a memory-saving adjoint: locate without a graph, replay with
+:class:`~.adjoint.CheckpointAdjoint` (or, with one shared clock, :class:`~.adjoint.BacksolveAdjoint`),
+differentiate the event times by the implicit function theorem.
 
 A solve with an event keeps, under :class:`~.adjoint.DirectAdjoint`, the graph of every step
 (memory linear in the number of steps). Here instead
 
 1. the events are located by a solve without autograd (the same as the direct solve's forward);
-2. the solve is replayed with :class:`~.adjoint.CheckpointAdjoint` on the save grid merged with
-   every located event time :math:`\hat t` — the replay's state at :math:`\hat t`,
-   :math:`y(\hat t;\theta)`, is differentiable, and only the states at grid points are kept;
-3. each event time gets its gradient from one Newton step with the root held fixed (Chen, Amos &
-   Nickel, ICLR 2021, "Learning neural event functions for ordinary differential equations", eq. 7):
+2. the solve is replayed with the adjoint on the save grid merged with every located event time
+   :math:`\hat t` — the replay's state at :math:`\hat t`, :math:`y(\hat t;\theta)`, is
+   differentiable, and only the states at grid points are kept (checkpoints: one interval's graph
+   at a time in the backward pass; backsolve: none, the adjoint system solved backwards);
+3. each event time gets its gradient from one Newton step with the root held fixed, the
+   implicit-function-theorem gradient of an event time (Chen, Amos & Nickel, ICLR 2021, "Learning
+   neural event functions for ordinary differential equations"):
 
    .. math::
        t^* = \hat t - \frac{g(\hat t, y(\hat t)) - \mathrm{sg}[g]}{\mathrm{sg}[\dot g]},\quad
@@ -23,7 +26,7 @@ A solve with an event keeps, under :class:`~.adjoint.DirectAdjoint`, the graph o
 Unlike the direct solve's gradient (exact for the computed root on the dense output), this one
 uses ``f`` itself for :math:`\dot g` and the replay's steps, which differ from the locating
 solve's where the event times were added to the grid: values and gradients agree with
-``DirectAdjoint``'s to the solver tolerance (checked in ``tests/solvers/test_events_checkpoint.py``).
+``DirectAdjoint``'s to the solver tolerance (checked in ``tests/solvers/test_events_replay.py``).
 The replay costs one more solve.
 
 The merged grid must be strictly monotone with the same length for every trajectory, while

@@ -53,9 +53,10 @@ computed event time (they differ by the interpolation error); the event state is
 at that differentiable ``t*``, so ``dy*/dθ`` includes ``ŷ'(t*) dt*/dθ``. Both are checked against
 finite differences and closed forms in ``tests/solvers/test_events.py``. A tangential crossing
 (``ġ = 0``) contributes no time gradient. With :class:`~sciflow.solvers.ode.adjoint.CheckpointAdjoint`
-the events are located without a graph and the solve is replayed with checkpoints through the
-event times, then the same Newton step is taken with ``f`` itself for ``ġ``
-(:mod:`sciflow.solvers.ode._event_replay`; memory flat in the number of steps).
+(or, with one shared clock, :class:`~sciflow.solvers.ode.adjoint.BacksolveAdjoint`) the events are
+located without a graph and the solve is replayed with that adjoint through the event times, then
+the same Newton step is taken with ``f`` itself for ``ġ`` (:mod:`sciflow.solvers.ode._event_replay`;
+memory flat in the number of steps).
 
 Saved values. For a terminal event, save times after a trajectory's stop hold ``nan`` (that
 trajectory no longer exists there) and ``SaveAt(t1=True)`` (the default) saves the state where it

@@ -77,10 +77,10 @@ def solve(term: ODETerm, solver: ODESolver, t0, t1, y0: Tensor, *,
     default, the save at ``t1`` becomes where it stopped, so ``Solution.ts`` is per trajectory
     then). A list of events is tracked together (``Solution.event`` is then a tuple, one result
     per event); a trajectory stops at the first terminal stop among them, and crossings after it
-    do not happen. Gradients with :class:`DirectAdjoint`, or :class:`CheckpointAdjoint` (the
-    events located without a graph, then the solve replayed with checkpoints: one more solve,
-    ``stats`` count both), through the implicit function theorem for the event times (see
-    :mod:`sciflow.solvers.ode.event`).
+    do not happen. Gradients through the implicit function theorem for the event times (see
+    :mod:`sciflow.solvers.ode.event`) with :class:`DirectAdjoint`, or with :class:`CheckpointAdjoint`
+    or (one shared clock) :class:`BacksolveAdjoint`: the events located without a graph, then the
+    solve replayed through them with that adjoint (one more solve; ``stats`` count both).
     """
     if not isinstance(term, ODETerm) and getattr(type(term), "kind", None) != "ode":
         raise TypeError(f"solve needs an ODETerm, got {type(term).__name__}")
@@ -131,15 +131,16 @@ def solve(term: ODETerm, solver: ODESolver, t0, t1, y0: Tensor, *,
 def _solve_event(term, solver, y0, grid, keep, controller, adjoint, batch_ndim, window, compile, event, *,
                  stop_slot: bool) -> Solution:
     """``solve`` with an :class:`Event`; ``stop_slot``: for a terminal event the save at ``t1``
-    becomes where each trajectory stopped. Under :class:`CheckpointAdjoint` with autograd on, the
-    events are located without a graph and the solve is replayed (:mod:`._event_replay`)."""
+    becomes where each trajectory stopped. Under another adjoint than :class:`DirectAdjoint`, with
+    autograd on, the events are located without a graph and the solve is replayed with it
+    (:mod:`._event_replay`)."""
     tracker = EventTracker(event)
-    if not isinstance(adjoint, (DirectAdjoint, CheckpointAdjoint)):
-        raise ValueError(f"solve(..., event=...) differentiates through the solve and the event time with "
-                         f"DirectAdjoint() or CheckpointAdjoint(), got {adjoint!r} (the backsolve adjoint "
-                         f"would need per-trajectory grids, which it does not support)")
-    replay = isinstance(adjoint, CheckpointAdjoint) and torch.is_grad_enabled()
-    if replay:
+    if isinstance(adjoint, BacksolveAdjoint) and (batch_ndim > 0 or grid.ndim > 1):
+        raise ValueError("solve(..., event=..., adjoint=BacksolveAdjoint(...)) needs one clock shared by the batch "
+                         "(batch_ndim=0 and a time grid of shape (time,)): the replay through the event times "
+                         "would give each trajectory its own grid; use CheckpointAdjoint() for per-trajectory clocks")
+    replay = not isinstance(adjoint, DirectAdjoint) and torch.is_grad_enabled()
+    if isinstance(adjoint, CheckpointAdjoint) and replay:
         adjoint.check_solver(solver)
     with torch.no_grad() if replay else contextlib.nullcontext():
         ys, stats, _ = solve_grid(term, solver, y0, grid, controller, batch_ndim=batch_ndim, window=window,

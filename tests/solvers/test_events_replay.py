@@ -1,8 +1,8 @@
-"""Events under ``CheckpointAdjoint`` (locate without a graph, replay with checkpoints, implicit
-function theorem; :mod:`sciflow.solvers.ode._event_replay`): event-time gradients against closed
-forms and against ``DirectAdjoint`` for a neural field, recorded (non-terminal) crossings with one
-shared clock, several events with crossings that do not happen, reversed time, checkpoint
-segments, the grid merge, and the solvers it refuses."""
+"""Events under ``CheckpointAdjoint`` and ``BacksolveAdjoint`` (locate without a graph, replay with
+the adjoint, implicit function theorem; :mod:`sciflow.solvers.ode._event_replay`): event-time
+gradients against closed forms and against ``DirectAdjoint`` for a neural field, recorded
+(non-terminal) crossings with one shared clock, several events with crossings that do not happen,
+reversed time, checkpoint segments, the grid merge, and the adjoints and solvers it refuses."""
 
 from __future__ import annotations
 
@@ -134,6 +134,26 @@ def test_recorded_crossings_with_a_shared_clock():
     assert abs(dv_dw + 1.0) < 1e-8
 
 
+def test_backsolve_replay_with_a_shared_clock():
+    """BacksolveAdjoint (named parameters) replays through the recorded zero crossings of
+    x = cos(wt): dt_k/dw = -t_k/w to the backward solve's tolerance, and a terminal stop."""
+    w = torch.tensor(1.7, dtype=DT, requires_grad=True)
+    y0 = torch.tensor([1.0, 0.0], dtype=DT)
+    term = ODETerm(lambda t, y: torch.stack([y[1], -w ** 2 * y[0]]))
+    sol = solve(term, Dopri5(), 0.0, 5.0, y0, controller=TIGHT, adjoint=BacksolveAdjoint([w]),
+                event=Event(lambda t, y: y[0], terminal=False, max_events=3))
+    t_exact = (torch.arange(3, dtype=DT) + 0.5) * math.pi / w
+    assert (sol.event.t - t_exact).abs().max() < 1e-10
+    grads = [torch.autograd.grad(sol.event.t[i], w, retain_graph=True)[0] for i in range(3)]
+    assert max(abs(g - (-t_exact[i] / w)) for i, g in enumerate(grads)) < 1e-7
+    # terminal: the first downward crossing of x = 0 at pi / (2w); the t1 save is the stop
+    sol = solve(term, Dopri5(), 0.0, 5.0, y0, controller=TIGHT, adjoint=BacksolveAdjoint([w]),
+                event=Event(lambda t, y: y[0], direction=-1))
+    assert abs(sol.ts[-1].item() - math.pi / (2 * w.item())) < 1e-10
+    dt_dw, = torch.autograd.grad(sol.ts[-1], w)
+    assert abs(dt_dw.item() + math.pi / (2 * w.item() ** 2)) < 1e-7
+
+
 def test_reversed_time_and_no_grad():
     """Integrating backwards from t0 = 0 to t1 = -5: the fall time is -sqrt(2h/g), and its
     gradient; without autograd the solve is the direct one (no replay)."""
@@ -169,7 +189,7 @@ def test_merged_grid_is_strictly_increasing_and_maps_every_needed_time():
 def test_refused_adjoints_and_solvers():
     y0 = torch.tensor([[10.0, 0.0]], dtype=DT)
     ground = Event(lambda t, y: y[..., 0], direction=-1)
-    with pytest.raises(ValueError, match="DirectAdjoint.. or CheckpointAdjoint"):
+    with pytest.raises(ValueError, match="one clock shared by the batch"):
         solve(ODETerm(fall(9.81)), Dopri5(), 0.0, 5.0, y0, batch_ndim=1, event=ground, adjoint=BacksolveAdjoint())
     with pytest.raises(ValueError, match="Rodas4 cannot be used with CheckpointAdjoint"):
         solve(ODETerm(fall(9.81)), Rodas4(), 0.0, 5.0, y0.requires_grad_(True), batch_ndim=1, event=ground,
