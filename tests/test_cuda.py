@@ -539,7 +539,8 @@ def test_events_under_checkpoint_adjoint_on_device_match_direct() -> None:
     _on_device(got.event.t, got.event.y, got.ys, got.ts, dg)
     torch.testing.assert_close(got.event.t.detach(), ref.event.t.detach(), rtol=1e-13, atol=1e-13)
     assert torch.equal(got.ys.isnan(), ref.ys.isnan())
-    torch.testing.assert_close(torch.nan_to_num(got.ys.detach()), torch.nan_to_num(ref.ys.detach()), rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(torch.nan_to_num(got.ys.detach()), torch.nan_to_num(ref.ys.detach()),
+                               rtol=1e-9, atol=1e-9)
     torch.testing.assert_close(dg, dg_ref, rtol=1e-8, atol=0)
 
 

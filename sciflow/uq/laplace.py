@@ -215,14 +215,16 @@ class LastLayerLaplace(Predictor):
 
     def log_marginal_likelihood(self, prior_precision: float | None = None) -> float:
         """The :math:`\\lambda`-dependent part of the Laplace log evidence,
-        :math:`\\tfrac{OD}2\\log\\lambda - \\tfrac\\lambda2\\lVert\\tilde W^*\\rVert^2 - \\tfrac O2\\sum_i\\log(e_i+\\lambda)`
+        :math:`\\tfrac{OD}2\\log\\lambda - \\tfrac\\lambda2\\lVert\\tilde W^*\\rVert^2
+        - \\tfrac O2\\sum_i\\log(e_i+\\lambda)`
         (``prior_precision`` default: the fitted one)."""
         if self.root is None:
             raise RuntimeError("LastLayerLaplace: call fit(batches) first")
         lam = self.prior_precision if prior_precision is None else prior_precision
         w = self._weights()
         O, D = w.shape
-        return float(0.5 * O * D * math.log(lam) - 0.5 * lam * (w ** 2).sum() - 0.5 * O * torch.log(self._eig + lam).sum())
+        return float(0.5 * O * D * math.log(lam) - 0.5 * lam * (w ** 2).sum()
+                     - 0.5 * O * torch.log(self._eig + lam).sum())
 
     # -- prediction --------------------------------------------------------------------------------
     def predict(self, batch: Any, *, generator: torch.Generator | None = None) -> Prediction:

@@ -475,3 +475,17 @@ def test_dense_output_of_the_writing_rows_only_equals_the_full_batch(monkeypatch
     if grad:
         for a, b in zip(g_rows, g_all):
             torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_stage_sums_with_cached_scalars_are_the_python_float_products():
+    """combination's first product uses a cached 0-d tensor of the state's dtype (no float64
+    wrap-and-convert per call): the same numbers as x * c with a Python float, in float32 and
+    float64, and one cached tensor per (value, dtype, device)."""
+    from sciflow.solvers.ode.solver import combination, scalar
+    g = torch.Generator().manual_seed(0)
+    for dt in (torch.float32, torch.float64):
+        xs = [torch.randn(64, 3, generator=g, dtype=dt) for _ in range(3)]
+        cs = [0.1, 0.0, 2.0 / 3.0]
+        assert torch.equal(combination(cs, xs), (xs[0] * 0.1).add(xs[2], alpha=2.0 / 3.0))
+        s = scalar(2.0 / 3.0, xs[0])
+        assert s.dtype == dt and s.ndim == 0 and scalar(2.0 / 3.0, xs[1]) is s

@@ -27,7 +27,7 @@ from ._chunk import CHUNK, compiled_attempt, dense_writes, make_chunk
 from ._flat_field import FlatField
 from .controller import STRETCH, PIController
 from .event import EventTracker
-from .solver import ODESolver
+from .solver import ODESolver, scalar
 
 __all__ = ["initial_step", "integrate_adaptive"]
 
@@ -87,11 +87,11 @@ def _make_attempt(f: Callable, solver: ODESolver, ctrl: PIController, T: int, Kw
             t_lim = torch.minimum(t_end, ts.gather(1, (idx + (Kw - 1)).clamp(max=T - 1).unsqueeze(1)).squeeze(1))
         t_try = t + h
         # no sliver step before the limit; keep the pre-clip proposal (see controller.STRETCH)
-        clipped = t + STRETCH * h >= t_lim
+        clipped = torch.add(t, h, alpha=STRETCH) >= t_lim
         t_next = torch.where(clipped, t_lim, t_try)
         hh = t_next - t
         y1, ks, err = solver.step(f, t, y, hh, k1)
-        scale = ctrl.atol + ctrl.rtol * torch.maximum(y.abs(), y1.abs())
+        scale = torch.addcmul(scalar(ctrl.atol, y), scalar(ctrl.rtol, y), torch.maximum(y.abs(), y1.abs()))
         # the step-size sequence is control flow, not part of the model: no gradient through it
         r = _rms((err / scale)[:, :norm_entries]).detach()
         accept = (r <= 1.0) & ~done
@@ -99,7 +99,7 @@ def _make_attempt(f: Callable, solver: ODESolver, ctrl: PIController, T: int, Kw
         watched = [(~done & ~torch.isfinite(r)).any()] if watch else []
         # PI step-size update (r = 0 -> factor_max; r = nan -> factor_min; a rejected step never
         # grows, an accepted one never shrinks: torchdiffeq's and diffrax's rule)
-        factor = ctrl.safety * r.pow(-beta1)
+        factor = r.pow(-beta1) * scalar(ctrl.safety, r)
         if beta2:
             factor = factor * r_prev.pow(beta2)
             r_prev = torch.where(accept, r, r_prev)
@@ -134,7 +134,7 @@ def _make_attempt(f: Callable, solver: ODESolver, ctrl: PIController, T: int, Kw
         k1 = torch.where(acc_c, f1, k1)
         done = t >= t_end
         # ~(h > ...) is also True for a NaN step (the error ratio was NaN before any step shrank it)
-        underflow = ~done & ~(h > ctrl.dtmin * torch.clamp(t.abs(), min=1.0))
+        underflow = ~done & ~(h > torch.clamp(t.abs(), min=1.0) * scalar(ctrl.dtmin, t))
         if event is not None:
             flags = torch.stack([done.all(), underflow.any(), cross.any(), nonfinite_g.any(), *watched])
             return t, y, h, k1, r_prev, idx, done, accept, where_to, vals, flags, g, step

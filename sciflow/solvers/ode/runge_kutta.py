@@ -73,7 +73,7 @@ class ExplicitRungeKutta(ODESolver):
             yi = y if acc is None else torch.addcmul(y, hc, acc)
             if i == last and self.fsal:
                 y1 = yi
-            ks.append(f(t + self._c[i] * h, yi))
+            ks.append(f(torch.add(t, h, alpha=self._c[i]), yi))
         if y1 is None:
             y1 = torch.addcmul(y, hc, combination(self._b, ks))
         err = None
