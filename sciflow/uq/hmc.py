@@ -56,35 +56,20 @@ else one by one.
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
 import torch
-from torch import Tensor, nn
-from torch.func import functional_call, vmap
+from torch import Tensor
 
 from sciflow.models.base import SciflowModel
 from sciflow.uq._adaptation import DualAveraging, warmup_windows
 from sciflow.uq._mass import MASS_MATRICES, Mass, check_mass_matrix
+from sciflow.uq._weights import ModelCall, WeightSpace
 from sciflow.uq.base import Predictor, check_alpha, observed_for, target_for
 from sciflow.uq.bayes import Likelihood, LossLikelihood, Prior
 from sciflow.uq.diagnostics import ConvergenceDiagnostics, convergence_diagnostics, rhat
 from sciflow.uq.prediction import Prediction
-
-
-class _Call(nn.Module):
-    """The model as one function of its parameters: its loss (``use_loss``) or one draw of its
-    (deterministic) prediction."""
-
-    def __init__(self, model: SciflowModel, use_loss: bool) -> None:
-        super().__init__()
-        self.m, self.use_loss = model, use_loss
-
-    def forward(self, batch: Any) -> Tensor:
-        if self.use_loss:
-            return self.m.loss(batch).total
-        return self.m.sample(batch, 1)[0]
 
 
 @dataclass(frozen=True)
@@ -150,51 +135,24 @@ class HMC(Predictor):
             raise ValueError("HMC needs at least one data batch")
         self.target, self.observed = target, observed
         self.alpha, self.include_noise = check_alpha(alpha), include_noise
-        named = dict(model.named_parameters())
-        unknown = set(frozen) - set(named)
-        if unknown:
-            raise ValueError(f"frozen names {sorted(unknown)} are not parameters of {type(model).__name__}")
-        self.names = [k for k in named if k not in set(frozen)]
-        self.shapes = [named[k].shape for k in self.names]
-        self.sizes = [named[k].numel() for k in self.names]
-        self.fixed = {f"m.{k}": v.detach() for k, v in named.items() if k in set(frozen)}
-        self.fixed |= {f"m.{k}": v for k, v in model.named_buffers()}
-        self._call = _Call(model, isinstance(likelihood, LossLikelihood))
-        self._predict_call = _Call(model, False)
+        self.weights = WeightSpace(model, frozen, who="HMC", rows="chains")
+        self._call = ModelCall(model, isinstance(likelihood, LossLikelihood))
+        self._predict_call = ModelCall(model, False)
         self._targets = None
-        self._vectorise = True
         self.result: HMCResult | None = None
 
     # -------------------------------------------------------------- the target density
     @property
     def dim(self) -> int:
-        return sum(self.sizes)
+        return self.weights.dim
 
     def flat_parameters(self) -> Tensor:
-        named = dict(self.model.named_parameters())
-        return torch.cat([named[k].detach().reshape(-1) for k in self.names])
-
-    def _unflatten(self, theta: Tensor) -> dict[str, Tensor]:
-        parts = theta.split(self.sizes, dim=-1)
-        return {f"m.{k}": p.reshape(*theta.shape[:-1], *s) for k, p, s in zip(self.names, parts, self.shapes)}
+        return self.weights.flat()
 
     def _forward_chains(self, theta: Tensor, batch: Any, *, predict: bool = False) -> Tensor:
         """Model output for every row of ``theta``: ``(rows, ...)``; the likelihood's quantity
         (prediction, or loss for a :class:`LossLikelihood`), or the prediction if ``predict``."""
-        call = self._predict_call if predict else self._call
-
-        def one(params: dict[str, Tensor]) -> Tensor:
-            return functional_call(call, params | self.fixed, (batch,))
-
-        params = self._unflatten(theta)
-        if self._vectorise:
-            try:
-                return vmap(one, randomness="different")(params)
-            except Exception as err:
-                warnings.warn(f"HMC: vmap over chains failed ({type(err).__name__}: {err}); "
-                              "evaluating chains one by one", RuntimeWarning, stacklevel=3)
-                self._vectorise = False
-        return torch.stack([one({k: v[c] for k, v in params.items()}) for c in range(theta.shape[0])])
+        return self.weights.evaluate(self._predict_call if predict else self._call, theta, batch)
 
     def log_prob(self, theta: Tensor) -> Tensor:
         """Unnormalised log posterior, ``theta``: ``(chains, D)`` -> ``(chains,)``."""
