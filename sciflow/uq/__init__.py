@@ -2,7 +2,7 @@
 
 Methods (each a :class:`Predictor` returning a :class:`Prediction`): :class:`SamplingPredictor`
 (``model.sample``), :class:`DeepEnsemble`, :class:`MCDropout`, :class:`HMC` / :class:`NUTS`,
-:class:`LastLayerLaplace`,
+:class:`LastLayerLaplace`, :class:`SWAG`,
 :class:`SplitConformal` around any of them; :class:`AdaptiveConformal` (ACI, DtACI),
 :class:`QuantileTracker` and :class:`ConformalPID` (with a :class:`ARScorecaster`) for forecast
 streams under distribution shift (by name: :func:`online_conformal`). Gaussian heads:
@@ -34,10 +34,11 @@ from sciflow.uq.quantile_tracking import QuantileTracker
 from sciflow.uq.registry import UQ_METHODS
 from sciflow.uq.sampling import SamplingPredictor
 from sciflow.uq.scorecasting import ARScorecaster, Scorecaster
+from sciflow.uq.swag import SWAG
 
 __all__ = [
     "Predictor", "Prediction", "target_for", "observed_for", "SamplingPredictor", "DeepEnsemble", "MCDropout",
-    "HMC", "NUTS", "LastLayerLaplace",
+    "HMC", "NUTS", "LastLayerLaplace", "SWAG",
     "HMCResult", "SplitConformal", "AdaptiveConformal", "ACIResult", "QuantileTracker", "ConformalPID",
     "Scorecaster", "ARScorecaster", "online_conformal",
     "ONLINE_CONFORMAL", "ConformalScore", "AbsoluteResidual",
