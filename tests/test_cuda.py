@@ -385,6 +385,27 @@ def test_last_layer_laplace_on_device_matches_the_conjugate_posterior() -> None:
     torch.testing.assert_close(pred.mean[:, 0].cpu(), Phi @ M.T, rtol=1e-10, atol=1e-12)
 
 
+def test_swag_on_device_with_a_device_generator() -> None:
+    """SWAG's SGD phase, its moments and its vmapped draws stay on the device."""
+    from torch import nn
+
+    from sciflow.data.batches import TrajectoryBatch
+    from sciflow.uq import SWAG, PointForecaster
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 2, generator=g)
+    y = torch.tanh(x) + 0.1 * torch.randn(64, 2, generator=g)
+    batches = [TrajectoryBatch(torch.stack([x[i::4], y[i::4]], 1), torch.tensor([0.0, 1.0])).to(DEV) for i in range(4)]
+    torch.manual_seed(0)
+    model = PointForecaster(nn.Sequential(nn.Linear(2, 16), nn.Tanh(), nn.Linear(16, 2))).to(DEV)
+    swag = SWAG(model, rank=4, n_samples=16, observation_noise=0.01).fit(batches, steps=40, lr=0.05, collect_every=4)
+    _on_device(swag.mean, swag.diag, swag.deviations)
+    pred = swag.predict(batches[0], generator=torch.Generator(DEV).manual_seed(0))
+    _on_device(pred.mean, pred.samples, pred.lower)
+    assert pred.samples.shape == (16, 16, 1, 2) and bool(torch.isfinite(pred.samples).all())
+    assert float(pred.samples.var(0).mean()) > 0.005          # the noise variance 0.01, plus the weights'
+
+
 @pytest.mark.parametrize("dtaci", [False, True])
 def test_adaptive_conformal_on_device_matches_cpu(dtaci: bool) -> None:
     """ACI's per-step quantiles and level updates (and DtACI's weights) run on the device with no
