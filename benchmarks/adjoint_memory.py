@@ -63,22 +63,35 @@ def setup(device):
     return f, y0
 
 
+class SavedBytes:
+    """Counts the storage bytes autograd packs for the backward pass inside the ``with`` block
+    (deduplicated by storage): ``.total`` after it."""
+
+    def __enter__(self):
+        self.seen: dict[int, int] = {}
+
+        def pack(x):
+            st = x.untyped_storage()
+            self.seen[st.data_ptr()] = st.nbytes()
+            return x
+
+        self._hooks = torch.autograd.graph.saved_tensors_hooks(pack, lambda x: x)
+        self._hooks.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self._hooks.__exit__(*exc)
+        self.total = sum(self.seen.values())
+
+
 def forward_retained_bytes(method, n_steps, f, y0):
     """Run forward + backward; count storage bytes packed for backward during the forward only."""
-    seen: dict[int, int] = {}
-
-    def pack(x):
-        st = x.untyped_storage()
-        seen[st.data_ptr()] = st.nbytes()
-        return x
-
     t = torch.tensor([0.0, 1.0], device=y0.device)
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda x: x):
+    with SavedBytes() as saved:
         ys = odeint(f, y0, t, solver=RK4(), dt=1.0 / n_steps, adjoint=METHODS[method]())
         loss = ys[-1].pow(2).mean()
-    retained = sum(seen.values())
     grads = torch.autograd.grad(loss, list(f.parameters()))
-    return retained, grads
+    return saved.total, grads
 
 
 EVENT_METHODS = {"direct": DirectAdjoint, "checkpoint_16": lambda: CheckpointAdjoint(segments=16)}
@@ -87,20 +100,12 @@ FIRES = Event(lambda t, y: t - 0.75 - 0.1 * torch.tanh(y[..., 0]), direction=+1)
 
 def event_retained_bytes(method, n_steps, f, y0):
     """As :func:`forward_retained_bytes`, for a solve stopped by a terminal event per trajectory."""
-    seen: dict[int, int] = {}
-
-    def pack(x):
-        st = x.untyped_storage()
-        seen[st.data_ptr()] = st.nbytes()
-        return x
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda x: x):
+    with SavedBytes() as saved:
         sol = solve(ODETerm(f), RK4(), 0.0, 1.0, y0, batch_ndim=1, controller=ConstantStepSize(1.0 / n_steps),
                     adjoint=EVENT_METHODS[method](), event=FIRES)
         loss = (sol.event.t + sol.event.y.pow(2).mean(-1)).mean()
-    retained = sum(seen.values())
     grads = torch.autograd.grad(loss, list(f.parameters()))
-    return retained, grads, int(sol.event.occurred.sum())
+    return saved.total, grads, int(sol.event.occurred.sum())
 
 
 def measure(fn, dev):

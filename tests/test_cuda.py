@@ -321,6 +321,19 @@ def test_superres_cli_train_and_evaluate_on_device(tmp_path) -> None:
     assert m["factor"] == 4 and all(math.isfinite(c["mse"]) for c in m["channels"].values())
 
 
+def _conjugate_regression():
+    """y = x A + 0.3 e with x, y in R^2 (64 rows), prior N(0, 1) on the weights and bias of a linear
+    map: the features with a bias column, the posterior covariance and the posterior mean
+    ``(outputs, inputs + bias)`` (nn.Linear's weight rows, then bias)."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 2, generator=g, dtype=torch.float64)
+    y = x @ torch.tensor([[1.0, -0.5], [0.3, 2.0]], dtype=torch.float64) + 0.3 * torch.randn(64, 2, generator=g,
+                                                                                               dtype=torch.float64)
+    Phi = torch.cat([x, torch.ones(64, 1, dtype=torch.float64)], 1)
+    C = torch.linalg.inv(Phi.T @ Phi / 0.09 + torch.eye(3, dtype=torch.float64))
+    return x, y, Phi, C, (C @ Phi.T @ y / 0.09).T
+
+
 @pytest.mark.parametrize("mass_matrix", ["diag", "dense"])
 def test_hmc_on_device_with_a_device_generator(mass_matrix: str) -> None:
     """HMC chains (vmapped) on the device, every draw from a device generator, in float64: draws,
@@ -332,13 +345,7 @@ def test_hmc_on_device_with_a_device_generator(mass_matrix: str) -> None:
     from sciflow.uq import HMC, GaussianLikelihood, GaussianPrior, PointForecaster
     from sciflow.uq.diagnostics import ess_basic
 
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(64, 2, generator=g, dtype=torch.float64)
-    y = x @ torch.tensor([[1.0, -0.5], [0.3, 2.0]], dtype=torch.float64) + 0.3 * torch.randn(64, 2, generator=g,
-                                                                                               dtype=torch.float64)
-    Phi = torch.cat([x, torch.ones(64, 1, dtype=torch.float64)], 1)
-    C = torch.linalg.inv(Phi.T @ Phi / 0.09 + torch.eye(3, dtype=torch.float64))
-    M = (C @ Phi.T @ y / 0.09).T  # (outputs, inputs + bias): nn.Linear's weight rows, then bias
+    x, y, Phi, C, M = _conjugate_regression()
     mean = torch.cat([M[:, :2].reshape(-1), M[:, 2]])
     sd = torch.cat([C.diagonal()[:2].sqrt().repeat(2), C.diagonal()[2].sqrt().expand(2)])
     batch = TrajectoryBatch(torch.stack([x, y], 1), torch.tensor([0.0, 1.0], dtype=torch.float64)).to(DEV)
@@ -364,13 +371,7 @@ def test_last_layer_laplace_on_device_matches_the_conjugate_posterior() -> None:
     from sciflow.data.batches import TrajectoryBatch
     from sciflow.uq import LastLayerLaplace, PointForecaster
 
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(64, 2, generator=g, dtype=torch.float64)
-    y = x @ torch.tensor([[1.0, -0.5], [0.3, 2.0]], dtype=torch.float64) + 0.3 * torch.randn(64, 2, generator=g,
-                                                                                               dtype=torch.float64)
-    Phi = torch.cat([x, torch.ones(64, 1, dtype=torch.float64)], 1)
-    C = torch.linalg.inv(Phi.T @ Phi / 0.09 + torch.eye(3, dtype=torch.float64))
-    M = (C @ Phi.T @ y / 0.09).T
+    x, y, Phi, C, M = _conjugate_regression()
     model = PointForecaster(nn.Linear(2, 2)).double()
     with torch.no_grad():
         model.net.weight.copy_(M[:, :2])

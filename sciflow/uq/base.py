@@ -75,6 +75,18 @@ def cat_observed(masks: list[Tensor | None], truths: list[Tensor]) -> Tensor | N
     return torch.cat([torch.ones_like(y, dtype=torch.bool) if m is None else m for m, y in zip(masks, truths)])
 
 
+def check_point_model(model: Any, who: str) -> None:
+    """``model`` is a :class:`~sciflow.models.base.SciflowModel` whose ``sample`` returns its
+    (deterministic) prediction — what the weight- and feature-space methods need."""
+    from sciflow.models.base import SciflowModel
+
+    if not isinstance(model, SciflowModel):
+        raise TypeError(f"{who} wraps a SciflowModel, got {type(model).__name__}")
+    if model.stochastic:
+        raise ValueError(f"{who} needs a point model; {type(model).__name__}.sample draws from a predictive "
+                         f"distribution (stochastic = True)")
+
+
 def check_alpha(alpha: float) -> float:
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha (miscoverage) must be in (0, 1), got {alpha}")

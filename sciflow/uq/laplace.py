@@ -42,7 +42,7 @@ import torch
 from torch import Tensor, nn
 
 from sciflow.models.base import SciflowModel
-from sciflow.uq.base import Predictor, check_alpha, observed_for, target_for
+from sciflow.uq.base import Predictor, check_alpha, check_point_model, observed_for, target_for
 from sciflow.uq.prediction import Prediction
 
 __all__ = ["LastLayerLaplace"]
@@ -66,11 +66,7 @@ class LastLayerLaplace(Predictor):
     def __init__(self, model: SciflowModel, last_layer: nn.Linear | None = None, alpha: float = 0.1, *,
                  prior_precision: float | None = None, observation_noise: float | None = None,
                  n_samples: int = 100) -> None:
-        if not isinstance(model, SciflowModel):
-            raise TypeError(f"LastLayerLaplace wraps a SciflowModel, got {type(model).__name__}")
-        if model.stochastic:
-            raise ValueError(f"LastLayerLaplace needs a point model; {type(model).__name__}.sample draws from a "
-                             f"predictive distribution (stochastic = True)")
+        check_point_model(model, "LastLayerLaplace")
         layer = _last_linear(model) if last_layer is None else last_layer
         if not isinstance(layer, nn.Linear) or not any(m is layer for m in model.modules()):
             raise ValueError("LastLayerLaplace: last_layer must be an nn.Linear inside the model")

@@ -35,7 +35,7 @@ from torch import Tensor
 
 from sciflow.models.base import SciflowModel
 from sciflow.uq._weights import ModelCall, WeightSpace
-from sciflow.uq.base import Predictor, check_alpha
+from sciflow.uq.base import Predictor, check_alpha, check_point_model
 from sciflow.uq.prediction import Prediction
 
 __all__ = ["SWAG"]
@@ -49,11 +49,7 @@ class SWAG(Predictor):
 
     def __init__(self, model: SciflowModel, alpha: float = 0.1, *, rank: int = 20, n_samples: int = 30,
                  observation_noise: float = 0.0, frozen: Sequence[str] = ()) -> None:
-        if not isinstance(model, SciflowModel):
-            raise TypeError(f"SWAG wraps a SciflowModel, got {type(model).__name__}")
-        if model.stochastic:
-            raise ValueError(f"SWAG needs a point model; {type(model).__name__}.sample draws from a predictive "
-                             f"distribution (stochastic = True)")
+        check_point_model(model, "SWAG")
         if not isinstance(rank, int) or rank < 2:
             raise ValueError(f"rank must be an integer >= 2, got {rank!r}")
         if n_samples < 2:

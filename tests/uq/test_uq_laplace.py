@@ -166,13 +166,18 @@ def test_residual_heads_are_accepted_and_transformed_heads_refused():
         LastLayerLaplace(PointForecaster(Squashed())).fit([b])
 
 
+@pytest.mark.parametrize("method", ["LastLayerLaplace", "SWAG"])
+def test_point_network_methods_refuse_other_models(method):
+    from sciflow import uq
+    cls = getattr(uq, method)
+    with pytest.raises(TypeError, match=f"{method} wraps a SciflowModel"):
+        cls(nn.Linear(1, 2))
+    with pytest.raises(ValueError, match=f"{method} needs a point model"):
+        cls(uq.GaussianForecaster(nn.Linear(1, 4)))
+
+
 def test_bad_use_is_refused_with_clear_errors():
-    from sciflow.uq import GaussianForecaster
     b = batch_of(torch.randn(4, 1, dtype=DT), torch.randn(4, 2, dtype=DT))
-    with pytest.raises(TypeError, match="SciflowModel"):
-        LastLayerLaplace(nn.Linear(1, 2))
-    with pytest.raises(ValueError, match="point model"):
-        LastLayerLaplace(GaussianForecaster(nn.Linear(1, 4)))
     with pytest.raises(ValueError, match="no nn.Linear"):
         LastLayerLaplace(PointForecaster(nn.Tanh()))
     with pytest.raises(ValueError, match="inside the model"):
