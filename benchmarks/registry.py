@@ -213,6 +213,28 @@ register(Benchmark(
 ))
 
 register(Benchmark(
+    name="sde_adjoint", script="sde_adjoint.py", family="solvers", owner="previous session", kind="memory",
+    dataset="neural SDE (MLP drift, diagonal MLP diffusion), batch 64, state 16, reversible Heun, 24..400 steps",
+    description="gradients through an SDE solve: backprop through the steps vs the reversible Heun adjoint, "
+                "sciflow vs torchsde on one Brownian path",
+    scales={"smoke": ["--scale", "0.08", "--repeats", "1"], "cpu": [], "gpu": ["--device", "cuda"]},
+    results={"smoke": ["sde_adjoint"], "cpu": ["sde_adjoint"], "gpu": ["sde_adjoint"]},
+    metrics=[
+        Metric("reversible adjoint: retained bytes at the most steps", "curve/sciflow_reversible/-1/retained_bytes",
+               unit="B", baselines={"backprop through the steps": "curve/sciflow_direct/-1/retained_bytes",
+                                    "torchsde reversible adjoint": "curve/torchsde_reversible/-1/retained_bytes"}),
+        Metric("reversible adjoint: forward + backward time at the most steps",
+               "curve/sciflow_reversible/-1/forward_backward_s", unit="s",
+               baselines={"torchsde reversible adjoint": "curve/torchsde_reversible/-1/forward_backward_s",
+                          "backprop through the steps": "curve/sciflow_direct/-1/forward_backward_s"}),
+        Metric("reversible adjoint: max rel. gradient difference vs backprop",
+               "curve/sciflow_reversible/-1/max_rel_grad_diff_vs_sciflow_direct",
+               baselines={"torchsde reversible adjoint":
+                          "curve/torchsde_reversible/-1/max_rel_grad_diff_vs_sciflow_direct"}),
+    ],
+))
+
+register(Benchmark(
     name="adjoint_memory", script="adjoint_memory.py", family="solvers", owner="previous session", kind="memory",
     dataset="MLP vector field 32-128-128-32, batch 64, RK4 on [0, 1], 25..400 steps",
     description="retained autograd memory: direct backprop vs backsolve adjoint vs checkpointing",

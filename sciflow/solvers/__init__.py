@@ -33,14 +33,15 @@ from .langevin import (  # noqa: E402
 )
 from .sde import (  # noqa: E402
     SRA1, SRI, Additive, BrownianIncrements, BrownianPath, Diagonal, EulerMaruyama, FirstPassage, General, Milstein,
-    NoiseType, PerSampleBrownianTree, ReversibleHeun, Scalar, SDESolver, SDETerm, StratonovichHeun, TorchSDE,
-    VirtualBrownianTree, first_passage, sdeint,
+    NoiseType, PerSampleBrownianTree, ReversibleAdjoint, ReversibleHeun, Scalar, SDESolver, SDETerm, StratonovichHeun,
+    TorchSDE, VirtualBrownianTree, first_passage, sdeint,
 )
 
 __all__ += [
     "SDETerm", "SDESolver", "NoiseType", "Diagonal", "Scalar", "General", "Additive", "BrownianPath",
     "BrownianIncrements", "VirtualBrownianTree", "PerSampleBrownianTree", "EulerMaruyama", "Milstein",
-    "StratonovichHeun", "SRA1", "SRI", "ReversibleHeun", "TorchSDE", "sdeint", "first_passage", "FirstPassage",
+    "StratonovichHeun", "SRA1", "SRI", "ReversibleHeun", "ReversibleAdjoint", "TorchSDE", "sdeint", "first_passage",
+    "FirstPassage",
     "UnderdampedLangevin", "LangevinScheme", "LangevinState", "BAOAB", "OBABO", "LangevinFlowEuler",
     "simulate_langevin",
     "NoiseSchedule", "LinearVP", "CosineVP", "SigmoidVP", "VE", "DiffusionSampler", "DDPM", "DDIM",

@@ -16,8 +16,9 @@ class ReversibleHeun(SDESolver):
         y' = y + \\tfrac12 (f(t, z) + f(t+h, z')) h + \\tfrac12 (g(t, z) + g(t+h, z')) ΔW
 
     Strong order 0.5 in general and 1.0 for additive noise (Kidger et al. 2021, Thm. 2.3); the
-    step can be inverted exactly, which the paper uses for an O(1)-memory exact adjoint. Here
-    gradients go through ordinary autograd (the reversible adjoint is not implemented).
+    step can be inverted exactly, which the paper uses for an O(1)-memory exact adjoint:
+    ``sdeint(..., solver=ReversibleHeun(), adjoint=ReversibleAdjoint())``
+    (:mod:`sciflow.solvers.sde.reversible_adjoint`); without it, gradients go through ordinary autograd.
     """
 
     calculus = "stratonovich"

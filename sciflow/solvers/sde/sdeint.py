@@ -17,6 +17,8 @@ from sciflow.solvers.sde.brownian import (BrownianPath, VirtualBrownianTree, _as
 from sciflow.solvers.sde.euler_maruyama import EulerMaruyama
 from sciflow.solvers.sde.noise import NoiseType
 from sciflow.solvers.sde.per_sample import integrate_per_sample
+from sciflow.solvers.sde.reversible_adjoint import ReversibleAdjoint
+from sciflow.solvers.sde.reversible_heun import ReversibleHeun
 from sciflow.solvers.sde.term import SDETerm, VectorField
 from sciflow.solvers.sde.torchsde_backend import TorchSDE
 
@@ -63,6 +65,7 @@ def sdeint(
     brownian: BrownianPath | None = None,
     generator: torch.Generator | None = None,
     controller: PIController | None = None,
+    adjoint: ReversibleAdjoint | None = None,
     return_stats: bool = False,
 ):
     """Solve ``dy = drift(t, y) dt + diffusion(t, y) ⊙ dW`` and return ``y`` at the times ``t``.
@@ -91,6 +94,9 @@ def sdeint(
             ``generator``) and a solver with an embedded estimate (``Milstein``,
             ``StratonovichHeun``, ``SRI``, ``SRA1``). First step ``controller.dt0``, else ``dt``,
             else ``(t[-1] - t[0]) / 64``.
+        adjoint: :class:`~sciflow.solvers.sde.reversible_adjoint.ReversibleAdjoint` for gradients in
+            memory independent of the number of steps, exact for the computed solution (with
+            ``ReversibleHeun``, fixed steps, a shared grid); default: autograd through the steps.
         return_stats: also return a dict of work counters (as ``odeint``): ``n_steps`` for fixed
             steps; ``n_accepted``, ``n_rejected``, ``step_sizes`` (accepted, floats) for adaptive.
 
@@ -114,6 +120,8 @@ def sdeint(
         raise TypeError(f"sdeint needs an SDESolver (EulerMaruyama, Milstein, SRI, ...) or TorchSDE, got {solver!r}")
     solver.check_noise(term.noise)
     _check_y0(y0)
+    if adjoint is not None:
+        _check_adjoint(adjoint, solver, t, controller)
     if isinstance(t, Tensor) and t.ndim > 1:
         if controller is not None:
             raise ValueError("per-sample time grids t: (*batch, time) are supported for fixed steps only; "
@@ -138,6 +146,10 @@ def sdeint(
     with torch.no_grad():  # one shape check up front: a mis-shaped g would broadcast silently later
         term.noise.check(term.g(ts[0], y0), y0)
 
+    if adjoint is not None:
+        ys = adjoint.solve(term, y0, ts, hs, dws, where)
+        _check_finite(ys, save)
+        return (ys, {"n_steps": n}) if return_stats else ys
     y = y0
     state = solver.init(term, ts[0], y0)
     out = [y0]
@@ -153,6 +165,19 @@ def sdeint(
     ys = torch.stack(out)
     _check_finite(ys, save)
     return (ys, {"n_steps": n}) if return_stats else ys
+
+
+def _check_adjoint(adjoint, solver: SDESolver, t, controller) -> None:
+    if not isinstance(adjoint, ReversibleAdjoint):
+        raise TypeError(f"adjoint must be a ReversibleAdjoint, got {adjoint!r}")
+    if not isinstance(solver, ReversibleHeun):
+        raise ValueError(f"ReversibleAdjoint inverts the reversible Heun step; solve with solver=ReversibleHeun(), "
+                         f"got {solver!r}")
+    if controller is not None:
+        raise ValueError("ReversibleAdjoint is for fixed steps; pass controller=None")
+    if isinstance(t, Tensor) and t.ndim > 1:
+        raise ValueError(f"ReversibleAdjoint needs one time grid shared by the batch (t of shape (time,)), got t of "
+                         f"shape {tuple(t.shape)}")
 
 
 def _sdeint_adaptive(term: SDETerm, solver: SDESolver, y0: Tensor, save: list[float], dt: float | None,
