@@ -235,6 +235,22 @@ register(Benchmark(
 ))
 
 register(Benchmark(
+    name="sde_pi_gains", script="sde_pi_gains.py", family="solvers", owner="previous session", kind="accuracy",
+    dataset="Ito GBM, 256 paths x 3 seeds, adaptive Milstein, tol 3e-2..3e-4",
+    description="step-size controller gains for adaptive SDE solves: attempts for the same error, rejections",
+    scales={"smoke": ["--paths", "16", "--seeds", "1"], "cpu": []},
+    results={"smoke": ["sde_pi_gains"], "cpu": ["sde_pi_gains"]},
+    metrics=[
+        Metric("PI 0.1, 0.3 vs integral: attempts for the same error (one error norm)",
+               "batch_norm/PI 0.1, 0.3 (diffrax's SDE suggestion)/work_ratio_vs_integral",
+               baselines={"PI 0.2, 0.4": "batch_norm/PI 0.2, 0.4/work_ratio_vs_integral"}),
+        Metric("PI 0.1, 0.3 vs integral: attempts for the same error (per sample)",
+               "per_sample/PI 0.1, 0.3 (diffrax's SDE suggestion)/work_ratio_vs_integral",
+               baselines={"PI 0.2, 0.4": "per_sample/PI 0.2, 0.4/work_ratio_vs_integral"}),
+    ],
+))
+
+register(Benchmark(
     name="adjoint_memory", script="adjoint_memory.py", family="solvers", owner="previous session", kind="memory",
     dataset="MLP vector field 32-128-128-32, batch 64, RK4 on [0, 1], 25..400 steps",
     description="retained autograd memory: direct backprop vs backsolve adjoint vs checkpointing",
