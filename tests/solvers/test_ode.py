@@ -489,3 +489,23 @@ def test_stage_sums_with_cached_scalars_are_the_python_float_products():
         assert torch.equal(combination(cs, xs), (xs[0] * 0.1).add(xs[2], alpha=2.0 / 3.0))
         s = scalar(2.0 / 3.0, xs[0])
         assert s.dtype == dt and s.ndim == 0 and scalar(2.0 / 3.0, xs[1]) is s
+
+
+def test_chunked_attempts_trace_under_dynamo(monkeypatch):
+    """The compile=True path traced by Dynamo (backend "eager": the graph capture without
+    Inductor's code generation, seconds instead of the slow tests' minutes): constants must stay
+    Python numbers while compiling (``solver.scalar``) — a 0-d-tensor-only op such as
+    ``addcmul(tensor, tensor, x)`` fed floats failed here before any real compilation ran."""
+    import sciflow.solvers.ode._chunk as chunk
+
+    monkeypatch.setattr(chunk, "_compile", lambda fn, **kw: torch.compile(fn, backend="eager", dynamic=False))
+    monkeypatch.setattr(chunk, "_COMPILED", {})
+    g = torch.Generator().manual_seed(5)
+    y0 = torch.randn(8, 3, generator=g, dtype=DT) * 5 + torch.tensor([0.0, 0.0, 25.0], dtype=DT)
+    t = torch.linspace(0, 0.5, 4, dtype=DT)
+    with torch.no_grad():
+        a, sa = odeint(lorenz, y0, t, solver=Tsit5(), rtol=1e-7, atol=1e-7, batch_ndim=1, return_stats=True)
+        b, sb = odeint(lorenz, y0, t, solver=Tsit5(), rtol=1e-7, atol=1e-7, batch_ndim=1, return_stats=True,
+                       compile=True)
+    assert sa["nfe"] == sb["nfe"]
+    torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)

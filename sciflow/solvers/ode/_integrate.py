@@ -91,7 +91,7 @@ def _make_attempt(f: Callable, solver: ODESolver, ctrl: PIController, T: int, Kw
         t_next = torch.where(clipped, t_lim, t_try)
         hh = t_next - t
         y1, ks, err = solver.step(f, t, y, hh, k1)
-        scale = torch.addcmul(scalar(ctrl.atol, y), scalar(ctrl.rtol, y), torch.maximum(y.abs(), y1.abs()))
+        scale = torch.maximum(y.abs(), y1.abs()) * scalar(ctrl.rtol, y) + scalar(ctrl.atol, y)
         # the step-size sequence is control flow, not part of the model: no gradient through it
         r = _rms((err / scale)[:, :norm_entries]).detach()
         accept = (r <= 1.0) & ~done
