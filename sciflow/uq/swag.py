@@ -129,7 +129,7 @@ class SWAG(Predictor):
         was_training = self.model.training
         self.model.eval()
         try:
-            f = self.weights.evaluate(self._call, theta.to(self.weights.flat().dtype), batch)
+            f = self.weights.evaluate(self._call, theta.to(next(self.model.parameters()).dtype), batch)
         finally:
             self.model.train(was_training)
         if self.observation_noise > 0:
