@@ -400,7 +400,7 @@ register(Benchmark(
 
 # -- uncertainty ------------------------------------------------------------------------------
 _UQ_METHODS = {"single network": "single", "MC dropout": "mc_dropout", "last-layer Laplace": "laplace",
-               "SWAG": "swag", "HMC": "hmc", "HMC, measurement noise": "hmc_known_noise",
+               "SWAG": "swag", "MultiSWAG": "multiswag", "HMC": "hmc", "HMC, measurement noise": "hmc_known_noise",
                "conformal (single)": "conformal_single"}
 for _ds, _label in (("burgers", "Burgers (nu = 0.05, 32 points, u0 -> u(0.5)) with 5 % noise"),
                     ("navier_stokes", "2-D Navier-Stokes vorticity 16^2, w0 -> w(1), 5 % noise")):

@@ -2,7 +2,7 @@
 
 Methods (each a :class:`Predictor` returning a :class:`Prediction`): :class:`SamplingPredictor`
 (``model.sample``), :class:`DeepEnsemble`, :class:`MCDropout`, :class:`HMC` / :class:`NUTS`,
-:class:`LastLayerLaplace`, :class:`SWAG`,
+:class:`LastLayerLaplace`, :class:`SWAG`, :class:`MixturePredictor` (MultiSWAG),
 :class:`SplitConformal` around any of them; :class:`AdaptiveConformal` (ACI, DtACI),
 :class:`QuantileTracker` and :class:`ConformalPID` (with a :class:`ARScorecaster`) for forecast
 streams under distribution shift (by name: :func:`online_conformal`). Gaussian heads:
@@ -27,6 +27,7 @@ from sciflow.uq.heads import (GaussianForecaster, GaussianHead, GaussianPredicti
 from sciflow.uq.hmc import HMC, HMCResult
 from sciflow.uq.laplace import LastLayerLaplace
 from sciflow.uq.mc_dropout import MCDropout
+from sciflow.uq.mixture import MixturePredictor
 from sciflow.uq.nuts import NUTS
 from sciflow.uq.online_conformal import ONLINE_CONFORMAL, online_conformal
 from sciflow.uq.prediction import Prediction
@@ -38,7 +39,7 @@ from sciflow.uq.swag import SWAG
 
 __all__ = [
     "Predictor", "Prediction", "target_for", "observed_for", "SamplingPredictor", "DeepEnsemble", "MCDropout",
-    "HMC", "NUTS", "LastLayerLaplace", "SWAG",
+    "HMC", "NUTS", "LastLayerLaplace", "SWAG", "MixturePredictor",
     "HMCResult", "SplitConformal", "AdaptiveConformal", "ACIResult", "QuantileTracker", "ConformalPID",
     "Scorecaster", "ARScorecaster", "online_conformal",
     "ONLINE_CONFORMAL", "ConformalScore", "AbsoluteResidual",

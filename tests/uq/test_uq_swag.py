@@ -115,3 +115,27 @@ def test_bad_settings_are_refused():
         SWAG(mlp(), rank=2).fit([b], steps=50, lr=1e6)
     with pytest.raises(ValueError, match="frozen names"):
         SWAG(mlp(), frozen=["nope"])
+
+
+def test_multiswag_pools_equal_shares_of_draws():
+    """MixturePredictor of two SWAGs (MultiSWAG): equal shares of each component's draws, and a
+    spread at least that of either component's own draws around the pooled mean."""
+    from sciflow.uq import MixturePredictor
+    g = torch.Generator().manual_seed(4)
+    batches = [batch_of(*regression(16, g)) for _ in range(4)]
+    a = SWAG(mlp(1), rank=3, n_samples=40).fit(batches, steps=24, lr=0.05, collect_every=4)
+    b = SWAG(mlp(2), rank=3, n_samples=25).fit(batches, steps=24, lr=0.05, collect_every=4)
+    test = batch_of(*regression(8, g))
+    gen = torch.Generator().manual_seed(0)
+    p = MixturePredictor([a, b]).predict(test, generator=gen)
+    assert p.samples.shape == (50, 8, 1, 1)
+    gen = torch.Generator().manual_seed(0)
+    pa, pb = a.predict(test, generator=gen), b.predict(test, generator=gen)
+    torch.testing.assert_close(p.samples[:25], pa.samples[:25])
+    torch.testing.assert_close(p.samples[25:], pb.samples)
+    within = min(float(pa.samples.var(0).mean()), float(pb.samples.var(0).mean()))
+    assert float(p.samples.var(0).mean()) >= 0.99 * within
+    with pytest.raises(ValueError, match=">= 2 predictors"):
+        MixturePredictor([a])
+    with pytest.raises(TypeError, match="must be Predictors"):
+        MixturePredictor([a, "b"])
