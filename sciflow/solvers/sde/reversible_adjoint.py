@@ -70,7 +70,7 @@ class ReversibleAdjoint:
         """The saves ``(len(where), *y0.shape)`` at the grid indices ``where`` of the step times
         ``ts``, differentiable by the reversible adjoint."""
         params = self.params(term)
-        return _Reversible.apply((term, ts, hs, dws, where, len(params)), y0, *params)
+        return _Reversible.apply((term, ts, hs, dws, where), y0, *params)
 
 
 def _step(term: SDETerm, t0: Tensor, t1: Tensor, h: float, dw: Tensor, y: Tensor, z: Tensor, fz: Tensor,
@@ -85,7 +85,7 @@ def _step(term: SDETerm, t0: Tensor, t1: Tensor, h: float, dw: Tensor, y: Tensor
 class _Reversible(torch.autograd.Function):
     @staticmethod
     def forward(ctx, cfg, y0, *params):
-        term, ts, hs, dws, where, _ = cfg
+        term, ts, hs, dws, where = cfg
         with torch.no_grad():
             y, z = y0, y0
             fz, gz = term.f(ts[0], z), term.g(ts[0], z)
@@ -101,7 +101,7 @@ class _Reversible(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_ys):
-        term, ts, hs, dws, where, n_params = ctx.cfg
+        term, ts, hs, dws, where = ctx.cfg
         y, z, *params = ctx.saved_tensors
         save_at = {w: k for k, w in enumerate(where)}
         a_y = grad_ys[-1].clone()
