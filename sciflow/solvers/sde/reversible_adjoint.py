@@ -69,7 +69,7 @@ class ReversibleAdjoint:
               where: list[int]) -> Tensor:
         """The saves ``(len(where), *y0.shape)`` at the grid indices ``where`` of the step times
         ``ts``, differentiable by the reversible adjoint."""
-        params = self.params(term)
+        params = tuple(p for p in self.params(term) if p is not y0)     # y0's gradient comes once
         return _Reversible.apply((term, ts, hs, dws, where), y0, *params)
 
 
