@@ -233,11 +233,11 @@ def integrate_adaptive(f: FlatField, solver: ODESolver, y0: Tensor, ts: Tensor,
     nfe_per_attempt = solver.stages - 1 + (0 if solver.fsal else 1)
     S = y0.shape[1]
     if track_graph:
-        rec_idx: list[Tensor] = []
+        rec_idx: list[Tensor] = []      # flat (row, save) indices into a (B (T + 1), S) buffer
         rec_val: list[Tensor] = []
     else:
         out = torch.zeros(B, T + 1, S, dtype=dt_, device=dev)
-        rows = torch.arange(B, device=dev).unsqueeze(1).expand(B, n_chunk * Kw)
+    every_row = torch.arange(B, device=dev)
     done = t >= t_end
     ts = ts.contiguous()
     steps = reruns = 0
@@ -298,18 +298,17 @@ def integrate_adaptive(f: FlatField, solver: ODESolver, y0: Tensor, ts: Tensor,
                     t_end = torch.where(halt, t, t_end)     # a stopped trajectory stays done
                     done = done | halt
                     all_done = bool(done.all())
+            # the writes: rows `sel`, their save indices where_to (T = no write) and values
+            sel = every_row
             if row_dense:
-                r = (where_to < T).any(1).nonzero().squeeze(1)
-                if r.numel():
+                sel = (where_to < T).any(1).nonzero().squeeze(1)
+                if sel.numel():
                     theta, hh, y_, y1, f1, *ks = vals
-                    vals = solver.interpolate(theta[r], hh[r], y_[r], y1[r], [k[r] for k in ks], f1[r], coef=coef)
-                    where_to = where_to[r]
-                    if track_graph:
-                        rec_idx.append(r.unsqueeze(1) * (T + 1) + where_to)
-                        rec_val.append(vals)
-                    else:
-                        out.index_put_((r.unsqueeze(1).expand_as(where_to), where_to), vals)
-                where_to = None
+                    vals = solver.interpolate(theta[sel], hh[sel], y_[sel], y1[sel], [k[sel] for k in ks], f1[sel],
+                                              coef=coef)
+                    where_to = where_to[sel]
+                else:
+                    where_to = None
             elif defer_dense:
                 if n_writes:
                     where_to, vals = dense_writes(solver, coef, where_to, vals, n_chunk, Kw, T)
@@ -318,10 +317,10 @@ def integrate_adaptive(f: FlatField, solver: ODESolver, y0: Tensor, ts: Tensor,
             if where_to is None:
                 pass
             elif track_graph:
-                rec_idx.append(where_to)
+                rec_idx.append(sel.unsqueeze(1) * (T + 1) + where_to)
                 rec_val.append(vals)
-            elif n_writes:  # (B, K) save indices, T = no write; index_put_ beats scatter_ here
-                out.index_put_((rows[:, : where_to.shape[1]], where_to), vals)
+            elif n_writes:  # index_put_ beats scatter_ here
+                out.index_put_((sel.unsqueeze(1).expand_as(where_to), where_to), vals)
             n_acc = n_acc + accept
             steps += made
             if all_done:
@@ -344,15 +343,10 @@ def integrate_adaptive(f: FlatField, solver: ODESolver, y0: Tensor, ts: Tensor,
     f.stats.n_steps += steps
     f.stats.count_jacobians(solver, steps)
     f.stats.n_accepted = n_acc
-    if track_graph and row_dense:       # flat (row, save) indices of the rows that wrote
+    if track_graph:
         index = torch.cat([i.reshape(-1) for i in rec_idx]) if rec_idx else torch.zeros(0, dtype=torch.long, device=dev)
         vals = torch.cat([v.reshape(-1, S) for v in rec_val]) if rec_val else torch.zeros(0, S, dtype=dt_, device=dev)
         buf = torch.zeros(B * (T + 1), S, dtype=dt_, device=dev).index_put((index,), vals).view(B, T + 1, S)
-        ys = torch.cat([y0.unsqueeze(1), buf[:, 1:T]], 1)
-    elif track_graph:
-        index = torch.cat(rec_idx, 1)
-        buf = torch.zeros(B, T + 1, S, dtype=dt_, device=dev).scatter(
-            1, index.unsqueeze(-1).expand(-1, -1, S), torch.cat(rec_val, 1))
         ys = torch.cat([y0.unsqueeze(1), buf[:, 1:T]], 1)
     else:
         out[:, 0] = y0
