@@ -44,6 +44,10 @@ __all__ = ["DirectAdjoint", "BacksolveAdjoint", "CheckpointAdjoint"]
 class DirectAdjoint:
     """Differentiate through the solver's operations with autograd (the default)."""
 
+    @staticmethod
+    def check_solver(solver) -> None:
+        """Every solver can be differentiated through directly."""
+
     def run(self, term, solver, y0, ts, controller, *, batch_ndim=0, window=None, compile=False):
         ys, stats, _ = solve_grid(term, solver, y0, ts, controller, batch_ndim=batch_ndim, window=window,
                                   compile=compile)
@@ -71,6 +75,7 @@ class CheckpointAdjoint:
 
     @staticmethod
     def check_solver(solver) -> None:
+        """Raise if ``solver`` cannot run under ``torch.utils.checkpoint``."""
         if not solver.checkpoint:
             raise ValueError(f"{type(solver).__name__} cannot be used with CheckpointAdjoint: its Jacobian "
                              f"(torch.func.vjp) cannot run under torch.utils.checkpoint's saved-tensor hooks; "
@@ -140,11 +145,9 @@ class BacksolveAdjoint:
         n = "module parameters" if self.adjoint_params is None else f"{len(self.adjoint_params)} tensors"
         return f"BacksolveAdjoint(adjoint_params={n}{', seminorm=True' if self.seminorm else ''})"
 
-    def run(self, term, solver, y0, ts, controller, *, batch_ndim=0, window=None, compile=False):
-        if ts.ndim > 1:
-            raise ValueError("BacksolveAdjoint needs one time grid shared by the batch (t of shape "
-                             f"(time,)), got t of shape {tuple(ts.shape)}; use CheckpointAdjoint for "
-                             "per-sample time grids")
+    def check_solver(self, solver) -> None:
+        """Raise if the backward solver (``self.solver``, else ``solver``) cannot integrate the
+        adjoint system."""
         bsolver = self.solver or solver
         if not bsolver.backsolve:
             raise ValueError(
@@ -152,6 +155,13 @@ class BacksolveAdjoint:
                 f"system's vector field calls torch.autograd.grad, which its Jacobian (torch.func) cannot "
                 f"differentiate; use DirectAdjoint() (the exact gradient of the computed solution), or "
                 f"BacksolveAdjoint(solver=Dopri5()) if the backward problem is not stiff")
+
+    def run(self, term, solver, y0, ts, controller, *, batch_ndim=0, window=None, compile=False):
+        if ts.ndim > 1:
+            raise ValueError("BacksolveAdjoint needs one time grid shared by the batch (t of shape "
+                             f"(time,)), got t of shape {tuple(ts.shape)}; use CheckpointAdjoint for "
+                             "per-sample time grids")
+        self.check_solver(solver)
         f = term.vector_field
         if self.adjoint_params is not None:
             params = self.adjoint_params

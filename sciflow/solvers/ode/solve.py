@@ -140,8 +140,7 @@ def _solve_event(term, solver, y0, grid, keep, controller, adjoint, batch_ndim, 
                          "(batch_ndim=0 and a time grid of shape (time,)): the replay through the event times "
                          "would give each trajectory its own grid; use CheckpointAdjoint() for per-trajectory clocks")
     replay = not isinstance(adjoint, DirectAdjoint) and torch.is_grad_enabled()
-    if isinstance(adjoint, CheckpointAdjoint) and replay:
-        adjoint.check_solver(solver)
+    adjoint.check_solver(solver)          # before the locating solve, not after it
     with torch.no_grad() if replay else contextlib.nullcontext():
         ys, stats, _ = solve_grid(term, solver, y0, grid, controller, batch_ndim=batch_ndim, window=window,
                                   compile=compile, event=tracker)
