@@ -94,13 +94,13 @@ def _newton_step(cond, vector_field, t: Tensor, t_f: Tensor, y: Tensor) -> tuple
 
 
 def replay_events(term, solver, y0: Tensor, grid: Tensor, controller, adjoint, window, tracker: EventTracker,
-                  ys_first: Tensor, stop_slot: bool, stats_first: dict
-                  ) -> tuple[Tensor, Tensor, EventResult | tuple[EventResult, ...], dict]:
+                  ys_first: Tensor, stats_first: dict
+                  ) -> tuple[Tensor, EventResult | tuple[EventResult, ...], dict, Tensor, Tensor]:
     """Steps 2–3 of the module docstring after ``tracker`` located the events (step 1, whose saves
     are ``ys_first``, ``nan`` after a terminal stop). ``grid``: the solve's save grid, user frame,
-    ``(T,)`` or ``(*batch, T)``. Returns the saves ``(T, *batch, *state)`` (the ``t1`` slot holding
-    the stop point where ``stop_slot`` and a terminal event stopped), their times, the events and
-    the work of both passes."""
+    ``(T,)`` or ``(*batch, T)``. Returns the saves ``(T, *batch, *state)``, the events, the work
+    of both passes, and each trajectory's differentiable stop time and state (user shapes;
+    ``nan`` where no terminal event stopped it)."""
     fld = tracker.field
     shared = fld.shared_clock
     batch, y_shape = tuple(fld.batch_shape), tuple(fld.y_shape)
@@ -108,8 +108,7 @@ def replay_events(term, solver, y0: Tensor, grid: Tensor, controller, adjoint, w
     T = grid.shape[-1]
     d = fld.direction
     results = (tracker.result,) if tracker.single else tracker.result
-    t_stop_u, stopped, _ = tracker.stop_point()
-    t_stop, stopped = (d * t_stop_u).reshape(B, 1).to(y0.dtype), stopped.reshape(B)
+    t_stop = (d * tracker.stop_point()[0]).reshape(B, 1).to(y0.dtype)
     # candidates: the save grid, then each event's crossings (increasing frame)
     s_grid = (d * grid.to(y0.dtype)).reshape(-1, T).expand(B, T)
     t_ev = [r.t.reshape(B, -1) for r in results]
@@ -148,8 +147,7 @@ def replay_events(term, solver, y0: Tensor, grid: Tensor, controller, adjoint, w
             ys_e.append(torch.where(ok.unsqueeze(-1), y_star, math.nan))
         at += K
         t_e, y_e = torch.stack(ts_e, -1), torch.stack(ys_e, 1)           # (B, K), (B, K, S)
-        # the stopping event's point (the first event on a tie, as the locating pass decides)
-        pick = ev.terminal & occ[e][:, -1] & (t_ev[e][:, -1] == d * t_stop[:, 0]) & stopped & stop_t.isnan()
+        pick = tracker.stop_event.reshape(B) == e                     # the event that stopped the row
         stop_t = torch.where(pick, t_e[:, -1], stop_t)
         stop_y = torch.where(pick.unsqueeze(-1), y_e[:, -1], stop_y)
         state = y_shape[len(batch):]
@@ -161,12 +159,6 @@ def replay_events(term, solver, y0: Tensor, grid: Tensor, controller, adjoint, w
                                    occurred=r.occurred))
     saves = picked[:T]                                                   # (T, B, S)
     saves = torch.where(ys_first.reshape(T, B, -1).isnan(), math.nan, saves)  # after a terminal stop
-    ts_out = grid
-    if stop_slot and any(ev.terminal for ev in tracker.events):
-        saves = torch.cat([saves[:-1], torch.where(stopped.unsqueeze(-1), stop_y, saves[-1]).unsqueeze(0)], 0)
-        t_last = torch.where(stopped, stop_t, grid.reshape(-1, T)[:, -1].expand(B).to(y0.dtype))
-        t_last = (t_last.reshape(()) if shared else t_last.reshape(batch)).to(grid.dtype)
-        ts_out = torch.cat([grid.expand(batch + (T,))[..., :-1], t_last.unsqueeze(-1)], -1)
     stats = dict(stats_first)
     stats["nfe"] += work.nfe
     stats["n_steps"] += work.n_steps
@@ -174,4 +166,4 @@ def replay_events(term, solver, y0: Tensor, grid: Tensor, controller, adjoint, w
         stats["njev"] = stats.get("njev", 0) + work.njev
     stats.pop("n_accepted", None), stats.pop("n_rejected", None)
     result = out[0] if tracker.single else tuple(out)
-    return saves.reshape((T,) + y_shape), ts_out, result, stats
+    return (saves.reshape((T,) + y_shape), result, stats, stop_t.reshape(batch), stop_y.reshape(y_shape))

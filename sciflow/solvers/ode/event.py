@@ -279,7 +279,8 @@ class EventTracker:
     def finish(self, solver, t_end: Tensor) -> None:
         """Locate what is pending; set :attr:`result` (user shapes) and :attr:`t_stop`, the flat
         stopping times ``(B,)``: the first time a terminal event reached its ``max_events``, else
-        ``t_end``."""
+        ``t_end``; :attr:`stop_event` ``(B,)``: which event that was (the first on a tie, ``-1`` for
+        none)."""
         if self.pending is not None and bool(self.pending.any()):
             self._flush(solver)
         f = self.field
@@ -306,10 +307,12 @@ class EventTracker:
         self.stopped = stops_.any(-1)
         t_first = torch.where(stops_, t_last_, math.inf).amin(-1)
         self.t_stop = torch.where(self.stopped, t_first, t_end)
+        # the stopping event (the first on ties; -1: none) and its state
+        first = stops_ & (t_last_ == t_first.unsqueeze(-1))
+        self.stop_event = torch.where(self.stopped, first.long().argmax(-1), -1)
         y_stop = torch.full_like(self.states[0][:, -1], math.nan)
-        for e in reversed(range(len(self.events))):      # the stopping event's state (the first on ties)
-            pick = stops_[:, e] & (t_last_[:, e] == t_first)
-            y_stop = torch.where(pick.unsqueeze(-1), self.states[e][:, -1], y_stop)
+        for e in range(len(self.events)):
+            y_stop = torch.where((self.stop_event == e).unsqueeze(-1), self.states[e][:, -1], y_stop)
         self.y_stop = y_stop
 
     def stop_point(self) -> tuple[Tensor, Tensor, Tensor]:

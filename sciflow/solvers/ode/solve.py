@@ -147,20 +147,26 @@ def _solve_event(term, solver, y0, grid, keep, controller, adjoint, batch_ndim, 
     stats = stats.as_dict()
     stats["n_event_evals"] = tracker.n_cond
     keep_t = torch.tensor(keep, device=grid.device)
+    t_stop, stopped, y_stop = tracker.stop_point()
+    result = tracker.result
     if replay:
-        ys, grid, result, stats = replay_events(term, solver, y0, grid, controller, adjoint, window, tracker, ys,
-                                                stop_slot, stats)
-        return Solution(ts=grid.index_select(-1, keep_t), ys=ys.index_select(0, keep_t), stats=stats, event=result)
+        ys, result, stats, t_stop, y_stop = replay_events(term, solver, y0, grid, controller, adjoint, window,
+                                                          tracker, ys, stats)
+    if stop_slot and any(e.terminal for e in tracker.events):
+        grid, ys = _stop_slot(grid, ys, t_stop, stopped, y_stop)
+    return Solution(ts=grid.index_select(-1, keep_t), ys=ys.index_select(0, keep_t), stats=stats, event=result)
+
+
+def _stop_slot(grid: Tensor, ys: Tensor, t_stop: Tensor, stopped: Tensor, y_stop: Tensor) -> tuple[Tensor, Tensor]:
+    """The save at ``t1`` becomes where each trajectory stopped (user shapes: ``t_stop``,
+    ``stopped`` the batch shape or 0-d, ``y_stop`` the state's; both used where ``stopped`` only)."""
     last = grid.shape[-1] - 1
-    if stop_slot and any(e.terminal for e in tracker.events):   # the t1 slot holds where each trajectory stopped
-        t_stop, stopped, y_event = tracker.stop_point()
-        if grid.ndim == 1 and t_stop.ndim:
-            grid = grid.expand(t_stop.shape + grid.shape)
-        grid = torch.cat([grid[..., :last], t_stop.unsqueeze(-1).to(grid.dtype)], -1)
-        mask = stopped.reshape(stopped.shape + (1,) * (ys.ndim - 1 - stopped.ndim))
-        ys = torch.cat([ys[:last], torch.where(mask, y_event, ys[last]).unsqueeze(0)], 0)
-    return Solution(ts=grid.index_select(-1, keep_t), ys=ys.index_select(0, keep_t), stats=stats,
-                    event=tracker.result)
+    if grid.ndim == 1 and t_stop.ndim:
+        grid = grid.expand(t_stop.shape + grid.shape)
+    t_last = torch.where(stopped, t_stop.to(grid.dtype), grid[..., last])
+    grid = torch.cat([grid[..., :last], t_last.unsqueeze(-1)], -1)
+    mask = stopped.reshape(stopped.shape + (1,) * (ys.ndim - 1 - stopped.ndim))
+    return grid, torch.cat([ys[:last], torch.where(mask, y_stop, ys[last]).unsqueeze(0)], 0)
 
 
 def odeint(f: Callable[[Tensor, Tensor], Tensor], y0: Tensor, t: Tensor, *,
