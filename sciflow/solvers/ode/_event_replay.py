@@ -42,7 +42,7 @@ import math
 import torch
 from torch import Tensor
 
-from .event import EventResult, EventTracker
+from .event import EventResult, EventTracker, newton_root
 
 __all__ = ["replay_events"]
 
@@ -78,7 +78,7 @@ def _merged_grid(s: Tensor, needed: Tensor) -> tuple[Tensor, Tensor]:
 def _newton_step(cond, vector_field, t: Tensor, t_f: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
     r"""Step 3 of the module docstring at the located time ``t`` (user shapes: ``t`` as ``cond``
     takes it, ``t_f`` as the vector field does) and the replayed state ``y``: :math:`(t^*, y^*)`
-    flat, ``(B,)`` and ``(B, S)``. A tangential crossing (:math:`\dot g = 0`) gets no time gradient."""
+    flat, ``(B,)`` and ``(B, S)``; :math:`\dot g` with ``f`` itself."""
     f = vector_field(t_f, y).detach()
     with torch.enable_grad():       # ġ = ∂_t g + ∂_y g · f, without a graph
         tt, yy = t.detach().requires_grad_(True), y.detach().requires_grad_(True)
@@ -86,9 +86,7 @@ def _newton_step(cond, vector_field, t: Tensor, t_f: Tensor, y: Tensor) -> tuple
     gdot = torch.zeros_like(t) if gt is None else gt
     if gy is not None:
         gdot = gdot + (gy * f).reshape(gdot.shape + (-1,)).sum(-1)
-    inv = torch.where(gdot != 0, 1.0 / torch.where(gdot != 0, gdot, torch.ones_like(gdot)), torch.zeros_like(gdot))
-    g = cond(t, y)
-    t_star = (t - (g - g.detach()) * inv).reshape(-1)
+    t_star = newton_root(t, cond(t, y), gdot).reshape(-1)
     B = t_star.shape[0]
     return t_star, y.reshape(B, -1) + f.reshape(B, -1) * (t_star - t_star.detach()).unsqueeze(-1)
 

@@ -144,6 +144,15 @@ def condition(event: Event, t: Tensor, y: Tensor, want: tuple[int, ...] | None, 
     return g.clone()
 
 
+def newton_root(t_hat: Tensor, g: Tensor, gdot: Tensor) -> Tensor:
+    """One Newton step with the root held fixed, ``t̂ - (g - sg[g]) / ġ``: the value ``t̂`` and
+    the implicit-function-theorem gradient of the root (module docstring); ``g`` carries the graph,
+    ``ġ`` none. A tangential crossing (``ġ = 0``) gets no time gradient."""
+    nz = gdot != 0
+    inv = torch.where(nz, 1.0 / torch.where(nz, gdot, torch.ones_like(gdot)), torch.zeros_like(gdot))
+    return t_hat - (g - g.detach()) * inv
+
+
 def as_events(event) -> tuple[tuple[Event, ...], list[str]]:
     """``solve``'s (and ``first_passage``'s) ``event`` argument — one :class:`Event` or a
     non-empty list of them — as a tuple, with the names errors give their conditions
@@ -352,10 +361,7 @@ class EventTracker:
             th = (tt - step[0]) / torch.where(step[1] != 0, step[1], torch.ones_like(step[1]))
             yy = dense(th, h=step[1], y0=step[2], y1=step[3], f1=step[4], ks=step[5:])
             gdot, = torch.autograd.grad(self.cond_one(e, tt, yy).sum(), tt, allow_unused=True)
-        if gdot is None:
-            gdot = torch.zeros_like(t_hat)
-        inv = torch.where(gdot != 0, 1.0 / torch.where(gdot != 0, gdot, torch.ones_like(gdot)), torch.zeros_like(gdot))
-        t_star = t_hat - (g_hat - g_hat.detach()) * inv
+        t_star = newton_root(t_hat, g_hat, torch.zeros_like(t_hat) if gdot is None else gdot)
         return t_star, dense((t_star - t0) / torch.where(h != 0, h, torch.ones_like(h)))
 
     def _illinois(self, g: Callable[[Tensor], Tensor], g0: Tensor, g1: Tensor, rows: Tensor, max_iter: int,
