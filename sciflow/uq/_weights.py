@@ -1,6 +1,7 @@
 """A model's trainable parameters as one flat vector, and the model evaluated under many such
 vectors at once (``torch.func.vmap`` over ``functional_call``, one by one where the model does not
-allow it): the weight space that HMC samples and SWAG fits a Gaussian in."""
+allow it): the weight space that HMC samples, SWAG fits a Gaussian in and deep ensembles train in
+parallel."""
 
 from __future__ import annotations
 

@@ -24,24 +24,14 @@ import warnings
 from typing import Any, Callable, Iterable, Sequence
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.func import functional_call, stack_module_state, vmap
 
 from sciflow.models.base import SciflowModel
+from sciflow.uq._weights import ModelCall
 from sciflow.uq.base import Predictor, check_alpha
 from sciflow.uq.heads import GaussianPredictive
 from sciflow.uq.prediction import Prediction
-
-
-class _LossOf(nn.Module):
-    """``forward(batch) = model.loss(batch).total`` so ``functional_call`` can reach ``loss``."""
-
-    def __init__(self, model: SciflowModel) -> None:
-        super().__init__()
-        self.m = model
-
-    def forward(self, batch: Any) -> Tensor:
-        return self.m.loss(batch).total
 
 
 def build_members(factory: Callable[[], SciflowModel], n_members: int, seed: int = 0) -> list[SciflowModel]:
@@ -77,7 +67,7 @@ def _cycle(batches: Iterable[Any], steps: int) -> Iterable[Any]:
 def _train_vectorised(members: list[SciflowModel], batches: Iterable[Any], steps: int,
                       make_opt: Callable[[list[Tensor]], torch.optim.Optimizer]) -> list[float]:
     params, buffers = stack_module_state(members)
-    base = _LossOf(copy.deepcopy(members[0]).to("meta"))
+    base = ModelCall(copy.deepcopy(members[0]).to("meta"), use_loss=True)
     pkeys = list(params)
 
     def one(p: dict[str, Tensor], b: dict[str, Tensor], batch: Any) -> Tensor:
