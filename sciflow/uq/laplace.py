@@ -36,7 +36,7 @@ scale) is refused with an error. Targets must be fully observed.
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -127,24 +127,27 @@ class LastLayerLaplace(Predictor):
                              "output is the prediction")
 
     # -- fitting -----------------------------------------------------------------------------------
-    def fit(self, batches: Iterable[Any]) -> "LastLayerLaplace":
-        """One pass over ``batches``: :math:`\\tilde\\Phi^\\top\\tilde\\Phi`, the residuals, then
-        :math:`\\sigma^2` and :math:`\\lambda` (if not given) and :math:`H^{-1}`."""
-        gram, sq, n, first = None, 0.0, 0, True
-        for batch in batches:
+    def _rows(self, batches: Iterable[Any], check_head: bool = False) -> Iterator[tuple[Tensor, float, int]]:
+        """Per batch: the features (float64, with the bias column), the residuals' sum of squares
+        and their count; targets must be fully observed; ``check_head``: on the first batch."""
+        for i, batch in enumerate(batches):
             phi, pred = self._forward(batch)
             y = target_for(batch, pred)
             obs = observed_for(batch, pred)
             if obs is not None and not bool(obs.all()):
                 raise ValueError("LastLayerLaplace needs fully observed targets (the batch has a target_mask "
                                  "with missing entries)")
-            if first:
+            if check_head and i == 0:
                 self._check_head(batch, pred)
-                first = False
-            phi64 = phi.double()
-            gram = phi64.T @ phi64 if gram is None else gram + phi64.T @ phi64
-            sq += float(((y - pred).double() ** 2).sum())
-            n += y.numel()
+            yield phi.double(), float(((y - pred).double() ** 2).sum()), y.numel()
+
+    def fit(self, batches: Iterable[Any]) -> "LastLayerLaplace":
+        """One pass over ``batches``: :math:`\\tilde\\Phi^\\top\\tilde\\Phi`, the residuals, then
+        :math:`\\sigma^2` and :math:`\\lambda` (if not given) and :math:`H^{-1}`."""
+        gram, sq, n = None, 0.0, 0
+        for phi, sq_b, n_b in self._rows(batches, check_head=True):
+            gram = phi.T @ phi if gram is None else gram + phi.T @ phi
+            sq, n = sq + sq_b, n + n_b
         if gram is None:
             raise ValueError("LastLayerLaplace.fit: no batches")
         self._gram = gram
@@ -172,12 +175,8 @@ class LastLayerLaplace(Predictor):
         noise's posterior, would over-cover."""
         if self.root is None:
             raise RuntimeError("LastLayerLaplace: call fit(batches) before fit_noise")
-        feats, sq, n = [], 0.0, 0
-        for batch in batches:
-            phi, pred = self._forward(batch)
-            feats.append(phi.double())
-            sq += float(((target_for(batch, pred) - pred).double() ** 2).sum())
-            n += pred.numel()
+        rows = list(self._rows(batches))
+        feats, sq, n = [r[0] for r in rows], sum(r[1] for r in rows), sum(r[2] for r in rows)
         if not feats:
             raise ValueError("LastLayerLaplace.fit_noise: no batches")
         phi, mse = torch.cat(feats), sq / n
