@@ -42,11 +42,10 @@ def solve(tree, y0, tol, gains):
     ctrl = PIController(rtol=tol, atol=tol, pcoeff=p, icoeff=i, factor_max=fmax[0] if fmax else 10.0)
     ys, st = sdeint(lambda t, y: y, lambda t, y: y, y0, [0.0, 1.0], solver=Milstein(), brownian=tree,
                     controller=ctrl, return_stats=True)
-    attempted = st["n_accepted"] + st["n_rejected"]
-    attempted = float(attempted.float().mean()) if torch.is_tensor(attempted) else float(attempted)
-    rejected = st["n_rejected"]
-    rejected = float(rejected.float().mean()) if torch.is_tensor(rejected) else float(rejected)
-    return ys[-1], attempted, rejected
+    def mean(x):    # per sample (a tensor) or one count for the batch
+        return float(torch.as_tensor(x, dtype=torch.float64).mean())
+
+    return ys[-1], mean(st["n_accepted"] + st["n_rejected"]), mean(st["n_rejected"])
 
 
 def main() -> None:
