@@ -126,11 +126,16 @@ def compare(train_b, val_b, test_b, d, noise, args) -> dict:
     t0 = time.perf_counter()
     g_sw = torch.Generator().manual_seed(0)
     minis = [train_b.index(i) for i in torch.randperm(train_b.batch_size, generator=g_sw).split(16)]
+
+    def swag_of(model, lr, n_samples):
+        """SWAG from a copy of ``model``: 50 epochs, weights collected once per epoch, rank 20."""
+        return SWAG(copy.deepcopy(model), alpha=ALPHA, rank=20, n_samples=n_samples).fit(
+            minis, steps=50 * len(minis), lr=lr, collect_every=len(minis), momentum=0.9)
+
     best = None
     for lr_s in (1e-3, 3e-3, 1e-2, 3e-2, 1e-1):
-        sw = SWAG(copy.deepcopy(point), alpha=ALPHA, rank=20, n_samples=200)
         try:
-            sw.fit(minis, steps=50 * len(minis), lr=lr_s, collect_every=len(minis), momentum=0.9)
+            sw = swag_of(point, lr_s, 200)
         except FloatingPointError:
             continue
         sw.observation_noise = validation_noise(sw, val_b, g_sw)
@@ -154,8 +159,7 @@ def compare(train_b, val_b, test_b, d, noise, args) -> dict:
     out["deep_ensemble"] = score_prediction(ens_pred, y_test)
     # MultiSWAG: a SWAG around each ensemble member at SWAG's chosen rate, pooled; validation noise
     t0 = time.perf_counter()
-    swags = [SWAG(copy.deepcopy(m), alpha=ALPHA, rank=20, n_samples=40).fit(
-        minis, steps=50 * len(minis), lr=best[1], collect_every=len(minis), momentum=0.9) for m in ens.members]
+    swags = [swag_of(m, best[1], 40) for m in ens.members]
     multi = MixturePredictor(swags, alpha=ALPHA)
     noise_m = validation_noise(multi, val_b, g_sw)
     for s in swags:
