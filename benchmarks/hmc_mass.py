@@ -1,10 +1,14 @@
-"""HMC / NUTS sampling efficiency with a diagonal vs a dense mass matrix, against an exact posterior.
+"""HMC / NUTS sampling efficiency with Stan's diagonal and dense mass matrices and the Fisher-divergence
+diagonal and low-rank ones (Seyboldt, Carlson & Carpenter 2026), against an exact posterior.
 
 Target: Bayesian multi-output linear regression ``y = W x + b + noise`` (``d`` inputs and outputs,
 ``D = d^2 + d`` weights; prior N(0, 1), noise sigma known) whose ``d`` inputs share one factor
 (correlation ``rho``, offset 1), so every row of ``(W, b)`` has the same strongly correlated
 Gaussian posterior (condition number in the hundreds) in closed form. Each sampler runs the same
-warm-up and draws (Stan's windowed adaptation, ``sciflow.uq.hmc``), one torch thread; recorded per
+warm-up and draws (Stan's windowed adaptation, ``sciflow.uq.hmc``), one torch thread. Three settings:
+``d = 4, 8`` with a long warm-up (1000: the last slow window has 500 draws, more than the D = 20, 72
+weights), ``short`` (d = 16, D = 272, warm-up 300: every window has fewer draws than weights) and NUTS
+at d = 4. Recorded per
 run: the minimum bulk and tail ESS over the weights (Vehtari et al. 2021) per 1000 gradient
 evaluations (all chains), the largest split-R-hat, the largest error of the posterior means (in
 posterior standard deviations) and of the posterior standard deviations (relative), step size,
@@ -32,25 +36,44 @@ BENCHMARK = {
     "name": "hmc_mass", "script": "hmc_mass.py", "family": "uncertainty", "owner": "previous session",
     "kind": "speed",
     "dataset": "Bayesian linear regression on inputs sharing one factor (rho = 0.99), exact Gaussian posterior",
-    "description": "HMC effective samples per gradient with Stan's dense vs diagonal adapted mass matrix",
+    "description": "HMC effective samples per gradient with Stan's diagonal/dense and the Fisher-divergence "
+                   "diagonal/low-rank adapted mass matrices",
     "scales": {"smoke": ["--scale", "smoke"], "cpu": ["--scale", "cpu"]},
     "results": {"smoke": ["hmc_mass_smoke"], "cpu": ["hmc_mass"]},
     "metrics": [
+        {"label": "HMC, low-rank Fisher mass, D = 272 after 300 warm-up: min tail ESS per 1000 gradients",
+         "better": "higher", "path": "runs/short/hmc_low_rank/ess_tail_per_1000_grads",
+         "baselines": {"dense mass": "runs/short/hmc_dense/ess_tail_per_1000_grads",
+                       "diagonal mass": "runs/short/hmc_diag/ess_tail_per_1000_grads",
+                       "Fisher diagonal": "runs/short/hmc_fisher_diag/ess_tail_per_1000_grads"}},
+        {"label": "HMC, low-rank Fisher mass, D = 272 after 300 warm-up: max split-R-hat",
+         "path": "runs/short/hmc_low_rank/max_rhat",
+         "baselines": {"dense mass": "runs/short/hmc_dense/max_rhat", "diagonal mass": "runs/short/hmc_diag/max_rhat"},
+         "note": "below 1.01-1.05 = converged"},
+        {"label": "HMC, low-rank Fisher mass, D = 72: min tail ESS per 1000 gradients", "better": "higher",
+         "path": "runs/d8/hmc_low_rank/ess_tail_per_1000_grads",
+         "baselines": {"dense mass": "runs/d8/hmc_dense/ess_tail_per_1000_grads",
+                       "diagonal mass": "runs/d8/hmc_diag/ess_tail_per_1000_grads"}},
         {"label": "HMC, dense mass, D = 72: min tail ESS per 1000 gradients", "better": "higher",
          "path": "runs/d8/hmc_dense/ess_tail_per_1000_grads",
          "baselines": {"diagonal mass": "runs/d8/hmc_diag/ess_tail_per_1000_grads"}},
         {"label": "HMC, dense mass, D = 72: max split-R-hat",
          "path": "runs/d8/hmc_dense/max_rhat", "baselines": {"diagonal mass": "runs/d8/hmc_diag/max_rhat"},
          "note": "below 1.01-1.05 = converged"},
-        {"label": "NUTS, dense mass, D = 20: gradients per transition",
-         "path": "runs/d4/nuts_dense/grads_per_transition",
-         "baselines": {"diagonal mass": "runs/d4/nuts_diag/grads_per_transition"}},
+        {"label": "NUTS, low-rank Fisher mass, D = 20: gradients per transition",
+         "path": "runs/d4/nuts_low_rank/grads_per_transition",
+         "baselines": {"dense mass": "runs/d4/nuts_dense/grads_per_transition",
+                       "diagonal mass": "runs/d4/nuts_diag/grads_per_transition",
+                       "Fisher diagonal": "runs/d4/nuts_fisher_diag/grads_per_transition"}},
     ],
 }
 
-SCALES = {  # d values, HMC (chains, warm-up, draws, leapfrog), NUTS (chains, warm-up, draws, max depth) or None
-    "smoke": {"dims": [4], "hmc": (2, 60, 20, 4), "nuts": None},
-    "cpu": {"dims": [4, 8], "hmc": (4, 1000, 500, 8), "nuts": (2, 300, 200, 8)},
+MASSES = ("diag", "dense", "fisher_diag", "low_rank")
+# d values, HMC (chains, warm-up, draws, leapfrog), the short warm-up (d, chains, warm-up, draws, leapfrog) or
+# None, NUTS (chains, warm-up, draws, max depth) or None
+SCALES = {
+    "smoke": {"dims": [4], "hmc": (2, 60, 20, 4), "short": None, "nuts": None},
+    "cpu": {"dims": [4, 8], "hmc": (4, 1000, 500, 8), "short": (16, 4, 300, 500, 8), "nuts": (2, 300, 200, 8)},
 }
 
 
@@ -120,9 +143,14 @@ def main() -> None:
     for d in cfg["dims"]:
         _, _, _, cond = problem(d)
         posteriors[f"d{d}"] = {"D": d * d + d, "row_covariance_condition_number": cond}
-        runs[f"d{d}"] = {f"hmc_{m}": run_one("hmc", m, d, cfg["hmc"]) for m in ("diag", "dense")}
+        runs[f"d{d}"] = {f"hmc_{m}": run_one("hmc", m, d, cfg["hmc"]) for m in MASSES}
         if cfg["nuts"] is not None and d == min(cfg["dims"]):
-            runs[f"d{d}"] |= {f"nuts_{m}": run_one("nuts", m, d, cfg["nuts"]) for m in ("diag", "dense")}
+            runs[f"d{d}"] |= {f"nuts_{m}": run_one("nuts", m, d, cfg["nuts"]) for m in MASSES}
+    if cfg["short"] is not None:
+        d, *sizes = cfg["short"]
+        _, _, _, cond = problem(d)
+        posteriors["short"] = {"D": d * d + d, "row_covariance_condition_number": cond}
+        runs["short"] = {f"hmc_{m}": run_one("hmc", m, d, sizes) for m in MASSES}
     assert all(math.isfinite(r["max_rhat"]) for v in runs.values() for r in v.values())
     write_result("hmc_mass" + ("_smoke" if args.scale == "smoke" else ""),
                  {"scale": args.scale, "sizes": cfg, "posterior": posteriors, "runs": runs})

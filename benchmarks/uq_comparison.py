@@ -255,8 +255,9 @@ def main() -> None:
     ap.add_argument("--hmc-sampler", choices=("hmc", "nuts"), default="hmc",
                     help="fixed-length HMC, or NUTS (chains one after another, --hmc-leapfrog ignored)")
     ap.add_argument("--hmc-max-tree-depth", type=int, default=6, help="NUTS only")
-    ap.add_argument("--hmc-mass", choices=("diag", "dense"), default="diag",
-                    help="mass matrix adapted in warm-up (dense: D x D, for D well below n_warmup / 2)")
+    ap.add_argument("--hmc-mass", choices=("diag", "dense", "fisher_diag", "low_rank"), default="diag",
+                    help="mass matrix adapted in warm-up (dense: D x D, for D well below n_warmup / 2; "
+                         "fisher_diag / low_rank: from draws and gradients, any D)")
     ap.add_argument("--hmc-diag-inputs", type=int, default=64,
                     help="test inputs whose every output gets a function-space R-hat / ESS")
     ap.add_argument("--navier-stokes", action="store_true")

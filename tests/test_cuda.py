@@ -356,7 +356,7 @@ def _conjugate_regression():
     return x, y, Phi, C, (C @ Phi.T @ y / 0.09).T
 
 
-@pytest.mark.parametrize("mass_matrix", ["diag", "dense"])
+@pytest.mark.parametrize("mass_matrix", ["diag", "dense", "low_rank"])
 def test_hmc_on_device_with_a_device_generator(mass_matrix: str) -> None:
     """HMC chains (vmapped) on the device, every draw from a device generator, in float64: draws,
     adapted mass matrix and step sizes stay there, and the posterior mean of a conjugate linear

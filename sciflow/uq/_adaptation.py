@@ -7,15 +7,48 @@ r"""Warm-up adaptation of HMC (Stan's windowed scheme), per chain and on the dev
   slow windows (first 25) that estimate the mass matrix, and a terminal fast buffer (50),
   scaled down proportionally for short warm-ups.
 
-The mass matrix each slow window estimates is :mod:`sciflow.uq._mass`'s.
+- :data:`MASS_MATRICES`: what each slow window estimates, by ``run(mass_matrix=...)``'s name:
+  Stan's variance estimates (``"diag"``, ``"dense"``, :mod:`sciflow.uq._mass`) or the Fisher-divergence
+  minimisers (``"fisher_diag"``, ``"low_rank"``, :mod:`sciflow.uq._fisher_mass`).
 """
 
 from __future__ import annotations
 
 import math
+from typing import Callable, NamedTuple
 
 import torch
 from torch import Tensor
+
+from sciflow.uq import _mass
+from sciflow.uq._fisher_mass import fisher_diagonal, fisher_low_rank
+from sciflow.uq._mass import DenseMass, DiagonalMass, LowRankMass, Mass
+
+
+class MassAdaptation(NamedTuple):
+    """A mass matrix's start (from the initial weights) and its estimate from one slow window's
+    draws and the gradients at them, both ``(chains, n, D)``."""
+
+    identity: Callable[[Tensor], Mass]
+    estimate: Callable[[Tensor, Tensor], Mass]
+
+
+MASS_MATRICES = {
+    "diag": MassAdaptation(DiagonalMass.identity, DiagonalMass.from_window),
+    "dense": MassAdaptation(DenseMass.identity, DenseMass.from_window),
+    "fisher_diag": MassAdaptation(DiagonalMass.identity, fisher_diagonal),
+    "low_rank": MassAdaptation(LowRankMass.identity, fisher_low_rank),
+}
+
+
+def check_mass_matrix(kind: str, dim: int) -> None:
+    """A clear error for an unknown kind or a dense matrix too large to hold."""
+    if kind not in MASS_MATRICES:
+        raise ValueError(f"mass_matrix must be one of {sorted(MASS_MATRICES)}, got {kind!r}")
+    if kind == "dense" and dim > _mass.DENSE_MAX_DIM:
+        raise ValueError(f"mass_matrix='dense' over D = {dim:,} weights needs D x D = {dim * dim:,} numbers per "
+                         f"chain (limit D = {_mass.DENSE_MAX_DIM:,}), and far more warm-up draws than weights to "
+                         "estimate; use mass_matrix='low_rank' or 'diag'")
 
 
 class DualAveraging:

@@ -1,8 +1,11 @@
 r"""Mass matrices of HMC: the kinetic energy :math:`K(p)=\tfrac12 p^\top M^{-1}p`, momentum draws
 :math:`p\sim\mathcal N(0,M)` and their warm-up estimates, batched over chains.
 
-Both estimate :math:`M^{-1}` from the draws of one slow warm-up window, as Stan does
-(Stan Reference Manual, "HMC algorithm parameters: Euclidean metric"; Betancourt 2017, Sec. 4.2):
+Three representations: diagonal, dense and low-rank plus diagonal (:class:`LowRankMass`, estimated
+by :mod:`sciflow.uq._fisher_mass`). The first two also carry Stan's estimators, which read
+:math:`M^{-1}` off the draws of one slow warm-up window (Stan Reference Manual, "HMC algorithm
+parameters: Euclidean metric"; Betancourt 2017, Sec. 4.2); every ``from_window`` takes the window's
+draws and the gradients at them, which Stan's estimators ignore:
 
 - :class:`DiagonalMass` (Stan's ``diag_e``): the per-parameter sample variances, shrunk towards
   :math:`10^{-3}`: :math:`\tfrac{n}{n+5}\hat\sigma^2_i + 10^{-3}\tfrac{5}{n+5}`. Evens out scales, not
@@ -40,8 +43,8 @@ class DiagonalMass:
         return cls(torch.ones_like(theta))
 
     @classmethod
-    def from_window(cls, draws: Tensor) -> "DiagonalMass":
-        """From one slow window's draws ``(chains, n, D)``."""
+    def from_window(cls, draws: Tensor, grads: Tensor | None = None) -> "DiagonalMass":
+        """Stan's estimate from one slow window's draws ``(chains, n, D)``."""
         n = draws.shape[1]
         var = draws.var(1) if n > 1 else torch.ones_like(draws[:, 0])
         return cls((n / (n + SHRINK_N)) * var + SHRINK_TO * (SHRINK_N / (n + SHRINK_N)))
@@ -82,8 +85,8 @@ class DenseMass:
         return cls(eye.expand(*theta.shape[:-1], -1, -1).clone())
 
     @classmethod
-    def from_window(cls, draws: Tensor) -> "DenseMass":
-        """From one slow window's draws ``(chains, n, D)``."""
+    def from_window(cls, draws: Tensor, grads: Tensor | None = None) -> "DenseMass":
+        """Stan's estimate from one slow window's draws ``(chains, n, D)``."""
         n, D = draws.shape[1], draws.shape[2]
         eye = torch.eye(D, dtype=draws.dtype, device=draws.device)
         if n > 1:
@@ -110,17 +113,50 @@ class DenseMass:
         return torch.linalg.solve_triangular(self.cholesky.transpose(-1, -2), z.unsqueeze(-1), upper=True).squeeze(-1)
 
 
-Mass = DiagonalMass | DenseMass
-MASS_MATRICES = {"diag": DiagonalMass, "dense": DenseMass}
+class LowRankMass:
+    r""":math:`M^{-1}=\operatorname{diag}(\sigma)\,(I+U(\Lambda-I)U^\top)\,\operatorname{diag}(\sigma)`:
+    per-weight scales ``scale`` :math:`\sigma` ``(chains, D)``, orthonormal directions ``basis``
+    :math:`U` ``(chains, D, K)`` of the scaled space and their variances ``eigenvalues``
+    :math:`\Lambda` ``(chains, K)`` (a direction with :math:`\lambda=1` is inert: chains pad with
+    those). Every operation costs :math:`O(DK)`; :math:`M=\operatorname{diag}(\sigma^{-1})
+    (I+U(\Lambda^{-1}-I)U^\top)\operatorname{diag}(\sigma^{-1})` and, :math:`U` being orthonormal,
+    :math:`(I+U(\Lambda^{-1/2}-I)U^\top)^2=I+U(\Lambda^{-1}-I)U^\top` gives its square root."""
+
+    kind = "low_rank"
+
+    def __init__(self, scale: Tensor, basis: Tensor, eigenvalues: Tensor) -> None:
+        self.scale, self.basis, self.eigenvalues = scale, basis, eigenvalues
+
+    @classmethod
+    def identity(cls, theta: Tensor) -> "LowRankMass":
+        return cls(torch.ones_like(theta), theta.new_zeros(*theta.shape, 0), theta.new_ones(*theta.shape[:-1], 0))
+
+    def chain(self, c: int) -> "LowRankMass":
+        return LowRankMass(self.scale[c], self.basis[c], self.eigenvalues[c])
+
+    def _low_rank(self, y: Tensor, power: float) -> Tensor:
+        r""":math:`(I+U(\Lambda^{p}-I)U^\top)y`."""
+        coef = torch.einsum("...dk,...d->...k", self.basis, y) * (self.eigenvalues**power - 1)
+        return y + torch.einsum("...dk,...k->...d", self.basis, coef)
+
+    @property
+    def inverse(self) -> Tensor:
+        """The diagonal of :math:`M^{-1}`, ``(chains, D)``."""
+        return self.scale**2 * (1 + (self.basis**2 * (self.eigenvalues - 1).unsqueeze(-2)).sum(-1))
+
+    def velocity(self, p: Tensor) -> Tensor:
+        return self.scale * self._low_rank(self.scale * p, 1.0)
+
+    def drift(self, theta: Tensor, eps: Tensor | float, p: Tensor) -> Tensor:
+        return theta + eps * self.velocity(p)
+
+    def kinetic(self, p: Tensor) -> Tensor:
+        return 0.5 * (p * self.velocity(p)).sum(-1)
+
+    def momentum(self, z: Tensor) -> Tensor:
+        return self._low_rank(z, -0.5) / self.scale
+
+
+Mass = DiagonalMass | DenseMass | LowRankMass
 #: Largest D for a dense matrix: chains x D^2 numbers (4 chains, D = 20000: 12.8 GB in float64).
 DENSE_MAX_DIM = 20_000
-
-
-def check_mass_matrix(kind: str, dim: int) -> None:
-    """A clear error for an unknown kind or a dense matrix too large to hold."""
-    if kind not in MASS_MATRICES:
-        raise ValueError(f"mass_matrix must be one of {sorted(MASS_MATRICES)}, got {kind!r}")
-    if kind == "dense" and dim > DENSE_MAX_DIM:
-        raise ValueError(f"mass_matrix='dense' over D = {dim:,} weights needs D x D = {dim * dim:,} numbers per "
-                         f"chain (limit D = {DENSE_MAX_DIM:,}), and far more warm-up draws than weights to "
-                         "estimate; use mass_matrix='diag'")
