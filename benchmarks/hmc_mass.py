@@ -8,7 +8,9 @@ Gaussian posterior (condition number in the hundreds) in closed form. Each sampl
 warm-up and draws (Stan's windowed adaptation, ``sciflow.uq.hmc``), one torch thread. Three settings:
 ``d = 4, 8`` with a long warm-up (1000: the last slow window has 500 draws, more than the D = 20, 72
 weights), ``short`` (d = 16, D = 272, warm-up 300: every window has fewer draws than weights) and NUTS
-at d = 4. Recorded per
+at d = 4; and ``bnn``: the Burgers network of ``uq_comparison.py`` (MLP 32-16-32, D = 1072, started at its
+Adam fit, noise = its validation residual; no exact posterior), where function-space split-R-hat and ESS
+of the predictions at 64 test inputs (``HMC.function_diagnostics``) are the ones to read. Recorded per
 run: the minimum bulk and tail ESS over the weights (Vehtari et al. 2021) per 1000 gradient
 evaluations (all chains), the largest split-R-hat, the largest error of the posterior means (in
 posterior standard deviations) and of the posterior standard deviations (relative), step size,
@@ -60,6 +62,11 @@ BENCHMARK = {
         {"label": "HMC, dense mass, D = 72: max split-R-hat",
          "path": "runs/d8/hmc_dense/max_rhat", "baselines": {"diagonal mass": "runs/d8/hmc_diag/max_rhat"},
          "note": "below 1.01-1.05 = converged"},
+        {"label": "HMC on the Burgers network (D = 1072), low-rank Fisher mass: median function-space split-R-hat",
+         "path": "runs/bnn/hmc_low_rank/function_median_rhat",
+         "baselines": {"diagonal mass": "runs/bnn/hmc_diag/function_median_rhat",
+                       "Fisher diagonal": "runs/bnn/hmc_fisher_diag/function_median_rhat"},
+         "note": "multimodal posterior: none of them has mixed (below 1.01-1.05)"},
         {"label": "NUTS, low-rank Fisher mass, D = 20: gradients per transition",
          "path": "runs/d4/nuts_low_rank/grads_per_transition",
          "baselines": {"dense mass": "runs/d4/nuts_dense/grads_per_transition",
@@ -70,10 +77,11 @@ BENCHMARK = {
 
 MASSES = ("diag", "dense", "fisher_diag", "low_rank")
 # d values, HMC (chains, warm-up, draws, leapfrog), the short warm-up (d, chains, warm-up, draws, leapfrog) or
-# None, NUTS (chains, warm-up, draws, max depth) or None
+# None, NUTS (chains, warm-up, draws, max depth) or None, the Burgers network (chains, warm-up, draws, leapfrog) or None
 SCALES = {
-    "smoke": {"dims": [4], "hmc": (2, 60, 20, 4), "short": None, "nuts": None},
-    "cpu": {"dims": [4, 8], "hmc": (4, 1000, 500, 8), "short": (16, 4, 300, 500, 8), "nuts": (2, 300, 200, 8)},
+    "smoke": {"dims": [4], "hmc": (2, 60, 20, 4), "short": None, "nuts": None, "bnn": None},
+    "cpu": {"dims": [4, 8], "hmc": (4, 1000, 500, 8), "short": (16, 4, 300, 500, 8), "nuts": (2, 300, 200, 8),
+            "bnn": (4, 1000, 1000, 20)},
 }
 
 
@@ -133,6 +141,40 @@ def run_one(sampler: str, mass: str, d: int, sizes, seed: int = 0) -> dict:
     return out
 
 
+def run_bnn(mass: str, sizes, seed: int = 0) -> dict:
+    """HMC on the Burgers network of ``uq_comparison.py``: function-space diagnostics and CRPS."""
+    from sciflow.nn.mlp import MLP
+    from sciflow.uq import PointForecaster, score_prediction
+    from uq_comparison import burgers_data, train
+
+    data, _ = burgers_data(128 + 64 + 256, 32, 0.05, seed=0)
+    tr, va, te = data.index(slice(0, 128)), data.index(slice(128, 192)), data.index(slice(192, None))
+    torch.manual_seed(0)
+    net = train(PointForecaster(MLP(32, 32, width=16, depth=1)), tr, 1500, 3e-3, 0)
+    with torch.no_grad():
+        noise = float(((net(va) - va.values[:, 1:]) ** 2).mean().sqrt())
+    chains, warmup, draws, leapfrog = sizes
+    hmc = HMC(net, GaussianPrior(1.0), GaussianLikelihood(noise), [tr], alpha=0.1)
+    c0 = time.process_time()
+    res = hmc.run(n_samples=draws, n_warmup=warmup, n_chains=chains, n_leapfrog=leapfrog, init_jitter=0.0,
+                  mass_matrix=mass, generator=torch.Generator().manual_seed(seed))
+    cpu_s = time.process_time() - c0
+    grads = chains * (warmup + draws) * leapfrog
+    f = hmc.function_diagnostics(te.index(slice(0, 64))).summary()
+    scores = score_prediction(hmc.predict(te, generator=torch.Generator().manual_seed(1), max_draws=400),
+                              te.values[:, 1:])
+    out = {"D": hmc.dim, "chains": chains, "warmup": warmup, "draws": draws, "gradient_evals": grads,
+           "function_median_rhat": f["median_rhat"], "function_max_rhat": f["max_rhat"],
+           "function_median_ess_bulk": f["median_ess_bulk"], "function_min_ess_tail": f["min_ess_tail"],
+           "function_median_ess_bulk_per_1000_grads": 1000 * f["median_ess_bulk"] / grads,
+           "rhat_log_prob": res.summary()["rhat_log_prob"], "crps": scores["crps"], "coverage": scores["coverage"],
+           "step_size": float(res.step_size.mean()), "accept_rate": float(res.accept_rate.mean()),
+           "divergences": int(res.divergences.sum()), "cpu_s": cpu_s}
+    print(f"bnn {mass}: function R-hat median {out['function_median_rhat']:.3f}, median bulk ESS "
+          f"{out['function_median_ess_bulk']:.0f}, step {out['step_size']:.4f}, {cpu_s:.1f} cpu-s", flush=True)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--scale", choices=sorted(SCALES), default="cpu")
@@ -151,7 +193,10 @@ def main() -> None:
         _, _, _, cond = problem(d)
         posteriors["short"] = {"D": d * d + d, "row_covariance_condition_number": cond}
         runs["short"] = {f"hmc_{m}": run_one("hmc", m, d, sizes) for m in MASSES}
-    assert all(math.isfinite(r["max_rhat"]) for v in runs.values() for r in v.values())
+    if cfg["bnn"] is not None:
+        runs["bnn"] = {f"hmc_{m}": run_bnn(m, cfg["bnn"]) for m in ("diag", "fisher_diag", "low_rank")}
+    assert all(math.isfinite(r.get("max_rhat", r.get("function_median_rhat")))
+               for v in runs.values() for r in v.values())
     write_result("hmc_mass" + ("_smoke" if args.scale == "smoke" else ""),
                  {"scale": args.scale, "sizes": cfg, "posterior": posteriors, "runs": runs})
 

