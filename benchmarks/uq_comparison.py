@@ -10,7 +10,8 @@ distributions on held-out initial states:
 - ``mc_dropout``: one point MLP with dropout (N batched passes) + validation-fitted noise;
   ``mc_dropout_gaussian``: a Gaussian-head MLP with dropout,
 - ``hmc``: HMC over the weights of a small MLP (Gaussian prior; likelihood noise = the MAP fit's
-  validation residual std, like the others' validation-fitted noise), 4 chains;
+  validation residual std, like the others' validation-fitted noise), 4 chains, the low-rank Fisher
+  mass matrix (``--hmc-mass``; ``benchmarks/hmc_mass.py`` compares them on this network);
   ``hmc_known_noise``: the same with the true measurement noise (overconfident where the small
   MLP's misfit exceeds it),
 - ``laplace``: last-layer Laplace around the single model (prior precision from the evidence,
@@ -255,7 +256,7 @@ def main() -> None:
     ap.add_argument("--hmc-sampler", choices=("hmc", "nuts"), default="hmc",
                     help="fixed-length HMC, or NUTS (chains one after another, --hmc-leapfrog ignored)")
     ap.add_argument("--hmc-max-tree-depth", type=int, default=6, help="NUTS only")
-    ap.add_argument("--hmc-mass", choices=("diag", "dense", "fisher_diag", "low_rank"), default="diag",
+    ap.add_argument("--hmc-mass", choices=("diag", "dense", "fisher_diag", "low_rank"), default="low_rank",
                     help="mass matrix adapted in warm-up (dense: D x D, for D well below n_warmup / 2; "
                          "fisher_diag / low_rank: from draws and gradients, any D)")
     ap.add_argument("--hmc-diag-inputs", type=int, default=64,
