@@ -17,7 +17,7 @@ posterior standard deviations) and of the posterior standard deviations (relativ
 acceptance, CPU seconds and, for NUTS, the mean tree depth. A linear model has no weight-space
 symmetries, so weight-space R-hat and ESS are the ones to read here.
 
-    python benchmarks/hmc_mass.py [--scale smoke|cpu]
+    python benchmarks/hmc_mass.py [--scale smoke|cpu] [--step-jitter J]
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def problem(d: int, n: int = 200, rho: float = 0.99, sigma: float = 0.5, seed: i
     return batch, mean, sd, float(torch.linalg.cond(C))
 
 
-def run_one(sampler: str, mass: str, d: int, sizes, seed: int = 0) -> dict:
+def run_one(sampler: str, mass: str, d: int, sizes, seed: int = 0, step_jitter: float | None = None) -> dict:
     batch, mean, sd, _ = problem(d)
     torch.manual_seed(seed)
     model = PointForecaster(nn.Linear(d, d)).double()
@@ -111,6 +111,8 @@ def run_one(sampler: str, mass: str, d: int, sizes, seed: int = 0) -> dict:
     hmc = cls(model, GaussianPrior(1.0), GaussianLikelihood(0.5), [batch])
     chains, warmup, draws, extra = sizes
     kw = {"max_tree_depth": extra} if sampler == "nuts" else {"n_leapfrog": extra}
+    if step_jitter is not None and sampler == "hmc":
+        kw["step_jitter"] = step_jitter
     c0 = time.process_time()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # NUTS depth-limit hits are recorded below
@@ -178,27 +180,33 @@ def run_bnn(mass: str, sizes, seed: int = 0) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--scale", choices=sorted(SCALES), default="cpu")
+    ap.add_argument("--step-jitter", type=float, default=None,
+                    help="HMC step-size jitter (default: the library's); results then go to hmc_mass_jitter<J>.json")
     args = ap.parse_args()
     torch.set_num_threads(1)
     cfg = SCALES[args.scale]
+    name = "hmc_mass" + ("_smoke" if args.scale == "smoke" else "")
+    if args.step_jitter is not None:  # a jitter study: the fixed-length HMC runs only
+        cfg = {**cfg, "nuts": None, "bnn": None}
+        name += f"_jitter{args.step_jitter:g}"
     runs, posteriors = {}, {}
     for d in cfg["dims"]:
         _, _, _, cond = problem(d)
         posteriors[f"d{d}"] = {"D": d * d + d, "row_covariance_condition_number": cond}
-        runs[f"d{d}"] = {f"hmc_{m}": run_one("hmc", m, d, cfg["hmc"]) for m in MASSES}
+        runs[f"d{d}"] = {f"hmc_{m}": run_one("hmc", m, d, cfg["hmc"], step_jitter=args.step_jitter) for m in MASSES}
         if cfg["nuts"] is not None and d == min(cfg["dims"]):
             runs[f"d{d}"] |= {f"nuts_{m}": run_one("nuts", m, d, cfg["nuts"]) for m in MASSES}
     if cfg["short"] is not None:
         d, *sizes = cfg["short"]
         _, _, _, cond = problem(d)
         posteriors["short"] = {"D": d * d + d, "row_covariance_condition_number": cond}
-        runs["short"] = {f"hmc_{m}": run_one("hmc", m, d, sizes) for m in MASSES}
+        runs["short"] = {f"hmc_{m}": run_one("hmc", m, d, sizes, step_jitter=args.step_jitter) for m in MASSES}
     if cfg["bnn"] is not None:
         runs["bnn"] = {f"hmc_{m}": run_bnn(m, cfg["bnn"]) for m in ("diag", "fisher_diag", "low_rank")}
     assert all(math.isfinite(r.get("max_rhat", r.get("function_median_rhat")))
                for v in runs.values() for r in v.values())
-    write_result("hmc_mass" + ("_smoke" if args.scale == "smoke" else ""),
-                 {"scale": args.scale, "sizes": cfg, "posterior": posteriors, "runs": runs})
+    write_result(name, {"scale": args.scale, "step_jitter": args.step_jitter, "sizes": cfg,
+                        "posterior": posteriors, "runs": runs})
 
 
 if __name__ == "__main__":
