@@ -1,9 +1,7 @@
 """Fisher-divergence mass matrices (Seyboldt, Carlson & Carpenter 2026): exact on Gaussian targets,
-low rank from fewer draws than weights, and HMC/NUTS sampling with them."""
+low rank from fewer draws than weights, and HMC sampling with them (NUTS: ``test_uq_hmc_mass.py``)."""
 
 from __future__ import annotations
-
-import warnings
 
 import pytest
 import torch
@@ -14,7 +12,6 @@ from sciflow.uq._mass import DenseMass, DiagonalMass, LowRankMass
 from sciflow.uq.bayes import GaussianLikelihood, GaussianPrior
 from sciflow.uq.diagnostics import ess_basic
 from sciflow.uq.hmc import HMC
-from sciflow.uq.nuts import NUTS
 from tests.uq.test_uq_hmc import _LinReg
 from tests.uq.test_uq_hmc_mass import _correlated
 
@@ -162,17 +159,3 @@ def test_hmc_with_a_fisher_mass_matrix(kind):
         assert torch.allclose(draws.std(0), cov.diagonal().sqrt(), rtol=0.2)
     else:  # a diagonal matrix, however estimated, crawls along the ridge like Stan's
         assert res.ess_bulk.min() < 5 * diag.ess_bulk.min()
-
-
-def test_nuts_with_a_low_rank_mass_matrix_needs_shorter_trees():
-    batch, mean, cov = _correlated()
-    depth = {}
-    for kind in ("diag", "low_rank"):
-        torch.manual_seed(0)
-        nuts = NUTS(_LinReg(4).double(), GaussianPrior(1.0), GaussianLikelihood(0.5), [batch])
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            nuts.run(n_samples=30, n_warmup=80, n_chains=1, max_tree_depth=6, mass_matrix=kind,
-                     generator=torch.Generator().manual_seed(0))
-        depth[kind] = sum(nuts.tree_depths[-30:]) / 30
-    assert depth["low_rank"] + 1.5 < depth["diag"], depth

@@ -1,4 +1,4 @@
-"""Dense vs diagonal mass matrices of HMC/NUTS on a strongly correlated conjugate posterior."""
+"""Dense, low-rank and diagonal mass matrices of HMC/NUTS on a strongly correlated conjugate posterior."""
 
 from __future__ import annotations
 
@@ -72,10 +72,11 @@ def test_dense_mass_learns_the_posterior_covariance_and_mixes_where_diagonal_doe
     assert dense.step_size.mean() > 3 * diag.step_size.mean()
 
 
-def test_nuts_with_a_dense_mass_matrix_needs_shorter_trees():
+@pytest.mark.parametrize("correlated", ["dense", "low_rank"])
+def test_nuts_with_a_correlated_mass_matrix_needs_shorter_trees(correlated):
     batch, mean, cov = _correlated()
     depth = {}
-    for kind in ("diag", "dense"):
+    for kind in ("diag", correlated):
         torch.manual_seed(0)
         nuts = NUTS(_LinReg(4).double(), GaussianPrior(1.0), GaussianLikelihood(0.5), [batch])
         with warnings.catch_warnings():
@@ -84,8 +85,9 @@ def test_nuts_with_a_dense_mass_matrix_needs_shorter_trees():
                            generator=torch.Generator().manual_seed(0))
         sampled = nuts.tree_depths[-30:]
         depth[kind] = sum(sampled) / len(sampled)
-    # ~2^5 leapfrog steps per transition along the ridge with a diagonal matrix, ~2^2.5 with a dense one
-    assert depth["dense"] + 1.5 < depth["diag"], depth
+    # ~2^5 leapfrog steps per transition along the ridge with a diagonal matrix, ~2^2.5 with a dense or
+    # low-rank one
+    assert depth[correlated] + 1.5 < depth["diag"], depth
     draws = res.samples.reshape(-1, 5)
     ess = ess_basic(res.samples).clamp(max=30)
     assert ((draws.mean(0) - mean).abs() / (cov.diagonal().sqrt() / ess.sqrt())).max() < 5
