@@ -15,8 +15,8 @@ synchronisation inside a transition):
   warm-up uniformly by ±``step_jitter`` (default 50 %) to break periodic orbits (Neal 2011,
   Sec. 5.4.2.2): with a good mass matrix the whitened target is nearly standard normal, and a
   fixed trajectory length near :math:`\pi` maps :math:`y\mapsto -y`, which mixes the mean
-  perfectly and the spread not at all (``benchmarks/hmc_mass.py``, D = 72, low-rank mass: tail
-  ESS 41 of 2000 draws at ±10 %, 881 at ±50 %); Metropolis accept
+  perfectly and the spread not at all (``benchmarks/hmc_mass.py [--step-jitter 0.1]``, D = 72,
+  low-rank mass: tail ESS 41 of 2000 draws at ±10 %, 881 at ±50 %); Metropolis accept
   :math:`\min(1, e^{-\Delta H})`; a transition with :math:`\Delta H > 1000` or a non-finite energy
   counts as divergent and is rejected.
 - Warm-up (Stan's windowed adaptation): step size by dual averaging (Hoffman & Gelman 2014,
