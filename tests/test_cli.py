@@ -179,7 +179,7 @@ def test_parser_builds() -> None:
     assert build_parser().prog == "sciflow"
 
 
-def test_every_uq_method_through_the_cli(tmp_path: Path) -> None:
+def test_every_uq_method_through_the_cli(tmp_path: Path, capsys) -> None:
     torch.set_num_threads(1)
     run = tmp_path / "ens"
     extra = ["model.dropout=0.1", "eval.uq=ensemble", "eval.ensemble_size=2", "eval.n_samples=8"]
@@ -201,6 +201,15 @@ def test_every_uq_method_through_the_cli(tmp_path: Path) -> None:
             assert d["function_space"]["n_chains"] == d["weight_space"]["n_chains"] == 2
             assert d["converged"] == (d["function_space"]["max_rhat"] < 1.05)
             assert d["converged"] or any("chains disagree" in str(w.message) for w in caught)
+            assert d["mass_matrix"] == "diag"
+    # the low-rank Fisher mass matrix through the config (eval.hmc_mass), and a misspelt one refused
+    assert main(["evaluate", str(run), "--uq", "hmc", "eval.hmc_mass=low_rank"]) == 0
+    m = json.loads((run / "eval_hmc.json").read_text())
+    assert m["hmc_diagnostics"]["mass_matrix"] == "low_rank" and 0 <= m["coverage"] <= 1
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--uq", "hmc", "eval.hmc_mass=full"]) == 2
+    err = capsys.readouterr().err
+    assert "hmc_mass" in err and "low_rank" in err, err
 
 
 def test_module_entry_point_runs_the_command() -> None:

@@ -225,21 +225,23 @@ def _predictor(kind: str, exp: ExperimentConfig, run_dir: Path, splits: Splits):
                       f"small networks (up to about {HMC_MAX_WEIGHTS:,} weights, docs/uq.md): expect a slow "
                       "run and chains that do not mix (read hmc_diagnostics)", RuntimeWarning, stacklevel=2)
     return UQ_METHODS["hmc"](models[0], train=[data], noise_std=noise, n_samples=n, n_warmup=n, n_chains=2,
-                             n_leapfrog=10, seed=exp.train.seed, alpha=e.alpha)
+                             n_leapfrog=10, mass_matrix=e.hmc_mass, seed=exp.train.seed, alpha=e.alpha)
 
 
-def _hmc_diagnostics(hmc: Any, test: Any) -> dict[str, Any]:
+def _hmc_diagnostics(hmc: Any, test: Any, mass_matrix: str) -> dict[str, Any]:
     """What says whether the HMC chains can be trusted: the function-space split-R̂ / ESS of the
-    predictions at the test inputs (the one to read for a network, Izmailov et al. 2021) and the
-    weight-space summary with acceptance rate and divergences."""
+    predictions at the test inputs (the one to read for a network, Izmailov et al. 2021), the
+    weight-space summary with acceptance rate and divergences, and the mass matrix adapted."""
     fn = hmc.function_diagnostics(test).summary()
     converged = bool(fn["max_rhat"] < 1.05)
     if not converged:
         warnings.warn(f"HMC: the chains disagree on the test predictions (function-space max R-hat "
                       f"{fn['max_rhat']:.3g} >= 1.05, min bulk ESS {fn['min_ess_bulk']:.3g}); the intervals are not "
-                      "yet a posterior's: run longer chains (eval.n_samples, or sciflow.uq.HMC.run)",
+                      "yet a posterior's: run longer chains (eval.n_samples, or sciflow.uq.HMC.run), or adapt a "
+                      "low-rank mass matrix (eval.hmc_mass=low_rank)",
                       RuntimeWarning, stacklevel=2)
-    return {"function_space": fn, "weight_space": hmc.result.summary(), "converged": converged}
+    return {"function_space": fn, "weight_space": hmc.result.summary(), "converged": converged,
+            "mass_matrix": mass_matrix}
 
 
 def check_no_horizon(exp: ExperimentConfig) -> None:
@@ -282,7 +284,7 @@ def evaluate_run(run_dir: Path, uq: str | None = None, overrides: Sequence[str] 
                **({"channels": splits.attrs["channels"]} if lat is not None else {}),
                **uq_metrics(pred, test.values, exp.eval.alpha, given=given, lat=lat)}
     if kind == "hmc":
-        metrics["hmc_diagnostics"] = _hmc_diagnostics(predictor, test)
+        metrics["hmc_diagnostics"] = _hmc_diagnostics(predictor, test, exp.eval.hmc_mass)
     _write_json(metrics, Path(run_dir) / f"eval_{kind}.json")
     return metrics
 

@@ -161,7 +161,9 @@ class EvalConfig:
     error integrator, and with ``online_scorecaster=ar`` an AR scorecaster with a one-day seasonal
     lag); ``online_score``: ``absolute`` residuals or ``normalized`` by the forecast's spread
     (ensemble members or ``n_samples`` draws), ``online_rate`` its step size, ``None``:
-    the method's default; ``dtaci`` picks its own). ``alpha``: miscoverage of the
+    the method's default; ``dtaci`` picks its own). ``hmc_mass``: the mass matrix HMC adapts in
+    warm-up (:meth:`sciflow.uq.HMC.run`: ``diag``, ``dense``, ``fisher_diag``, ``low_rank``).
+    ``alpha``: miscoverage of the
     reported intervals (0.1 -> 90 % intervals). ``checkpoint``: ``last`` (the newest checkpoint,
     with its EMA average when trained with one) or ``best`` (``checkpoints/best.pt``, written with
     ``train.keep_best``).
@@ -177,6 +179,7 @@ class EvalConfig:
     online_rate: float | None = None
     online_scorecaster: Literal["none", "ar"] = "none"
     online_score: Literal["absolute", "normalized"] = "absolute"
+    hmc_mass: Literal["diag", "dense", "fisher_diag", "low_rank"] = "diag"
 
     def __post_init__(self) -> None:
         if not 0 < self.alpha < 1:
