@@ -263,6 +263,8 @@ class HMC(Predictor):
             raise ValueError("need n_samples >= 4, n_chains >= 1, n_warmup >= 0, n_leapfrog >= 1, thin >= 1")
         if not 0 < target_accept < 1:
             raise ValueError(f"target_accept must be in (0, 1), got {target_accept}")
+        if not 0 <= step_jitter < 1:
+            raise ValueError(f"step_jitter must be in [0, 1) (a fraction of the step size), got {step_jitter}")
         base = self.flat_parameters()
         D = base.numel()
         check_mass_matrix(mass_matrix, D)

@@ -140,3 +140,30 @@ def test_a_dense_mass_matrix_too_large_to_hold_is_refused(monkeypatch):
     with pytest.raises(ValueError, match=r"mass_matrix='dense' over D = 5 weights .* use mass_matrix='low_rank'"):
         hmc.run(n_samples=4, n_warmup=0, mass_matrix="dense")
     hmc.run(n_samples=4, n_warmup=0, mass_matrix="diag")
+
+
+@pytest.mark.parametrize("jitter", [1.0, -0.1])
+def test_a_step_jitter_outside_0_1_is_refused(jitter):
+    batch, _, _ = _correlated()
+    hmc = HMC(_LinReg(4).double(), GaussianPrior(1.0), GaussianLikelihood(0.5), [batch])
+    with pytest.raises(ValueError, match=r"step_jitter must be in \[0, 1\)"):
+        hmc.run(n_samples=4, n_warmup=0, step_jitter=jitter)
+
+
+def test_nuts_does_not_jitter_its_step_size_unless_asked(monkeypatch):
+    class Stop(Exception):
+        pass
+
+    seen = []
+
+    def spy(self, *args, **kwargs):  # HMC.run as NUTS calls it: record the jitter, stop there
+        seen.append(kwargs["step_jitter"])
+        raise Stop
+
+    monkeypatch.setattr(HMC, "run", spy)
+    batch, _, _ = _correlated()
+    nuts = NUTS(_LinReg(4).double(), GaussianPrior(1.0), GaussianLikelihood(0.5), [batch])
+    for kw in ({}, {"step_jitter": 0.3}):
+        with pytest.raises(Stop):
+            nuts.run(n_samples=4, n_warmup=0, **kw)
+    assert seen == [0.0, 0.3]
