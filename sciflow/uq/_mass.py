@@ -33,8 +33,6 @@ SHRINK_N, SHRINK_TO = 5.0, 1e-3
 class DiagonalMass:
     """:math:`M^{-1}=\\operatorname{diag}(v)`, ``inverse`` = :math:`v`: ``(chains, D)``."""
 
-    kind = "diag"
-
     def __init__(self, inverse: Tensor) -> None:
         self.inverse = inverse
 
@@ -70,8 +68,6 @@ class DiagonalMass:
 
 class DenseMass:
     """:math:`M^{-1}=\\Sigma=LL^\\top`; ``inverse`` = :math:`\\Sigma`: ``(chains, D, D)``."""
-
-    kind = "dense"
 
     def __init__(self, inverse: Tensor, cholesky: Tensor | None = None) -> None:
         self.inverse = inverse
@@ -121,8 +117,6 @@ class LowRankMass:
     those). Every operation costs :math:`O(DK)`; :math:`M=\operatorname{diag}(\sigma^{-1})
     (I+U(\Lambda^{-1}-I)U^\top)\operatorname{diag}(\sigma^{-1})` and, :math:`U` being orthonormal,
     :math:`(I+U(\Lambda^{-1/2}-I)U^\top)^2=I+U(\Lambda^{-1}-I)U^\top` gives its square root."""
-
-    kind = "low_rank"
 
     def __init__(self, scale: Tensor, basis: Tensor, eigenvalues: Tensor) -> None:
         self.scale, self.basis, self.eigenvalues = scale, basis, eigenvalues
