@@ -30,6 +30,8 @@ whose draws or scores did not vary in the window keeps unit scale. All linear al
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -88,7 +90,7 @@ def fisher_low_rank(draws: Tensor, grads: Tensor) -> LowRankMass:
     lam, vec = torch.linalg.eigh(spd_mean(cov_x, cov_g))
     # keep the directions outside [1/c, c], most extreme first; the others become inert (lambda = 1)
     strength = lam.log().abs()
-    keep = strength > torch.log(torch.tensor(CUTOFF, dtype=lam.dtype))
+    keep = strength > math.log(CUTOFF)
     k = min(MAX_RANK, int(keep.sum(-1).max()))
     order = torch.argsort(torch.where(keep, strength, torch.zeros_like(strength)), dim=-1, descending=True)[:, :k]
     lam = torch.where(keep, lam, torch.ones_like(lam)).gather(1, order)
