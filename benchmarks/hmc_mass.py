@@ -145,16 +145,12 @@ def run_one(sampler: str, mass: str, d: int, sizes, seed: int = 0, step_jitter: 
 
 def run_bnn(mass: str, sizes, seed: int = 0) -> dict:
     """HMC on the Burgers network of ``uq_comparison.py``: function-space diagnostics and CRPS."""
-    from sciflow.nn.mlp import MLP
-    from sciflow.uq import PointForecaster, score_prediction
-    from uq_comparison import burgers_data, train
+    from sciflow.uq import score_prediction
+    from uq_comparison import burgers_data, hmc_network, split
 
     data, _ = burgers_data(128 + 64 + 256, 32, 0.05, seed=0)
-    tr, va, te = data.index(slice(0, 128)), data.index(slice(128, 192)), data.index(slice(192, None))
-    torch.manual_seed(0)
-    net = train(PointForecaster(MLP(32, 32, width=16, depth=1)), tr, 1500, 3e-3, 0)
-    with torch.no_grad():
-        noise = float(((net(va) - va.values[:, 1:]) ** 2).mean().sqrt())
+    tr, va, te = split(data, 128, 64)
+    net, noise = hmc_network(tr, va, 32, width=16, steps=1500, lr=3e-3)
     chains, warmup, draws, leapfrog = sizes
     hmc = HMC(net, GaussianPrior(1.0), GaussianLikelihood(noise), [tr], alpha=0.1)
     c0 = time.process_time()

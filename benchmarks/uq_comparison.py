@@ -84,6 +84,20 @@ def train(model, batch, steps, lr, seed):
     return model.eval()
 
 
+def split(data: TrajectoryBatch, n_tr: int, n_va: int) -> tuple[TrajectoryBatch, TrajectoryBatch, TrajectoryBatch]:
+    """Train, validation and test states, in that order."""
+    return data.index(slice(0, n_tr)), data.index(slice(n_tr, n_tr + n_va)), data.index(slice(n_tr + n_va, None))
+
+
+def hmc_network(train_b, val_b, d: int, width: int, steps: int, lr: float):
+    """The small point MLP HMC samples (one hidden layer of ``width``), fitted by Adam, and its
+    validation residual std, the likelihood noise of the ``hmc`` rows."""
+    torch.manual_seed(0)
+    net = train(PointForecaster(MLP(d, d, width=width, depth=1)), train_b, steps, lr, 0)
+    with torch.no_grad():
+        return net, float(((net(val_b) - val_b.values[:, 1:]) ** 2).mean().sqrt())
+
+
 def validation_noise(predictor, val_b, g) -> float:
     """Homoscedastic noise variance making the mean predictive variance match the validation MSE
     (never below 1e-6): sigma^2 = mean (mean - y)^2 - mean epistemic variance."""
@@ -196,10 +210,7 @@ def compare(train_b, val_b, test_b, d, noise, args) -> dict:
     # validation residual std, the aleatoric treatment every other method gets; ``hmc_known_noise``:
     # the true measurement noise, too small for the misfit of a width-16 MLP (model error, not noise),
     # so its posterior concentrates on a wrong function (NS: coverage 0.16 in the first run)
-    torch.manual_seed(0)
-    small = train(PointForecaster(MLP(d, d, width=args.hmc_width, depth=1)), train_b, steps, args.lr, 0)
-    with torch.no_grad():
-        fitted = float(((small(val_b) - val_b.values[:, 1:]) ** 2).mean().sqrt())
+    small, fitted = hmc_network(train_b, val_b, d, args.hmc_width, steps, args.lr)
     out["_hmc_noise_std"] = {"validation_fit": fitted, "measurement": float(noise)}
     diag_b = test_b.index(slice(0, args.hmc_diag_inputs))  # function-space R-hat/ESS at these test inputs
     for key, sigma in (("hmc", fitted), ("hmc_known_noise", float(noise))):
@@ -269,7 +280,7 @@ def main() -> None:
     # 64 validation / 256 test states; fewer below scale 1 (smoke runs: generation and scoring)
     n_va, n_te = (64, 256) if args.scale >= 1 else (max(16, int(64 * args.scale)), max(32, int(256 * args.scale)))
     data, scale = burgers_data(n_tr + n_va + n_te, args.nx, args.noise, seed=0)
-    tr, va, te = data.index(slice(0, n_tr)), data.index(slice(n_tr, n_tr + n_va)), data.index(slice(n_tr + n_va, None))
+    tr, va, te = split(data, n_tr, n_va)
     payload = {"task": {"burgers": {"n_train": n_tr, "n_val": n_va, "n_test": n_te, "nx": args.nx, "nu": 0.05,
                                     "T": 0.5, "noise_std_normalised": args.noise, "u0_std": scale}},
                "alpha": ALPHA, "args": vars(args),
@@ -278,8 +289,7 @@ def main() -> None:
         res = 16
         data, scale = ns_data(n_tr + n_va + n_te, res, args.noise, seed=0)
         data = TrajectoryBatch(data.values.reshape(data.values.shape[0], 2, -1), data.times)
-        tr, va, te = (data.index(slice(0, n_tr)), data.index(slice(n_tr, n_tr + n_va)),
-                      data.index(slice(n_tr + n_va, None)))
+        tr, va, te = split(data, n_tr, n_va)
         payload["task"]["navier_stokes"] = {"resolution": res, "nu": 1e-3, "T": 1.0, "vorticity_std": scale}
         payload["navier_stokes"] = compare(tr, va, te, res * res, args.noise, args)
     write_result("uq_comparison", payload)
