@@ -13,7 +13,7 @@ from sciflow.uq.bayes import GaussianLikelihood, GaussianPrior
 from sciflow.uq.diagnostics import ess_basic
 from sciflow.uq.hmc import HMC
 from tests.uq.test_uq_hmc import _LinReg
-from tests.uq.test_uq_hmc_mass import _correlated
+from tests.uq.test_uq_hmc_mass import _correlated, _whitened_eigenvalues
 
 F64 = torch.float64
 
@@ -30,11 +30,6 @@ def _gaussian_window(cov: torch.Tensor, n: int, chains: int = 2, seed: int = 0):
     L = torch.linalg.cholesky(cov)
     x = torch.randn(chains, n, cov.shape[0], generator=g, dtype=F64) @ L.T
     return x + 3.0, -x @ torch.cholesky_inverse(L)
-
-
-def _whitened(inv_mass: torch.Tensor, cov: torch.Tensor) -> torch.Tensor:
-    Li = torch.linalg.inv(torch.linalg.cholesky(cov))
-    return torch.linalg.eigvalsh(Li @ inv_mass @ Li.T)
 
 
 def _correlated_cov(D: int = 10, seed: int = 0) -> torch.Tensor:
@@ -74,9 +69,9 @@ def test_fisher_low_rank_recovers_a_correlated_gaussian(monkeypatch):
     full = _dense(mass, 10)
     assert torch.allclose(full.diagonal(dim1=1, dim2=2), mass.inverse)
     for c in range(2):  # directions with variance ratio inside [1/2, 2] are left at the diagonal
-        ev = _whitened(full[c], cov)
+        ev = _whitened_eigenvalues(full[c], cov)
         assert ev.min() > 0.45 and ev.max() < 2.2, ev
-    ev = _whitened(torch.diag(fisher_diagonal(x, g).inverse[0]), cov)
+    ev = _whitened_eigenvalues(fisher_diagonal(x, g).inverse[0], cov)
     assert ev.max() / ev.min() > 1000  # no diagonal matrix undoes these correlations
     # without the cut-off and the regulariser, the minimiser from n > D draws is the covariance itself
     monkeypatch.setattr(_fisher_mass, "CUTOFF", 1.0)
@@ -97,12 +92,12 @@ def test_fisher_low_rank_learns_the_dominant_directions_from_fewer_draws_than_we
     assert mass.basis.shape[-1] <= 2 * n
 
     def cond(inv_mass):
-        ev = _whitened(inv_mass, cov)
+        ev = _whitened_eigenvalues(inv_mass, cov)
         return float(ev.max() / ev.min())
 
     low_rank = cond(_dense(mass, D)[0])
-    assert low_rank < cond(torch.diag(fisher_diagonal(x, sc).inverse[0])) / 5
-    assert low_rank < cond(torch.diag(DiagonalMass.from_window(x).inverse[0])) / 10
+    assert low_rank < cond(fisher_diagonal(x, sc).inverse[0]) / 5
+    assert low_rank < cond(DiagonalMass.from_window(x).inverse[0]) / 10
     assert low_rank < cond(DenseMass.from_window(x).inverse[0]) / 1000  # 50 draws of 300 weights: singular
 
 
