@@ -185,7 +185,7 @@ def test_every_uq_method_through_the_cli(tmp_path: Path, capsys) -> None:
     extra = ["model.dropout=0.1", "eval.uq=ensemble", "eval.ensemble_size=2", "eval.n_samples=8"]
     assert main(["train", "lorenz_neural_ode", *TINY, *extra, "--run-dir", str(run)]) == 0
     assert (run / "member_0" / "checkpoints").is_dir() and (run / "member_1" / "checkpoints").is_dir()
-    for uq in ("ensemble", "mc-dropout", "conformal", "hmc", "samples"):
+    for uq in ("ensemble", "mc-dropout", "conformal", "hmc", "laplace", "samples"):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             assert main(["evaluate", str(run), "--uq", uq]) == 0
@@ -202,6 +202,14 @@ def test_every_uq_method_through_the_cli(tmp_path: Path, capsys) -> None:
             assert d["converged"] == (d["function_space"]["max_rhat"] < 1.05)
             assert d["converged"] or any("chains disagree" in str(w.message) for w in caught)
             assert d["mass_matrix"] == "diag"
+        if uq == "laplace":  # forward-mode Jacobian columns vectorised through the ODE solve
+            assert not [w for w in caught if "vmap over Jacobian columns failed" in str(w.message)]
+            d = m["laplace"]
+            assert [w.rsplit(".", 1)[1] for w in d["weights"]] == ["weight", "bias"] and d["n_params"] == 3 * (8 + 1)
+            assert 0 < d["effective_parameters"] <= d["n_params"] and d["prior_precision"] > 0
+            noise = torch.tensor(d["observation_noise"])                 # per lead time and component
+            assert d["noise_dims"] == [1, 2] and noise.shape == (m["horizon"] + 1, 3)
+            assert torch.all(noise[0] == 0) and torch.all(noise[1:] > 0)  # the given step is not forecast
     # the low-rank Fisher mass matrix through the config (eval.hmc_mass), and a misspelt one refused
     assert main(["evaluate", str(run), "--uq", "hmc", "eval.hmc_mass=low_rank"]) == 0
     m = json.loads((run / "eval_hmc.json").read_text())

@@ -241,7 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "against the reference solution (no --uq); writes eval_pinn.json. A meta-flow-"
                                    "matching run: W1/W2/MMD/energy vs identity and oracle; writes eval_mfm.json.")
     s.add_argument("run_dir", help="a folder written by `sciflow train` or `sciflow demo`")
-    s.add_argument("--uq", choices=["samples", "ensemble", "mc-dropout", "conformal", "hmc", "online-conformal"],
+    s.add_argument("--uq", choices=["samples", "ensemble", "mc-dropout", "conformal", "hmc", "laplace",
+                                        "online-conformal"],
                    help="uncertainty method (default: eval.uq of the run's config); online-conformal: a run split "
                         "by time, intervals recalibrated along the test stream (eval.online=aci|dtaci|quantile|pid)")
     s.add_argument("overrides", nargs="*", help="dotted overrides, e.g. eval.alpha=0.05 eval.horizon=50")

@@ -207,15 +207,17 @@ def _predictor(kind: str, exp: ExperimentConfig, run_dir: Path, splits: Splits):
         # one quantile per lead time and component (separate_dims = time, state axes)
         conf = SplitConformal(base, e.alpha, AbsoluteResidual(), separate_dims=tuple(range(1, cal.values.ndim)))
         return conf.calibrate([cal], target=target_for)
+    if kind == "laplace":
+        return laplace_predictor(models[0], splits, e)
     if kind != "hmc":
         raise ConfigError(f"--uq {kind!r} has no evaluation path here; allowed: ensemble, samples, mc-dropout, "
-                          f"conformal, hmc, online-conformal")
+                          f"conformal, hmc, laplace, online-conformal")
     # hmc: Gaussian prior N(0, 1) on the weights; likelihood noise = the trained model's residual std
     # over the forecast steps (the given ones are copied: residual 0)
     data = forecast_batch(splits.train, e.horizon)
     with torch.no_grad():
         pred = models[0].sample(data, 1)[0]
-        g = int(splits.attrs.get("history", 1)) - (data.values.shape[1] - pred.shape[1])  # given steps in pred
+        g = _given_in(pred, data, splits)
         resid = pred[:, g:] - target_for(data, pred)[:, g:]
     noise = float(resid.flatten(2).std(dim=(0, 1)).mean().clamp_min(1e-3))
     n = max(4, e.n_samples)
@@ -226,6 +228,53 @@ def _predictor(kind: str, exp: ExperimentConfig, run_dir: Path, splits: Splits):
                       "run and chains that do not mix (read hmc_diagnostics)", RuntimeWarning, stacklevel=2)
     return UQ_METHODS["hmc"](models[0], train=[data], noise_std=noise, n_samples=n, n_warmup=n, n_chains=2,
                              n_leapfrog=10, mass_matrix=e.hmc_mass, seed=exp.train.seed, alpha=e.alpha)
+
+
+def _given_in(pred: torch.Tensor, data: Any, splits: Splits) -> int:
+    """How many leading steps of a forecast ``pred`` of the windows ``data`` are given, not forecast."""
+    return int(splits.attrs.get("history", 1)) - (data.values.shape[1] - pred.shape[1])
+
+
+LAPLACE_NOISE_ENTRIES = 2 ** 27   # noise per lead and first state axis while its K Gram matrices fit in 1 GB
+LAPLACE_JACOBIAN_ENTRIES = 2 ** 24  # windows per Jacobian batch: at most this many (weight, output) pairs
+
+
+def laplace_predictor(model: Any, splits: Splits, e: Any, noise_dims: Sequence[int] | None = None):
+    """Linearised Laplace over the model's last linear layer: Gauss–Newton matrix from the training
+    windows, noise fitted on the validation windows, both on the forecast steps only. ``noise_dims``
+    (default): one noise variance per lead time and component (the first state axis: a channel,
+    or a grid row), or per lead time where those groups' Gram matrices would not fit in memory."""
+    from sciflow.uq import UQ_METHODS
+    from sciflow.uq.linearized_laplace import subnetwork
+
+    train, val = forecast_batch(splits.train, e.horizon), forecast_batch(splits.val, e.horizon)
+    with torch.no_grad():
+        g = _given_in(model.sample(train.index(slice(0, 1)), 1)[0], train, splits)
+
+    def observed(batch, pred):
+        mask = torch.ones_like(pred, dtype=torch.bool)
+        mask[:, :g] = False
+        return mask
+
+    named = dict(model.named_parameters())
+    n_weights = sum(named[k].numel() for k in subnetwork(model, None))
+    per_window = max(1, n_weights * train.values[0].numel())
+    size = max(1, LAPLACE_JACOBIAN_ENTRIES // per_window)
+    chunks = lambda b: [b.index(slice(i, i + size)) for i in range(0, len(b), size)]  # noqa: E731
+    shape = train.values.shape
+    groups = shape[1] * (shape[2] if len(shape) > 2 else 1)
+    if noise_dims is None:
+        noise_dims = (1, 2) if len(shape) > 2 and groups * n_weights ** 2 <= LAPLACE_NOISE_ENTRIES else (1,)
+    return UQ_METHODS["laplace"](model, train=chunks(train), calibration=chunks(val), observed=observed,
+                                 noise_dims=noise_dims, n_samples=max(2, e.n_samples), alpha=e.alpha)
+
+
+def _laplace_diagnostics(lap: Any) -> dict[str, Any]:
+    """The fitted hyperparameters of the Laplace posterior (the noise variances over the
+    ``noise_dims``: lead time, and component where present)."""
+    return {"weights": lap.weights.names, "n_params": lap.n_params, "prior_precision": lap.prior_precision,
+            "effective_parameters": lap.effective_parameters, "noise_dims": list(lap.noise_dims),
+            "observation_noise": lap.noise.tolist(), "noise_fit": lap.noise_fit}
 
 
 def _hmc_diagnostics(hmc: Any, test: Any, mass_matrix: str) -> dict[str, Any]:
@@ -285,6 +334,8 @@ def evaluate_run(run_dir: Path, uq: str | None = None, overrides: Sequence[str] 
                **uq_metrics(pred, test.values, exp.eval.alpha, given=given, lat=lat)}
     if kind == "hmc":
         metrics["hmc_diagnostics"] = _hmc_diagnostics(predictor, test, exp.eval.hmc_mass)
+    if kind == "laplace":
+        metrics["laplace"] = _laplace_diagnostics(predictor)
     _write_json(metrics, Path(run_dir) / f"eval_{kind}.json")
     return metrics
 

@@ -154,7 +154,8 @@ class EvalConfig:
 
     ``uq``: ``samples`` (the model's own ``sample``), ``ensemble`` (``ensemble_size`` models
     trained from different seeds), ``mc-dropout``, ``conformal`` (split conformal on the
-    validation split around the point prediction), ``hmc``, ``online-conformal`` (a split by time
+    validation split around the point prediction), ``hmc``, ``laplace`` (linearised Laplace over the
+    last ``nn.Linear``, its noise fitted on the validation split), ``online-conformal`` (a split by time
     only: intervals recalibrated online along the test stream as the truths arrive, per lead time,
     starting from the validation scores; ``online`` names the method, ``aci``, ``dtaci``,
     ``quantile`` or ``pid`` (:func:`sciflow.uq.online_conformal`; ``pid``: quantile tracking with the
@@ -169,7 +170,7 @@ class EvalConfig:
     ``train.keep_best``).
     """
 
-    uq: Literal["samples", "ensemble", "mc-dropout", "conformal", "hmc", "online-conformal"] = "conformal"
+    uq: Literal["samples", "ensemble", "mc-dropout", "conformal", "hmc", "laplace", "online-conformal"] = "conformal"
     checkpoint: Literal["last", "best"] = "last"
     n_samples: int = 32
     ensemble_size: int = 3

@@ -2,7 +2,7 @@
 
 Methods (each a :class:`Predictor` returning a :class:`Prediction`): :class:`SamplingPredictor`
 (``model.sample``), :class:`DeepEnsemble`, :class:`MCDropout`, :class:`HMC` / :class:`NUTS`,
-:class:`LastLayerLaplace`, :class:`SWAG`, :class:`MixturePredictor` (MultiSWAG),
+:class:`LastLayerLaplace`, :class:`LinearizedLaplace`, :class:`SWAG`, :class:`MixturePredictor` (MultiSWAG),
 :class:`SplitConformal` around any of them; :class:`AdaptiveConformal` (ACI, DtACI),
 :class:`QuantileTracker` and :class:`ConformalPID` (with a :class:`ARScorecaster`) for forecast
 streams under distribution shift (by name: :func:`online_conformal`). Gaussian heads:
@@ -26,6 +26,7 @@ from sciflow.uq.heads import (GaussianForecaster, GaussianHead, GaussianPredicti
                               beta_nll_loss, gaussian_nll_loss)
 from sciflow.uq.hmc import HMC, HMCResult
 from sciflow.uq.laplace import LastLayerLaplace
+from sciflow.uq.linearized_laplace import LinearizedLaplace
 from sciflow.uq.mc_dropout import MCDropout
 from sciflow.uq.mixture import MixturePredictor
 from sciflow.uq.nuts import NUTS
@@ -39,7 +40,7 @@ from sciflow.uq.swag import SWAG
 
 __all__ = [
     "Predictor", "Prediction", "target_for", "observed_for", "SamplingPredictor", "DeepEnsemble", "MCDropout",
-    "HMC", "NUTS", "LastLayerLaplace", "SWAG", "MixturePredictor",
+    "HMC", "NUTS", "LastLayerLaplace", "LinearizedLaplace", "SWAG", "MixturePredictor",
     "HMCResult", "SplitConformal", "AdaptiveConformal", "ACIResult", "QuantileTracker", "ConformalPID",
     "Scorecaster", "ARScorecaster", "online_conformal",
     "ONLINE_CONFORMAL", "ConformalScore", "AbsoluteResidual",

@@ -30,13 +30,14 @@ validation-fitted one (as the other methods' ``observation_noise``) for calibrat
 Assumption, checked at :meth:`LastLayerLaplace.fit`: the model's prediction is the last layer's
 output plus terms that do not depend on that layer (an identity or residual head; a reshape is
 fine), so the predictive is Gaussian in closed form. A head that transforms ``z`` (``tanh``, a
-scale) is refused with an error. Targets must be fully observed.
+scale) is refused with an error: :class:`~sciflow.uq.LinearizedLaplace` linearises any head.
+Targets must be fully observed.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -45,7 +46,45 @@ from sciflow.models.base import SciflowModel
 from sciflow.uq.base import Predictor, check_alpha, check_point_model, observed_for, target_for
 from sciflow.uq.prediction import Prediction
 
-__all__ = ["LastLayerLaplace"]
+__all__ = ["LastLayerLaplace", "held_out_noise", "mackay_precision"]
+
+
+def held_out_noise(mse: float, epistemic: Callable[[float], float], iters: int = 100, rtol: float = 1e-10) -> float:
+    """The noise variance :math:`s` with :math:`s + \\text{epistemic}(s) = \\text{MSE}` on held-out
+    data, by bisection on :math:`\\log s` in :math:`[10^{-6}\\text{MSE}, \\text{MSE}]` (at most
+    ``iters`` halvings, to relative width ``rtol``): ``epistemic(s)`` is the mean epistemic variance
+    there with the posterior re-fitted for noise :math:`s` — increasing in :math:`s` (a noisier
+    likelihood, a smaller evidence-optimal prior precision), so the root is unique. The plain
+    fixed point :math:`s \\leftarrow \\text{MSE} - \\text{epistemic}(s)` oscillates where the
+    epistemic variance reacts strongly to :math:`s` (more weights than data). The lower end when the
+    epistemic variance alone reaches the MSE there."""
+    lo, hi = max(1e-6 * mse, 1e-12), max(mse, 1e-12)
+    if lo + epistemic(lo) >= mse:
+        return lo
+    for _ in range(iters):
+        mid = math.sqrt(lo * hi)
+        if mid + epistemic(mid) < mse:
+            lo = mid
+        else:
+            hi = mid
+        if hi <= lo * (1 + rtol):
+            break
+    return math.sqrt(lo * hi)
+
+
+def mackay_precision(e: Tensor, norm2: float, outputs: int, iters: int = 200) -> float:
+    """MacKay's evidence fixed point :math:`\\lambda = \\gamma/\\lVert w\\rVert^2`,
+    :math:`\\gamma = O\\sum_i e_i/(e_i+\\lambda)`: ``e`` the eigenvalues of the data precision,
+    ``norm2`` the squared norm of the trained weights, ``outputs`` :math:`O` (the number of times
+    each eigenvalue repeats)."""
+    lam = 1.0
+    for _ in range(iters):
+        gamma = outputs * float((e / (e + lam)).sum())
+        new = max(gamma, 1e-12) / max(norm2, 1e-300)
+        if abs(new - lam) <= 1e-10 * lam:
+            return new
+        lam = new
+    return lam
 
 
 def _last_linear(model: nn.Module) -> nn.Linear:
@@ -124,7 +163,7 @@ class LastLayerLaplace(Predictor):
         if not torch.allclose(moved - pred, want, rtol=1e-3, atol=1e-4 * scale):
             raise ValueError("LastLayerLaplace: the prediction is not the last layer's output plus terms independent "
                              "of it (a transform such as tanh or a scale follows the layer); pass the layer whose "
-                             "output is the prediction")
+                             "output is the prediction, or use LinearizedLaplace (any head)")
 
     # -- fitting -----------------------------------------------------------------------------------
     def _rows(self, batches: Iterable[Any], check_head: bool = False) -> Iterator[tuple[Tensor, float, int]]:
@@ -162,17 +201,17 @@ class LastLayerLaplace(Predictor):
         e = e.clamp_min(0)
         w = self._weights()
         prior = self._given[0]
-        self.prior_precision = prior if prior is not None else self._mackay(e, float((w ** 2).sum()), w.shape[0])
+        self.prior_precision = prior if prior is not None else mackay_precision(e, float((w ** 2).sum()), w.shape[0])
         self.root = V / (e + self.prior_precision).sqrt()        # V diag(1/sqrt(e + λ))
         self._eig = e
 
     def fit_noise(self, batches: Iterable[Any], iters: int = 100) -> "LastLayerLaplace":
         r"""Fit :math:`\sigma^2` on held-out ``batches`` (after :meth:`fit`): the noise that makes the
         mean predictive variance equal the mean squared error there, :math:`\sigma^2 = \mathrm{MSE}
-        - \overline{\tilde\phi^\top H^{-1}\tilde\phi}`, by fixed-point iteration with
-        :math:`H` (and :math:`\lambda`, unless given) re-fitted for each :math:`\sigma^2` — the
-        epistemic term grows with :math:`\sigma^2`, so fitting the noise once, with the training
-        noise's posterior, would over-cover."""
+        - \overline{\tilde\phi^\top H^{-1}\tilde\phi}`, with :math:`H` (and :math:`\lambda`,
+        unless given) re-fitted for each :math:`\sigma^2` (:func:`held_out_noise`) — the epistemic
+        term grows with :math:`\sigma^2`, so fitting the noise once, with the training noise's
+        posterior, would over-cover."""
         if self.root is None:
             raise RuntimeError("LastLayerLaplace: call fit(batches) before fit_noise")
         rows = list(self._rows(batches))
@@ -180,14 +219,13 @@ class LastLayerLaplace(Predictor):
         if not feats:
             raise ValueError("LastLayerLaplace.fit_noise: no batches")
         phi, mse = torch.cat(feats), sq / n
-        for _ in range(iters):
-            epistemic = float((phi @ self.root).square().sum(1).mean())
-            new = max(mse - epistemic, 1e-6 * mse, 1e-12)
-            done = abs(new - self.observation_noise) <= 1e-8 * new
-            self.observation_noise = new
+
+        def epistemic(noise: float) -> float:
+            self.observation_noise = noise
             self._posterior()
-            if done:
-                break
+            return float((phi @ self.root).square().sum(1).mean())
+
+        epistemic(held_out_noise(mse, epistemic, iters))
         return self
 
     def _weights(self) -> Tensor:
@@ -195,18 +233,6 @@ class LastLayerLaplace(Predictor):
         if self.layer.bias is not None:
             w = torch.cat([w, self.layer.bias.detach().unsqueeze(1)], 1)
         return w.double()
-
-    @staticmethod
-    def _mackay(e: Tensor, norm2: float, outputs: int, iters: int = 200) -> float:
-        """MacKay's evidence fixed point :math:`\\lambda = \\gamma/\\lVert w\\rVert^2`."""
-        lam = 1.0
-        for _ in range(iters):
-            gamma = outputs * float((e / (e + lam)).sum())
-            new = max(gamma, 1e-12) / max(norm2, 1e-300)
-            if abs(new - lam) <= 1e-10 * lam:
-                return new
-            lam = new
-        return lam
 
     def log_marginal_likelihood(self, prior_precision: float | None = None) -> float:
         """The :math:`\\lambda`-dependent part of the Laplace log evidence,

@@ -9,6 +9,10 @@ options and returns a predictor ready for :func:`sciflow.uq.evaluate`:
   here from ``factory`` + ``train`` batches.
 - ``hmc``: ``HMC(model, GaussianPrior(prior_scale), GaussianLikelihood(noise_std), train)`` run for
   ``n_samples``/``n_warmup``/``n_chains``.
+- ``laplace``: ``LinearizedLaplace(model, params)`` (default the last ``nn.Linear``) fitted on
+  ``train`` (its Gauss–Newton matrix, the prior precision from the evidence), its noise on the
+  ``calibration`` batches if given (one variance per ``noise_dims`` group); ``observed`` picks
+  the entries of the likelihood.
 - ``conformal``: ``SplitConformal`` (normalised scores when the base has a spread, absolute
   residuals for point models) around ``base`` (default ``samples``); ``evaluate`` calibrates it on
   the ``calibration`` batches.
@@ -21,11 +25,12 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 
 from sciflow.models.base import SciflowModel
-from sciflow.uq.base import Predictor
+from sciflow.uq.base import Predictor, observed_for
 from sciflow.uq.bayes import GaussianLikelihood, GaussianPrior
 from sciflow.uq.conformal import AbsoluteResidual, NormalizedResidual, SplitConformal
 from sciflow.uq.ensemble import DeepEnsemble
 from sciflow.uq.hmc import HMC
+from sciflow.uq.linearized_laplace import LinearizedLaplace
 from sciflow.uq.mc_dropout import MCDropout
 from sciflow.uq.sampling import SamplingPredictor
 
@@ -60,6 +65,15 @@ def _hmc(model: SciflowModel, *, train: Iterable[Any] | None = None, prior_scale
     return hmc
 
 
+def _laplace(model: SciflowModel, *, train: Iterable[Any] | None = None,
+             calibration: Iterable[Any] | None = None, params: Any = None, observed: Callable = observed_for,
+             noise_dims: Sequence[int] = (), n_samples: int = 100, alpha: float = 0.1, **_: Any) -> Predictor:
+    if train is None:
+        raise ValueError("--uq laplace needs the training batches (train=...) for the Gauss-Newton matrix")
+    lap = LinearizedLaplace(model, params, alpha, noise_dims=noise_dims, n_samples=n_samples).fit(train, observed)
+    return lap if calibration is None else lap.fit_noise(calibration, observed)
+
+
 def _conformal(model: SciflowModel, *, base: str = "samples", alpha: float = 0.1, **kw: Any) -> Predictor:
     if base == "conformal":
         raise ValueError("conformal cannot wrap itself")
@@ -73,5 +87,6 @@ UQ_METHODS: dict[str, Callable[..., Predictor]] = {
     "mc-dropout": _mc_dropout,
     "ensemble": _ensemble,
     "hmc": _hmc,
+    "laplace": _laplace,
     "conformal": _conformal,
 }

@@ -70,7 +70,7 @@ def test_registry_builds_every_method():
     train = _batches(1, 5)
     drop = PointForecaster(MLP(4, 8, width=8, depth=1, dropout=0.2), horizon=2)
     gm = GaussianForecaster(MLP(4, 16, width=8, depth=1), horizon=2)
-    assert set(UQ_METHODS) == {"samples", "mc-dropout", "ensemble", "hmc", "conformal"}
+    assert set(UQ_METHODS) == {"samples", "mc-dropout", "ensemble", "hmc", "laplace", "conformal"}
     built = {
         "samples": UQ_METHODS["samples"](gm, n_samples=8),
         "mc-dropout": UQ_METHODS["mc-dropout"](drop, n_samples=8),
@@ -78,8 +78,13 @@ def test_registry_builds_every_method():
                                             train=train, n_members=2, steps=3),
         "hmc": UQ_METHODS["hmc"](PointForecaster(MLP(4, 8, width=4, depth=1), horizon=2), train=train,
                                  n_samples=4, n_warmup=0, n_chains=2, n_leapfrog=2),
+        "laplace": UQ_METHODS["laplace"](PointForecaster(MLP(4, 8, width=4, depth=1), horizon=2), train=train,
+                                         calibration=_batches(1, 6), n_samples=8),
         "conformal": UQ_METHODS["conformal"](gm, n_samples=8),
     }
+    assert built["laplace"].n_params == 4 * 8 + 8
+    with pytest.raises(ValueError, match="needs the training batches"):
+        UQ_METHODS["laplace"](PointForecaster(MLP(4, 8, width=4, depth=1), horizon=2))
     assert isinstance(built["ensemble"], DeepEnsemble)
     for name, pred in built.items():
         kw = {"calibration": train} if name == "conformal" else {}

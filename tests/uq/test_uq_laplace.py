@@ -166,7 +166,7 @@ def test_residual_heads_are_accepted_and_transformed_heads_refused():
         LastLayerLaplace(PointForecaster(Squashed())).fit([b])
 
 
-@pytest.mark.parametrize("method", ["LastLayerLaplace", "SWAG"])
+@pytest.mark.parametrize("method", ["LastLayerLaplace", "LinearizedLaplace", "SWAG"])
 def test_point_network_methods_refuse_other_models(method):
     from sciflow import uq
     cls = getattr(uq, method)
