@@ -27,17 +27,20 @@ from sciflow.uq._mass import DenseMass, DiagonalMass, LowRankMass, Mass
 
 class MassAdaptation(NamedTuple):
     """A mass matrix's start (from the initial weights) and its estimate from one slow window's
-    draws and the gradients at them, both ``(chains, n, D)``."""
+    draws and (where ``needs_gradients``; else ``None``) the gradients at them, both
+    ``(chains, n, D)``: the sampler keeps the window's gradients only for the estimators that
+    read them."""
 
     identity: Callable[[Tensor], Mass]
-    estimate: Callable[[Tensor, Tensor], Mass]
+    estimate: Callable[[Tensor, "Tensor | None"], Mass]
+    needs_gradients: bool
 
 
 MASS_MATRICES = {
-    "diag": MassAdaptation(DiagonalMass.identity, DiagonalMass.from_window),
-    "dense": MassAdaptation(DenseMass.identity, DenseMass.from_window),
-    "fisher_diag": MassAdaptation(DiagonalMass.identity, fisher_diagonal),
-    "low_rank": MassAdaptation(LowRankMass.identity, fisher_low_rank),
+    "diag": MassAdaptation(DiagonalMass.identity, DiagonalMass.from_window, False),
+    "dense": MassAdaptation(DenseMass.identity, DenseMass.from_window, False),
+    "fisher_diag": MassAdaptation(DiagonalMass.identity, fisher_diagonal, True),
+    "low_rank": MassAdaptation(LowRankMass.identity, fisher_low_rank, True),
 }
 
 

@@ -283,17 +283,19 @@ class HMC(Predictor):
 
         adapt = DualAveraging(eps, target_accept)
         start, _, ends = warmup_windows(n_warmup)
-        window: list[tuple[Tensor, Tensor]] = []  # the slow window's draws and the gradients there
+        draws: list[Tensor] = []   # the slow window's draws, and the gradients there if the estimator reads them
+        grads: list[Tensor] = []
         for it in range(n_warmup):
             theta, lp, g, acc_prob, _, _ = self._transition(theta, lp, g, eps, mass, n_leapfrog, generator)
             eps = adapt.update(acc_prob)
             if start <= it < (ends[-1] if ends else -1):
-                window.append((theta, g))
+                draws.append(theta)
+                if adaptation.needs_gradients:
+                    grads.append(g)
             if ends and it + 1 == ends[0]:  # end of a slow window: new mass matrix, restart the step size
                 ends.pop(0)
-                draws, grads = (torch.stack(w, 1) for w in zip(*window))
-                mass = adaptation.estimate(draws, grads)
-                window = []
+                mass = adaptation.estimate(torch.stack(draws, 1), torch.stack(grads, 1) if grads else None)
+                draws, grads = [], []
                 eps = self._initial_step_size(theta, lp, g, mass, generator)
                 adapt = DualAveraging(eps, target_accept)
         if n_warmup > 0:

@@ -142,6 +142,26 @@ def test_a_dense_mass_matrix_too_large_to_hold_is_refused(monkeypatch):
     hmc.run(n_samples=4, n_warmup=0, mass_matrix="diag")
 
 
+def test_the_window_keeps_gradients_only_for_the_estimators_that_read_them(monkeypatch):
+    """Stan's estimators read the window's draws only: no gradients are held for them (half the
+    warm-up memory); the Fisher ones get the gradient at every draw."""
+    from sciflow.uq import _adaptation
+
+    batch, _, _ = _correlated()
+    seen = {}
+    for kind, adaptation in list(_adaptation.MASS_MATRICES.items()):
+        def estimate(draws, grads, _kind=kind, _inner=adaptation.estimate):
+            seen.setdefault(_kind, []).append(None if grads is None else tuple(grads.shape))
+            assert grads is None or grads.shape == draws.shape
+            return _inner(draws, grads)
+        monkeypatch.setitem(_adaptation.MASS_MATRICES, kind, adaptation._replace(estimate=estimate))
+        HMC(_LinReg(4).double(), GaussianPrior(1.0), GaussianLikelihood(0.5), [batch]).run(
+            n_samples=4, n_warmup=300, n_chains=2, n_leapfrog=2, mass_matrix=kind,
+            generator=torch.Generator().manual_seed(0))
+    assert seen["diag"] == seen["dense"] == [None] * 3
+    assert seen["fisher_diag"] == seen["low_rank"] == [(2, 25, 5), (2, 50, 5), (2, 100, 5)]
+
+
 @pytest.mark.parametrize("jitter", [1.0, -0.1])
 def test_a_step_jitter_outside_0_1_is_refused(jitter):
     batch, _, _ = _correlated()
