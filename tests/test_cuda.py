@@ -9,6 +9,7 @@ this module itself: ``SCIFLOW_TEST_DEVICE=cpu pytest -m gpu`` runs them on the C
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 
@@ -406,6 +407,36 @@ def test_last_layer_laplace_on_device_matches_the_conjugate_posterior() -> None:
     var = (Phi @ C * Phi).sum(1) + 0.09
     torch.testing.assert_close(pred.variance[:, 0].cpu(), var[:, None].expand(-1, 2), rtol=1e-10, atol=0)
     torch.testing.assert_close(pred.mean[:, 0].cpu(), Phi @ M.T, rtol=1e-10, atol=1e-12)
+
+
+def test_linearized_laplace_through_an_ode_solve_on_device_matches_cpu() -> None:
+    """Linearised Laplace over the last layer of a neural ODE's field (forward-mode Jacobian
+    columns vmapped through the solve), one noise per lead time, the given step left out and the
+    noise fitted on held-out windows: on the device with a device generator, equal to the CPU."""
+    from sciflow.data.batches import TrajectoryBatch
+    from sciflow.models.neural_ode.config import Config
+    from sciflow.models.neural_ode.model import NeuralODE
+    from sciflow.uq import LinearizedLaplace
+
+    g = torch.Generator().manual_seed(0)
+    times = torch.linspace(0, 0.5, 6, dtype=torch.float64)
+    windows = [TrajectoryBatch(torch.randn(8, 6, 3, generator=g, dtype=torch.float64), times) for _ in range(2)]
+    torch.manual_seed(0)
+    cpu_model = NeuralODE(Config(width=8, depth=1, solver="rk4")).double()
+    forecast = lambda b, p: torch.arange(p.shape[1], device=p.device)[None, :, None].expand_as(p) > 0  # noqa: E731
+    out = []
+    for dev in (torch.device("cpu"), DEV):
+        model = copy.deepcopy(cpu_model).to(dev)
+        train, val = (w.to(dev) for w in windows)
+        lap = LinearizedLaplace(model, noise_dims=(1,), n_samples=20).fit([train], forecast).fit_noise([val], forecast)
+        pred = lap.predict(val, generator=torch.Generator(dev).manual_seed(0))
+        _on_device(*(() if dev.type == "cpu" else (pred.mean, pred.variance, pred.samples, lap.root, lap.noise)))
+        out.append((pred.variance.cpu(), lap.noise.cpu(), lap.prior_precision))
+    (var_cpu, noise_cpu, lam_cpu), (var_dev, noise_dev, lam_dev) = out
+    torch.testing.assert_close(var_dev, var_cpu, rtol=1e-8, atol=1e-12)
+    torch.testing.assert_close(noise_dev, noise_cpu, rtol=1e-8, atol=0)
+    assert noise_cpu[0] == 0 and bool((noise_cpu[1:] > 0).all())      # the given step: no noise
+    assert abs(lam_dev / lam_cpu - 1) < 1e-8
 
 
 def test_swag_on_device_with_a_device_generator() -> None:
