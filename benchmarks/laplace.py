@@ -57,7 +57,7 @@ def forecast(args) -> dict:
     """Train the Lorenz neural ODE through the CLI, then Laplace with three noise groupings and the
     CLI's conformal and Laplace evaluations of the same run."""
     from sciflow.cli.commands import main as cli
-    from sciflow.cli.evaluation import (evaluate_run, forecast_batch, laplace_predictor, uq_metrics)
+    from sciflow.cli.evaluation import evaluate_run, forecast_batch, laplace_predictor, uq_metrics
     from sciflow.cli.pipeline import load_run, load_trained, prepare_splits
 
     out: dict = {}
@@ -75,7 +75,7 @@ def forecast(args) -> dict:
             t0 = time.perf_counter()
             lap = laplace_predictor(model, splits, exp.eval, noise_dims=dims)
             pred = lap.predict(test, generator=torch.Generator().manual_seed(exp.train.seed))
-            m = uq_metrics(pred, test.values, exp.eval.alpha, given=1)
+            m = uq_metrics(pred, test.values, exp.eval.alpha, given=int(splits.attrs.get("history", 1)))
             m |= {"seconds": time.perf_counter() - t0, "prior_precision": lap.prior_precision,
                   "effective_parameters": lap.effective_parameters, "n_params": lap.n_params}
             out[f"laplace_{name}"] = m

@@ -155,7 +155,7 @@ class EvalConfig:
     ``uq``: ``samples`` (the model's own ``sample``), ``ensemble`` (``ensemble_size`` models
     trained from different seeds), ``mc-dropout``, ``conformal`` (split conformal on the
     validation split around the point prediction), ``hmc``, ``laplace`` (linearised Laplace over the
-    last ``nn.Linear``, its noise fitted on the validation split), ``online-conformal`` (a split by time
+    last linear layer, its noise per lead time fitted on the validation split), ``online-conformal`` (a split by time
     only: intervals recalibrated online along the test stream as the truths arrive, per lead time,
     starting from the validation scores; ``online`` names the method, ``aci``, ``dtaci``,
     ``quantile`` or ``pid`` (:func:`sciflow.uq.online_conformal`; ``pid``: quantile tracking with the

@@ -9,7 +9,7 @@ options and returns a predictor ready for :func:`sciflow.uq.evaluate`:
   here from ``factory`` + ``train`` batches.
 - ``hmc``: ``HMC(model, GaussianPrior(prior_scale), GaussianLikelihood(noise_std), train)`` run for
   ``n_samples``/``n_warmup``/``n_chains``.
-- ``laplace``: ``LinearizedLaplace(model, params)`` (default the last ``nn.Linear``) fitted on
+- ``laplace``: ``LinearizedLaplace(model, params)`` (default the last linear layer) fitted on
   ``train`` (its Gauss–Newton matrix, the prior precision from the evidence), its noise on the
   ``calibration`` batches if given (one variance per ``noise_dims`` group); ``observed`` picks
   the entries of the likelihood.
