@@ -103,6 +103,18 @@ def test_draws_have_the_analytic_moments_and_are_joint_over_the_outputs():
     torch.testing.assert_close(pred.samples.mean(0), pred.mean, rtol=0, atol=4 * float(pred.std.max()) / 141)
 
 
+def covers_and_widens(lap, xt, yt, far):
+    """90 % intervals of ``lap`` cover 0.85-0.95 of ``(xt, yt)`` and the epistemic variance at
+    ``x = far`` (outside the training inputs) is over 10x its median at ``xt``."""
+    pred = lap.predict(batch_of(xt, yt))
+    cov = float(interval_coverage(pred.lower, pred.upper, yt[:, None]))
+    assert 0.85 <= cov <= 0.95, cov
+    out = lap.predict(batch_of(torch.tensor([[far]], dtype=DT), torch.zeros(1, yt.shape[1], dtype=DT)))
+    epi_in = float((pred.variance - lap.observation_noise).median())
+    epi_far = float(out.variance.max() - lap.observation_noise)
+    assert epi_far > 10 * epi_in, (epi_far, epi_in)
+
+
 def test_trained_mlp_covers_and_widens_away_from_the_data():
     """An MLP trained on y = sin(3x) + 0.1 e, x in [-1, 1]: 90 % intervals cover held-out points
     at 0.85-0.95 and the epistemic variance is larger outside the training range."""
@@ -123,13 +135,7 @@ def test_trained_mlp_covers_and_widens_away_from_the_data():
     assert lap.layer is net[-1]
     xt = torch.rand(2000, 1, generator=g, dtype=DT) * 2 - 1
     yt = f(xt) + 0.1 * torch.randn(2000, 1, generator=g, dtype=DT)
-    pred = lap.predict(batch_of(xt, yt))
-    cov = float(interval_coverage(pred.lower, pred.upper, yt[:, None]))
-    assert 0.85 <= cov <= 0.95, cov
-    far = lap.predict(batch_of(torch.tensor([[3.0]], dtype=DT), torch.zeros(1, 1, dtype=DT)))
-    epi_in = float((pred.variance - lap.observation_noise).median())
-    epi_far = float(far.variance.max() - lap.observation_noise)
-    assert epi_far > 10 * epi_in, (epi_far, epi_in)
+    covers_and_widens(lap, xt, yt, far=3.0)
     # the noise fitted on held-out data: there the mean predictive variance is the mean squared error
     xv = torch.rand(300, 1, generator=g, dtype=DT) * 2 - 1
     val = batch_of(xv, f(xv) + 0.1 * torch.randn(300, 1, generator=g, dtype=DT))

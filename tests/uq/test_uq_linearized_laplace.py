@@ -14,8 +14,7 @@ from sciflow.models.neural_ode.model import NeuralODE
 from sciflow.uq import LastLayerLaplace, LinearizedLaplace, PointForecaster
 from sciflow.uq.laplace import held_out_noise
 from sciflow.uq.linearized_laplace import subnetwork
-from sciflow.uq.scores import interval_coverage
-from tests.uq.test_uq_laplace import DT, Features, batch_of
+from tests.uq.test_uq_laplace import DT, Features, batch_of, covers_and_widens
 
 
 def _data(n, seed, lo=-2.0, hi=2.0):
@@ -170,12 +169,7 @@ def test_evidence_noise_fit_masks_and_coverage_on_a_trained_network():
     assert abs(float(pv.variance.mean()) / mse - 1) < 1e-6
     xt = torch.rand(2000, 1, generator=g, dtype=DT) * 2 - 1
     yt = f(xt) + 0.1 * torch.randn(2000, 1, generator=g, dtype=DT)
-    pred = lap.predict(batch_of(xt, yt))
-    cov = float(interval_coverage(pred.lower, pred.upper, yt[:, None]))
-    assert 0.85 <= cov <= 0.95, cov
-    far = lap.predict(batch_of(torch.tensor([[2.5]], dtype=DT), torch.zeros(1, 1, dtype=DT)))
-    epi_in = float((pred.variance - lap.observation_noise).median())
-    assert float(far.variance.max()) - lap.observation_noise > 10 * epi_in
+    covers_and_widens(lap, xt, yt, far=2.5)
     # masks: the second half of the training targets marked unobserved (and corrupted) = fitting the first half
     half = torch.arange(300) < 150
     bad = batch_of(x, torch.where(half[:, None], y, torch.nan))
