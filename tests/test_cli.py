@@ -130,6 +130,11 @@ def test_wdno_trains_and_evaluates_with_its_forcing_as_condition(tmp_path: Path,
         assert main(["evaluate", str(run)]) == 0
     m = json.loads((run / "eval_samples.json").read_text())
     assert m["horizon"] == 8 and math.isfinite(m["crps"]) and 0 <= m["coverage"] <= 1
+    for uq in ("laplace", "hmc"):  # weight posteriors of a point model: refused for a generative one
+        capsys.readouterr()
+        assert main(["evaluate", str(run), "--uq", uq]) == 2
+        assert f"--uq {uq} puts a posterior on the weights of a point model; 'wdno' is generative" \
+            in capsys.readouterr().err
     assert main(["train", "wdno_burgers", *tiny, "data.condition=u_0", "--run-dir", str(tmp_path / "x")]) == 2
     assert "data.condition = 'u_0' is not a per-sample variable" in capsys.readouterr().err
 

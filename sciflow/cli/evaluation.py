@@ -190,6 +190,9 @@ def _predictor(kind: str, exp: ExperimentConfig, run_dir: Path, splits: Splits):
         raise ConfigError(f"{str(run_dir)!r} holds one model; train an ensemble with eval.uq=ensemble "
                           "(eval.ensemble_size members) before `evaluate --uq ensemble`")
     models = load_members(exp, run_dir) if kind in ("ensemble", "conformal") else [load_trained(exp, dirs[0], 0)]
+    if kind in ("hmc", "laplace") and models[0].stochastic:
+        raise ConfigError(f"--uq {kind} puts a posterior on the weights of a point model; {exp.model.name!r} is "
+                          "generative (its forecast is a draw): use --uq samples, ensemble or conformal")
     if kind == "ensemble":
         return UQ_METHODS["ensemble"](models=models, alpha=e.alpha)
     if kind == "samples":

@@ -294,7 +294,8 @@ class LinearizedLaplace(Predictor):
             raise ValueError(f"LinearizedLaplace.fit_noise: noise groups {shape}, fitted with {self._shape}")
         mse = sq / n.clamp_min(1)
         if n.numel() == 1:                           # tr(H^-1 G') in G's fixed eigenbasis: O(D) per step
-            g = (self._basis[1].T @ grams[0] @ self._basis[1]).diagonal()
+            V = self._basis[1]
+            g = (V * (grams[0] @ V)).sum(0)               # diag(V^T G' V), one product
 
             def epistemic(noise: float) -> float:
                 self._set_noise(torch.full_like(mse, noise))
