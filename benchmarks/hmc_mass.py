@@ -17,7 +17,12 @@ posterior standard deviations) and of the posterior standard deviations (relativ
 acceptance, CPU seconds and, for NUTS, the mean tree depth. A linear model has no weight-space
 symmetries, so weight-space R-hat and ESS are the ones to read here.
 
-    python benchmarks/hmc_mass.py [--scale smoke|cpu] [--step-jitter J]
+    python benchmarks/hmc_mass.py [--scale smoke|cpu] [--step-jitter J] [--length-jitter L]
+
+With ``--step-jitter`` or ``--length-jitter`` (HMC's post-warm-up step-size and trajectory-length
+jitter; default the library's) only the HMC runs on the linear posteriors, into
+``hmc_mass_jitter<J>_length<L>.json``. Gradient counts take every transition at ``n_leapfrog``
+steps (the mean of a jittered length).
 """
 
 from __future__ import annotations
@@ -103,7 +108,8 @@ def problem(d: int, n: int = 200, rho: float = 0.99, sigma: float = 0.5, seed: i
     return batch, mean, sd, float(torch.linalg.cond(C))
 
 
-def run_one(sampler: str, mass: str, d: int, sizes, seed: int = 0, step_jitter: float | None = None) -> dict:
+def run_one(sampler: str, mass: str, d: int, sizes, seed: int = 0, step_jitter: float | None = None,
+            length_jitter: float | None = None) -> dict:
     batch, mean, sd, _ = problem(d)
     torch.manual_seed(seed)
     model = PointForecaster(nn.Linear(d, d)).double()
@@ -113,6 +119,8 @@ def run_one(sampler: str, mass: str, d: int, sizes, seed: int = 0, step_jitter: 
     kw = {"max_tree_depth": extra} if sampler == "nuts" else {"n_leapfrog": extra}
     if step_jitter is not None and sampler == "hmc":
         kw["step_jitter"] = step_jitter
+    if length_jitter is not None and sampler == "hmc":
+        kw["length_jitter"] = length_jitter
     c0 = time.process_time()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # NUTS depth-limit hits are recorded below
@@ -178,30 +186,37 @@ def main() -> None:
     ap.add_argument("--scale", choices=sorted(SCALES), default="cpu")
     ap.add_argument("--step-jitter", type=float, default=None,
                     help="HMC step-size jitter (default: the library's); results then go to hmc_mass_jitter<J>.json")
+    ap.add_argument("--length-jitter", type=float, default=None,
+                    help="HMC trajectory-length jitter (fraction of n_leapfrog; default: the library's); results "
+                         "then go to hmc_mass[_jitter<J>]_length<L>.json")
     args = ap.parse_args()
     torch.set_num_threads(1)
     cfg = SCALES[args.scale]
     name = "hmc_mass" + ("_smoke" if args.scale == "smoke" else "")
-    if args.step_jitter is not None:  # a jitter study: the fixed-length HMC runs only
+    if args.step_jitter is not None or args.length_jitter is not None:  # a jitter study: the HMC runs only
         cfg = {**cfg, "nuts": None, "bnn": None}
-        name += f"_jitter{args.step_jitter:g}"
+        name += f"_jitter{args.step_jitter:g}" if args.step_jitter is not None else ""
+        name += f"_length{args.length_jitter:g}" if args.length_jitter is not None else ""
     runs, posteriors = {}, {}
     for d in cfg["dims"]:
         _, _, _, cond = problem(d)
         posteriors[f"d{d}"] = {"D": d * d + d, "row_covariance_condition_number": cond}
-        runs[f"d{d}"] = {f"hmc_{m}": run_one("hmc", m, d, cfg["hmc"], step_jitter=args.step_jitter) for m in MASSES}
+        runs[f"d{d}"] = {f"hmc_{m}": run_one("hmc", m, d, cfg["hmc"], step_jitter=args.step_jitter,
+                                                 length_jitter=args.length_jitter) for m in MASSES}
         if cfg["nuts"] is not None and d == min(cfg["dims"]):
             runs[f"d{d}"] |= {f"nuts_{m}": run_one("nuts", m, d, cfg["nuts"]) for m in MASSES}
     if cfg["short"] is not None:
         d, *sizes = cfg["short"]
         _, _, _, cond = problem(d)
         posteriors["short"] = {"D": d * d + d, "row_covariance_condition_number": cond}
-        runs["short"] = {f"hmc_{m}": run_one("hmc", m, d, sizes, step_jitter=args.step_jitter) for m in MASSES}
+        runs["short"] = {f"hmc_{m}": run_one("hmc", m, d, sizes, step_jitter=args.step_jitter,
+                                             length_jitter=args.length_jitter) for m in MASSES}
     if cfg["bnn"] is not None:
         runs["bnn"] = {f"hmc_{m}": run_bnn(m, cfg["bnn"]) for m in ("diag", "fisher_diag", "low_rank")}
     assert all(math.isfinite(r.get("max_rhat", r.get("function_median_rhat")))
                for v in runs.values() for r in v.values())
-    write_result(name, {"scale": args.scale, "step_jitter": args.step_jitter, "sizes": cfg,
+    write_result(name, {"scale": args.scale, "step_jitter": args.step_jitter, "length_jitter": args.length_jitter,
+                        "sizes": cfg,
                         "posterior": posteriors, "runs": runs})
 
 

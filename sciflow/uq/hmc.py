@@ -11,12 +11,14 @@ synchronisation inside a transition):
 
 - Leapfrog integration of :math:`H(\theta,p)=-\log\pi(\theta)+\tfrac12 p^\top M^{-1}p` with a
   diagonal (default), dense or low-rank-plus-diagonal mass matrix :math:`M`
-  (``run(mass_matrix=...)``), ``n_leapfrog`` steps of size :math:`\varepsilon`, jittered after
-  warm-up uniformly by ±``step_jitter`` (default 50 %) to break periodic orbits (Neal 2011,
-  Sec. 5.4.2.2): with a good mass matrix the whitened target is nearly standard normal, and a
-  fixed trajectory length near :math:`\pi` maps :math:`y\mapsto -y`, which mixes the mean
-  perfectly and the spread not at all (``benchmarks/hmc_mass.py [--step-jitter 0.1]``, D = 72,
-  low-rank mass: tail ESS 41 of 2000 draws at ±10 %, 881 at ±50 %); Metropolis accept
+  (``run(mass_matrix=...)``), steps of size :math:`\varepsilon`; after warm-up each transition
+  draws its number of steps uniformly from ``n_leapfrog·(1 ± length_jitter)`` (default 50 %,
+  shared by the chains; the step size can be jittered instead, ``step_jitter``) to break
+  periodic orbits (Neal 2011, Sec. 5.4.2.2): with a good mass matrix the whitened target is
+  nearly standard normal, and a fixed trajectory length near :math:`\pi` maps :math:`y\mapsto
+  -y`, which mixes the mean perfectly and the spread not at all (``benchmarks/hmc_mass.py``,
+  D = 72, low-rank mass: tail ESS 41 of 2000 draws with ±10 % step jitter; the length jitter
+  also keeps the ESS of a short warm-up that a ±50 % step jitter halves); Metropolis accept
   :math:`\min(1, e^{-\Delta H})`; a transition with :math:`\Delta H > 1000` or a non-finite energy
   counts as divergent and is rejected.
 - Warm-up (Stan's windowed adaptation): step size by dual averaging (Hoffman & Gelman 2014,
@@ -221,6 +223,16 @@ class HMC(Predictor):
         divergent = dh > 1000
         return theta, lp, g, accept_prob, accept, divergent
 
+    @staticmethod
+    def _lengths(n: int, n_leapfrog: int, jitter: float, generator: torch.Generator | None) -> list[int]:
+        """Leapfrog steps of ``n`` transitions: uniform on ``[ceil((1-j)L), floor((1+j)L)]`` (all
+        drawn at once: one host transfer, none inside the sampling loop)."""
+        if jitter == 0:
+            return [n_leapfrog] * n
+        lo, hi = max(1, math.ceil((1 - jitter) * n_leapfrog)), math.floor((1 + jitter) * n_leapfrog)
+        dev = None if generator is None else generator.device
+        return torch.randint(lo, hi + 1, (n,), generator=generator, device=dev).tolist()
+
     def _initial_step_size(self, theta, lp, g, mass, generator) -> Tensor:
         """Hoffman & Gelman (2014) Alg. 4, per chain: double/halve until the one-step acceptance
         crosses 1/2."""
@@ -248,8 +260,8 @@ class HMC(Predictor):
 
     def run(self, n_samples: int = 500, n_warmup: int = 500, n_chains: int = 4, *,
             n_leapfrog: int = 20, target_accept: float = 0.8, init: Tensor | None = None,
-            init_jitter: float = 0.1, step_jitter: float = 0.5, thin: int = 1, mass_matrix: str = "diag",
-            generator: torch.Generator | None = None) -> HMCResult:
+            init_jitter: float = 0.1, step_jitter: float = 0.0, length_jitter: float = 0.5, thin: int = 1,
+            mass_matrix: str = "diag", generator: torch.Generator | None = None) -> HMCResult:
         """Run ``n_chains`` chains: ``n_warmup`` adaptation transitions, then ``n_samples * thin``
         transitions of which every ``thin``-th is kept. ``init``: ``(n_chains, D)`` or ``(D,)``
         start (default the model's current weights plus ``init_jitter`` Gaussian noise).
@@ -258,13 +270,18 @@ class HMC(Predictor):
         ``n_warmup / 2`` draws; :mod:`sciflow.uq._mass`), or the Fisher-divergence minimisers from
         draws and gradients (:mod:`sciflow.uq._fisher_mass`): ``"fisher_diag"`` (diagonal) and
         ``"low_rank"`` (low-rank plus diagonal: correlations along the directions the warm-up
-        explored, at any ``D``)."""
+        explored, at any ``D``). After warm-up each chain's step size is jittered by
+        ±``step_jitter`` and every transition's number of leapfrog steps (shared by the chains) is
+        drawn uniformly from ``n_leapfrog·(1 ± length_jitter)`` (mean ``n_leapfrog``): two ways to
+        break periodic trajectories (Neal 2011, Sec. 5.4.2.2)."""
         if n_samples < 4 or n_chains < 1 or n_warmup < 0 or n_leapfrog < 1 or thin < 1:
             raise ValueError("need n_samples >= 4, n_chains >= 1, n_warmup >= 0, n_leapfrog >= 1, thin >= 1")
         if not 0 < target_accept < 1:
             raise ValueError(f"target_accept must be in (0, 1), got {target_accept}")
         if not 0 <= step_jitter < 1:
             raise ValueError(f"step_jitter must be in [0, 1) (a fraction of the step size), got {step_jitter}")
+        if not 0 <= length_jitter < 1:
+            raise ValueError(f"length_jitter must be in [0, 1) (a fraction of n_leapfrog), got {length_jitter}")
         base = self.flat_parameters()
         D = base.numel()
         check_mass_matrix(mass_matrix, D)
@@ -301,10 +318,11 @@ class HMC(Predictor):
         if n_warmup > 0:
             eps = adapt.final
 
+        lengths = self._lengths(n_samples * thin, n_leapfrog, length_jitter, generator)
         draws, lps, n_acc, n_div = [], [], torch.zeros_like(eps), torch.zeros_like(eps)
         for it in range(n_samples * thin):
             jit = 1 + step_jitter * (2 * self._uniform(eps.shape, eps, generator) - 1)
-            theta, lp, g, _, acc, div = self._transition(theta, lp, g, eps * jit, mass, n_leapfrog, generator)
+            theta, lp, g, _, acc, div = self._transition(theta, lp, g, eps * jit, mass, lengths[it], generator)
             n_acc = n_acc + acc.to(eps.dtype)
             n_div = n_div + div.to(eps.dtype)
             if (it + 1) % thin == 0:

@@ -39,10 +39,10 @@ _DELTA_MAX = 1000.0
 
 class NUTS(HMC):
     """NUTS with the same constructor as :class:`HMC`; ``run(..., max_tree_depth=10)``
-    (``n_leapfrog`` is ignored; ``step_jitter`` defaults to 0, as in Stan's NUTS: the trajectory
-    length adapts itself, so there are no periodic orbits to break). ``tree_depths`` of the last
-    run (warm-up included, chain after chain per transition) and ``max_depth_fraction`` are kept
-    for inspection."""
+    (``n_leapfrog`` is ignored and ``length_jitter`` refused; ``step_jitter`` defaults to 0, as in
+    Stan's NUTS: the trajectory length adapts itself, so there are no periodic orbits to break).
+    ``tree_depths`` of the last run (warm-up included, chain after chain per transition) and
+    ``max_depth_fraction`` are kept for inspection."""
 
     max_tree_depth: int = 10
     max_depth_fraction: float = math.nan
@@ -53,6 +53,8 @@ class NUTS(HMC):
         self.max_tree_depth = max_tree_depth
         self.tree_depths: list[int] = []
         kwargs.setdefault("step_jitter", 0.0)
+        if kwargs.setdefault("length_jitter", 0.0):
+            raise ValueError("NUTS chooses each trajectory's length itself: length_jitter does not apply")
         result = super().run(*args, **kwargs)
         chains, kept = result.samples.shape[:2]
         sampled = self.tree_depths[-chains * kept * kwargs.get("thin", 1):]

@@ -45,13 +45,15 @@ def _problem(n=40, d=3, sigma=0.5, s=1.0, seed=0):
     return batch, mean, cov
 
 
-def test_hmc_matches_conjugate_posterior():
+@pytest.mark.parametrize("jitter", [{}, {"step_jitter": 0.0, "length_jitter": 0.5}], ids=["step", "length"])
+def test_hmc_matches_conjugate_posterior(jitter):
+    """Default step-size jitter, or a fixed step with 2-6 leapfrog steps drawn per transition."""
     batch, mean, cov = _problem()
     torch.manual_seed(0)
     model = _LinReg(3).double()
     hmc = HMC(model, GaussianPrior(1.0), GaussianLikelihood(0.5), [batch])
     res = hmc.run(n_samples=300, n_warmup=200, n_chains=4, n_leapfrog=4,
-                  generator=torch.Generator().manual_seed(1))
+                  generator=torch.Generator().manual_seed(1), **jitter)
     draws = res.samples.reshape(-1, 4)
     ess = ess_basic(res.samples)
     sd = cov.diagonal().sqrt()
@@ -126,6 +128,25 @@ def test_rhat_and_ess_on_known_chains():
     # a chain with the right location but wrong scale is caught by the folded R-hat
     scaled = iid * torch.tensor([1.0, 1.0, 1.0, 3.0], dtype=torch.float64)[:, None, None]
     assert rhat(scaled).min() > 1.05
+
+
+def test_trajectory_lengths_are_uniform_around_n_leapfrog():
+    from sciflow.uq.nuts import NUTS
+
+    g = torch.Generator().manual_seed(0)
+    assert HMC._lengths(5, 8, 0.0, g) == [8] * 5
+    n = torch.tensor(HMC._lengths(20000, 8, 0.5, g))
+    assert int(n.min()) == 4 and int(n.max()) == 12 and abs(float(n.double().mean()) - 8) < 0.05
+    counts = torch.bincount(n)[4:]
+    assert float(counts.min()) > 0.9 * 20000 / 9                  # every length in 4..12 about equally often
+    assert HMC._lengths(100, 1, 0.9, g) == [1] * 100             # never below one step
+    batch, _, _ = _problem()
+    hmc = HMC(_LinReg(3).double(), GaussianPrior(1.0), GaussianLikelihood(0.5), [batch])
+    with pytest.raises(ValueError, match="length_jitter must be in"):
+        hmc.run(n_samples=4, n_warmup=0, length_jitter=1.0)
+    with pytest.raises(ValueError, match="length_jitter does not apply"):
+        NUTS(_LinReg(3).double(), GaussianPrior(1.0), GaussianLikelihood(0.5), [batch]).run(
+            n_samples=4, n_warmup=0, length_jitter=0.5)
 
 
 def test_warmup_windows_follow_stan():
