@@ -216,8 +216,7 @@ def main() -> None:
     assert all(math.isfinite(r.get("max_rhat", r.get("function_median_rhat")))
                for v in runs.values() for r in v.values())
     write_result(name, {"scale": args.scale, "step_jitter": args.step_jitter, "length_jitter": args.length_jitter,
-                        "sizes": cfg,
-                        "posterior": posteriors, "runs": runs})
+                        "sizes": cfg, "posterior": posteriors, "runs": runs})
 
 
 if __name__ == "__main__":
