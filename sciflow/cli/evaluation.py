@@ -251,12 +251,10 @@ def laplace_predictor(model: Any, splits: Splits, e: Any, noise_dims: Sequence[i
     from sciflow.uq.linearized_laplace import subnetwork
 
     train, val = forecast_batch(splits.train, e.horizon), forecast_batch(splits.val, e.horizon)
-    with torch.no_grad():
-        g = _given_in(model.sample(train.index(slice(0, 1)), 1)[0], train, splits)
 
-    def observed(batch, pred):
+    def observed(batch, pred):  # the forecast steps, not the given ones
         mask = torch.ones_like(pred, dtype=torch.bool)
-        mask[:, :g] = False
+        mask[:, :_given_in(pred, batch, splits)] = False
         return mask
 
     named = dict(model.named_parameters())

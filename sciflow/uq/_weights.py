@@ -6,7 +6,7 @@ parallel."""
 from __future__ import annotations
 
 import warnings
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -63,16 +63,16 @@ class WeightSpace:
 
     def evaluate(self, call: ModelCall, theta: Tensor, batch: Any) -> Tensor:
         """``call(batch)`` under every row of ``theta (rows, dim)``: ``(rows, ...)``."""
+        return self.map(lambda th: functional_call(call, self.unflatten(th) | self.fixed, (batch,)), theta)
 
-        def one(params: dict[str, Tensor]) -> Tensor:
-            return functional_call(call, params | self.fixed, (batch,))
-
-        params = self.unflatten(theta)
+    def map(self, fn: Callable[[Tensor], Tensor], rows: Tensor) -> Tensor:
+        """``fn`` of every row of ``rows``, stacked: with ``vmap`` (independent randomness per row)
+        until it fails once, then one by one, with a warning naming ``who`` and ``rows``."""
         if self.vectorise:
             try:
-                return vmap(one, randomness="different")(params)
-            except Exception as err:
+                return vmap(fn, randomness="different")(rows)
+            except Exception as err:  # data-dependent control flow, in-place ops, .item(), ...
                 warnings.warn(f"{self.who}: vmap over {self.rows} failed ({type(err).__name__}: {err}); "
                               f"evaluating {self.rows} one by one", RuntimeWarning, stacklevel=3)
                 self.vectorise = False
-        return torch.stack([one({k: v[c] for k, v in params.items()}) for c in range(theta.shape[0])])
+        return torch.stack([fn(r) for r in rows])

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import abc
-from typing import Any
+import contextlib
+from typing import Any, Iterator
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from sciflow.data.batches import IrregularBatch, PopulationBatch, TrajectoryBatch
 from sciflow.uq.prediction import Prediction
@@ -85,6 +86,17 @@ def check_point_model(model: Any, who: str) -> None:
     if model.stochastic:
         raise ValueError(f"{who} needs a point model; {type(model).__name__}.sample draws from a predictive "
                          f"distribution (stochastic = True)")
+
+
+@contextlib.contextmanager
+def evaluating(model: nn.Module) -> Iterator[nn.Module]:
+    """``model`` in eval mode inside the block, back in the mode it had after it (errors too)."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 def check_alpha(alpha: float) -> float:

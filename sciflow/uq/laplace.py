@@ -43,7 +43,7 @@ import torch
 from torch import Tensor, nn
 
 from sciflow.models.base import SciflowModel
-from sciflow.uq.base import Predictor, check_alpha, check_point_model, observed_for, target_for
+from sciflow.uq.base import Predictor, check_alpha, check_point_model, evaluating, observed_for, target_for
 from sciflow.uq.prediction import Prediction
 
 __all__ = ["LastLayerLaplace", "held_out_noise", "mackay_precision"]
@@ -134,13 +134,11 @@ class LastLayerLaplace(Predictor):
             return None
 
         handle = self.layer.register_forward_hook(hook)
-        was_training = self.model.training
-        self.model.eval()
         try:
-            pred = self.model.sample(batch, 1)[0]
+            with evaluating(self.model):
+                pred = self.model.sample(batch, 1)[0]
         finally:
             handle.remove()
-            self.model.train(was_training)
         if "phi" not in seen:
             raise ValueError("LastLayerLaplace: the model's sample() never called last_layer")
         phi = seen["phi"].reshape(-1, self.layer.in_features)

@@ -54,11 +54,11 @@ from typing import Any, Callable, Iterable, Sequence
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call, jvp, vmap
+from torch.func import functional_call, jvp
 
 from sciflow.models.base import SciflowModel
 from sciflow.uq._weights import ModelCall, WeightSpace
-from sciflow.uq.base import Predictor, check_alpha, check_point_model, observed_for, target_for
+from sciflow.uq.base import Predictor, check_alpha, check_point_model, evaluating, observed_for, target_for
 from sciflow.uq.laplace import held_out_noise, mackay_precision
 from sciflow.uq.prediction import Prediction
 
@@ -147,6 +147,7 @@ class LinearizedLaplace(Predictor):
         self._shape: tuple[int, ...] = ()
         self._basis: tuple[Tensor, Tensor] | None = None  # eigendecomposition of G_0 when K = 1
         self._eig: Tensor | None = None     # spectrum of sum_k G_k / sigma_k^2
+        self._norm2 = math.nan
         self.noise_fit: dict[str, Any] = {}
 
     @property
@@ -173,27 +174,13 @@ class LinearizedLaplace(Predictor):
         def column(v: Tensor) -> Tensor:
             return jvp(f, (theta,), (v,))[1]
 
-        was_training = self.model.training
-        self.model.eval()
-        try:
+        with evaluating(self.model):
             with torch.no_grad():
                 pred = f(theta)
             if not bool(torch.isfinite(pred).all()):
                 raise FloatingPointError("LinearizedLaplace: the model's prediction has non-finite values")
-            cols = []
-            for chunk in tangents.to(theta).split(self.chunk_size):
-                if self.weights.vectorise:
-                    try:
-                        cols.append(vmap(column)(chunk))
-                        continue
-                    except Exception as err:  # data-dependent control flow, in-place ops, ...
-                        warnings.warn(f"LinearizedLaplace: vmap over Jacobian columns failed ({type(err).__name__}:"
-                                      f" {err}); computing them one by one (slow)", RuntimeWarning, stacklevel=3)
-                        self.weights.vectorise = False
-                cols.append(torch.stack([column(v) for v in chunk]))
-        finally:
-            self.model.train(was_training)
-        return pred, torch.cat(cols)
+            cols = torch.cat([self.weights.map(column, chunk) for chunk in tangents.to(theta).split(self.chunk_size)])
+        return pred, cols
 
     def _groups(self, pred: Tensor) -> tuple[Tensor, tuple[int, ...]]:
         """Each entry's noise group (an index tensor of ``pred``'s shape) and the groups' shape."""
@@ -253,6 +240,7 @@ class LinearizedLaplace(Predictor):
         :math:`H^{-1}`."""
         grams, sq, n, shape = self._rows(batches, observed)
         self._grams, self._shape, self._basis = grams, shape, None
+        self._norm2 = float(self.weights.flat().double().square().sum())    # ||theta_S*||^2 of the evidence
         given = self._given[1]
         noise = torch.full_like(sq, given) if given is not None else (sq / n.clamp_min(1)).clamp_min(1e-12)
         self._set_noise(torch.where(n > 0, noise, 0.0))     # a group never observed: no noise
@@ -271,9 +259,8 @@ class LinearizedLaplace(Predictor):
             weight = torch.where(noise > 0, 1 / noise.clamp_min(1e-300), 0.0)    # G_k = 0 where sigma_k = 0
             e, V = torch.linalg.eigh(torch.einsum("kij,k->ij", self._grams, weight))
             e = e.clamp_min(0)
-        norm2 = float(self.weights.flat().double().square().sum())
         prior = self._given[0]
-        self.prior_precision = prior if prior is not None else mackay_precision(e, norm2, 1)
+        self.prior_precision = prior if prior is not None else mackay_precision(e, self._norm2, 1)
         self._eig = e
         self.root = V / (e + self.prior_precision).sqrt()
 
@@ -338,8 +325,7 @@ class LinearizedLaplace(Predictor):
         if self.root is None:
             raise RuntimeError("LinearizedLaplace: call fit(batches) first")
         lam = self.prior_precision if prior_precision is None else prior_precision
-        norm2 = float(self.weights.flat().double().square().sum())
-        return float(0.5 * self.n_params * math.log(lam) - 0.5 * lam * norm2
+        return float(0.5 * self.n_params * math.log(lam) - 0.5 * lam * self._norm2
                      - 0.5 * torch.log(self._eig + lam).sum())
 
     # -- prediction --------------------------------------------------------------------------------

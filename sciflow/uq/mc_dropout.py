@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from sciflow.models.base import SciflowModel
-from sciflow.uq.base import Predictor, check_alpha
+from sciflow.uq.base import Predictor, check_alpha, evaluating
 from sciflow.uq.heads import GaussianPredictive
 from sciflow.uq.prediction import Prediction
 
@@ -66,18 +66,14 @@ class MCDropout(Predictor):
 
     @torch.no_grad()
     def predict(self, batch: Any, *, generator: torch.Generator | None = None) -> Prediction:
-        was_training = self.model.training
-        self.model.eval()
-        for m in dropout_modules(self.model):
-            m.train()
-        try:
+        with evaluating(self.model):
+            for m in dropout_modules(self.model):   # dropout on, everything else in eval mode
+                m.train()
             means, vars_ = [], []
             for start in range(0, self.n_passes, self.chunk_size):
                 mu, var = self._passes(batch, min(self.chunk_size, self.n_passes - start), generator)
                 means.append(mu)
                 vars_.append(var)
-        finally:
-            self.model.train(was_training)
         mu = torch.cat(means)
         mean = mu.mean(0)
         if vars_[0] is None:

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from sciflow.models.base import SciflowModel
-from sciflow.uq.base import Predictor, check_alpha
+from sciflow.uq.base import Predictor, check_alpha, evaluating
 from sciflow.uq.heads import GaussianPredictive
 from sciflow.uq.prediction import Prediction
 
@@ -33,13 +33,9 @@ class SamplingPredictor(Predictor):
 
     @torch.no_grad()
     def predict(self, batch: Any, *, generator: torch.Generator | None = None) -> Prediction:
-        was_training = self.model.training
-        self.model.eval()
-        try:
+        with evaluating(self.model):
             samples = self.model.sample(batch, self.n_samples, generator=generator)
             if isinstance(self.model, GaussianPredictive):
                 mean, var = self.model.predict_mean_var(batch)
                 return Prediction.from_gaussian(mean, var, self.alpha, samples=samples)
-        finally:
-            self.model.train(was_training)
         return Prediction.from_samples(samples, self.alpha)

@@ -35,7 +35,7 @@ from torch import Tensor
 
 from sciflow.models.base import SciflowModel
 from sciflow.uq._weights import ModelCall, WeightSpace
-from sciflow.uq.base import Predictor, check_alpha, check_point_model
+from sciflow.uq.base import Predictor, check_alpha, check_point_model, evaluating
 from sciflow.uq.prediction import Prediction
 
 __all__ = ["SWAG"]
@@ -126,12 +126,8 @@ class SWAG(Predictor):
     @torch.no_grad()
     def predict(self, batch: Any, *, generator: torch.Generator | None = None) -> Prediction:
         theta = self.sample_weights(self.n_samples, generator)
-        was_training = self.model.training
-        self.model.eval()
-        try:
+        with evaluating(self.model):
             f = self.weights.evaluate(self._call, theta.to(next(self.model.parameters()).dtype), batch)
-        finally:
-            self.model.train(was_training)
         if self.observation_noise > 0:
             dev = f.device if generator is None else generator.device
             eps = torch.randn(f.shape, generator=generator, dtype=f.dtype, device=dev).to(f.device)

@@ -170,3 +170,16 @@ def test_sampling_predictor_point_and_gaussian():
     assert pg.samples.shape == (50, 10, 1, 1) and pg.variance is not None
     z = 1.2815515655446004
     torch.testing.assert_close(pg.upper - pg.mean, z * pg.variance.sqrt())
+
+
+def test_evaluating_restores_every_module_mode_even_after_an_error():
+    from sciflow.uq.base import evaluating
+
+    model = MLP(1, 1, width=4, depth=1, dropout=0.5).train()
+    with evaluating(model):
+        assert not any(m.training for m in model.modules())
+    assert all(m.training for m in model.modules())
+    with pytest.raises(RuntimeError, match="inside"):
+        with evaluating(model):
+            raise RuntimeError("inside")
+    assert all(m.training for m in model.modules())
