@@ -9,7 +9,8 @@
 #
 # The wheels are pinned to the versions of this checkout's .venv (else the newest) and fetched for
 # CPython $PYVER (default 3.12) on manylinux x86-64. The runner writes RESULTS/gpu_all.tgz (the
-# whole `gpu_check.sh --out` folder) and RESULTS/console.txt. Afterwards, here:
+# whole `gpu_check.sh --out` folder) and RESULTS/console.txt; with GPU_CHECK_LIMIT=S in its environment
+# the check is stopped after S seconds and what it wrote is still packed. Afterwards, here:
 #   tar xzf gpu_all.tgz && cp -r gpu/* benchmarks/results/gpu/ && python benchmarks/report.py
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,7 +48,8 @@ export PYTHONPATH="$PWD:$SITE${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 PYT
 if [ ! -d ../shared/reference ] && [ -n "$(ls -A "$B/reference" 2>/dev/null)" ]; then
   mkdir -p ../shared && cp -r "$B/reference" ../shared/reference
 fi
-bash benchmarks/gpu_check.sh --out "$RES/gpu" "$@" 2>&1 | tee "$RES/console.txt"
+# GPU_CHECK_LIMIT (seconds, 0: none) stops the check in time for the archive to be packed
+timeout -k 10 "${GPU_CHECK_LIMIT:-0}" bash benchmarks/gpu_check.sh --out "$RES/gpu" "$@" 2>&1 | tee "$RES/console.txt"
 rc=${PIPESTATUS[0]}
 tar czf "$RES/gpu_all.tgz" -C "$RES" gpu console.txt
 echo "run.sh: gpu_check.sh exit $rc; results in $RES/gpu_all.tgz"

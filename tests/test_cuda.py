@@ -323,10 +323,15 @@ def test_mfm_train_checkpoint_resume_on_device(tmp_path) -> None:
     model = init_model(cfg, 1)
     res = train(model, data, tc, validate=validate, device=DEV, checkpoint_every=2, on_checkpoint=ckpts.save,
                 resume_state=state)
-    assert res.history == ref_res.history and res.best_step == ref_res.best_step
+    # bit for bit on the CPU; on CUDA to the float rounding of the gather's backward (index_select's
+    # gradient is an atomic index_add, whose summation order varies from run to run)
+    tol = dict(rtol=0.0, atol=0.0) if DEV.type == "cpu" else dict(rtol=1e-5, atol=1e-6)
+    for key in ("train_loss", "val"):
+        torch.testing.assert_close([h[key] for h in res.history], [h[key] for h in ref_res.history], **tol)
+    assert res.best_step == ref_res.best_step
     for k, v in ref.state_dict().items():
         _on_device(v)
-        assert torch.equal(v, model.state_dict()[k]), k
+        torch.testing.assert_close(v, model.state_dict()[k], **tol, msg=k)
 
 
 def test_superres_cli_train_and_evaluate_on_device(tmp_path) -> None:

@@ -138,7 +138,7 @@ def _ess(x: Tensor) -> Tensor:
     positive = torch.cumprod((pairs > 0).to(x.dtype), dim=0)   # initial positive sequence
     mono = torch.cummin(pairs, dim=0).values                   # initial monotone sequence
     tau = -1 + 2 * (mono.clamp_min(0) * positive).sum(0)
-    tau = torch.clamp(tau, min=1.0 / torch.log10(torch.tensor(float(m * n))))
+    tau = tau.clamp_min(1.0 / math.log10(m * n))
     return m * n / tau
 
 
