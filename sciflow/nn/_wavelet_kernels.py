@@ -72,15 +72,19 @@ def _axis_tuple(d: int, k: int, value: int, other: int) -> tuple[int, ...]:
 
 
 def _exact(conv, x: Tensor, weight: Tensor, **kw) -> Tensor:
-    """``conv(x, weight, **kw)`` in true float32 on CUDA: cuDNN's default TF32 convolutions
-    (10-bit mantissa) put the transform ~3e-4 (relative) off PyWavelets, measured on an H200;
-    these convolutions are tiny, exactness costs nothing."""
-    if x.is_cuda and x.dtype == torch.float32:
-        cudnn = torch.backends.cudnn
-        with cudnn.flags(enabled=cudnn.enabled, benchmark=cudnn.benchmark,
-                         deterministic=cudnn.deterministic, allow_tf32=False):
-            return conv(x, weight, **kw)
-    return conv(x, weight, **kw)
+    """``conv(x, weight, **kw)`` in ``x``'s own precision: outside autocast (under
+    ``train.precision=bf16`` a float32 transform stays float32, so the wavelet coefficients, the
+    diffusion noise drawn in their dtype and the loss keep float32; only the network runs in bf16),
+    and in true float32 on CUDA: cuDNN's default TF32 convolutions (10-bit mantissa) put the
+    transform ~3e-4 (relative) off PyWavelets, measured on an H200; these convolutions are tiny,
+    exactness costs nothing."""
+    with torch.autocast(x.device.type, enabled=False):
+        if x.is_cuda and x.dtype == torch.float32:
+            cudnn = torch.backends.cudnn
+            with cudnn.flags(enabled=cudnn.enabled, benchmark=cudnn.benchmark,
+                             deterministic=cudnn.deterministic, allow_tf32=False):
+                return conv(x, weight, **kw)
+        return conv(x, weight, **kw)
 
 
 def _on_axis(w: Tensor, ndim: int, at: int) -> Tensor:

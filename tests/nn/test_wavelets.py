@@ -208,3 +208,24 @@ def test_cuda_float32_is_exact_float32_not_tf32(mode):
     back = idwtn(got, "bior2.4", mode, dim=3).double().cpu()
     back = back[tuple(slice(0, n) for n in x.shape)]  # one extra sample on the odd axis, as pywt
     assert (back - x).abs().max() / x.abs().max() < 1e-5
+
+
+def _autocast_keeps_float32(device: str) -> None:
+    x = torch.randn(3, 2, 17, 32, dtype=torch.float64)
+    ref = dwtn(x, "bior2.4", "zero", dim=2)
+    with torch.autocast(device, dtype=torch.bfloat16):
+        got = dwtn(x.float().to(device), "bior2.4", "zero", dim=2)
+        back = idwtn(got, "bior2.4", "zero", dim=2)
+    assert got.dtype == back.dtype == torch.float32
+    # float32-exact, not bf16 (relative error ~4e-3): train.precision=bf16 leaves the transform alone
+    assert (got.double().cpu() - ref).abs().max() / ref.abs().max() < 1e-5
+    assert (back.double().cpu()[..., :17, :32] - x).abs().max() / x.abs().max() < 1e-5
+
+
+def test_autocast_leaves_the_transform_in_float32():
+    _autocast_keeps_float32("cpu")
+
+
+@pytest.mark.gpu
+def test_cuda_autocast_leaves_the_transform_in_float32():
+    _autocast_keeps_float32("cuda")
