@@ -159,6 +159,7 @@ class _SequentialVAE(SciflowModel):
             if self.cfg.n_forward:
                 score[:, -self.cfg.n_forward:] = 1.0
         h, mean, logvar = self.encoder(inp)
+        mean, logvar = mean.to(x.dtype), logvar.to(x.dtype)  # bf16 autocast: the latent path in the data's dtype
         s0 = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
         params = self.decode(h, s0)
         denom = score.sum().clamp_min(1.0)
@@ -184,6 +185,7 @@ class _SequentialVAE(SciflowModel):
             raise ValueError(f"n_samples must be an integer >= 1, got {n_samples!r}")
         x = self._values(batch)
         h, mean, logvar = self.encoder(self._encoder_input(x))
+        mean, logvar = mean.to(x.dtype), logvar.to(x.dtype)
         h = h.repeat(n_samples, 1, 1)
         mean, logvar = mean.repeat(n_samples, 1), logvar.repeat(n_samples, 1)
         s0 = mean + torch.exp(0.5 * logvar) * _randn(mean.shape, mean, generator)

@@ -208,7 +208,7 @@ class StableSDE(SciflowModel):
                brownian: BrownianPath | None = None) -> Tensor:
         """Latent paths on ``ctrl.grid``: ``(time, n_rep * batch, d)`` in solver coordinates."""
         cfg = self.cfg
-        z0 = self.initial(ctrl.x0)
+        z0 = self.initial(ctrl.x0).to(ctrl.x0.dtype)  # bf16 autocast: the latent path stays in the data's dtype
         if n_rep > 1:
             z0 = z0.repeat(n_rep, 1)
         grid = ctrl.grid.to(z0.dtype)
@@ -348,6 +348,7 @@ class StableSDE(SciflowModel):
     # ------------------------------------------------------------------ protocol
     def loss(self, batch: IrregularBatch) -> LossOutput:
         out = self(batch)[0]
+        out = out.to(torch.promote_types(out.dtype, torch.float32))  # autocast's bf16 head: the likelihood in fp32
         if self.cfg.task == "classification":
             labels = batch.labels.long()
             ce = F.cross_entropy(out, labels)

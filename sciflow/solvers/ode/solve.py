@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_term_kind, check_times
+from .._precision import working_state
 from ._core import default_controller, solve_grid
 from ._event_replay import replay_events
 from .adjoint import BacksolveAdjoint, CheckpointAdjoint, DirectAdjoint
@@ -90,6 +91,7 @@ def solve(term: ODETerm, solver: ODESolver, t0, t1, y0: Tensor, *,
     if controller is None:
         controller = default_controller(solver, rtol=1e-6, atol=1e-8, dt=None, max_steps=100_000)
     adjoint = adjoint or DirectAdjoint()
+    y0 = working_state(y0)  # a half-precision state under autocast is integrated in float32
     t0 = _as_time(t0, y0)
     t1 = _as_time(t1, y0)
     pieces, keep = [], []
@@ -186,6 +188,7 @@ def odeint(f: Callable[[Tensor, Tensor], Tensor], y0: Tensor, t: Tensor, *,
     work counters. ``compile``: opt-in ``torch.compile`` of each adaptive attempt (see ``solve``).
     """
     solver = Dopri5() if solver is None else solver
+    y0 = working_state(y0)  # a half-precision state under autocast is integrated in float32
     if getattr(type(solver), "backend", False):
         if adjoint is not None and not isinstance(adjoint, (DirectAdjoint, BacksolveAdjoint)):
             raise ValueError(f"{solver!r} supports DirectAdjoint or BacksolveAdjoint, got {adjoint!r}")

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from sciflow.solvers._checks import check_term_kind
+from sciflow.solvers._precision import working_state
 from sciflow.solvers.ode.controller import PIController
 from sciflow.solvers.sde.adaptive import check_adaptive, integrate_adaptive_sde
 from sciflow.solvers.sde.base import SDESolver
@@ -104,6 +105,7 @@ def sdeint(
         ``(time, *batch, *state)``. Raises if the state became non-finite, naming the first
         save time at which it did (checked once, after the solve: no host sync per step).
     """
+    y0 = working_state(y0)  # a half-precision state under autocast is integrated in float32
     if isinstance(solver, TorchSDE):
         if controller is not None:
             raise ValueError("controller= is for sciflow's SDE solvers; for torchsde's adaptive stepping "

@@ -6,6 +6,7 @@ from typing import Callable
 
 from torch import Tensor
 
+from sciflow.solvers._precision import in_state_dtype
 from sciflow.solvers.sde.noise import Diagonal, NoiseType
 
 VectorField = Callable[[Tensor, Tensor], Tensor]
@@ -32,10 +33,10 @@ class SDETerm:
         self.noise = noise
 
     def f(self, t: Tensor, y: Tensor) -> Tensor:
-        return self.drift(t, y)
+        return in_state_dtype(self.drift(t, y), y)  # autocast: in the state's dtype (solvers._precision)
 
     def g(self, t: Tensor, y: Tensor) -> Tensor:
-        return self.diffusion(t, y)
+        return in_state_dtype(self.diffusion(t, y), y)
 
     def g_prod(self, g: Tensor, dw: Tensor) -> Tensor:
         return self.noise.prod(g, dw)

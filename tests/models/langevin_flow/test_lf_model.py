@@ -286,3 +286,27 @@ def test_plots_draw_the_given_data():
     with pytest.raises(ValueError, match="latent>=3"):
         plot_latents_3d(lat[..., :2])
     plt.close("all")
+
+
+def test_bf16_autocast_rolls_the_latents_out_in_the_data_dtype():
+    """``train.precision=bf16``: the encoder's bf16 mean and log-variance used to make ``s_0``, its
+    noise draws and the whole Langevin rollout bf16; now the rollout keeps the data's float32 and
+    only the networks run in bf16 (the loss at the same weights within bf16 rounding of fp32)."""
+    torch.manual_seed(0)
+    model = LangevinFlow(Config(**SMALL))
+    seen = []
+    rollout = model.rollout
+
+    def spy(h, s0, generator=None):
+        z, v = rollout(h, s0, generator)
+        seen.append((s0.dtype, z.dtype, v.dtype))
+        return z, v
+
+    model.rollout = spy
+    losses = []
+    for autocast in (False, True):
+        torch.manual_seed(1)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            losses.append(float(model.loss(_counts()).total.detach()))
+    assert seen[1] == (torch.float32,) * 3, seen
+    assert abs(losses[1] - losses[0]) < 1e-2 * abs(losses[0]), losses

@@ -117,3 +117,21 @@ def test_interpolation_targets_inside_the_observation_window():
     pred = m.predict(batch, 8, generator=torch.Generator().manual_seed(0))
     series_mean = (batch.values.sum(1, keepdim=True) / obs.sum(1, keepdim=True))
     assert float((pred - batch.targets).abs().mean()) < 0.6 * float((series_mean - batch.targets).abs().mean())
+
+
+def test_bf16_autocast_keeps_the_latent_path_and_the_likelihood_in_float32():
+    """``train.precision=bf16``: the initial map's bf16 output used to make the latent state, the
+    time grid, the Brownian increments and the Gaussian likelihood bf16 (the loss at the same
+    weights 3e-3 off on the packaged Lorenz experiment, 8 significant bits throughout); now only
+    the networks run in bf16."""
+    batch = linear_trends(16, 0)
+    torch.manual_seed(0)
+    m = StableSDE(Config(kind="lnsde", input_channels=1, hidden_dim=8, task="forecasting"))
+    losses = []
+    for autocast in (False, True):
+        torch.manual_seed(1)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            loss = m.loss(batch).total
+        assert loss.dtype == torch.float32
+        losses.append(float(loss.detach()))
+    assert abs(losses[1] - losses[0]) < 2e-3 * abs(losses[0]), losses

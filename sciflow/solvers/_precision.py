@@ -1,0 +1,33 @@
+"""The solvers' working precision under ``torch.autocast``.
+
+Autocast runs a vector field's matrix products and convolutions in bfloat16 (or float16). A state
+that comes out of such a layer (a latent model's encoder) would then be integrated in that
+precision: times, Brownian increments and every update ``y + h Σ b_i k_i`` rounded to 8 (bf16)
+or 11 (fp16) significant bits, so that increments below ~2⁻⁸ of the state are lost and an
+adaptive solver's error estimate (a difference of nearly equal stages) is rounding noise.
+Mixed-precision training keeps such accumulations in float32 (Micikevicius et al., "Mixed
+Precision Training", ICLR 2018, Sec. 3.1–3.3): under autocast the solvers integrate a half-precision
+initial state in float32 and cast each half-precision vector-field evaluation to the state's dtype.
+Outside autocast a half-precision state is the caller's explicit choice and is kept.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+HALF = (torch.float16, torch.bfloat16)
+
+
+def working_state(y0: Tensor) -> Tensor:
+    """``y0`` in float32 when it is half precision under autocast on its device, else ``y0``."""
+    if isinstance(y0, Tensor) and y0.dtype in HALF and torch.is_autocast_enabled(y0.device.type):
+        return y0.float()
+    return y0
+
+
+def in_state_dtype(out: Tensor, y: Tensor) -> Tensor:
+    """A vector field's half-precision (autocast) output ``out`` in the state's dtype ``y.dtype``."""
+    if isinstance(out, Tensor) and out.dtype in HALF and out.dtype != y.dtype and y.is_floating_point():
+        return out.to(y.dtype)
+    return out
