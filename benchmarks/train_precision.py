@@ -14,7 +14,8 @@ far bf16 moves the numbers: the loss and gradient at the initial weights (relati
 gradient cosine; autocast on the run's device, also on the CPU where the trainer itself stays in
 fp32) and the mean loss of the last logged interval relative to fp32's. Times are the medians of the
 logged intervals after the first (``fit`` logs ``steps_per_s`` per interval; the first holds the
-warm-up and, compiled, the compilation, reported as ``first_interval_extra_s``). Ratios are against
+warm-up and, compiled, the compilation, reported as ``first_interval_extra_s``; Inductor's on-disk
+caches from earlier runs on the same machine shorten it, 50-120 s on a cold CPU cache). Ratios are against
 the fp32 eager run of the same case in the same process. Compiled, the diffusion models (WDNO) draw
 their noise with Inductor's own generator, so their losses differ from the eager ones by the
 sampling noise of the loss, not by precision.

@@ -19,9 +19,16 @@ from torch import Tensor
 HALF = (torch.float16, torch.bfloat16)
 
 
+def _autocast_on(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4 had no device argument
+        return torch.is_autocast_cpu_enabled() if device_type == "cpu" else torch.is_autocast_enabled()
+
+
 def working_state(y0: Tensor) -> Tensor:
     """``y0`` in float32 when it is half precision under autocast on its device, else ``y0``."""
-    if isinstance(y0, Tensor) and y0.dtype in HALF and torch.is_autocast_enabled(y0.device.type):
+    if isinstance(y0, Tensor) and y0.dtype in HALF and _autocast_on(y0.device.type):
         return y0.float()
     return y0
 
