@@ -671,3 +671,42 @@ def test_gradients_stay_finite_after_an_overflowed_rejected_step_on_device() -> 
     torch.testing.assert_close(dk.cpu(), -100.0 * exact ** 3, rtol=1e-5, atol=0)
     torch.testing.assert_close(dk.cpu(), dk_ref, rtol=1e-10, atol=0)
     torch.testing.assert_close(y.cpu(), y_ref, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("name,overrides", [
+    ("wdno_navier_stokes", ["data.params.n=6", "data.params.nt=11", "data.batch_size=4"]),
+    ("fno_navier_stokes", ["data.params.n=6", "data.params.nt=11", "data.batch_size=4"]),
+    ("lorenz_irregular_lnsde", ["data.params.n=20", "data.batch_size=8"]),
+    ("langevin_flow_lorenz", ["data.params.n=8"]),
+    ("lorenz_neural_ode", []),
+])
+def test_bf16_autocast_keeps_states_and_losses_float32_on_device(name: str, overrides: list[str]) -> None:
+    """``train.precision=bf16`` on the device's autocast lists (CUDA's differ from the CPU's: GRUs,
+    group norms): the loss stays float32 and within bf16 rounding of the fp32 loss at the same
+    weights and noise draws, and the gradient keeps its direction."""
+    from sciflow.cli.pipeline import build_model, prepare_splits, resolve_model_for_data, windows
+    from sciflow.config import load_experiment
+    from sciflow.training import BatchLoader
+    from sciflow.training._batch_stream import to_device
+
+    exp = load_experiment(name, overrides)
+    splits = prepare_splits(exp)
+    exp = resolve_model_for_data(exp, splits)
+    model = build_model(exp, 0)
+    model.fit_scaler(splits.train)
+    model = model.to(DEV)
+    batch = to_device(next(iter(BatchLoader(windows(splits.train, exp.data.window, exp.data.stride),
+                                            exp.data.batch_size, seed=0))), DEV)
+    losses, grads = [], []
+    for autocast in (False, True):
+        torch.manual_seed(0)
+        model.zero_grad(set_to_none=True)
+        with torch.autocast(DEV.type, dtype=torch.bfloat16, enabled=autocast):
+            loss = model.loss(batch).total
+        assert loss.dtype == torch.float32 and torch.isfinite(loss)
+        loss.backward()
+        _grads_finite(model)
+        losses.append(float(loss.detach()))
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]).double())
+    assert abs(losses[1] - losses[0]) < 1e-2 * abs(losses[0]), losses
+    assert float(torch.nn.functional.cosine_similarity(grads[0], grads[1], dim=0)) > 0.99
