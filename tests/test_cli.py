@@ -209,12 +209,16 @@ def test_every_uq_method_through_the_cli(tmp_path: Path, capsys) -> None:
             assert d["mass_matrix"] == "diag"
         if uq == "laplace":  # forward-mode Jacobian columns vectorised through the ODE solve
             assert not [w for w in caught if "vmap over Jacobian columns failed" in str(w.message)]
-            d = m["laplace"]
-            assert [w.rsplit(".", 1)[1] for w in d["weights"]] == ["weight", "bias"] and d["n_params"] == 3 * (8 + 1)
-            assert 0 < d["effective_parameters"] <= d["n_params"] and d["prior_precision"] > 0
-            noise = torch.tensor(d["observation_noise"])                 # per lead time and component
-            assert d["noise_dims"] == [1, 2] and noise.shape == (m["horizon"] + 1, 3)
-            assert torch.all(noise[0] == 0) and torch.all(noise[1:] > 0)  # the given step is not forecast
+            assert m["laplace"]["mixture_of"] == 2  # the ensemble run: one Laplace per member, mixed (MoLA)
+            for d in m["laplace"]["members"]:
+                assert [w.rsplit(".", 1)[1] for w in d["weights"]] == ["weight", "bias"]
+                assert d["n_params"] == 3 * (8 + 1)
+                assert 0 < d["effective_parameters"] <= d["n_params"] and d["prior_precision"] > 0
+                noise = torch.tensor(d["observation_noise"])                 # per lead time and component
+                assert d["noise_dims"] == [1, 2] and noise.shape == (m["horizon"] + 1, 3)
+                assert torch.all(noise[0] == 0) and torch.all(noise[1:] > 0)  # the given step is not forecast
+            members = m["laplace"]["members"]
+            assert members[0]["observation_noise"] != members[1]["observation_noise"]  # two different fits
     # the low-rank Fisher mass matrix through the config (eval.hmc_mass), and a misspelt one refused
     assert main(["evaluate", str(run), "--uq", "hmc", "eval.hmc_mass=low_rank"]) == 0
     m = json.loads((run / "eval_hmc.json").read_text())

@@ -189,7 +189,8 @@ def _predictor(kind: str, exp: ExperimentConfig, run_dir: Path, splits: Splits):
     if kind == "ensemble" and len(dirs) < 2:
         raise ConfigError(f"{str(run_dir)!r} holds one model; train an ensemble with eval.uq=ensemble "
                           "(eval.ensemble_size members) before `evaluate --uq ensemble`")
-    models = load_members(exp, run_dir) if kind in ("ensemble", "conformal") else [load_trained(exp, dirs[0], 0)]
+    models = load_members(exp, run_dir) if kind in ("ensemble", "conformal", "laplace") \
+        else [load_trained(exp, dirs[0], 0)]
     if kind in ("hmc", "laplace") and models[0].stochastic:
         raise ConfigError(f"--uq {kind} puts a posterior on the weights of a point model; {exp.model.name!r} is "
                           "generative (its forecast is a draw): use --uq samples, ensemble or conformal")
@@ -210,8 +211,11 @@ def _predictor(kind: str, exp: ExperimentConfig, run_dir: Path, splits: Splits):
         # one quantile per lead time and component (separate_dims = time, state axes)
         conf = SplitConformal(base, e.alpha, AbsoluteResidual(), separate_dims=tuple(range(1, cal.values.ndim)))
         return conf.calibrate([cal], target=target_for)
-    if kind == "laplace":
-        return laplace_predictor(models[0], splits, e)
+    if kind == "laplace":  # an ensemble run: the mixture of its members' Laplace approximations (MoLA)
+        from sciflow.uq import MixturePredictor
+
+        laps = [laplace_predictor(m, splits, e) for m in models]
+        return laps[0] if len(laps) == 1 else MixturePredictor(laps, alpha=e.alpha)
     if kind != "hmc":
         raise ConfigError(f"--uq {kind!r} has no evaluation path here; allowed: ensemble, samples, mc-dropout, "
                           f"conformal, hmc, laplace, online-conformal")
@@ -272,7 +276,9 @@ def laplace_predictor(model: Any, splits: Splits, e: Any, noise_dims: Sequence[i
 
 def _laplace_diagnostics(lap: Any) -> dict[str, Any]:
     """The fitted hyperparameters of the Laplace posterior (the noise variances over the
-    ``noise_dims``: lead time, and component where present)."""
+    ``noise_dims``: lead time, and component where present); of each member's, for a mixture."""
+    if hasattr(lap, "components"):
+        return {"mixture_of": len(lap.components), "members": [_laplace_diagnostics(c) for c in lap.components]}
     return {"weights": lap.weights.names, "n_params": lap.n_params, "prior_precision": lap.prior_precision,
             "effective_parameters": lap.effective_parameters, "noise_dims": list(lap.noise_dims),
             "observation_noise": lap.noise.tolist(), "noise_fit": lap.noise_fit}
