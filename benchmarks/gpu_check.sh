@@ -4,7 +4,7 @@
 #
 #   bash benchmarks/gpu_check.sh                 # on a CUDA machine; results in benchmarks/results/gpu/
 #   bash benchmarks/gpu_check.sh --dry-run       # anywhere (CPU): the same pipeline at smoke size
-#   options: --out DIR  --speed-budget S (default 270, all speed benchmarks)  --speed-timeout S (default 75,
+#   options: --out DIR  --speed-budget S (default 250, all speed benchmarks)  --speed-timeout S (default 75,
 #            each)  --accuracy-budget S (default 240, each, run together)  --only "NAME ..."  --no-tests  --serial
 #
 # Steps: (1) device report (torch, CUDA, GPU name, bf16 support); (2) `pytest -m gpu` (dry run:
@@ -18,7 +18,7 @@
 # After a real run: `python benchmarks/report.py` adds the GPU section to docs/results.md.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-DRY=0; OUT=""; SPEED_BUDGET=270; SPEED_TIMEOUT=75; ACC_BUDGET=240; ONLY=""; TESTS=1; SERIAL=0
+DRY=0; OUT=""; SPEED_BUDGET=250; SPEED_TIMEOUT=75; ACC_BUDGET=240; ONLY=""; TESTS=1; SERIAL=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --dry-run) DRY=1 ;;

@@ -93,11 +93,11 @@ CASES: dict[str, dict[str, list[str]]] = {
     "wdno_navier_stokes": {
         "smoke": ["data.params.n=6", "data.params.nt=11", "data.batch_size=4"],
         "cpu": ["data.params.n=20"],
-        "gpu": ["data.params.n=40", "data.params.stride=1", "data.batch_size=32", "model.base_channels=64"]},
+        "gpu": ["data.params.n=24", "data.params.stride=1", "data.batch_size=16", "model.base_channels=64"]},
     "fno_navier_stokes": {
         "smoke": ["data.params.n=6", "data.params.nt=11", "data.batch_size=4"],
         "cpu": ["data.params.n=20"],
-        "gpu": ["data.params.n=40", "data.params.stride=1", "data.batch_size=32", "model.width=64",
+        "gpu": ["data.params.n=24", "data.params.stride=1", "data.batch_size=16", "model.width=64",
                 "model.modes=[16]"]},
     "wdno_burgers": {
         "smoke": ["data.params.n=12", "data.batch_size=4"],
