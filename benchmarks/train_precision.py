@@ -1,24 +1,24 @@
 """Mixed precision and ``torch.compile`` in training: what ``train.precision=bf16`` and
 ``train.compile=true`` buy per family, measured through ``fit`` itself.
 
-    python benchmarks/train_precision.py                 # --scale cpu: fp32 eager vs compiled (bf16 is CUDA-only)
+    python benchmarks/train_precision.py                 # --scale cpu: this CPU (bf16 pays with bf16 units)
     python benchmarks/train_precision.py --scale smoke    # seconds; plumbing only
     python benchmarks/train_precision.py --scale gpu      # the GPU check: bf16 and compile on the card
 
 Each case is a packaged experiment (``sciflow train <name>``: its model, data pipeline and
-optimiser), trained by ``sciflow.training.fit`` for a few hundred steps at most in each variant:
-``fp32`` (the anchor), ``bf16`` (autocast of ``model.loss`` to bfloat16 on CUDA), ``compile``
-(``torch.compile`` of the loss) and ``compile+bf16``. Every variant starts from the same weights
-and sees the same batches and noise draws (one seed), so besides the time per step it reports how
-far bf16 moves the numbers: the loss and gradient at the initial weights (relative difference,
-gradient cosine; autocast on the run's device, also on the CPU where the trainer itself stays in
-fp32) and the mean loss of the last logged interval relative to fp32's. Times are the medians of the
-logged intervals after the first (``fit`` logs ``steps_per_s`` per interval; the first holds the
-warm-up and, compiled, the compilation, reported as ``first_interval_extra_s``; Inductor's on-disk
-caches from earlier runs on the same machine shorten it, 50-120 s on a cold CPU cache). Ratios are against
+optimiser), trained by ``sciflow.training.fit`` for a few dozen steps in each variant: ``fp32``
+(the anchor), ``bf16`` (autocast of ``model.loss`` to bfloat16), ``compile`` (``torch.compile`` of
+the loss) and ``compile+bf16``. Every variant starts from the same weights and sees the same
+batches and noise draws (one seed), so besides the time per step it reports how far bf16 moves the
+numbers: the loss and gradient at the initial weights (relative difference, gradient cosine) and
+the mean loss of the last logged interval relative to fp32's. Times are the medians of the logged
+intervals after the first (``fit`` logs ``steps_per_s`` per interval; the first holds the warm-up
+and, compiled, the compilation, reported as ``first_interval_extra_s``; Inductor's on-disk caches
+from earlier runs on the same machine shorten it, 50-120 s on a cold CPU cache). Ratios are against
 the fp32 eager run of the same case in the same process. Compiled, the diffusion models (WDNO) draw
 their noise with Inductor's own generator, so their losses differ from the eager ones by the
-sampling noise of the loss, not by precision.
+sampling noise of the loss, not by precision. On a CPU, bf16 pays only with bf16 units
+(AVX512-BF16, AMX) and convolution-heavy models.
 
 Eager variants of every case run first; the compiled ones follow while the runner's deadline
 (``SCIFLOW_BENCH_DEADLINE``) leaves time, the rest is recorded under ``skipped``. A variant that
@@ -32,7 +32,6 @@ import argparse
 import statistics
 import sys
 import time
-import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -184,10 +183,8 @@ def main() -> None:
     device = torch.device(args.device)
     sc = SCALES[args.scale]
     name = args.name or ("train_precision" if args.scale == "cpu" else f"train_precision_{args.scale}")
-    warnings.filterwarnings("ignore", message="train.precision=bf16 autocasts on CUDA only")
 
     plans, prepared, cases, skipped = [], {}, {}, {}
-    cuda = device.type == "cuda"
     for case in args.cases:
         t0 = time.perf_counter()
         prepared[case] = prepare(case, CASES[case][args.scale])
@@ -199,9 +196,8 @@ def main() -> None:
             cases[case]["bf16_numerics"] = bf16_numerics(exp, splits, train, device)
         except Exception as e:  # noqa: BLE001 -- an op without a bf16 kernel is a result
             cases[case]["bf16_numerics"] = {"error": f"{type(e).__name__}: {e}"[:400]}
-        plans += [(case, v) for v in ("fp32", "bf16") if v == "fp32" or cuda]
-    plans += [(case, v) for case in args.cases if case in COMPILED[args.scale]
-              for v in ("compile", "compile+bf16") if v == "compile" or cuda]
+        plans += [(case, "fp32"), (case, "bf16")]
+    plans += [(case, v) for case in args.cases if case in COMPILED[args.scale] for v in ("compile", "compile+bf16")]
     for case, variant in plans:
         # about the fp32 run's time (bf16), plus the compilation (compiled): leave it when the deadline is near
         base = cases[case].get("fp32", {}).get("wall_s", 10.0)

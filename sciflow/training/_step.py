@@ -1,7 +1,7 @@
 """One optimiser step of ``fit`` behind a non-finite guard.
 
 :class:`GuardedStep` computes ``model.loss(batch)`` (through :class:`LossModule`, the module DDP and
-``torch.compile`` wrap; bf16 autocast on CUDA when asked), back-propagates, clips the gradient
+``torch.compile`` wrap; bf16 autocast when asked), back-propagates, clips the gradient
 norm, and steps the optimiser only if the loss and the gradient norm are finite on every rank:
 a first-order step is then skipped (gradients dropped), an L-BFGS step undone (parameters restored,
 curvature pairs forgotten). That finiteness flag is the one scalar per step read on the host,
@@ -49,7 +49,7 @@ class GuardedStep:
         self.budget = budget
 
     def loss(self, batch: Any) -> LossOutput:
-        ctx = torch.autocast("cuda", dtype=torch.bfloat16) if self.autocast else contextlib.nullcontext()
+        ctx = torch.autocast(self.device.type, dtype=torch.bfloat16) if self.autocast else contextlib.nullcontext()
         with ctx:
             out = self.loss_module(batch)
         if not isinstance(out, LossOutput):

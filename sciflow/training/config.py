@@ -26,8 +26,9 @@ class TrainConfig:
         ``ema_decay``: exponential moving average of the weights (``None``: off); evaluation
         uses the averaged weights when on.
     Numerics
-        ``precision``: ``bf16`` autocasts the loss to bfloat16 on CUDA (ignored with a warning
-        on CPU); ``compile``: wrap ``model.loss`` in ``torch.compile``.
+        ``precision``: ``bf16`` autocasts the loss to bfloat16 on CUDA and CPU (ignored with a warning
+        elsewhere; on a CPU it pays only where it has bf16 units, AVX512-BF16 or AMX: see
+        ``benchmarks/train_precision.py``); ``compile``: wrap ``model.loss`` in ``torch.compile``.
         ``max_nonfinite``: consecutive skipped (NaN/Inf) steps that stop the run.
     Bookkeeping
         ``eval_every``/``log_every``/``checkpoint_every`` in optimizer steps (0: never);

@@ -2,7 +2,7 @@
 
 It calls nothing of a model but ``model.loss(batch) -> LossOutput`` (CONTRIBUTING.md), so any
 :class:`~sciflow.models.base.SciflowModel` trains the same way: first-order optimisers or
-L-BFGS, warm-up + decay schedules, gradient clipping, EMA weights, bf16 autocast on CUDA,
+L-BFGS, warm-up + decay schedules, gradient clipping, EMA weights, bf16 autocast (CUDA, CPU),
 optional ``torch.compile``, periodic evaluation, JSONL logs, atomic checkpoints with exact
 resume, a non-finite guard, and DDP under ``torchrun``.
 
@@ -48,6 +48,8 @@ from sciflow.training.optimizers import make_optimizer
 from sciflow.training.runlog import JSONLLogger
 from sciflow.training.schedules import WarmupDecay, schedule_from_config
 from sciflow.training.seeding import seed_everything
+
+AUTOCAST_DEVICES = ("cuda", "cpu")  # the device types train.precision=bf16 autocasts on
 
 __all__ = ["fit", "FitResult", "NonFiniteLossError", "make_optimizer", "PROBE_FROM", "PROBE_TO"]
 
@@ -124,10 +126,10 @@ class _Trainer:
         if cfg.compile:
             loss_module = torch.compile(loss_module)
         self.loss_module = loss_module
-        if cfg.precision == "bf16" and self.device.type != "cuda":
-            warnings.warn("train.precision=bf16 autocasts on CUDA only; running fp32 on "
+        if cfg.precision == "bf16" and self.device.type not in AUTOCAST_DEVICES:
+            warnings.warn(f"train.precision=bf16 autocasts on {' and '.join(AUTOCAST_DEVICES)}; running fp32 on "
                           f"{self.device.type}", stacklevel=3)
-        autocast = (cfg.precision == "bf16" and self.device.type == "cuda")
+        autocast = (cfg.precision == "bf16" and self.device.type in AUTOCAST_DEVICES)
         self.stepper = GuardedStep(model, loss_module, self.optimizer, self.params, cfg, self.dist, self.device,
                                    autocast, self.budget)
 
