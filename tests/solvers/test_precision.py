@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sciflow.solvers import RK4, Diagonal, Euler, EulerMaruyama, odeint, sdeint
+from sciflow.solvers import RK4, Diagonal, Dopri5, Euler, EulerMaruyama, odeint, sdeint
 from sciflow.solvers._precision import in_state_dtype, working_state
 
 
@@ -60,3 +60,15 @@ def test_outside_autocast_a_half_state_is_the_callers_choice() -> None:
     assert in_state_dtype(half, torch.zeros(2, dtype=torch.float64)).dtype == torch.float64
     full = torch.ones(2)
     assert in_state_dtype(full, torch.zeros(2, dtype=torch.float64)) is full  # only half precision is cast
+
+
+@pytest.mark.parametrize("solver", [RK4(), Dopri5()])
+def test_half_precision_stages_are_combined_in_the_state_dtype(solver) -> None:
+    """A field that returns bf16 (an autocast layer) gives exactly the solve of the same values in
+    float32: the stages are cast before the update and the error estimate combine them."""
+    y0 = torch.randn(8, 3, generator=torch.Generator().manual_seed(0))
+    t = torch.linspace(0.0, 2.0, 5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = odeint(lambda t, y: (-0.5 * y).bfloat16(), y0, t, solver=solver, rtol=1e-4, atol=1e-6)
+    ref = odeint(lambda t, y: (-0.5 * y).bfloat16().float(), y0, t, solver=solver, rtol=1e-4, atol=1e-6)
+    assert got.dtype == torch.float32 and torch.equal(got, ref)

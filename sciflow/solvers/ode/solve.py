@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_term_kind, check_times
-from .._precision import working_state
+from .._precision import AutocastField, autocast_dtype, working_state
 from ._core import default_controller, solve_grid
 from ._event_replay import replay_events
 from .adjoint import BacksolveAdjoint, CheckpointAdjoint, DirectAdjoint
@@ -92,6 +92,12 @@ def solve(term: ODETerm, solver: ODESolver, t0, t1, y0: Tensor, *,
         controller = default_controller(solver, rtol=1e-6, atol=1e-8, dt=None, max_steps=100_000)
     adjoint = adjoint or DirectAdjoint()
     y0 = working_state(y0)  # a half-precision state under autocast is integrated in float32
+    if isinstance(term, ODETerm) and isinstance(y0, Tensor) and (dtype := autocast_dtype(y0.device.type)) is not None:
+        # the solver's arithmetic outside autocast, the field inside it (sciflow.solvers._precision)
+        with torch.autocast(y0.device.type, enabled=False):
+            return solve(ODETerm(AutocastField(term.vector_field, y0.device.type, dtype)), solver, t0, t1, y0,
+                         saveat=saveat, controller=controller, adjoint=adjoint, batch_ndim=batch_ndim,
+                         window=window, compile=compile, event=event)
     t0 = _as_time(t0, y0)
     t1 = _as_time(t1, y0)
     pieces, keep = [], []
@@ -189,6 +195,12 @@ def odeint(f: Callable[[Tensor, Tensor], Tensor], y0: Tensor, t: Tensor, *,
     """
     solver = Dopri5() if solver is None else solver
     y0 = working_state(y0)  # a half-precision state under autocast is integrated in float32
+    if isinstance(y0, Tensor) and (dtype := autocast_dtype(y0.device.type)) is not None:
+        # the solver's arithmetic outside autocast, the field inside it (sciflow.solvers._precision)
+        with torch.autocast(y0.device.type, enabled=False):
+            return odeint(AutocastField(f, y0.device.type, dtype), y0, t, solver=solver, rtol=rtol, atol=atol,
+                          dt=dt, adjoint=adjoint, max_steps=max_steps, controller=controller,
+                          batch_ndim=batch_ndim, return_stats=return_stats, compile=compile)
     if getattr(type(solver), "backend", False):
         if adjoint is not None and not isinstance(adjoint, (DirectAdjoint, BacksolveAdjoint)):
             raise ValueError(f"{solver!r} supports DirectAdjoint or BacksolveAdjoint, got {adjoint!r}")

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from sciflow.solvers._checks import check_term_kind
-from sciflow.solvers._precision import working_state
+from sciflow.solvers._precision import AutocastField, autocast_dtype, working_state
 from sciflow.solvers.ode.controller import PIController
 from sciflow.solvers.sde.adaptive import check_adaptive, integrate_adaptive_sde
 from sciflow.solvers.sde.base import SDESolver
@@ -106,6 +106,13 @@ def sdeint(
         save time at which it did (checked once, after the solve: no host sync per step).
     """
     y0 = working_state(y0)  # a half-precision state under autocast is integrated in float32
+    if isinstance(y0, Tensor) and (dtype := autocast_dtype(y0.device.type)) is not None:
+        # the solver's arithmetic outside autocast, drift and diffusion inside it (sciflow.solvers._precision)
+        dev = y0.device.type
+        with torch.autocast(dev, enabled=False):
+            return sdeint(AutocastField(drift, dev, dtype), AutocastField(diffusion, dev, dtype), y0, t,
+                          noise=noise, solver=solver, dt=dt, brownian=brownian, generator=generator,
+                          controller=controller, adjoint=adjoint, return_stats=return_stats)
     if isinstance(solver, TorchSDE):
         if controller is not None:
             raise ValueError("controller= is for sciflow's SDE solvers; for torchsde's adaptive stepping "
