@@ -33,7 +33,7 @@ class SDETerm:
         self.noise = noise
 
     def f(self, t: Tensor, y: Tensor) -> Tensor:
-        return in_state_dtype(self.drift(t, y), y)  # autocast: in the state's dtype (solvers._precision)
+        return in_state_dtype(self.drift(t, y), y)  # half precision: in the state's dtype (solvers._precision)
 
     def g(self, t: Tensor, y: Tensor) -> Tensor:
         return in_state_dtype(self.diffusion(t, y), y)
