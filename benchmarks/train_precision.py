@@ -40,7 +40,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import time_left, write_result  # noqa: E402
 
-from sciflow.cli.pipeline import build_model, prepare_splits, resolve_model_for_data, windows  # noqa: E402
+from sciflow.cli.pipeline import (build_model, model_for_data, prepare_splits, resolve_model_for_data,  # noqa: E402
+                                  windows)
 from sciflow.config import load_experiment  # noqa: E402
 from sciflow.training import BatchLoader, fit  # noqa: E402
 from sciflow.training._batch_stream import to_device  # noqa: E402
@@ -122,16 +123,10 @@ def prepare(name: str, overrides: list[str]):
     return exp, splits, windows(splits.train, exp.data.window, exp.data.stride)
 
 
-def _fresh(exp, splits, device: torch.device):
-    model = build_model(exp, seed=0)
-    model.fit_scaler(splits.train)
-    return model.to(device)
-
-
 def bf16_numerics(exp, splits, train, device: torch.device) -> dict:
     """Loss and gradient of ``model.loss`` on the first batch at the initial weights, fp32 vs bf16
     autocast on ``device`` (the same noise draws: the global RNG is reseeded before each)."""
-    model = _fresh(exp, splits, device)
+    model = model_for_data(exp, splits, 0).to(device)
     batch = to_device(next(iter(BatchLoader(train, exp.data.batch_size, seed=0))), device)
     params = [p for p in model.parameters() if p.requires_grad]
     out = {}
@@ -153,7 +148,7 @@ def bf16_numerics(exp, splits, train, device: torch.device) -> dict:
 def run_variant(exp, splits, train, device: torch.device, precision: str, compile: bool, log_every: int,
                 intervals: int) -> dict:
     """``fit`` for ``log_every * intervals`` steps; time per step from the logged intervals after the first."""
-    model = _fresh(exp, splits, device)
+    model = model_for_data(exp, splits, 0).to(device)
     cfg = replace(exp.train, max_steps=log_every * intervals, log_every=log_every, eval_every=0, checkpoint_every=0,
                   precision=precision, compile=compile, device=str(device), progress=False, max_time_s=None,
                   time_schedule="stop", ema_decay=None, keep_best=False, tensorboard=False, seed=0)

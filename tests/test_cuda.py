@@ -684,7 +684,7 @@ def test_bf16_autocast_keeps_states_and_losses_float32_on_device(name: str, over
     """``train.precision=bf16`` on the device's autocast lists (CUDA's differ from the CPU's: GRUs,
     group norms): the loss stays float32 and within bf16 rounding of the fp32 loss at the same
     weights and noise draws, and the gradient keeps its direction."""
-    from sciflow.cli.pipeline import build_model, prepare_splits, resolve_model_for_data, windows
+    from sciflow.cli.pipeline import model_for_data, prepare_splits, resolve_model_for_data, windows
     from sciflow.config import load_experiment
     from sciflow.training import BatchLoader
     from sciflow.training._batch_stream import to_device
@@ -692,9 +692,7 @@ def test_bf16_autocast_keeps_states_and_losses_float32_on_device(name: str, over
     exp = load_experiment(name, overrides)
     splits = prepare_splits(exp)
     exp = resolve_model_for_data(exp, splits)
-    model = build_model(exp, 0)
-    model.fit_scaler(splits.train)
-    model = model.to(DEV)
+    model = model_for_data(exp, splits, 0).to(DEV)
     batch = to_device(next(iter(BatchLoader(windows(splits.train, exp.data.window, exp.data.stride),
                                             exp.data.batch_size, seed=0))), DEV)
     losses, grads = [], []

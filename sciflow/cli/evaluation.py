@@ -277,7 +277,9 @@ def laplace_predictor(model: Any, splits: Splits, e: Any, noise_dims: Sequence[i
 def _laplace_diagnostics(lap: Any) -> dict[str, Any]:
     """The fitted hyperparameters of the Laplace posterior (the noise variances over the
     ``noise_dims``: lead time, and component where present); of each member's, for a mixture."""
-    if hasattr(lap, "components"):
+    from sciflow.uq import MixturePredictor
+
+    if isinstance(lap, MixturePredictor):
         return {"mixture_of": len(lap.components), "members": [_laplace_diagnostics(c) for c in lap.components]}
     return {"weights": lap.weights.names, "n_params": lap.n_params, "prior_precision": lap.prior_precision,
             "effective_parameters": lap.effective_parameters, "noise_dims": list(lap.noise_dims),

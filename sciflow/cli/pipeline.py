@@ -267,8 +267,12 @@ def build_model(exp: ExperimentConfig, seed: int):
     return _models()[exp.model.name](exp.model.config)
 
 
-def _prepare_model_for_data(model, train_batch) -> None:
-    model.fit_scaler(train_batch)  # normalisation buffers from the training split (no-op by default)
+def model_for_data(exp: ExperimentConfig, splits: Splits, seed: int):
+    """The untrained model of ``exp`` (initialised from ``seed``) with its normalisation buffers
+    fitted to the training split (``fit_scaler``; a no-op by default): what training starts from."""
+    model = build_model(exp, seed)
+    model.fit_scaler(splits.train)
+    return model
 
 
 def train_experiment(exp: ExperimentConfig, run_dir: Path, *, resume: bool = False, splits: Splits | None = None,
@@ -281,8 +285,7 @@ def train_experiment(exp: ExperimentConfig, run_dir: Path, *, resume: bool = Fal
     splits = splits or prepare_splits(exp)
     seed = exp.train.seed + (member or 0)
     cfg = replace(exp.train, seed=seed)
-    model = build_model(exp, seed)
-    _prepare_model_for_data(model, splits.train)
+    model = model_for_data(exp, splits, seed)
     tr = windows(splits.train, exp.data.window, exp.data.stride)
     va = windows(splits.val, exp.data.window, exp.data.stride) if len(splits.val) else None
     train_loader = BatchLoader(tr, exp.data.batch_size, seed=seed)

@@ -55,8 +55,7 @@ class MixturePredictor(Predictor):
             if p.samples is None:
                 raise ValueError(f"mixture component {i} ({type(self.components[i]).__name__}) gave no predictive "
                                  f"draws; every component must return samples")
-        n = min(p.samples.shape[0] for p in preds)
-        return Prediction.from_samples(torch.cat([p.samples[:n] for p in preds]), self.alpha)
+        return Prediction.from_samples(_pooled(preds), self.alpha)
 
     def _gaussian_mixture(self, preds: list[Prediction]) -> Prediction:
         mu = torch.stack([p.mean for p in preds])
@@ -66,11 +65,14 @@ class MixturePredictor(Predictor):
         sd = var.sqrt()
         lower = gaussian_mixture_quantile(mu, sd, self.alpha / 2)
         upper = gaussian_mixture_quantile(mu, sd, 1 - self.alpha / 2)
-        samples = None
-        if all(p.samples is not None for p in preds):
-            n = min(p.samples.shape[0] for p in preds)
-            samples = torch.cat([p.samples[:n] for p in preds])
+        samples = _pooled(preds) if all(p.samples is not None for p in preds) else None
         return Prediction(mean=mean, lower=lower, upper=upper, samples=samples, variance=total, alpha=self.alpha)
+
+
+def _pooled(preds: list[Prediction]) -> Tensor:
+    """The components' draws in equal shares: the first ``n`` of each, ``n`` the fewest any gave."""
+    n = min(p.samples.shape[0] for p in preds)
+    return torch.cat([p.samples[:n] for p in preds])
 
 
 def gaussian_mixture_quantile(means: Tensor, stds: Tensor, q: float, iters: int = 64) -> Tensor:

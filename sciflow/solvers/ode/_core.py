@@ -109,7 +109,7 @@ def solve_grid(term, solver: ODESolver, y0: Tensor, ts: Tensor,
     ts_flat = ts.reshape(B, T) if ts.ndim > 1 else ts.unsqueeze(0).expand(B, T)
     if direction < 0:
         ts_flat = -ts_flat
-    field = FlatField(term, tuple(y0.shape), batch_shape, shared_clock=batch_ndim == 0,
+    field = FlatField(term.vector_field, tuple(y0.shape), batch_shape, shared_clock=batch_ndim == 0,
                       direction=direction, finite_start=not isinstance(controller, ConstantStepSize))
     y0f = y0.reshape(B, S)
     h_last = None

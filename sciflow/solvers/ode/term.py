@@ -6,8 +6,6 @@ from typing import Callable
 
 from torch import Tensor
 
-from sciflow.solvers._precision import in_state_dtype
-
 __all__ = ["ODETerm"]
 
 
@@ -17,8 +15,7 @@ class ODETerm:
     ``f(t, y)`` receives ``y`` of shape ``(*batch, *state)`` and ``t`` either as a 0-d tensor (one
     clock for the whole batch) or, with per-trajectory stepping, of shape ``(*batch, 1, ..., 1)``
     (one time per trajectory, broadcastable against ``y``); write ``f`` with broadcasting
-    (``torch.sin(t) * y``) and it works in both cases. It returns ``dy/dt`` of ``y``'s shape
-    (a half-precision result, an autocast layer's, is cast to ``y``'s dtype: :mod:`sciflow.solvers._precision`).
+    (``torch.sin(t) * y``) and it works in both cases. It returns ``dy/dt`` of ``y``'s shape.
     """
 
     kind = "ode"  # declared capability: checked against ``solver.term_kinds``
@@ -29,7 +26,7 @@ class ODETerm:
         self.vector_field = vector_field
 
     def __call__(self, t: Tensor, y: Tensor) -> Tensor:
-        return in_state_dtype(self.vector_field(t, y), y)  # half-precision stages in the state's dtype
+        return self.vector_field(t, y)
 
     def __repr__(self) -> str:
         return f"ODETerm({getattr(self.vector_field, '__name__', type(self.vector_field).__name__)})"

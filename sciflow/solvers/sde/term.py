@@ -6,7 +6,6 @@ from typing import Callable
 
 from torch import Tensor
 
-from sciflow.solvers._precision import in_state_dtype
 from sciflow.solvers.sde.noise import Diagonal, NoiseType
 
 VectorField = Callable[[Tensor, Tensor], Tensor]
@@ -33,10 +32,10 @@ class SDETerm:
         self.noise = noise
 
     def f(self, t: Tensor, y: Tensor) -> Tensor:
-        return in_state_dtype(self.drift(t, y), y)  # half precision: in the state's dtype (solvers._precision)
+        return self.drift(t, y)
 
     def g(self, t: Tensor, y: Tensor) -> Tensor:
-        return in_state_dtype(self.diffusion(t, y), y)
+        return self.diffusion(t, y)
 
     def g_prod(self, g: Tensor, dw: Tensor) -> Tensor:
         return self.noise.prod(g, dw)
